@@ -1,0 +1,21 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first (idempotent).
+SHELL := /bin/bash
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+PARTS ?= 5
+RATE ?= 20
+
+.PHONY: venv demo test bench clean
+venv:
+	@scripts/bootstrap.sh
+
+demo: venv
+	.venv/bin/cobot-cell demo config/demo_cell.yaml --parts $(PARTS) --rate $(RATE)
+
+test: venv
+	.venv/bin/python -m pytest
+
+bench: venv
+	.venv/bin/python bench/run_all
+
+clean:
+	rm -rf .venv build install log .pytest_cache

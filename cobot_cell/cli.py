@@ -1,0 +1,330 @@
+"""`cobot-cell`: validate and estimate cell files, bring a cell up, run the demo, report a production log."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .core.config import CellConfig, CellFileError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+DEFAULT_CELL = Path(__file__).resolve().parent.parent / "config" / "demo_cell.yaml"
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _default_cell() -> str:
+    """The demo cell: from the source tree, or the installed share directory."""
+    if DEFAULT_CELL.exists():
+        return str(DEFAULT_CELL)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return str(Path(get_package_share_directory("cobot_cell")) / "config" / "demo_cell.yaml")
+    except Exception:  # noqa: BLE001 - no ament index: fall back to the path, load reports the error
+        return str(DEFAULT_CELL)
+
+
+def _load(path: str) -> CellConfig | None:
+    from .skills import load_cell
+
+    try:
+        return load_cell(path)
+    except CellFileError as exc:
+        err.print(f"[bold red]invalid cell file[/] {exc}", markup=True, soft_wrap=True)
+        return None
+
+
+# ------------------------------------------------------------------------------------------ validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a cell file; print a summary or every error."""
+    cfg = _load(args.cell)
+    if cfg is None:
+        return EXIT_USAGE
+    from .skills import estimate
+
+    console.print(f"[bold]{args.cell}[/]: cell '{cfg.cell.name}' is valid")
+    t = Table(title="Cobots", title_justify="left")
+    for col in ("cobot", "model", "namespace", "joints", "tools"):
+        t.add_column(escape(col))
+    for name, c in cfg.cobots.items():
+        tools = ", ".join(f"{n} ({tool.kind}: {tool.io})" for n, tool in c.tools.items())
+        t.add_row(name, c.model, cfg.cobot_namespace(name), str(len(c.joints)), tools)
+    console.print(t)
+    t = Table(title="Stations", title_justify="left")
+    for col in ("station", "kind", "xyz [m]", "places"):
+        t.add_column(escape(col))
+    for name, st in cfg.stations.items():
+        t.add_row(name, st.kind, ", ".join(f"{v:g}" for v in st.pose.xyz),
+                  str(st.pattern.places) if st.pattern else "")
+    console.print(t)
+    for jname, job in cfg.jobs.items():
+        est = {e.step: e.duration for e in estimate(cfg, jname)}
+        t = Table(title=f"Job '{jname}': {job.description}", title_justify="left")
+        for col in ("step", "skill", "cobot", "after", "planned [s]"):
+            t.add_column(escape(col), justify="right" if col == "planned [s]" else "left")
+        for s in job.steps:
+            t.add_row(s.name, s.skill, s.cobot, ", ".join(s.after) or "-", f"{est[s.name]:.2f}")
+        console.print(t)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ estimate
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Predicted step and part durations without starting ROS."""
+    cfg = _load(args.cell)
+    if cfg is None:
+        return EXIT_USAGE
+    job = args.job or next(iter(cfg.jobs))
+    if job not in cfg.jobs:
+        err.print(f"unknown job '{job}': expected one of {', '.join(cfg.jobs)}")
+        return EXIT_USAGE
+    from .core.config import topological_order
+    from .skills import estimate
+
+    est = estimate(cfg, job)
+    # Steps start when their predecessors end and their cobot is free (the sequencer's rule).
+    end: dict[str, float] = {}
+    free: dict[str, float] = {}
+    by_name = {e.step: e for e in est}
+    for name in topological_order(cfg.jobs[job]):
+        step = cfg.jobs[job].step(name)
+        start = max([end[d] for d in step.after] + [free.get(step.cobot, 0.0)])
+        end[name] = start + by_name[name].duration
+        free[step.cobot] = end[name]
+    t = Table(title=f"Estimate: job '{job}' of cell '{cfg.cell.name}'", title_justify="left")
+    for col in ("step", "skill", "cobot", "duration [s]", "ends at [s]"):
+        t.add_column(escape(col), justify="right" if "[" in col else "left")
+    for e in est:
+        t.add_row(e.step, e.skill, e.cobot, f"{e.duration:.2f}", f"{end[e.step]:.2f}")
+    console.print(t)
+    console.print(f"part cycle time: [bold]{max(end.values()):.2f} s[/]")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ up / demo
+def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int | None, echo: bool):
+    from .ros.bringup import BringupOptions, node_specs
+    from .ros.processes import NodeSet, ros_env
+
+    specs = node_specs(cfg, args.cell, BringupOptions(
+        sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db")))
+    return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the cell's node set as processes until Ctrl-C."""
+    cfg = _load(args.cell)
+    if cfg is None:
+        return EXIT_USAGE
+    work = Path(args.out or tempfile.mkdtemp(prefix="cobot_cell_"))
+    domain = int(os.environ["ROS_DOMAIN_ID"]) if "ROS_DOMAIN_ID" in os.environ else None
+    nodes = _node_set(cfg, args, work, domain, echo=True)
+    console.print(f"cell '{cfg.cell.name}' up: {len(nodes.specs)} nodes, rate {args.rate:g}x, "
+                  f"work dir {work} (Ctrl-C to stop)")
+    nodes.start()
+    try:
+        while not nodes.dead():
+            time.sleep(0.2)
+        for p in nodes.dead():
+            err.print(f"node {p.spec.fqn} exited with code {p.popen.returncode}")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        nodes.stop()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the cell in simulation for N parts through the real nodes; print cycle table and KPIs."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    cfg = _load(args.cell)
+    if cfg is None:
+        return EXIT_USAGE
+    if args.job and args.job not in cfg.jobs:
+        err.print(f"unknown job '{args.job}': expected one of {', '.join(cfg.jobs)}")
+        return EXIT_USAGE
+    from .ros.client import CellClient
+    from .ros.processes import DomainLease
+    from .skills import estimate
+    from .supervisor.kpi import kpis
+    from .supervisor.log import ProductionLog
+    from .supervisor.report import cycle_table, kpi_table, render
+
+    job = args.job or next(iter(cfg.jobs))
+    planned = sum(e.duration for e in estimate(cfg, job))
+    work = Path(args.out or tempfile.mkdtemp(prefix="cobot_cell_demo_"))
+    work.mkdir(parents=True, exist_ok=True)
+    lease = None
+    if "ROS_DOMAIN_ID" in os.environ:
+        domain = int(os.environ["ROS_DOMAIN_ID"])
+    else:
+        lease = DomainLease()
+        domain = lease.domain_id
+    db = Path(args.db or work / "production.db")
+    args.db = str(db)
+    nodes = _node_set(cfg, args, work, domain, echo=False)
+    console.print(f"[bold]cobot_cell demo[/]: cell '{cfg.cell.name}', job '{job}', {args.parts} parts, "
+                  f"sim at {args.rate:g}x real time, {len(nodes.specs)} node processes "
+                  f"(ROS_DOMAIN_ID {domain}, loopback only)")
+    console.print(f"work dir {work} (node logs, production log)")
+    t_wall0 = time.monotonic()
+    client = None
+    try:
+        nodes.start()
+        client = CellClient(cfg.cell.name, domain_id=domain, use_sim_time=True, node_name="demo_operator")
+
+        def show(r) -> None:
+            steps = "  ".join(f"{s.step} {s.duration:.2f}" for s in r.steps)
+            console.print(f"  part {r.part}/{args.parts} done at t={r.end:7.2f} s (sim): cycle "
+                          f"{r.cycle_time:.2f} s  ({steps})", markup=False)
+
+        client.on_report = show
+
+        def alive() -> bool:
+            dead = nodes.dead()
+            if dead:
+                names = ", ".join(f"{p.spec.fqn} (exit {p.popen.returncode}, log {p.log_path})" for p in dead)
+                raise RuntimeError(f"node process ended early: {names}")
+            return True
+
+        client.wait_for(lambda: alive() and client.state is not None, 60, "the planner's state")
+        client.wait_for(lambda: alive() and client.status.get("job") == job, 30, "the planner's status")
+        for cmd, target in (("reset", "Idle"), ("start", None)):
+            ok, msg = client.command(cmd)
+            if not ok:
+                raise RuntimeError(f"{cmd} refused: {msg}")
+            if target:
+                client.wait_for(lambda: alive() and client.state == target, 30, f"state {target}")
+        t_run0 = time.monotonic()
+        budget = 60 + 5 * args.parts * planned / args.rate
+        client.wait_for(lambda: alive() and client.state in ("Complete", "Aborted", "Stopped"), budget,
+                        "the run to complete")
+        t_run = time.monotonic() - t_run0
+        if client.state != "Complete":
+            raise RuntimeError(f"run ended in state {client.state}: {client.status.get('fault', '')}")
+        client.wait_for(lambda: alive() and client.kpis.get(cfg.cell.name, {}).get("parts") == str(args.parts),
+                        30, "the supervisor to log every part")
+        sup_kpis = dict(client.kpis[cfg.cell.name])
+    except (RuntimeError, TimeoutError) as exc:
+        err.print(f"[bold red]demo failed:[/] {exc}")
+        return EXIT_FAIL
+    finally:
+        if client is not None:
+            client.close()
+        nodes.stop()
+        if lease:
+            lease.release()
+    with ProductionLog(db) as log:
+        reports = log.parts(cell=cfg.cell.name)
+        faults = log.faults(cell=cfg.cell.name)
+    sim_span = max(r.end for r in reports) - min(r.start for r in reports)
+    print(render([cycle_table(reports, title=f"Production log: {len(reports)} parts ({db})"),
+                  kpi_table(kpis(reports, faults), title="KPIs (from the production log)")]))
+    console.print(f"supervisor KPIs (topic /supervisor/kpis): parts {sup_kpis.get('parts')}, "
+                  f"mean cycle {float(sup_kpis['mean_cycle_time']):.2f} s, "
+                  f"p95 cycle {float(sup_kpis['p95_cycle_time']):.2f} s")
+    console.print(f"run: {sim_span:.1f} s of sim time in {t_run:.1f} s wall = [bold]{sim_span / t_run:.1f}x[/] "
+                  f"real time; demo total {time.monotonic() - t_wall0:.1f} s wall")
+    ok = len(reports) == args.parts and all(r.status == "done" for r in reports)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+# ------------------------------------------------------------------------------------------ report
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print the cycle table and KPIs of a production log."""
+    from .supervisor.kpi import kpis
+    from .supervisor.log import ProductionLog
+    from .supervisor.report import cycle_table, kpi_table, render
+
+    if not Path(args.db).exists():
+        err.print(f"no production log at {args.db}")
+        return EXIT_USAGE
+    with ProductionLog(args.db) as log:
+        reports = log.parts(cell=args.cell_name)
+        faults = log.faults(cell=args.cell_name)
+    print(render([cycle_table(reports, title=f"{len(reports)} parts"), kpi_table(kpis(reports, faults))]))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ main
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `cobot-cell`."""
+    p = argparse.ArgumentParser(
+        prog="cobot-cell",
+        description="ROS 2 cell controller for collaborative robots: check cell files, run cells in "
+                    "simulation, report production.",
+        epilog="Exit codes: 0 ok, 1 run failed, 2 bad input (cell file, arguments).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("validate", help="check a cell file and print a summary or every error")
+    s.add_argument("cell", help="cell file (YAML)")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("estimate", help="predicted duration per step and per part, without ROS")
+    s.add_argument("cell", help="cell file (YAML)")
+    s.add_argument("job", nargs="?", help="job name (default: the first job)")
+    s.set_defaults(func=cmd_estimate)
+
+    for name, func, helptext in (
+            ("up", cmd_up, "run the cell's nodes (sim drivers, planner, supervisor) as processes until Ctrl-C; "
+                           "use `ros2 launch cobot_cell cell.launch.py` where ROS 2 launch is installed"),
+            ("demo", cmd_demo, "simulate the cell making parts through the real nodes, then print the cycle "
+                               "table and KPIs")):
+        s = sub.add_parser(name, help=helptext, description=helptext)
+        s.add_argument("cell", nargs="?", default=_default_cell(), help="cell file (default: the demo cell)")
+        s.add_argument("--job", help="job to run (default: the first job of the cell file)")
+        s.add_argument("--parts", type=_positive_int, default=5 if name == "demo" else 1, help="parts per run")
+        s.add_argument("--rate", type=_positive_float, default=20.0 if name == "demo" else 1.0,
+                       help="simulated seconds per wall second")
+        s.add_argument("--db", help="SQLite production log (default: in the work dir)")
+        s.add_argument("--out", help="work dir for node logs and parameters (default: a new temp dir)")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
+    s.add_argument("db", help="SQLite production log written by the supervisor")
+    s.add_argument("--cell", dest="cell_name", help="only this cell")
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `cobot-cell`."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Motion plans as the planner dispatches them: moves, IO switches and dwells, in order, for one cobot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, Union
+
+import numpy as np
+
+
+class TrajectoryLike(Protocol):
+    """What the core needs of a trajectory (cobot_cell.motion.trajectory.Trajectory fits)."""
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def final(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Move:
+    """Follow a joint trajectory; done when the cobot has arrived at its final point."""
+
+    trajectory: TrajectoryLike
+    label: str = "move"
+
+
+@dataclass(frozen=True)
+class SetIo:
+    """Switch a tool output (std_srvs/SetBool service of the cobot), e.g. close the gripper."""
+
+    tool: str
+    io: str
+    value: bool
+    label: str = "io"
+
+
+@dataclass(frozen=True)
+class Dwell:
+    """Wait a fixed time (gas pre-flow, gripper settle) in clock seconds."""
+
+    seconds: float
+    label: str = "dwell"
+
+
+Segment = Union[Move, SetIo, Dwell]
+
+
+@dataclass(frozen=True)
+class SkillPlan:
+    """What one step does on its cobot: the segments, and where the arm ends up."""
+
+    segments: tuple[Segment, ...]
+    end_q: np.ndarray
+
+    @property
+    def duration(self) -> float:
+        """Planned duration in clock seconds, counting IO switches as instantaneous."""
+        return plan_duration(self.segments)
+
+
+def plan_duration(segments: Sequence[Segment]) -> float:
+    """Sum of move and dwell durations of a segment list."""
+    total = 0.0
+    for seg in segments:
+        if isinstance(seg, Move):
+            total += seg.trajectory.duration
+        elif isinstance(seg, Dwell):
+            total += seg.seconds
+    return total

@@ -1,0 +1,228 @@
+"""Job sequencer: runs a job's step DAG for one part, one segment at a time per cobot.
+
+Steps on different cobots run in parallel once the steps they come `after` are done; a cobot runs one step at
+a time (file order among ready steps). The sequencer is driven by `update()`, called whenever something may
+have changed (a joint state, a service reply, a timer); it never blocks and reads time from the injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .config import Job, Step
+from .plan import Dwell, Move, Segment, SetIo, SkillPlan
+from .ports import Clock, CobotPort, Pending
+from .reports import CycleReport, StepTiming
+
+log = logging.getLogger(__name__)
+
+StepPlanner = Callable[[Step, int, np.ndarray], SkillPlan]
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why a step could not go on."""
+
+    step: str
+    cobot: str
+    skill: str
+    reason: str
+    time: float
+
+
+@dataclass
+class _Running:
+    step: Step
+    segments: tuple[Segment, ...]
+    start: float
+    index: int = 0
+    pending: Pending | None = None
+    dwell_until: float | None = None
+
+
+@dataclass
+class PartProgress:
+    """Where one part is: finished steps with their timings, and steps under way."""
+
+    part: int
+    run_id: str
+    done: dict[str, StepTiming] = field(default_factory=dict)
+    running: dict[str, _Running] = field(default_factory=dict)
+
+
+class JobSequencer:
+    """Sequences the steps of one job for one part at a time over a set of cobot ports."""
+
+    def __init__(
+        self,
+        cell: str,
+        job_name: str,
+        job: Job,
+        ports: Mapping[str, CobotPort],
+        planner: StepPlanner,
+        clock: Clock,
+    ):
+        missing = sorted({s.cobot for s in job.steps} - set(ports))
+        if missing:
+            raise ValueError(f"job '{job_name}': no port for cobot(s) {', '.join(missing)}")
+        self.cell = cell
+        self.job_name = job_name
+        self.job = job
+        self.ports = dict(ports)
+        self.planner = planner
+        self.clock = clock
+        self.paused = False
+        self.progress: PartProgress | None = None
+        self.failure: StepFailure | None = None
+        self.expected_q: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active(self) -> bool:
+        """A part is under way."""
+        return self.progress is not None
+
+    @property
+    def in_flight(self) -> bool:
+        """Some segment has been dispatched and has not finished."""
+        if self.progress is None:
+            return False
+        return any(
+            (r.pending is not None and not r.pending.done) or r.dwell_until is not None
+            for r in self.progress.running.values()
+        )
+
+    def busy_cobots(self) -> set[str]:
+        """Cobots running a step now."""
+        if self.progress is None:
+            return set()
+        return {r.step.cobot for r in self.progress.running.values()}
+
+    # ------------------------------------------------------------------ commands
+    def start_part(self, part: int, run_id: str) -> None:
+        """Begin a part; its first steps are dispatched on the next update."""
+        if self.progress is not None:
+            raise RuntimeError(f"part {self.progress.part} is still under way")
+        self.failure = None
+        self.progress = PartProgress(part=part, run_id=run_id)
+        log.debug("part %d of run %s started", part, run_id)
+
+    def abandon(self) -> PartProgress | None:
+        """Stop every cobot now and drop the part under way; returns what it had done."""
+        for port in self.ports.values():
+            port.stop()
+        progress, self.progress = self.progress, None
+        self.expected_q.clear()
+        return progress
+
+    def update(self) -> CycleReport | None:
+        """Advance the part; returns its report when its last step finishes."""
+        prog = self.progress
+        if prog is None or self.failure is not None:
+            return None
+        for name in list(prog.running):
+            self._advance(prog, prog.running[name])
+            if self.failure is not None:
+                return None
+        if not self.paused:
+            self._start_ready_steps(prog)
+            if self.failure is not None:
+                return None
+        if not prog.running and len(prog.done) == len(self.job.steps):
+            return self._finish(prog)
+        return None
+
+    # ------------------------------------------------------------------ internals
+    def _start_ready_steps(self, prog: PartProgress) -> None:
+        started = True
+        while started:
+            started = False
+            busy = self.busy_cobots()
+            for step in self.job.steps:
+                if step.name in prog.done or step.name in prog.running or step.cobot in busy:
+                    continue
+                if not all(dep in prog.done for dep in step.after):
+                    continue
+                self._start_step(prog, step)
+                if self.failure is not None:
+                    return
+                started = True
+                break
+
+    def _start_step(self, prog: PartProgress, step: Step) -> None:
+        now = self.clock.now()
+        start_q = self.expected_q.get(step.cobot)
+        if start_q is None:
+            start_q = self.ports[step.cobot].joint_positions()
+        if start_q is None:
+            self._fail(step, f"no joint state from cobot '{step.cobot}'")
+            return
+        try:
+            plan = self.planner(step, prog.part, np.asarray(start_q, dtype=float))
+        except ValueError as exc:
+            self._fail(step, f"cannot plan: {exc}")
+            return
+        self.expected_q[step.cobot] = np.asarray(plan.end_q, dtype=float)
+        run = _Running(step=step, segments=plan.segments, start=now)
+        prog.running[step.name] = run
+        log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot,
+                  len(plan.segments))
+        self._advance(prog, run)
+
+    def _advance(self, prog: PartProgress, run: _Running) -> None:
+        port = self.ports[run.step.cobot]
+        while True:
+            if run.pending is not None:
+                port.poll(run.pending)
+                if not run.pending.done:
+                    return
+                if run.pending.error:
+                    self._fail(run.step, run.pending.error)
+                    return
+                run.pending = None
+                run.index += 1
+            if run.dwell_until is not None:
+                if self.clock.now() < run.dwell_until - 1e-9:
+                    return
+                run.dwell_until = None
+                run.index += 1
+            if run.index >= len(run.segments):
+                self._step_done(prog, run)
+                return
+            if self.paused:
+                return
+            seg = run.segments[run.index]
+            if isinstance(seg, Move):
+                run.pending = port.move(seg.trajectory)
+            elif isinstance(seg, SetIo):
+                run.pending = port.set_io(seg.io, seg.value)
+            elif isinstance(seg, Dwell):
+                run.dwell_until = self.clock.now() + seg.seconds
+            else:  # pragma: no cover - the Segment union is closed
+                raise TypeError(f"unknown segment {seg!r}")
+
+    def _step_done(self, prog: PartProgress, run: _Running) -> None:
+        now = self.clock.now()
+        s = run.step
+        prog.done[s.name] = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now)
+        del prog.running[s.name]
+        log.debug("part %d: step %s done in %.3f s", prog.part, s.name, now - run.start)
+
+    def _fail(self, step: Step, reason: str) -> None:
+        self.failure = StepFailure(step=step.name, cobot=step.cobot, skill=step.skill, reason=reason,
+                                   time=self.clock.now())
+        log.warning("step %s on %s failed: %s", step.name, step.cobot, reason)
+
+    def _finish(self, prog: PartProgress) -> CycleReport:
+        order = {s.name: i for i, s in enumerate(self.job.steps)}
+        steps = tuple(sorted(prog.done.values(), key=lambda t: (t.start, order[t.step])))
+        report = CycleReport(
+            cell=self.cell, job=self.job_name, run_id=prog.run_id, part=prog.part,
+            start=min(t.start for t in steps), end=max(t.end for t in steps), steps=steps,
+        )
+        self.progress = None
+        return report

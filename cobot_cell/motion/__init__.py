@@ -1,0 +1,1 @@
+"""Motion: kinematics of the arm model and time-parameterised trajectories (numpy only)."""

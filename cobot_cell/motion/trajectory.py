@@ -1,0 +1,374 @@
+"""Time-parameterised joint trajectories: trapezoidal joint moves, waypoint paths and Cartesian lines.
+
+A ``Trajectory`` is a list of knots (time, joint positions, joint velocities) starting at t = 0, the form a
+``joint_trajectory_controller`` takes; between knots it is a cubic Hermite curve, as the controller
+interpolates. ``joint_move`` is a synchronised rest-to-rest trapezoid (the slowest joint sets the
+duration, every joint starts and stops together within its own velocity and acceleration limit);
+``joint_path`` chains such moves through waypoints; ``linear_move`` moves the flange (or a TCP) on a straight
+line with slerped orientation, solving IK at every path sample and timing the path parameter with a
+trapezoid that respects the tool speed and the joint limits; ``concatenate`` joins trajectories end to
+start. Bad arguments raise ``ValueError`` naming the argument; infeasible lines raise ``UnreachableError``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import numpy as np
+
+from .kinematics import ArmModel, UnreachableError, fk, ik
+from .transforms import interpolate_pose, invert, rotation_angle
+
+__all__ = [
+    "Trajectory",
+    "trapezoid_times",
+    "joint_move",
+    "joint_path",
+    "linear_move",
+    "concatenate",
+    "MAX_JOINT_STEP",
+]
+
+Limits = Union[float, Sequence[float], np.ndarray]
+
+MAX_JOINT_STEP = 0.2
+"""Largest joint change (rad) allowed between two samples of a Cartesian line before it is rejected."""
+_KNOT_JOINT_STEP = 0.02  # a Cartesian line is resampled until no joint moves more than this (rad) per knot
+_MAX_LINE_SAMPLES = 20000
+_KNOT_EPS = 1e-9  # knots closer than this (s) are merged
+_JOIN_TOL = 1e-9  # position / velocity mismatch allowed where trajectories are concatenated
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Joint trajectory knots: times (N,) from 0.0 strictly increasing, positions and velocities (N, J)."""
+
+    times: np.ndarray
+    positions: np.ndarray
+    velocities: np.ndarray
+
+    def __post_init__(self) -> None:
+        times = np.array(self.times, dtype=float)
+        pos = np.array(self.positions, dtype=float)
+        vel = np.array(self.velocities, dtype=float)
+        if times.ndim != 1 or times.size == 0:
+            raise ValueError(f"times must be a non-empty 1-D array, got shape {times.shape}")
+        if pos.ndim != 2 or pos.shape[0] != times.size:
+            raise ValueError(f"positions must have shape ({times.size}, J), got {pos.shape}")
+        if vel.shape != pos.shape:
+            raise ValueError(f"velocities must have the shape of positions {pos.shape}, got {vel.shape}")
+        if not (np.all(np.isfinite(times)) and np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))):
+            raise ValueError("times, positions and velocities must be finite")
+        if times[0] != 0.0:
+            raise ValueError(f"times must start at 0.0, got {times[0]}")
+        if np.any(np.diff(times) <= 0.0):
+            raise ValueError("times must be strictly increasing")
+        for name, arr in (("times", times), ("positions", pos), ("velocities", vel)):
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    @property
+    def duration(self) -> float:
+        """Time of the last knot (s); 0.0 for a single-knot trajectory."""
+        return float(self.times[-1])
+
+    @property
+    def start(self) -> np.ndarray:
+        """Joint positions at t = 0."""
+        return self.positions[0].copy()
+
+    @property
+    def final(self) -> np.ndarray:
+        """Joint positions at the end."""
+        return self.positions[-1].copy()
+
+    @property
+    def joint_count(self) -> int:
+        """Number of joints J."""
+        return int(self.positions.shape[1])
+
+    def _segment(self, t: float) -> tuple[int, float, float]:
+        """Knot index i, local fraction s in [0, 1] and interval length h for a time, clamped to the span."""
+        t = min(max(float(t), 0.0), self.duration)
+        i = int(np.searchsorted(self.times, t, side="right")) - 1
+        i = min(i, self.times.size - 2)
+        h = float(self.times[i + 1] - self.times[i])
+        return i, (t - float(self.times[i])) / h, h
+
+    def sample(self, t: float) -> np.ndarray:
+        """Joint positions at time t (clamped to [0, duration]); exact at knots, cubic Hermite between."""
+        if self.times.size == 1 or t >= self.duration:
+            return self.positions[-1].copy()
+        if t <= 0.0:
+            return self.positions[0].copy()
+        i, s, h = self._segment(t)
+        if s == 0.0:
+            return self.positions[i].copy()
+        s2, s3 = s * s, s * s * s
+        return ((2 * s3 - 3 * s2 + 1) * self.positions[i] + (s3 - 2 * s2 + s) * h * self.velocities[i]
+                + (-2 * s3 + 3 * s2) * self.positions[i + 1] + (s3 - s2) * h * self.velocities[i + 1])
+
+    def sample_velocity(self, t: float) -> np.ndarray:
+        """Joint velocities at time t (clamped to [0, duration]), the derivative of ``sample``."""
+        if self.times.size == 1 or t >= self.duration:
+            return self.velocities[-1].copy()
+        if t <= 0.0:
+            return self.velocities[0].copy()
+        i, s, h = self._segment(t)
+        s2 = s * s
+        return ((6 * s2 - 6 * s) / h * self.positions[i] + (3 * s2 - 4 * s + 1) * self.velocities[i]
+                + (-6 * s2 + 6 * s) / h * self.positions[i + 1] + (3 * s2 - 2 * s) * self.velocities[i + 1])
+
+
+def _positive(value: float, name: str) -> float:
+    v = float(value)
+    if not (math.isfinite(v) and v > 0.0):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return v
+
+
+def _limits(value: Limits, name: str, joints: int) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        arr = np.full(joints, float(arr))
+    if arr.shape != (joints,):
+        raise ValueError(f"{name} must be a number or have {joints} values (one per joint), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr) & (arr > 0.0)):
+        raise ValueError(f"{name} must be positive and finite, got {arr.tolist()}")
+    return arr
+
+
+def _joint_vector(value: Sequence[float], name: str, joints: int | None = None, ref: str = "") -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D joint vector, got shape {arr.shape}")
+    if joints is not None and arr.size != joints:
+        raise ValueError(f"{name} has {arr.size} joint values but {ref} has {joints}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    return arr
+
+
+def trapezoid_times(distance: float, v_max: float, a_max: float) -> tuple[float, float]:
+    """(total time, acceleration time) of the fastest rest-to-rest trapezoid (or triangle) over |distance|."""
+    d = abs(float(distance))
+    if not math.isfinite(d):
+        raise ValueError(f"distance must be finite, got {distance}")
+    v = _positive(v_max, "v_max")
+    a = _positive(a_max, "a_max")
+    if d == 0.0:
+        return 0.0, 0.0
+    if d >= v * v / a:
+        return d / v + v / a, v / a
+    ta = math.sqrt(d / a)
+    return 2.0 * ta, ta
+
+
+def _single_knot(q: np.ndarray) -> Trajectory:
+    return Trajectory(np.zeros(1), q[None, :].copy(), np.zeros((1, q.size)))
+
+
+def joint_move(q0: Sequence[float], q1: Sequence[float], v_max: Limits, a_max: Limits,
+               sample_dt: float = 0.02) -> Trajectory:
+    """Synchronised rest-to-rest trapezoidal joint move from q0 to q1.
+
+    The slowest joint sets the duration. Every joint follows that joint's profile shape scaled to its own
+    distance when this stays within its limits (the usual case: a straight line in joint space); a joint for
+    which it would not gets its own trapezoid at its acceleration limit, stretched to the same duration.
+    Knots every sample_dt, plus the exact phase-switch instants (so ``sample`` reproduces the piecewise
+    quadratic profile exactly) and the end point. A zero-length move is a single knot with duration 0.0.
+    """
+    start = _joint_vector(q0, "q0")
+    goal = _joint_vector(q1, "q1", start.size, "q0")
+    v = _limits(v_max, "v_max", start.size)
+    a = _limits(a_max, "a_max", start.size)
+    dt = _positive(sample_dt, "sample_dt")
+    delta = goal - start
+    dist = np.abs(delta)
+    if not np.any(dist > 0.0):
+        return _single_knot(goal)
+    t_min = np.array([trapezoid_times(d, vi, ai)[0] for d, vi, ai in zip(dist, v, a)])
+    k = int(np.argmax(t_min))
+    T = float(t_min[k])
+    ta_k = trapezoid_times(dist[k], v[k], a[k])[1]
+
+    # Per joint: cruise speed vc and acceleration time ta (acceleration vc / ta).
+    vc = dist / (T - ta_k)
+    ta = np.full(start.size, ta_k)
+    own = (vc > v * (1 + 1e-12)) | (vc / ta_k > a * (1 + 1e-12))
+    own[k] = False
+    if np.any(own):
+        # Trapezoid at the joint's acceleration limit lasting T: vc^2/a - vc*T + d = 0, smaller root.
+        disc = np.sqrt(np.maximum(T * T - 4.0 * dist[own] / a[own], 0.0))
+        vc[own] = 2.0 * dist[own] / (T + disc)
+        ta[own] = vc[own] / a[own]
+
+    grid = np.arange(int(T // dt) + 1) * dt
+    switches = np.concatenate([ta[dist > 0], T - ta[dist > 0]])
+    times = np.unique(np.concatenate([grid, switches]))
+    times = times[(times > _KNOT_EPS) & (times < T - _KNOT_EPS)]
+    times = np.concatenate([[0.0], times, [T]])
+    # Drop grid knots that land within _KNOT_EPS of a switch instant.
+    times = times[np.concatenate([[True], np.diff(times) > _KNOT_EPS])]
+    times[-1] = T
+
+    frac, rate = _trapezoid_eval(times[:, None], T, ta[None, :], vc[None, :], dist[None, :])
+    direction = np.sign(delta)
+    positions = start + direction * frac
+    velocities = direction * rate
+    positions[-1] = goal
+    velocities[0] = 0.0
+    velocities[-1] = 0.0
+    return Trajectory(times, positions, velocities)
+
+
+def _trapezoid_eval(t: np.ndarray, T: float, ta: np.ndarray, vc: np.ndarray,
+                    dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance covered and speed at times t of rest-to-rest trapezoids (broadcast over joints)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(ta > 0.0, vc / ta, 0.0)
+    accel = t < ta
+    decel = t > T - ta
+    tr = T - t
+    pos = np.where(accel, 0.5 * acc * t * t,
+                   np.where(decel, dist - 0.5 * acc * tr * tr, 0.5 * acc * ta * ta + vc * (t - ta)))
+    vel = np.where(accel, acc * t, np.where(decel, acc * tr, vc))
+    return pos, vel
+
+
+def concatenate(trajs: Sequence[Trajectory]) -> Trajectory:
+    """Join trajectories end to start; each must begin where (and as fast as) the previous one ends."""
+    items = list(trajs)
+    if not items:
+        raise ValueError("trajs must contain at least one trajectory")
+    joints = items[0].joint_count
+    times, pos, vel = [items[0].times], [items[0].positions], [items[0].velocities]
+    offset = items[0].duration
+    for n, tr in enumerate(items[1:], start=1):
+        if tr.joint_count != joints:
+            raise ValueError(f"trajs[{n}] has {tr.joint_count} joints but trajs[0] has {joints}")
+        gap = float(np.max(np.abs(tr.positions[0] - pos[-1][-1])))
+        if gap > _JOIN_TOL:
+            raise ValueError(f"trajs[{n}] starts {gap:.3g} rad away from where trajs[{n - 1}] ends")
+        jump = float(np.max(np.abs(tr.velocities[0] - vel[-1][-1])))
+        if jump > _JOIN_TOL:
+            raise ValueError(f"trajs[{n}] starts with a velocity {jump:.3g} rad/s off the end of trajs[{n - 1}]")
+        if tr.times.size > 1:
+            times.append(tr.times[1:] + offset)
+            pos.append(tr.positions[1:])
+            vel.append(tr.velocities[1:])
+            offset += tr.duration
+    return Trajectory(np.concatenate(times), np.concatenate(pos), np.concatenate(vel))
+
+
+def joint_path(waypoints: np.ndarray, v_max: Limits, a_max: Limits, sample_dt: float = 0.02) -> Trajectory:
+    """Rest-to-rest synchronised joint moves through each waypoint (rows of an (M, J) array), concatenated."""
+    wp = np.asarray(waypoints, dtype=float)
+    if wp.ndim != 2 or wp.shape[0] == 0 or wp.shape[1] == 0:
+        raise ValueError(f"waypoints must be an (M, J) array with M >= 1, got shape {wp.shape}")
+    if not np.all(np.isfinite(wp)):
+        raise ValueError("waypoints must be finite")
+    v = _limits(v_max, "v_max", wp.shape[1])
+    a = _limits(a_max, "a_max", wp.shape[1])
+    _positive(sample_dt, "sample_dt")
+    moves = [joint_move(wp[i], wp[i + 1], v, a, sample_dt) for i in range(wp.shape[0] - 1)]
+    return concatenate([_single_knot(wp[0])] + moves)
+
+
+def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed: float, v_max: Limits,
+                a_max: Limits, base_step: float = 0.005, *, tcp: np.ndarray | None = None) -> Trajectory:
+    """Straight-line move of the flange (or of the TCP at flange pose @ tcp) from fk(q0) to T_goal.
+
+    Position is interpolated linearly and orientation by slerp, with samples at most base_step metres apart
+    (and at most base_step / 0.25 rad of rotation), refined until no joint moves more than 0.02 rad between
+    samples. IK at each sample is seeded by the previous solution; UnreachableError names the fraction of
+    the path where IK fails or a joint would jump more than MAX_JOINT_STEP rad. The path parameter follows
+    a trapezoid whose speed keeps the tool at or below `speed` (m/s) and every joint within v_max, and whose
+    acceleration (including the path-curvature term) keeps every joint within a_max. Knots are the path
+    samples; a zero-length line gives a single knot. With `tcp`, T_goal, the line and `speed` refer to the
+    TCP instead of the flange.
+    """
+    start = _joint_vector(q0, "q0", model.dof, f"arm model '{model.name}'")
+    goal = np.asarray(T_goal, dtype=float)
+    if goal.shape != (4, 4) or not np.all(np.isfinite(goal)):
+        raise ValueError(f"T_goal must be a finite 4x4 homogeneous matrix, got shape {goal.shape}")
+    v_tool = _positive(speed, "speed")
+    v = _limits(v_max, "v_max", model.dof)
+    a = _limits(a_max, "a_max", model.dof)
+    step = _positive(base_step, "base_step")
+    if tcp is None:
+        tool = np.eye(4)
+    else:
+        tool = np.asarray(tcp, dtype=float)
+        if tool.shape != (4, 4) or not np.all(np.isfinite(tool)):
+            raise ValueError(f"tcp must be a finite 4x4 homogeneous matrix, got shape {tool.shape}")
+    tool_inv = invert(tool)
+
+    P0 = fk(model, start) @ tool
+    length = float(np.linalg.norm(goal[:3, 3] - P0[:3, 3]))
+    angle = rotation_angle(P0, goal)
+    n = int(math.ceil(max(length / step, angle * 0.25 / step) - 1e-9))
+    if n == 0:
+        return _single_knot(start)
+
+    q = _line_samples(model, start, P0, goal, tool_inv, n)
+    finest = float(np.max(np.abs(np.diff(q, axis=0))))
+    if finest > _KNOT_JOINT_STEP:
+        # Joints move a lot per Cartesian step (e.g. near a singularity): refine so that the cubic
+        # interpolation between knots stays close to the line.
+        n = min(int(math.ceil(n * finest / _KNOT_JOINT_STEP)), _MAX_LINE_SAMPLES)
+        q = _line_samples(model, start, P0, goal, tool_inv, n)
+
+    ds = 1.0 / n
+    slope = np.abs(np.diff(q, axis=0)) / ds                     # |dq/ds| per segment
+    g = slope.max(axis=0)
+    h = (np.abs(np.diff(q, n=2, axis=0)).max(axis=0) / (ds * ds)) if n >= 2 else np.zeros(model.dof)
+    with np.errstate(divide="ignore"):
+        # |q''| sdot^2 uses at most half of a_max, |q'| sddot the rest.
+        sdot = min(v_tool / length if length > 0 else math.inf,
+                   float(np.min(v / g)), float(np.min(np.sqrt(a / (2.0 * h)))))
+        sddot = float(np.min((a - h * sdot * sdot) / g))
+    if not (math.isfinite(sdot) and math.isfinite(sddot)):
+        return _single_knot(start)   # no joint moves at all (sub-numerical line)
+    T, ta = trapezoid_times(1.0, sdot, sddot)
+    vc = sddot * ta
+    times, rate = _path_times(np.linspace(0.0, 1.0, n + 1), T, ta, vc, sddot)
+    dq_ds = np.gradient(q, ds, axis=0, edge_order=1)
+    velocities = dq_ds * rate[:, None]
+    velocities[0] = 0.0
+    velocities[-1] = 0.0
+    return Trajectory(times, q, velocities)
+
+
+def _line_samples(model: ArmModel, start: np.ndarray, P0: np.ndarray, goal: np.ndarray, tool_inv: np.ndarray,
+                  n: int) -> np.ndarray:
+    """IK at n + 1 evenly spaced poses of the line, each seeded by the previous; rejects jumps."""
+    s = np.linspace(0.0, 1.0, n + 1)
+    q = np.empty((n + 1, model.dof))
+    q[0] = start
+    for i in range(1, n + 1):
+        pose = goal if i == n else interpolate_pose(P0, goal, float(s[i]))
+        try:
+            q[i] = ik(model, pose @ tool_inv, q[i - 1])
+        except UnreachableError as exc:
+            raise UnreachableError(f"linear move blocked at {s[i]:.1%} of the path: {exc}") from None
+        jump = np.abs(q[i] - q[i - 1])
+        j = int(np.argmax(jump))
+        if jump[j] > MAX_JOINT_STEP:
+            raise UnreachableError(
+                f"linear move blocked at {s[i]:.1%} of the path: {model.joint_names[j]} would jump "
+                f"{jump[j]:.3f} rad between samples (> {MAX_JOINT_STEP:g}; singularity or configuration change)")
+    return q
+
+
+def _path_times(s: np.ndarray, T: float, ta: float, vc: float, acc: float) -> tuple[np.ndarray, np.ndarray]:
+    """Times at which a rest-to-rest trapezoid over s in [0, 1] passes each s, and ds/dt there."""
+    s_acc = 0.5 * acc * ta * ta
+    t = np.where(s <= s_acc, np.sqrt(2.0 * np.maximum(s, 0.0) / acc),
+                 np.where(s >= 1.0 - s_acc, T - np.sqrt(2.0 * np.maximum(1.0 - s, 0.0) / acc),
+                          ta + (s - s_acc) / vc))
+    t[0], t[-1] = 0.0, T
+    rate = np.where(t < ta, acc * t, np.where(t > T - ta, acc * (T - t), vc))
+    return t, np.clip(rate, 0.0, vc)

@@ -1,0 +1,1 @@
+"""Teach-pendant bridge: framed serial line protocol and transport."""

@@ -1,0 +1,1 @@
+"""rclpy adapters: one Node class per executable."""

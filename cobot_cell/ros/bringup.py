@@ -1,0 +1,99 @@
+"""Bringup: one function turns a cell file into the node set; launch files and `cobot-cell up` both use it.
+
+Imports no rclpy, so `ros2 launch` (which imports it from the launch file) and the CLI share it cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.config import CellConfig
+
+PACKAGE = "cobot_cell"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the cell: what to run, under which name and namespace, with which parameters."""
+
+    executable: str
+    module: str
+    name: str
+    namespace: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fqn(self) -> str:
+        """Fully qualified node name."""
+        return f"{self.namespace.rstrip('/')}/{self.name}"
+
+
+@dataclass(frozen=True)
+class BringupOptions:
+    """What the integrator chooses at bringup."""
+
+    sim: bool = True
+    rate: float = 1.0
+    job: str = ""
+    parts: int = 1
+    db: str = "production.db"
+    supervisor: bool = True
+
+
+def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
+    """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor."""
+    if opts.rate <= 0:
+        raise ValueError(f"rate must be > 0, got {opts.rate}")
+    if opts.parts < 1:
+        raise ValueError(f"parts must be >= 1, got {opts.parts}")
+    if opts.job and opts.job not in cfg.jobs:
+        raise ValueError(f"unknown job '{opts.job}': expected one of {', '.join(cfg.jobs)}")
+    specs: list[NodeSpec] = []
+    sim_time = opts.sim
+    if opts.sim:
+        for i, (name, cobot) in enumerate(cfg.cobots.items()):
+            owner = i == 0
+            specs.append(NodeSpec(
+                executable="sim_cobot", module="cobot_cell.ros.sim_cobot_node", name="sim_cobot",
+                namespace=cfg.cobot_namespace(name),
+                parameters={
+                    "joint_names": list(cobot.joints),
+                    "initial_positions": [float(v) for v in cobot.home],
+                    "io_names": [t.io for t in cobot.tools.values()] or [""],
+                    "controller": cobot.controller,
+                    "publish_clock": owner,
+                    "rate": float(opts.rate),
+                    "use_sim_time": not owner,
+                },
+            ))
+    specs.append(NodeSpec(
+        executable="task_planner", module="cobot_cell.ros.planner_node", name="task_planner",
+        namespace="/" + cfg.cell.name,
+        parameters={"cell_file": str(Path(cell_file).resolve()), "job": opts.job, "parts": int(opts.parts),
+                    "use_sim_time": sim_time, "stamp_trajectories": opts.sim},
+    ))
+    if opts.supervisor:
+        specs.append(NodeSpec(
+            executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor", namespace="/",
+            parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": sim_time},
+        ))
+    return specs
+
+
+def params_file(spec: NodeSpec, directory: str | os.PathLike) -> Path:
+    """Write a ROS 2 parameters file for a node spec and return its path."""
+    path = Path(directory) / f"{spec.fqn.strip('/').replace('/', '__')}.params.yaml"
+    path.write_text(yaml.safe_dump({spec.fqn: {"ros__parameters": spec.parameters}}, sort_keys=False))
+    return path
+
+
+def command(spec: NodeSpec, params_path: str | os.PathLike, python: str = sys.executable) -> list[str]:
+    """The process command that runs a node spec without `ros2 run` (this interpreter, module entry point)."""
+    return [python, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}", "-r", f"__ns:={spec.namespace}",
+            "--params-file", str(params_path)]

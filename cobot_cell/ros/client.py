@@ -1,0 +1,116 @@
+"""CellClient: an operator-side node (demo, tests, pendant) that commands a cell and follows its reports.
+
+Runs on a private rclpy Context so it never disturbs other nodes of the process; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from ..core.reports import CycleReport
+from .common import LATCHED, REPORTS, key_values
+
+
+class CellClient:
+    """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
+
+    def __init__(self, cell: str, domain_id: int | None = None, use_sim_time: bool = False,
+                 node_name: str = "cell_client"):
+        self.cell = cell
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(node_name, context=self.context,
+                         parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.state: str | None = None
+        self.status: dict[str, str] = {}
+        self.reports: list[CycleReport] = []
+        self.kpis: dict[str, dict[str, str]] = {}
+        self.on_report: Callable[[CycleReport], None] | None = None
+        ns = f"/{cell}"
+        self.node.create_subscription(String, f"{ns}/state", self._on_state, LATCHED)
+        self.node.create_subscription(DiagnosticStatus, f"{ns}/status", self._on_status, LATCHED)
+        self.node.create_subscription(DiagnosticStatus, f"{ns}/cycle", self._on_cycle, REPORTS)
+        self.node.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
+        self._commands: dict[str, rclpy.client.Client] = {}
+        self._params = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
+
+    def _on_state(self, msg: String) -> None:
+        self.state = msg.data
+
+    def _on_status(self, msg: DiagnosticStatus) -> None:
+        self.status = dict(key_values(msg))
+
+    def _on_cycle(self, msg: DiagnosticStatus) -> None:
+        report = CycleReport.from_key_values(key_values(msg))
+        if any(r.run_id == report.run_id and r.part == report.part for r in self.reports):
+            return
+        self.reports.append(report)
+        if self.on_report:
+            self.on_report(report)
+
+    def _on_kpis(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            self.kpis[st.hardware_id] = dict(key_values(st))
+
+    def spin_once(self, timeout: float = 0.05) -> None:
+        """Process whatever has arrived (waits at most `timeout` s)."""
+        self.executor.spin_once(timeout_sec=timeout)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Spin until predicate() is true; TimeoutError naming `what` after `timeout` wall seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what} (state {self.state})")
+            self.spin_once(0.05)
+
+    def _call(self, client, request, timeout: float, what: str):
+        self.wait_for(client.service_is_ready, timeout, f"service {client.srv_name}")
+        future = client.call_async(request)
+        self.wait_for(future.done, timeout, what)
+        return future.result()
+
+    def command(self, name: str, timeout: float = 10.0) -> tuple[bool, str]:
+        """Call a PackML command service; returns (success, message)."""
+        if name not in self._commands:
+            self._commands[name] = self.node.create_client(Trigger, f"/{self.cell}/{name}")
+        resp = self._call(self._commands[name], Trigger.Request(), timeout, f"reply to '{name}'")
+        return resp.success, resp.message
+
+    def set_parameter(self, name: str, value: str | int, timeout: float = 10.0) -> tuple[bool, str]:
+        """Set one planner parameter (job or parts); returns (successful, reason)."""
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise TypeError("value must be a str or an int")
+        pv = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
+              else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
+        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=pv)])
+        resp = self._call(self._params, req, timeout, f"reply to setting '{name}'")
+        result = resp.results[0]
+        return result.successful, result.reason
+
+    def close(self) -> None:
+        """Destroy the node and shut the private context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+    def __enter__(self) -> "CellClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,244 @@
+"""sim_cobot: a ros2_control stand-in for one arm.
+
+Same interface as a joint_trajectory_controller on real hardware or in Gazebo:
+`<controller>/joint_trajectory` (trajectory_msgs/JointTrajectory) in, `joint_states` out at `state_rate` Hz,
+tool IO as std_srvs/SetBool services, health on `/diagnostics`. An empty trajectory stops the arm where it is.
+With `publish_clock` the node owns `/clock` and runs simulated time at `rate` x real time: every wall tick
+(`clock_hz`) advances simulated time by rate / clock_hz. Joint states are sampled at exact multiples of
+1 / state_rate of simulated time (a burst per tick when the sim runs faster than real time), so they are the
+same at any rate; other sim nodes follow `/clock` and sample the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool
+from trajectory_msgs.msg import JointTrajectory
+
+from .common import STATES, run_node, status_msg
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Parameters of a sim_cobot node, read once at start."""
+
+    joint_names: tuple[str, ...]
+    initial_positions: tuple[float, ...]
+    io_names: tuple[str, ...]
+    controller: str
+    state_rate: float
+    publish_clock: bool
+    rate: float
+    clock_hz: float
+
+
+def _time_msg(t: float) -> TimeMsg:
+    sec = math.floor(t)
+    return TimeMsg(sec=int(sec), nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+
+
+class TrajectoryFollower:
+    """Interpolates a JointTrajectory in time (cubic Hermite with velocities, linear without)."""
+
+    def __init__(self, q: np.ndarray):
+        self.q = q.astype(float).copy()
+        self._t0 = 0.0
+        self._times: np.ndarray | None = None
+        self._pos: np.ndarray | None = None
+        self._vel: np.ndarray | None = None
+
+    @property
+    def moving(self) -> bool:
+        """A trajectory is being followed."""
+        return self._times is not None
+
+    def start(self, t0: float, times: np.ndarray, pos: np.ndarray, vel: np.ndarray | None) -> None:
+        """Follow a new trajectory from the current position, its times counted from t0."""
+        if times[0] > 0.0:  # first point in the future: start from where the arm is now
+            times = np.concatenate([[0.0], times])
+            pos = np.vstack([self.q, pos])
+            if vel is not None:
+                vel = np.vstack([np.zeros_like(self.q), vel])
+        self._t0, self._times, self._pos, self._vel = t0, times, pos, vel
+
+    def stop(self) -> None:
+        """Stop where the arm is."""
+        self._times = self._pos = self._vel = None
+
+    def update(self, t: float) -> np.ndarray:
+        """Joint positions at time t."""
+        if self._times is None:
+            return self.q
+        assert self._pos is not None
+        rel = t - self._t0
+        times = self._times
+        if rel >= times[-1]:
+            self.q = self._pos[-1].copy()
+            self.stop()
+            return self.q
+        if rel <= times[0]:
+            self.q = self._pos[0].copy()
+            return self.q
+        k = int(np.searchsorted(times, rel, side="right")) - 1
+        h = times[k + 1] - times[k]
+        s = (rel - times[k]) / h
+        p0, p1 = self._pos[k], self._pos[k + 1]
+        if self._vel is None:
+            self.q = p0 + s * (p1 - p0)
+        else:
+            v0, v1 = self._vel[k] * h, self._vel[k + 1] * h
+            h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+            self.q = h00 * p0 + h10 * v0 + h01 * p1 + h11 * v1
+        return self.q
+
+
+class SimCobotNode(Node):
+    """Simulated ros2_control arm with a joint trajectory controller, joint states and tool IO."""
+
+    def __init__(self) -> None:
+        super().__init__("sim_cobot")
+        d = self._declare
+        self.params = SimParams(
+            joint_names=tuple(d("joint_names", [""], "joint names, in controller order")),
+            initial_positions=tuple(d("initial_positions", [0.0], "start positions (rad), one per joint")),
+            io_names=tuple(d("io_names", [""], "tool IO services (std_srvs/SetBool), e.g. gripper/grip")),
+            controller=d("controller", "joint_trajectory_controller", "controller namespace of the topic"),
+            state_rate=d("state_rate", 100.0, "joint_states rate (Hz of node time)"),
+            publish_clock=d("publish_clock", False, "own /clock and run simulated time"),
+            rate=d("rate", 1.0, "simulated seconds per wall second when publishing /clock"),
+            clock_hz=d("clock_hz", 250.0, "/clock ticks per wall second when publishing /clock"),
+        )
+        p = self.params
+        joints = [j for j in p.joint_names if j]
+        if not joints:
+            raise ValueError("parameter joint_names: at least one joint name is required")
+        if len(p.initial_positions) != len(joints):
+            raise ValueError(f"parameter initial_positions: expected {len(joints)} values, got "
+                             f"{len(p.initial_positions)}")
+        if p.state_rate <= 0 or p.rate <= 0 or p.clock_hz <= 0:
+            raise ValueError("parameters state_rate, rate and clock_hz must be > 0")
+        if p.publish_clock and self.get_parameter("use_sim_time").value:
+            raise ValueError("parameter publish_clock: the /clock owner cannot also use_sim_time")
+        self.joints = joints
+        self.index = {j: i for i, j in enumerate(joints)}
+        self.follower = TrajectoryFollower(np.asarray(p.initial_positions, dtype=float))
+        self.io_state: dict[str, bool] = {}
+        self.rejected = 0
+        self._sim_t = 0.0
+        self._clock_t: float | None = None
+        self._next_sample: float | None = None
+
+        self.js_pub = self.create_publisher(JointState, "joint_states", STATES)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointTrajectory, f"{p.controller}/joint_trajectory", self._on_trajectory, 10)
+        for io in (n for n in p.io_names if n):
+            self.io_state[io] = False
+            self.create_service(SetBool, io, lambda req, resp, io=io: self._handle_io(io, req, resp))
+        if p.publish_clock:
+            self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+            self.create_timer(1.0 / p.clock_hz, self._on_clock_tick)
+        elif self.get_parameter("use_sim_time").value:
+            self.create_subscription(Clock, "/clock", self._on_clock, 10)
+        else:
+            self.create_timer(1.0 / p.state_rate, lambda: self._advance_to(self._now()))
+        self.create_timer(1.0, self._publish_health)
+        self.get_logger().info(
+            f"sim cobot up: {len(joints)} joints, IO {sorted(self.io_state) or 'none'}"
+            + (f", owning /clock at {p.rate:g}x" if p.publish_clock else ""))
+
+    def _declare(self, name: str, default, description: str):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    def _now(self) -> float:
+        if self.params.publish_clock:
+            return self._sim_t
+        if self._clock_t is not None:
+            return self._clock_t
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_clock_tick(self) -> None:
+        self._sim_t += self.params.rate / self.params.clock_hz
+        self.clock_pub.publish(Clock(clock=_time_msg(self._sim_t)))
+        self._advance_to(self._sim_t)
+
+    def _on_clock(self, msg: Clock) -> None:
+        self._clock_t = msg.clock.sec + msg.clock.nanosec * 1e-9
+        self._advance_to(self._clock_t)
+
+    def _advance_to(self, t: float) -> None:
+        """Publish a joint state for every sample time up to t."""
+        period = 1.0 / self.params.state_rate
+        if self._next_sample is None or t < self._next_sample - 10 * period:  # first sample, or time reset
+            self._next_sample = math.floor(t / period) * period
+        while self._next_sample <= t + 1e-9:
+            q = self.follower.update(self._next_sample)
+            msg = JointState(name=self.joints, position=q.tolist())
+            msg.header.stamp = _time_msg(self._next_sample)
+            self.js_pub.publish(msg)
+            self._next_sample = round((self._next_sample + period) / period) * period
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if not msg.points:
+            self.follower.stop()
+            self.get_logger().info("empty trajectory: stopped")
+            return
+        unknown = [j for j in msg.joint_names if j not in self.index]
+        if unknown or len(set(msg.joint_names)) != len(msg.joint_names):
+            self.rejected += 1
+            self.get_logger().error(f"trajectory rejected: unknown or repeated joints {unknown or msg.joint_names}")
+            return
+        n = len(msg.points)
+        times = np.array([pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in msg.points])
+        if np.any(np.diff(times) <= 0):
+            self.rejected += 1
+            self.get_logger().error("trajectory rejected: time_from_start must increase strictly")
+            return
+        cols = [self.index[j] for j in msg.joint_names]
+        pos = np.repeat(self.follower.q[None, :], n, axis=0)
+        have_vel = all(len(pt.velocities) == len(cols) for pt in msg.points)
+        vel = np.zeros((n, len(self.joints))) if have_vel else None
+        for i, pt in enumerate(msg.points):
+            if len(pt.positions) != len(cols):
+                self.rejected += 1
+                self.get_logger().error(f"trajectory rejected: point {i} has {len(pt.positions)} positions, "
+                                        f"expected {len(cols)}")
+                return
+            pos[i, cols] = pt.positions
+            if vel is not None:
+                vel[i, cols] = pt.velocities
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        now = self._now()
+        self.follower.update(now)
+        self.follower.start(stamp if stamp > 0 else now, times, pos, vel)
+
+    def _handle_io(self, io: str, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        self.io_state[io] = bool(req.data)
+        resp.success = True
+        resp.message = f"{io} {'on' if req.data else 'off'}"
+        return resp
+
+    def _publish_health(self) -> None:
+        name = f"{self.get_namespace().rstrip('/')}/{self.get_name()}"
+        pairs = [("moving", str(self.follower.moving).lower()), ("rejected_trajectories", str(self.rejected))]
+        pairs += [(f"io.{k}", str(v).lower()) for k, v in sorted(self.io_state.items())]
+        arr = DiagnosticArray(status=[status_msg(name, DiagnosticStatus.OK, "ok", pairs, hardware_id=name)])
+        arr.header.stamp = _time_msg(self._now())
+        self.diag_pub.publish(arr)
+
+
+def main(args=None) -> int:
+    """Run the sim_cobot node."""
+    return run_node(SimCobotNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

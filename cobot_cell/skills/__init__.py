@@ -1,0 +1,144 @@
+"""Skills: pick, weld and palletise turn cell geometry and step parameters into timed motion plans.
+
+`load_cell` is the full check of a cell file: structure and references (core), each step's parameters
+(the skill's pydantic model), then every target of every job planned from home for reachability.
+`make_planner` gives the sequencer its step planner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import ValidationError
+
+from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _LineIndex,
+                           format_path, parse_cell, topological_order)
+from ..core.plan import SkillPlan
+from . import palletise, pick, weld
+from .common import SkillContext, SkillParams
+
+SKILLS: dict[str, ModuleType] = {"pick": pick, "weld": weld, "palletise": palletise}
+PARAMS: dict[str, type[SkillParams]] = {
+    "pick": pick.PickParams, "weld": weld.WeldParams, "palletise": palletise.PalletiseParams,
+}
+assert tuple(SKILLS) == KNOWN_SKILLS
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Planned duration of one step for one part."""
+
+    step: str
+    skill: str
+    cobot: str
+    duration: float
+
+
+def step_params(step: Step) -> SkillParams:
+    """The step's parameters validated by its skill's model (pydantic ValidationError if bad)."""
+    return PARAMS[step.skill].model_validate(step.params)
+
+
+def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: SkillParams | None = None) -> SkillPlan:
+    """Plan one step of one part for its cobot, starting from joint positions q."""
+    params = params or step_params(step)
+    return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float))
+
+
+def make_planner(cfg: CellConfig) -> Callable[[Step, int, np.ndarray], SkillPlan]:
+    """A step planner for the sequencer, with each step's parameters validated once."""
+    cache: dict[int, SkillParams] = {}
+
+    def planner(step: Step, part: int, q: np.ndarray) -> SkillPlan:
+        key = id(step)
+        if key not in cache:
+            cache[key] = step_params(step)
+        return plan_step(cfg, step, part, q, cache[key])
+
+    return planner
+
+
+def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[ConfigIssue]:
+    """Validate every step's parameters and plan every job from home; list the problems with YAML paths."""
+    lines = lines or _LineIndex(None)
+    issues: list[ConfigIssue] = []
+
+    def add(loc: tuple[Any, ...], msg: str) -> None:
+        issues.append(ConfigIssue(format_path(loc), msg, lines.line(loc)))
+
+    for jname, job in cfg.jobs.items():
+        index = {s.name: i for i, s in enumerate(job.steps)}
+        params: dict[str, SkillParams] = {}
+        for i, step in enumerate(job.steps):
+            at = ("jobs", jname, "steps", i, "params")
+            try:
+                p = step_params(step)
+            except ValidationError as exc:
+                for e in exc.errors():
+                    msg = {"extra_forbidden": "unknown key", "missing": "missing required key"}.get(e["type"], e["msg"])
+                    msg = msg.removeprefix("Value error, ")
+                    msg = msg[:1].lower() + msg[1:]
+                    if e["type"] not in ("extra_forbidden", "missing", "value_error"):
+                        msg = f"{msg}, got {e['input']!r}"
+                    add((*at, *e["loc"]), msg)
+                continue
+            for key, problem in SKILLS[step.skill].check(cfg, p).items():
+                add((*at, key), problem)
+            try:
+                SkillContext(cfg, step.cobot).tool("torch" if step.skill == "weld" else "gripper")
+            except ValueError as exc:
+                add(("jobs", jname, "steps", i, "cobot"), f"{exc} (needed by skill '{step.skill}')")
+                continue
+            params[step.name] = p
+        if len(params) != len(job.steps):
+            continue
+        # Reachability: plan the job from home, chaining each cobot's end position; every pallet place.
+        places = max((cfg.stations[p.to].pattern.places for s, p in params.items()  # type: ignore[union-attr]
+                      if job.step(s).skill == "palletise"), default=1)
+        q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
+        for part in range(1, places + 1):
+            failed = False
+            for name in topological_order(job):
+                step = job.step(name)
+                if part > 1 and step.skill != "palletise":
+                    continue
+                try:
+                    plan = plan_step(cfg, step, part, q[step.cobot], params[name])
+                except ValueError as exc:
+                    add(("jobs", jname, "steps", index[name], "params"), str(exc))
+                    failed = True
+                    break
+                q[step.cobot] = plan.end_q
+            if failed:
+                break
+    return issues
+
+
+def load_cell(path: str | Path) -> CellConfig:
+    """Read a cell file and check everything a run needs; CellFileError lists every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CellFileError(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from None
+    cfg, lines = parse_cell(text, str(path))
+    issues = check_skills(cfg, lines)
+    if issues:
+        raise CellFileError(str(path), issues)
+    return cfg
+
+
+def estimate(cfg: CellConfig, job: str, part: int = 1) -> list[StepEstimate]:
+    """Planned duration of each step of a job for one part, every cobot starting from home."""
+    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
+    out = []
+    for name in topological_order(cfg.jobs[job]):
+        step = cfg.jobs[job].step(name)
+        plan = plan_step(cfg, step, part, q[step.cobot])
+        q[step.cobot] = plan.end_q
+        out.append(StepEstimate(step.name, step.skill, step.cobot, plan.duration))
+    return out

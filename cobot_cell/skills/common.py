@@ -1,0 +1,133 @@
+"""What every skill needs: the cobot's arm model and frames, tool lookup and the standard move builders."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..core.config import CellConfig, Cobot, Station, Tool
+from ..core.plan import Move, Segment
+from ..motion.kinematics import ArmModel, arm_model, fk, ik
+from ..motion.trajectory import Trajectory, joint_move, linear_move
+from ..motion.transforms import invert, pose_matrix, translation
+
+# Tool pointing straight down in the cell frame (tool z = -world z).
+DOWN = pose_matrix((0.0, 0.0, 0.0), (math.pi, 0.0, 0.0))
+
+
+class SkillParams(BaseModel):
+    """Base of every skill's parameter model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+@dataclass(frozen=True)
+class SkillContext:
+    """One cobot of one cell, as a skill plans for it."""
+
+    cfg: CellConfig
+    cobot_name: str
+
+    @property
+    def cobot(self) -> Cobot:
+        """The cobot's configuration."""
+        return self.cfg.cobots[self.cobot_name]
+
+    @property
+    def model(self) -> ArmModel:
+        """Kinematic model of the arm."""
+        return arm_model(self.cobot.model)
+
+    @property
+    def v_max(self) -> np.ndarray:
+        """Joint velocity limits (rad/s)."""
+        return np.asarray(self.cobot.limits.velocity, dtype=float)
+
+    @property
+    def a_max(self) -> np.ndarray:
+        """Joint acceleration limits (rad/s^2)."""
+        return np.asarray(self.cobot.limits.acceleration, dtype=float)
+
+    @property
+    def home(self) -> np.ndarray:
+        """Home joint positions."""
+        return np.asarray(self.cobot.home, dtype=float)
+
+    def station(self, name: str) -> Station:
+        """A station by name (KeyError if unknown; params validation checks names first)."""
+        return self.cfg.stations[name]
+
+    def tool(self, kind: str) -> tuple[str, Tool]:
+        """The cobot's first tool of a kind; ValueError naming the cobot otherwise."""
+        for name, tool in self.cobot.tools.items():
+            if tool.kind == kind:
+                return name, tool
+        raise ValueError(f"cobot '{self.cobot_name}' has no {kind} tool")
+
+    def flange_target(self, tcp_world: np.ndarray, tool: Tool) -> np.ndarray:
+        """Flange pose in the cobot's base frame that puts the tool's TCP at a cell-frame pose."""
+        base = pose_matrix(self.cobot.base.xyz, self.cobot.base.rpy)
+        tcp = translation(*tool.tcp)
+        return invert(base) @ tcp_world @ invert(tcp)
+
+    def solve(self, tcp_world: np.ndarray, tool: Tool, seed: np.ndarray, what: str) -> np.ndarray:
+        """Joint positions for a TCP pose; ValueError saying which target is out of reach."""
+        try:
+            return ik(self.model, self.flange_target(tcp_world, tool), seed)
+        except ValueError as exc:
+            xyz = np.round(tcp_world[:3, 3], 3).tolist()
+            raise ValueError(f"{what} at {xyz} is not reachable by '{self.cobot_name}': {exc}") from None
+
+    def joint_to(self, q0: np.ndarray, q1: np.ndarray, label: str) -> Move:
+        """Synchronised joint move."""
+        return Move(joint_move(q0, q1, self.v_max, self.a_max), label)
+
+    def line_to(self, q0: np.ndarray, tcp_world: np.ndarray, tool: Tool, speed: float, label: str) -> Move:
+        """Straight-line TCP move at a speed (m/s)."""
+        goal = self.flange_target(tcp_world, tool)
+        try:
+            traj = linear_move(self.model, q0, goal, speed, self.v_max, self.a_max)
+        except ValueError as exc:
+            raise ValueError(f"{label}: straight line not feasible for '{self.cobot_name}': {exc}") from None
+        return Move(traj, label)
+
+
+def station_frame(station: Station) -> np.ndarray:
+    """A station's pose in the cell frame as a 4x4 matrix."""
+    return pose_matrix(station.pose.xyz, station.pose.rpy)
+
+
+def tcp_down_at(frame: np.ndarray, offset: tuple[float, float, float], up: float = 0.0,
+                yaw: float = 0.0) -> np.ndarray:
+    """TCP pose pointing down at a point given in a station frame, lifted `up` metres along cell z."""
+    p = frame @ np.array([offset[0], offset[1], offset[2], 1.0])
+    rot = pose_matrix((0.0, 0.0, 0.0), (0.0, 0.0, yaw + math.atan2(frame[1, 0], frame[0, 0]))) @ DOWN
+    out = rot.copy()
+    out[:3, 3] = p[:3] + np.array([0.0, 0.0, up])
+    return out
+
+
+def end_of(segments: list[Segment], q: np.ndarray) -> np.ndarray:
+    """Joint positions after the last move of a segment list (q if there is none)."""
+    for seg in reversed(segments):
+        if isinstance(seg, Move):
+            return np.asarray(seg.trajectory.final, dtype=float)
+    return q
+
+
+def check_station(cfg: CellConfig, name: Any, kinds: tuple[str, ...]) -> str:
+    """Validate a station reference; ValueError naming what was expected."""
+    if name not in cfg.stations:
+        raise ValueError(f"unknown station '{name}': expected one of {', '.join(cfg.stations) or '(none)'}")
+    kind = cfg.stations[name].kind
+    if kind not in kinds:
+        raise ValueError(f"station '{name}' is a {kind}: expected a {' or '.join(kinds)}")
+    return name
+
+
+__all__ = ["SkillParams", "SkillContext", "station_frame", "tcp_down_at", "end_of", "check_station", "fk",
+           "Trajectory"]

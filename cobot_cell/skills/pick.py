@@ -1,0 +1,66 @@
+"""Pick: take a part from one station and put it down at another (infeed -> fixture)."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, PositiveFloat
+
+from ..core.config import CellConfig
+from ..core.plan import Dwell, Segment, SetIo, SkillPlan
+from .common import SkillContext, SkillParams, check_station, end_of, station_frame, tcp_down_at
+
+
+class PickParams(SkillParams):
+    """Parameters of a pick step."""
+
+    source: str = Field(alias="from")
+    to: str
+    grasp_height: float = Field(0.03, ge=0.0, le=0.5)
+    approach: PositiveFloat = 0.10
+    approach_speed: PositiveFloat = 0.25
+    settle: float = Field(0.2, ge=0.0)
+    return_home: bool = True
+
+
+def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
+    """Cross-check station references; returns {param: problem}."""
+    problems = {}
+    for key, name in (("from", params.source), ("to", params.to)):
+        try:
+            check_station(cfg, name, ("infeed", "fixture", "pallet"))
+        except ValueError as exc:
+            problems[key] = str(exc)
+    return problems
+
+
+def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: np.ndarray, approach: float,
+                   speed: float, settle: float, return_home: bool, what: str) -> SkillPlan:
+    """Approach, grasp, retreat, carry, place, release, retreat; optionally back home."""
+    tool_name, tool = ctx.tool("gripper")
+    up = np.eye(4)
+    up[2, 3] = approach
+    above_grasp = up @ grasp
+    above_place = up @ place
+    q_above_grasp = ctx.solve(above_grasp, tool, q, f"{what}: approach to grasp")
+    segs: list[Segment] = [ctx.joint_to(q, q_above_grasp, "approach grasp")]
+    segs.append(ctx.line_to(q_above_grasp, grasp, tool, speed, "descend to grasp"))
+    segs += [SetIo(tool_name, tool.io, True, "grip"), Dwell(settle, "grip settle")]
+    segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
+    q_lift = end_of(segs, q)
+    q_above_place = ctx.solve(above_place, tool, q_lift, f"{what}: approach to place")
+    segs.append(ctx.joint_to(q_lift, q_above_place, "carry"))
+    segs.append(ctx.line_to(q_above_place, place, tool, speed, "descend to place"))
+    segs += [SetIo(tool_name, tool.io, False, "release"), Dwell(settle, "release settle")]
+    segs.append(ctx.line_to(end_of(segs, q), above_place, tool, speed, "retreat"))
+    if return_home:
+        segs.append(ctx.joint_to(end_of(segs, q), ctx.home, "home"))
+    return SkillPlan(tuple(segs), end_of(segs, q))
+
+
+def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray) -> SkillPlan:
+    """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin."""
+    h = (0.0, 0.0, params.grasp_height)
+    grasp = tcp_down_at(station_frame(ctx.station(params.source)), h)
+    place = tcp_down_at(station_frame(ctx.station(params.to)), h)
+    return pick_and_place(ctx, q, grasp, place, params.approach, params.approach_speed, params.settle,
+                          params.return_home, "pick")

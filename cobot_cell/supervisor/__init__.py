@@ -1,0 +1,1 @@
+"""Supervisor: production log (SQLite) and KPIs."""

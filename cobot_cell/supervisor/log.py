@@ -1,0 +1,246 @@
+"""Production log: finished parts, their steps and faults, kept in SQLite."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+
+from cobot_cell.core.reports import STATUSES, CycleReport, StepTiming
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FAULT_LEVELS = ("WARN", "ERROR", "STALE")
+
+# "start" and "end" are quoted everywhere: END is an SQL keyword.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS parts (
+        cell TEXT NOT NULL, job TEXT NOT NULL, run_id TEXT NOT NULL, part INTEGER NOT NULL,
+        status TEXT NOT NULL, "start" REAL NOT NULL, "end" REAL NOT NULL, cycle_time REAL NOT NULL,
+        PRIMARY KEY (cell, run_id, part))""",
+    """CREATE TABLE IF NOT EXISTS steps (
+        cell TEXT NOT NULL, run_id TEXT NOT NULL, part INTEGER NOT NULL, step TEXT NOT NULL,
+        skill TEXT NOT NULL, cobot TEXT NOT NULL,
+        "start" REAL NOT NULL, "end" REAL NOT NULL, duration REAL NOT NULL,
+        PRIMARY KEY (cell, run_id, part, step),
+        FOREIGN KEY (cell, run_id, part) REFERENCES parts (cell, run_id, part))""",
+    """CREATE TABLE IF NOT EXISTS faults (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, cell TEXT NOT NULL, time REAL NOT NULL,
+        level TEXT NOT NULL, source TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS faults_by_cell_time ON faults (cell, time)",
+)
+
+_INSERT_PART = (
+    'INSERT INTO parts (cell, job, run_id, part, status, "start", "end", cycle_time) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cell, run_id, part) DO NOTHING"
+)
+_INSERT_STEP = (
+    'INSERT INTO steps (cell, run_id, part, step, skill, cobot, "start", "end", duration) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """One logged fault; `time` is in clock seconds."""
+
+    id: int
+    cell: str
+    time: float
+    level: str
+    source: str
+    code: str
+    message: str
+
+
+def _key(report: CycleReport) -> str:
+    return f"{report.cell}/{report.run_id}/{report.part}"
+
+
+def _validate(report: CycleReport) -> None:
+    """Raise ValueError naming the report and the problem if it cannot be logged as is."""
+    if report.status not in STATUSES:
+        raise ValueError(
+            f"cycle report {_key(report)}: status must be one of {', '.join(STATUSES)}, got {report.status!r}"
+        )
+    times = [("start", report.start), ("end", report.end)]
+    times += [(f"step '{s.step}' {name}", t) for s in report.steps for name, t in (("start", s.start), ("end", s.end))]
+    for what, t in times:
+        if not math.isfinite(t):
+            raise ValueError(f"cycle report {_key(report)}: {what} is not finite: {t!r}")
+
+
+class ProductionLog:
+    """Append-only log of finished parts and faults over one SQLite database.
+
+    Files are opened in WAL mode so readers (CLI reports) do not block the writer. Every write is one
+    transaction; a connection is shared across threads behind a lock, so an executor may call in from any thread.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open (creating if missing) the log at `path`; ':memory:' gives a private in-memory log."""
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        # isolation_level=None: transactions are explicit BEGIN/COMMIT below, never implicit.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._open()
+        except BaseException:
+            self._conn.close()
+            raise
+        logger.debug("production log open: %s", self.path)
+
+    def _open(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA foreign_keys = ON")
+        if self.path != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                logger.warning("production log %s: journal mode is %s, not WAL", self.path, mode)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise ValueError(
+                    f"production log {self.path}: schema version {row[0]} is not supported (expected {SCHEMA_VERSION})"
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database; later calls raise sqlite3.ProgrammingError. Closing twice is harmless."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> ProductionLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def record_cycle(self, report: CycleReport) -> bool:
+        """Log one part and its steps atomically; False (nothing written) if that part is already logged."""
+        return self.record_cycles((report,)) == 1
+
+    def record_cycles(self, reports: Iterable[CycleReport]) -> int:
+        """Log many parts in one transaction and return how many were new; all or nothing on error."""
+        batch = list(reports)
+        for report in batch:
+            _validate(report)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                new = sum(self._insert(report) for report in batch)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        if new < len(batch):
+            logger.debug("production log: %d of %d cycle reports already logged", len(batch) - new, len(batch))
+        return new
+
+    def _insert(self, r: CycleReport) -> int:
+        """Insert one part (inside the caller's transaction); 0 if it is a duplicate."""
+        part = (r.cell, r.job, r.run_id, r.part, r.status, r.start, r.end, r.cycle_time)
+        cur = self._conn.execute(_INSERT_PART, part)
+        if cur.rowcount == 0:
+            return 0
+        rows = [(r.cell, r.run_id, r.part, s.step, s.skill, s.cobot, s.start, s.end, s.duration) for s in r.steps]
+        try:
+            self._conn.executemany(_INSERT_STEP, rows)
+        except sqlite3.IntegrityError as exc:
+            repeated = sorted(name for name, n in Counter(s.step for s in r.steps).items() if n > 1)
+            if not repeated:
+                raise
+            names = ", ".join(repr(name) for name in repeated)
+            raise ValueError(f"cycle report {_key(r)}: step names must be unique, repeated: {names}") from exc
+        return 1
+
+    def record_fault(self, cell: str, time: float, level: str, source: str, code: str, message: str) -> int:
+        """Log one fault and return its id; `level` is one of WARN, ERROR, STALE."""
+        if level not in FAULT_LEVELS:
+            raise ValueError(f"fault level must be one of {', '.join(FAULT_LEVELS)}, got {level!r}")
+        if not math.isfinite(time):
+            raise ValueError(f"fault time must be finite, got {time!r}")
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO faults (cell, time, level, source, code, message) VALUES (?, ?, ?, ?, ?, ?)",
+                (cell, time, level, source, code, message),
+            )
+            return int(cur.lastrowid)
+
+    def parts(self, cell: str | None = None, run_id: str | None = None) -> list[CycleReport]:
+        """Logged parts, optionally of one cell and/or run, ordered by (cell, run_id, part).
+
+        Steps come back ordered by start time (ties in the order they were logged).
+        """
+        where, params = [], []
+        for column, value in (("cell", cell), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")  # one snapshot for both queries
+            try:
+                part_rows = conn.execute(
+                    f'SELECT cell, job, run_id, part, status, "start", "end" FROM parts {clause} '
+                    "ORDER BY cell, run_id, part",
+                    params,
+                ).fetchall()
+                step_rows = conn.execute(
+                    f'SELECT cell, run_id, part, step, skill, cobot, "start", "end" FROM steps {clause} '
+                    'ORDER BY cell, run_id, part, "start", rowid',
+                    params,
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        steps: dict[tuple[str, str, int], list[StepTiming]] = {}
+        for c, run, part, step, skill, cobot, start, end in step_rows:
+            steps.setdefault((c, run, part), []).append(StepTiming(step, skill, cobot, start, end))
+        return [
+            CycleReport(
+                cell=c,
+                job=job,
+                run_id=run,
+                part=part,
+                start=start,
+                end=end,
+                status=status,
+                steps=tuple(steps.get((c, run, part), ())),
+            )
+            for c, job, run, part, status, start, end in part_rows
+        ]
+
+    def faults(self, cell: str | None = None) -> list[FaultRecord]:
+        """Logged faults, optionally of one cell, ordered by time (ties by id)."""
+        sql = "SELECT id, cell, time, level, source, code, message FROM faults"
+        params: tuple[str, ...] = ()
+        if cell is not None:
+            sql += " WHERE cell = ?"
+            params = (cell,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY time, id", params).fetchall()
+        return [FaultRecord(*row) for row in rows]

