@@ -1,0 +1,58 @@
+"""Bring up a cobot cell from its cell file: sim drivers (or none, for real ros2_control arms), the task
+planner and the supervisor. The node set comes from cobot_cell.ros.bringup.node_specs, the same function
+`cobot-cell up` uses, so both start exactly the same nodes.
+
+    ros2 launch cobot_cell cell.launch.py cell:=/path/to/cell.yaml rate:=10 parts:=5
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from cobot_cell.core.config import CellFileError
+from cobot_cell.ros.bringup import PACKAGE, BringupOptions, node_specs
+from cobot_cell.skills import load_cell
+
+ARGUMENTS = [
+    ("cell", os.path.join(get_package_share_directory(PACKAGE), "config", "demo_cell.yaml"),
+     "cell file (YAML): cobots, stations, jobs", None),
+    ("sim", "true", "true: simulated drivers (sim_cobot) owning /clock; false: real ros2_control arms "
+                    "(started separately, same topics)", ["true", "false"]),
+    ("rate", "1.0", "simulated seconds per wall second (sim:=true only)", None),
+    ("job", "", "job to select at start (default: the first job of the cell file)", None),
+    ("parts", "1", "parts per run (>= 1)", None),
+    ("db", "production.db", "SQLite production log written by the supervisor", None),
+    ("supervisor", "true", "start the supervisor (production log, KPIs)", ["true", "false"]),
+]
+
+
+def _nodes(context, *args, **kwargs):
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    cell = arg("cell")
+    try:
+        cfg = load_cell(cell)
+    except CellFileError as exc:
+        raise RuntimeError(f"invalid cell file {exc}") from None
+    opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
+                          parts=int(arg("parts")), db=arg("db"), supervisor=arg("supervisor") == "true")
+    return [
+        Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
+             parameters=[spec.parameters], output="screen", emulate_tty=True)
+        for spec in node_specs(cfg, cell, opts)
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Launch arguments (each with a description) and the cell's node set."""
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description, choices=choices)
+        if choices else DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description, choices in ARGUMENTS
+    ]
+    return LaunchDescription(declared + [OpaqueFunction(function=_nodes)])

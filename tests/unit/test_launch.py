@@ -1,0 +1,131 @@
+"""Static checks of launch/cell.launch.py: no ROS 2 launch here, so launch and launch_ros are stood in for by
+recorders, and the launch description is generated and inspected (arguments, node set, executables)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch" / "cell.launch.py"
+DEMO = ROOT / "config" / "demo_cell.yaml"
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration:
+    values: dict[str, str] = {}
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def perform(self, context) -> str:
+        return context[self.name]
+
+
+@pytest.fixture
+def launch_module(monkeypatch):
+    """The launch file imported with recording stand-ins for launch, launch_ros and the ament index."""
+    stubs = {
+        "launch": types.ModuleType("launch"),
+        "launch.actions": types.ModuleType("launch.actions"),
+        "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch_ros": types.ModuleType("launch_ros"),
+        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
+        "ament_index_python": types.ModuleType("ament_index_python"),
+        "ament_index_python.packages": types.ModuleType("ament_index_python.packages"),
+    }
+    stubs["launch"].LaunchDescription = type("LaunchDescription", (_Recorder,), {})
+    stubs["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorder,), {})
+    stubs["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Recorder,), {})
+    stubs["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
+    stubs["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
+    stubs["ament_index_python.packages"].get_package_share_directory = lambda pkg: str(ROOT)
+    for name, mod in stubs.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec = importlib.util.spec_from_file_location("cell_launch", LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _console_scripts() -> dict[str, str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values):
+                if isinstance(k, ast.Constant) and k.value == "console_scripts":
+                    entries = [e.value for e in v.elts]
+                    return {e.split("=")[0].strip(): e.split("=")[1].strip() for e in entries}
+    raise AssertionError("setup.py declares no console_scripts")
+
+
+def _arguments(desc) -> dict[str, _Recorder]:
+    return {a.args[0]: a for a in desc.args[0] if type(a).__name__ == "DeclareLaunchArgument"}
+
+
+def _nodes(desc, **overrides):
+    args = _arguments(desc)
+    context = {name: a.kwargs["default_value"] for name, a in args.items()}
+    context.update(overrides)
+    opaque = [a for a in desc.args[0] if type(a).__name__ == "OpaqueFunction"]
+    assert len(opaque) == 1
+    return opaque[0].kwargs["function"](context)
+
+
+def test_every_argument_has_a_description_and_default(launch_module):
+    args = _arguments(launch_module.generate_launch_description())
+    assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "supervisor"}
+    for name, a in args.items():
+        assert a.kwargs["description"].strip(), name
+        assert "default_value" in a.kwargs, name
+    assert args["sim"].kwargs["choices"] == ["true", "false"]
+    assert args["supervisor"].kwargs["choices"] == ["true", "false"]
+    assert args["cell"].kwargs["default_value"] == str(DEMO)
+
+
+def test_sim_node_set_uses_installed_executables(launch_module):
+    nodes = _nodes(launch_module.generate_launch_description())
+    scripts = _console_scripts()
+    executables = [n.kwargs["executable"] for n in nodes]
+    assert executables == ["sim_cobot", "sim_cobot", "task_planner", "supervisor"]
+    for n in nodes:
+        assert n.kwargs["package"] == "cobot_cell"
+        module = scripts[n.kwargs["executable"]].split(":")[0]
+        assert importlib.util.find_spec(module) is not None, module
+    namespaces = [n.kwargs["namespace"] for n in nodes]
+    assert namespaces == ["/picker", "/welder", "/demo", "/"]
+    sims = [n.kwargs["parameters"][0] for n in nodes[:2]]
+    assert [s["publish_clock"] for s in sims] == [True, False]
+    assert [s["use_sim_time"] for s in sims] == [False, True]
+    planner = nodes[2].kwargs["parameters"][0]
+    assert planner["cell_file"] == str(DEMO) and planner["use_sim_time"] is True
+
+
+def test_real_arms_start_no_sim_and_no_sim_time(launch_module):
+    nodes = _nodes(launch_module.generate_launch_description(), sim="false", supervisor="false")
+    assert [n.kwargs["executable"] for n in nodes] == ["task_planner"]
+    params = nodes[0].kwargs["parameters"][0]
+    assert params["use_sim_time"] is False and params["stamp_trajectories"] is False
+
+
+def test_bad_cell_file_fails_with_the_reason(launch_module, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEMO.read_text().replace("cobot: welder", "cobot: welda"))
+    with pytest.raises(RuntimeError, match=r"jobs\.bracket\.steps\[1\]\.cobot .*unknown cobot 'welda'"):
+        _nodes(launch_module.generate_launch_description(), cell=str(bad))
+
+
+def test_setup_installs_launch_urdf_and_config():
+    text = (ROOT / "setup.py").read_text()
+    for folder in ("launch", "urdf", "config"):
+        assert f'share/{{PACKAGE}}/{folder}' in text
+    assert (ROOT / "resource" / "cobot_cell").exists()
