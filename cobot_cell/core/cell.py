@@ -213,23 +213,25 @@ class CellController:
     def _run_sequencer(self) -> None:
         seq = self._seq
         assert seq is not None
-        report = seq.update()
-        if seq.failure is not None:
-            self._raise_fault(seq.failure)
-            return
-        if report is not None:
+        while True:  # a part may finish in the same update that starts it (instant steps)
+            report = seq.update()
+            if seq.failure is not None:
+                self._raise_fault(seq.failure)
+                return
+            if report is None:
+                return
             self.parts_done += 1
             self.last_cycle_time = report.cycle_time
             self.reports.append(report)
             log.info("part %d done: cycle time %.3f s", report.part, report.cycle_time)
             if self.on_cycle:
                 self.on_cycle(report)
-            if self.state == State.EXECUTE:
-                if self.parts_done >= self.parts_target:
-                    self.machine.execute_complete()
-                else:
-                    seq.start_part(self.parts_done + 1, self.run_id)
-                    seq.update()
+            if self.state != State.EXECUTE:
+                return
+            if self.parts_done >= self.parts_target:
+                self.machine.execute_complete()
+                return
+            seq.start_part(self.parts_done + 1, self.run_id)
 
     def _raise_fault(self, failure: StepFailure) -> None:
         self._raise(Fault(code="STEP_FAILED", source=f"{failure.cobot}/{failure.step}", message=failure.reason,
@@ -243,6 +245,8 @@ class CellController:
         self.machine.command(Command.ABORT)
 
     def _state_changed(self, old: State, new: State, trigger: str) -> None:
+        if new == State.STARTING:
+            self._starting_since = None  # the start timeout counts from this start, not an earlier one
         log.info("cell %s: %s -> %s (%s)", self.cfg.cell.name, old.value, new.value, trigger)
         if self._on_state:
             self._on_state(old, new, trigger)

@@ -22,6 +22,15 @@ KNOWN_SKILLS = ("pick", "weld", "palletise")
 ARM_DOF = {"ur5e": 6}
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 NAME_HINT = "a name of letters, digits and underscores starting with a letter"
+_TOKEN = r"[A-Za-z][A-Za-z0-9_]*"
+RELATIVE_NAME_RE = re.compile(rf"^{_TOKEN}(/{_TOKEN})*$")
+RELATIVE_NAME_HINT = "names of letters, digits and underscores starting with a letter, separated by '/'"
+
+
+def _relative_ros_name(v: str) -> str:
+    if not RELATIVE_NAME_RE.match(v):
+        raise ValueError(f"expected a relative ROS name ({RELATIVE_NAME_HINT}), got {v!r}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,11 @@ class Tool(_Frozen):
     io: str
     tcp: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
+    @field_validator("io")
+    @classmethod
+    def _io_name(cls, v: str) -> str:
+        return _relative_ros_name(v)
+
 
 class Cobot(_Frozen):
     """One collaborative arm driven through a ros2_control-style interface."""
@@ -87,6 +101,18 @@ class Cobot(_Frozen):
     tools: dict[str, Tool] = Field(default_factory=dict)
     namespace: str | None = None
     controller: str = "joint_trajectory_controller"
+
+    @field_validator("controller")
+    @classmethod
+    def _controller_name(cls, v: str) -> str:
+        return _relative_ros_name(v)
+
+    @field_validator("namespace")
+    @classmethod
+    def _ros_namespace(cls, v: str | None) -> str | None:
+        if v is not None and not RELATIVE_NAME_RE.match(v.removeprefix("/")):
+            raise ValueError(f"expected a ROS namespace ({RELATIVE_NAME_HINT}; may start with '/'), got {v!r}")
+        return v
 
 
 class PalletPattern(_Frozen):
@@ -184,6 +210,33 @@ _PYDANTIC_MESSAGES = {
 }
 
 
+def _issues_from_pydantic(errors: list[dict[str, Any]], lines: "_LineIndex") -> list[ConfigIssue]:
+    """Issues for pydantic errors; a fixed-length list that is too short or too long is one issue."""
+
+    def missing_item(err: dict[str, Any]) -> bool:
+        loc = err["loc"]
+        return err["type"] == "missing" and bool(loc) and isinstance(loc[-1], int) and isinstance(err["input"], list)
+
+    expected: dict[tuple[Any, ...], int] = {}
+    for err in filter(missing_item, errors):
+        parent = tuple(err["loc"][:-1])
+        expected[parent] = max(expected.get(parent, 0), err["loc"][-1] + 1)
+    issues: list[ConfigIssue] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        if missing_item(err):
+            if loc[:-1] in expected:
+                n = expected.pop(loc[:-1])
+                issues.append(ConfigIssue(format_path(loc[:-1]), f"expected {n} values, got {len(err['input'])}",
+                                          lines.line(loc[:-1])))
+        elif err["type"] == "too_long" and err.get("ctx", {}).get("field_type") == "Tuple":
+            n, got = err["ctx"]["max_length"], err["ctx"]["actual_length"]
+            issues.append(ConfigIssue(format_path(loc), f"expected {n} values, got {got}", lines.line(loc)))
+        else:
+            issues.append(_issue_from_pydantic(err, lines))
+    return issues
+
+
 def _issue_from_pydantic(err: dict[str, Any], lines: "_LineIndex") -> ConfigIssue:
     loc = tuple(err["loc"])
     conv = _PYDANTIC_MESSAGES.get(err["type"])
@@ -223,6 +276,32 @@ class _LineIndex:
         return found
 
 
+def _duplicate_keys(node: yaml.Node | None, loc: tuple[Any, ...] = (),
+                    seen: set[int] | None = None) -> list[ConfigIssue]:
+    """Keys given twice in one mapping (YAML loaders silently keep the last one)."""
+    issues: list[ConfigIssue] = []
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias of a node already checked
+        return issues
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = k.start_mark.line + 1
+            if k.value in first:
+                issues.append(ConfigIssue(format_path((*loc, k.value)),
+                                          f"duplicate key (first on line {first[k.value]})", line))
+            else:
+                first[k.value] = line
+            issues += _duplicate_keys(v, (*loc, k.value), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            issues += _duplicate_keys(item, (*loc, i), seen)
+    return issues
+
+
 def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, _LineIndex]:
     """Parse and validate YAML text; raise CellFileError listing every problem."""
     try:
@@ -237,6 +316,7 @@ def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, _Lin
             ) from None
         raise CellFileError(source, [ConfigIssue("", f"malformed YAML: {problem}")]) from None
     lines = _LineIndex(root)
+    duplicates = _duplicate_keys(root)
     if not isinstance(data, dict):
         raise CellFileError(
             source, [ConfigIssue("", f"expected a mapping with keys cell, cobots, stations, jobs; got {type(data).__name__}")]
@@ -244,8 +324,8 @@ def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, _Lin
     try:
         cfg = CellConfig.model_validate(data)
     except ValidationError as exc:
-        raise CellFileError(source, [_issue_from_pydantic(e, lines) for e in exc.errors()]) from None
-    issues = check_references(cfg, lines)
+        raise CellFileError(source, duplicates + _issues_from_pydantic(exc.errors(), lines)) from None
+    issues = duplicates + check_references(cfg, lines)
     if issues:
         raise CellFileError(source, issues)
     return cfg, lines
@@ -312,7 +392,7 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
                         f"unknown step '{dep}': expected one of {', '.join(seen)}")
                 elif dep == step.name:
                     add(("jobs", jname, "steps", i, "after", k), f"step '{dep}' cannot come after itself")
-        cycle = find_cycle(job)
+        cycle = find_cycle(job) if len(seen) == len(job.steps) else None  # names must be unique first
         if cycle:
             add(("jobs", jname, "steps"), f"cycle in 'after': {' -> '.join(cycle)}")
     return issues

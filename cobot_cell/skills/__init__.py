@@ -86,14 +86,16 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
                         msg = f"{msg}, got {e['input']!r}"
                     add((*at, *e["loc"]), msg)
                 continue
-            for key, problem in SKILLS[step.skill].check(cfg, p).items():
+            problems = SKILLS[step.skill].check(cfg, p)
+            for key, problem in problems.items():
                 add((*at, key), problem)
             try:
                 SkillContext(cfg, step.cobot).tool("torch" if step.skill == "weld" else "gripper")
             except ValueError as exc:
                 add(("jobs", jname, "steps", i, "cobot"), f"{exc} (needed by skill '{step.skill}')")
                 continue
-            params[step.name] = p
+            if not problems:
+                params[step.name] = p
         if len(params) != len(job.steps):
             continue
         # Reachability: plan the job from home, chaining each cobot's end position; every pallet place.
