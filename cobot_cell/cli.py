@@ -20,8 +20,8 @@ from .core.config import CellConfig, CellFileError
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 DEFAULT_CELL = Path(__file__).resolve().parent.parent / "config" / "demo_cell.yaml"
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _default_cell() -> str:
@@ -119,7 +119,8 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
     from .ros.processes import NodeSet, ros_env
 
     specs = node_specs(cfg, args.cell, BringupOptions(
-        sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db")))
+        sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db"),
+        journal=str(args.journal or work / f"{cfg.cell.name}.journal.db")))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo)
 
 
@@ -188,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         def show(r) -> None:
             steps = "  ".join(f"{s.step} {s.duration:.2f}" for s in r.steps)
             console.print(f"  part {r.part}/{args.parts} done at t={r.end:7.2f} s (sim): cycle "
-                          f"{r.cycle_time:.2f} s  ({steps})", markup=False)
+                          f"{r.cycle_time:.2f} s  ({steps})", markup=False, soft_wrap=True)
 
         client.on_report = show
 
@@ -310,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--rate", type=_positive_float, default=20.0 if name == "demo" else 1.0,
                        help="simulated seconds per wall second")
         s.add_argument("--db", help="SQLite production log (default: in the work dir)")
+        s.add_argument("--journal", help="planner's job journal, for resuming after a restart (default: in the "
+                                         "work dir)")
         s.add_argument("--out", help="work dir for node logs and parameters (default: a new temp dir)")
         s.set_defaults(func=func)
 

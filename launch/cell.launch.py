@@ -26,6 +26,7 @@ ARGUMENTS = [
     ("job", "", "job to select at start (default: the first job of the cell file)", None),
     ("parts", "1", "parts per run (>= 1)", None),
     ("db", "production.db", "SQLite production log written by the supervisor", None),
+    ("journal", "", "planner's SQLite job journal for resuming after a restart (default: <cell>.journal.db)", None),
     ("supervisor", "true", "start the supervisor (production log, KPIs)", ["true", "false"]),
 ]
 
@@ -40,7 +41,8 @@ def _nodes(context, *args, **kwargs):
     except CellFileError as exc:
         raise RuntimeError(f"invalid cell file {exc}") from None
     opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
-                          parts=int(arg("parts")), db=arg("db"), supervisor=arg("supervisor") == "true")
+                          parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
+                          supervisor=arg("supervisor") == "true")
     return [
         Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
              parameters=[spec.parameters], output="screen", emulate_tty=True)

@@ -1,8 +1,12 @@
-"""Cell controller: the PackML machine driving the job sequencer for a run of parts.
+"""Cell controller: the PackML machine driving the job sequencer, with faults, policies and a durable journal.
 
 Operator commands go to `command()`; `update()` does the work of the acting states (Starting, Holding, ...)
-and of Execute, and fires the state-complete events. Everything is synchronous and clock-driven, so the ROS
-planner node and the unit tests drive the same object.
+and of Execute, and fires the state-complete events. Every failure ends in a defined state (docs/faults.md):
+a step failure is retried from a safe point as often as its fault policy allows, then the cell holds, aborts,
+or scraps the part and goes on; driver faults hold (protective stop) or abort (e-stop, lost driver). Progress is
+journalled at every step boundary, so a restarted planner comes up Stopped knowing the interrupted part, and
+reset + start resumes it at the interrupted step. Everything is synchronous and clock-driven, so the ROS planner
+node and the unit tests drive the same object.
 """
 
 from __future__ import annotations
@@ -10,29 +14,36 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from .config import CellConfig
-from .packml import CellMachine, Command, State
-from .ports import Clock, CobotPort
-from .reports import CycleReport
+import numpy as np
+
+from .config import CellConfig, Step
+from .faults import DRIVER_ACTIONS, Code, Fault, FaultBook, FaultPolicy
+from .journal import Interrupted, Journal
+from .packml import CellMachine, Command, CommandRefused, State
+from .plan import Move, Segment
+from .ports import Clock, CobotPort, Pending
+from .reports import CycleReport, StepTiming
 from .sequencer import JobSequencer, StepFailure, StepPlanner
 
 log = logging.getLogger(__name__)
 
 # States in which the job and the part count may be changed.
 CONFIGURABLE_STATES = frozenset({State.STOPPED, State.IDLE, State.COMPLETE, State.ABORTED})
+DEFAULT_POLICY = FaultPolicy()
+
+__all__ = ["CellController", "CellStatus", "Fault", "Recovery", "CONFIGURABLE_STATES"]
 
 
-@dataclass(frozen=True)
-class Fault:
-    """A fault raised by the cell: what failed, where, and when (clock seconds)."""
+class Recovery(Protocol):
+    """Motions the controller needs to recover (the skills layer provides them)."""
 
-    code: str
-    source: str
-    message: str
-    time: float
-    level: str = "ERROR"
+    def retreat(self, step: Step, q_actual: np.ndarray, q_target: np.ndarray) -> Sequence[Segment]:
+        """From wherever the arm stopped back to a step's safe start: retract, then a joint move."""
+
+    def reapproach(self, cobot: str, q_actual: np.ndarray, q_target: np.ndarray) -> Sequence[Segment]:
+        """A slow, safe move from where an operator left the arm to where the cell expects it."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,8 @@ class CellStatus:
     run_id: str
     last_cycle_time: float | None
     fault: Fault | None
+    scrap: int = 0
+    resume: str = ""
 
 
 class CellController:
@@ -66,6 +79,10 @@ class CellController:
         ready_check: Callable[[], str | None] | None = None,
         start_timeout: float = 10.0,
         wall_clock: Clock | None = None,
+        journal: Journal | None = None,
+        recovery: Recovery | None = None,
+        skill_state: dict[str, Any] | None = None,
+        resume_tolerance: float = 0.02,
     ):
         self.cfg = cfg
         self.ports = dict(ports)
@@ -77,24 +94,47 @@ class CellController:
         self.ready_check = ready_check
         self.start_timeout = start_timeout
         self.wall_clock = wall_clock or clock
+        self.journal = journal or Journal(":memory:")
+        self.recovery = recovery
+        self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
+        self.resume_tolerance = resume_tolerance
         self._starting_since: float | None = None
         self.machine = CellMachine(on_change=self._state_changed)
+        self.faults = FaultBook()
         self.job = ""
         self.parts_target = 1
         self.set_job(job or next(iter(cfg.jobs)))
         self.set_parts(parts)
         self.parts_done = 0
+        self.scrapped = 0
         self.run_id = ""
         self.last_cycle_time: float | None = None
-        self.fault: Fault | None = None
         self.reports: list[CycleReport] = []
         self._seq: JobSequencer | None = None
+        self._retries: dict[tuple[int, str], int] = {}
+        self._fault_hold = False
+        self._expected_q: dict[str, np.ndarray] = {}
+        self._reapproach: dict[str, tuple[list[Segment], Pending | None]] = {}
+        self.interrupted: Interrupted | None = self.journal.interrupted()
+        if self.interrupted is not None and self.interrupted.job in cfg.jobs:
+            self.job, self.parts_target = self.interrupted.job, self.interrupted.parts_target
+            self._expected_q = {c: np.asarray(q) for c, q in self.interrupted.cobot_q.items() if c in self.ports}
+            log.warning("journal: %s; reset + start resumes it", self.interrupted.describe())
+        elif self.interrupted is not None:
+            log.warning("journal: run %s is of unknown job '%s': it will be abandoned", self.interrupted.run_id,
+                        self.interrupted.job)
 
     # ------------------------------------------------------------------ settings
     @property
     def state(self) -> State:
         """Current PackML state."""
         return self.machine.state
+
+    @property
+    def fault(self) -> Fault | None:
+        """The most recent active fault, if any."""
+        active = self.faults.active
+        return active[-1] if active else None
 
     def check_job(self, job: str) -> None:
         """Raise ValueError with the reason if `job` cannot be selected now."""
@@ -123,82 +163,235 @@ class CellController:
     def status(self) -> CellStatus:
         """Snapshot of the cell."""
         prog = self._seq.progress if self._seq else None
+        resume = self.interrupted.describe() if self._resumable() else ""
         return CellStatus(
             state=self.state, job=self.job, parts_target=self.parts_target, parts_done=self.parts_done,
             part=prog.part if prog else None, run_id=self.run_id, last_cycle_time=self.last_cycle_time,
-            fault=self.fault,
+            fault=self.fault, scrap=self.scrapped, resume=resume,
         )
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ operator
     def command(self, cmd: Command | str) -> State:
-        """Apply an operator command (raises CommandRefused with the reason); acting work follows in update()."""
+        """Apply an operator command (CommandRefused with the reason); acting work follows in update()."""
+        name = cmd.value if isinstance(cmd, Command) else str(cmd)
+        if name in ("unhold", "unsuspend", "start") and name in [c.value for c in self.machine.allowed_commands()]:
+            self._check_resume(name)
         self.machine.command(cmd)
         self.update()
         return self.state
 
+    def acknowledge(self, fault_id: int | None = None) -> list[Fault]:
+        """Operator acknowledges one fault or all; ValueError when there is nothing to acknowledge."""
+        done = self.faults.acknowledge(fault_id, self.clock.now())
+        for f in done:
+            self._emit_fault(f)
+        return done
+
+    def reapproach(self) -> str:
+        """Move every cobot that is off its expected position back to it, slowly; ValueError if not now."""
+        if self.state not in (State.HELD, State.SUSPENDED, State.STOPPED, State.IDLE, State.ABORTED):
+            raise ValueError(f"cannot reapproach in state {self.state.value}: only when held, suspended or stopped")
+        if self._reapproach:
+            raise ValueError("a reapproach is already under way")
+        if self.recovery is None:
+            raise ValueError("this cell has no recovery planner")
+        off = self._deviations()
+        if not off:
+            raise ValueError("every cobot is where the cell expects it: nothing to reapproach")
+        for cobot, (q_actual, q_target, _) in off.items():
+            segs = list(self.recovery.reapproach(cobot, q_actual, q_target))
+            self._reapproach[cobot] = (segs, None)
+        self.update()
+        return "reapproaching " + ", ".join(off)
+
+    @property
+    def reapproaching(self) -> bool:
+        """A reapproach move is under way."""
+        return bool(self._reapproach)
+
+    def raise_fault(self, code: Code, message: str, cobot: str = "", step: str = "", skill: str = "") -> Fault:
+        """A fault detected outside a step (driver health, stale joint states): record it and act."""
+        fault = self.faults.raise_(code, message, self.clock.now(), cobot=cobot, step=step, skill=skill)
+        self._emit_fault(fault)
+        self._act(DRIVER_ACTIONS.get(code, "abort"), fault)
+        return fault
+
+    # ------------------------------------------------------------------ update
     def update(self) -> None:
         """Do the current state's work; call on every event and periodically."""
+        if self._reapproach:
+            self._run_reapproach()
         for _ in range(len(State)):  # settle chains of instantly completing acting states
             before = self.state
             self._step_state()
             if self.state == before:
                 return
 
-    # ------------------------------------------------------------------ internals
     def _step_state(self) -> None:
         st = self.state
         if st == State.RESETTING:
-            self.fault = None
-            self.parts_done = 0
+            self._clear_faults()
             self.machine.state_complete()
         elif st == State.STARTING:
-            problem = self.ready_check() if self.ready_check else None
-            if problem:
-                now = self.wall_clock.now()
-                if self._starting_since is None:
-                    self._starting_since = now
-                if now - self._starting_since > self.start_timeout:
-                    self._starting_since = None
-                    self._raise(Fault(code="NOT_READY", source="cell", time=self.clock.now(),
-                                      message=f"{problem} after {self.start_timeout:g} s"))
-                return
-            self._starting_since = None
-            self.run_id = uuid.uuid4().hex[:12]
-            self.parts_done = 0
-            self._seq = JobSequencer(self.cfg.cell.name, self.job, self.cfg.jobs[self.job], self.ports,
-                                     self.planner, self.clock)
-            self._seq.start_part(1, self.run_id)
-            self.machine.state_complete()
+            self._starting()
         elif st == State.EXECUTE:
             self._execute()
         elif st in (State.HOLDING, State.SUSPENDING):
             if self._seq is not None:
                 self._seq.paused = True
-                self._run_sequencer()
-                if self.state != st:
-                    return
+                if self._fault_hold:
+                    self._seq.interrupt()
+                else:
+                    self._run_sequencer()
+                    if self.state != st:
+                        return
             if self._seq is None or not self._seq.in_flight:
+                self._snapshot_expected()
                 self.machine.state_complete()
         elif st in (State.UNHOLDING, State.UNSUSPENDING):
             if self._seq is not None:
+                self._restart_interrupted()
                 self._seq.paused = False
+            self._fault_hold = False
+            self._clear_faults()
             self.machine.state_complete()
         elif st == State.COMPLETING:
+            self.journal.end_run(self.run_id, "complete", self.clock.now())
+            self.interrupted = None
             self.machine.state_complete()
         elif st in (State.STOPPING, State.ABORTING):
             if self._seq is not None:
-                dropped = self._seq.abandon()
-                if dropped is not None:
-                    log.warning("part %d of run %s abandoned in %s", dropped.part, dropped.run_id, st.value)
-            else:
-                for port in self.ports.values():
-                    port.stop()
-            self._seq = None
+                self._seq.interrupt()
+                self._snapshot_expected()
+                self._seq = None
+            for port in self.ports.values():
+                port.stop()
+            self._reapproach.clear()
+            self._fault_hold = False
+            self.interrupted = self.journal.interrupted()
             self.machine.state_complete()
         elif st == State.CLEARING:
-            self.fault = None
             self.machine.state_complete()
 
+    # ------------------------------------------------------------------ starting / resuming
+    def _resumable(self) -> bool:
+        i = self.interrupted
+        return i is not None and i.job == self.job and i.parts_target == self.parts_target
+
+    def _starting(self) -> None:
+        problem = self.ready_check() if self.ready_check else None
+        if problem:
+            now = self.wall_clock.now()
+            if self._starting_since is None:
+                self._starting_since = now
+            if now - self._starting_since > self.start_timeout:
+                self._starting_since = None
+                self.raise_fault(Code.NOT_READY, f"{problem} after {self.start_timeout:g} s")
+            return
+        self._starting_since = None
+        now = self.clock.now()
+        self._retries.clear()
+        self._seq = JobSequencer(self.cfg.cell.name, self.job, self.cfg.jobs[self.job], self.ports, self.planner,
+                                 self.clock, skill_state=self.skill_state, on_checkpoint=self._on_checkpoint,
+                                 on_step_done=self._on_step_done)
+        if self._resumable():
+            i = self.interrupted
+            assert i is not None
+            self.run_id, self.parts_done = i.run_id, i.parts_finished
+            self.skill_state.clear()
+            self.skill_state.update(i.skill_state)
+            self._seq.expected_q.update({c: np.asarray(q) for c, q in i.cobot_q.items() if c in self.ports})
+            if i.part is not None:
+                self._seq.start_part(i.part, self.run_id, done=i.steps_done)
+            log.info("resuming %s", i.describe())
+        else:
+            if self.interrupted is not None:
+                self._abandon_run(self.interrupted, now)
+            self.run_id = uuid.uuid4().hex[:12]
+            self.parts_done = 0
+            self.scrapped = 0
+            self.journal.begin_run(self.run_id, self.job, self.parts_target, now)
+        self.interrupted = None
+        self.machine.state_complete()
+
+    def _abandon_run(self, i: Interrupted, now: float) -> None:
+        if i.part is not None and self.journal.part_finished(i.run_id, i.part, "scrap", now, "run abandoned"):
+            report = CycleReport(cell=self.cfg.cell.name, job=i.job, run_id=i.run_id, part=i.part, start=now,
+                                 end=now, status="scrap", steps=tuple(i.steps_done.values()))
+            self._publish_report(report)
+        self.journal.end_run(i.run_id, "abandoned", now)
+        log.warning("abandoned %s", i.describe())
+
+    def _deviations(self) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+        """Cobots farther than the tolerance from where the cell expects them: (actual, expected, distance)."""
+        out = {}
+        for cobot, expected in self._expected_q.items():
+            actual = self.ports[cobot].joint_positions()
+            if actual is None:
+                continue
+            d = float(np.max(np.abs(np.asarray(actual) - expected)))
+            if d > self.resume_tolerance:
+                out[cobot] = (np.asarray(actual), expected, d)
+        return out
+
+    def _check_resume(self, cmd: str) -> None:
+        if cmd == "start" and not self._resumable():
+            return
+        if self._reapproach:
+            raise CommandRefused(cmd, self.state, f"cannot {cmd}: a reapproach is under way")
+        if cmd != "start" and self.ready_check:
+            problem = self.ready_check()
+            if problem:
+                raise CommandRefused(cmd, self.state, f"cannot {cmd}: {problem}")
+        off = self._deviations()
+        if off:
+            cobot, (actual, expected, d) = max(off.items(), key=lambda kv: kv[1][2])
+            joint = self.cfg.cobots[cobot].joints[int(np.argmax(np.abs(actual - expected)))]
+            raise CommandRefused(cmd, self.state, (
+                f"cannot {cmd}: cobot '{cobot}' is {d:.3f} rad ({joint}) from where the cell left it "
+                f"(tolerance {self.resume_tolerance:g} rad): call reapproach to bring it back slowly"))
+
+    def _snapshot_expected(self) -> None:
+        """Remember where every cobot is when the cell stops moving (held, suspended, stopped, aborted)."""
+        for cobot, port in self.ports.items():
+            q = port.joint_positions()
+            if q is not None:
+                self._expected_q[cobot] = np.asarray(q, dtype=float)
+
+    def _restart_interrupted(self) -> None:
+        seq = self._seq
+        assert seq is not None
+        for step in seq.interrupted_steps():
+            actual = self.ports[step.cobot].joint_positions()
+            start_q = seq.step_start_q(step.name)
+            recovery = list(self.recovery.retreat(step, actual, start_q)) \
+                if self.recovery is not None and actual is not None else []
+            seq.restart_step(step.name, recovery)
+
+    def _run_reapproach(self) -> None:
+        for cobot in list(self._reapproach):
+            segs, pending = self._reapproach[cobot]
+            port = self.ports[cobot]
+            if pending is not None:
+                port.poll(pending)
+                if not pending.done:
+                    continue
+                if pending.error:
+                    del self._reapproach[cobot]
+                    self.raise_fault(Code(pending.code) if pending.code in Code.__members__ else Code.MOTION_TIMEOUT,
+                                     f"reapproach failed: {pending.error}", cobot=cobot)
+                    continue
+            moves = [s for s in segs if isinstance(s, Move)]
+            if not moves:
+                del self._reapproach[cobot]
+                if self.state in (State.HELD, State.SUSPENDED):
+                    self._expected_q[cobot] = np.asarray(port.joint_positions())
+                log.info("reapproach of %s done", cobot)
+                continue
+            segs.remove(moves[0])
+            self._reapproach[cobot] = (segs, port.move(moves[0].trajectory))
+
+    # ------------------------------------------------------------------ execute
     def _execute(self) -> None:
         seq = self._seq
         if seq is None:
@@ -207,42 +400,118 @@ class CellController:
             if self.parts_done >= self.parts_target:
                 self.machine.execute_complete()
                 return
-            seq.start_part(self.parts_done + 1, self.run_id)
+            self._start_next_part()
         self._run_sequencer()
+
+    def _start_next_part(self) -> None:
+        assert self._seq is not None
+        part = self.parts_done + 1
+        self.journal.part_started(self.run_id, part, self.clock.now())
+        self._seq.start_part(part, self.run_id)
 
     def _run_sequencer(self) -> None:
         seq = self._seq
         assert seq is not None
-        while True:  # a part may finish in the same update that starts it (instant steps)
+        while True:
             report = seq.update()
             if seq.failure is not None:
-                self._raise_fault(seq.failure)
+                self._step_failed(seq.failure)
                 return
             if report is None:
                 return
-            self.parts_done += 1
-            self.last_cycle_time = report.cycle_time
-            self.reports.append(report)
-            log.info("part %d done: cycle time %.3f s", report.part, report.cycle_time)
-            if self.on_cycle:
-                self.on_cycle(report)
+            self._part_finished(report)
             if self.state != State.EXECUTE:
                 return
             if self.parts_done >= self.parts_target:
                 self.machine.execute_complete()
                 return
-            seq.start_part(self.parts_done + 1, self.run_id)
+            self._start_next_part()
 
-    def _raise_fault(self, failure: StepFailure) -> None:
-        self._raise(Fault(code="STEP_FAILED", source=f"{failure.cobot}/{failure.step}", message=failure.reason,
-                          time=failure.time))
+    def _part_finished(self, report: CycleReport) -> None:
+        if report.status == "done":
+            self.last_cycle_time = report.cycle_time
+        else:
+            self.scrapped += 1
+        self.parts_done += 1
+        self.journal.part_finished(report.run_id, report.part, report.status, report.end)
+        self.reports.append(report)
+        log.info("part %d %s: cycle time %.3f s", report.part, report.status, report.cycle_time)
+        self._publish_report(report)
 
-    def _raise(self, fault: Fault) -> None:
-        self.fault = fault
-        log.error("fault on %s: %s", fault.source, fault.message)
+    def _publish_report(self, report: CycleReport) -> None:
+        if self.on_cycle:
+            self.on_cycle(report)
+
+    def _on_step_done(self, run_id: str, part: int, timing: StepTiming, q: np.ndarray | None) -> None:
+        self.journal.step_done(run_id, part, timing, None if q is None else list(q), dict(self.skill_state))
+        if q is not None:
+            self._expected_q[timing.cobot] = np.asarray(q)
+
+    def _on_checkpoint(self, key: str, value: Any) -> None:
+        self.journal.checkpoint(self.run_id, {key: value})
+
+    # ------------------------------------------------------------------ faults
+    def _policy(self, step_name: str) -> FaultPolicy:
+        job = self.cfg.jobs[self.job]
+        step = job.step(step_name)
+        return step.fault_policy or job.fault_policy or DEFAULT_POLICY
+
+    def _step_failed(self, failure: StepFailure) -> None:
+        seq = self._seq
+        assert seq is not None and seq.progress is not None
+        code = Code(failure.code) if failure.code in Code.__members__ else Code.SKILL_ERROR
+        fault = self.faults.raise_(code, failure.reason, failure.time, cobot=failure.cobot, step=failure.step,
+                                   skill=failure.skill)
+        self._emit_fault(fault)
+        policy = self._policy(failure.step)
+        key = (seq.progress.part, failure.step)
+        used = self._retries.get(key, 0)
+        if code not in DRIVER_ACTIONS and code != Code.SKILL_ERROR and used < policy.retries:
+            self._retries[key] = used + 1
+            step = self.cfg.jobs[self.job].step(failure.step)
+            actual = self.ports[failure.cobot].joint_positions()
+            start_q = seq.step_start_q(failure.step)
+            recovery = list(self.recovery.retreat(step, actual, start_q)) \
+                if self.recovery is not None and actual is not None else []
+            log.warning("retry %d/%d of step %s (part %d)", used + 1, policy.retries, failure.step, key[0])
+            seq.restart_step(failure.step, recovery)
+            self._clear_faults([fault])
+            return
+        action = DRIVER_ACTIONS.get(code, "abort" if code == Code.SKILL_ERROR else policy.then)
+        self._act(action, fault)
+
+    def _act(self, action: str, fault: Fault) -> None:
+        st = self.state
+        if action == "scrap" and st == State.EXECUTE and self._seq is not None and self._seq.progress is not None:
+            prog = self._seq.abandon()
+            assert prog is not None
+            self._part_finished(self._seq.report(prog, "scrap"))
+            self._clear_faults([fault])
+            return
+        if action in ("hold", "scrap") and st in (State.EXECUTE, State.UNHOLDING, State.UNSUSPENDING):
+            self._fault_hold = True
+            self.machine.command(Command.HOLD)
+            return
+        if action == "hold" and st in (State.HOLDING, State.HELD, State.SUSPENDING, State.SUSPENDED):
+            self._fault_hold = True
+            if self._seq is not None:
+                self._seq.interrupt()
+            return
+        if st not in (State.ABORTING, State.ABORTED, State.CLEARING, State.STOPPED, State.IDLE, State.COMPLETE):
+            self.machine.command(Command.ABORT)
+
+    def _clear_faults(self, faults: list[Fault] | None = None) -> None:
+        now = self.clock.now()
+        if faults is None:
+            cleared = self.faults.clear_all(now)
+        else:
+            cleared = [c for c in (self.faults.clear(f.id, now) for f in faults) if c is not None]
+        for f in cleared:
+            self._emit_fault(f)
+
+    def _emit_fault(self, fault: Fault) -> None:
         if self.on_fault:
             self.on_fault(fault)
-        self.machine.command(Command.ABORT)
 
     def _state_changed(self, old: State, new: State, trigger: str) -> None:
         if new == State.STARTING:

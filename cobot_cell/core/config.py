@@ -16,6 +16,8 @@ from typing import Any, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
+from .faults import FaultPolicy
+
 log = logging.getLogger(__name__)
 
 KNOWN_SKILLS = ("pick", "weld", "palletise")
@@ -83,6 +85,7 @@ class Tool(_Frozen):
     kind: Literal["gripper", "torch"]
     io: str
     tcp: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    confirm: bool = False
 
     @field_validator("io")
     @classmethod
@@ -146,6 +149,7 @@ class Step(_Frozen):
     cobot: str
     params: dict[str, Any] = Field(default_factory=dict)
     after: tuple[str, ...] = ()
+    fault_policy: FaultPolicy | None = None
 
 
 class Job(_Frozen):
@@ -153,6 +157,7 @@ class Job(_Frozen):
 
     description: str = ""
     steps: tuple[Step, ...] = Field(min_length=1)
+    fault_policy: FaultPolicy | None = None
 
     def step(self, name: str) -> Step:
         """The step called `name`."""
@@ -232,6 +237,10 @@ def _issues_from_pydantic(errors: list[dict[str, Any]], lines: "_LineIndex") -> 
         elif err["type"] == "too_long" and err.get("ctx", {}).get("field_type") == "Tuple":
             n, got = err["ctx"]["max_length"], err["ctx"]["actual_length"]
             issues.append(ConfigIssue(format_path(loc), f"expected {n} values, got {got}", lines.line(loc)))
+        elif err["type"] == "too_short":
+            n, got = err["ctx"]["min_length"], err["ctx"]["actual_length"]
+            issues.append(ConfigIssue(format_path(loc), f"expected at least {n} entr{'y' if n == 1 else 'ies'}, "
+                                      f"got {got}", lines.line(loc)))
         else:
             issues.append(_issue_from_pydantic(err, lines))
     return issues

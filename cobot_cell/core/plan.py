@@ -44,7 +44,28 @@ class Dwell:
     label: str = "dwell"
 
 
-Segment = Union[Move, SetIo, Dwell]
+@dataclass(frozen=True)
+class Confirm:
+    """Wait until a tool's sensed state equals `expected` (e.g. part present after gripping), else fail."""
+
+    tool: str
+    io: str
+    expected: bool
+    timeout: float = 0.5
+    code: str = "GRIP_MISSED"
+    label: str = "confirm"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Record skill state when reached (pallet place filled, weld seam done); journalled at once."""
+
+    key: str
+    value: object
+    label: str = "checkpoint"
+
+
+Segment = Union[Move, SetIo, Dwell, Confirm, Checkpoint]
 
 
 @dataclass(frozen=True)

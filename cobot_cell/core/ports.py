@@ -43,14 +43,16 @@ class Pending:
     error: str | None = None
     started: float = 0.0
     meta: dict = field(default_factory=dict)
+    code: str = ""
 
     def finish(self) -> None:
         """Mark the command done."""
         self.done = True
 
-    def fail(self, reason: str) -> None:
-        """Mark the command failed with a reason."""
+    def fail(self, reason: str, code: str = "") -> None:
+        """Mark the command failed with a reason and a fault code."""
         self.error = reason
+        self.code = code
         self.done = True
 
 
@@ -75,8 +77,30 @@ class CobotPort(abc.ABC):
     def stop(self) -> None:
         """Stop motion now (an empty trajectory for a ros2_control controller)."""
 
+    def sensed(self, io: str) -> bool | None:
+        """Sensed state of a tool IO (part present for a gripper), None if unknown."""
+        return None
+
+    def confirm(self, io: str, expected: bool, timeout: float, code: str) -> Pending:
+        """Wait (up to `timeout` clock seconds) for a tool's sensed state to equal `expected`."""
+        return Pending(started=self.clock.now(), meta={"kind": "confirm", "io": io, "expected": expected,
+                                                       "timeout": timeout, "code": code})
+
+    def poll_confirm(self, pending: Pending) -> None:
+        """Shared logic of a confirm: done when sensed as expected, failed with its code after the timeout."""
+        if pending.done:
+            return
+        io, expected = pending.meta["io"], pending.meta["expected"]
+        if self.sensed(io) == expected:
+            pending.finish()
+        elif self.clock.now() - pending.started >= pending.meta["timeout"] - 1e-9:
+            pending.fail(f"'{io}' of '{self.name}' not confirmed within {pending.meta['timeout']:g} s "
+                         f"(expected {'on' if expected else 'off'})", pending.meta["code"])
+
     def poll(self, pending: Pending) -> None:
         """Update a pending command; called by the sequencer on every update."""
+        if pending.meta.get("kind") == "confirm":
+            self.poll_confirm(pending)
 
 
 class FakeCobot(CobotPort):
@@ -91,6 +115,8 @@ class FakeCobot(CobotPort):
         self.log: list[tuple[float, str, object]] = []
         self._active: list[tuple[Pending, object]] = []
         self.fail_io: set[str] = set()
+        self.grip_miss: set[str] = set()
+        self.stall = False
 
     def move(self, trajectory: TrajectoryLike) -> Pending:
         p = Pending(started=self.clock.now(), meta={"kind": "move", "trajectory": trajectory})
@@ -107,6 +133,13 @@ class FakeCobot(CobotPort):
     def joint_positions(self) -> np.ndarray:
         return self._q.copy()
 
+    def sensed(self, io: str) -> bool | None:
+        return self.io.get(io, False) and io not in self.grip_miss
+
+    def set_position(self, q: np.ndarray) -> None:
+        """Put the arm somewhere (an operator jogging it, a crash mid-move)."""
+        self._q = np.asarray(q, dtype=float).copy()
+
     def stop(self) -> None:
         self.log.append((self.clock.now(), "stop", None))
         for p, _ in self._active:
@@ -118,15 +151,20 @@ class FakeCobot(CobotPort):
         if pending.done:
             return
         now = self.clock.now()
-        if pending.meta["kind"] == "move":
+        if pending.meta["kind"] == "confirm":
+            self.poll_confirm(pending)
+        elif pending.meta["kind"] == "move":
             traj = pending.meta["trajectory"]
-            if now >= pending.started + traj.duration - 1e-9:
+            if self.stall:
+                if now > pending.started + 2 * traj.duration + 1.0:
+                    pending.fail(f"motion of '{self.name}' did not arrive", "MOTION_TIMEOUT")
+            elif now >= pending.started + traj.duration - 1e-9:
                 self._q = np.asarray(traj.final, dtype=float).copy()
                 pending.finish()
         elif now >= pending.started + self.io_delay - 1e-9:
             io = pending.meta["io"]
             if io in self.fail_io:
-                pending.fail(f"IO service '{io}' failed")
+                pending.fail(f"IO service '{io}' failed", "IO_FAILED")
             else:
                 self.io[io] = pending.meta["value"]
                 pending.finish()

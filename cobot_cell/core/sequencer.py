@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .config import Job, Step
-from .plan import Dwell, Move, Segment, SetIo, SkillPlan
+from .plan import Checkpoint, Confirm, Dwell, Move, Segment, SetIo, SkillPlan
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 
 log = logging.getLogger(__name__)
 
 StepPlanner = Callable[[Step, int, np.ndarray], SkillPlan]
+StepDone = Callable[[str, int, StepTiming, np.ndarray | None], None]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class StepFailure:
     skill: str
     reason: str
     time: float
+    code: str = ""
 
 
 @dataclass
@@ -39,9 +41,11 @@ class _Running:
     step: Step
     segments: tuple[Segment, ...]
     start: float
+    start_q: np.ndarray
     index: int = 0
     pending: Pending | None = None
     dwell_until: float | None = None
+    interrupted: bool = False
 
 
 @dataclass
@@ -65,6 +69,9 @@ class JobSequencer:
         ports: Mapping[str, CobotPort],
         planner: StepPlanner,
         clock: Clock,
+        skill_state: dict[str, Any] | None = None,
+        on_checkpoint: Callable[[str, Any], None] | None = None,
+        on_step_done: StepDone | None = None,
     ):
         missing = sorted({s.cobot for s in job.steps} - set(ports))
         if missing:
@@ -79,6 +86,9 @@ class JobSequencer:
         self.progress: PartProgress | None = None
         self.failure: StepFailure | None = None
         self.expected_q: dict[str, np.ndarray] = {}
+        self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
+        self.on_checkpoint = on_checkpoint
+        self.on_step_done = on_step_done
 
     # ------------------------------------------------------------------ state
     @property
@@ -103,13 +113,13 @@ class JobSequencer:
         return {r.step.cobot for r in self.progress.running.values()}
 
     # ------------------------------------------------------------------ commands
-    def start_part(self, part: int, run_id: str) -> None:
-        """Begin a part; its first steps are dispatched on the next update."""
+    def start_part(self, part: int, run_id: str, done: Mapping[str, StepTiming] | None = None) -> None:
+        """Begin a part (or resume it with the steps already done); steps are dispatched on the next update."""
         if self.progress is not None:
             raise RuntimeError(f"part {self.progress.part} is still under way")
         self.failure = None
-        self.progress = PartProgress(part=part, run_id=run_id)
-        log.debug("part %d of run %s started", part, run_id)
+        self.progress = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
+        log.debug("part %d of run %s started (%d steps already done)", part, run_id, len(self.progress.done))
 
     def abandon(self) -> PartProgress | None:
         """Stop every cobot now and drop the part under way; returns what it had done."""
@@ -117,7 +127,48 @@ class JobSequencer:
             port.stop()
         progress, self.progress = self.progress, None
         self.expected_q.clear()
+        self.failure = None
         return progress
+
+    def interrupt(self) -> list[str]:
+        """Stop every cobot now, keeping the part: its running steps will be redone from a safe point."""
+        for port in self.ports.values():
+            port.stop()
+        names = []
+        if self.progress is not None:
+            for run in self.progress.running.values():
+                run.pending, run.dwell_until, run.interrupted = None, None, True
+                names.append(run.step.name)
+        return names
+
+    def interrupted_steps(self) -> list[Step]:
+        """Running steps stopped by interrupt() or a failure, waiting to be redone."""
+        if self.progress is None:
+            return []
+        failed = self.failure.step if self.failure else None
+        return [r.step for r in self.progress.running.values() if r.interrupted or r.step.name == failed]
+
+    def step_start_q(self, name: str) -> np.ndarray:
+        """Where the cobot was when a running step started (its safe point)."""
+        assert self.progress is not None
+        return self.progress.running[name].start_q
+
+    def restart_step(self, name: str, recovery: Sequence[Segment]) -> None:
+        """Redo a running step from its start: the recovery segments (retract, return), then a fresh plan."""
+        prog = self.progress
+        assert prog is not None
+        run = prog.running[name]
+        if self.failure is not None and self.failure.step == name:
+            self.failure = None
+        try:
+            plan = self.planner(run.step, prog.part, run.start_q)
+        except Exception as exc:  # noqa: BLE001 - any skill error becomes a step failure
+            self._fail(run.step, f"cannot plan: {exc}", "SKILL_ERROR")
+            return
+        run.segments = tuple(recovery) + tuple(plan.segments)
+        run.index, run.pending, run.dwell_until, run.interrupted = 0, None, None, False
+        self.expected_q[run.step.cobot] = np.asarray(plan.end_q, dtype=float)
+        log.info("part %d: step %s restarted (%d recovery segments)", prog.part, name, len(recovery))
 
     def update(self) -> CycleReport | None:
         """Advance the part; returns its report when its last step finishes."""
@@ -161,13 +212,14 @@ class JobSequencer:
         if start_q is None:
             self._fail(step, f"no joint state from cobot '{step.cobot}'")
             return
+        start_q = np.asarray(start_q, dtype=float)
         try:
-            plan = self.planner(step, prog.part, np.asarray(start_q, dtype=float))
-        except ValueError as exc:
-            self._fail(step, f"cannot plan: {exc}")
+            plan = self.planner(step, prog.part, start_q)
+        except Exception as exc:  # noqa: BLE001 - any skill error becomes a step failure
+            self._fail(step, f"cannot plan: {exc}", "SKILL_ERROR")
             return
         self.expected_q[step.cobot] = np.asarray(plan.end_q, dtype=float)
-        run = _Running(step=step, segments=plan.segments, start=now)
+        run = _Running(step=step, segments=plan.segments, start=now, start_q=start_q)
         prog.running[step.name] = run
         log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot,
                   len(plan.segments))
@@ -175,13 +227,15 @@ class JobSequencer:
 
     def _advance(self, prog: PartProgress, run: _Running) -> None:
         port = self.ports[run.step.cobot]
+        if run.interrupted:
+            return
         while True:
             if run.pending is not None:
                 port.poll(run.pending)
                 if not run.pending.done:
                     return
                 if run.pending.error:
-                    self._fail(run.step, run.pending.error)
+                    self._fail(run.step, run.pending.error, run.pending.code)
                     return
                 run.pending = None
                 run.index += 1
@@ -202,27 +256,43 @@ class JobSequencer:
                 run.pending = port.set_io(seg.io, seg.value)
             elif isinstance(seg, Dwell):
                 run.dwell_until = self.clock.now() + seg.seconds
+            elif isinstance(seg, Confirm):
+                run.pending = port.confirm(seg.io, seg.expected, seg.timeout, seg.code)
+            elif isinstance(seg, Checkpoint):
+                self.skill_state[seg.key] = seg.value
+                if self.on_checkpoint:
+                    self.on_checkpoint(seg.key, seg.value)
+                run.index += 1
             else:  # pragma: no cover - the Segment union is closed
                 raise TypeError(f"unknown segment {seg!r}")
 
     def _step_done(self, prog: PartProgress, run: _Running) -> None:
         now = self.clock.now()
         s = run.step
-        prog.done[s.name] = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now)
+        timing = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now)
+        prog.done[s.name] = timing
         del prog.running[s.name]
+        if self.on_step_done:
+            self.on_step_done(prog.run_id, prog.part, timing, self.expected_q.get(s.cobot))
         log.debug("part %d: step %s done in %.3f s", prog.part, s.name, now - run.start)
 
-    def _fail(self, step: Step, reason: str) -> None:
+    def _fail(self, step: Step, reason: str, code: str = "") -> None:
         self.failure = StepFailure(step=step.name, cobot=step.cobot, skill=step.skill, reason=reason,
-                                   time=self.clock.now())
+                                   time=self.clock.now(), code=code)
         log.warning("step %s on %s failed: %s", step.name, step.cobot, reason)
 
     def _finish(self, prog: PartProgress) -> CycleReport:
-        order = {s.name: i for i, s in enumerate(self.job.steps)}
-        steps = tuple(sorted(prog.done.values(), key=lambda t: (t.start, order[t.step])))
-        report = CycleReport(
-            cell=self.cell, job=self.job_name, run_id=prog.run_id, part=prog.part,
-            start=min(t.start for t in steps), end=max(t.end for t in steps), steps=steps,
-        )
+        report = self.report(prog, "done")
         self.progress = None
         return report
+
+    def report(self, prog: PartProgress, status: str) -> CycleReport:
+        """The cycle report of a part from the steps it has done (scrap: maybe none)."""
+        order = {s.name: i for i, s in enumerate(self.job.steps)}
+        steps = tuple(sorted(prog.done.values(), key=lambda t: (t.start, order[t.step])))
+        now = self.clock.now()
+        return CycleReport(
+            cell=self.cell, job=self.job_name, run_id=prog.run_id, part=prog.part,
+            start=min((t.start for t in steps), default=now), end=max((t.end for t in steps), default=now),
+            status=status, steps=steps,
+        )

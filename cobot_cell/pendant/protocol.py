@@ -134,7 +134,7 @@ _ARG_RE = {
     "word": re.compile(r"[A-Za-z0-9_.:/-]+"),
 }
 _ARG_WHAT = {"int": "a whole number", "uint": "a whole number >= 0", "num": "a decimal number",
-             "word": "a word (letters, digits, _ . : / -)"}
+             "word": "a word (letters digits _ . : / -)"}
 _KIND_RE = re.compile(r"[A-Z][A-Z0-9]{0,15}")
 FIELD_CHARS = frozenset(range(0x20, 0x7F)) - {START, STAR, SEP}
 """Bytes allowed inside a field: printable ASCII without `$`, `*` and `,`."""
@@ -148,8 +148,8 @@ def check_args(spec: MessageSpec, args: tuple[str, ...]) -> str | None:
             expected = f"{hi} argument{'s' if hi != 1 else ''}"
         else:
             expected = f"{lo} to {hi} arguments"
-        names = f" ({', '.join(a.name for a in spec.args)})" if spec.args else ""
-        return f"{spec.kind}: expected {expected}{names}, got {n}"
+        names = f" ({'/'.join(a.name for a in spec.args)})" if spec.args else ""
+        return f"{spec.kind}: expected {expected}{names} but got {n}"
     for a, value in zip(spec.args, args):
         if value == "":
             if a.optional:
@@ -272,8 +272,8 @@ class Decoder:
             if b == START:
                 self._flush_junk(out)
                 if self._buf is not None:
-                    out.append(FrameError(Reason.FORMAT,
-                                          f"incomplete frame: {len(self._buf) + 1} bytes, then a new '$'"))
+                    n = len(self._buf) + 1
+                    out.append(FrameError(Reason.FORMAT, f"incomplete frame: {n} bytes before a new frame start"))
                 self._buf, self._bad, self._skipping = bytearray(), None, False
             elif self._buf is not None:
                 if b == LF:
@@ -302,7 +302,7 @@ class Decoder:
     def _flush_junk(self, out: list[Result]) -> None:
         if self._junk:
             reason = Reason.ASCII if self._junk_non_ascii else Reason.FORMAT
-            out.append(FrameError(reason, f"{self._junk} bytes outside a frame ignored (frames start with '$')"))
+            out.append(FrameError(reason, f"{self._junk} bytes outside a frame ignored"))
         self._junk, self._junk_non_ascii = 0, False
 
     def _parse(self, buf: bytearray, bad: tuple[int, int] | None) -> Result:
@@ -313,17 +313,17 @@ class Decoder:
             return FrameError(Reason.ASCII, f"byte 0x{byte:02X} at offset {off} is not printable ASCII")
         star = buf.rfind(b"*")
         if star < 0:
-            return FrameError(Reason.FORMAT, "no '*' and checksum before CRLF")
+            return FrameError(Reason.FORMAT, "no checksum before CRLF")
         given = bytes(buf[star + 1:])
         if len(given) != 4 or any(c not in b"0123456789ABCDEFabcdef" for c in given):
-            return FrameError(Reason.FORMAT, f"checksum {given.decode('ascii')!r}: expected 4 hex digits after '*'")
+            return FrameError(Reason.FORMAT, f"checksum {given.decode('ascii')!r} is not 4 hex digits")
         body = bytes(buf[:star])
         expected = checksum(body)
         if int(given, 16) != expected:
             return FrameError(Reason.CHECKSUM, f"checksum {given.decode('ascii').upper()} does not match the "
                                                f"frame (expected {expected:04X})")
         if b"*" in body:
-            return FrameError(Reason.FORMAT, "'*' inside a field")
+            return FrameError(Reason.FORMAT, "asterisk inside a field")
         fields = body.decode("ascii").split(",")
         if not fields[0].isdigit() or len(fields[0]) > 4:
             return FrameError(Reason.FORMAT, f"sequence number {fields[0]!r}: expected 0-{SEQ_MAX}")

@@ -43,6 +43,7 @@ class BringupOptions:
     job: str = ""
     parts: int = 1
     db: str = "production.db"
+    journal: str = ""
     supervisor: bool = True
 
 
@@ -76,7 +77,8 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
         executable="task_planner", module="cobot_cell.ros.planner_node", name="task_planner",
         namespace="/" + cfg.cell.name,
         parameters={"cell_file": str(Path(cell_file).resolve()), "job": opts.job, "parts": int(opts.parts),
-                    "use_sim_time": sim_time, "stamp_trajectories": opts.sim},
+                    "use_sim_time": sim_time, "stamp_trajectories": opts.sim,
+                    "journal": str(Path(opts.journal).resolve()) if opts.journal else ""},
     ))
     if opts.supervisor:
         specs.append(NodeSpec(

@@ -10,27 +10,33 @@ part on `cycle`.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock as RosClockType
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..core.cell import CellController, Fault
+from ..core.cell import CellController
+from ..core.faults import Code, Fault
+from ..core.journal import Journal
 from ..core.config import CellConfig, Cobot
 from ..core.packml import Command, CommandRefused, State
 from ..core.plan import TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..skills import load_cell, make_planner
-from .common import LATCHED, REPORTS, STATES, route_core_logging, run_node, status_msg
+from ..skills.recovery import SkillRecovery
+from .common import LATCHED, REPORTS, STATES, key_values, level_name, route_core_logging, run_node, status_msg
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class PlannerParams:
     timeout_margin: float
     start_timeout: float
     stamp_trajectories: bool
+    journal: str
+    stale_timeout: float
+    timeout_wall_min: float
 
 
 class RosClock:
@@ -107,6 +116,15 @@ class RosCobotPort(CobotPort):
         self._cols: list[int] | None = None
         self._moving: Pending | None = None
         self.last_stamp = -1.0
+        self.last_rx = -float("inf")
+        self.namespace = namespace
+        self.health: tuple[str, str] | None = None   # (code, message) while the driver reports a fault
+        self.stale_reported = False
+        self._sensed: dict[str, bool] = {}
+        for t in cobot.tools.values():
+            if t.confirm:
+                node.create_subscription(Bool, f"{namespace}/{t.io}/state",
+                                         lambda msg, io=t.io: self._on_sensed(io, msg), LATCHED)
         self.pub = node.create_publisher(JointTrajectory, f"{namespace}/{cobot.controller}/joint_trajectory", 10)
         node.create_subscription(JointState, f"{namespace}/joint_states", self._on_joint_states, STATES)
         self.io_clients = {t.io: node.create_client(SetBool, f"{namespace}/{t.io}") for t in cobot.tools.values()}
@@ -122,14 +140,32 @@ class RosCobotPort(CobotPort):
         self._q = np.array([pos[c] for c in self._cols])
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.last_stamp = max(self.last_stamp, stamp)
+        self.last_rx = time.monotonic()
+        self.stale_reported = False
         self.clock.observe(stamp)
         if self._moving is not None and stamp >= self._moving.started + self._moving.meta["duration"]:
             self.node.on_cobot_event()
 
+    def _on_sensed(self, io: str, msg: Bool) -> None:
+        self._sensed[io] = bool(msg.data)
+        self.node.on_cobot_event()
+
+    def sensed(self, io: str) -> bool | None:
+        return self._sensed.get(io)
+
+    @property
+    def stale(self) -> bool:
+        """No joint state for longer than the stale timeout (wall time)."""
+        return time.monotonic() - self.last_rx > self.params.stale_timeout
+
     def ready(self) -> str | None:
-        """None when the driver is up (joint states seen, IO services present), else what is missing."""
+        """None when the driver is up (fresh joint states, no fault, IO services present), else what is wrong."""
         if self._q is None:
             return f"no joint states from '{self.name}'"
+        if self.stale:
+            return f"joint states from '{self.name}' stopped {time.monotonic() - self.last_rx:.1f} s ago"
+        if self.health is not None:
+            return f"driver of '{self.name}' reports {self.health[1]}"
         for io, client in self.io_clients.items():
             if not client.service_is_ready():
                 return f"IO service '{io}' of '{self.name}' not available"
@@ -149,7 +185,8 @@ class RosCobotPort(CobotPort):
                 positions=p.tolist(), velocities=v.tolist(),
                 time_from_start=Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)))
         pending = Pending(started=self.clock.now(), meta={"kind": "move", "final": np.asarray(trajectory.final),
-                                                          "duration": float(trajectory.duration)})
+                                                          "duration": float(trajectory.duration),
+                                                          "wall": time.monotonic()})
         if self.params.stamp_trajectories:
             sec = int(pending.started)
             msg.header.stamp.sec = sec
@@ -163,16 +200,16 @@ class RosCobotPort(CobotPort):
         pending = Pending(started=self.clock.now(), meta={"kind": "io", "io": io})
         client = self.io_clients.get(io)
         if client is None or not client.service_is_ready():
-            pending.fail(f"IO service '{io}' of '{self.name}' not available")
+            pending.fail(f"IO service '{io}' of '{self.name}' not available", "IO_MISSING")
             return pending
         future = client.call_async(SetBool.Request(data=value))
 
         def done(fut) -> None:
             exc = fut.exception()
             if exc is not None:
-                pending.fail(f"IO service '{io}' of '{self.name}' failed: {exc}")
+                pending.fail(f"IO service '{io}' of '{self.name}' failed: {exc}", "IO_FAILED")
             elif not fut.result().success:
-                pending.fail(f"IO service '{io}' of '{self.name}' refused: {fut.result().message}")
+                pending.fail(f"IO service '{io}' of '{self.name}' refused: {fut.result().message}", "IO_FAILED")
             else:
                 pending.finish()
             self.node.on_cobot_event()
@@ -180,7 +217,17 @@ class RosCobotPort(CobotPort):
         future.add_done_callback(done)
         return pending
 
+    def confirm(self, io: str, expected: bool, timeout: float, code: str) -> Pending:
+        pending = super().confirm(io, expected, timeout, code)
+        pending.meta["wall"] = time.monotonic()
+        return pending
+
     def poll(self, pending: Pending) -> None:
+        if pending.meta["kind"] == "confirm":
+            if self.sensed(pending.meta["io"]) == pending.meta["expected"] or \
+                    time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min:
+                self.poll_confirm(pending)
+            return
         if pending.done or pending.meta["kind"] != "move":
             return
         # On this cobot's own stamps: a planner lagging behind a fast sim sees late data, not a late arm.
@@ -190,11 +237,12 @@ class RosCobotPort(CobotPort):
                 float(np.max(np.abs(self._q - pending.meta["final"]))) <= self.params.tolerance:
             pending.finish()
             self._moving = None
-        elif elapsed > duration * self.params.timeout_factor + self.params.timeout_margin:
+        elif elapsed > duration * self.params.timeout_factor + self.params.timeout_margin and \
+                time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min:
             off = "no joint state" if self._q is None else \
                 f"{float(np.max(np.abs(self._q - pending.meta['final']))):.4f} rad off target"
             pending.fail(f"motion of '{self.name}' did not arrive within {elapsed:.2f} s "
-                         f"(planned {duration:.2f} s, {off})")
+                         f"(planned {duration:.2f} s, {off})", "MOTION_TIMEOUT")
             self._moving = None
 
     def stop(self) -> None:
@@ -225,6 +273,11 @@ class PlannerNode(Node):
                                  "stamp each trajectory with its planned start (cell time) instead of 'now'; "
                                  "for simulated drivers sharing /clock, so timings do not depend on "
                                  "planner lag. Leave false for real controllers"),
+            journal=d("journal", "", "SQLite journal of job progress (default: <cell>.journal.db here)"),
+            stale_timeout=d("stale_timeout", 1.0, "wall seconds without joint states before a driver is stale"),
+            timeout_wall_min=d("timeout_wall_min", 2.0,
+                               "a motion or confirmation never fails sooner than this many wall seconds after "
+                               "dispatch (a planner lagging a fast sim sees data older than its command)"),
         )
         if not self.params.cell_file:
             raise ValueError("parameter cell_file: a cell file is required")
@@ -239,15 +292,23 @@ class PlannerNode(Node):
         self.status_pub = self.create_publisher(DiagnosticStatus, "status", LATCHED)
         self.cycle_pub = self.create_publisher(DiagnosticStatus, "cycle", REPORTS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.boot_id = uuid.uuid4().hex[:8]
+        journal_path = self.params.journal or f"{self.cfg.cell.name}.journal.db"
+        skill_state: dict = {}
         self.controller = CellController(
-            self.cfg, self.ports, make_planner(self.cfg), self.clock,
+            self.cfg, self.ports, make_planner(self.cfg, skill_state), self.clock,
             job=self.params.job or None, parts=self.params.parts,
             on_state=self._on_state, on_cycle=self._on_cycle, on_fault=self._on_fault, ready_check=self._ready,
-            start_timeout=self.params.start_timeout, wall_clock=WallClock(),
+            start_timeout=self.params.start_timeout, wall_clock=WallClock(), journal=Journal(journal_path),
+            recovery=SkillRecovery(self.cfg), skill_state=skill_state,
         )
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for cmd in COMMANDS:
             self.create_service(Trigger, cmd, lambda req, resp, cmd=cmd: self._handle_command(cmd, resp))
+        self.create_service(Trigger, "acknowledge", self._handle_acknowledge)
+        self.create_service(Trigger, "reapproach", self._handle_reapproach)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         self.create_timer(self.params.tick, self._on_tick)
         self._publish_state()
         self.get_logger().info(f"cell '{self.cfg.cell.name}' loaded: job '{self.controller.job}', "
@@ -289,6 +350,60 @@ class PlannerNode(Node):
         resp.success, resp.message = True, f"{cmd}: state {self.controller.state.value}"
         return resp
 
+    def _handle_acknowledge(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        try:
+            done = self.controller.acknowledge()
+        except ValueError as exc:
+            resp.success, resp.message = False, str(exc)
+            return resp
+        self._publish_status()
+        resp.success = True
+        resp.message = "acknowledged " + ", ".join(f"fault {f.id} ({f.code.value})" for f in done)
+        return resp
+
+    def _handle_reapproach(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        try:
+            resp.message = self.controller.reapproach()
+            resp.success = True
+        except ValueError as exc:
+            resp.success, resp.message = False, str(exc)
+        return resp
+
+    def _cobot_of(self, status_name: str) -> str | None:
+        for name, port in self.ports.items():
+            if status_name.startswith(port.namespace.rstrip("/") + "/"):
+                return name
+        return None
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            cobot = self._cobot_of(st.name)
+            if cobot is None:
+                continue
+            port = self.ports[cobot]
+            if level_name(st.level) == "ERROR":
+                if port.health is None:
+                    kv = dict(key_values(st))
+                    code = {"protective_stop": Code.PROTECTIVE_STOP, "estop": Code.ESTOP}.get(
+                        kv.get("fault", ""), Code.DRIVER_ERROR)
+                    port.health = (code.value, st.message)
+                    self.controller.raise_fault(code, f"driver reports {st.message}", cobot=cobot)
+            elif port.health is not None:
+                port.health = None
+                self.get_logger().info(f"driver of '{cobot}' reports {st.message} again")
+        self._update()
+
+    def _watch_drivers(self) -> None:
+        running = self.controller.state in (State.EXECUTE, State.HOLDING, State.UNHOLDING, State.SUSPENDING,
+                                            State.UNSUSPENDING, State.COMPLETING)
+        for name, port in self.ports.items():
+            if running and port.joint_positions() is not None and port.stale and not port.stale_reported:
+                port.stale_reported = True
+                self.controller.raise_fault(
+                    Code.STALE_JOINT_STATES,
+                    f"no joint states from '{name}' for {time.monotonic() - port.last_rx:.1f} s", cobot=name)
+        self._update()
+
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         try:
             for p in params:
@@ -318,12 +433,14 @@ class PlannerNode(Node):
         self._publish_status()
 
     def _on_fault(self, fault: Fault) -> None:
-        arr = DiagnosticArray(status=[status_msg(
-            f"{self.cfg.cell.name}/task_planner", DiagnosticStatus.ERROR, fault.message,
-            [("cell", self.cfg.cell.name), ("code", fault.code), ("source", fault.source),
-             ("time", repr(fault.time))], hardware_id=self.cfg.cell.name)])
+        level = DiagnosticStatus.OK if not fault.active else \
+            DiagnosticStatus.WARN if fault.acknowledged is not None else DiagnosticStatus.ERROR
+        pairs = fault.to_key_values(self.cfg.cell.name) + [("fault_key", f"{self.boot_id}-{fault.id}")]
+        arr = DiagnosticArray(status=[status_msg(f"{self.cfg.cell.name}/task_planner/faults", level,
+                                                 fault.message, pairs, hardware_id=self.cfg.cell.name)])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
+        self._publish_status()
 
     def _publish_state(self) -> None:
         self.state_pub.publish(String(data=self.controller.state.value))
@@ -336,7 +453,11 @@ class PlannerNode(Node):
                  ("parts_done", str(s.parts_done)), ("part", "" if s.part is None else str(s.part)),
                  ("run_id", s.run_id),
                  ("last_cycle_time", "" if s.last_cycle_time is None else f"{s.last_cycle_time:.3f}"),
-                 ("fault", "" if s.fault is None else f"{s.fault.source}: {s.fault.message}")]
+                 ("fault", "" if s.fault is None else f"{s.fault.source}: {s.fault.message}"),
+                 ("fault_id", "" if s.fault is None else str(s.fault.id)),
+                 ("fault_code", "" if s.fault is None else s.fault.code.value),
+                 ("fault_acknowledged", "" if s.fault is None else str(s.fault.acknowledged is not None).lower()),
+                 ("scrap", str(s.scrap)), ("resume", s.resume)]
         self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, pairs,
                                            hardware_id=self.cfg.cell.name))
 

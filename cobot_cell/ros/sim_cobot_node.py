@@ -3,6 +3,8 @@
 Same interface as a joint_trajectory_controller on real hardware or in Gazebo:
 `<controller>/joint_trajectory` (trajectory_msgs/JointTrajectory) in, `joint_states` out at `state_rate` Hz,
 tool IO as std_srvs/SetBool services, health on `/diagnostics`. An empty trajectory stops the arm where it is.
+Each IO also reports its sensed state on `<io>/state` (std_msgs/Bool, latched): for a gripper, part present.
+Faults are injected with the `fault` parameter (see FAULTS); an empty value clears them.
 With `publish_clock` the node owns `/clock` and runs simulated time at `rate` x real time: every wall tick
 (`clock_hz`) advances simulated time by rate / clock_hz. Joint states are sampled at exact multiples of
 1 / state_rate of simulated time (a burst per tick when the sim runs faster than real time), so they are the
@@ -15,16 +17,29 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
+from rcl_interfaces.msg import SetParametersResult
+from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from .common import STATES, run_node, status_msg
+from .common import LATCHED, STATES, run_node, status_msg
+
+# Faults the sim can be told to have (parameter `fault`), as a test or an integrator would provoke them.
+FAULTS = {
+    "": "ok",
+    "protective_stop": "protective stop",
+    "estop": "emergency stop",
+    "stale": "joint states stopped (driver hung)",
+    "io_fail": "IO fault: outputs do not switch",
+    "grip_miss": "gripper closes on nothing (no part sensed)",
+}
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,9 @@ class SimCobotNode(Node):
         self.index = {j: i for i, j in enumerate(joints)}
         self.follower = TrajectoryFollower(np.asarray(p.initial_positions, dtype=float))
         self.io_state: dict[str, bool] = {}
+        self.io_sensed: dict[str, rclpy.publisher.Publisher] = {}
+        self.fault = ""
+        self.ignored = 0
         self.rejected = 0
         self._sim_t = 0.0
         self._clock_t: float | None = None
@@ -142,6 +160,8 @@ class SimCobotNode(Node):
         self.create_subscription(JointTrajectory, f"{p.controller}/joint_trajectory", self._on_trajectory, 10)
         for io in (n for n in p.io_names if n):
             self.io_state[io] = False
+            self.io_sensed[io] = self.create_publisher(Bool, f"{io}/state", LATCHED)
+            self.io_sensed[io].publish(Bool(data=False))
             self.create_service(SetBool, io, lambda req, resp, io=io: self._handle_io(io, req, resp))
         if p.publish_clock:
             self.clock_pub = self.create_publisher(Clock, "/clock", 10)
@@ -150,6 +170,9 @@ class SimCobotNode(Node):
             self.create_subscription(Clock, "/clock", self._on_clock, 10)
         else:
             self.create_timer(1.0 / p.state_rate, lambda: self._advance_to(self._now()))
+        self.declare_parameter("fault", "", ParameterDescriptor(
+            description="inject a fault: " + ", ".join(f"'{k}' ({v})" for k, v in FAULTS.items())))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_health)
         self.get_logger().info(
             f"sim cobot up: {len(joints)} joints, IO {sorted(self.io_state) or 'none'}"
@@ -174,8 +197,28 @@ class SimCobotNode(Node):
         self._clock_t = msg.clock.sec + msg.clock.nanosec * 1e-9
         self._advance_to(self._clock_t)
 
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "fault":
+                if p.value not in FAULTS:
+                    return SetParametersResult(successful=False, reason=(
+                        f"unknown fault {p.value!r}: expected one of {', '.join(repr(k) for k in FAULTS)}"))
+                self._set_fault(p.value)
+        return SetParametersResult(successful=True)
+
+    def _set_fault(self, fault: str) -> None:
+        self.fault = fault
+        if fault in ("protective_stop", "estop"):
+            self.follower.update(self._now())
+            self.follower.stop()
+        self.get_logger().warning(f"fault injected: {FAULTS[fault]}" if fault else "faults cleared")
+        self._publish_health()
+
     def _advance_to(self, t: float) -> None:
         """Publish a joint state for every sample time up to t."""
+        if self.fault == "stale":
+            self._next_sample = None
+            return
         period = 1.0 / self.params.state_rate
         if self._next_sample is None or t < self._next_sample - 10 * period:  # first sample, or time reset
             self._next_sample = math.floor(t / period) * period
@@ -187,6 +230,10 @@ class SimCobotNode(Node):
             self._next_sample = round((self._next_sample + period) / period) * period
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if self.fault in ("protective_stop", "estop"):
+            self.ignored += 1
+            self.get_logger().error(f"trajectory ignored: {FAULTS[self.fault]}")
+            return
         if not msg.points:
             self.follower.stop()
             self.get_logger().info("empty trajectory: stopped")
@@ -221,16 +268,26 @@ class SimCobotNode(Node):
         self.follower.start(stamp if stamp > 0 else now, times, pos, vel)
 
     def _handle_io(self, io: str, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        if self.fault in ("io_fail", "protective_stop", "estop"):
+            resp.success, resp.message = False, f"{io}: {FAULTS[self.fault]}"
+            return resp
         self.io_state[io] = bool(req.data)
+        sensed = bool(req.data) and self.fault != "grip_miss"
+        self.io_sensed[io].publish(Bool(data=sensed))
         resp.success = True
         resp.message = f"{io} {'on' if req.data else 'off'}"
         return resp
 
     def _publish_health(self) -> None:
+        if self.fault == "stale":
+            return  # a hung driver says nothing
         name = f"{self.get_namespace().rstrip('/')}/{self.get_name()}"
-        pairs = [("moving", str(self.follower.moving).lower()), ("rejected_trajectories", str(self.rejected))]
+        pairs = [("moving", str(self.follower.moving).lower()), ("rejected_trajectories", str(self.rejected)),
+                 ("fault", self.fault)]
         pairs += [(f"io.{k}", str(v).lower()) for k, v in sorted(self.io_state.items())]
-        arr = DiagnosticArray(status=[status_msg(name, DiagnosticStatus.OK, "ok", pairs, hardware_id=name)])
+        level = DiagnosticStatus.ERROR if self.fault in ("protective_stop", "estop") else \
+            DiagnosticStatus.WARN if self.fault else DiagnosticStatus.OK
+        arr = DiagnosticArray(status=[status_msg(name, level, FAULTS[self.fault], pairs, hardware_id=name)])
         arr.header.stamp = _time_msg(self._now())
         self.diag_pub.publish(arr)
 

@@ -15,8 +15,8 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import ValidationError
 
-from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _LineIndex,
-                           format_path, parse_cell, topological_order)
+from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _issues_from_pydantic,
+                           _LineIndex, format_path, parse_cell, topological_order)
 from ..core.plan import SkillPlan
 from . import palletise, pick, weld
 from .common import SkillContext, SkillParams
@@ -43,21 +43,26 @@ def step_params(step: Step) -> SkillParams:
     return PARAMS[step.skill].model_validate(step.params)
 
 
-def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: SkillParams | None = None) -> SkillPlan:
-    """Plan one step of one part for its cobot, starting from joint positions q."""
+def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: SkillParams | None = None,
+              state: dict | None = None) -> SkillPlan:
+    """Plan one step of one part for its cobot, starting from joint positions q (skill state: see make_planner)."""
     params = params or step_params(step)
-    return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float))
+    return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), state)
 
 
-def make_planner(cfg: CellConfig) -> Callable[[Step, int, np.ndarray], SkillPlan]:
-    """A step planner for the sequencer, with each step's parameters validated once."""
+def make_planner(cfg: CellConfig, state: dict | None = None) -> Callable[[Step, int, np.ndarray], SkillPlan]:
+    """A step planner for the sequencer, with each step's parameters validated once.
+
+    `state` is the skills' explicit state (next pallet place, next weld seam), shared with the sequencer that
+    records checkpoints into it; without it, pallet places follow the part number.
+    """
     cache: dict[int, SkillParams] = {}
 
     def planner(step: Step, part: int, q: np.ndarray) -> SkillPlan:
         key = id(step)
         if key not in cache:
             cache[key] = step_params(step)
-        return plan_step(cfg, step, part, q, cache[key])
+        return plan_step(cfg, step, part, q, cache[key], state)
 
     return planner
 
@@ -78,13 +83,7 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             try:
                 p = step_params(step)
             except ValidationError as exc:
-                for e in exc.errors():
-                    msg = {"extra_forbidden": "unknown key", "missing": "missing required key"}.get(e["type"], e["msg"])
-                    msg = msg.removeprefix("Value error, ")
-                    msg = msg[:1].lower() + msg[1:]
-                    if e["type"] not in ("extra_forbidden", "missing", "value_error"):
-                        msg = f"{msg}, got {e['input']!r}"
-                    add((*at, *e["loc"]), msg)
+                issues += _issues_from_pydantic([{**e, "loc": (*at, *e["loc"])} for e in exc.errors()], lines)
                 continue
             problems = SKILLS[step.skill].check(cfg, p)
             for key, problem in problems.items():

@@ -119,13 +119,17 @@ def end_of(segments: list[Segment], q: np.ndarray) -> np.ndarray:
     return q
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def check_station(cfg: CellConfig, name: Any, kinds: tuple[str, ...]) -> str:
     """Validate a station reference; ValueError naming what was expected."""
     if name not in cfg.stations:
         raise ValueError(f"unknown station '{name}': expected one of {', '.join(cfg.stations) or '(none)'}")
     kind = cfg.stations[name].kind
     if kind not in kinds:
-        raise ValueError(f"station '{name}' is a {kind}: expected a {' or '.join(kinds)}")
+        raise ValueError(f"station '{name}' is {_a(kind)}: expected {' or '.join(_a(k) for k in kinds)}")
     return name
 
 

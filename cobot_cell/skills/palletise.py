@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field, PositiveFloat
 
 from ..core.config import CellConfig, PalletPattern
-from ..core.plan import SkillPlan
+from ..core.plan import Checkpoint, SkillPlan
 from .common import SkillContext, SkillParams, check_station, station_frame, tcp_down_at
 from .pick import pick_and_place
 
@@ -45,12 +45,22 @@ def place_offset(pattern: PalletPattern, index: int) -> tuple[float, float, floa
     return (x, y, z)
 
 
-def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray) -> SkillPlan:
-    """Pick the part from `from` and place it on pallet place (part - 1) modulo the pallet's places."""
+def state_key(pallet: str) -> str:
+    """Skill-state key of a pallet's next place index."""
+    return f"pallet.{pallet}.next"
+
+
+def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
+         state: dict | None = None) -> SkillPlan:
+    """Pick the part from `from` and place it on the pallet's next place (explicit state; without it, the place
+    of part number `part`); the next index is recorded once the part is released."""
     pallet = ctx.station(params.to)
     assert pallet.pattern is not None
+    index = (state.get(state_key(params.to), 0) if state is not None else part - 1) % pallet.pattern.places
     grasp = tcp_down_at(station_frame(ctx.station(params.source)), (0.0, 0.0, params.grasp_height))
-    x, y, z = place_offset(pallet.pattern, part - 1)
+    x, y, z = place_offset(pallet.pattern, index)
     place = tcp_down_at(station_frame(pallet), (x, y, z - pallet.pattern.layer_height + params.grasp_height))
     return pick_and_place(ctx, q, grasp, place, params.approach, params.approach_speed, params.settle,
-                          params.return_home, f"palletise place {(part - 1) % pallet.pattern.places}")
+                          params.return_home, f"palletise place {index}",
+                          placed=Checkpoint(state_key(params.to), (index + 1) % pallet.pattern.places,
+                                            "pallet place filled"))

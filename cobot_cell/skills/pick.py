@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field, PositiveFloat
 
 from ..core.config import CellConfig
-from ..core.plan import Dwell, Segment, SetIo, SkillPlan
+from ..core.plan import Checkpoint, Confirm, Dwell, Segment, SetIo, SkillPlan
 from .common import SkillContext, SkillParams, check_station, end_of, station_frame, tcp_down_at
 
 
@@ -34,8 +34,12 @@ def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
 
 
 def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: np.ndarray, approach: float,
-                   speed: float, settle: float, return_home: bool, what: str) -> SkillPlan:
-    """Approach, grasp, retreat, carry, place, release, retreat; optionally back home."""
+                   speed: float, settle: float, return_home: bool, what: str,
+                   placed: Checkpoint | None = None) -> SkillPlan:
+    """Approach, grasp (confirmed if the tool senses parts), retreat, carry, place, release, retreat, home.
+
+    `placed` is recorded once the part is released at its place (e.g. the next pallet place index).
+    """
     tool_name, tool = ctx.tool("gripper")
     up = np.eye(4)
     up[2, 3] = approach
@@ -45,19 +49,23 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
     segs: list[Segment] = [ctx.joint_to(q, q_above_grasp, "approach grasp")]
     segs.append(ctx.line_to(q_above_grasp, grasp, tool, speed, "descend to grasp"))
     segs += [SetIo(tool_name, tool.io, True, "grip"), Dwell(settle, "grip settle")]
+    if tool.confirm:
+        segs.append(Confirm(tool_name, tool.io, True, label="grip confirmed"))
     segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
     q_lift = end_of(segs, q)
     q_above_place = ctx.solve(above_place, tool, q_lift, f"{what}: approach to place")
     segs.append(ctx.joint_to(q_lift, q_above_place, "carry"))
     segs.append(ctx.line_to(q_above_place, place, tool, speed, "descend to place"))
     segs += [SetIo(tool_name, tool.io, False, "release"), Dwell(settle, "release settle")]
+    if placed is not None:
+        segs.append(placed)
     segs.append(ctx.line_to(end_of(segs, q), above_place, tool, speed, "retreat"))
     if return_home:
         segs.append(ctx.joint_to(end_of(segs, q), ctx.home, "home"))
     return SkillPlan(tuple(segs), end_of(segs, q))
 
 
-def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray) -> SkillPlan:
+def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray, state: dict | None = None) -> SkillPlan:
     """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin."""
     h = (0.0, 0.0, params.grasp_height)
     grasp = tcp_down_at(station_frame(ctx.station(params.source)), h)

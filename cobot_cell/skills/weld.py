@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field, PositiveFloat, field_validator
 
 from ..core.config import CellConfig
-from ..core.plan import Dwell, Segment, SetIo, SkillPlan
+from ..core.plan import Checkpoint, Dwell, Segment, SetIo, SkillPlan
 from .common import SkillContext, SkillParams, check_station, end_of, station_frame, tcp_down_at
 
 Point = tuple[float, float, float]
@@ -48,13 +48,25 @@ def seam_length(seam: tuple[Point, ...]) -> float:
     return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
 
 
-def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray) -> SkillPlan:
-    """Weld every seam in order at `speed`, with gas pre-/post-flow dwells around the arc."""
+def state_key(station: str) -> str:
+    """Skill-state key of the next seam to weld at a station (for resuming a part mid-weld)."""
+    return f"weld.{station}.next_seam"
+
+
+def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state: dict | None = None) -> SkillPlan:
+    """Weld every seam in order at `speed`, with gas pre-/post-flow dwells around the arc; with state, start at
+    the next seam not yet welded (a resumed part) and record each finished seam."""
     tool_name, tool = ctx.tool("torch")
     frame = station_frame(ctx.station(params.station))
     segs: list[Segment] = []
     cur = q
+    key = state_key(params.station)
+    first = int(state.get(key, 0)) if state is not None else 0
+    if first >= len(params.seams):
+        first = 0
     for i, seam in enumerate(params.seams):
+        if i < first:
+            continue
         start_above = tcp_down_at(frame, seam[0], up=params.approach)
         q_above = ctx.solve(start_above, tool, cur, f"weld seam {i} approach")
         segs.append(ctx.joint_to(cur, q_above, f"seam {i} approach"))
@@ -67,6 +79,7 @@ def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray) -> Ski
         segs += [SetIo(tool_name, tool.io, False, f"seam {i} arc off"), Dwell(params.postflow, f"seam {i} gas post-flow")]
         segs.append(ctx.line_to(end_of(segs, q), tcp_down_at(frame, seam[-1], up=params.approach), tool,
                                 params.approach_speed, f"seam {i} retract"))
+        segs.append(Checkpoint(key, i + 1 if i + 1 < len(params.seams) else 0, f"seam {i} done"))
         cur = end_of(segs, q)
     if params.return_home:
         segs.append(ctx.joint_to(cur, ctx.home, "home"))

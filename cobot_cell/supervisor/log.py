@@ -1,4 +1,4 @@
-"""Production log: finished parts, their steps and faults, kept in SQLite."""
+"""Production log: finished parts, their steps and faults (with their life cycle), kept in SQLite."""
 
 from __future__ import annotations
 
@@ -32,9 +32,12 @@ _SCHEMA = (
         "start" REAL NOT NULL, "end" REAL NOT NULL, duration REAL NOT NULL,
         PRIMARY KEY (cell, run_id, part, step),
         FOREIGN KEY (cell, run_id, part) REFERENCES parts (cell, run_id, part))""",
+    # time is when the fault was raised; fault_key (NULL for one-off records) identifies a fault across the
+    # life-cycle updates that fill acknowledged and cleared.
     """CREATE TABLE IF NOT EXISTS faults (
         id INTEGER PRIMARY KEY AUTOINCREMENT, cell TEXT NOT NULL, time REAL NOT NULL,
-        level TEXT NOT NULL, source TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL)""",
+        level TEXT NOT NULL, source TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
+        fault_key TEXT UNIQUE, acknowledged REAL, cleared REAL)""",
     "CREATE INDEX IF NOT EXISTS faults_by_cell_time ON faults (cell, time)",
 )
 
@@ -46,11 +49,20 @@ _INSERT_STEP = (
     'INSERT INTO steps (cell, run_id, part, step, skill, cobot, "start", "end", duration) '
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# An update of a known fault only fills the life-cycle times still missing; everything else keeps its first value.
+_UPSERT_FAULT = (
+    "INSERT INTO faults (cell, time, level, source, code, message, fault_key, acknowledged, cleared) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fault_key) DO UPDATE SET "
+    "acknowledged = coalesce(faults.acknowledged, excluded.acknowledged), "
+    "cleared = coalesce(faults.cleared, excluded.cleared) "
+    "RETURNING id"
+)
+_FAULT_COLUMNS = "id, cell, time, level, source, code, message, fault_key, acknowledged, cleared"
 
 
 @dataclass(frozen=True)
 class FaultRecord:
-    """One logged fault; `time` is in clock seconds."""
+    """One logged fault; `time` (raised), `acknowledged` and `cleared` are in clock seconds, None if not yet."""
 
     id: int
     cell: str
@@ -59,6 +71,9 @@ class FaultRecord:
     source: str
     code: str
     message: str
+    fault_key: str | None = None
+    acknowledged: float | None = None
+    cleared: float | None = None
 
 
 def _key(report: CycleReport) -> str:
@@ -79,7 +94,7 @@ def _validate(report: CycleReport) -> None:
 
 
 class ProductionLog:
-    """Append-only log of finished parts and faults over one SQLite database.
+    """Log of finished parts (append-only) and faults (filled in as they are acknowledged and cleared) in SQLite.
 
     Files are opened in WAL mode so readers (CLI reports) do not block the writer. Every write is one
     transaction; a connection is shared across threads behind a lock, so an executor may call in from any thread.
@@ -115,6 +130,12 @@ class ProductionLog:
             elif row[0] != SCHEMA_VERSION:
                 raise ValueError(
                     f"production log {self.path}: schema version {row[0]} is not supported (expected {SCHEMA_VERSION})"
+                )
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(faults)")}
+            if "fault_key" not in columns:  # a file from before fault life cycles, still labelled version 1
+                raise ValueError(
+                    f"production log {self.path}: faults table has no life-cycle columns (a pre-release "
+                    "version 1 file); start a new log"
                 )
         except BaseException:
             conn.execute("ROLLBACK")
@@ -177,23 +198,53 @@ class ProductionLog:
             raise ValueError(f"cycle report {_key(r)}: step names must be unique, repeated: {names}") from exc
         return 1
 
-    def record_fault(self, cell: str, time: float, level: str, source: str, code: str, message: str) -> int:
-        """Log one fault and return its id; `level` is one of WARN, ERROR, STALE."""
+    def record_fault(
+        self,
+        cell: str,
+        time: float,
+        level: str,
+        source: str,
+        code: str,
+        message: str,
+        *,
+        fault_key: str | None = None,
+        acknowledged: float | None = None,
+        cleared: float | None = None,
+    ) -> int:
+        """Log a fault raised at `time` and return its id; `level` is one of WARN, ERROR, STALE.
+
+        With a `fault_key` the call is a life-cycle update: the first one for a key inserts the fault, later ones
+        only fill `acknowledged` and `cleared` where still unset (a time once set is kept) and return the same id.
+        """
         if level not in FAULT_LEVELS:
             raise ValueError(f"fault level must be one of {', '.join(FAULT_LEVELS)}, got {level!r}")
         if not math.isfinite(time):
             raise ValueError(f"fault time must be finite, got {time!r}")
+        for name, t in (("acknowledged", acknowledged), ("cleared", cleared)):
+            if t is None:
+                continue
+            if not math.isfinite(t):
+                raise ValueError(f"fault {name} time must be finite, got {t!r}")
+            if t < time:
+                raise ValueError(f"fault {name} time {t!r} is before its raised time {time!r}")
+        row = (cell, time, level, source, code, message, fault_key, acknowledged, cleared)
         with self._lock:
-            cur = self._conn.execute(
-                "INSERT INTO faults (cell, time, level, source, code, message) VALUES (?, ?, ?, ?, ?, ?)",
-                (cell, time, level, source, code, message),
-            )
-            return int(cur.lastrowid)
+            if fault_key is None:
+                cur = self._conn.execute(
+                    "INSERT INTO faults (cell, time, level, source, code, message, fault_key, acknowledged, "
+                    "cleared) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                return int(cur.lastrowid)
+            return int(self._conn.execute(_UPSERT_FAULT, row).fetchone()[0])
 
-    def parts(self, cell: str | None = None, run_id: str | None = None) -> list[CycleReport]:
+    def parts(
+        self, cell: str | None = None, run_id: str | None = None, *, with_steps: bool = True
+    ) -> list[CycleReport]:
         """Logged parts, optionally of one cell and/or run, ordered by (cell, run_id, part).
 
-        Steps come back ordered by start time (ties in the order they were logged).
+        Steps come back ordered by start time (ties in the order they were logged); with_steps=False leaves
+        them out (empty), which is all KPIs need and much cheaper on a long log.
         """
         where, params = [], []
         for column, value in (("cell", cell), ("run_id", run_id)):
@@ -214,7 +265,7 @@ class ProductionLog:
                     f'SELECT cell, run_id, part, step, skill, cobot, "start", "end" FROM steps {clause} '
                     'ORDER BY cell, run_id, part, "start", rowid',
                     params,
-                ).fetchall()
+                ).fetchall() if with_steps else []
             finally:
                 conn.execute("COMMIT")
         steps: dict[tuple[str, str, int], list[StepTiming]] = {}
@@ -236,7 +287,7 @@ class ProductionLog:
 
     def faults(self, cell: str | None = None) -> list[FaultRecord]:
         """Logged faults, optionally of one cell, ordered by time (ties by id)."""
-        sql = "SELECT id, cell, time, level, source, code, message FROM faults"
+        sql = f"SELECT {_FAULT_COLUMNS} FROM faults"
         params: tuple[str, ...] = ()
         if cell is not None:
             sql += " WHERE cell = ?"

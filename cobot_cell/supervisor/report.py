@@ -1,11 +1,13 @@
-"""Plain-text production reports: a cycle table and a KPI table, built with rich."""
+"""Production reports: a cycle table and a KPI table as plain text (rich), and a cycle-time plot (matplotlib)."""
 
 from __future__ import annotations
 
 import io
 import logging
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -29,6 +31,13 @@ _KPI_FORMATS: dict[str, tuple[str, str]] = {
     "throughput_per_hour": ("throughput [parts/h]", "{:.2f}"),
     "faults": ("faults", "{:.0f}"),
     "errors": ("errors", "{:.0f}"),
+    "downtime": ("downtime [s]", "{:.2f}"),
+    "mtbf": ("MTBF [s]", "{:.2f}"),
+    "mttr": ("MTTR [s]", "{:.2f}"),
+    "availability": ("availability", "{:.1%}"),
+    "performance": ("performance", "{:.1%}"),
+    "quality": ("quality", "{:.1%}"),
+    "oee": ("OEE", "{:.1%}"),
 }
 
 
@@ -106,3 +115,63 @@ def render(tables: Table | Iterable[Table]) -> str:
     for table in tables:
         console.print(table)
     return console.export_text()
+
+
+def plot_cycles(reports: Sequence[CycleReport], path: str | os.PathLike[str], title: str = "Cycle times") -> Path:
+    """Write a PNG of each part's step durations as stacked bars and its cycle time as a marker; return the path.
+
+    Parts are plotted in the order given, one bar each; done and scrap parts have their own marker, and scrap
+    bars are hatched. Steps that ran in parallel stack above the cycle time (the bar is busy time, not elapsed).
+    """
+    if not reports:
+        raise ValueError("plot_cycles: no cycle reports to plot")
+    # The figure is drawn on its own Agg canvas: no pyplot, so no global backend or figure state is touched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    runs = {(r.cell, r.run_id) for r in reports}
+    if len(runs) == 1:
+        cell, run_id = next(iter(runs))
+        title = f"{title}: {cell} run {run_id}"
+    step_names: dict[str, None] = {}
+    for report in reports:
+        for step in report.steps:
+            step_names.setdefault(step.step, None)
+
+    fig = Figure(figsize=(10, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = list(range(1, len(reports) + 1))
+    scrap = [r.status == "scrap" for r in reports]
+    palette = [f"C{i % 10}" for i in range(len(step_names))]
+    bottom = [0.0] * len(reports)
+    for colour, name in zip(palette, step_names):
+        heights = [sum(s.duration for s in r.steps if s.step == name) for r in reports]
+        bars = ax.bar(x, heights, bottom=bottom, color=colour, label=name, width=0.8)
+        for bar, is_scrap in zip(bars, scrap):
+            if is_scrap:
+                bar.set_hatch("//")
+                bar.set_alpha(0.6)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    for status, marker, colour in (("done", "o", "black"), ("scrap", "X", "red")):
+        points = [(xi, r.cycle_time) for xi, r in zip(x, reports) if r.status == status]
+        if points:
+            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, color=colour, zorder=3,
+                       label=f"cycle time ({status})")
+    if len(reports) <= 40:  # few enough to name every part
+        several = len(runs) > 1
+        ax.set_xticks(x, [f"{r.cell}/{r.part}" if several else str(r.part) for r in reports],
+                      rotation=90 if several else 0)
+        ax.set_xlabel("cell/part" if several else "part")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("part (n-th in the order given)")
+    ax.set_ylabel("time [s]")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    out = Path(path)
+    fig.savefig(out, format="png")
+    logger.debug("cycle plot of %d parts written to %s", len(reports), out)
+    return out

@@ -83,7 +83,7 @@ def _nodes(desc, **overrides):
 
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
-    assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "supervisor"}
+    assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor"}
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name

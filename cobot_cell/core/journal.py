@@ -1,0 +1,198 @@
+"""Durable job state: the planner journals every run, part and step boundary in SQLite (WAL, synchronous FULL).
+
+After the planner process is killed or the PC reboots, `interrupted()` tells which run was under way, which
+part was in progress, which of its steps were done, where each cobot was left, and the skills' own state
+(pallet place index, weld seam index). The part ledger holds every part exactly once: in progress, done or
+scrap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .reports import StepTiming
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+PART_STATUSES = ("in_progress", "done", "scrap")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY, job TEXT NOT NULL, parts_target INTEGER NOT NULL,
+        status TEXT NOT NULL, started REAL NOT NULL, ended REAL)""",
+    """CREATE TABLE IF NOT EXISTS ledger (
+        run_id TEXT NOT NULL, part INTEGER NOT NULL, status TEXT NOT NULL,
+        started REAL NOT NULL, ended REAL, reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, part))""",
+    """CREATE TABLE IF NOT EXISTS steps_done (
+        run_id TEXT NOT NULL, part INTEGER NOT NULL, step TEXT NOT NULL, skill TEXT NOT NULL,
+        cobot TEXT NOT NULL, "start" REAL NOT NULL, "end" REAL NOT NULL,
+        PRIMARY KEY (run_id, part, step))""",
+    """CREATE TABLE IF NOT EXISTS cobot_pose (
+        run_id TEXT NOT NULL, cobot TEXT NOT NULL, q TEXT NOT NULL, PRIMARY KEY (run_id, cobot))""",
+    """CREATE TABLE IF NOT EXISTS skill_state (
+        run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key))""",
+)
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A run the planner did not finish: enough to resume it where it stopped."""
+
+    run_id: str
+    job: str
+    parts_target: int
+    parts_finished: int
+    part: int | None
+    steps_done: dict[str, StepTiming] = field(default_factory=dict)
+    cobot_q: dict[str, list[float]] = field(default_factory=dict)
+    skill_state: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for the operator."""
+        if self.part is None:
+            return f"run {self.run_id} of job '{self.job}': {self.parts_finished}/{self.parts_target} parts finished"
+        done = ", ".join(self.steps_done) or "no step"
+        return (f"run {self.run_id} of job '{self.job}': part {self.part} interrupted after {done} "
+                f"({self.parts_finished}/{self.parts_target} parts finished)")
+
+
+class Journal:
+    """The planner's durable record of runs, the part ledger and step progress."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+        with self._tx() as db:
+            for stmt in _SCHEMA:
+                db.execute(stmt)
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise ValueError(f"journal {self.path}: schema version {row[0]} is not supported "
+                                 f"(expected {SCHEMA_VERSION})")
+
+    class _Tx:
+        def __init__(self, journal: "Journal"):
+            self.j = journal
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.j._lock.acquire()
+            self.j._db.execute("BEGIN IMMEDIATE")
+            return self.j._db
+
+        def __exit__(self, exc_type, *_):
+            try:
+                self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.j._lock.release()
+
+    def _tx(self) -> "Journal._Tx":
+        return Journal._Tx(self)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    # ------------------------------------------------------------------ writes (one transaction each)
+    def begin_run(self, run_id: str, job: str, parts_target: int, time: float) -> None:
+        """A new run starts; any other open run is closed as abandoned."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = 'abandoned', ended = ? WHERE status = 'open'", (time,))
+            db.execute("INSERT INTO runs VALUES (?, ?, ?, 'open', ?, NULL)", (run_id, job, parts_target, time))
+
+    def part_started(self, run_id: str, part: int, time: float) -> None:
+        """A part enters the ledger as in progress (idempotent when resuming it)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO ledger (run_id, part, status, started) VALUES (?, ?, 'in_progress', ?) "
+                       "ON CONFLICT (run_id, part) DO NOTHING", (run_id, part, time))
+
+    def step_done(self, run_id: str, part: int, timing: StepTiming, q: list[float] | None,
+                  skill_state: dict[str, Any] | None = None) -> None:
+        """A step boundary: the step's timing, where its cobot is, and the skills' state, atomically."""
+        with self._tx() as db:
+            db.execute('INSERT OR REPLACE INTO steps_done VALUES (?, ?, ?, ?, ?, ?, ?)',
+                       (run_id, part, timing.step, timing.skill, timing.cobot, timing.start, timing.end))
+            if q is not None:
+                db.execute("INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)",
+                           (run_id, timing.cobot, json.dumps([float(v) for v in q])))
+            self._put_state(db, run_id, skill_state or {})
+
+    def checkpoint(self, run_id: str, skill_state: dict[str, Any]) -> None:
+        """Skill state inside a step (e.g. the weld seam just finished)."""
+        with self._tx() as db:
+            self._put_state(db, run_id, skill_state)
+
+    @staticmethod
+    def _put_state(db: sqlite3.Connection, run_id: str, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            db.execute("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", (run_id, key, json.dumps(value)))
+
+    def part_finished(self, run_id: str, part: int, status: str, time: float, reason: str = "") -> bool:
+        """Close a part as done or scrap; False (nothing written) if it was already closed."""
+        if status not in ("done", "scrap"):
+            raise ValueError(f"part status must be done or scrap, got {status!r}")
+        with self._tx() as db:
+            cur = db.execute("UPDATE ledger SET status = ?, ended = ?, reason = ? "
+                             "WHERE run_id = ? AND part = ? AND status = 'in_progress'",
+                             (status, time, reason, run_id, part))
+            return cur.rowcount == 1
+
+    def end_run(self, run_id: str, status: str, time: float) -> None:
+        """Close a run: 'complete' or 'abandoned' (a new run was started instead)."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (status, time, run_id))
+
+    # ------------------------------------------------------------------ reads
+    def interrupted(self) -> Interrupted | None:
+        """The open run, if the planner stopped before finishing it."""
+        with self._lock:
+            db = self._db
+            row = db.execute("SELECT run_id, job, parts_target FROM runs WHERE status = 'open' "
+                             "ORDER BY started DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            run_id, job, target = row
+            finished = db.execute("SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status != 'in_progress'",
+                                  (run_id,)).fetchone()[0]
+            part_row = db.execute("SELECT part FROM ledger WHERE run_id = ? AND status = 'in_progress' "
+                                  "ORDER BY part LIMIT 1", (run_id,)).fetchone()
+            part = part_row[0] if part_row else None
+            steps = {}
+            if part is not None:
+                for step, skill, cobot, start, end in db.execute(
+                        'SELECT step, skill, cobot, "start", "end" FROM steps_done WHERE run_id = ? AND part = ? '
+                        'ORDER BY "end"', (run_id, part)):
+                    steps[step] = StepTiming(step=step, skill=skill, cobot=cobot, start=start, end=end)
+            poses = {c: json.loads(q) for c, q in db.execute(
+                "SELECT cobot, q FROM cobot_pose WHERE run_id = ?", (run_id,))}
+            state = {k: json.loads(v) for k, v in db.execute(
+                "SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))}
+        return Interrupted(run_id=run_id, job=job, parts_target=target, parts_finished=finished, part=part,
+                           steps_done=steps, cobot_q=poses, skill_state=state)
+
+    def ledger(self, run_id: str | None = None) -> list[tuple[str, int, str]]:
+        """(run_id, part, status) rows, ordered by run start and part."""
+        with self._lock:
+            sql = ("SELECT l.run_id, l.part, l.status FROM ledger l JOIN runs r USING (run_id) "
+                   + ("WHERE l.run_id = ? " if run_id else "") + "ORDER BY r.started, l.part")
+            return [tuple(r) for r in self._db.execute(sql, (run_id,) if run_id else ())]
+
+    def skill_state(self, run_id: str) -> dict[str, Any]:
+        """The skills' state of a run."""
+        with self._lock:
+            return {k: json.loads(v) for k, v in self._db.execute(
+                "SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))}
