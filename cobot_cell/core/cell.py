@@ -83,6 +83,7 @@ class CellController:
         recovery: Recovery | None = None,
         skill_state: dict[str, Any] | None = None,
         resume_tolerance: float = 0.02,
+        settle_time: float = 0.0,
     ):
         self.cfg = cfg
         self.ports = dict(ports)
@@ -98,6 +99,8 @@ class CellController:
         self.recovery = recovery
         self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
         self.resume_tolerance = resume_tolerance
+        self.settle_time = settle_time
+        self._settle_until = -float("inf")
         self._starting_since: float | None = None
         self.machine = CellMachine(on_change=self._state_changed)
         self.faults = FaultBook()
@@ -118,7 +121,6 @@ class CellController:
         self.interrupted: Interrupted | None = self.journal.interrupted()
         if self.interrupted is not None and self.interrupted.job in cfg.jobs:
             self.job, self.parts_target = self.interrupted.job, self.interrupted.parts_target
-            self._expected_q = {c: np.asarray(q) for c, q in self.interrupted.cobot_q.items() if c in self.ports}
             log.warning("journal: %s; reset + start resumes it", self.interrupted.describe())
         elif self.interrupted is not None:
             log.warning("journal: run %s is of unknown job '%s': it will be abandoned", self.interrupted.run_id,
@@ -195,7 +197,7 @@ class CellController:
             raise ValueError("a reapproach is already under way")
         if self.recovery is None:
             raise ValueError("this cell has no recovery planner")
-        off = self._deviations()
+        off = self._deviations(for_start=self.state not in (State.HELD, State.SUSPENDED))
         if not off:
             raise ValueError("every cobot is where the cell expects it: nothing to reapproach")
         for cobot, (q_actual, q_target, _) in off.items():
@@ -221,6 +223,9 @@ class CellController:
         """Do the current state's work; call on every event and periodically."""
         if self._reapproach:
             self._run_reapproach()
+        elif self.state in (State.HELD, State.SUSPENDED, State.STOPPED, State.ABORTED) and \
+                self.wall_clock.now() < self._settle_until:
+            self._snapshot_expected(settling=True)
         for _ in range(len(State)):  # settle chains of instantly completing acting states
             before = self.state
             self._step_state()
@@ -311,6 +316,8 @@ class CellController:
             self.parts_done = 0
             self.scrapped = 0
             self.journal.begin_run(self.run_id, self.job, self.parts_target, now)
+            poses = {c: p.joint_positions() for c, p in self.ports.items()}
+            self.journal.record_poses(self.run_id, {c: list(q) for c, q in poses.items() if q is not None})
         self.interrupted = None
         self.machine.state_complete()
 
@@ -322,10 +329,20 @@ class CellController:
         self.journal.end_run(i.run_id, "abandoned", now)
         log.warning("abandoned %s", i.describe())
 
-    def _deviations(self) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    def _targets(self, for_start: bool) -> dict[str, np.ndarray]:
+        """Where each cobot must be before motion resumes: where the journal left it (start of a resumed
+        run), or where it stopped (unhold, unsuspend)."""
+        if for_start:
+            if not self._resumable():
+                return {}
+            assert self.interrupted is not None
+            return {c: np.asarray(q, dtype=float) for c, q in self.interrupted.cobot_q.items() if c in self.ports}
+        return dict(self._expected_q)
+
+    def _deviations(self, for_start: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
         """Cobots farther than the tolerance from where the cell expects them: (actual, expected, distance)."""
         out = {}
-        for cobot, expected in self._expected_q.items():
+        for cobot, expected in self._targets(for_start).items():
             actual = self.ports[cobot].joint_positions()
             if actual is None:
                 continue
@@ -343,7 +360,7 @@ class CellController:
             problem = self.ready_check()
             if problem:
                 raise CommandRefused(cmd, self.state, f"cannot {cmd}: {problem}")
-        off = self._deviations()
+        off = self._deviations(for_start=cmd == "start")
         if off:
             cobot, (actual, expected, d) = max(off.items(), key=lambda kv: kv[1][2])
             joint = self.cfg.cobots[cobot].joints[int(np.argmax(np.abs(actual - expected)))]
@@ -351,8 +368,14 @@ class CellController:
                 f"cannot {cmd}: cobot '{cobot}' is {d:.3f} rad ({joint}) from where the cell left it "
                 f"(tolerance {self.resume_tolerance:g} rad): call reapproach to bring it back slowly"))
 
-    def _snapshot_expected(self) -> None:
-        """Remember where every cobot is when the cell stops moving (held, suspended, stopped, aborted)."""
+    def _snapshot_expected(self, settling: bool = False) -> None:
+        """Remember where every cobot is when the cell stops moving (held, suspended, stopped, aborted).
+
+        For `settle_time` (wall) seconds afterwards the snapshot follows the arms: joint states still in flight
+        when the cell stopped are not mistaken for an operator moving an arm.
+        """
+        if not settling:
+            self._settle_until = self.wall_clock.now() + self.settle_time
         for cobot, port in self.ports.items():
             q = port.joint_positions()
             if q is not None:

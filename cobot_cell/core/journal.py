@@ -131,6 +131,13 @@ class Journal:
                            (run_id, timing.cobot, json.dumps([float(v) for v in q])))
             self._put_state(db, run_id, skill_state or {})
 
+    def record_poses(self, run_id: str, poses: dict[str, list[float]]) -> None:
+        """Where the cobots are (at the start of a run)."""
+        with self._tx() as db:
+            for cobot, q in poses.items():
+                db.execute("INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)",
+                           (run_id, cobot, json.dumps([float(v) for v in q])))
+
     def checkpoint(self, run_id: str, skill_state: dict[str, Any]) -> None:
         """Skill state inside a step (e.g. the weld seam just finished)."""
         with self._tx() as db:

@@ -98,7 +98,7 @@ def _table(*specs: MessageSpec) -> dict[str, MessageSpec]:
 
 
 CELL_COMMANDS = ("START", "STOP", "HOLD", "UNHOLD", "RESUME", "SUSPEND", "UNSUSPEND", "RESET", "ABORT", "CLEAR",
-                 "ACK")
+                 "ACK", "REAPPROACH")
 """Argument-less commands that act on the cell."""
 
 PENDANT_MESSAGES: dict[str, MessageSpec] = _table(
@@ -119,11 +119,12 @@ BRIDGE_MESSAGES: dict[str, MessageSpec] = _table(
     MessageSpec("STATE", (Arg("state", "word"),)),
     MessageSpec("STAT", (Arg("state", "word"), Arg("job", "text", optional=True), Arg("parts_done", "uint"),
                          Arg("parts", "uint"), Arg("part", "uint", optional=True),
-                         Arg("last_cycle_time", "num", optional=True), Arg("fault", "text", optional=True))),
+                         Arg("last_cycle_time", "num", optional=True), Arg("fault_code", "word", optional=True),
+                         Arg("fault_ack", "uint", optional=True), Arg("fault", "text", optional=True))),
     MessageSpec("CYCLE", (Arg("part", "uint"), Arg("status", "word"), Arg("cycle_time", "num"),
                           Arg("job", "text", optional=True), Arg("run_id", "text", optional=True))),
-    MessageSpec("FAULT", (Arg("level", "word"), Arg("source", "text", optional=True),
-                          Arg("text", "text", optional=True))),
+    MessageSpec("FAULT", (Arg("level", "word"), Arg("code", "word", optional=True),
+                          Arg("source", "text", optional=True), Arg("text", "text", optional=True))),
 )
 """Bridge -> pendant: what a pendant decodes."""
 

@@ -359,10 +359,10 @@ def _int(text: str | None) -> int:
 # ------------------------------------------------------------------------------------------ interactive pendant
 KEYS: dict[str, str] = {
     "s": "START", "h": "HOLD", "r": "RESUME", "x": "STOP", "z": "RESET", "a": "ACK",
-    "u": "SUSPEND", "b": "ABORT", "c": "CLEAR", "i": "STATUS",
+    "u": "SUSPEND", "b": "ABORT", "c": "CLEAR", "e": "REAPPROACH", "i": "STATUS",
 }
 HELP = ("keys: s start  h hold  r resume  x stop  z reset  a ack fault  u suspend  b abort  c clear  "
-        "i status  j job  p parts  q quit")
+        "e reapproach  i status  j job  p parts  q quit")
 
 
 def status_line(link: PendantLink) -> str:
@@ -372,7 +372,10 @@ def status_line(link: PendantLink) -> str:
     linked = "link ok" if age < 1.5 else "NO CELL"
     parts = f"{s.get('parts_done', '?')}/{s.get('parts', '?')}"
     cycle = f"{s['last_cycle_time']} s" if s.get("last_cycle_time") else "-"
-    fault = s.get("fault") or "-"
+    fault = "-"
+    if s.get("fault"):
+        fault = f"{s.get('fault_code') or 'FAULT'}{' (acknowledged)' if s.get('fault_ack') == '1' else ''} " \
+                f"{s['fault']}"
     return (f"[{v.cell or '?'}] {v.state or '?':<12} job {s.get('job') or '?'}  parts {parts}  "
             f"last cycle {cycle}  fault {fault}  ({linked})")
 

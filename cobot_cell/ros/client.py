@@ -40,6 +40,8 @@ class CellClient:
         self.status: dict[str, str] = {}
         self.reports: list[CycleReport] = []
         self.kpis: dict[str, dict[str, str]] = {}
+        self.faults_seen: list[tuple[str, str]] = []   # (code, source) of each fault the status showed
+        self._fault_ids: set[str] = set()
         self.on_report: Callable[[CycleReport], None] | None = None
         ns = f"/{cell}"
         self.node.create_subscription(String, f"{ns}/state", self._on_state, LATCHED)
@@ -48,12 +50,17 @@ class CellClient:
         self.node.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
         self._commands: dict[str, rclpy.client.Client] = {}
         self._params = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
+        self._other_params: dict[str, rclpy.client.Client] = {}
 
     def _on_state(self, msg: String) -> None:
         self.state = msg.data
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
         self.status = dict(key_values(msg))
+        fid = self.status.get("fault_id", "")
+        if fid and fid not in self._fault_ids:
+            self._fault_ids.add(fid)
+            self.faults_seen.append((self.status.get("fault_code", ""), self.status["fault"].split(":")[0]))
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         report = CycleReport.from_key_values(key_values(msg))
@@ -86,20 +93,27 @@ class CellClient:
         return future.result()
 
     def command(self, name: str, timeout: float = 10.0) -> tuple[bool, str]:
-        """Call a PackML command service; returns (success, message)."""
+        """Call a cell service (a PackML command, acknowledge, reapproach); returns (success, message)."""
         if name not in self._commands:
             self._commands[name] = self.node.create_client(Trigger, f"/{self.cell}/{name}")
         resp = self._call(self._commands[name], Trigger.Request(), timeout, f"reply to '{name}'")
         return resp.success, resp.message
 
-    def set_parameter(self, name: str, value: str | int, timeout: float = 10.0) -> tuple[bool, str]:
-        """Set one planner parameter (job or parts); returns (successful, reason)."""
+    def set_parameter(self, name: str, value: str | int, timeout: float = 10.0,
+                      node: str | None = None) -> tuple[bool, str]:
+        """Set one parameter of the planner (job, parts) or of another node (fully qualified name);
+        returns (successful, reason)."""
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise TypeError("value must be a str or an int")
         pv = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
               else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
         req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=pv)])
-        resp = self._call(self._params, req, timeout, f"reply to setting '{name}'")
+        client = self._params
+        if node is not None:
+            if node not in self._other_params:
+                self._other_params[node] = self.node.create_client(SetParameters, f"{node}/set_parameters")
+            client = self._other_params[node]
+        resp = self._call(client, req, timeout, f"reply to setting '{name}'")
         result = resp.results[0]
         return result.successful, result.reason
 

@@ -10,6 +10,7 @@ callback ever waits for the device. Run it in the cell's namespace (`/<cell>`): 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -51,6 +52,11 @@ MAX_QUEUED = 16
 TICK = 0.05
 
 
+def _word(text: str) -> str:
+    """`text` as a protocol word (letters, digits, _ . : / -)."""
+    return re.sub(r"[^A-Za-z0-9_.:/-]", "_", text)
+
+
 @dataclass(frozen=True)
 class BridgeParams:
     """Parameters of the pendant_bridge node, read once at start."""
@@ -77,7 +83,7 @@ class InFlight:
     client: Client
     request: object
     started: float
-    on_result: Callable[[object], tuple[bool, str]]
+    on_result: Callable[[object], tuple[bool, str, Reason]]
     future: Future | None = None
 
 
@@ -141,8 +147,8 @@ class PendantBridge(Node):
         self._reported_drops, self._reported_at = 0, -math.inf
         self._faults_seen: set[tuple[str, ...]] = set()
 
-        self._triggers = {c.value: self.create_client(Trigger, c.value) for c in Command}
-        self._ack = self.create_client(Trigger, "acknowledge")  # when the planner offers one (not yet)
+        self._triggers = {name: self.create_client(Trigger, name)
+                          for name in [c.value for c in Command] + ["acknowledge", "reapproach"]}
         self._set_params = self.create_client(SetParameters, "task_planner/set_parameters")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(String, "state", self._on_state, LATCHED)
@@ -263,8 +269,10 @@ class PendantBridge(Node):
         s = self.status
         if not s:
             return
+        ack = {"true": "1", "false": "0"}.get(s.get("fault_acknowledged", ""), "")
         fields = (s.get("state", self.state or ""), s.get("job", ""), s.get("parts_done", "0"),
-                  s.get("parts", "0"), s.get("part", ""), s.get("last_cycle_time", ""), s.get("fault", ""))
+                  s.get("parts", "0"), s.get("part", ""), s.get("last_cycle_time", ""),
+                  _word(s.get("fault_code", "")), ack, s.get("fault", ""))
         if force or fields != self._sent_stat:
             self._sent_stat = fields
             self._send(None, "STAT", *fields)
@@ -290,18 +298,12 @@ class PendantBridge(Node):
             else:
                 self._call(frame, service)
         elif kind == "ACK":
-            if self._ack.service_is_ready():
-                self._dispatch(frame, self._ack, Trigger.Request(), lambda r: (r.success, r.message))
-            elif self.state == "Aborted":
-                self._call(frame, "clear", "fault acknowledged; ")
-            else:
-                self._reply(frame.seq, False, f"no fault to acknowledge in state {self.state or 'unknown'}",
-                            Reason.NOFAULT)
+            self._call(frame, "acknowledge", refused=Reason.NOFAULT)
         else:
             self._call(frame, kind.lower())
 
     def _dispatch(self, frame: Frame, client: Client, request,
-                  on_result: Callable[[object], tuple[bool, str]]) -> None:
+                  on_result: Callable[[object], tuple[bool, str, Reason]]) -> None:
         self._inflight = InFlight(frame, client, request, time.monotonic(), on_result)
         self._try_call(self._inflight)
 
@@ -311,18 +313,18 @@ class PendantBridge(Node):
             job.future = job.client.call_async(job.request)
             job.future.add_done_callback(lambda fut, job=job: self._on_done(job, fut))
 
-    def _call(self, frame: Frame, service: str, prefix: str = "") -> None:
-        def result(resp) -> tuple[bool, str]:
-            return resp.success, (prefix if resp.success else "") + resp.message
+    def _call(self, frame: Frame, service: str, refused: Reason = Reason.REFUSED) -> None:
+        def result(resp) -> tuple[bool, str, Reason]:
+            return resp.success, resp.message, refused
 
         self._dispatch(frame, self._triggers[service], Trigger.Request(), result)
 
     def _set_parameter(self, frame: Frame, name: str, value: ParameterValue) -> None:
         shown = value.string_value if value.type == ParameterType.PARAMETER_STRING else value.integer_value
 
-        def result(resp) -> tuple[bool, str]:
+        def result(resp) -> tuple[bool, str, Reason]:
             r = resp.results[0]
-            return (True, f"{name} {shown}") if r.successful else (False, r.reason)
+            return (True, f"{name} {shown}", Reason.REFUSED) if r.successful else (False, r.reason, Reason.REFUSED)
 
         self._dispatch(frame, self._set_params,
                        SetParameters.Request(parameters=[ParameterMsg(name=name, value=value)]), result)
@@ -335,8 +337,8 @@ class PendantBridge(Node):
         if exc is not None or future.cancelled():
             self._reply(job.frame.seq, False, f"call failed: {exc}", Reason.UNAVAILABLE)
         else:
-            ok, text = job.on_result(future.result())
-            self._reply(job.frame.seq, ok, text)
+            ok, text, reason = job.on_result(future.result())
+            self._reply(job.frame.seq, ok, text, reason)
         self._run_queue()
 
     # ------------------------------------------------------------------ cell side
@@ -366,11 +368,12 @@ class PendantBridge(Node):
             kv = dict(key_values(st))
             if self.cell not in (kv.get("cell"), st.hardware_id) and not st.name.startswith(f"{self.cell}/"):
                 continue
-            key = (st.name, level, st.message, kv.get("time", ""), kv.get("code", ""))
+            # once per fault: later updates of the same fault (acknowledged, cleared) reach the pendant in STAT
+            key = (kv["fault_key"],) if "fault_key" in kv else (st.name, st.message, kv.get("time", ""))
             if key in self._faults_seen:
                 continue
             self._faults_seen.add(key)
-            self._send(None, "FAULT", level, kv.get("source", st.name), st.message)
+            self._send(None, "FAULT", level, _word(kv.get("code", "")), kv.get("source", st.name), st.message)
 
     # ------------------------------------------------------------------ timers
     def _on_tick(self) -> None:

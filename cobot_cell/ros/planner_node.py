@@ -288,6 +288,7 @@ class PlannerNode(Node):
             for name, cobot in self.cfg.cobots.items()
         }
         self._updating = False
+        self._last_status = None
         self.state_pub = self.create_publisher(String, "state", LATCHED)
         self.status_pub = self.create_publisher(DiagnosticStatus, "status", LATCHED)
         self.cycle_pub = self.create_publisher(DiagnosticStatus, "cycle", REPORTS)
@@ -300,7 +301,7 @@ class PlannerNode(Node):
             job=self.params.job or None, parts=self.params.parts,
             on_state=self._on_state, on_cycle=self._on_cycle, on_fault=self._on_fault, ready_check=self._ready,
             start_timeout=self.params.start_timeout, wall_clock=WallClock(), journal=Journal(journal_path),
-            recovery=SkillRecovery(self.cfg), skill_state=skill_state,
+            recovery=SkillRecovery(self.cfg), skill_state=skill_state, settle_time=1.0,
         )
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for cmd in COMMANDS:
@@ -331,6 +332,8 @@ class PlannerNode(Node):
 
     def _on_tick(self) -> None:
         self._update()
+        if self.controller.status() != self._last_status:
+            self._publish_status()
 
     def _update(self) -> None:
         if self._updating:
@@ -448,6 +451,7 @@ class PlannerNode(Node):
 
     def _publish_status(self) -> None:
         s = self.controller.status()
+        self._last_status = s
         level = DiagnosticStatus.ERROR if s.fault else DiagnosticStatus.OK
         pairs = [("state", s.state.value), ("job", s.job), ("parts", str(s.parts_target)),
                  ("parts_done", str(s.parts_done)), ("part", "" if s.part is None else str(s.part)),

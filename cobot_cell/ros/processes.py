@@ -91,15 +91,33 @@ class NodeSet:
         """Start every node."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         for spec in self.specs:
-            pfile = params_file(spec, self.work_dir)
-            log_path = self.work_dir / f"{spec.fqn.strip('/').replace('/', '__')}.log"
-            out = None if self.echo else open(log_path, "w")
-            popen = subprocess.Popen(command(spec, pfile, self.python), env=self.env, stdout=out,
-                                     stderr=subprocess.STDOUT if out else None, start_new_session=not self.echo)
-            if out:
-                out.close()
-            self.procs.append(NodeProcess(spec, popen, log_path))
+            self.procs.append(self._spawn(spec))
         return self
+
+    def _spawn(self, spec: NodeSpec) -> NodeProcess:
+        pfile = params_file(spec, self.work_dir)
+        log_path = self.work_dir / f"{spec.fqn.strip('/').replace('/', '__')}.log"
+        out = None if self.echo else open(log_path, "a")
+        popen = subprocess.Popen(command(spec, pfile, self.python), env=self.env, stdout=out,
+                                 stderr=subprocess.STDOUT if out else None, start_new_session=not self.echo)
+        if out:
+            out.close()
+        return NodeProcess(spec, popen, log_path)
+
+    def kill(self, fqn: str) -> None:
+        """SIGKILL one node (a crash: no clean-up runs) and wait for it to be gone."""
+        p = self.proc(fqn)
+        p.popen.kill()
+        p.popen.wait()
+
+    def restart(self, fqn: str) -> NodeProcess:
+        """Start a node again (after it died or was killed) with the same spec."""
+        old = self.proc(fqn)
+        if old.popen.poll() is None:
+            raise RuntimeError(f"node {fqn} is still running")
+        new = self._spawn(old.spec)
+        self.procs[self.procs.index(old)] = new
+        return new
 
     def dead(self) -> list[NodeProcess]:
         """Nodes that have exited."""

@@ -1,14 +1,18 @@
 """supervisor: logs every part and fault of any number of cells to SQLite and publishes KPIs.
 
 It finds cells by their `<cell>/cycle` topics (diagnostic_msgs/DiagnosticStatus cycle reports, reliable and
-transient-local, so a late supervisor still receives the parts already made), records non-OK statuses from
-`/diagnostics` as faults, and publishes per-cell KPIs on `~/kpis` (diagnostic_msgs/DiagnosticArray).
+transient-local, so a late supervisor still receives the parts already made), records the planners' fault
+life-cycle updates from `/diagnostics` (statuses carrying a `fault_key`; driver health statuses are left out, the
+planner already turns them into faults and recording both would count a failure twice), and publishes per-cell
+KPIs on `~/kpis` (diagnostic_msgs/DiagnosticArray, transient-local). Writes are batched on a timer and KPIs are
+computed on their own timer, only for cells that changed, so callbacks stay short.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
@@ -32,6 +36,45 @@ class SupervisorParams:
     discovery_period: float
     flush_period: float
     kpi_period: float
+    ideal_cycle_time: float
+
+
+@dataclass(frozen=True)
+class FaultUpdate:
+    """One fault life-cycle update as the planner publishes it (times in clock seconds)."""
+
+    cell: str
+    fault_key: str
+    raised: float
+    source: str
+    code: str
+    message: str
+    acknowledged: float | None
+    cleared: float | None
+
+    @classmethod
+    def from_status(cls, msg: DiagnosticStatus) -> FaultUpdate | None:
+        """The update carried by a planner fault status; None if it has no fault_key; ValueError if malformed."""
+        kv = dict(key_values(msg))
+        key = kv.get("fault_key")
+        if not key:
+            return None
+
+        def time(name: str) -> float | None:
+            raw = kv.get(name, "")
+            if raw == "":
+                return None
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"fault {key}: key '{name}' is not a number: {raw!r}") from None
+
+        raised = time("raised") if kv.get("raised") else time("time")
+        if raised is None:
+            raise ValueError(f"fault {key}: missing key 'raised'")
+        return cls(cell=kv.get("cell") or msg.hardware_id or msg.name.strip("/").split("/")[0], fault_key=key,
+                   raised=raised, source=kv.get("source", msg.name), code=kv.get("code", ""), message=msg.message,
+                   acknowledged=time("acknowledged"), cleared=time("cleared"))
 
 
 class SupervisorNode(Node):
@@ -47,14 +90,22 @@ class SupervisorNode(Node):
             discovery_period=d("discovery_period", 0.5, "seconds (wall) between looks for new cell topics"),
             flush_period=d("flush_period", 0.05, "seconds (wall) between batched writes to the log"),
             kpi_period=d("kpi_period", 1.0, "seconds (wall) between KPI publications"),
+            ideal_cycle_time=d("ideal_cycle_time", 0.0,
+                               "ideal cycle time of a part in clock seconds, for OEE performance (0 = unknown)"),
         )
+        ict = self.params.ideal_cycle_time
+        if not (math.isfinite(ict) and ict >= 0.0):
+            raise ValueError(f"ideal_cycle_time must be >= 0 s (0 = unknown), got {ict!r}")
         self.log = ProductionLog(self.params.db)
         self._pending: list[CycleReport] = []
+        self._pending_faults: list[FaultUpdate] = []
         self._subscribed: set[str] = set()
-        self._last_status: dict[str, tuple[str, str]] = {}
+        self._dirty: set[str] = set()  # cells whose KPIs are out of date
+        self._kpi_status: dict[str, DiagnosticStatus] = {}
         self.cells: set[str] = set()
         self.received = 0
         self.rejected = 0
+        self.faults_rejected = 0
         self.kpi_pub = self.create_publisher(DiagnosticArray, "~/kpis", LATCHED)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         for cell in self.params.cells:
@@ -66,7 +117,7 @@ class SupervisorNode(Node):
         self._discover()
         self.get_logger().info(f"supervisor logging to {self.params.db}")
 
-    def _declare(self, name: str, default, description: str):
+    def _declare(self, name: str, default: Any, description: str) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
     def _follow(self, topic: str) -> None:
@@ -95,9 +146,11 @@ class SupervisorNode(Node):
             self._flush()
 
     def _flush(self) -> None:
+        self._flush_faults()
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        self._dirty.update(r.cell for r in batch)
         try:
             self.log.record_cycles(batch)
         except ValueError as exc:  # one bad report: keep the others
@@ -109,29 +162,44 @@ class SupervisorNode(Node):
                     self.rejected += 1
                     self.get_logger().warning(f"cycle report refused: {one}")
 
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        for st in msg.status:
-            level = level_name(st.level)
-            prev = self._last_status.get(st.name)
-            self._last_status[st.name] = (level, st.message)
-            if level == "OK" or prev == (level, st.message):
+    def _flush_faults(self) -> None:
+        batch, self._pending_faults = self._pending_faults, []
+        for f in batch:  # in arrival order: a later update only fills what an earlier one left unset
+            try:
+                self.log.record_fault(f.cell, f.raised, "ERROR", f.source, f.code, f.message, fault_key=f.fault_key,
+                                      acknowledged=f.acknowledged, cleared=f.cleared)
+            except ValueError as exc:
+                self.faults_rejected += 1
+                self.get_logger().warning(f"fault {f.fault_key} refused: {exc}")
                 continue
-            kv = dict(key_values(st))
-            cell = kv.get("cell") or st.hardware_id or st.name.strip("/").split("/")[0]
-            time = float(kv["time"]) if "time" in kv else stamp
-            self.log.record_fault(cell, time, level if level in ("WARN", "ERROR", "STALE") else "ERROR",
-                                  kv.get("source", st.name), kv.get("code", ""), st.message)
+            self.cells.add(f.cell)
+            self._dirty.add(f.cell)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            try:
+                update = FaultUpdate.from_status(st)
+            except ValueError as exc:
+                self.faults_rejected += 1
+                self.get_logger().warning(f"bad fault status '{st.name}' ignored: {exc}")
+                continue
+            # The status level follows the life cycle (ERROR raised, WARN acknowledged, OK cleared); the log
+            # keeps the level the planner raises faults with, ERROR, whichever update is seen first.
+            if update is not None:
+                self._pending_faults.append(update)
 
     def _publish_kpis(self) -> None:
         self._flush()
+        ict = self.params.ideal_cycle_time or None
+        for cell in sorted(self._dirty):
+            k = kpis(self.log.parts(cell=cell, with_steps=False), self.log.faults(cell=cell), ict)
+            pairs = [(name, "nan" if math.isnan(v) else f"{v:g}") for name, v in k.items()]
+            self._kpi_status[cell] = status_msg(f"{cell}/kpis", DiagnosticStatus.OK, f"{int(k['parts'])} parts",
+                                                pairs, hardware_id=cell)
+        self._dirty.clear()
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        for cell in sorted(self.cells):
-            k = kpis(self.log.parts(cell=cell), self.log.faults(cell=cell))
-            pairs = [(name, "nan" if isinstance(v, float) and math.isnan(v) else f"{v:g}") for name, v in k.items()]
-            arr.status.append(status_msg(f"{cell}/kpis", DiagnosticStatus.OK, f"{int(k['parts'])} parts",
-                                         pairs, hardware_id=cell))
+        arr.status = [self._kpi_status[cell] for cell in sorted(self._kpi_status)]
         self.kpi_pub.publish(arr)
 
     def destroy_node(self) -> None:

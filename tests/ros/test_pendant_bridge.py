@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import signal
 import subprocess
 import time
@@ -203,7 +204,7 @@ def test_refusals_carry_the_planners_reason(rig: Rig) -> None:
         (("PARTS", "-5"), ("REFUSED", "parts must be a whole number >= 1; got -5")),
         (("HOLD",), ("REFUSED", "cannot hold in state Idle: allowed commands are start; stop; abort")),
         (("RESUME",), ("REFUSED", "nothing to resume in state Idle: RESUME works in Held or Suspended")),
-        (("ACK",), ("NOFAULT", "no fault to acknowledge in state Idle")),
+        (("ACK",), ("NOFAULT", "no active fault to acknowledge")),
     ]
     for cmd, expected in cases:
         reply = link.command(*cmd)
@@ -338,13 +339,12 @@ def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:
     assert HEARTBEAT_TIMEOUT - 0.25 <= delay <= HEARTBEAT_TIMEOUT + 1.0, delay  # last HB up to 0.2 s before
     link.wait_for(lambda: len(link.view.faults) > faults, 5, "the heartbeat warning")
     warn = link.view.faults[faults]
-    assert warn.args[:2] == ("WARN", "pendant_bridge") and "pendant heartbeat lost" in warn.args[2]
+    assert warn.args[:3] == ("WARN", "HEARTBEAT_LOST", "pendant_bridge") and "heartbeat lost" in warn.args[3]
     link.wait_state("Held", 30)
     link.start_heartbeat(0.2)
     ok(link.command("RESUME"))
     link.wait_state("Execute", 10)
-    ok(link.command("STOP"))
-    link.wait_state("Stopped", 20)
+    link.wait_state("Complete", 90)  # no interrupted run left behind for the next start to resume
     print(f"\nheartbeat loss -> Holding after {delay * 1e3:.0f} ms (timeout {HEARTBEAT_TIMEOUT:g} s)")
 
 
@@ -365,19 +365,26 @@ def test_ack_acknowledges_a_fault(rig: Rig) -> None:
         # (the graph keeps listing a dead process's services here; the client's matching is exact)
         rig.client.wait_for(lambda: not arc.service_is_ready(), 20, f"{arc.service_name} to disappear")
         faults = len(link.view.faults)
-        ok(link.command("START"))
+        ok(link.command("START"))  # Starting waits for the welder, then faults NOT_READY and aborts
         link.wait_state("Aborted", 20)
         link.wait_for(lambda: len(link.view.faults) > faults, 5, "the FAULT frame")
         fault = link.view.faults[faults]
-        assert fault.args[:2] == ("ERROR", "cell") and "not available after 1 s" in fault.args[2], fault
-        link.wait_for(lambda: link.view.stat.get("fault", "").startswith("cell: "), 5, "STAT with the fault")
+        assert fault.args[:3] == ("ERROR", "NOT_READY", "cell") and "welder" in fault.args[3], fault
+        stat = link.view.stat
+        link.wait_for(lambda: stat.get("fault_code") == "NOT_READY" and stat.get("fault_ack") == "0", 5,
+                      "STAT with the fault")
+        assert link.view.stat["fault"].startswith("cell: ")
         reply = ok(link.command("ACK"))
-        assert reply.args == ("fault acknowledged; clear: state Stopped",)
+        assert re.fullmatch(r"acknowledged fault \d+ \(NOT_READY\)", reply.args[0]), reply
+        link.wait_for(lambda: link.view.stat.get("fault_ack") == "1", 5, "STAT with the fault acknowledged")
+        assert link.command("ACK").args == ("NOFAULT", "no active fault to acknowledge")
+        assert len(link.view.faults) == faults + 1  # one FAULT frame per fault, not per update
+        ok(link.command("CLEAR"))
         link.wait_state("Stopped")
-        link.wait_for(lambda: link.view.stat.get("fault") == "", 5, "STAT without a fault")
         ok(link.command("RESET"))
         link.wait_state("Idle")
-        assert link.command("ACK").args == ("NOFAULT", "no fault to acknowledge in state Idle")
+        link.wait_for(lambda: link.view.stat.get("fault") == "" and link.view.stat.get("fault_code") == "", 5,
+                      "STAT without a fault")
     finally:
         spec = welder.spec
         log = open(rig.work / "welder_respawn.log", "w")

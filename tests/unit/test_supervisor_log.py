@@ -1,4 +1,4 @@
-"""ProductionLog: exact round-trips, duplicate refusal, atomic writes, faults, schema."""
+"""ProductionLog: exact round-trips, duplicate refusal, atomic writes, faults and their life cycle, schema."""
 
 from __future__ import annotations
 
@@ -249,6 +249,126 @@ def test_fault_time_must_be_finite() -> None:
         with pytest.raises(ValueError) as err:
             log.record_fault("cell_a", float("nan"), "WARN", "src", "C", "msg")
         assert str(err.value) == "fault time must be finite, got nan"
+
+
+def fault_row(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT cell, time, level, source, code, message, fault_key, acknowledged, cleared FROM faults ORDER BY id"
+        ).fetchall()
+
+
+def test_faults_table_has_life_cycle_columns(db: Path) -> None:
+    ProductionLog(db).close()
+    with sqlite3.connect(db) as conn:
+        columns = {r[1]: (r[2], r[3]) for r in conn.execute("PRAGMA table_info(faults)")}
+        unique = [r for r in conn.execute("PRAGMA index_list(faults)") if r[2]]  # (seq, name, unique, ...)
+        unique_columns = [conn.execute(f"PRAGMA index_info({r[1]!r})").fetchall()[0][2] for r in unique]
+    assert columns["fault_key"] == ("TEXT", 0)
+    assert columns["acknowledged"] == ("REAL", 0)
+    assert columns["cleared"] == ("REAL", 0)
+    assert unique_columns == ["fault_key"]
+
+
+def test_pre_release_faults_table_is_refused(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute(
+            "CREATE TABLE faults (id INTEGER PRIMARY KEY AUTOINCREMENT, cell TEXT NOT NULL, time REAL NOT NULL, "
+            "level TEXT NOT NULL, source TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL)"
+        )
+    with pytest.raises(ValueError) as err:
+        ProductionLog(db)
+    assert str(err.value) == (
+        f"production log {db}: faults table has no life-cycle columns (a pre-release version 1 file); start a new log"
+    )
+
+
+def test_old_positional_fault_record_has_no_life_cycle() -> None:
+    f = FaultRecord(3, "cell_a", 1.5, "ERROR", "ur5e_left", "E_STOP", "protective stop")
+    assert (f.fault_key, f.acknowledged, f.cleared) == (None, None, None)
+
+
+def test_fault_life_cycle_updates_one_row(db: Path) -> None:
+    args = ("cell_a", 12.5, "ERROR", "ur5e_left/weld", "PROTECTIVE_STOP", "protective stop")
+    with ProductionLog(db) as log:
+        first = log.record_fault(*args, fault_key="boot-1")
+        assert fault_row(db) == [(*args, "boot-1", None, None)]
+        assert log.record_fault(*args, fault_key="boot-1") == first  # a re-send changes nothing
+        assert log.record_fault(*args, fault_key="boot-1", acknowledged=14.0) == first
+        assert fault_row(db) == [(*args, "boot-1", 14.0, None)]
+        assert log.record_fault(*args, fault_key="boot-1", acknowledged=14.0, cleared=20.25) == first
+        assert log.faults() == [FaultRecord(first, *args, fault_key="boot-1", acknowledged=14.0, cleared=20.25)]
+    with ProductionLog(db) as log:  # survives a reopen
+        assert log.faults() == [FaultRecord(first, *args, fault_key="boot-1", acknowledged=14.0, cleared=20.25)]
+
+
+def test_fault_times_once_set_are_never_unset_or_moved() -> None:
+    args = ("cell_a", 1.0, "ERROR", "src", "C", "msg")
+    with ProductionLog(":memory:") as log:
+        fid = log.record_fault(*args, fault_key="k", acknowledged=2.0, cleared=3.0)
+        assert log.record_fault(*args, fault_key="k") == fid  # an older update arriving late
+        assert log.record_fault(*args, fault_key="k", acknowledged=5.0, cleared=6.0) == fid
+        # the rest of the fault keeps its first values too
+        assert log.record_fault("cell_b", 0.5, "WARN", "other", "D", "changed", fault_key="k") == fid
+        assert log.faults() == [FaultRecord(fid, *args, fault_key="k", acknowledged=2.0, cleared=3.0)]
+
+
+def test_fault_cleared_without_acknowledged_then_acknowledged_fills_it() -> None:
+    args = ("cell_a", 1.0, "ERROR", "src", "C", "msg")
+    with ProductionLog(":memory:") as log:
+        fid = log.record_fault(*args, fault_key="k", cleared=4.0)
+        log.record_fault(*args, fault_key="k", acknowledged=3.0)
+        assert log.faults() == [FaultRecord(fid, *args, fault_key="k", acknowledged=3.0, cleared=4.0)]
+
+
+def test_first_update_seen_for_a_key_inserts_the_fault() -> None:
+    # a supervisor started late may first see an acknowledged or even a cleared fault
+    with ProductionLog(":memory:") as log:
+        a = log.record_fault("cell_a", 1.0, "ERROR", "src", "C", "msg", fault_key="b1-1", acknowledged=2.0)
+        b = log.record_fault("cell_a", 5.0, "ERROR", "src", "C", "msg", fault_key="b1-2", acknowledged=6.0,
+                             cleared=7.0)
+        assert a != b
+        assert [(f.fault_key, f.time, f.acknowledged, f.cleared) for f in log.faults()] == [
+            ("b1-1", 1.0, 2.0, None),
+            ("b1-2", 5.0, 6.0, 7.0),
+        ]
+
+
+def test_faults_without_a_key_are_separate_records() -> None:
+    with ProductionLog(":memory:") as log:
+        ids = [log.record_fault("cell_a", 1.0, "ERROR", "src", "C", "msg") for _ in range(2)]
+        ids.append(log.record_fault("cell_a", 1.0, "ERROR", "src", "C", "msg", cleared=2.0))
+        assert len(set(ids)) == 3
+        assert [(f.fault_key, f.cleared) for f in log.faults()] == [(None, None), (None, None), (None, 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        ({"acknowledged": float("nan")}, "fault acknowledged time must be finite, got nan"),
+        ({"cleared": float("inf")}, "fault cleared time must be finite, got inf"),
+        ({"acknowledged": 9.5}, "fault acknowledged time 9.5 is before its raised time 10.0"),
+        ({"acknowledged": 11.0, "cleared": 9.0}, "fault cleared time 9.0 is before its raised time 10.0"),
+    ],
+)
+def test_fault_life_cycle_times_are_validated(times: dict[str, float], message: str) -> None:
+    with ProductionLog(":memory:") as log:
+        with pytest.raises(ValueError) as err:
+            log.record_fault("cell_a", 10.0, "ERROR", "src", "C", "msg", fault_key="k", **times)
+        assert str(err.value) == message
+        assert log.faults() == []
+
+
+def test_parts_without_steps() -> None:
+    with ProductionLog(":memory:") as log:
+        log.record_cycles([make_report(1), make_report(2, cell="cell_b")])
+        assert log.parts(with_steps=False) == [
+            dataclasses.replace(make_report(1), steps=()),
+            dataclasses.replace(make_report(2, cell="cell_b"), steps=()),
+        ]
+        assert log.parts(cell="cell_b", with_steps=False) == [dataclasses.replace(make_report(2, cell="cell_b"), steps=())]
 
 
 def test_context_manager_closes(db: Path) -> None:
