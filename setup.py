@@ -31,6 +31,7 @@ setup(
             "task_planner = cobot_cell.ros.planner_node:main",
             "sim_cobot = cobot_cell.ros.sim_cobot_node:main",
             "supervisor = cobot_cell.ros.supervisor_node:main",
+            "pendant_bridge = cobot_cell.ros.pendant_node:main",
         ],
     },
 )

@@ -120,7 +120,9 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
 
     specs = node_specs(cfg, args.cell, BringupOptions(
         sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db"),
-        journal=str(args.journal or work / f"{cfg.cell.name}.journal.db")))
+        journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
+        pendant_port=getattr(args, "pendant_port", None) or "",
+        enabling_device=bool(getattr(args, "enabling_device", False))))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo)
 
 
@@ -314,7 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--journal", help="planner's job journal, for resuming after a restart (default: in the "
                                          "work dir)")
         s.add_argument("--out", help="work dir for node logs and parameters (default: a new temp dir)")
+        if name == "up":
+            s.add_argument("--pendant-port", help="serial device of a teach pendant: also start the pendant bridge "
+                                                  "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
+            s.add_argument("--enabling-device", action="store_true",
+                           help="the pendant is an enabling device: losing its heartbeat in Execute holds the cell")
         s.set_defaults(func=func)
+
+    from .pendant.virtual import register_cli as register_pendant
+
+    register_pendant(sub)
 
     s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
     s.add_argument("db", help="SQLite production log written by the supervisor")

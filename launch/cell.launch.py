@@ -28,6 +28,9 @@ ARGUMENTS = [
     ("db", "production.db", "SQLite production log written by the supervisor", None),
     ("journal", "", "planner's SQLite job journal for resuming after a restart (default: <cell>.journal.db)", None),
     ("supervisor", "true", "start the supervisor (production log, KPIs)", ["true", "false"]),
+    ("pendant_port", "", "serial device of the teach pendant (empty: no pendant bridge)", None),
+    ("enabling_device", "false", "the pendant is an enabling device: losing its heartbeat holds the cell",
+     ["true", "false"]),
 ]
 
 
@@ -42,7 +45,8 @@ def _nodes(context, *args, **kwargs):
         raise RuntimeError(f"invalid cell file {exc}") from None
     opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
                           parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
-                          supervisor=arg("supervisor") == "true")
+                          supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
+                          enabling_device=arg("enabling_device") == "true")
     return [
         Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
              parameters=[spec.parameters], output="screen", emulate_tty=True)

@@ -45,6 +45,8 @@ class BringupOptions:
     db: str = "production.db"
     journal: str = ""
     supervisor: bool = True
+    pendant_port: str = ""
+    enabling_device: bool = False
 
 
 def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
@@ -80,6 +82,13 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     "use_sim_time": sim_time, "stamp_trajectories": opts.sim,
                     "journal": str(Path(opts.journal).resolve()) if opts.journal else ""},
     ))
+    if opts.pendant_port:
+        specs.append(NodeSpec(
+            executable="pendant_bridge", module="cobot_cell.ros.pendant_node", name="pendant_bridge",
+            namespace="/" + cfg.cell.name,
+            parameters={"port": opts.pendant_port, "enabling_device": bool(opts.enabling_device),
+                        "use_sim_time": sim_time},
+        ))
     if opts.supervisor:
         specs.append(NodeSpec(
             executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor", namespace="/",

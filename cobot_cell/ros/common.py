@@ -15,6 +15,10 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 # Latched topics (cell state): a late subscriber gets the last value.
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE,
                      history=HistoryPolicy.KEEP_LAST)
+# Cell state: every change kept for a moment so a slow subscriber (the pendant) misses no transition;
+# transient local, so a late subscriber gets the recent changes, the current state last.
+STATE_CHANGES = QoSProfile(depth=20, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                           reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 # Cycle reports: reliable and kept for late joiners, so a supervisor started late still logs every part.
 REPORTS = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                      reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)

@@ -43,7 +43,7 @@ from ..pendant.protocol import (
     next_seq,
 )
 from ..pendant.transport import PARITIES, SerialTransport
-from .common import LATCHED, key_values, level_name, route_core_logging, run_node, status_msg
+from .common import LATCHED, STATE_CHANGES, key_values, level_name, route_core_logging, run_node, status_msg
 
 # New cycle reports only: the planner's topic keeps 1000 for late joiners, the pendant wants live ones.
 LIVE_REPORTS = QoSProfile(depth=50, durability=DurabilityPolicy.VOLATILE, reliability=ReliabilityPolicy.RELIABLE,
@@ -151,7 +151,7 @@ class PendantBridge(Node):
                           for name in [c.value for c in Command] + ["acknowledge", "reapproach"]}
         self._set_params = self.create_client(SetParameters, "task_planner/set_parameters")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(String, "state", self._on_state, LATCHED)
+        self.create_subscription(String, "state", self._on_state, STATE_CHANGES)
         self.create_subscription(DiagnosticStatus, "status", self._on_status, LATCHED)
         self.create_subscription(DiagnosticStatus, "cycle", self._on_cycle, LIVE_REPORTS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)

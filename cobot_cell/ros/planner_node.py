@@ -36,7 +36,7 @@ from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..skills import load_cell, make_planner
 from ..skills.recovery import SkillRecovery
-from .common import LATCHED, REPORTS, STATES, key_values, level_name, route_core_logging, run_node, status_msg
+from .common import LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node, status_msg
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ class PlannerNode(Node):
         }
         self._updating = False
         self._last_status = None
-        self.state_pub = self.create_publisher(String, "state", LATCHED)
+        self.state_pub = self.create_publisher(String, "state", STATE_CHANGES)
         self.status_pub = self.create_publisher(DiagnosticStatus, "status", LATCHED)
         self.cycle_pub = self.create_publisher(DiagnosticStatus, "cycle", REPORTS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)

@@ -131,7 +131,19 @@ class NodeSet:
         raise KeyError(fqn)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Interrupt every node, wait up to `timeout` s, then kill what is left."""
+        """Interrupt every node, wait up to `timeout` s, then kill what is left (a second Ctrl-C is ignored)."""
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self._stop(timeout)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        else:
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         for p in self.procs:
             if p.popen.poll() is None:
                 p.popen.send_signal(signal.SIGINT)

@@ -56,7 +56,8 @@ class Operator:
         self.node = Node("supervisor_test", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.cycle_pubs = {c: self.node.create_publisher(DiagnosticStatus, f"/{c}/cycle", REPORTS) for c in ("c1", "c2")}
+        self.cycle_pubs = {c: self.node.create_publisher(DiagnosticStatus, f"/{c}/cycle", REPORTS)
+                           for c in ("c1", "c2")}
         self.diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.kpis: dict[str, dict[str, str]] = {}
         self.node.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
@@ -154,7 +155,8 @@ def test_supervisor_logs_parts_once_and_fault_life_cycle(tmp_path: Path) -> None
     with sqlite3.connect(db) as conn:
         parts = conn.execute("SELECT cell, run_id, part, status, \"start\", \"end\" FROM parts "
                              "ORDER BY cell, part").fetchall()
-        steps = conn.execute("SELECT cell, part, count(*) FROM steps GROUP BY cell, part ORDER BY cell, part").fetchall()
+        steps = conn.execute("SELECT cell, part, count(*) FROM steps GROUP BY cell, part "
+                             "ORDER BY cell, part").fetchall()
         faults = conn.execute("SELECT cell, time, level, source, code, message, fault_key, acknowledged, cleared "
                               "FROM faults").fetchall()
     assert parts == [("c1", "r1", 1, "done", 0.0, 10.0), ("c1", "r1", 2, "done", 10.0, 20.0),

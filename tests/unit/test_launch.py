@@ -83,12 +83,14 @@ def _nodes(desc, **overrides):
 
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
-    assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor"}
+    assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor",
+                         "pendant_port", "enabling_device"}
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name
     assert args["sim"].kwargs["choices"] == ["true", "false"]
     assert args["supervisor"].kwargs["choices"] == ["true", "false"]
+    assert args["enabling_device"].kwargs["choices"] == ["true", "false"]
     assert args["cell"].kwargs["default_value"] == str(DEMO)
 
 
@@ -115,6 +117,14 @@ def test_real_arms_start_no_sim_and_no_sim_time(launch_module):
     assert [n.kwargs["executable"] for n in nodes] == ["task_planner"]
     params = nodes[0].kwargs["parameters"][0]
     assert params["use_sim_time"] is False and params["stamp_trajectories"] is False
+
+
+def test_pendant_bridge_only_with_a_port(launch_module):
+    nodes = _nodes(launch_module.generate_launch_description(), pendant_port="/dev/ttyUSB0", enabling_device="true")
+    bridge = [n for n in nodes if n.kwargs["executable"] == "pendant_bridge"]
+    assert len(bridge) == 1 and bridge[0].kwargs["namespace"] == "/demo"
+    assert bridge[0].kwargs["parameters"][0]["port"] == "/dev/ttyUSB0"
+    assert bridge[0].kwargs["parameters"][0]["enabling_device"] is True
 
 
 def test_bad_cell_file_fails_with_the_reason(launch_module, tmp_path):

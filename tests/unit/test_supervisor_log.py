@@ -368,7 +368,8 @@ def test_parts_without_steps() -> None:
             dataclasses.replace(make_report(1), steps=()),
             dataclasses.replace(make_report(2, cell="cell_b"), steps=()),
         ]
-        assert log.parts(cell="cell_b", with_steps=False) == [dataclasses.replace(make_report(2, cell="cell_b"), steps=())]
+        bare = dataclasses.replace(make_report(2, cell="cell_b"), steps=())
+        assert log.parts(cell="cell_b", with_steps=False) == [bare]
 
 
 def test_context_manager_closes(db: Path) -> None:
