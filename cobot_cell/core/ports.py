@@ -44,9 +44,11 @@ class Pending:
     started: float = 0.0
     meta: dict = field(default_factory=dict)
     code: str = ""
+    finished_at: float | None = None   # event time the command finished, when the port knows it exactly
 
-    def finish(self) -> None:
-        """Mark the command done."""
+    def finish(self, at: float | None = None) -> None:
+        """Mark the command done (at event time `at`, when known)."""
+        self.finished_at = at
         self.done = True
 
     def fail(self, reason: str, code: str = "") -> None:
@@ -62,11 +64,11 @@ class CobotPort(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def move(self, trajectory: TrajectoryLike) -> Pending:
-        """Start following a joint trajectory from the current position."""
+    def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
+        """Start following a joint trajectory from the current position (planned to start at `start`)."""
 
     @abc.abstractmethod
-    def set_io(self, io: str, value: bool) -> Pending:
+    def set_io(self, io: str, value: bool, start: float | None = None) -> Pending:
         """Switch a tool output."""
 
     @abc.abstractmethod
@@ -77,14 +79,17 @@ class CobotPort(abc.ABC):
     def stop(self) -> None:
         """Stop motion now (an empty trajectory for a ros2_control controller)."""
 
+    # A simulated tool's sensed state is known the instant it is switched (so a confirm ends at its start).
+    sensed_instantly = False
+
     def sensed(self, io: str) -> bool | None:
         """Sensed state of a tool IO (part present for a gripper), None if unknown."""
         return None
 
-    def confirm(self, io: str, expected: bool, timeout: float, code: str) -> Pending:
+    def confirm(self, io: str, expected: bool, timeout: float, code: str, start: float | None = None) -> Pending:
         """Wait (up to `timeout` clock seconds) for a tool's sensed state to equal `expected`."""
-        return Pending(started=self.clock.now(), meta={"kind": "confirm", "io": io, "expected": expected,
-                                                       "timeout": timeout, "code": code})
+        return Pending(started=self.clock.now() if start is None else start,
+                       meta={"kind": "confirm", "io": io, "expected": expected, "timeout": timeout, "code": code})
 
     def poll_confirm(self, pending: Pending) -> None:
         """Shared logic of a confirm: done when sensed as expected, failed with its code after the timeout."""
@@ -92,7 +97,7 @@ class CobotPort(abc.ABC):
             return
         io, expected = pending.meta["io"], pending.meta["expected"]
         if self.sensed(io) == expected:
-            pending.finish()
+            pending.finish(pending.started if self.sensed_instantly else None)
         elif self.clock.now() - pending.started >= pending.meta["timeout"] - 1e-9:
             pending.fail(f"'{io}' of '{self.name}' not confirmed within {pending.meta['timeout']:g} s "
                          f"(expected {'on' if expected else 'off'})", pending.meta["code"])
@@ -118,14 +123,18 @@ class FakeCobot(CobotPort):
         self.grip_miss: set[str] = set()
         self.stall = False
 
-    def move(self, trajectory: TrajectoryLike) -> Pending:
-        p = Pending(started=self.clock.now(), meta={"kind": "move", "trajectory": trajectory})
+    sensed_instantly = True
+
+    def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
+        p = Pending(started=self.clock.now() if start is None else start,
+                    meta={"kind": "move", "trajectory": trajectory})
         self.log.append((p.started, "move", trajectory.duration))
         self._active.append((p, trajectory))
         return p
 
-    def set_io(self, io: str, value: bool) -> Pending:
-        p = Pending(started=self.clock.now(), meta={"kind": "io", "io": io, "value": value})
+    def set_io(self, io: str, value: bool, start: float | None = None) -> Pending:
+        p = Pending(started=self.clock.now() if start is None else start,
+                    meta={"kind": "io", "io": io, "value": value})
         self.log.append((p.started, f"io:{io}", value))
         self._active.append((p, None))
         return p
@@ -160,11 +169,11 @@ class FakeCobot(CobotPort):
                     pending.fail(f"motion of '{self.name}' did not arrive", "MOTION_TIMEOUT")
             elif now >= pending.started + traj.duration - 1e-9:
                 self._q = np.asarray(traj.final, dtype=float).copy()
-                pending.finish()
+                pending.finish(pending.started + traj.duration)
         elif now >= pending.started + self.io_delay - 1e-9:
             io = pending.meta["io"]
             if io in self.fail_io:
                 pending.fail(f"IO service '{io}' failed", "IO_FAILED")
             else:
                 self.io[io] = pending.meta["value"]
-                pending.finish()
+                pending.finish(pending.started + self.io_delay)

@@ -1,5 +1,12 @@
 """Job sequencer: runs a job's step DAG for one part, one segment at a time per cobot.
 
+Time is event time: each segment starts when the previous one finished (as the port reports it: a simulated
+move finishes exactly at its planned end), not when the sequencer got round to noticing, so recorded step and
+cycle times do not depend on how fast the host keeps up with a fast simulation. A step starts when the last
+step it depends on (or its cobot's previous step) ended; event times more than MAX_BACKDATE behind the clock
+(a host far behind the simulation) are replaced by the clock's time, and so is a step's event time after a
+pause, a retry or a resumed part.
+
 Steps on different cobots run in parallel once the steps they come `after` are done; a cobot runs one step at
 a time (file order among ready steps). The sequencer is driven by `update()`, called whenever something may
 have changed (a joint state, a service reply, a timer); it never blocks and reads time from the injected clock.
@@ -20,6 +27,7 @@ from .reports import CycleReport, StepTiming
 
 log = logging.getLogger(__name__)
 
+MAX_BACKDATE = 30.0  # clock seconds: more lag than this means the host cannot keep up; use the clock
 StepPlanner = Callable[[Step, int, np.ndarray], SkillPlan]
 StepDone = Callable[[str, int, StepTiming, np.ndarray | None], None]
 
@@ -46,6 +54,7 @@ class _Running:
     pending: Pending | None = None
     dwell_until: float | None = None
     interrupted: bool = False
+    t: float = 0.0   # event time at which the next segment starts
 
 
 @dataclass
@@ -82,15 +91,34 @@ class JobSequencer:
         self.ports = dict(ports)
         self.planner = planner
         self.clock = clock
-        self.paused = False
+        self._paused = False
         self.progress: PartProgress | None = None
         self.failure: StepFailure | None = None
         self.expected_q: dict[str, np.ndarray] = {}
         self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
+        self._cobot_free: dict[str, float] = {}   # event time each cobot's last step ended
+        self._part_t = -float("inf")
+        self._not_before = -float("inf")
         self.on_checkpoint = on_checkpoint
         self.on_step_done = on_step_done
 
     # ------------------------------------------------------------------ state
+    @property
+    def paused(self) -> bool:
+        """No new segment is dispatched (hold, suspend); segments in flight finish."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        if self._paused and not value and self.progress is not None:
+            now = self.clock.now()
+            for run in self.progress.running.values():
+                if run.pending is None and run.dwell_until is None:
+                    run.t = max(run.t, now)   # the next segment starts now, not when the last one ended
+            self._cobot_free = {c: max(t, now) for c, t in self._cobot_free.items()}
+            self._not_before = now   # steps that became ready during the pause start now
+        self._paused = value
+
     @property
     def active(self) -> bool:
         """A part is under way."""
@@ -119,6 +147,10 @@ class JobSequencer:
             raise RuntimeError(f"part {self.progress.part} is still under way")
         self.failure = None
         self.progress = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
+        self._part_t = self._event_time(max([self._part_t, *self._cobot_free.values()]))
+        if done:  # a resumed part: its earlier steps ended in another session
+            self._part_t = self.clock.now()
+            self._not_before = self._part_t
         log.debug("part %d of run %s started (%d steps already done)", part, run_id, len(self.progress.done))
 
     def abandon(self) -> PartProgress | None:
@@ -127,11 +159,13 @@ class JobSequencer:
             port.stop()
         progress, self.progress = self.progress, None
         self.expected_q.clear()
+        self._cobot_free.clear()
         self.failure = None
         return progress
 
     def interrupt(self) -> list[str]:
         """Stop every cobot now, keeping the part: its running steps will be redone from a safe point."""
+        self._cobot_free.clear()
         for port in self.ports.values():
             port.stop()
         names = []
@@ -168,6 +202,7 @@ class JobSequencer:
         run.segments = tuple(recovery) + tuple(plan.segments)
         run.index, run.pending, run.dwell_until, run.interrupted = 0, None, None, False
         self.expected_q[run.step.cobot] = np.asarray(plan.end_q, dtype=float)
+        run.t = self.clock.now()
         log.info("part %d: step %s restarted (%d recovery segments)", prog.part, name, len(recovery))
 
     def update(self) -> CycleReport | None:
@@ -204,8 +239,14 @@ class JobSequencer:
                 started = True
                 break
 
-    def _start_step(self, prog: PartProgress, step: Step) -> None:
+    def _event_time(self, t: float) -> float:
         now = self.clock.now()
+        return t if now - MAX_BACKDATE <= t <= now else now
+
+    def _start_step(self, prog: PartProgress, step: Step) -> None:
+        ready = [self._part_t, self._not_before, self._cobot_free.get(step.cobot, -float("inf"))]
+        ready += [prog.done[d].end for d in step.after]
+        now = self._event_time(max(ready))
         start_q = self.expected_q.get(step.cobot)
         if start_q is None:
             start_q = self.ports[step.cobot].joint_positions()
@@ -219,7 +260,7 @@ class JobSequencer:
             self._fail(step, f"cannot plan: {exc}", "SKILL_ERROR")
             return
         self.expected_q[step.cobot] = np.asarray(plan.end_q, dtype=float)
-        run = _Running(step=step, segments=plan.segments, start=now, start_q=start_q)
+        run = _Running(step=step, segments=plan.segments, start=now, start_q=start_q, t=now)
         prog.running[step.name] = run
         log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot,
                   len(plan.segments))
@@ -237,11 +278,14 @@ class JobSequencer:
                 if run.pending.error:
                     self._fail(run.step, run.pending.error, run.pending.code)
                     return
+                run.t = self._event_time(run.pending.finished_at if run.pending.finished_at is not None
+                                         else self.clock.now())
                 run.pending = None
                 run.index += 1
             if run.dwell_until is not None:
                 if self.clock.now() < run.dwell_until - 1e-9:
                     return
+                run.t = self._event_time(run.dwell_until)
                 run.dwell_until = None
                 run.index += 1
             if run.index >= len(run.segments):
@@ -251,13 +295,13 @@ class JobSequencer:
                 return
             seg = run.segments[run.index]
             if isinstance(seg, Move):
-                run.pending = port.move(seg.trajectory)
+                run.pending = port.move(seg.trajectory, start=run.t)
             elif isinstance(seg, SetIo):
-                run.pending = port.set_io(seg.io, seg.value)
+                run.pending = port.set_io(seg.io, seg.value, start=run.t)
             elif isinstance(seg, Dwell):
-                run.dwell_until = self.clock.now() + seg.seconds
+                run.dwell_until = run.t + seg.seconds
             elif isinstance(seg, Confirm):
-                run.pending = port.confirm(seg.io, seg.expected, seg.timeout, seg.code)
+                run.pending = port.confirm(seg.io, seg.expected, seg.timeout, seg.code, start=run.t)
             elif isinstance(seg, Checkpoint):
                 self.skill_state[seg.key] = seg.value
                 if self.on_checkpoint:
@@ -267,8 +311,9 @@ class JobSequencer:
                 raise TypeError(f"unknown segment {seg!r}")
 
     def _step_done(self, prog: PartProgress, run: _Running) -> None:
-        now = self.clock.now()
+        now = run.t
         s = run.step
+        self._cobot_free[s.cobot] = now
         timing = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now)
         prog.done[s.name] = timing
         del prog.running[s.name]

@@ -29,6 +29,7 @@ __all__ = [
     "linear_move",
     "concatenate",
     "MAX_JOINT_STEP",
+    "LIMIT_RTOL",
 ]
 
 Limits = Union[float, Sequence[float], np.ndarray]
@@ -37,7 +38,9 @@ MAX_JOINT_STEP = 0.2
 """Largest joint change (rad) allowed between two samples of a Cartesian line before it is rejected."""
 _KNOT_JOINT_STEP = 0.02  # a Cartesian line is resampled until no joint moves more than this (rad) per knot
 _MAX_LINE_SAMPLES = 20000
-_KNOT_EPS = 1e-9  # knots closer than this (s) are merged
+LIMIT_RTOL = 1e-12
+"""Relative slack of the velocity and acceleration limits (the rounding of the profile parameters)."""
+_KNOT_EPS = 1e-9  # grid knots closer than this (s) to a phase switch are dropped
 _JOIN_TOL = 1e-9  # position / velocity mismatch allowed where trajectories are concatenated
 
 
@@ -197,7 +200,7 @@ def joint_move(q0: Sequence[float], q1: Sequence[float], v_max: Limits, a_max: L
     # Per joint: cruise speed vc and acceleration time ta (acceleration vc / ta).
     vc = dist / (T - ta_k)
     ta = np.full(start.size, ta_k)
-    own = (vc > v * (1 + 1e-12)) | (vc / ta_k > a * (1 + 1e-12))
+    own = (vc > v * (1 + LIMIT_RTOL)) | (vc / ta_k > a * (1 + LIMIT_RTOL))
     own[k] = False
     if np.any(own):
         # Trapezoid at the joint's acceleration limit lasting T: vc^2/a - vc*T + d = 0, smaller root.
@@ -205,14 +208,14 @@ def joint_move(q0: Sequence[float], q1: Sequence[float], v_max: Limits, a_max: L
         vc[own] = 2.0 * dist[own] / (T + disc)
         ta[own] = vc[own] / a[own]
 
-    grid = np.arange(int(T // dt) + 1) * dt
+    # Every phase switch of every joint is a knot, however close two of them are, so each knot interval lies
+    # in one phase of every joint and the cubic between knots is that joint's quadratic exactly. Grid knots
+    # within _KNOT_EPS of a switch (or of the ends) are dropped, switches never are.
     switches = np.concatenate([ta[dist > 0], T - ta[dist > 0]])
-    times = np.unique(np.concatenate([grid, switches]))
-    times = times[(times > _KNOT_EPS) & (times < T - _KNOT_EPS)]
-    times = np.concatenate([[0.0], times, [T]])
-    # Drop grid knots that land within _KNOT_EPS of a switch instant.
-    times = times[np.concatenate([[True], np.diff(times) > _KNOT_EPS])]
-    times[-1] = T
+    switches = switches[(switches > 0.0) & (switches < T)]
+    grid = np.arange(1, int(T // dt) + 1) * dt
+    near = np.abs(grid[:, None] - np.concatenate([switches, [0.0, T]])[None, :]).min(axis=1) <= _KNOT_EPS
+    times = np.unique(np.concatenate([[0.0, T], switches, grid[~near & (grid < T)]]))
 
     frac, rate = _trapezoid_eval(times[:, None], T, ta[None, :], vc[None, :], dist[None, :])
     direction = np.sign(delta)

@@ -117,6 +117,7 @@ class RosCobotPort(CobotPort):
         self._moving: Pending | None = None
         self.last_stamp = -1.0
         self.last_rx = -float("inf")
+        self.sensed_instantly = params.stamp_trajectories
         self.namespace = namespace
         self.health: tuple[str, str] | None = None   # (code, message) while the driver reports a fault
         self.stale_reported = False
@@ -174,7 +175,7 @@ class RosCobotPort(CobotPort):
     def joint_positions(self) -> np.ndarray | None:
         return None if self._q is None else self._q.copy()
 
-    def move(self, trajectory: TrajectoryLike) -> Pending:
+    def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
         msg = JointTrajectory(joint_names=self.joints)
         times = np.asarray(trajectory.times)
         pos = np.asarray(trajectory.positions)
@@ -184,7 +185,9 @@ class RosCobotPort(CobotPort):
             msg.points.append(JointTrajectoryPoint(
                 positions=p.tolist(), velocities=v.tolist(),
                 time_from_start=Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)))
-        pending = Pending(started=self.clock.now(), meta={"kind": "move", "final": np.asarray(trajectory.final),
+        sim = self.params.stamp_trajectories
+        pending = Pending(started=start if sim and start is not None else self.clock.now(),
+                          meta={"kind": "move", "final": np.asarray(trajectory.final),
                                                           "duration": float(trajectory.duration),
                                                           "wall": time.monotonic()})
         if self.params.stamp_trajectories:
@@ -196,8 +199,10 @@ class RosCobotPort(CobotPort):
         self._moving = pending
         return pending
 
-    def set_io(self, io: str, value: bool) -> Pending:
-        pending = Pending(started=self.clock.now(), meta={"kind": "io", "io": io})
+    def set_io(self, io: str, value: bool, start: float | None = None) -> Pending:
+        sim = self.params.stamp_trajectories
+        pending = Pending(started=start if sim and start is not None else self.clock.now(),
+                          meta={"kind": "io", "io": io})
         client = self.io_clients.get(io)
         if client is None or not client.service_is_ready():
             pending.fail(f"IO service '{io}' of '{self.name}' not available", "IO_MISSING")
@@ -210,15 +215,16 @@ class RosCobotPort(CobotPort):
                 pending.fail(f"IO service '{io}' of '{self.name}' failed: {exc}", "IO_FAILED")
             elif not fut.result().success:
                 pending.fail(f"IO service '{io}' of '{self.name}' refused: {fut.result().message}", "IO_FAILED")
-            else:
-                pending.finish()
+            else:  # a simulated output switches the instant it is commanded
+                pending.finish(pending.started if sim else None)
             self.node.on_cobot_event()
 
         future.add_done_callback(done)
         return pending
 
-    def confirm(self, io: str, expected: bool, timeout: float, code: str) -> Pending:
-        pending = super().confirm(io, expected, timeout, code)
+    def confirm(self, io: str, expected: bool, timeout: float, code: str, start: float | None = None) -> Pending:
+        pending = super().confirm(io, expected, timeout, code,
+                                  start if self.params.stamp_trajectories else None)
         pending.meta["wall"] = time.monotonic()
         return pending
 
@@ -235,7 +241,8 @@ class RosCobotPort(CobotPort):
         duration = pending.meta["duration"]
         if elapsed >= duration and self._q is not None and \
                 float(np.max(np.abs(self._q - pending.meta["final"]))) <= self.params.tolerance:
-            pending.finish()
+            # A simulated arm follows the stamped trajectory exactly: it arrived at the planned end.
+            pending.finish(pending.started + duration if self.params.stamp_trajectories else self.last_stamp)
             self._moving = None
         elif elapsed > duration * self.params.timeout_factor + self.params.timeout_margin and \
                 time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min:

@@ -400,10 +400,10 @@ class CheckedCobot(FakeCobot):
 
     gaps: list[float]
 
-    def move(self, trajectory):  # type: ignore[no-untyped-def]
+    def move(self, trajectory, start=None):  # type: ignore[no-untyped-def]
         self.gaps = getattr(self, "gaps", [])
         self.gaps.append(float(np.max(np.abs(trajectory.start - self.joint_positions()))))
-        return super().move(trajectory)
+        return super().move(trajectory, start)
 
 
 def test_demo_cell_with_the_skills_planner() -> None:

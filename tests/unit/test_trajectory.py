@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from cobot_cell.motion.kinematics import UnreachableError, arm_model, fk
 from cobot_cell.motion.trajectory import (
+    LIMIT_RTOL,
     MAX_JOINT_STEP,
     Trajectory,
     concatenate,
@@ -131,8 +132,26 @@ def test_trajectory_validation(times: list, pos: list, vel: list, message: str) 
 
 # --- joint_move ----------------------------------------------------------------------------------------
 
+def roundoff(q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
+    """Per joint, a bound on the float error of a position joint_move or sample() computes (m or rad).
+
+    Both evaluate a handful of products and sums no larger than max(|q0|, |q1|, |q1 - q0|); against the same
+    profile evaluated in exact rational arithmetic the worst error seen in 300 random moves was 1.0 (knots)
+    and 1.6 (sample) times eps times that magnitude. The bound takes 4.
+    """
+    return 4.0 * np.finfo(float).eps * np.maximum.reduce([np.abs(q0), np.abs(q1), np.abs(q1 - q0)])
+
+
+def fd_slack(h1: np.ndarray, h2: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Error bound of a second difference over steps h1, h2 when each position is off by at most eps:
+    |(e2 - e1) / h2 - (e1 - e0) / h1| / ((h1 + h2) / 2) <= 4 eps / (h1 h2)."""
+    return 4.0 * eps[None, :] / (h1 * h2)[:, None]
+
+
 @settings(max_examples=100, deadline=None)
 @given(positions, positions, limits, limits)
+@example(q0=np.array([0.0, 0.0, -1.192092896e-07, 0.0, 0.0, 0.0]), q1=np.array([3.0, 0.0, 3.0, 0.0, 0.0, 0.0]),
+         v=np.array([1.421875, 1.0, 2.0, 1.0, 1.0, 1.0]), a=np.ones(6))  # two switches 1.7e-7 s apart
 def test_joint_move_is_minimal_synchronised_and_within_limits(q0: np.ndarray, q1: np.ndarray,
                                                               v: np.ndarray, a: np.ndarray) -> None:
     assume(np.max(np.abs(q1 - q0)) > 1e-3)
@@ -143,18 +162,23 @@ def test_joint_move_is_minimal_synchronised_and_within_limits(q0: np.ndarray, q1
     np.testing.assert_array_equal(tr.final, q1)
     np.testing.assert_array_equal(tr.velocities[0], 0.0)
     np.testing.assert_array_equal(tr.velocities[-1], 0.0)
-    assert np.all(np.abs(tr.velocities) <= v * (1 + TOL))
+    assert np.all(np.abs(tr.velocities) <= v * (1 + LIMIT_RTOL))
     assert np.all(np.diff(tr.times) <= 0.01 + TOL)
-    # Knots lie on the analytic profile, so finite differences bound the acceleration.
-    assert np.all(second_differences(tr) <= a * (1 + 1e-6) + 1e-6)
+    # Knots lie on the analytic profile, so finite differences bound the acceleration, up to the rounding of
+    # the positions (which matters where two phase switches are close, e.g. 1.7e-7 s apart).
+    eps = roundoff(q0, q1)
+    h = np.diff(tr.times)
+    assert np.all(second_differences(tr) <= a * (1 + LIMIT_RTOL) + fd_slack(h[:-1], h[1:], eps))
     # Between knots sample() follows the same piecewise-quadratic profile (no Hermite overshoot).
     ts, ps = dense(tr)
-    vel = np.diff(ps, axis=0) / np.diff(ts)[:, None]
-    assert np.all(np.abs(vel) <= v * (1 + 1e-6) + 1e-9)
-    assert np.all(np.abs(np.diff(vel, axis=0)) / np.diff(ts)[1:, None] <= a * (1 + 1e-4) + 1e-6)
+    dts = np.diff(ts)
+    vel = np.diff(ps, axis=0) / dts[:, None]
+    assert np.all(np.abs(vel) <= v * (1 + LIMIT_RTOL) + 2 * eps / dts[:, None])
+    acc = np.abs(np.diff(vel, axis=0)) / (0.5 * (dts[1:] + dts[:-1]))[:, None]
+    assert np.all(acc <= a * (1 + LIMIT_RTOL) + fd_slack(dts[:-1], dts[1:], eps))
     # Every joint moves monotonically from start to goal: it never overshoots.
     lo, hi = np.minimum(q0, q1), np.maximum(q0, q1)
-    assert np.all(ps >= lo - 1e-12) and np.all(ps <= hi + 1e-12)
+    assert np.all(ps >= lo - eps) and np.all(ps <= hi + eps)
 
 
 def test_joint_move_is_a_straight_line_when_the_profile_fits_every_joint() -> None:
