@@ -124,6 +124,7 @@ class Soak:
         self.incarnations: list[Incarnation] = []
         self.need_start_sample: set[str] = set()
         self.expect_dead: set[str] = set()
+        self.notes: list[str] = []
         self.diag_faults: dict[str, dict] = {}   # fault_key -> code, source, first_seen (wall), cleared
         self.t0 = time.monotonic()
         self.t_run0: float | None = None
@@ -224,17 +225,31 @@ class Soak:
             ok, msg = self.client.command(name, timeout=timeout)
         except TimeoutError as exc:
             ok, msg = False, str(exc)
+            self.note(f"'{name}': no reply within {timeout:g} s ({exc})")
         if ev is not None:
             entry = name if ok else f"{name}: refused ({msg[:90]})"
             if not ev.actions or ev.actions[-1] != entry:
                 ev.actions.append(entry)
         return ok, msg
 
-    def inject(self, cobot: str, fault: str) -> None:
-        """Give a sim driver a fault ('' clears it)."""
-        ok, reason = self.client.set_parameter("fault", fault, node=f"/{cobot}/sim_cobot", timeout=10.0)
-        if not ok:
-            raise SoakError(f"setting fault {fault!r} on {cobot} refused: {reason}")
+    def inject(self, cobot: str, fault: str, tries: int = 4) -> None:
+        """Give a sim driver a fault ('' clears it); a request without reply is sent again (and noted)."""
+        for attempt in range(1, tries + 1):
+            try:
+                ok, reason = self.client.set_parameter("fault", fault, node=f"/{cobot}/sim_cobot", timeout=3.0)
+            except TimeoutError as exc:
+                self.note(f"setting fault {fault!r} on /{cobot}/sim_cobot: no reply (attempt {attempt}/{tries}): "
+                          f"{exc}")
+                continue
+            if not ok:
+                raise SoakError(f"setting fault {fault!r} on {cobot} refused: {reason}")
+            return
+        raise SoakError(f"setting fault {fault!r} on {cobot}: no reply after {tries} attempts")
+
+    def note(self, text: str) -> None:
+        """Something that went wrong on the way (printed at the end)."""
+        self.notes.append(f"[{self.now():.1f} s] {text}")
+        self.log(f"NOTE: {text}")
 
     def state(self) -> str | None:
         return self.client.state
@@ -494,8 +509,24 @@ class Soak:
                                  if i.ended == "running" and i.rss_end) + " MB")
                     next_rss += 50
             elif self.state() == "Execute" and time.monotonic() - self._last_progress[1] > self.args.stall:
-                raise SoakError(f"no part finished for {self.args.stall:g} s in Execute (part {self.part()}, "
-                                f"status {c.status})")
+                # the planner waits for something that will not come: an operator holds and unholds
+                ev = Event("unplanned", self.part(), "", self.now(),
+                           detail=f"stalled in Execute for {self.args.stall:g} s")
+                self.note(f"part {ev.part}: no part finished for {self.args.stall:g} s in Execute "
+                          f"(status {c.status}); hold + unhold")
+                t0 = self.now()
+                try:
+                    self.command("hold", ev)
+                    self.wait(lambda: self.state() != "Execute", "Holding", 10)
+                    self.recover(ev)
+                finally:
+                    ev.recovery_s = self.now() - t0
+                    ev.faults = [f"{f['code']}@{f['source']}" for f in self.new_faults(t0)]
+                    ev.outcome = "stall"
+                    ev.recovered = self.state() in RUNNING
+                    self.events.append(ev)
+                self._last_progress = (self.parts_done(), time.monotonic())
+                continue
             st = self.state()
             if st not in ("Execute", "Complete"):
                 if st in ("Completing",):
@@ -520,8 +551,13 @@ class Soak:
                 ev = queue.pop(0)
                 ev.part = self.part()
                 ev.t_wall = self.now()
-                # somewhere into the part (a part takes about planned_cycle / rate wall seconds)
-                self.pause(self.rng.uniform(0.0, 0.8) * self.planned_cycle / self.args.rate)
+                if ev.kind == "grip_miss":
+                    # the pick grips early in a part: inject as soon as the next part starts
+                    current = self.part()
+                    self.wait(lambda: self.part() > current or self.state() != "Execute", "the next part", 60)
+                else:
+                    # somewhere into the part (a part takes about planned_cycle / rate wall seconds)
+                    self.pause(self.rng.uniform(0.0, 0.8) * self.planned_cycle / self.args.rate)
                 if self.state() != "Execute":
                     queue.insert(0, ev)
                     continue
@@ -664,6 +700,8 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
         w(f"{inc.fqn:<24}{inc.pid:>8}{mb(inc.rss_start):>14}{mb(inc.rss_end):>12}{growth:>11}{mb(inc.rss_max):>9}"
           f"{(f'{inc.cpu_end:.0f}' if inc.cpu_end is not None else '-'):>8}   {inc.ended}")
     w(rule)
+    for n in s.notes:
+        w(f"note: {n}")
     if error:
         w(f"SOAK ERROR: {error}")
     w(f"ledger check: {'PASS' if ok_ledger else 'FAIL'}" + ("" if ok_ledger else " - " + "; ".join(problems)))
@@ -687,7 +725,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--deadline", type=float, default=None,
                     help="wall seconds for the whole soak (default 300 + 2 s per part)")
     ap.add_argument("--recover-timeout", type=float, default=120.0, help="wall seconds per recovery")
-    ap.add_argument("--stall", type=float, default=90.0, help="fail when no part finishes for this many wall s")
+    ap.add_argument("--stall", type=float, default=30.0, help="hold + unhold when no part finishes for this many wall s in Execute")
     args = ap.parse_args(argv)
     if args.parts < 1 or args.rate <= 0:
         ap.error("--parts must be >= 1 and --rate > 0")
@@ -724,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     (s.out / "report.txt").write_text(text + "\n")
     (s.out / "events.json").write_text(json.dumps([asdict(e) for e in s.events], indent=1))
     (s.out / "summary.json").write_text(json.dumps({
-        "args": vars(args), "ledger_pass": ok, "problems": problems, "error": error,
+        "args": vars(args), "ledger_pass": ok, "problems": problems, "error": error, "notes": s.notes,
         "incarnations": [asdict(i) for i in s.incarnations], "faults": s.diag_faults,
         "info": {k: v for k, v in info.items() if k != "runs"}}, indent=1, default=str))
     all_recovered = all(e.recovered for e in s.events if e.kind != "unplanned")

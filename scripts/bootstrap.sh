@@ -13,6 +13,12 @@ if [ -f "$VENV/.cobot_cell-stamp" ] && [ "$(cat "$VENV/.cobot_cell-stamp")" = "$
   exit 0
 fi
 echo "setting up $VENV ($mode) ..." >&2
+# pip, quietly; this machine's pip configuration names optional local indexes that may be absent: drop that noise
+pip_install() {
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+  return "${PIPESTATUS[0]}"
+}
 if [ "$mode" = "wheels" ]; then
   PY=${PYTHON:-python3.11}
   if ! command -v "$PY" >/dev/null; then
@@ -20,12 +26,10 @@ if [ "$mode" = "wheels" ]; then
     exit 1
   fi
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    -r requirements/ros-kilted.txt -r requirements/python.txt -c requirements/constraints.txt
+  pip_install -r requirements/ros-kilted.txt -r requirements/python.txt -c requirements/constraints.txt
 else
   [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    -r requirements/python.txt -c requirements/constraints.txt
+  pip_install -r requirements/python.txt -c requirements/constraints.txt
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+pip_install --no-deps -e .
 echo "$want" > "$VENV/.cobot_cell-stamp"

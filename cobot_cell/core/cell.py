@@ -22,7 +22,7 @@ from .config import CellConfig, Step
 from .faults import DRIVER_ACTIONS, Code, Fault, FaultBook, FaultPolicy
 from .journal import Interrupted, Journal
 from .packml import CellMachine, Command, CommandRefused, State
-from .plan import Move, Segment
+from .plan import PART_STATE_PREFIX, Move, Segment
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 from .sequencer import JobSequencer, StepFailure, StepPlanner
@@ -302,7 +302,7 @@ class CellController:
         if self._resumable():
             i = self.interrupted
             assert i is not None
-            self.run_id, self.parts_done = i.run_id, i.parts_finished
+            self.run_id, self.parts_done, self.scrapped = i.run_id, i.parts_finished, i.parts_scrapped
             self.skill_state.clear()
             self.skill_state.update(i.skill_state)
             self._seq.expected_q.update({c: np.asarray(q) for c, q in i.cobot_q.items() if c in self.ports})
@@ -315,7 +315,13 @@ class CellController:
             self.run_id = uuid.uuid4().hex[:12]
             self.parts_done = 0
             self.scrapped = 0
+            # The cell's own state (a half-full pallet) carries over from the last run; a part's does not.
+            cell_state = {k: v for k, v in {**self.journal.last_skill_state(), **self.skill_state}.items()
+                          if not k.startswith(PART_STATE_PREFIX)}
+            self.skill_state.clear()
+            self.skill_state.update(cell_state)
             self.journal.begin_run(self.run_id, self.job, self.parts_target, now)
+            self.journal.checkpoint(self.run_id, cell_state)
             poses = {c: p.joint_positions() for c, p in self.ports.items()}
             self.journal.record_poses(self.run_id, {c: list(q) for c, q in poses.items() if q is not None})
         self.interrupted = None
@@ -515,7 +521,7 @@ class CellController:
             self._fault_hold = True
             self.machine.command(Command.HOLD)
             return
-        if action == "hold" and st in (State.HOLDING, State.HELD, State.SUSPENDING, State.SUSPENDED):
+        if action in ("hold", "scrap") and st in (State.HOLDING, State.HELD, State.SUSPENDING, State.SUSPENDED):
             self._fault_hold = True
             if self._seq is not None:
                 self._seq.interrupt()

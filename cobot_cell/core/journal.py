@@ -52,6 +52,7 @@ class Interrupted:
     parts_target: int
     parts_finished: int
     part: int | None
+    parts_scrapped: int = 0
     steps_done: dict[str, StepTiming] = field(default_factory=dict)
     cobot_q: dict[str, list[float]] = field(default_factory=dict)
     skill_state: dict[str, Any] = field(default_factory=dict)
@@ -175,6 +176,8 @@ class Journal:
             run_id, job, target = row
             finished = db.execute("SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status != 'in_progress'",
                                   (run_id,)).fetchone()[0]
+            scrapped = db.execute("SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status = 'scrap'",
+                                  (run_id,)).fetchone()[0]
             part_row = db.execute("SELECT part FROM ledger WHERE run_id = ? AND status = 'in_progress' "
                                   "ORDER BY part LIMIT 1", (run_id,)).fetchone()
             part = part_row[0] if part_row else None
@@ -189,7 +192,7 @@ class Journal:
             state = {k: json.loads(v) for k, v in db.execute(
                 "SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))}
         return Interrupted(run_id=run_id, job=job, parts_target=target, parts_finished=finished, part=part,
-                           steps_done=steps, cobot_q=poses, skill_state=state)
+                           steps_done=steps, cobot_q=poses, skill_state=state, parts_scrapped=scrapped)
 
     def ledger(self, run_id: str | None = None) -> list[tuple[str, int, str]]:
         """(run_id, part, status) rows, ordered by run start and part."""
@@ -197,6 +200,12 @@ class Journal:
             sql = ("SELECT l.run_id, l.part, l.status FROM ledger l JOIN runs r USING (run_id) "
                    + ("WHERE l.run_id = ? " if run_id else "") + "ORDER BY r.started, l.part")
             return [tuple(r) for r in self._db.execute(sql, (run_id,) if run_id else ())]
+
+    def last_skill_state(self) -> dict[str, Any]:
+        """The skills' state of the most recent run (empty if there is none)."""
+        with self._lock:
+            row = self._db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+        return self.skill_state(row[0]) if row else {}
 
     def skill_state(self, run_id: str) -> dict[str, Any]:
         """The skills' state of a run."""

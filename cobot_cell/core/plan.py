@@ -56,6 +56,11 @@ class Confirm:
     label: str = "confirm"
 
 
+# Skill-state keys with this prefix belong to one part (e.g. the next weld seam) and are dropped when a fresh
+# part starts; other keys belong to the cell (e.g. the next pallet place) and carry over across parts and runs.
+PART_STATE_PREFIX = "part."
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Record skill state when reached (pallet place filled, weld seam done); journalled at once."""

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .config import Job, Step
-from .plan import Checkpoint, Confirm, Dwell, Move, Segment, SetIo, SkillPlan
+from .plan import PART_STATE_PREFIX, Checkpoint, Confirm, Dwell, Move, Segment, SetIo, SkillPlan
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 
@@ -146,6 +146,9 @@ class JobSequencer:
         if self.progress is not None:
             raise RuntimeError(f"part {self.progress.part} is still under way")
         self.failure = None
+        if not done:  # a fresh part: no skill state of the previous part carries over (e.g. weld seam index)
+            for key in [k for k in self.skill_state if k.startswith(PART_STATE_PREFIX)]:
+                del self.skill_state[key]
         self.progress = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
         self._part_t = self._event_time(max([self._part_t, *self._cobot_free.values()]))
         if done:  # a resumed part: its earlier steps ended in another session
@@ -160,6 +163,7 @@ class JobSequencer:
         progress, self.progress = self.progress, None
         self.expected_q.clear()
         self._cobot_free.clear()
+        self._part_t = self._not_before = self.clock.now()
         self.failure = None
         return progress
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
@@ -27,6 +27,9 @@ __all__ = [
     "joint_move",
     "joint_path",
     "linear_move",
+    "path_move",
+    "PathMove",
+    "PathTiming",
     "concatenate",
     "MAX_JOINT_STEP",
     "LIMIT_RTOL",
@@ -280,18 +283,34 @@ def joint_path(waypoints: np.ndarray, v_max: Limits, a_max: Limits, sample_dt: f
     return concatenate([_single_knot(wp[0])] + moves)
 
 
+@dataclass(frozen=True)
+class PathTiming:
+    """How a Cartesian path was timed: its cruise speed and the limit that sets it."""
+
+    length: float
+    """Path length (m) the speed refers to (0.0 for a pure rotation)."""
+    speed: float
+    """Cruise speed along the path (m/s): the requested speed unless `limit` names a joint (reached when the
+    path is long enough for the ramps to end)."""
+    limit: str
+    """'speed' (the requested tool speed), '<joint> velocity' or '<joint> acceleration'."""
+
+
+@dataclass(frozen=True)
+class PathMove:
+    """A timed Cartesian path: the joint trajectory and how it was timed."""
+
+    trajectory: Trajectory
+    timing: PathTiming
+
+
 def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed: float, v_max: Limits,
                 a_max: Limits, base_step: float = 0.005, *, tcp: np.ndarray | None = None) -> Trajectory:
     """Straight-line move of the flange (or of the TCP at flange pose @ tcp) from fk(q0) to T_goal.
 
     Position is interpolated linearly and orientation by slerp, with samples at most base_step metres apart
-    (and at most base_step / 0.25 rad of rotation), refined until no joint moves more than 0.02 rad between
-    samples. IK at each sample is seeded by the previous solution; UnreachableError names the fraction of
-    the path where IK fails or a joint would jump more than MAX_JOINT_STEP rad. The path parameter follows
-    a trapezoid whose speed keeps the tool at or below `speed` (m/s) and every joint within v_max, and whose
-    acceleration (including the path-curvature term) keeps every joint within a_max. Knots are the path
-    samples; a zero-length line gives a single knot. With `tcp`, T_goal, the line and `speed` refer to the
-    TCP instead of the flange.
+    (and at most base_step / 0.25 rad of rotation); the samples are timed by ``path_move``. A zero-length
+    line gives a single knot. With `tcp`, T_goal, the line and `speed` refer to the TCP instead of the flange.
     """
     start = _joint_vector(q0, "q0", model.dof, f"arm model '{model.name}'")
     goal = np.asarray(T_goal, dtype=float)
@@ -301,14 +320,7 @@ def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed:
     v = _limits(v_max, "v_max", model.dof)
     a = _limits(a_max, "a_max", model.dof)
     step = _positive(base_step, "base_step")
-    if tcp is None:
-        tool = np.eye(4)
-    else:
-        tool = np.asarray(tcp, dtype=float)
-        if tool.shape != (4, 4) or not np.all(np.isfinite(tool)):
-            raise ValueError(f"tcp must be a finite 4x4 homogeneous matrix, got shape {tool.shape}")
-    tool_inv = invert(tool)
-
+    tool = _tool(tcp)
     P0 = fk(model, start) @ tool
     length = float(np.linalg.norm(goal[:3, 3] - P0[:3, 3]))
     angle = rotation_angle(P0, goal)
@@ -316,52 +328,135 @@ def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed:
     if n == 0:
         return _single_knot(start)
 
-    q = _line_samples(model, start, P0, goal, tool_inv, n)
+    def line(s: float) -> np.ndarray:
+        return goal if s >= 1.0 else interpolate_pose(P0, goal, s)
+
+    return _timed_path(model, start, line, n, length, v_tool, v, a, invert(tool), "linear move").trajectory
+
+
+def path_move(model: ArmModel, q0: Sequence[float], path: Callable[[float], np.ndarray], length: float,
+              speed: float, v_max: Limits, a_max: Limits, samples: int, *, tcp: np.ndarray | None = None,
+              what: str = "path") -> PathMove:
+    """Move the flange (or the TCP at flange pose @ tcp) through the poses path(s), s from 0 to 1.
+
+    path(0) must be where q0 puts the flange (TCP). `length` (m) is what `speed` (m/s) refers to, e.g. the
+    seam length of a weaving weld path. The path is sampled at `samples` + 1 evenly spaced s, refined until
+    no joint moves more than 0.02 rad between samples; IK at each sample is seeded by the previous solution
+    and UnreachableError names the fraction of the path where IK fails or a joint would jump more than
+    MAX_JOINT_STEP rad (a singularity or a configuration change: never a joint flip). The path parameter
+    follows the fastest trapezoid whose cruise keeps the tool at or below `speed` and every joint within
+    v_max, and whose acceleration (with the path-curvature term, which may use half of a_max) keeps every joint
+    within a_max; `timing` says which limit sets the cruise. Knots are the samples plus the two phase switches
+    of the trapezoid, so the cubic a controller interpolates between knots never leaves a phase.
+    """
+    start = _joint_vector(q0, "q0", model.dof, f"arm model '{model.name}'")
+    v_tool = _positive(speed, "speed")
+    v = _limits(v_max, "v_max", model.dof)
+    a = _limits(a_max, "a_max", model.dof)
+    if not (math.isfinite(length) and length >= 0.0):
+        raise ValueError(f"length must be finite and >= 0, got {length}")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    tool = _tool(tcp)
+    P0 = fk(model, start) @ tool
+    first = np.asarray(path(0.0), dtype=float)
+    if first.shape != (4, 4) or not np.all(np.isfinite(first)):
+        raise ValueError(f"path(0) must be a finite 4x4 homogeneous matrix, got shape {first.shape}")
+    off = max(float(np.linalg.norm(first[:3, 3] - P0[:3, 3])), rotation_angle(first, P0))
+    if off > 1e-6:
+        raise ValueError(f"path(0) is {off:.3g} m (rad) away from where q0 puts the tool")
+    return _timed_path(model, start, path, int(samples), length, v_tool, v, a, invert(tool), what)
+
+
+def _tool(tcp: np.ndarray | None) -> np.ndarray:
+    if tcp is None:
+        return np.eye(4)
+    tool = np.asarray(tcp, dtype=float)
+    if tool.shape != (4, 4) or not np.all(np.isfinite(tool)):
+        raise ValueError(f"tcp must be a finite 4x4 homogeneous matrix, got shape {tool.shape}")
+    return tool
+
+
+def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.ndarray], n: int, length: float,
+                v_tool: float, v: np.ndarray, a: np.ndarray, tool_inv: np.ndarray, what: str) -> PathMove:
+    q = _path_samples(model, start, path, tool_inv, n, what)
     finest = float(np.max(np.abs(np.diff(q, axis=0))))
     if finest > _KNOT_JOINT_STEP:
         # Joints move a lot per Cartesian step (e.g. near a singularity): refine so that the cubic
-        # interpolation between knots stays close to the line.
+        # interpolation between knots stays close to the path.
         n = min(int(math.ceil(n * finest / _KNOT_JOINT_STEP)), _MAX_LINE_SAMPLES)
-        q = _line_samples(model, start, P0, goal, tool_inv, n)
+        q = _path_samples(model, start, path, tool_inv, n, what)
 
     ds = 1.0 / n
-    slope = np.abs(np.diff(q, axis=0)) / ds                     # |dq/ds| per segment
-    g = slope.max(axis=0)
+    g = (np.abs(np.diff(q, axis=0)) / ds).max(axis=0)            # max |dq/ds| per joint
     h = (np.abs(np.diff(q, n=2, axis=0)).max(axis=0) / (ds * ds)) if n >= 2 else np.zeros(model.dof)
+    names = model.joint_names
+    caps = [(v_tool / length if length > 0 else math.inf, "speed")]
     with np.errstate(divide="ignore"):
+        caps += [(float(v[j] / g[j]), f"{names[j]} velocity") for j in range(model.dof)]
         # |q''| sdot^2 uses at most half of a_max, |q'| sddot the rest.
-        sdot = min(v_tool / length if length > 0 else math.inf,
-                   float(np.min(v / g)), float(np.min(np.sqrt(a / (2.0 * h)))))
+        caps += [(float(math.sqrt(a[j] / (2.0 * h[j]))), f"{names[j]} acceleration") for j in range(model.dof)]
+        sdot, limit = min(caps, key=lambda c: c[0])
         sddot = float(np.min((a - h * sdot * sdot) / g))
     if not (math.isfinite(sdot) and math.isfinite(sddot)):
-        return _single_knot(start)   # no joint moves at all (sub-numerical line)
+        # no joint moves at all (sub-numerical path)
+        return PathMove(_single_knot(start), PathTiming(length, 0.0, limit))
     T, ta = trapezoid_times(1.0, sdot, sddot)
     vc = sddot * ta
-    times, rate = _path_times(np.linspace(0.0, 1.0, n + 1), T, ta, vc, sddot)
-    dq_ds = np.gradient(q, ds, axis=0, edge_order=1)
+    s = np.linspace(0.0, 1.0, n + 1)
+    dq_ds = np.gradient(q, ds, axis=0, edge_order=2 if n >= 2 else 1)
+
+    # Knots at the phase switches too: a knot interval that spans the end of the ramp would make the
+    # controller's cubic overshoot the cruise speed (by ~27 % on a short ramp).
+    s_acc = 0.5 * sddot * ta * ta
+    extra = [x for x in ((0.5,) if 2.0 * ta >= T else (s_acc, 1.0 - s_acc))
+             if 0.0 < x < 1.0 and np.min(np.abs(s - x)) > 1e-9]
+    if extra:
+        i = np.minimum((np.array(extra) * n).astype(int), n - 1)
+        q_x = np.empty((len(extra), model.dof))
+        for k, (x, seed) in enumerate(zip(extra, i)):
+            try:
+                q_x[k] = ik(model, np.asarray(path(x), dtype=float) @ tool_inv, q[seed])
+            except UnreachableError as exc:
+                raise UnreachableError(f"{what} blocked at {x:.1%} of the path: {exc}") from None
+        w = (np.array(extra) - s[i]) / ds
+        d_x = (1.0 - w)[:, None] * dq_ds[i] + w[:, None] * dq_ds[i + 1]
+        order = np.argsort(np.concatenate([s, extra]), kind="stable")
+        s = np.concatenate([s, extra])[order]
+        q = np.concatenate([q, q_x])[order]
+        dq_ds = np.concatenate([dq_ds, d_x])[order]
+
+    times, rate = _path_times(s, T, ta, vc, sddot)
     velocities = dq_ds * rate[:, None]
     velocities[0] = 0.0
     velocities[-1] = 0.0
-    return Trajectory(times, q, velocities)
+    # The limits were set from chords of the even samples; a knot (or a sub-chord at a switch) may be a hair
+    # faster. Slowing the whole move uniformly by that ratio keeps every knot and chord within v_max.
+    chord = np.abs(np.diff(q, axis=0)) / np.diff(times)[:, None]
+    ratio = max(float(np.max(np.abs(velocities) / v)), float(np.max(chord / v)), 1.0)
+    if ratio > 1.0:
+        times, velocities = times * ratio, velocities / ratio
+    timing = PathTiming(length, length * sdot / ratio, limit)
+    return PathMove(Trajectory(times, q, velocities), timing)
 
 
-def _line_samples(model: ArmModel, start: np.ndarray, P0: np.ndarray, goal: np.ndarray, tool_inv: np.ndarray,
-                  n: int) -> np.ndarray:
-    """IK at n + 1 evenly spaced poses of the line, each seeded by the previous; rejects jumps."""
+def _path_samples(model: ArmModel, start: np.ndarray, path: Callable[[float], np.ndarray], tool_inv: np.ndarray,
+                  n: int, what: str) -> np.ndarray:
+    """IK at n + 1 evenly spaced poses of the path, each seeded by the previous; rejects jumps."""
     s = np.linspace(0.0, 1.0, n + 1)
     q = np.empty((n + 1, model.dof))
     q[0] = start
     for i in range(1, n + 1):
-        pose = goal if i == n else interpolate_pose(P0, goal, float(s[i]))
+        pose = np.asarray(path(1.0 if i == n else float(s[i])), dtype=float)
         try:
             q[i] = ik(model, pose @ tool_inv, q[i - 1])
         except UnreachableError as exc:
-            raise UnreachableError(f"linear move blocked at {s[i]:.1%} of the path: {exc}") from None
+            raise UnreachableError(f"{what} blocked at {s[i]:.1%} of the path: {exc}") from None
         jump = np.abs(q[i] - q[i - 1])
         j = int(np.argmax(jump))
         if jump[j] > MAX_JOINT_STEP:
             raise UnreachableError(
-                f"linear move blocked at {s[i]:.1%} of the path: {model.joint_names[j]} would jump "
+                f"{what} blocked at {s[i]:.1%} of the path: {model.joint_names[j]} would jump "
                 f"{jump[j]:.3f} rad between samples (> {MAX_JOINT_STEP:g}; singularity or configuration change)")
     return q
 

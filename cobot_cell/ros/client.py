@@ -40,14 +40,15 @@ class CellClient:
         self.status: dict[str, str] = {}
         self.reports: list[CycleReport] = []
         self.kpis: dict[str, dict[str, str]] = {}
-        self.faults_seen: list[tuple[str, str]] = []   # (code, source) of each fault the status showed
-        self._fault_ids: set[str] = set()
+        self.faults_seen: list[tuple[str, str]] = []   # (code, source) of each fault the cell raised, in order
+        self.faults: dict[str, dict[str, str]] = {}     # fault_key -> latest key/values (raised/ack/cleared)
         self.on_report: Callable[[CycleReport], None] | None = None
         ns = f"/{cell}"
         self.node.create_subscription(String, f"{ns}/state", self._on_state, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/status", self._on_status, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/cycle", self._on_cycle, REPORTS)
         self.node.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         self._commands: dict[str, rclpy.client.Client] = {}
         self._params = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
         self._other_params: dict[str, rclpy.client.Client] = {}
@@ -57,10 +58,7 @@ class CellClient:
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
         self.status = dict(key_values(msg))
-        fid = self.status.get("fault_id", "")
-        if fid and fid not in self._fault_ids:
-            self._fault_ids.add(fid)
-            self.faults_seen.append((self.status.get("fault_code", ""), self.status["fault"].split(":")[0]))
+
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         report = CycleReport.from_key_values(key_values(msg))
@@ -69,6 +67,16 @@ class CellClient:
         self.reports.append(report)
         if self.on_report:
             self.on_report(report)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            kv = dict(key_values(st))
+            key = kv.get("fault_key")
+            if not key or kv.get("cell") != self.cell:
+                continue
+            if key not in self.faults:
+                self.faults_seen.append((kv.get("code", ""), kv.get("source", "")))
+            self.faults[key] = kv
 
     def _on_kpis(self, msg: DiagnosticArray) -> None:
         for st in msg.status:

@@ -27,6 +27,12 @@ STATES = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=Hi
 LEVELS = {b"\x00": "OK", b"\x01": "WARN", b"\x02": "ERROR", b"\x03": "STALE"}
 
 
+def split_seconds(t: float) -> tuple[int, int]:
+    """Seconds as (sec, nanosec) for builtin_interfaces Time/Duration, carrying a rounded-up second."""
+    sec, nanosec = divmod(int(round(t * 1e9)), 1_000_000_000)
+    return int(sec), int(nanosec)
+
+
 def level_name(level: bytes | int) -> str:
     """'OK', 'WARN', 'ERROR' or 'STALE' for a DiagnosticStatus level."""
     if isinstance(level, int):

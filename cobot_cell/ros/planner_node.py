@@ -36,7 +36,8 @@ from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..skills import load_cell, make_planner
 from ..skills.recovery import SkillRecovery
-from .common import LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node, status_msg
+from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node,
+                     split_seconds, status_msg)
 
 
 @dataclass(frozen=True)
@@ -180,20 +181,21 @@ class RosCobotPort(CobotPort):
         times = np.asarray(trajectory.times)
         pos = np.asarray(trajectory.positions)
         vel = np.asarray(trajectory.velocities)
+        last_ns = -1
         for t, p, v in zip(times, pos, vel):
-            sec = int(t)
-            msg.points.append(JointTrajectoryPoint(
-                positions=p.tolist(), velocities=v.tolist(),
-                time_from_start=Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)))
+            sec, nanosec = split_seconds(float(t))
+            ns = sec * 1_000_000_000 + nanosec
+            if ns <= last_ns:  # knots closer than a nanosecond: a controller needs strictly increasing times
+                continue
+            last_ns = ns
+            msg.points.append(JointTrajectoryPoint(positions=p.tolist(), velocities=v.tolist(),
+                                                   time_from_start=Duration(sec=sec, nanosec=nanosec)))
         sim = self.params.stamp_trajectories
         pending = Pending(started=start if sim and start is not None else self.clock.now(),
                           meta={"kind": "move", "final": np.asarray(trajectory.final),
-                                                          "duration": float(trajectory.duration),
-                                                          "wall": time.monotonic()})
+                                "duration": float(trajectory.duration), "wall": time.monotonic()})
         if self.params.stamp_trajectories:
-            sec = int(pending.started)
-            msg.header.stamp.sec = sec
-            msg.header.stamp.nanosec = int(round((pending.started - sec) * 1e9)) % 1_000_000_000
+            msg.header.stamp.sec, msg.header.stamp.nanosec = split_seconds(pending.started)
         if len(msg.points) > 1 or trajectory.duration > 0:
             self.pub.publish(msg)
         self._moving = pending
@@ -281,7 +283,7 @@ class PlannerNode(Node):
                                  "for simulated drivers sharing /clock, so timings do not depend on "
                                  "planner lag. Leave false for real controllers"),
             journal=d("journal", "", "SQLite journal of job progress (default: <cell>.journal.db here)"),
-            stale_timeout=d("stale_timeout", 1.0, "wall seconds without joint states before a driver is stale"),
+            stale_timeout=d("stale_timeout", 2.0, "wall seconds without joint states before a driver is stale"),
             timeout_wall_min=d("timeout_wall_min", 2.0,
                                "a motion or confirmation never fails sooner than this many wall seconds after "
                                "dispatch (a planner lagging a fast sim sees data older than its command)"),

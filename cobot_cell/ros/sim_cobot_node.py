@@ -29,7 +29,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from .common import LATCHED, STATES, run_node, status_msg
+from .common import LATCHED, STATES, run_node, split_seconds, status_msg
 
 # Faults the sim can be told to have (parameter `fault`), as a test or an integrator would provoke them.
 FAULTS = {
@@ -57,8 +57,8 @@ class SimParams:
 
 
 def _time_msg(t: float) -> TimeMsg:
-    sec = math.floor(t)
-    return TimeMsg(sec=int(sec), nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+    sec, nanosec = split_seconds(t)
+    return TimeMsg(sec=sec, nanosec=nanosec)
 
 
 class TrajectoryFollower:

@@ -23,6 +23,12 @@ def _faults(rig) -> list[tuple[str, str]]:
     return rig.client.faults_seen
 
 
+def _seen(rig, code: str, source: str | None = None) -> None:
+    """Wait until the cell status has shown a fault with this code (and source)."""
+    rig.wait(lambda: any(c == code and (source is None or s == source) for c, s in _faults(rig)),
+             f"fault {code} in the cell status", 30)
+
+
 def _start(rig) -> None:
     rig.ok("reset")
     rig.wait_state("Idle")
@@ -36,7 +42,7 @@ def test_protective_stop_holds_and_resumes_after_acknowledge(cell_rig):
     rig.wait(lambda: rig.client.status.get("part") == "1", "part 1 under way")
     rig.inject("picker", "protective_stop")
     rig.wait_state("Held", timeout=30)
-    assert ("PROTECTIVE_STOP", "picker") in _faults(rig)
+    _seen(rig, "PROTECTIVE_STOP", "picker")
     ok, msg = rig.client.command("unhold")
     assert not ok and "reports protective stop" in msg, msg
     rig.inject("picker", "")
@@ -52,7 +58,7 @@ def test_estop_aborts_then_clear_reset_start_resumes_the_part(cell_rig):
     rig.wait(lambda: rig.client.status.get("part") == "1", "part 1 under way")
     rig.inject("picker", "estop")
     rig.wait_state("Aborted", timeout=30)
-    assert ("ESTOP", "picker") in _faults(rig)
+    _seen(rig, "ESTOP", "picker")
     ok, msg = rig.client.command("start")
     assert not ok and msg.startswith("cannot start in state Aborted"), msg
     rig.inject("picker", "")
@@ -75,6 +81,7 @@ def test_io_failure_is_retried_then_holds_and_recovers(cell_rig):
     rig.inject("welder", "io_fail")
     _start(rig)
     rig.wait_state("Held", timeout=120)
+    rig.wait(lambda: len(_faults(rig)) >= 2, "two faults in the cell status", 30)
     codes = [c for c, _ in _faults(rig)]
     assert codes[:2] == ["IO_FAILED", "IO_FAILED"], codes  # the first failure, then the failed retry
     rig.inject("welder", "")
@@ -96,7 +103,7 @@ def test_grip_miss_scraps_the_part_and_goes_on(cell_rig):
     rig.wait_state("Complete", timeout=180)
     assert rig.client.reports[0].status == "scrap"
     assert rig.client.reports[1].status == "done"
-    assert ("GRIP_MISSED", "picker/load_blank") in _faults(rig)
+    _seen(rig, "GRIP_MISSED", "picker/load_blank")
     _ledger_exact(rig, scrap={1})
 
 
@@ -106,7 +113,7 @@ def test_killed_sim_driver_aborts_and_the_part_resumes_after_restart(cell_rig):
     rig.wait(lambda: rig.client.status.get("part") == "1", "part 1 under way")
     rig.nodes.kill("/welder/sim_cobot")
     rig.wait_state("Aborted", timeout=60)
-    assert "STALE_JOINT_STATES" in [c for c, _ in _faults(rig)]
+    _seen(rig, "STALE_JOINT_STATES", "welder")
     rig.nodes.restart("/welder/sim_cobot")
     rig.ok("clear")
     rig.wait_state("Stopped")

@@ -18,6 +18,7 @@ from cobot_cell.motion.trajectory import (
     joint_move,
     joint_path,
     linear_move,
+    path_move,
     trapezoid_times,
 )
 from cobot_cell.motion.transforms import pose_matrix, rotation_angle, slerp, translation
@@ -137,9 +138,11 @@ def roundoff(q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
 
     Both evaluate a handful of products and sums no larger than max(|q0|, |q1|, |q1 - q0|); against the same
     profile evaluated in exact rational arithmetic the worst error seen in 300 random moves was 1.0 (knots)
-    and 1.6 (sample) times eps times that magnitude. The bound takes 4.
+    and 1.6 (sample) times eps times that magnitude. The bound takes 4, plus 4 smallest subnormals for
+    positions so small that rounding is absolute rather than relative.
     """
-    return 4.0 * np.finfo(float).eps * np.maximum.reduce([np.abs(q0), np.abs(q1), np.abs(q1 - q0)])
+    scale = np.maximum.reduce([np.abs(q0), np.abs(q1), np.abs(q1 - q0)])
+    return 4.0 * (np.finfo(float).eps * scale + np.finfo(float).smallest_subnormal)
 
 
 def fd_slack(h1: np.ndarray, h2: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -152,6 +155,8 @@ def fd_slack(h1: np.ndarray, h2: np.ndarray, eps: np.ndarray) -> np.ndarray:
 @given(positions, positions, limits, limits)
 @example(q0=np.array([0.0, 0.0, -1.192092896e-07, 0.0, 0.0, 0.0]), q1=np.array([3.0, 0.0, 3.0, 0.0, 0.0, 0.0]),
          v=np.array([1.421875, 1.0, 2.0, 1.0, 1.0, 1.0]), a=np.ones(6))  # two switches 1.7e-7 s apart
+@example(q0=np.array([0.0, 0.0, 0.0, 2.225073858507203e-309, 0.0, 0.0]),
+         q1=np.array([0.0, 0.0, 0.0, 2.225073858507203e-309, 0.0, 1.0]), v=np.ones(6), a=np.ones(6))  # subnormal
 def test_joint_move_is_minimal_synchronised_and_within_limits(q0: np.ndarray, q1: np.ndarray,
                                                               v: np.ndarray, a: np.ndarray) -> None:
     assume(np.max(np.abs(q1 - q0)) > 1e-3)
@@ -328,6 +333,76 @@ def test_linear_move_keeps_the_tool_on_the_line_within_limits(dxyz: tuple, drpy:
         T = fk(UR5E, q)
         s = float(np.linalg.norm(T[:3, 3] - T0[:3, 3]) / length)
         assert rotation_angle(T[:3, :3], slerp(T0[:3, :3], goal[:3, :3], s)) < 1e-6
+
+
+def tool_speeds(tr: Trajectory, n: int = 4001) -> np.ndarray:
+    """Flange speed (m/s) as a controller interpolating the knots would move it, on a fine time grid."""
+    ts = np.linspace(0.0, tr.duration, n)
+    p = np.array([fk(UR5E, tr.sample(t))[:3, 3] for t in ts])
+    return np.linalg.norm(np.diff(p, axis=0), axis=1) / np.diff(ts)
+
+
+def test_a_slow_line_has_knots_at_the_phase_switches_and_never_overshoots_its_speed() -> None:
+    # 0.1 m at 0.02 m/s: the ramp (a few ms) ends long before the first 5 mm sample. Without a knot at the end
+    # of the ramp the cubic between the first two knots overshot the tool speed by ~27 %.
+    q0 = np.array([0.4, -1.7, 1.6, -1.5, -1.4, 0.3])
+    T0 = fk(UR5E, q0)
+    tr = linear_move(UR5E, q0, translation(0.1, 0.0, 0.0) @ T0, 0.02, V_MAX, A_MAX)
+    ramp = tr.times[1]
+    assert 0.0 < ramp < 0.05 and tr.times[-2] == pytest.approx(tr.duration - ramp, abs=1e-12)
+    # the second knot is where the ramp ends: the flange is at the cruise speed there
+    v_knot = np.linalg.norm((fk(UR5E, tr.positions[2])[:3, 3] - fk(UR5E, tr.positions[1])[:3, 3])) \
+        / (tr.times[2] - tr.times[1])
+    assert v_knot == pytest.approx(0.02, rel=1e-9)
+    assert tool_speeds(tr).max() <= 0.02 * (1 + 1e-3)
+    assert tr.duration == pytest.approx(0.1 / 0.02 + ramp, rel=1e-9)  # cruise at the speed, ramps at each end
+
+
+def test_path_move_names_the_limit_and_cruises_at_it() -> None:
+    q0 = np.array([0.4, -1.7, 1.6, -1.5, -1.4, 0.3])
+    T0 = fk(UR5E, q0)
+    goal = translation(0.3, 0.0, -0.1) @ T0
+    length = float(np.linalg.norm(goal[:3, 3] - T0[:3, 3]))
+
+    def line(s: float) -> np.ndarray:
+        out = T0.copy()
+        out[:3, 3] = (1 - s) * T0[:3, 3] + s * goal[:3, 3]
+        return out
+
+    slow = path_move(UR5E, q0, line, length, 0.05, V_MAX, A_MAX, 64)
+    assert (slow.timing.limit, slow.timing.speed) == ("speed", pytest.approx(0.05, rel=1e-12))
+    chords = np.linalg.norm(np.diff([fk(UR5E, q)[:3, 3] for q in slow.trajectory.positions], axis=0), axis=1) \
+        / np.diff(slow.trajectory.times)
+    assert chords.max() == pytest.approx(0.05, rel=1e-9)  # cruising at the tool speed, never above
+    # Asked for 5 m/s, the arm is limited by a joint: that joint reaches its velocity limit, and no joint
+    # exceeds its own, so the cruise could not be any faster. (Along this line the pan joint sets it.)
+    goal = translation(0.0, 0.4, 0.0) @ T0
+    length = 0.4
+    fast = path_move(UR5E, q0, line, length, 5.0, V_MAX, A_MAX, 64)
+    name, kind = fast.timing.limit.split()
+    j = UR5E.joint_names.index(name)
+    assert kind == "velocity" and fast.timing.speed < 5.0
+    tr = fast.trajectory
+    assert np.all(np.abs(tr.velocities) <= V_MAX * (1 + LIMIT_RTOL))
+    chord = np.abs(np.diff(tr.positions, axis=0)) / np.diff(tr.times)[:, None] / V_MAX
+    assert chord.max() <= 1 + LIMIT_RTOL and chord[:, j].max() == pytest.approx(1.0, rel=1e-9)
+    assert fast.timing.limit == "shoulder_pan_joint velocity"
+    assert fast.trajectory.duration < length / 0.05
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(samples=0), "samples must be an integer >= 1, got 0"),
+    (dict(length=-1.0), "length must be finite and >= 0, got -1.0"),
+    (dict(path=lambda s: translation(0.01, 0, 0) @ fk(UR5E, HOME)),
+     "path(0) is 0.01 m (rad) away from where q0 puts the tool"),
+])
+def test_path_move_validation(kwargs: dict, message: str) -> None:
+    args = dict(model=UR5E, q0=HOME, path=lambda s: fk(UR5E, HOME), length=0.1, speed=0.1, v_max=V_MAX,
+                a_max=A_MAX, samples=10)
+    args.update(kwargs)
+    with pytest.raises(ValueError) as err:
+        path_move(**args)
+    assert str(err.value) == message
 
 
 def test_linear_move_at_the_tool_speed_limit() -> None:
