@@ -84,6 +84,7 @@ class CellController:
         skill_state: dict[str, Any] | None = None,
         resume_tolerance: float = 0.02,
         settle_time: float = 0.0,
+        max_backdate: float | None = None,
     ):
         self.cfg = cfg
         self.ports = dict(ports)
@@ -100,6 +101,7 @@ class CellController:
         self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
         self.resume_tolerance = resume_tolerance
         self.settle_time = settle_time
+        self.max_backdate = max_backdate
         self._settle_until = -float("inf")
         self._starting_since: float | None = None
         self.machine = CellMachine(on_change=self._state_changed)
@@ -298,7 +300,7 @@ class CellController:
         self._retries.clear()
         self._seq = JobSequencer(self.cfg.cell.name, self.job, self.cfg.jobs[self.job], self.ports, self.planner,
                                  self.clock, skill_state=self.skill_state, on_checkpoint=self._on_checkpoint,
-                                 on_step_done=self._on_step_done)
+                                 on_step_done=self._on_step_done, max_backdate=self.max_backdate)
         if self._resumable():
             i = self.interrupted
             assert i is not None

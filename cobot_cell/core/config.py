@@ -8,13 +8,15 @@ Skill parameters are checked by the skills layer (`cobot_cell.skills.load_cell`)
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, ValidationInfo,
+                      field_validator)
 
 from .faults import FaultPolicy
 
@@ -118,27 +120,181 @@ class Cobot(_Frozen):
         return v
 
 
-class PalletPattern(_Frozen):
-    """A column pattern: rows x columns places per layer at a pitch (m), stacked in layers."""
+# ---------------------------------------------------------------------------------------------- pallets
+# The pallet a station stacks boxes on. The layout algorithm (places, order, figures) is
+# cobot_cell.skills.pallet_pattern; the conventions (frames, label end, approach side) are described there.
 
-    rows: PositiveInt
-    columns: PositiveInt
-    pitch: tuple[PositiveFloat, PositiveFloat]
-    layers: PositiveInt = 1
-    layer_height: PositiveFloat
+STANDARD_PALLETS: dict[str, tuple[float, float, float]] = {
+    "EUR": (1.200, 0.800, 0.144),  # EN 13698-1
+    "US": (1.219, 1.016, 0.140),  # GMA 48 x 40 in, about 5.5 in high
+}
+CUSTOM_PALLET_HEIGHT = 0.144
+_PALLET_EPS = 1e-9  # relative slack when a box fits a span, absolute slack for heights (m)
+
+PatternName = Literal["column", "interlock", "pinwheel"]
+ApproachSide = Literal["-y", "+y", "-x", "+x"]
+
+
+class PalletSize(_Frozen):
+    """A custom pallet deck, length (along x) by width (along y), in m."""
+
+    length: PositiveFloat
+    width: PositiveFloat
+
+
+class BoxSize(_Frozen):
+    """A box, length by width by height, in m; the label is on the face at the end of its length."""
+
+    length: PositiveFloat
+    width: PositiveFloat
+    height: PositiveFloat
+
+
+def pallet_dims(pallet: str | PalletSize) -> tuple[str, float, float]:
+    """('EUR' | 'US' | 'custom', length, width) of a pallet (m)."""
+    if isinstance(pallet, str):
+        length, width, _ = STANDARD_PALLETS[pallet]
+        return (pallet, length, width)
+    return ("custom", pallet.length, pallet.width)
+
+
+class PalletSpec(_Frozen):
+    """A pallet, the box stacked on it and the pattern, as written under `stations.<name>.pallet`."""
+
+    # Field order matters: the cross-field checks read only fields declared before them.
+    pallet: Literal["EUR", "US"] | PalletSize = Field(
+        "EUR", description="'EUR' (1.200 x 0.800 m), 'US' (1.219 x 1.016 m) or a custom {length, width} in m")
+    pallet_height: PositiveFloat | None = Field(
+        None, description="deck height above the floor (m); default EUR 0.144, US 0.140, custom 0.144")
+    overhang: float = Field(0.0, ge=0.0, description="how far a box may reach past each pallet edge (m)")
+    gap: float = Field(0.0, ge=0.0, description="space kept between neighbouring boxes (m)")
+    box: BoxSize = Field(description="box length, width, height (m); the label is on the +x (length) end")
+    pattern: PatternName = Field("column", description="column, interlock or pinwheel")
+    max_height: PositiveFloat = Field(description="stack height limit above the pallet deck (m)")
+    slip_sheets: bool = Field(False, description="lay a slip sheet between layers")
+    slip_sheet_thickness: PositiveFloat = Field(0.002, description="slip sheet thickness (m)")
+    layers: PositiveInt | None = Field(None, description="number of layers; default: as many as fit max_height")
+    label_out: bool = Field(False, description="turn boxes so labels face the nearer pallet edge")
+    mirror: bool = Field(False, description="mirror the pattern about the pallet's y axis (right-hand pallet)")
+    approach_side: ApproachSide = Field("-y", description="side of the pallet the gripper comes in from")
+
+    @field_validator("pallet", mode="wrap")
+    @classmethod
+    def _pallet(cls, v: Any, handler: Any) -> Any:
+        if isinstance(v, str):
+            if v not in STANDARD_PALLETS:
+                raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
+            return v
+        if isinstance(v, (dict, PalletSize)):
+            return PalletSize.model_validate(v)
+        raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
+
+    @field_validator("box")
+    @classmethod
+    def _box_fits(cls, box: BoxSize, info: ValidationInfo) -> BoxSize:
+        if "pallet" not in info.data or "overhang" not in info.data:
+            return box
+        name, length, width = pallet_dims(info.data["pallet"])
+        o, e = info.data["overhang"], _PALLET_EPS
+        fits = [box.length <= length + 2 * o + e and box.width <= width + 2 * o + e,
+                box.width <= length + 2 * o + e and box.length <= width + 2 * o + e]
+        if not any(fits):
+            with_overhang = f" with {o:.3f} m overhang" if o > 0 else ""
+            raise ValueError(f"box {box.length:.3f} x {box.width:.3f} m does not fit on the {name} pallet "
+                             f"{length:.3f} x {width:.3f} m in either orientation{with_overhang}")
+        return box
+
+    @field_validator("max_height")
+    @classmethod
+    def _one_layer(cls, max_height: float, info: ValidationInfo) -> float:
+        box = info.data.get("box")
+        if box is not None and box.height > max_height + _PALLET_EPS:
+            raise ValueError(f"{max_height:.3f} m is below the box height {box.height:.3f} m: "
+                             "not even one layer fits")
+        return max_height
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_fit(cls, layers: int | None, info: ValidationInfo) -> int | None:
+        d = info.data
+        if layers is None or not all(k in d for k in ("box", "max_height", "slip_sheets", "slip_sheet_thickness")):
+            return layers
+        sheet = d["slip_sheet_thickness"] if d["slip_sheets"] else 0.0
+        reach = layers * d["box"].height + (layers - 1) * sheet
+        if reach > d["max_height"] + _PALLET_EPS:
+            sheets = " (+ slip sheets)" if d["slip_sheets"] else ""
+            raise ValueError(f"{layers} layers of {d['box'].height:.3f} m{sheets} reach {reach:.3f} m, "
+                             f"above max_height {d['max_height']:.3f} m")
+        return layers
 
     @property
-    def places(self) -> int:
-        """Number of place positions on a full pallet."""
-        return self.rows * self.columns * self.layers
+    def pallet_name(self) -> str:
+        """'EUR', 'US' or 'custom'."""
+        return pallet_dims(self.pallet)[0]
+
+    @property
+    def pallet_size(self) -> tuple[float, float]:
+        """Pallet deck length and width (m)."""
+        _, length, width = pallet_dims(self.pallet)
+        return (length, width)
+
+    @property
+    def deck_height(self) -> float:
+        """Height of the pallet deck above the floor (m): `pallet_height` or the pallet's standard height."""
+        if self.pallet_height is not None:
+            return self.pallet_height
+        return STANDARD_PALLETS[self.pallet][2] if isinstance(self.pallet, str) else CUSTOM_PALLET_HEIGHT
+
+    @property
+    def sheet(self) -> float:
+        """Thickness of the slip sheet laid between layers (m), 0 without slip sheets."""
+        return self.slip_sheet_thickness if self.slip_sheets else 0.0
+
+    def stack_height(self, layers: int) -> float:
+        """Height of `layers` layers with their slip sheets above the deck (m)."""
+        return layers * self.box.height + max(layers - 1, 0) * self.sheet
+
+    @property
+    def layer_count(self) -> int:
+        """`layers` if given, else as many layers as fit under `max_height`."""
+        if self.layers is not None:
+            return self.layers
+        return max(1, math.floor((self.max_height + self.sheet + _PALLET_EPS) / (self.box.height + self.sheet)))
+
+
+@dataclass(frozen=True)
+class PatternFigures:
+    """Headline figures of a pallet station's pattern."""
+
+    pattern: str
+    boxes_per_layer: int
+    layers: int
+    places: int
+    fill_ratio: float
 
 
 class Station(_Frozen):
-    """A place in the cell: infeed, fixture or pallet, with its pose in the cell frame."""
+    """A place in the cell: infeed, fixture or pallet, with its pose in the cell frame.
+
+    A pallet station's pose is the centre of the pallet deck's top face, x along the pallet length.
+    """
 
     kind: Literal["infeed", "fixture", "pallet"]
     pose: Pose
-    pattern: PalletPattern | None = None
+    pallet: PalletSpec | None = None
+    legacy_pattern: Any = Field(None, alias="pattern", exclude=True)  # the pre-PalletSpec key: an error
+
+    @property
+    def pattern(self) -> PatternFigures | None:
+        """Figures of the pallet pattern (None for other stations); `cobot-cell validate` shows `places`."""
+        if self.pallet is None:
+            return None
+        # Transitional: the layout algorithm lives in the skills layer (skills.pallet_plan(station) is the
+        # way down the layers); kept so that callers reading `station.pattern.places` keep working.
+        from ..skills.pallet_pattern import plan_pallet
+
+        plan = plan_pallet(self.pallet)
+        return PatternFigures(plan.pattern_used, plan.boxes_per_layer, plan.layers, len(plan), plan.fill_ratio)
 
 
 class Step(_Frozen):
@@ -376,10 +532,13 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
                 add(("cobots", name, "joints"), f"joint '{j}' is also a joint of cobot '{all_joints[j]}'")
             all_joints[j] = name
     for name, st in cfg.stations.items():
-        if st.kind == "pallet" and st.pattern is None:
-            add(("stations", name, "pattern"), "a pallet station needs a pattern")
-        if st.kind != "pallet" and st.pattern is not None:
-            add(("stations", name, "pattern"), f"only a pallet station has a pattern (this one is {st.kind})")
+        if st.legacy_pattern is not None:
+            add(("stations", name, "pattern"), "replaced by 'pallet': a pallet, a box and a pattern name "
+                "(column, interlock or pinwheel), see docs/cell-file.md")
+        elif st.kind == "pallet" and st.pallet is None:
+            add(("stations", name, "pallet"), "a pallet station needs a pallet (pallet, box, max_height)")
+        if st.kind != "pallet" and st.pallet is not None:
+            add(("stations", name, "pallet"), f"only a pallet station has a pallet (this one is {st.kind})")
     cobot_names = ", ".join(cfg.cobots)
     for jname, job in cfg.jobs.items():
         if not NAME_RE.match(jname):

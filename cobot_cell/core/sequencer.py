@@ -81,6 +81,7 @@ class JobSequencer:
         skill_state: dict[str, Any] | None = None,
         on_checkpoint: Callable[[str, Any], None] | None = None,
         on_step_done: StepDone | None = None,
+        max_backdate: float | None = None,
     ):
         missing = sorted({s.cobot for s in job.steps} - set(ports))
         if missing:
@@ -96,6 +97,7 @@ class JobSequencer:
         self.failure: StepFailure | None = None
         self.expected_q: dict[str, np.ndarray] = {}
         self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
+        self.max_backdate = MAX_BACKDATE if max_backdate is None else max_backdate
         self._cobot_free: dict[str, float] = {}   # event time each cobot's last step ended
         self._part_t = -float("inf")
         self._not_before = -float("inf")
@@ -245,7 +247,7 @@ class JobSequencer:
 
     def _event_time(self, t: float) -> float:
         now = self.clock.now()
-        return t if now - MAX_BACKDATE <= t <= now else now
+        return t if now - self.max_backdate <= t <= now else now
 
     def _start_step(self, prog: PartProgress, step: Step) -> None:
         ready = [self._part_t, self._not_before, self._cobot_free.get(step.cobot, -float("inf"))]

@@ -80,6 +80,8 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
         namespace="/" + cfg.cell.name,
         parameters={"cell_file": str(Path(cell_file).resolve()), "job": opts.job, "parts": int(opts.parts),
                     "use_sim_time": sim_time, "stamp_trajectories": opts.sim,
+                    # two wall seconds of planner lag keep event time at any rate
+                    "max_backdate": max(30.0, 2.0 * float(opts.rate)) if opts.sim else 30.0,
                     "journal": str(Path(opts.journal).resolve()) if opts.journal else ""},
     ))
     if opts.pendant_port:
@@ -92,7 +94,9 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
     if opts.supervisor:
         specs.append(NodeSpec(
             executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor", namespace="/",
-            parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": sim_time},
+            # wall time: the supervisor times nothing itself (reports carry their clock times), and
+            # following /clock would wake it on every tick for nothing
+            parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": False},
         ))
     return specs
 

@@ -54,6 +54,7 @@ class PlannerParams:
     start_timeout: float
     stamp_trajectories: bool
     journal: str
+    max_backdate: float
     stale_timeout: float
     timeout_wall_min: float
 
@@ -273,7 +274,7 @@ class PlannerNode(Node):
             cell_file=d("cell_file", "", "path of the cell file (YAML)"),
             job=d("job", "", "job to run (default: the first job of the cell file)"),
             parts=d("parts", 1, "parts per run (>= 1)"),
-            tick=d("tick", 0.01, "update period in node-time seconds"),
+            tick=d("tick", 0.01, "update period in wall seconds"),
             tolerance=d("tolerance", 0.005, "joint position tolerance (rad) for a motion to count as arrived"),
             timeout_factor=d("timeout_factor", 1.5, "a motion fails after planned duration x this + margin"),
             timeout_margin=d("timeout_margin", 2.0, "seconds added to the motion timeout"),
@@ -283,6 +284,8 @@ class PlannerNode(Node):
                                  "for simulated drivers sharing /clock, so timings do not depend on "
                                  "planner lag. Leave false for real controllers"),
             journal=d("journal", "", "SQLite journal of job progress (default: <cell>.journal.db here)"),
+            max_backdate=d("max_backdate", 30.0, "clock seconds an event time may lag the clock before the clock "
+                                                  "is used instead (raise with the sim rate)"),
             stale_timeout=d("stale_timeout", 2.0, "wall seconds without joint states before a driver is stale"),
             timeout_wall_min=d("timeout_wall_min", 2.0,
                                "a motion or confirmation never fails sooner than this many wall seconds after "
@@ -311,6 +314,7 @@ class PlannerNode(Node):
             on_state=self._on_state, on_cycle=self._on_cycle, on_fault=self._on_fault, ready_check=self._ready,
             start_timeout=self.params.start_timeout, wall_clock=WallClock(), journal=Journal(journal_path),
             recovery=SkillRecovery(self.cfg), skill_state=skill_state, settle_time=1.0,
+            max_backdate=self.params.max_backdate,
         )
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for cmd in COMMANDS:
@@ -319,7 +323,9 @@ class PlannerNode(Node):
         self.create_service(Trigger, "reapproach", self._handle_reapproach)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
-        self.create_timer(self.params.tick, self._on_tick)
+        # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate
+        # (event times stay exact; this only bounds how late they are noticed).
+        self.create_timer(self.params.tick, self._on_tick, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         self._publish_state()
         self.get_logger().info(f"cell '{self.cfg.cell.name}' loaded: job '{self.controller.job}', "
                                f"{self.controller.parts_target} part(s), cobots {', '.join(self.ports)}")

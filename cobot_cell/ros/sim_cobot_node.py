@@ -6,7 +6,8 @@ tool IO as std_srvs/SetBool services, health on `/diagnostics`. An empty traject
 Each IO also reports its sensed state on `<io>/state` (std_msgs/Bool, latched): for a gripper, part present.
 Faults are injected with the `fault` parameter (see FAULTS); an empty value clears them.
 With `publish_clock` the node owns `/clock` and runs simulated time at `rate` x real time: every wall tick
-(`clock_hz`) advances simulated time by rate / clock_hz. Joint states are sampled at exact multiples of
+(`clock_hz`) sets simulated time to rate x the wall time since start (a late tick catches up, at most
+MAX_CATCH_UP ticks at once, so a stalled host slows the simulation instead of jumping it). Joint states are sampled at exact multiples of
 1 / state_rate of simulated time (a burst per tick when the sim runs faster than real time), so they are the
 same at any rate; other sim nodes follow `/clock` and sample the same way.
 """
@@ -14,6 +15,7 @@ same at any rate; other sim nodes follow `/clock` and sample the same way.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,8 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from .common import LATCHED, STATES, run_node, split_seconds, status_msg
+
+MAX_CATCH_UP = 5  # /clock ticks a late timer may catch up at once
 
 # Faults the sim can be told to have (parameter `fault`), as a test or an integrator would provoke them.
 FAULTS = {
@@ -130,7 +134,7 @@ class SimCobotNode(Node):
             state_rate=d("state_rate", 100.0, "joint_states rate (Hz of node time)"),
             publish_clock=d("publish_clock", False, "own /clock and run simulated time"),
             rate=d("rate", 1.0, "simulated seconds per wall second when publishing /clock"),
-            clock_hz=d("clock_hz", 250.0, "/clock ticks per wall second when publishing /clock"),
+            clock_hz=d("clock_hz", 100.0, "/clock ticks per wall second when publishing /clock"),
         )
         p = self.params
         joints = [j for j in p.joint_names if j]
@@ -152,6 +156,8 @@ class SimCobotNode(Node):
         self.ignored = 0
         self.rejected = 0
         self._sim_t = 0.0
+        self._sim0 = 0.0
+        self._wall0: float | None = None
         self._clock_t: float | None = None
         self._next_sample: float | None = None
 
@@ -189,7 +195,18 @@ class SimCobotNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_clock_tick(self) -> None:
-        self._sim_t += self.params.rate / self.params.clock_hz
+        p = self.params
+        now = time.monotonic()
+        if self._wall0 is None:
+            self._wall0 = now
+        target = self._sim0 + p.rate * (now - self._wall0)
+        step = p.rate / p.clock_hz
+        if target - self._sim_t > MAX_CATCH_UP * step:  # the host stalled: slow down, do not jump
+            self._sim0 = self._sim_t + MAX_CATCH_UP * step - p.rate * (now - self._wall0)
+            target = self._sim_t + MAX_CATCH_UP * step
+        if target <= self._sim_t:
+            return
+        self._sim_t = target
         self.clock_pub.publish(Clock(clock=_time_msg(self._sim_t)))
         self._advance_to(self._sim_t)
 

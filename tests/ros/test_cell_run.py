@@ -101,3 +101,14 @@ def test_planner_refuses_a_bad_cell_file_and_starts_nothing(tmp_path, domain):
     assert proc.returncode == 2
     assert "jobs.bracket.steps (line" in proc.stderr
     assert "cycle in 'after': weld_seams -> palletise -> weld_seams" in proc.stderr
+
+
+def test_seconds_split_carries_a_rounded_up_second():
+    from cobot_cell.ros.common import split_seconds
+
+    assert split_seconds(0.9999999999) == (1, 0)
+    assert split_seconds(1.5) == (1, 500_000_000)
+    assert split_seconds(0.0) == (0, 0)
+    times = [0.0, 0.49999999995, 0.9999999999, 1.0000000004]
+    ns = [s * 1_000_000_000 + n for s, n in map(split_seconds, times)]
+    assert ns == sorted(ns)
