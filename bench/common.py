@@ -135,7 +135,9 @@ class Figure:
 def _num(v: float | None, unit: str = "") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    if abs(v) >= 1000:
+    if abs(v) < 1e-6:
+        s = "0"
+    elif abs(v) >= 1000:
         s = f"{v:,.0f}"
     elif abs(v) >= 100:
         s = f"{v:.0f}"
