@@ -22,7 +22,7 @@ from .config import CellConfig, Step
 from .faults import DRIVER_ACTIONS, Code, Fault, FaultBook, FaultPolicy
 from .journal import Interrupted, Journal
 from .packml import CellMachine, Command, CommandRefused, State
-from .plan import PART_STATE_PREFIX, Move, Segment
+from .plan import PART_STATE_PREFIX, Move, Segment, SkillState
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 from .sequencer import JobSequencer, StepFailure, StepPlanner
@@ -98,7 +98,7 @@ class CellController:
         self.wall_clock = wall_clock or clock
         self.journal = journal or Journal(":memory:")
         self.recovery = recovery
-        self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
+        self.skill_state: dict[str, Any] = skill_state if skill_state is not None else SkillState()
         self.resume_tolerance = resume_tolerance
         self.settle_time = settle_time
         self.max_backdate = max_backdate
@@ -232,7 +232,9 @@ class CellController:
             before = self.state
             self._step_state()
             if self.state == before:
-                return
+                break
+        if self.state == State.EXECUTE and self._seq is not None:
+            self._seq.preplan()  # next steps planned while the arms move, not at the step boundary
 
     def _step_state(self) -> None:
         st = self.state
@@ -506,7 +508,7 @@ class CellController:
                 if self.recovery is not None and actual is not None else []
             log.warning("retry %d/%d of step %s (part %d)", used + 1, policy.retries, failure.step, key[0])
             seq.restart_step(failure.step, recovery)
-            self._clear_faults([fault])
+            self._clear_faults([fault], at=fault.raised)  # handled by the policy the moment it happened
             return
         action = DRIVER_ACTIONS.get(code, "abort" if code == Code.SKILL_ERROR else policy.then)
         self._act(action, fault)
@@ -517,7 +519,7 @@ class CellController:
             prog = self._seq.abandon()
             assert prog is not None
             self._part_finished(self._seq.report(prog, "scrap"))
-            self._clear_faults([fault])
+            self._clear_faults([fault], at=fault.raised)
             return
         if action in ("hold", "scrap") and st in (State.EXECUTE, State.UNHOLDING, State.UNSUSPENDING):
             self._fault_hold = True
@@ -531,8 +533,8 @@ class CellController:
         if st not in (State.ABORTING, State.ABORTED, State.CLEARING, State.STOPPED, State.IDLE, State.COMPLETE):
             self.machine.command(Command.ABORT)
 
-    def _clear_faults(self, faults: list[Fault] | None = None) -> None:
-        now = self.clock.now()
+    def _clear_faults(self, faults: list[Fault] | None = None, at: float | None = None) -> None:
+        now = self.clock.now() if at is None else at
         if faults is None:
             cleared = self.faults.clear_all(now)
         else:

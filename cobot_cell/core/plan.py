@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, Sequence, Union
+from typing import Any, Iterator, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -54,6 +55,49 @@ class Confirm:
     timeout: float = 0.5
     code: str = "GRIP_MISSED"
     label: str = "confirm"
+
+
+MISSING = object()
+
+
+class SkillState(dict):
+    """The skills' explicit state (next pallet place, next weld seam), shared by the skills and the sequencer.
+
+    While `recording()`, it notes every key read and the value seen, so a plan made ahead of time can be
+    checked for staleness before it is used.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._reads: dict[str, Any] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._reads is not None:
+            self._reads[key] = dict.get(self, key, MISSING)
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        if self._reads is not None:
+            self._reads[key] = dict.get(self, key, MISSING)
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        if self._reads is not None and isinstance(key, str):
+            self._reads[key] = dict.get(self, key, MISSING)
+        return dict.__contains__(self, key)
+
+    @contextmanager
+    def recording(self) -> Iterator[dict[str, Any]]:
+        """Record the keys read (and their values) inside the block."""
+        self._reads = reads = {}
+        try:
+            yield reads
+        finally:
+            self._reads = None
+
+    def unchanged(self, reads: dict[str, Any]) -> bool:
+        """Every recorded key still has the value that was read."""
+        return all(dict.get(self, k, MISSING) == v for k, v in reads.items())
 
 
 # Skill-state keys with this prefix belong to one part (e.g. the next weld seam) and are dropped when a fresh

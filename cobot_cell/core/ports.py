@@ -51,10 +51,11 @@ class Pending:
         self.finished_at = at
         self.done = True
 
-    def fail(self, reason: str, code: str = "") -> None:
-        """Mark the command failed with a reason and a fault code."""
+    def fail(self, reason: str, code: str = "", at: float | None = None) -> None:
+        """Mark the command failed with a reason and a fault code (at event time `at`, when known)."""
         self.error = reason
         self.code = code
+        self.finished_at = at
         self.done = True
 
 
@@ -173,7 +174,7 @@ class FakeCobot(CobotPort):
         elif now >= pending.started + self.io_delay - 1e-9:
             io = pending.meta["io"]
             if io in self.fail_io:
-                pending.fail(f"IO service '{io}' failed", "IO_FAILED")
+                pending.fail(f"IO service '{io}' failed", "IO_FAILED", pending.started + self.io_delay)
             else:
                 self.io[io] = pending.meta["value"]
                 pending.finish(pending.started + self.io_delay)

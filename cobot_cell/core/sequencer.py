@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .config import Job, Step
-from .plan import PART_STATE_PREFIX, Checkpoint, Confirm, Dwell, Move, Segment, SetIo, SkillPlan
+from .plan import PART_STATE_PREFIX, Checkpoint, Confirm, Dwell, Move, Segment, SetIo, SkillPlan, SkillState
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 
@@ -98,6 +98,8 @@ class JobSequencer:
         self.expected_q: dict[str, np.ndarray] = {}
         self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
         self.max_backdate = MAX_BACKDATE if max_backdate is None else max_backdate
+        # Plans made ahead, while the cobot is still busy: (part, step) -> (start q, plan, state keys read).
+        self._plans: dict[tuple[int, str], tuple[np.ndarray, SkillPlan, dict[str, Any]]] = {}
         self._cobot_free: dict[str, float] = {}   # event time each cobot's last step ended
         self._part_t = -float("inf")
         self._not_before = -float("inf")
@@ -165,6 +167,7 @@ class JobSequencer:
         progress, self.progress = self.progress, None
         self.expected_q.clear()
         self._cobot_free.clear()
+        self._plans.clear()
         self._part_t = self._not_before = self.clock.now()
         self.failure = None
         return progress
@@ -172,6 +175,7 @@ class JobSequencer:
     def interrupt(self) -> list[str]:
         """Stop every cobot now, keeping the part: its running steps will be redone from a safe point."""
         self._cobot_free.clear()
+        self._plans.clear()
         for port in self.ports.values():
             port.stop()
         names = []
@@ -198,7 +202,9 @@ class JobSequencer:
         prog = self.progress
         assert prog is not None
         run = prog.running[name]
+        t = self.clock.now()
         if self.failure is not None and self.failure.step == name:
+            t = self._event_time(self.failure.time)  # the retry starts when the failure happened
             self.failure = None
         try:
             plan = self.planner(run.step, prog.part, run.start_q)
@@ -208,7 +214,7 @@ class JobSequencer:
         run.segments = tuple(recovery) + tuple(plan.segments)
         run.index, run.pending, run.dwell_until, run.interrupted = 0, None, None, False
         self.expected_q[run.step.cobot] = np.asarray(plan.end_q, dtype=float)
-        run.t = self.clock.now()
+        run.t = t
         log.info("part %d: step %s restarted (%d recovery segments)", prog.part, name, len(recovery))
 
     def update(self) -> CycleReport | None:
@@ -261,7 +267,7 @@ class JobSequencer:
             return
         start_q = np.asarray(start_q, dtype=float)
         try:
-            plan = self.planner(step, prog.part, start_q)
+            plan = self._plan(step, prog.part, start_q)
         except Exception as exc:  # noqa: BLE001 - any skill error becomes a step failure
             self._fail(step, f"cannot plan: {exc}", "SKILL_ERROR")
             return
@@ -271,6 +277,45 @@ class JobSequencer:
         log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot,
                   len(plan.segments))
         self._advance(prog, run)
+
+    def _plan(self, step: Step, part: int, start_q: np.ndarray) -> SkillPlan:
+        """The plan made ahead for this step, if it still holds; else plan now."""
+        cached = self._plans.pop((part, step.name), None)
+        if cached is not None:
+            q0, plan, reads = cached
+            if np.allclose(q0, start_q, rtol=0.0, atol=1e-9) and isinstance(self.skill_state, SkillState) \
+                    and self.skill_state.unchanged(reads):
+                return plan
+        return self.planner(step, part, start_q)
+
+    def _next_step_of(self, cobot: str, prog: PartProgress) -> tuple[int, Step] | None:
+        for step in self.job.steps:
+            if step.cobot == cobot and step.name not in prog.done and step.name not in prog.running:
+                return prog.part, step
+        for step in self.job.steps:  # the cobot is done with this part: its first step of the next one
+            if step.cobot == cobot:
+                return prog.part + 1, step
+        return None
+
+    def preplan(self) -> bool:
+        """Plan one cobot's next step ahead while it is busy (at most one plan per call); True if it did."""
+        prog = self.progress
+        if prog is None or self.failure is not None or not isinstance(self.skill_state, SkillState):
+            return False
+        for cobot, q in self.expected_q.items():
+            target = self._next_step_of(cobot, prog)
+            if target is None or (target[0], target[1].name) in self._plans:
+                continue
+            part, step = target
+            try:
+                with self.skill_state.recording() as reads:
+                    plan = self.planner(step, part, q)
+            except Exception:  # noqa: BLE001 - planned again, and reported, when the step starts
+                self._plans[(part, step.name)] = (np.full_like(q, np.nan), None, {})  # type: ignore[arg-type]
+                continue
+            self._plans[(part, step.name)] = (q.copy(), plan, dict(reads))
+            return True
+        return False
 
     def _advance(self, prog: PartProgress, run: _Running) -> None:
         port = self.ports[run.step.cobot]
@@ -282,7 +327,7 @@ class JobSequencer:
                 if not run.pending.done:
                     return
                 if run.pending.error:
-                    self._fail(run.step, run.pending.error, run.pending.code)
+                    self._fail(run.step, run.pending.error, run.pending.code, run.pending.finished_at)
                     return
                 run.t = self._event_time(run.pending.finished_at if run.pending.finished_at is not None
                                          else self.clock.now())
@@ -327,9 +372,9 @@ class JobSequencer:
             self.on_step_done(prog.run_id, prog.part, timing, self.expected_q.get(s.cobot))
         log.debug("part %d: step %s done in %.3f s", prog.part, s.name, now - run.start)
 
-    def _fail(self, step: Step, reason: str, code: str = "") -> None:
+    def _fail(self, step: Step, reason: str, code: str = "", at: float | None = None) -> None:
         self.failure = StepFailure(step=step.name, cobot=step.cobot, skill=step.skill, reason=reason,
-                                   time=self.clock.now(), code=code)
+                                   time=self._event_time(at) if at is not None else self.clock.now(), code=code)
         log.warning("step %s on %s failed: %s", step.name, step.cobot, reason)
 
     def _finish(self, prog: PartProgress) -> CycleReport:

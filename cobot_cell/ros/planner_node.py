@@ -31,7 +31,7 @@ from ..core.faults import Code, Fault
 from ..core.journal import Journal
 from ..core.config import CellConfig, Cobot
 from ..core.packml import Command, CommandRefused, State
-from ..core.plan import TrajectoryLike
+from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..skills import load_cell, make_planner
@@ -307,7 +307,7 @@ class PlannerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.boot_id = uuid.uuid4().hex[:8]
         journal_path = self.params.journal or f"{self.cfg.cell.name}.journal.db"
-        skill_state: dict = {}
+        skill_state = SkillState()
         self.controller = CellController(
             self.cfg, self.ports, make_planner(self.cfg, skill_state), self.clock,
             job=self.params.job or None, parts=self.params.parts,
