@@ -10,7 +10,7 @@ done or scrap, and that the supervisor's production log says the same; it prints
 the faults by kind, wall and sim time, and the RSS of every node process (both incarnations of a restarted one)
 at the start (after the first part) and at the end.
 
-    .venv/bin/python bench/soak.py --parts 1000 --rate 20 --fault-every 20 --seed 1 --out /tmp/soak
+    .venv/bin/python bench/soak.py --parts 1000 --rate 25 --fault-every 20 --seed 1 --out /tmp/soak
 
 Exit code 0 when the ledger check passes and every injected fault was recovered, 1 otherwise.
 A script, not a test (bench/ prints numbers).
@@ -77,6 +77,7 @@ class Event:
     outcome: str = ""
     faults: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    fault_keys: list[str] = field(default_factory=list)
     recovered: bool = False
     recovery_s: float = math.nan
     error: str = ""
@@ -125,6 +126,8 @@ class Soak:
         self.need_start_sample: set[str] = set()
         self.expect_dead: set[str] = set()
         self.notes: list[str] = []
+        self.health_seen: dict[str, float] = {}   # diagnostics status name -> last seen (monotonic)
+        self.client_faults_seen: list[tuple[str, str]] = []   # CellClient.faults_seen at the end
         self.diag_faults: dict[str, dict] = {}   # fault_key -> code, source, first_seen (wall), cleared
         self.t0 = time.monotonic()
         self.t_run0: float | None = None
@@ -133,6 +136,7 @@ class Soak:
         self.sim_t1: float | None = None
         self.deadline = self.t0 + args.deadline
         self._last_progress = (0, time.monotonic())
+        self._last_part = 0
 
     # ------------------------------------------------------------------ plumbing
     def now(self) -> float:
@@ -183,13 +187,15 @@ class Soak:
     def _on_diagnostics(self, msg) -> None:
         for st in msg.status:
             if not st.name.endswith("task_planner/faults"):
+                self.health_seen[st.name] = time.monotonic()   # a driver's health: it is up
                 continue
             kv = {v.key: v.value for v in st.values}
             key = kv.get("fault_key")
             if not key:
                 continue
             f = self.diag_faults.setdefault(key, {"code": kv.get("code", ""), "source": kv.get("source", ""),
-                                                  "message": st.message, "seen": self.now(), "cleared": False,
+                                                  "message": st.message, "seen": self.now(),
+                                                  "part": self.client.status.get("part", ""), "cleared": False,
                                                   "acknowledged": False})
             f["cleared"] = f["cleared"] or bool(kv.get("cleared"))
             f["acknowledged"] = f["acknowledged"] or bool(kv.get("acknowledged"))
@@ -396,13 +402,16 @@ class Soak:
             ev.actions.append("kill -9 welder driver")
             self.wait(lambda: self.state() in ("Aborted", "Held", "Stopped"), "Aborted (stale joint states)", 60)
             ev.outcome = self.state()
+            t_restart = time.monotonic()
             self.restart(WELDER)
             ev.actions.append("restart welder driver")
+            # as an operator would: see the driver report its health before clearing the cell
+            self.wait(lambda: self.health_seen.get(WELDER, 0.0) > t_restart, "the restarted welder's health", 60)
             self.recover(ev)
         elif k == "kill_planner":
+            interrupted = self.part() or self._last_part
             self.kill(self.planner_fqn)
             ev.actions.append("kill -9 planner")
-            interrupted = self.part()
             self.client.state = None
             self.client.status = {}
             self.restart(self.planner_fqn)
@@ -412,7 +421,8 @@ class Soak:
             self.wait(lambda: bool(self.client.status.get("resume")), "the interrupted run in the status", 30)
             resume = self.client.status["resume"]
             ev.detail = f"resume: {resume}"
-            if f"part {interrupted} interrupted" not in resume:
+            # the part under way when it died (or the next one, if it had just been journalled as started)
+            if not any(f"part {p} interrupted" in resume for p in (interrupted, interrupted + 1)):
                 ev.error = f"expected part {interrupted} interrupted, status says {resume!r}"
             self.recover(ev)
         else:
@@ -428,10 +438,17 @@ class Soak:
             ev.recovery_s = self.now() - t0
             self.pause(0.3)   # late fault life-cycle updates
             ev.faults = [f"{f['code']}@{f['source']}" for f in self.new_faults(t0)]
+            ev.fault_keys = [key for key, f in self.diag_faults.items() if f["seen"] >= t0]
             self.events.append(ev)
-        keys = [key for key, f in self.diag_faults.items() if f["seen"] >= t0]
-        self.wait(lambda: all(self.diag_faults[key]["cleared"] for key in keys) or self.state() == "Complete",
-                  "the event's faults to be cleared", 10)
+        keys = ev.fault_keys
+        try:
+            self.wait(lambda: all(self.diag_faults[key]["cleared"] for key in keys) or self.state() == "Complete",
+                      "the event's faults to be cleared", 10)
+        except SoakError:
+            left = [f"{self.diag_faults[k]['code']}: {self.diag_faults[k]['message']}" for k in keys
+                    if not self.diag_faults[k]["cleared"]]
+            ev.error = f"back in {self.state()} but fault(s) left active: {'; '.join(left)}"
+            self.note(f"{ev.kind} at part {ev.part}: {ev.error}")
         ev.recovered = self.state() in RUNNING and not ev.error
         self.log(f"  -> {ev.outcome}; faults {', '.join(ev.faults) or 'none'}; back in {self.state()} after "
                  f"{ev.recovery_s:.1f} s ({'; '.join(ev.actions)})")
@@ -496,6 +513,8 @@ class Soak:
             self._check()
             c.spin_once(0.02)
             done = self.parts_done()
+            if self.part():
+                self._last_part = self.part()
             if done != self._last_progress[0]:
                 self._last_progress = (done, time.monotonic())
                 if self.need_start_sample:
@@ -522,6 +541,7 @@ class Soak:
                 finally:
                     ev.recovery_s = self.now() - t0
                     ev.faults = [f"{f['code']}@{f['source']}" for f in self.new_faults(t0)]
+                    ev.fault_keys = [k for k, f in self.diag_faults.items() if f["seen"] >= t0]
                     ev.outcome = "stall"
                     ev.recovered = self.state() in RUNNING
                     self.events.append(ev)
@@ -534,7 +554,7 @@ class Soak:
                 self.pause(0.2)
                 if self.state() in RUNNING or self.state() == "Completing":
                     continue
-                ev = Event("unplanned", self.part(), "", self.now(), detail=f"cell went {self.state()}: "
+                ev = Event("unplanned", self.part() or self._last_part, "", self.now(), detail=f"cell went {self.state()}: "
                            f"{c.status.get('fault', '')}")
                 self.log(f"UNPLANNED: part {ev.part}: {ev.detail}")
                 t0 = self.now()
@@ -543,6 +563,7 @@ class Soak:
                 finally:
                     ev.recovery_s = self.now() - t0
                     ev.faults = [f"{f['code']}@{f['source']}" for f in self.new_faults(t0 - 5)]
+                    ev.fault_keys = [k for k, f in self.diag_faults.items() if f["seen"] >= t0 - 5]
                     ev.outcome = ev.detail
                     ev.recovered = self.state() in RUNNING
                     self.events.append(ev)
@@ -561,7 +582,7 @@ class Soak:
                 if self.state() != "Execute":
                     queue.insert(0, ev)
                     continue
-                ev.part = self.part()
+                ev.part = self.part() or self._last_part
                 self.run_event(ev)
                 self._last_progress = (self.parts_done(), time.monotonic())
         self.t_run1 = time.monotonic()
@@ -643,7 +664,7 @@ def mb(kb: int | None) -> str:
     return "-" if kb is None else f"{kb / 1024:.1f}"
 
 
-def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str | None) -> str:
+def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str | None, version: str = "") -> str:
     a = s.args
     lines = []
     w = lines.append
@@ -651,6 +672,8 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
     w(rule)
     w(f"SOAK  cell {s.cell} / job {s.job}   parts {a.parts}   rate {a.rate:g}x   fault every {a.fault_every}   "
       f"seed {a.seed}   kills {a.kills} each")
+    if version:
+        w(f"code            {version}")
     w(rule)
     status = info.get("ledger_status", {})
     w(f"parts           done {status.get('done', 0)}   scrap {status.get('scrap', 0)}   "
@@ -686,10 +709,16 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
     w(f"faults (planner /diagnostics, by code): " + ", ".join(
         f"{code} {n}/{sum(1 for f in diag if f['code'] == code and f['cleared'])}"
         for code, n in sorted(Counter(f["code"] for f in diag).items())) + "   (raised/cleared)")
+    attributed = {k for e in s.events for k in e.fault_keys}
+    stray = [f for k, f in s.diag_faults.items() if k not in attributed]
+    w(f"faults outside injected events (retried or scrapped by policy, cell kept running): {len(stray)}")
+    for f in stray:
+        w(f"    at {f['seen']:.1f} s, part {f.get('part') or '?'}: {f['code']} on {f['source']}: {f['message'][:110]}"
+          f"{'' if f['cleared'] else ' (NOT cleared)'}")
     sup = info.get("supervisor_faults") or []
     w(f"faults (supervisor table, by code):     " + ", ".join(
         f"{code} {n}/{int(cl or 0)}" for code, n, ack, cl in sup) + "   (raised/cleared)")
-    seen = s.client_faults_seen if hasattr(s, "client_faults_seen") else []
+    seen = s.client_faults_seen
     w(f"faults (CellClient.faults_seen):        {len(seen)} " + (
         "(" + ", ".join(f"{c} {n}" for c, n in sorted(Counter(c for c, _ in seen).items())) + ")" if seen else ""))
     w(rule)
@@ -713,8 +742,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", type=int, default=1000, help="parts in the run (default 1000)")
-    ap.add_argument("--rate", type=float, default=20.0,
-                    help="sim rate (x real time, default 20: the highest at which the planner keeps up here)")
+    ap.add_argument("--rate", type=float, default=25.0,
+                    help="sim rate (x real time). Default 25: on a 2-core host the highest at which the planner "
+                         "keeps up (sim time per part = cycle time); at 30-40 it falls behind the sim by more than "
+                         "the sequencer's MAX_BACKDATE and cycle times jump, and parts per wall second do not rise")
     ap.add_argument("--fault-every", type=int, default=20, help="inject a fault about every N parts (0: none)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fault schedule and timing")
     ap.add_argument("--out", default="", help="work dir: node logs, journal.db, production.db, summary.json")
@@ -739,9 +770,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def code_version() -> str:
+    """The commit the nodes run and the product files changed since (read-only git, no index refresh)."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), *a], capture_output=True,
+                                  text=True, timeout=10).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "cobot_cell", "bench/soak_cell.yaml").splitlines()
+             if len(line) > 3]
+    return f"HEAD {head}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else " (clean)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print("command: " + " ".join(shlex.quote(x) for x in [sys.executable, *sys.argv]), flush=True)
+    version = code_version()
+    print(f"code: {version}", flush=True)
     s = Soak(args)
     error = None
     try:
@@ -757,12 +806,12 @@ def main(argv: list[str] | None = None) -> int:
             s.sample_rss()
         s.stop()
     ok, problems, info = check_ledger(s.journal, s.db, s.cell, args.parts)
-    text = report(s, ok, problems, info, error)
+    text = report(s, ok, problems, info, error, version)
     print(text, flush=True)
     (s.out / "report.txt").write_text(text + "\n")
     (s.out / "events.json").write_text(json.dumps([asdict(e) for e in s.events], indent=1))
     (s.out / "summary.json").write_text(json.dumps({
-        "args": vars(args), "ledger_pass": ok, "problems": problems, "error": error, "notes": s.notes,
+        "args": vars(args), "code": version, "ledger_pass": ok, "problems": problems, "error": error, "notes": s.notes,
         "incarnations": [asdict(i) for i in s.incarnations], "faults": s.diag_faults,
         "info": {k: v for k, v in info.items() if k != "runs"}}, indent=1, default=str))
     all_recovered = all(e.recovered for e in s.events if e.kind != "unplanned")

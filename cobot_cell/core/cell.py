@@ -199,6 +199,9 @@ class CellController:
             raise ValueError("a reapproach is already under way")
         if self.recovery is None:
             raise ValueError("this cell has no recovery planner")
+        problem = self.ready_check() if self.ready_check else None
+        if problem:
+            raise ValueError(f"cannot reapproach: {problem}")
         off = self._deviations(for_start=self.state not in (State.HELD, State.SUSPENDED))
         if not off:
             raise ValueError("every cobot is where the cell expects it: nothing to reapproach")
@@ -370,6 +373,9 @@ class CellController:
             problem = self.ready_check()
             if problem:
                 raise CommandRefused(cmd, self.state, f"cannot {cmd}: {problem}")
+        blind = [c for c in self._targets(cmd == "start") if self.ports[c].joint_positions() is None]
+        if blind:
+            raise CommandRefused(cmd, self.state, f"cannot {cmd}: no joint states from cobot '{blind[0]}' yet")
         off = self._deviations(for_start=cmd == "start")
         if off:
             cobot, (actual, expected, d) = max(off.items(), key=lambda kv: kv[1][2])

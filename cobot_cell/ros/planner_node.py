@@ -197,7 +197,12 @@ class RosCobotPort(CobotPort):
                                 "duration": float(trajectory.duration), "wall": time.monotonic()})
         if self.params.stamp_trajectories:
             msg.header.stamp.sec, msg.header.stamp.nanosec = split_seconds(pending.started)
-        if len(msg.points) > 1 or trajectory.duration > 0:
+        if len(msg.points) == 1 and trajectory.duration <= 0:
+            # A zero-length move still settles the arm on its target (it may be a little off, e.g. after a
+            # resume): one point reached gently rather than at once.
+            msg.points[0].time_from_start = Duration(sec=0, nanosec=100_000_000)
+            msg.points[0].velocities = [0.0] * len(self.joints)
+        if msg.points:
             self.pub.publish(msg)
         self._moving = pending
         return pending
@@ -205,7 +210,7 @@ class RosCobotPort(CobotPort):
     def set_io(self, io: str, value: bool, start: float | None = None) -> Pending:
         sim = self.params.stamp_trajectories
         pending = Pending(started=start if sim and start is not None else self.clock.now(),
-                          meta={"kind": "io", "io": io})
+                          meta={"kind": "io", "io": io, "wall": time.monotonic()})
         client = self.io_clients.get(io)
         if client is None or not client.service_is_ready():
             pending.fail(f"IO service '{io}' of '{self.name}' not available", "IO_MISSING")
@@ -237,7 +242,14 @@ class RosCobotPort(CobotPort):
                     time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min:
                 self.poll_confirm(pending)
             return
-        if pending.done or pending.meta["kind"] != "move":
+        if pending.done:
+            return
+        if pending.meta["kind"] == "io":
+            # A reply lost to a driver that died mid-call must not hang the step.
+            if time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min + self.params.timeout_margin:
+                pending.fail(f"IO service '{pending.meta['io']}' of '{self.name}' did not reply", "IO_FAILED")
+            return
+        if pending.meta["kind"] != "move":
             return
         # On this cobot's own stamps: a planner lagging behind a fast sim sees late data, not a late arm.
         elapsed = (self.last_stamp if self.clock.fresh else self.clock.now()) - pending.started
