@@ -53,6 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_USAGE
     from .skills import estimate
+    from .skills.palletise import pallet_plan
 
     console.print(f"[bold]{args.cell}[/]: cell '{cfg.cell.name}' is valid")
     t = Table(title="Cobots", title_justify="left")
@@ -63,11 +64,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         t.add_row(name, c.model, cfg.cobot_namespace(name), str(len(c.joints)), tools)
     console.print(t)
     t = Table(title="Stations", title_justify="left")
-    for col in ("station", "kind", "xyz [m]", "places"):
+    for col in ("station", "kind", "xyz [m]", "pallet places"):
         t.add_column(escape(col))
     for name, st in cfg.stations.items():
+        plan = pallet_plan(st) if st.pallet else None
         t.add_row(name, st.kind, ", ".join(f"{v:g}" for v in st.pose.xyz),
-                  str(st.pattern.places) if st.pattern else "")
+                  f"{len(plan)} ({plan.boxes_per_layer}/layer x {plan.layers}, {plan.pattern_used}, "
+                  f"fill {plan.fill_ratio:.0%})" if plan else "")
     console.print(t)
     for jname, job in cfg.jobs.items():
         est = {e.step: e.duration for e in estimate(cfg, jname)}

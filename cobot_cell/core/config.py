@@ -75,10 +75,12 @@ class Pose(_Frozen):
 
 
 class Limits(_Frozen):
-    """Per-joint velocity (rad/s) and acceleration (rad/s^2) limits."""
+    """Per-joint velocity (rad/s) and acceleration (rad/s^2) limits, and optional position ranges (rad) that
+    narrow the arm model's own (e.g. to keep cables from winding up)."""
 
     velocity: tuple[PositiveFloat, ...]
     acceleration: tuple[PositiveFloat, ...]
+    position: tuple[tuple[float, float], ...] | None = None
 
 
 class Tool(_Frozen):
@@ -262,17 +264,6 @@ class PalletSpec(_Frozen):
         return max(1, math.floor((self.max_height + self.sheet + _PALLET_EPS) / (self.box.height + self.sheet)))
 
 
-@dataclass(frozen=True)
-class PatternFigures:
-    """Headline figures of a pallet station's pattern."""
-
-    pattern: str
-    boxes_per_layer: int
-    layers: int
-    places: int
-    fill_ratio: float
-
-
 class Station(_Frozen):
     """A place in the cell: infeed, fixture or pallet, with its pose in the cell frame.
 
@@ -283,18 +274,6 @@ class Station(_Frozen):
     pose: Pose
     pallet: PalletSpec | None = None
     legacy_pattern: Any = Field(None, alias="pattern", exclude=True)  # the pre-PalletSpec key: an error
-
-    @property
-    def pattern(self) -> PatternFigures | None:
-        """Figures of the pallet pattern (None for other stations); `cobot-cell validate` shows `places`."""
-        if self.pallet is None:
-            return None
-        # Transitional: the layout algorithm lives in the skills layer (skills.pallet_plan(station) is the
-        # way down the layers); kept so that callers reading `station.pattern.places` keep working.
-        from ..skills.pallet_pattern import plan_pallet
-
-        plan = plan_pallet(self.pallet)
-        return PatternFigures(plan.pattern_used, plan.boxes_per_layer, plan.layers, len(plan), plan.fill_ratio)
 
 
 class Step(_Frozen):
@@ -525,6 +504,17 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
                 add(("cobots", name, *key.split(".")), f"expected {dof} values for a {cobot.model}, got {len(values)}")
         if len(set(cobot.joints)) != len(cobot.joints):
             add(("cobots", name, "joints"), "joint names must be unique")
+        position = cobot.limits.position
+        if position is not None and len(position) != dof:
+            add(("cobots", name, "limits", "position"), f"expected {dof} [min, max] pairs for a {cobot.model}, "
+                f"got {len(position)}")
+        elif position is not None:
+            for i, (lo, hi) in enumerate(position):
+                if not lo < hi:
+                    add(("cobots", name, "limits", "position", i), f"expected min < max, got [{lo:g}, {hi:g}]")
+                elif i < len(cobot.home) and not lo <= cobot.home[i] <= hi:
+                    add(("cobots", name, "home", i), f"{cobot.home[i]:g} is outside limits.position[{i}] "
+                        f"[{lo:g}, {hi:g}]")
     all_joints: dict[str, str] = {}
     for name, cobot in cfg.cobots.items():
         for j in cobot.joints:

@@ -292,6 +292,8 @@ class PathTiming:
     speed: float
     """Cruise speed along the path (m/s): the requested speed unless `limit` names a joint (reached when the
     path is long enough for the ramps to end)."""
+    max_speed: float
+    """The fastest cruise the joint limits allow along this path (m/s; inf if the path moves no joint)."""
     limit: str
     """'speed' (the requested tool speed), '<joint> velocity' or '<joint> acceleration'."""
 
@@ -336,7 +338,7 @@ def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed:
 
 def path_move(model: ArmModel, q0: Sequence[float], path: Callable[[float], np.ndarray], length: float,
               speed: float, v_max: Limits, a_max: Limits, samples: int, *, tcp: np.ndarray | None = None,
-              what: str = "path") -> PathMove:
+              exact: bool = False, what: str = "path") -> PathMove:
     """Move the flange (or the TCP at flange pose @ tcp) through the poses path(s), s from 0 to 1.
 
     path(0) must be where q0 puts the flange (TCP). `length` (m) is what `speed` (m/s) refers to, e.g. the
@@ -344,10 +346,11 @@ def path_move(model: ArmModel, q0: Sequence[float], path: Callable[[float], np.n
     no joint moves more than 0.02 rad between samples; IK at each sample is seeded by the previous solution
     and UnreachableError names the fraction of the path where IK fails or a joint would jump more than
     MAX_JOINT_STEP rad (a singularity or a configuration change: never a joint flip). The path parameter
-    follows the fastest trapezoid whose cruise keeps the tool at or below `speed` and every joint within
-    v_max, and whose acceleration (with the path-curvature term, which may use half of a_max) keeps every joint
-    within a_max; `timing` says which limit sets the cruise. Knots are the samples plus the two phase switches
-    of the trapezoid, so the cubic a controller interpolates between knots never leaves a phase.
+    follows a trapezoid whose cruise keeps the tool at or below `speed` (exactly at it with `exact`, e.g. a weld)
+    and every joint within v_max, and whose acceleration, with the path-curvature term, keeps every joint within
+    a_max; of those trapezoids it takes the fastest. `timing` says which limit sets the cruise and the fastest
+    cruise the joints allow. Knots are the samples plus the phase switches of the trapezoid, so the cubic a
+    controller interpolates between knots never leaves a phase.
     """
     start = _joint_vector(q0, "q0", model.dof, f"arm model '{model.name}'")
     v_tool = _positive(speed, "speed")
@@ -365,7 +368,7 @@ def path_move(model: ArmModel, q0: Sequence[float], path: Callable[[float], np.n
     off = max(float(np.linalg.norm(first[:3, 3] - P0[:3, 3])), rotation_angle(first, P0))
     if off > 1e-6:
         raise ValueError(f"path(0) is {off:.3g} m (rad) away from where q0 puts the tool")
-    return _timed_path(model, start, path, int(samples), length, v_tool, v, a, invert(tool), what)
+    return _timed_path(model, start, path, int(samples), length, v_tool, v, a, invert(tool), what, exact)
 
 
 def _tool(tcp: np.ndarray | None) -> np.ndarray:
@@ -378,7 +381,8 @@ def _tool(tcp: np.ndarray | None) -> np.ndarray:
 
 
 def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.ndarray], n: int, length: float,
-                v_tool: float, v: np.ndarray, a: np.ndarray, tool_inv: np.ndarray, what: str) -> PathMove:
+                v_tool: float, v: np.ndarray, a: np.ndarray, tool_inv: np.ndarray, what: str,
+                exact: bool = False) -> PathMove:
     q = _path_samples(model, start, path, tool_inv, n, what)
     finest = float(np.max(np.abs(np.diff(q, axis=0))))
     if finest > _KNOT_JOINT_STEP:
@@ -390,18 +394,10 @@ def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.n
     ds = 1.0 / n
     g = (np.abs(np.diff(q, axis=0)) / ds).max(axis=0)            # max |dq/ds| per joint
     h = (np.abs(np.diff(q, n=2, axis=0)).max(axis=0) / (ds * ds)) if n >= 2 else np.zeros(model.dof)
-    names = model.joint_names
-    caps = [(v_tool / length if length > 0 else math.inf, "speed")]
-    with np.errstate(divide="ignore"):
-        caps += [(float(v[j] / g[j]), f"{names[j]} velocity") for j in range(model.dof)]
-        # |q''| sdot^2 uses at most half of a_max, |q'| sddot the rest.
-        caps += [(float(math.sqrt(a[j] / (2.0 * h[j]))), f"{names[j]} acceleration") for j in range(model.dof)]
-        sdot, limit = min(caps, key=lambda c: c[0])
-        sddot = float(np.min((a - h * sdot * sdot) / g))
-    if not (math.isfinite(sdot) and math.isfinite(sddot)):
-        # no joint moves at all (sub-numerical path)
-        return PathMove(_single_knot(start), PathTiming(length, 0.0, limit))
-    T, ta = trapezoid_times(1.0, sdot, sddot)
+    rate, sddot, timing = _path_rate(model.joint_names, g, h, v, a, length, v_tool, exact)
+    if rate == 0.0:  # no joint moves at all (sub-numerical path)
+        return PathMove(_single_knot(start), timing)
+    T, ta = trapezoid_times(1.0, rate, sddot)
     vc = sddot * ta
     s = np.linspace(0.0, 1.0, n + 1)
     dq_ds = np.gradient(q, ds, axis=0, edge_order=2 if n >= 2 else 1)
@@ -436,8 +432,64 @@ def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.n
     ratio = max(float(np.max(np.abs(velocities) / v)), float(np.max(chord / v)), 1.0)
     if ratio > 1.0:
         times, velocities = times * ratio, velocities / ratio
-    timing = PathTiming(length, length * sdot / ratio, limit)
+    if ratio > 1.0:
+        timing = PathTiming(length, timing.speed / ratio, timing.max_speed / ratio, timing.limit)
     return PathMove(Trajectory(times, q, velocities), timing)
+
+
+def _path_rate(names: Sequence[str], g: np.ndarray, h: np.ndarray, v: np.ndarray, a: np.ndarray, length: float,
+               v_tool: float, exact: bool) -> tuple[float, float, PathTiming]:
+    """Cruise rate ds/dt and ramp acceleration of the path parameter, and the timing they give.
+
+    With |q'| <= g and |q''| <= h per joint (per unit s), a cruise rate r needs g r <= v and h r^2 <= a, and a
+    ramp of constant acceleration c up to it needs g c + h r^2 <= a: c(r) = min (a - h r^2) / g. The rate is the
+    tool speed's (v_tool / length) when `exact` and the joints allow it, else the one in (0, r_max] that makes
+    the trapezoid fastest (usually r_max; lower when a long ramp would lose more than the faster cruise wins).
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        vel = np.where(g > 0, v / g, np.inf)
+        acc = np.where(h > 0, np.sqrt(a / h), np.inf)
+    speed_cap = v_tool / length if length > 0 else math.inf
+    joint_cap = float(min(vel.min(), acc.min()))
+    if not np.any(g > 0):  # no joint moves (a sub-numerical path): nothing to time
+        return 0.0, 0.0, PathTiming(length, 0.0, math.inf, "speed")
+
+    def ramp(r: float) -> float:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return float(np.min(np.where(g > 0, (a - h * r * r) / g, np.inf)))
+
+    def duration(r: float) -> float:
+        c = ramp(r)
+        return trapezoid_times(1.0, r, c)[0] if c > 0.0 else math.inf
+
+    top = min(speed_cap, joint_cap)
+    if exact and speed_cap < joint_cap and ramp(speed_cap) > 0.0:
+        rate = speed_cap
+    elif duration(top) <= duration(top * (1.0 - 1e-6)):
+        # The duration is convex in the rate (1/r plus the largest r/c_j(r)) where the ramp ends before the
+        # middle, and grows with r where it does not: still falling at the top, the top is the fastest.
+        rate = top
+    else:
+        # Fastest trapezoid over the cruise rate: a grid, then golden-section search around its best point.
+        grid = top * np.arange(1, 65) / 64.0
+        k = int(np.argmin([duration(float(r)) for r in grid]))
+        lo, hi = float(grid[max(k - 1, 0)]) if k > 0 else 0.0, float(grid[min(k + 1, 63)])
+        phi = (math.sqrt(5.0) - 1.0) / 2.0
+        for _ in range(60):
+            m1, m2 = hi - phi * (hi - lo), lo + phi * (hi - lo)
+            if duration(m1) <= duration(m2):
+                hi = m2
+            else:
+                lo = m1
+        rate = min((float(grid[k]), 0.5 * (lo + hi)), key=duration)
+    if rate >= speed_cap * (1.0 - 1e-12):
+        limit = "speed"
+    elif rate >= float(vel.min()) * (1.0 - 1e-12):
+        limit = f"{names[int(np.argmin(vel))]} velocity"
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            limit = f"{names[int(np.argmin(np.where(g > 0, (a - h * rate * rate) / g, np.inf)))]} acceleration"
+    return rate, ramp(rate), PathTiming(length, length * rate, length * joint_cap, limit)
 
 
 def _path_samples(model: ArmModel, start: np.ndarray, path: Callable[[float], np.ndarray], tool_inv: np.ndarray,

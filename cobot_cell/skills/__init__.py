@@ -18,8 +18,10 @@ from pydantic import ValidationError
 from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _issues_from_pydantic,
                            _LineIndex, format_path, parse_cell, topological_order)
 from ..core.plan import SkillPlan
+from ..motion.kinematics import arm_model
 from . import palletise, pick, weld
-from .common import SkillContext, SkillParams
+from .common import ParamError, SkillContext, SkillParams
+from .palletise import pallet_plan
 
 SKILLS: dict[str, ModuleType] = {"pick": pick, "weld": weld, "palletise": palletise}
 PARAMS: dict[str, type[SkillParams]] = {
@@ -75,6 +77,18 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
     def add(loc: tuple[Any, ...], msg: str) -> None:
         issues.append(ConfigIssue(format_path(loc), msg, lines.line(loc)))
 
+    for cname, cobot in cfg.cobots.items():
+        position = cobot.limits.position
+        if len(cobot.home) != len(cobot.joints) or (position is not None and len(position) != len(cobot.joints)):
+            continue  # reported by check_references
+        model = arm_model(cobot.model)
+        for i, h in enumerate(cobot.home):
+            lo, hi = position[i] if position is not None else (model.q_min[i], model.q_max[i])
+            if not max(lo, model.q_min[i]) <= h <= min(hi, model.q_max[i]):
+                add(("cobots", cname, "home", i), f"{h:g} is outside the {model.name} {model.joint_names[i]} range "
+                    f"[{model.q_min[i]:.4g}, {model.q_max[i]:.4g}]")
+    if issues:
+        return issues
     for jname, job in cfg.jobs.items():
         index = {s.name: i for i, s in enumerate(job.steps)}
         params: dict[str, SkillParams] = {}
@@ -83,11 +97,13 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             try:
                 p = step_params(step)
             except ValidationError as exc:
-                issues += _issues_from_pydantic([{**e, "loc": (*at, *e["loc"])} for e in exc.errors()], lines)
+                issues += _issues_from_pydantic(
+                    [{**e, "loc": (*at, *(k for k in e["loc"] if k not in weld.LOC_TAGS))} for e in exc.errors()],
+                    lines)
                 continue
             problems = SKILLS[step.skill].check(cfg, p)
             for key, problem in problems.items():
-                add((*at, key), problem)
+                add((*at, *(key if isinstance(key, tuple) else (key,))), problem)
             try:
                 SkillContext(cfg, step.cobot).tool("torch" if step.skill == "weld" else "gripper")
             except ValueError as exc:
@@ -98,7 +114,7 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
         if len(params) != len(job.steps):
             continue
         # Reachability: plan the job from home, chaining each cobot's end position; every pallet place.
-        places = max((cfg.stations[p.to].pattern.places for s, p in params.items()  # type: ignore[union-attr]
+        places = max((len(pallet_plan(cfg.stations[p.to])) for s, p in params.items()
                       if job.step(s).skill == "palletise"), default=1)
         q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
         for part in range(1, places + 1):
@@ -109,6 +125,10 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
                     continue
                 try:
                     plan = plan_step(cfg, step, part, q[step.cobot], params[name])
+                except ParamError as exc:
+                    add(("jobs", jname, "steps", index[name], "params", *exc.loc), str(exc))
+                    failed = True
+                    break
                 except ValueError as exc:
                     add(("jobs", jname, "steps", index[name], "params"), str(exc))
                     failed = True

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -17,6 +20,26 @@ from ..motion.transforms import invert, pose_matrix, translation
 
 # Tool pointing straight down in the cell frame (tool z = -world z).
 DOWN = pose_matrix((0.0, 0.0, 0.0), (math.pi, 0.0, 0.0))
+
+
+class ParamError(ValueError):
+    """A step parameter that cannot work (a target out of reach, a speed the arm cannot do); `loc` is its path
+    under the step's `params`, e.g. ('seams', 1)."""
+
+    def __init__(self, loc: str | int | tuple[str | int, ...], message: str):
+        self.loc: tuple[str | int, ...] = loc if isinstance(loc, tuple) else (loc,)
+        super().__init__(message)
+
+
+@contextlib.contextmanager
+def blame(*loc: str | int) -> Iterator[None]:
+    """Turn a ValueError raised inside into a ParamError naming the parameter at `loc` (kept if already one)."""
+    try:
+        yield
+    except ParamError:
+        raise
+    except ValueError as exc:
+        raise ParamError(loc, str(exc)) from None
 
 
 class SkillParams(BaseModel):
@@ -39,8 +62,13 @@ class SkillContext:
 
     @property
     def model(self) -> ArmModel:
-        """Kinematic model of the arm."""
-        return arm_model(self.cobot.model)
+        """Kinematic model of the arm, its joint ranges narrowed by the cell file's `limits.position`."""
+        return limited_model(self.cobot.model, self.cobot.limits.position)
+
+    @property
+    def base_frame(self) -> np.ndarray:
+        """The cobot's base pose in the cell frame (4x4)."""
+        return pose_matrix(self.cobot.base.xyz, self.cobot.base.rpy)
 
     @property
     def v_max(self) -> np.ndarray:
@@ -70,9 +98,7 @@ class SkillContext:
 
     def flange_target(self, tcp_world: np.ndarray, tool: Tool) -> np.ndarray:
         """Flange pose in the cobot's base frame that puts the tool's TCP at a cell-frame pose."""
-        base = pose_matrix(self.cobot.base.xyz, self.cobot.base.rpy)
-        tcp = translation(*tool.tcp)
-        return invert(base) @ tcp_world @ invert(tcp)
+        return invert(self.base_frame) @ tcp_world @ invert(translation(*tool.tcp))
 
     def solve(self, tcp_world: np.ndarray, tool: Tool, seed: np.ndarray, what: str) -> np.ndarray:
         """Joint positions for a TCP pose; ValueError saying which target is out of reach."""
@@ -87,13 +113,24 @@ class SkillContext:
         return Move(joint_move(q0, q1, self.v_max, self.a_max), label)
 
     def line_to(self, q0: np.ndarray, tcp_world: np.ndarray, tool: Tool, speed: float, label: str) -> Move:
-        """Straight-line TCP move at a speed (m/s)."""
-        goal = self.flange_target(tcp_world, tool)
+        """Straight-line TCP move at a speed (m/s); the TCP stays on the line while the tool turns."""
+        goal = invert(self.base_frame) @ tcp_world
         try:
-            traj = linear_move(self.model, q0, goal, speed, self.v_max, self.a_max)
+            traj = linear_move(self.model, q0, goal, speed, self.v_max, self.a_max, tcp=translation(*tool.tcp))
         except ValueError as exc:
             raise ValueError(f"{label}: straight line not feasible for '{self.cobot_name}': {exc}") from None
         return Move(traj, label)
+
+
+@functools.lru_cache(maxsize=64)
+def limited_model(name: str, position: tuple[tuple[float, float], ...] | None) -> ArmModel:
+    """The named arm model with each joint range intersected with [min, max] of `position` (None: unchanged)."""
+    model = arm_model(name)
+    if position is None:
+        return model
+    lo = tuple(max(a, p[0]) for a, p in zip(model.q_min, position))
+    hi = tuple(min(b, p[1]) for b, p in zip(model.q_max, position))
+    return dataclasses.replace(model, q_min=lo, q_max=hi)
 
 
 def station_frame(station: Station) -> np.ndarray:
@@ -133,5 +170,5 @@ def check_station(cfg: CellConfig, name: Any, kinds: tuple[str, ...]) -> str:
     return name
 
 
-__all__ = ["SkillParams", "SkillContext", "station_frame", "tcp_down_at", "end_of", "check_station", "fk",
+__all__ = ["ParamError", "blame", "SkillParams", "SkillContext", "station_frame", "tcp_down_at", "end_of", "check_station", "fk",
            "Trajectory"]

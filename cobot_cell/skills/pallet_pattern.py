@@ -1,5 +1,8 @@
 """Pallet patterns: where each box goes on a pallet, layer by layer, in an order safe for the gripper.
 
+The specification (`PalletSpec`: pallet, box, pattern, height limit, ...) is part of the cell file model
+(cobot_cell.core.config, `stations.<name>.pallet`) and re-exported here; this module turns it into places.
+
 Conventions
 - Pallet frame: origin at the centre of the pallet deck, x along the pallet length, y along its width, z up.
   `max_height` and `Place.position` z are measured from the deck.
@@ -41,153 +44,22 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationInfo, field_validator
+
+from ..core.config import (CUSTOM_PALLET_HEIGHT, STANDARD_PALLETS, ApproachSide, BoxSize, PalletSize, PalletSpec,
+                           PatternName)
+
+__all__ = ["STANDARD_PALLETS", "CUSTOM_PALLET_HEIGHT", "PalletSize", "BoxSize", "PalletSpec", "Pattern",
+           "ApproachSide", "Place", "PalletState", "PalletPlan", "plan_pallet"]
 
 log = logging.getLogger(__name__)
 
-STANDARD_PALLETS: dict[str, tuple[float, float, float]] = {
-    "EUR": (1.200, 0.800, 0.144),  # EN 13698-1
-    "US": (1.219, 1.016, 0.140),  # GMA 48 x 40 in, about 5.5 in high
-}
-CUSTOM_PALLET_HEIGHT = 0.144
-_EPS = 1e-9  # relative slack when counting boxes that fit a span, absolute slack for heights (m)
+_EPS = 1e-9  # relative slack when counting boxes that fit a span
 _YAW = (0.0, math.pi / 2, math.pi, -math.pi / 2)  # quarter turns -> yaw (rad)
 
-Pattern = Literal["column", "interlock", "pinwheel"]
-ApproachSide = Literal["-y", "+y", "-x", "+x"]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PalletSize(_Frozen):
-    """A custom pallet deck, length (along x) by width (along y), in m."""
-
-    length: PositiveFloat
-    width: PositiveFloat
-
-
-class BoxSize(_Frozen):
-    """A box, length by width by height, in m; the label is on the face at the end of its length."""
-
-    length: PositiveFloat
-    width: PositiveFloat
-    height: PositiveFloat
-
-
-class PalletSpec(_Frozen):
-    """A pallet, the box stacked on it and the pattern, as written under `stations.<name>.pallet`."""
-
-    # Field order matters: the cross-field checks read only fields declared before them.
-    pallet: Literal["EUR", "US"] | PalletSize = Field(
-        "EUR", description="'EUR' (1.200 x 0.800 m), 'US' (1.219 x 1.016 m) or a custom {length, width} in m")
-    pallet_height: PositiveFloat | None = Field(
-        None, description="deck height above the floor (m); default EUR 0.144, US 0.140, custom 0.144")
-    overhang: float = Field(0.0, ge=0.0, description="how far a box may reach past each pallet edge (m)")
-    gap: float = Field(0.0, ge=0.0, description="space kept between neighbouring boxes (m)")
-    box: BoxSize = Field(description="box length, width, height (m); the label is on the +x (length) end")
-    pattern: Pattern = Field("column", description="column, interlock or pinwheel")
-    max_height: PositiveFloat = Field(description="stack height limit above the pallet deck (m)")
-    slip_sheets: bool = Field(False, description="lay a slip sheet between layers")
-    slip_sheet_thickness: PositiveFloat = Field(0.002, description="slip sheet thickness (m)")
-    layers: PositiveInt | None = Field(None, description="number of layers; default: as many as fit max_height")
-    label_out: bool = Field(False, description="turn boxes so labels face the nearer pallet edge")
-    mirror: bool = Field(False, description="mirror the pattern about the pallet's y axis (right-hand pallet)")
-    approach_side: ApproachSide = Field("-y", description="side of the pallet the gripper comes in from")
-
-    @field_validator("pallet", mode="wrap")
-    @classmethod
-    def _pallet(cls, v: Any, handler: Any) -> Any:
-        if isinstance(v, str):
-            if v not in STANDARD_PALLETS:
-                raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
-            return v
-        if isinstance(v, (dict, PalletSize)):
-            return PalletSize.model_validate(v)
-        raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
-
-    @field_validator("box")
-    @classmethod
-    def _box_fits(cls, box: BoxSize, info: ValidationInfo) -> BoxSize:
-        if "pallet" not in info.data or "overhang" not in info.data:
-            return box
-        name, length, width = _pallet_dims(info.data["pallet"])
-        o = info.data["overhang"]
-        fits = [box.length <= length + 2 * o + _EPS and box.width <= width + 2 * o + _EPS,
-                box.width <= length + 2 * o + _EPS and box.length <= width + 2 * o + _EPS]
-        if not any(fits):
-            with_overhang = f" with {o:.3f} m overhang" if o > 0 else ""
-            raise ValueError(f"box {box.length:.3f} x {box.width:.3f} m does not fit on the {name} pallet "
-                             f"{length:.3f} x {width:.3f} m in either orientation{with_overhang}")
-        return box
-
-    @field_validator("max_height")
-    @classmethod
-    def _one_layer(cls, max_height: float, info: ValidationInfo) -> float:
-        box = info.data.get("box")
-        if box is not None and box.height > max_height + _EPS:
-            raise ValueError(f"{max_height:.3f} m is below the box height {box.height:.3f} m: "
-                             "not even one layer fits")
-        return max_height
-
-    @field_validator("layers")
-    @classmethod
-    def _layers_fit(cls, layers: int | None, info: ValidationInfo) -> int | None:
-        d = info.data
-        if layers is None or not all(k in d for k in ("box", "max_height", "slip_sheets", "slip_sheet_thickness")):
-            return layers
-        sheet = d["slip_sheet_thickness"] if d["slip_sheets"] else 0.0
-        reach = layers * d["box"].height + (layers - 1) * sheet
-        if reach > d["max_height"] + _EPS:
-            sheets = " (+ slip sheets)" if d["slip_sheets"] else ""
-            raise ValueError(f"{layers} layers of {d['box'].height:.3f} m{sheets} reach {reach:.3f} m, "
-                             f"above max_height {d['max_height']:.3f} m")
-        return layers
-
-    @property
-    def pallet_name(self) -> str:
-        """'EUR', 'US' or 'custom'."""
-        return _pallet_dims(self.pallet)[0]
-
-    @property
-    def pallet_size(self) -> tuple[float, float]:
-        """Pallet deck length and width (m)."""
-        _, length, width = _pallet_dims(self.pallet)
-        return (length, width)
-
-    @property
-    def deck_height(self) -> float:
-        """Height of the pallet deck above the floor (m): `pallet_height` or the pallet's standard height."""
-        if self.pallet_height is not None:
-            return self.pallet_height
-        return STANDARD_PALLETS[self.pallet][2] if isinstance(self.pallet, str) else CUSTOM_PALLET_HEIGHT
-
-    @property
-    def sheet(self) -> float:
-        """Thickness of the slip sheet laid between layers (m), 0 without slip sheets."""
-        return self.slip_sheet_thickness if self.slip_sheets else 0.0
-
-    def stack_height(self, layers: int) -> float:
-        """Height of `layers` layers with their slip sheets above the deck (m)."""
-        return layers * self.box.height + max(layers - 1, 0) * self.sheet
-
-    @property
-    def layer_count(self) -> int:
-        """`layers` if given, else as many layers as fit under `max_height`."""
-        if self.layers is not None:
-            return self.layers
-        return max(1, math.floor((self.max_height + self.sheet + _EPS) / (self.box.height + self.sheet)))
-
-
-def _pallet_dims(pallet: str | PalletSize) -> tuple[str, float, float]:
-    if isinstance(pallet, str):
-        length, width, _ = STANDARD_PALLETS[pallet]
-        return (pallet, length, width)
-    return ("custom", pallet.length, pallet.width)
+Pattern = PatternName
 
 
 @dataclass(frozen=True)

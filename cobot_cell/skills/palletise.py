@@ -1,13 +1,16 @@
-"""Palletise: take a finished part and place it on the next free place of a pallet pattern."""
+"""Palletise: take a finished part and place it, as a box, on the next place of the pallet's pattern."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from pydantic import Field, PositiveFloat
 
-from ..core.config import CellConfig, PalletPattern
+from ..core.config import CellConfig, PalletSpec, Station
 from ..core.plan import Checkpoint, SkillPlan
 from .common import SkillContext, SkillParams, check_station, station_frame, tcp_down_at
+from .pallet_pattern import PalletPlan, plan_pallet
 from .pick import pick_and_place
 
 
@@ -23,26 +26,32 @@ class PalletiseParams(SkillParams):
     return_home: bool = True
 
 
+@functools.lru_cache(maxsize=32)
+def _plan(spec: PalletSpec) -> PalletPlan:
+    return plan_pallet(spec)
+
+
+def pallet_plan(station: Station) -> PalletPlan:
+    """Every place of a pallet station's pattern, in place order (planned once per spec)."""
+    if station.pallet is None:
+        raise ValueError(f"station is {station.kind}, not a pallet")
+    return _plan(station.pallet)
+
+
 def check(cfg: CellConfig, params: PalletiseParams) -> dict[str, str]:
-    """Cross-check station references; returns {param: problem}."""
+    """Cross-check station references and the grasp against the box; returns {param: problem}."""
     problems = {}
     for key, name, kinds in (("from", params.source, ("infeed", "fixture")), ("to", params.to, ("pallet",))):
         try:
             check_station(cfg, name, kinds)
         except ValueError as exc:
             problems[key] = str(exc)
+    if "to" not in problems:
+        spec = cfg.stations[params.to].pallet
+        if spec is not None and params.grasp_height > spec.box.height:
+            problems["grasp_height"] = (f"{params.grasp_height:g} m is above the top of the {spec.box.height:g} m "
+                                        f"box (stations.{params.to}.pallet.box.height)")
     return problems
-
-
-def place_offset(pattern: PalletPattern, index: int) -> tuple[float, float, float]:
-    """Top-centre of place `index` (0-based, layer by layer, row by row) in the pallet frame."""
-    per_layer = pattern.rows * pattern.columns
-    layer, rest = divmod(index % pattern.places, per_layer)
-    row, col = divmod(rest, pattern.columns)
-    x = (col - (pattern.columns - 1) / 2.0) * pattern.pitch[0]
-    y = (row - (pattern.rows - 1) / 2.0) * pattern.pitch[1]
-    z = (layer + 1) * pattern.layer_height
-    return (x, y, z)
 
 
 def state_key(pallet: str) -> str:
@@ -53,14 +62,19 @@ def state_key(pallet: str) -> str:
 def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
          state: dict | None = None) -> SkillPlan:
     """Pick the part from `from` and place it on the pallet's next place (explicit state; without it, the place
-    of part number `part`); the next index is recorded once the part is released."""
-    pallet = ctx.station(params.to)
-    assert pallet.pattern is not None
-    index = (state.get(state_key(params.to), 0) if state is not None else part - 1) % pallet.pattern.places
+    of part number `part`), the tool turned by the box's yaw; the next index is recorded once the part is released
+    (0 after the last place: the next part starts a new pallet)."""
+    station = ctx.station(params.to)
+    layout = pallet_plan(station)
+    index = int(state.get(state_key(params.to), 0) if state is not None else part - 1) % len(layout)
+    place = layout.place(index)
+    spec = station.pallet
+    assert spec is not None
     grasp = tcp_down_at(station_frame(ctx.station(params.source)), (0.0, 0.0, params.grasp_height))
-    x, y, z = place_offset(pallet.pattern, index)
-    place = tcp_down_at(station_frame(pallet), (x, y, z - pallet.pattern.layer_height + params.grasp_height))
-    return pick_and_place(ctx, q, grasp, place, params.approach, params.approach_speed, params.settle,
-                          params.return_home, f"palletise place {index}",
-                          placed=Checkpoint(state_key(params.to), (index + 1) % pallet.pattern.places,
-                                            "pallet place filled"))
+    x, y, top = place.position
+    # The box is held `grasp_height` above its bottom face; it is released resting on the layer below.
+    target = tcp_down_at(station_frame(station), (x, y, top - spec.box.height + params.grasp_height), yaw=place.yaw)
+    return pick_and_place(ctx, q, grasp, target, params.approach, params.approach_speed, params.settle,
+                          params.return_home, f"palletise place {index} (layer {place.layer} of "
+                          f"stations.{params.to}.pallet)",
+                          placed=Checkpoint(state_key(params.to), (index + 1) % len(layout), "pallet place filled"))

@@ -7,7 +7,7 @@ from pydantic import Field, PositiveFloat
 
 from ..core.config import CellConfig
 from ..core.plan import Checkpoint, Confirm, Dwell, Segment, SetIo, SkillPlan
-from .common import SkillContext, SkillParams, check_station, end_of, station_frame, tcp_down_at
+from .common import SkillContext, SkillParams, blame, check_station, end_of, station_frame, tcp_down_at
 
 
 class PickParams(SkillParams):
@@ -38,28 +38,32 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
                    placed: Checkpoint | None = None) -> SkillPlan:
     """Approach, grasp (confirmed if the tool senses parts), retreat, carry, place, release, retreat, home.
 
-    `placed` is recorded once the part is released at its place (e.g. the next pallet place index).
+    `placed` is recorded once the part is released at its place (e.g. the next pallet place index). A target
+    out of reach raises ParamError naming `from` (grasp side) or `to` (place side).
     """
     tool_name, tool = ctx.tool("gripper")
     up = np.eye(4)
     up[2, 3] = approach
     above_grasp = up @ grasp
     above_place = up @ place
-    q_above_grasp = ctx.solve(above_grasp, tool, q, f"{what}: approach to grasp")
-    segs: list[Segment] = [ctx.joint_to(q, q_above_grasp, "approach grasp")]
-    segs.append(ctx.line_to(q_above_grasp, grasp, tool, speed, "descend to grasp"))
-    segs += [SetIo(tool_name, tool.io, True, "grip"), Dwell(settle, "grip settle")]
-    if tool.confirm:
-        segs.append(Confirm(tool_name, tool.io, True, label="grip confirmed"))
-    segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
+    segs: list[Segment] = []
+    with blame("from"):
+        q_above_grasp = ctx.solve(above_grasp, tool, q, f"{what}: approach to grasp")
+        segs.append(ctx.joint_to(q, q_above_grasp, "approach grasp"))
+        segs.append(ctx.line_to(q_above_grasp, grasp, tool, speed, "descend to grasp"))
+        segs += [SetIo(tool_name, tool.io, True, "grip"), Dwell(settle, "grip settle")]
+        if tool.confirm:
+            segs.append(Confirm(tool_name, tool.io, True, label="grip confirmed"))
+        segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
     q_lift = end_of(segs, q)
-    q_above_place = ctx.solve(above_place, tool, q_lift, f"{what}: approach to place")
-    segs.append(ctx.joint_to(q_lift, q_above_place, "carry"))
-    segs.append(ctx.line_to(q_above_place, place, tool, speed, "descend to place"))
-    segs += [SetIo(tool_name, tool.io, False, "release"), Dwell(settle, "release settle")]
-    if placed is not None:
-        segs.append(placed)
-    segs.append(ctx.line_to(end_of(segs, q), above_place, tool, speed, "retreat"))
+    with blame("to"):
+        q_above_place = ctx.solve(above_place, tool, q_lift, f"{what}: approach to place")
+        segs.append(ctx.joint_to(q_lift, q_above_place, "carry"))
+        segs.append(ctx.line_to(q_above_place, place, tool, speed, "descend to place"))
+        segs += [SetIo(tool_name, tool.io, False, "release"), Dwell(settle, "release settle")]
+        if placed is not None:
+            segs.append(placed)
+        segs.append(ctx.line_to(end_of(segs, q), above_place, tool, speed, "retreat"))
     if return_home:
         segs.append(ctx.joint_to(end_of(segs, q), ctx.home, "home"))
     return SkillPlan(tuple(segs), end_of(segs, q))

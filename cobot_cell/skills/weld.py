@@ -1,23 +1,104 @@
-"""Weld: lay seams (polylines in a station frame) with the torch: approach, arc on, travel, arc off, retract."""
+"""Weld: lay seams (polylines and arcs in a fixture's frame) with the torch.
+
+Per seam: a joint move to the approach point (`approach` back along the torch axis from the seam start), a
+straight descent, gas pre-flow, arc on, the seam at `speed` (tilted by the work and travel angles, held
+`standoff` back along the torch axis, with an optional sinusoidal weave across the seam), arc off, gas
+post-flow, a straight retract along the torch axis, and a checkpoint of the next seam.
+
+Geometry, in the station (fixture) frame, whose z axis is the surface normal n:
+- a polyline `[[x, y, z], ...]` is straight pieces; the torch stops at each corner (and, when the angles tilt
+  it, turns on the spot to the next piece's travel direction, the arc still on);
+- an arc `{arc: [start, via, end]}` is the circle through the three points, from start through via to end;
+- travel direction t is the seam tangent, the lateral direction b = n x t (left of travel);
+- the torch axis (tool z, pointing at the work) is -n tilted by `travel_angle` towards t (positive: pushing,
+  the torch points ahead) and by `work_angle` towards b, both in degrees measured from -n in the (t, n) and
+  (b, n) planes: axis ~ -n + tan(travel) t + tan(work) b. The torch is turned by the least rotation from its
+  untilted orientation (tool x along the station x), so the wrist does not roll along a seam;
+- the TCP is at point(u) + weave(u) b - standoff * axis, for u the distance travelled along the seam;
+- weave(u) = amplitude sin(2 pi u / wavelength), with the wavelength speed / frequency rounded so that each
+  straight piece or arc holds a whole number of half waves (the weave ends on the seam): at the travel speed the
+  torch weaves at about `frequency` Hz. Weave paths are sampled at least 24 times per wavelength.
+
+Each piece is timed by `motion.path_move` with `speed` as the travel speed along the seam; if a joint limit
+keeps the arm below it (near the edge of the workspace, or a weave too fast for the wrist), planning raises
+ParamError naming `speed`, so a cell file with such a seam fails validation.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Union
+
 import numpy as np
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Discriminator, Field, PositiveFloat, Tag, field_validator
 
 from ..core.config import CellConfig
-from ..core.plan import Checkpoint, Dwell, Segment, SetIo, SkillPlan
-from .common import SkillContext, SkillParams, check_station, end_of, station_frame, tcp_down_at
+from ..core.plan import PART_STATE_PREFIX, Checkpoint, Dwell, Move, Segment, SetIo, SkillPlan
+from ..motion.kinematics import UnreachableError
+from ..motion.trajectory import PathTiming, path_move
+from ..motion.transforms import invert, rotation_angle, slerp, translation
+from .common import ParamError, SkillContext, SkillParams, blame, check_station, end_of, station_frame
 
 Point = tuple[float, float, float]
+WEAVE_SAMPLES = 24  # path samples per weave wavelength at least
+SEAM_STEP = 0.005  # m between path samples at most
+ARC_STEP = 0.05  # rad of arc between path samples at most
+_LATERAL_MIN = 1e-6  # |n x t| below this: the seam runs along the normal, no lateral direction
+
+
+class ArcSeam(SkillParams):
+    """A circular arc from `arc[0]` through `arc[1]` to `arc[2]` (station frame, m)."""
+
+    arc: tuple[Point, Point, Point]
+
+    @field_validator("arc")
+    @classmethod
+    def _not_collinear(cls, v: tuple[Point, Point, Point]) -> tuple[Point, Point, Point]:
+        p0, p1, p2 = (np.asarray(p, dtype=float) for p in v)
+        a, b = p1 - p0, p2 - p0
+        scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(p2 - p1)))
+        if min(float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(p2 - p1))) < 1e-6:
+            raise ValueError("the three arc points must be distinct (start, a point on the arc, end)")
+        if float(np.linalg.norm(np.cross(a, b))) < 1e-6 * scale * scale:
+            raise ValueError("the three arc points are on one line: use a polyline for a straight seam")
+        return v
+
+
+def _seam_kind(v: Any) -> str | None:
+    if isinstance(v, (dict, ArcSeam)):
+        return "arc seam"
+    if isinstance(v, (list, tuple)):
+        return "polyline"
+    return None
+
+
+Seam = Annotated[
+    Union[Annotated[tuple[Point, ...], Tag("polyline")], Annotated[ArcSeam, Tag("arc seam")]],
+    Discriminator(_seam_kind, custom_error_type="seam",
+                  custom_error_message="expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}"),
+]
+LOC_TAGS = frozenset({"polyline", "arc seam"})
+"""Union tags pydantic puts in error locations; they are not YAML keys."""
+
+
+class Weave(SkillParams):
+    """A sinusoidal weave across the seam."""
+
+    amplitude: PositiveFloat = Field(le=0.02)
+    frequency: PositiveFloat = Field(le=20.0)
 
 
 class WeldParams(SkillParams):
     """Parameters of a weld step."""
 
     station: str
-    seams: tuple[tuple[Point, ...], ...] = Field(min_length=1)
+    seams: tuple[Seam, ...] = Field(min_length=1)
     speed: PositiveFloat = Field(le=0.2)
+    work_angle: float = Field(0.0, ge=-60.0, le=60.0)
+    travel_angle: float = Field(0.0, ge=-45.0, le=45.0)
+    standoff: float = Field(0.0, ge=0.0, le=0.05)
+    weave: Weave | None = None
     approach: PositiveFloat = 0.05
     approach_speed: PositiveFloat = 0.25
     preflow: float = Field(0.3, ge=0.0)
@@ -26,38 +107,236 @@ class WeldParams(SkillParams):
 
     @field_validator("seams")
     @classmethod
-    def _two_points(cls, v: tuple[tuple[Point, ...], ...]) -> tuple[tuple[Point, ...], ...]:
+    def _two_points(cls, v: tuple[Any, ...]) -> tuple[Any, ...]:
         for i, seam in enumerate(v):
-            if len(seam) < 2:
+            if not isinstance(seam, ArcSeam) and len(seam) < 2:
                 raise ValueError(f"seam {i} needs at least 2 points, got {len(seam)}")
         return v
 
 
-def check(cfg: CellConfig, params: WeldParams) -> dict[str, str]:
-    """Cross-check the station reference; returns {param: problem}."""
+def check(cfg: CellConfig, params: WeldParams) -> dict[str | tuple[str | int, ...], str]:
+    """Cross-check the station reference and the seams' shape; returns {param: problem}."""
     try:
         check_station(cfg, params.station, ("fixture",))
     except ValueError as exc:
         return {"station": str(exc)}
-    return {}
+    problems: dict[str | tuple[str | int, ...], str] = {}
+    tilted = params.weave is not None or params.work_angle != 0.0 or params.travel_angle != 0.0
+    for i, seam in enumerate(params.seams):
+        for k, piece in enumerate(seam_pieces(seam)):
+            if tilted and piece.length > 0.0 and not _has_lateral(piece):
+                problems[("seams", i)] = (f"seam {i} piece {k} runs along the fixture's z axis: the torch angles "
+                                          "and the weave need a travel direction across it")
+                break
+    return problems
 
 
-def seam_length(seam: tuple[Point, ...]) -> float:
-    """Length of a polyline seam in metres."""
-    pts = np.asarray(seam, dtype=float)
-    return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
+# ------------------------------------------------------------------------------------------ geometry
+
+@dataclass(frozen=True)
+class SeamPiece:
+    """A smooth piece of a seam in the station frame, by distance u along it (0..length)."""
+
+    length: float
+    point: Callable[[float], np.ndarray]
+    tangent: Callable[[float], np.ndarray]
+    radius: float | None = None  # of an arc
+
+
+def _line(a: Point, b: Point) -> SeamPiece:
+    p0, p1 = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    length = float(np.linalg.norm(p1 - p0))
+    t = (p1 - p0) / length if length > 0 else np.array([1.0, 0.0, 0.0])
+    return SeamPiece(length, lambda u: p1.copy() if u >= length else p0 + u * t, lambda u: t)
+
+
+def _arc(points: tuple[Point, Point, Point]) -> SeamPiece:
+    p0, p1, p2 = (np.asarray(p, dtype=float) for p in points)
+    a, b = p1 - p0, p2 - p0
+    m = np.cross(a, b)
+    c = p0 + np.cross(a @ a * b - b @ b * a, m) / (2.0 * (m @ m))
+    r = float(np.linalg.norm(p0 - c))
+    e1 = (p0 - c) / r
+    e2 = np.cross(m / np.linalg.norm(m), e1)
+    sweep = math.atan2(float((p2 - c) @ e2), float((p2 - c) @ e1)) % (2.0 * math.pi)
+    length = r * sweep
+
+    def point(u: float) -> np.ndarray:
+        if u >= length:
+            return p2.copy()
+        phi = u / r
+        return c + r * (math.cos(phi) * e1 + math.sin(phi) * e2)
+
+    def tangent(u: float) -> np.ndarray:
+        phi = min(u, length) / r
+        return -math.sin(phi) * e1 + math.cos(phi) * e2
+
+    return SeamPiece(length, point, tangent, r)
+
+
+def seam_pieces(seam: tuple[Point, ...] | ArcSeam) -> list[SeamPiece]:
+    """The smooth pieces of a seam: one per polyline segment, one for an arc."""
+    if isinstance(seam, ArcSeam):
+        return [_arc(seam.arc)]
+    return [_line(a, b) for a, b in zip(seam, seam[1:])]
+
+
+def seam_length(seam: tuple[Point, ...] | ArcSeam) -> float:
+    """Length of a seam in metres."""
+    return float(sum(p.length for p in seam_pieces(seam)))
+
+
+def weld_time(params: WeldParams) -> float:
+    """Arc-on travel time of every seam at the weld speed (s), without the short ramps at each piece's ends."""
+    return sum(seam_length(s) for s in params.seams) / params.speed
+
+
+_N = np.array([0.0, 0.0, 1.0])  # the station's surface normal, in the station frame
+_DOWN = np.diag([1.0, -1.0, -1.0])  # untilted torch: tool z = -n, tool x along the station x
+
+
+def _has_lateral(piece: SeamPiece) -> bool:
+    us = np.linspace(0.0, piece.length, 9)
+    return all(float(np.linalg.norm(np.cross(_N, piece.tangent(float(u))))) > _LATERAL_MIN for u in us)
+
+
+def _least_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """3x3 rotation turning unit vector a onto unit vector b about a x b (a and b less than 180 deg apart)."""
+    v = np.cross(a, b)
+    c = float(a @ b)
+    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+class _Torch:
+    """TCP poses along the pieces of one seam for the step's angles, stand-off and weave."""
+
+    def __init__(self, params: WeldParams, frame: np.ndarray):
+        self.frame = frame
+        self.tan_travel = math.tan(math.radians(params.travel_angle))
+        self.tan_work = math.tan(math.radians(params.work_angle))
+        self.standoff = params.standoff
+        self.weave = params.weave
+        self.speed = params.speed
+
+    def wavelength(self, piece: SeamPiece) -> float | None:
+        """Weave wavelength on a piece: speed / frequency, rounded to a whole number of half waves."""
+        if self.weave is None:
+            return None
+        half_waves = max(1, round(2.0 * piece.length * self.weave.frequency / self.speed))
+        return 2.0 * piece.length / half_waves
+
+    def pose(self, piece: SeamPiece, u: float) -> np.ndarray:
+        """TCP pose (cell frame) at distance u along a piece."""
+        t = piece.tangent(u)
+        lateral = np.cross(_N, t)
+        norm = float(np.linalg.norm(lateral))
+        b = lateral / norm if norm > _LATERAL_MIN else np.zeros(3)
+        axis = -_N + self.tan_travel * t + self.tan_work * b
+        axis /= np.linalg.norm(axis)
+        p = piece.point(u) - self.standoff * axis
+        wavelength = self.wavelength(piece)
+        if wavelength is not None and self.weave is not None:
+            p = p + self.weave.amplitude * math.sin(2.0 * math.pi * min(u, piece.length) / wavelength) * b
+        out = np.eye(4)
+        out[:3, :3] = _least_rotation(-_N, axis) @ _DOWN
+        out[:3, 3] = p
+        return self.frame @ out
+
+    def samples(self, piece: SeamPiece) -> int:
+        """Path samples for a piece: at most SEAM_STEP apart (ARC_STEP rad on an arc), WEAVE_SAMPLES per weave
+        wavelength."""
+        step = SEAM_STEP if piece.radius is None else min(SEAM_STEP, ARC_STEP * piece.radius)
+        wavelength = self.wavelength(piece)
+        if wavelength is not None:
+            step = min(step, wavelength / WEAVE_SAMPLES)
+        return max(1, math.ceil(piece.length / step - 1e-9))
 
 
 def state_key(station: str) -> str:
     """Skill-state key of the next seam to weld at a station (for resuming a part mid-weld)."""
-    return f"weld.{station}.next_seam"
+    return f"{PART_STATE_PREFIX}weld.{station}.next_seam"
+
+
+def _back_along_axis(pose: np.ndarray, distance: float) -> np.ndarray:
+    """The pose moved `distance` back along its own z axis (away from the work)."""
+    return pose @ translation(0.0, 0.0, -distance)
+
+
+def _seam_moves(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece], q: np.ndarray, i: int,
+                speed: float) -> list[Segment]:
+    """Arc-on moves along the pieces of seam i from joint positions q (at the seam start)."""
+    _, tool = ctx.tool("torch")
+    base_inv = invert(ctx.base_frame)
+    tcp = translation(*tool.tcp)
+    segs: list[Segment] = []
+    cur = q
+    for k, piece in enumerate(pieces):
+        if k > 0:  # a corner: turn the torch about the corner to the next piece's travel direction
+            turn = _corner(ctx, torch, pieces[k - 1], piece, cur, tcp, f"seam {i} corner {k}")
+            if turn is not None:
+                segs.append(turn)
+                cur = end_of(segs, cur)
+        length = piece.length
+
+        def path(s: float, piece: SeamPiece = piece, length: float = length) -> np.ndarray:
+            return base_inv @ torch.pose(piece, s * length)
+
+        try:
+            move = path_move(ctx.model, cur, path, length, speed, ctx.v_max, ctx.a_max, torch.samples(piece),
+                             tcp=tcp, exact=True, what=f"seam {i}")
+        except UnreachableError as exc:
+            raise ParamError(("seams", i), f"{exc} (cobot '{ctx.cobot_name}')") from None
+        if move.timing.limit != "speed":
+            raise _too_fast(ctx, torch, move.timing, i)
+        segs.append(Move(move.trajectory, f"seam {i} weld {k + 1}"))
+        cur = end_of(segs, cur)
+    return segs
+
+
+def _corner(ctx: SkillContext, torch: _Torch, before: SeamPiece, after: SeamPiece, q: np.ndarray,
+            tcp: np.ndarray, label: str) -> Move | None:
+    """Turn the torch from the end of one piece to the start of the next about the seam point (the TCP keeps
+    its stand-off), timed by the joints; None when the torch need not turn."""
+    T0, T1 = torch.pose(before, before.length), torch.pose(after, 0.0)
+    angle = rotation_angle(T0, T1)
+    if angle < 1e-9:
+        return None
+    corner = T0[:3, 3] + torch.standoff * T0[:3, 2]  # on the seam, in the cell frame
+    base_inv = invert(ctx.base_frame)
+
+    def turn(s: float) -> np.ndarray:
+        pose = np.eye(4)
+        pose[:3, :3] = slerp(T0[:3, :3], T1[:3, :3], s)
+        pose[:3, 3] = corner - torch.standoff * pose[:3, 2]
+        return base_inv @ pose
+
+    try:
+        move = path_move(ctx.model, q, turn, 0.0, 1.0, ctx.v_max, ctx.a_max,
+                         max(1, math.ceil(angle / ARC_STEP)), tcp=tcp, what=label)
+    except UnreachableError as exc:
+        raise ParamError(("seams", int(label.split()[1])), f"{exc} (cobot '{ctx.cobot_name}')") from None
+    return Move(move.trajectory, label)
+
+
+def _too_fast(ctx: SkillContext, torch: _Torch, timing: PathTiming, i: int) -> ParamError:
+    """The error for a seam the arm cannot follow at the weld speed: the speed's, or the weave's fault."""
+    weave = torch.weave
+    if weave is not None and timing.limit.endswith("acceleration"):
+        # The weave's lateral acceleration, amplitude (2 pi f)^2, does not change with the travel speed: the
+        # frequency is what to lower (acceleration ~ f^2, so the joints allow about f * max_speed / speed).
+        return ParamError("weave", f"a {weave.amplitude:g} m weave at {weave.frequency:g} Hz is more than "
+                          f"'{ctx.cobot_name}' can do along seam {i} ({timing.limit} limit; about "
+                          f"{weave.frequency * timing.max_speed / torch.speed:.2g} Hz at most at this amplitude)")
+    return ParamError("speed", f"{torch.speed:g} m/s is faster than '{ctx.cobot_name}' can weld seam {i} "
+                      f"(at most {timing.max_speed:.3g} m/s there: {timing.limit} limit)")
 
 
 def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state: dict | None = None) -> SkillPlan:
     """Weld every seam in order at `speed`, with gas pre-/post-flow dwells around the arc; with state, start at
     the next seam not yet welded (a resumed part) and record each finished seam."""
     tool_name, tool = ctx.tool("torch")
-    frame = station_frame(ctx.station(params.station))
+    torch = _Torch(params, station_frame(ctx.station(params.station)))
     segs: list[Segment] = []
     cur = q
     key = state_key(params.station)
@@ -67,20 +346,25 @@ def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state:
     for i, seam in enumerate(params.seams):
         if i < first:
             continue
-        start_above = tcp_down_at(frame, seam[0], up=params.approach)
-        q_above = ctx.solve(start_above, tool, cur, f"weld seam {i} approach")
-        segs.append(ctx.joint_to(cur, q_above, f"seam {i} approach"))
-        segs.append(ctx.line_to(q_above, tcp_down_at(frame, seam[0]), tool, params.approach_speed,
-                                f"seam {i} descend"))
+        pieces = seam_pieces(seam)
+        start = torch.pose(pieces[0], 0.0)
+        end = torch.pose(pieces[-1], pieces[-1].length)
+        with blame("seams", i):
+            q_above = ctx.solve(_back_along_axis(start, params.approach), tool, cur, f"weld seam {i} approach")
+            segs.append(ctx.joint_to(cur, q_above, f"seam {i} approach"))
+            segs.append(ctx.line_to(q_above, start, tool, params.approach_speed, f"seam {i} descend"))
         segs += [Dwell(params.preflow, f"seam {i} gas pre-flow"), SetIo(tool_name, tool.io, True, f"seam {i} arc on")]
-        for k, point in enumerate(seam[1:], start=1):
-            segs.append(ctx.line_to(end_of(segs, q), tcp_down_at(frame, point), tool, params.speed,
-                                    f"seam {i} weld {k}"))
+        segs += _seam_moves(ctx, torch, pieces, end_of(segs, q), i, params.speed)
         segs += [SetIo(tool_name, tool.io, False, f"seam {i} arc off"), Dwell(params.postflow, f"seam {i} gas post-flow")]
-        segs.append(ctx.line_to(end_of(segs, q), tcp_down_at(frame, seam[-1], up=params.approach), tool,
-                                params.approach_speed, f"seam {i} retract"))
+        with blame("seams", i):
+            segs.append(ctx.line_to(end_of(segs, q), _back_along_axis(end, params.approach), tool,
+                                    params.approach_speed, f"seam {i} retract"))
         segs.append(Checkpoint(key, i + 1 if i + 1 < len(params.seams) else 0, f"seam {i} done"))
         cur = end_of(segs, q)
     if params.return_home:
         segs.append(ctx.joint_to(cur, ctx.home, "home"))
     return SkillPlan(tuple(segs), end_of(segs, q))
+
+
+__all__ = ["WeldParams", "ArcSeam", "Weave", "SeamPiece", "seam_pieces", "seam_length", "weld_time", "check",
+           "plan", "state_key", "LOC_TAGS"]

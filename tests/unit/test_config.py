@@ -67,7 +67,14 @@ def test_demo_cell_loads_with_every_section() -> None:
     assert cfg.cobot_namespace("picker") == "/picker"
     assert {n: s.kind for n, s in cfg.stations.items()} == {"infeed": "infeed", "fixture": "fixture",
                                                             "pallet": "pallet"}
-    assert cfg.stations["pallet"].pattern is not None and cfg.stations["pallet"].pattern.places == 8
+    pallet = cfg.stations["pallet"].pallet
+    assert pallet is not None and pallet.pallet_size == (0.40, 0.30) and pallet.pattern == "column"
+    assert (pallet.box.length, pallet.box.width, pallet.box.height, pallet.max_height) == (0.20, 0.15, 0.06, 0.12)
+    assert pallet.approach_side == "+y" and pallet.layer_count == 2
+    from cobot_cell.skills.palletise import pallet_plan
+
+    assert cfg.stations["pallet"].pallet is not None and len(pallet_plan(cfg.stations["pallet"])) == 8
+    assert cfg.stations["fixture"].pallet is None
     job = cfg.jobs["bracket"]
     assert [(s.name, s.skill, s.cobot, s.after) for s in job.steps] == [
         ("load_blank", "pick", "picker", ()),
@@ -146,7 +153,8 @@ def test_duplicate_yaml_keys_are_errors_not_silently_dropped() -> None:
     ("  name: demo\n", "  name: demo\n  colour: red\n", "cell.colour", "colour: red"),
     ("rpy: [0.0, 0.0, 3.14159265]}", "rpy: [0.0, 0.0, 3.14159265], scale: 2}", "cobots.welder.base.scale", "scale: 2"),
     ("io: gripper/grip,", "io: gripper/grip, colour: red,", "cobots.picker.tools.gripper.colour", "colour: red"),
-    ("layer_height: 0.06}", "layer_height: 0.06, colour: red}", "stations.pallet.pattern.colour", "colour: red"),
+    ("height: 0.06}", "height: 0.06, colour: red}", "stations.pallet.pallet.box.colour", "colour: red"),
+    ("max_height: 0.12\n", "max_height: 0.12\n      colour: red\n", "stations.pallet.pallet.colour", "colour: red"),
     ("    steps:\n", "    colour: red\n    steps:\n", "jobs.bracket.colour", "colour: red"),
     ("        cobot: welder\n", "        cobot: welder\n        colour: red\n", "jobs.bracket.steps[1].colour",
      "colour: red"),
@@ -172,8 +180,8 @@ def test_missing_section_has_no_line() -> None:
 
 
 @pytest.mark.parametrize("old, new, path, needle, message", [
-    ("rows: 2", "rows: two", "stations.pallet.pattern.rows", "rows: two",
-     "input should be a valid integer, unable to parse string as an integer, got 'two'"),
+    ("max_height: 0.12", "max_height: high", "stations.pallet.pallet.max_height", "max_height: high",
+     "input should be a valid number, unable to parse string as a number, got 'high'"),
     ("cobots:\n", "cobots: 5\nxcobots:\n", "cobots", "cobots: 5", "input should be a valid dictionary, got 5"),
     ("after: [load_blank]", "after: load_blank", "jobs.bracket.steps[1].after", "after: load_blank",
      "input should be a valid tuple, got 'load_blank'"),
@@ -185,8 +193,10 @@ def test_missing_section_has_no_line() -> None:
      "got 'ur10': input should be 'ur5e'"),
     ("kind: torch,", "kind: laser,", "cobots.welder.tools.torch.kind", "kind: laser",
      "got 'laser': input should be 'gripper' or 'torch'"),
-    ("pattern: {rows: 2, columns: 2, pitch: [0.20, 0.15], layers: 2, layer_height: 0.06}", "pattern: 5",
-     "stations.pallet.pattern", "pattern: 5", "input should be a valid dictionary or instance of PalletPattern, got 5"),
+    ("pattern: column", "pattern: spiral", "stations.pallet.pallet.pattern", "pattern: spiral",
+     "got 'spiral': input should be 'column', 'interlock' or 'pinwheel'"),
+    ("box: {length: 0.20, width: 0.15, height: 0.06}", "box: 5", "stations.pallet.pallet.box", "box: 5",
+     "input should be a valid dictionary or instance of BoxSize, got 5"),
 ])
 def test_wrong_types(old: str, new: str, path: str, needle: str, message: str) -> None:
     text = edit(old, new)
@@ -299,6 +309,21 @@ def test_non_positive_limits_name_each_joint() -> None:
     ]
 
 
+@pytest.mark.parametrize("position, path, needle, message", [
+    ("[[-1.0, 1.0]]", "cobots.picker.limits.position", "position:", "expected 6 [min, max] pairs for a ur5e, got 1"),
+    ("[[-1.0, 1.0], [0.5, 0.5], [-3, 3], [-6, 6], [-6, 6], [-6, 6]]", "cobots.picker.limits.position[1]",
+     "position:", "expected min < max, got [0.5, 0.5]"),
+    ("[[-1.0, 1.0], [-1.0, 1.0], [-3, 3], [-6, 6], [-6, 6], [-6, 6]]", "cobots.picker.home[1]", "home: [0.0, -1.5708",
+     "-1.5708 is outside limits.position[1] [-1, 1]"),
+    ("[[-1.0, 1.0], [-6, 6], [-3, 3], [-6, 6], [-6, 6], [-6]]", "cobots.picker.limits.position[5]", "position:",
+     "expected 2 values, got 1"),
+])
+def test_joint_position_limits(position: str, path: str, needle: str, message: str) -> None:
+    acc = "      acceleration: [2.5, 2.5, 3.0, 4.0, 4.0, 4.0]\n"
+    text = edit(acc, acc + f"      position: {position}\n")
+    assert one_issue(text) == (path, line_of(text, needle), message)
+
+
 def test_joint_names_unique_within_and_across_cobots() -> None:
     text = edit("picker_elbow_joint,", "picker_shoulder_pan_joint,",
                 "welder_wrist_3_joint]", "picker_wrist_3_joint]")
@@ -311,29 +336,67 @@ def test_joint_names_unique_within_and_across_cobots() -> None:
 
 # ---------------------------------------------------------------------------------------------- stations
 
-def test_pallet_needs_a_pattern() -> None:
-    text = edit("    pattern: {rows: 2, columns: 2, pitch: [0.20, 0.15], layers: 2, layer_height: 0.06}\n", "")
-    assert one_issue(text) == ("stations.pallet.pattern", line_of(text, "  pallet:"),
-                               "a pallet station needs a pattern")
+PALLET_BLOCK = """    pallet:
+      pallet: {length: 0.40, width: 0.30}
+      box: {length: 0.20, width: 0.15, height: 0.06}
+      pattern: column
+      max_height: 0.12
+      approach_side: "+y"
+"""
 
 
-def test_only_a_pallet_has_a_pattern() -> None:
+def test_pallet_station_needs_a_pallet() -> None:
+    text = edit(PALLET_BLOCK, "")
+    assert one_issue(text) == ("stations.pallet.pallet", line_of(text, "kind: pallet") - 1,
+                               "a pallet station needs a pallet (pallet, box, max_height)")
+
+
+def test_only_a_pallet_station_has_a_pallet() -> None:
     text = edit("    kind: infeed\n",
-                "    kind: infeed\n    pattern: {rows: 1, columns: 1, pitch: [0.1, 0.1], layer_height: 0.1}\n")
-    assert one_issue(text) == ("stations.infeed.pattern", line_of(text, "pattern: {rows: 1"),
-                               "only a pallet station has a pattern (this one is infeed)")
+                "    kind: infeed\n    pallet: {box: {length: 0.1, width: 0.1, height: 0.1}, max_height: 0.2}\n")
+    assert one_issue(text) == ("stations.infeed.pallet", line_of(text, "pallet: {box:"),
+                               "only a pallet station has a pallet (this one is infeed)")
 
 
-@pytest.mark.parametrize("old, new, path, message", [
-    ("rows: 2,", "rows: 0,", "stations.pallet.pattern.rows", "input should be greater than 0, got 0"),
-    ("pitch: [0.20, 0.15]", "pitch: [0.20, 0]", "stations.pallet.pattern.pitch[1]",
+def test_the_old_pattern_key_says_what_replaced_it() -> None:
+    text = edit(PALLET_BLOCK,
+                "    pattern: {rows: 2, columns: 2, pitch: [0.20, 0.15], layers: 2, layer_height: 0.06}\n")
+    assert one_issue(text) == ("stations.pallet.pattern", line_of(text, "pattern: {rows"),
+                               "replaced by 'pallet': a pallet, a box and a pattern name (column, interlock or "
+                               "pinwheel), see docs/cell-file.md")
+
+
+@pytest.mark.parametrize("old, new, path, needle, message", [
+    # zero and negative dimensions name the dimension
+    ("box: {length: 0.20,", "box: {length: 0,", "stations.pallet.pallet.box.length", "box:",
      "input should be greater than 0, got 0"),
-    ("layer_height: 0.06", "layer_height: -0.06", "stations.pallet.pattern.layer_height",
+    ("height: 0.06}", "height: -0.06}", "stations.pallet.pallet.box.height", "box:",
      "input should be greater than 0, got -0.06"),
+    ("pallet: {length: 0.40, width: 0.30}", "pallet: {length: 0.40, width: 0.0}", "stations.pallet.pallet.pallet.width",
+     "pallet: {length", "input should be greater than 0, got 0.0"),
+    ("max_height: 0.12", "max_height: -1", "stations.pallet.pallet.max_height", "max_height:",
+     "input should be greater than 0, got -1"),
+    ("max_height: 0.12", "max_height: 0.12\n      gap: -0.01", "stations.pallet.pallet.gap", "gap:",
+     "input should be greater than or equal to 0, got -0.01"),
+    # a box larger than the pallet
+    ("box: {length: 0.20, width: 0.15,", "box: {length: 0.50, width: 0.35,", "stations.pallet.pallet.box", "box:",
+     "box 0.500 x 0.350 m does not fit on the custom pallet 0.400 x 0.300 m in either orientation"),
+    ("pallet: {length: 0.40, width: 0.30}", "pallet: ISO", "stations.pallet.pallet.pallet", "pallet: ISO",
+     "expected 'EUR', 'US' or {length, width} in m, got 'ISO'"),
+    # a stack that cannot fit the height limit
+    ("max_height: 0.12", "max_height: 0.05", "stations.pallet.pallet.max_height", "max_height:",
+     "0.050 m is below the box height 0.060 m: not even one layer fits"),
+    ("max_height: 0.12", "max_height: 0.12\n      layers: 3", "stations.pallet.pallet.layers", "layers: 3",
+     "3 layers of 0.060 m reach 0.180 m, above max_height 0.120 m"),
+    ("max_height: 0.12", "max_height: 0.12\n      layers: 2\n      slip_sheets: true",
+     "stations.pallet.pallet.layers", "layers: 2",
+     "2 layers of 0.060 m (+ slip sheets) reach 0.122 m, above max_height 0.120 m"),
+    ('approach_side: "+y"', 'approach_side: "y"', "stations.pallet.pallet.approach_side", "approach_side",
+     "got 'y': input should be '-y', '+y', '-x' or '+x'"),
 ])
-def test_pattern_values_must_be_positive(old: str, new: str, path: str, message: str) -> None:
+def test_bad_pallets_name_the_parameter(old: str, new: str, path: str, needle: str, message: str) -> None:
     text = edit(old, new)
-    assert one_issue(text) == (path, line_of(text, "pattern:"), message)
+    assert one_issue(text) == (path, line_of(text, needle), message)
 
 
 # ---------------------------------------------------------------------------------------------- names

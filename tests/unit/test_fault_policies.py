@@ -45,7 +45,7 @@ WELD_ONLY = """
 DT = 0.05
 HOME = np.asarray([0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0])
 ARC, GRIP = "torch/arc", "gripper/grip"
-SEAM_KEY, PALLET_KEY = "weld.fixture.next_seam", "pallet.pallet.next"
+SEAM_KEY, PALLET_KEY = "part.weld.fixture.next_seam", "pallet.pallet.next"
 
 
 def cell_text(job: str | None = None, steps: dict[str, str] | None = None, weld_only: bool = False) -> str:
@@ -734,9 +734,6 @@ def test_hold_policy_failure_while_holding_holds() -> None:
     assert [(r.part, r.status) for r in rig.cell.reports] == [(1, "done"), (2, "done")]
 
 
-@pytest.mark.xfail(strict=True, reason="cell.py CellController._act (scrap branch): the weld seam index "
-                   "checkpointed for the scrapped part (weld.<station>.next_seam) stays in the shared skill state, "
-                   "so the next part's weld starts at the scrapped part's next seam and skips seam 0")
 def test_after_a_scrap_the_next_part_is_welded_from_its_first_seam() -> None:
     rig = Rig(cell(weld_seams="{retries: 0, then: scrap}"), parts=2)
     rig.start()
@@ -750,9 +747,6 @@ def test_after_a_scrap_the_next_part_is_welded_from_its_first_seam() -> None:
     assert len(rig.io_times("welder", ARC, True)) - arcs_before == 2  # part 2 gets both of its seams
 
 
-@pytest.mark.xfail(strict=True, reason="cell.py CellController._starting/_abandon_run: abandoning an interrupted "
-                   "run keeps its weld seam index in the skill state, so the new run's first weld starts at the "
-                   "abandoned part's next seam and skips seam 0")
 def test_after_an_abandoned_run_the_first_part_is_welded_from_its_first_seam() -> None:
     rig = Rig(cell(), parts=2)
     rig.start()

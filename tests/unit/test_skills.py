@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cobot_cell.core.config import CellConfig, CellFileError, parse_cell
-from cobot_cell.core.plan import Dwell, Move, SetIo, SkillPlan
+from cobot_cell.core.plan import Checkpoint, Confirm, Dwell, Move, SetIo, SkillPlan
 from cobot_cell.motion.kinematics import arm_model, fk
 from cobot_cell.motion.transforms import pose_matrix, translation
-from cobot_cell.skills import check_skills, estimate, load_cell, make_planner, weld
+from cobot_cell.skills import check_skills, estimate, load_cell, make_planner, pallet_plan, weld
 from cobot_cell.skills.common import SkillContext
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,20 +121,20 @@ def test_every_bad_step_is_reported_and_planning_is_skipped(tmp_path: Path) -> N
 def test_target_out_of_reach_names_the_step(tmp_path: Path) -> None:
     text = edit("pose: {xyz: [0.05, 0.55, 0.05]", "pose: {xyz: [2.05, 0.55, 0.05]")
     [(path, line, message)] = load_issues(tmp_path, text)
-    assert (path, line) == ("jobs.bracket.steps[0].params", line_of(text, "params: {from: infeed"))
+    assert (path, line) == ("jobs.bracket.steps[0].params.from", line_of(text, "params: {from: infeed"))
     # above the grasp: infeed z 0.05 + grasp_height 0.03 + approach 0.10
     assert message.startswith(
         "pick: approach to grasp at [2.05, 0.55, 0.18] is not reachable by 'picker': out of reach")
 
 
 def test_every_pallet_place_is_checked_for_reach(tmp_path: Path) -> None:
-    # Moved away from the picker, the first layer is still reachable but place 5 (second layer, row 0, column 1,
-    # 0.06 m higher) is not.
+    # Moved away from the picker, the first layer is still reachable but place 5 (second layer, far row, +x
+    # column, 0.06 m higher) is not: the first unreachable place is reported, on the step's `to`.
     text = edit("pose: {xyz: [0.05, -0.60, 0.0]", "pose: {xyz: [0.05, -0.80, 0.0]")
-    [(path, line, message)] = load_issues(tmp_path, text)
-    assert (path, line) == ("jobs.bracket.steps[2].params", line_of(text, "params: {from: fixture, to: pallet}"))
-    assert message.startswith(
-        "palletise place 5: approach to place at [0.15, -0.875, 0.19] is not reachable by 'picker': out of reach")
+    assert load_issues(tmp_path, text) == [(
+        "jobs.bracket.steps[2].params.to", line_of(text, "params: {from: fixture, to: pallet}"),
+        "palletise place 5 (layer 1 of stations.pallet.pallet): approach to place at [0.15, -0.875, 0.19] is not "
+        "reachable by 'picker': out of reach: wrist is 0.8259 m from the shoulder, the arm reaches 0.8172 m")]
 
 
 # ---------------------------------------------------------------------------------------------- estimate
@@ -278,7 +278,7 @@ point = st.tuples(st.floats(-0.06, 0.06), st.floats(-0.06, 0.06), st.floats(0.02
 
 @settings(max_examples=25, deadline=None)
 @given(seams=st.lists(st.lists(point, min_size=2, max_size=3), min_size=1, max_size=2),
-       speed=st.floats(0.01, 0.2), preflow=st.floats(0.0, 1.0), postflow=st.floats(0.0, 1.0))
+       speed=st.floats(0.005, 0.05), preflow=st.floats(0.0, 1.0), postflow=st.floats(0.0, 1.0))
 def test_weld_plans_for_any_seams(seams: list[list[tuple[float, float, float]]], speed: float, preflow: float,
                                   postflow: float) -> None:
     params = weld.WeldParams.model_validate({"station": "fixture", "seams": seams, "speed": speed,
@@ -350,3 +350,298 @@ def test_palletise_fills_the_pallet_place_by_place_and_wraps() -> None:
     np.testing.assert_allclose(layer0[:, 2], pallet[2] + grasp_height, atol=1e-6)
     # second layer: on top of the first, in the same order
     np.testing.assert_allclose(layer1, layer0 + [0, 0, layer_height], atol=1e-6)
+
+
+def release_index(plan: SkillPlan) -> int:
+    """Index of the release SetIo in a plan's segments."""
+    return next(i for i, seg in enumerate(plan.segments) if isinstance(seg, SetIo) and not seg.value)
+
+
+def test_palletise_places_follow_the_pallet_plan() -> None:
+    step = JOB.step("palletise")
+    layout = pallet_plan(CFG.stations["pallet"])
+    assert len(layout) == PLACES and layout.boxes_per_layer == 4 and layout.layers == 2
+    frame = pose_matrix(CFG.stations["pallet"].pose.xyz, CFG.stations["pallet"].pose.rpy)
+    for part in range(1, PLACES + 1):
+        plan = PLANNER(step, part, home("picker"))
+        _, release = release_and_grasp(plan)
+        place = layout.place(part - 1)
+        expected = frame @ np.array([place.position[0], place.position[1], place.position[2] - 0.06 + 0.03, 1.0])
+        np.testing.assert_allclose(release[:3, 3], expected[:3], atol=1e-6)
+    # the picker comes in from +y: the far (-y) row of each layer is filled first
+    assert [p.position[1] for p in layout.places[:4]] == [-0.075, -0.075, 0.075, 0.075]
+
+
+def test_palletise_takes_the_place_from_the_skill_state_and_checkpoints_the_next() -> None:
+    step = JOB.step("palletise")
+    planner = make_planner(CFG, {"pallet.pallet.next": 5})
+    plan = planner(step, 1, home("picker"))  # the state, not the part number, picks the place
+    _, release = release_and_grasp(plan)
+    _, expected = release_and_grasp(PLANNER(step, 6, home("picker")))
+    np.testing.assert_allclose(release, expected, atol=1e-9)
+    i = release_index(plan)
+    checkpoints = [(k, s) for k, s in enumerate(plan.segments) if isinstance(s, Checkpoint)]
+    assert [(s.key, s.value) for _, s in checkpoints] == [("pallet.pallet.next", 6)]
+    assert checkpoints[0][0] > i  # recorded once the part is released
+    # the gripper's grip is confirmed right after closing
+    grip = next(k for k, s in enumerate(plan.segments) if isinstance(s, SetIo) and s.value)
+    assert isinstance(plan.segments[grip + 1], Dwell) and isinstance(plan.segments[grip + 2], Confirm)
+    last = make_planner(CFG, {"pallet.pallet.next": PLACES - 1})(step, 1, home("picker"))
+    assert [s.value for s in last.segments if isinstance(s, Checkpoint)] == [0]  # full: the next pallet
+
+
+ROTATED = edit("pallet: {length: 0.40, width: 0.30}", "pallet: {length: 0.30, width: 0.40}",
+               '      approach_side: "+y"\n', '      approach_side: "+y"\n      label_out: true\n')
+
+
+def test_palletise_turns_the_tool_by_the_box_yaw(tmp_path: Path) -> None:
+    # A 0.30 x 0.40 m pallet takes the 0.20 x 0.15 m boxes 2 x 2 only turned a quarter; label_out turns the
+    # boxes on the -x side half a turn more so every label faces out.
+    path = tmp_path / "cell.yaml"
+    path.write_text(ROTATED, encoding="utf-8")
+    cfg = load_cell(path)
+    layout = pallet_plan(cfg.stations["pallet"])
+    assert sorted({round(p.yaw, 6) for p in layout.places}) == [round(-np.pi / 2, 6), round(np.pi / 2, 6)]
+    planner = make_planner(cfg)
+    c = cfg.cobots["picker"]
+    for part in range(1, len(layout) + 1):
+        plan = planner(cfg.jobs["bracket"].step("palletise"), part, home("picker"))
+        segs = plan.segments
+        grasp_q = [s for s in segs[:next(i for i, s in enumerate(segs) if isinstance(s, SetIo))]
+                   if isinstance(s, Move)][-1].trajectory.final
+        release_q = [s for s in segs[:release_index(plan)] if isinstance(s, Move)][-1].trajectory.final
+        tcp = pose_matrix(c.base.xyz, c.base.rpy)
+        grasp = tcp @ fk(arm_model(c.model), grasp_q) @ translation(*c.tools["gripper"].tcp)
+        release = tcp @ fk(arm_model(c.model), release_q) @ translation(*c.tools["gripper"].tcp)
+        yaw = layout.place(part - 1).yaw
+        # the box's x axis (the tool's x at the grasp, in the fixture frame) ends up turned by the place's yaw
+        np.testing.assert_allclose(grasp[:3, 0], [1, 0, 0], atol=1e-9)
+        np.testing.assert_allclose(release[:3, 0], [np.cos(yaw), np.sin(yaw), 0], atol=1e-9)
+        np.testing.assert_allclose(release[:3, 2], [0, 0, -1], atol=1e-9)
+
+
+def test_a_grasp_above_the_box_is_an_error(tmp_path: Path) -> None:
+    text = edit("params: {from: fixture, to: pallet}", "params: {from: fixture, to: pallet, grasp_height: 0.08}")
+    assert load_issues(tmp_path, text) == [
+        ("jobs.bracket.steps[2].params.grasp_height", line_of(text, "grasp_height: 0.08"),
+         "0.08 m is above the top of the 0.06 m box (stations.pallet.pallet.box.height)")]
+
+
+def test_an_eur_pallet_at_the_demo_pose_is_out_of_reach(tmp_path: Path) -> None:
+    # The 400 x 300 x 200 mm boxes on an EUR pallet: the far corners are beyond a UR5e's reach from the picker.
+    text = edit("      pallet: {length: 0.40, width: 0.30}\n      box: {length: 0.20, width: 0.15, height: 0.06}\n"
+                "      pattern: column\n      max_height: 0.12\n",
+                "      pallet: EUR\n      box: {length: 0.40, width: 0.30, height: 0.20}\n"
+                "      pattern: column\n      max_height: 1.0\n")
+    # 8 boxes a layer, far (-y) row first from -x: places 0-2 are reachable, place 3 (x = +0.45 m) is not.
+    assert load_issues(tmp_path, text) == [(
+        "jobs.bracket.steps[2].params.to", line_of(text, "params: {from: fixture, to: pallet}"),
+        "palletise place 3 (layer 0 of stations.pallet.pallet): approach to place at [0.5, -0.8, 0.13] is not "
+        "reachable by 'picker': out of reach: wrist is 0.8620 m from the shoulder, the arm reaches 0.8172 m")]
+
+
+# ---------------------------------------------------------------------------------------------- weld geometry
+
+SEAM_1 = "            - [[-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]"
+FIXTURE = pose_matrix(CFG.stations["fixture"].pose.xyz, CFG.stations["fixture"].pose.rpy)
+
+
+def weld_plan(**params: object) -> tuple[weld.WeldParams, SkillPlan]:
+    p = weld.WeldParams.model_validate({"station": "fixture", "speed": 0.02} | params)
+    return p, weld.plan(SkillContext(CFG, "welder"), p, 1, home("welder"))
+
+
+def arc_on_moves(plan: SkillPlan) -> list[list[Move]]:
+    """Per seam, the moves made with the arc on."""
+    segs = plan.segments
+    on = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and s.value]
+    off = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and not s.value]
+    return [[s for s in segs[a + 1:b] if isinstance(s, Move)] for a, b in zip(on, off)]
+
+
+def in_fixture(cobot_q: np.ndarray) -> np.ndarray:
+    """The welder's TCP pose in the fixture frame."""
+    return np.linalg.inv(FIXTURE) @ tcp_world("welder", cobot_q)
+
+
+def test_demo_weld_pushes_the_torch_at_its_travel_angle() -> None:
+    plan = PLANNER(JOB.step("weld_seams"), 1, home("welder"))
+    axis = np.array([np.sin(np.radians(10)), 0.0, -np.cos(np.radians(10))])  # seams run along +x
+    for seam in arc_on_moves(plan):
+        for m in seam:
+            for q in m.trajectory.positions:
+                np.testing.assert_allclose(in_fixture(q)[:3, 2], axis, atol=1e-9)
+
+
+def test_torch_angles_and_standoff_along_a_polyline() -> None:
+    # An L: along +x, then along +y. Work angle tilts the torch towards b = n x t (left of travel).
+    seam = [(-0.05, -0.03, 0.05), (0.03, -0.03, 0.05), (0.03, 0.04, 0.05)]
+    _, plan = weld_plan(seams=[seam], travel_angle=15.0, work_angle=-10.0, standoff=0.01)
+    [moves_] = arc_on_moves(plan)
+    assert [m.label for m in moves_] == ["seam 0 weld 1", "seam 0 corner 1", "seam 0 weld 2"]
+    tt, tw = np.tan(np.radians(15.0)), np.tan(np.radians(-10.0))
+    for m, (t, b) in zip([moves_[0], moves_[2]], [((1, 0, 0), (0, 1, 0)), ((0, 1, 0), (-1, 0, 0))]):
+        axis = np.array([0, 0, -1]) + tt * np.array(t) + tw * np.array(b)
+        axis /= np.linalg.norm(axis)
+        for q in m.trajectory.positions:
+            pose = in_fixture(q)
+            np.testing.assert_allclose(pose[:3, 2], axis, atol=1e-9)
+            tip = pose[:3, 3] + 0.01 * axis  # the stand-off is kept along the torch axis
+            dist = min(segment_distance(tip, np.array(a), np.array(c)) for a, c in zip(seam, seam[1:]))
+            assert dist < 1e-9
+    # at the corner the torch turns on the spot, the tip staying on the corner
+    corner = moves_[1].trajectory
+    tips = [in_fixture(q)[:3, 3] + 0.01 * in_fixture(q)[:3, 2] for q in corner.positions]
+    np.testing.assert_allclose(tips, [seam[1]] * len(tips), atol=1e-9)
+
+
+def test_an_arc_seam_follows_the_circle_through_its_three_points() -> None:
+    start, via, end = (-0.04, 0.0, 0.05), (0.0, 0.04, 0.05), (0.04, 0.0, 0.05)  # half circle, r = 0.04
+    params, plan = weld_plan(seams=[{"arc": [start, via, end]}], speed=0.01)
+    assert weld.seam_length(params.seams[0]) == pytest.approx(np.pi * 0.04, rel=1e-12)
+    assert weld.weld_time(params) == pytest.approx(np.pi * 0.04 / 0.01, rel=1e-12)
+    [[move]] = arc_on_moves(plan)
+    tr = move.trajectory
+    ts = np.linspace(0.0, tr.duration, 2001)
+    p = np.array([in_fixture(tr.sample(t))[:3, 3] for t in ts])
+    np.testing.assert_allclose(np.linalg.norm(p[:, :2], axis=1), 0.04, atol=1e-6)  # on the circle, between knots too
+    np.testing.assert_allclose(p[:, 2], 0.05, atol=1e-6)
+    np.testing.assert_allclose(p[0], start, atol=1e-9)
+    np.testing.assert_allclose(p[-1], end, atol=1e-9)
+    assert np.min(np.linalg.norm(p - via, axis=1)) < 1e-4  # through the via point, counter-clockwise
+    assert np.all(np.diff(np.arctan2(p[:, 1], p[:, 0])) <= 1e-9)
+    speed = np.linalg.norm(np.diff(p, axis=0), axis=1) / np.diff(ts)
+    assert speed.max() <= 0.01 * 1.001
+    # weld time: the arc at the speed plus the ramps (a few ms) at each end
+    assert weld.weld_time(params) <= tr.duration <= weld.weld_time(params) + 0.02
+
+
+def test_a_weave_is_a_sinusoid_across_the_seam_sampled_densely() -> None:
+    # 0.1 m at 0.02 m/s weaving 2 mm at 1 Hz: a 20 mm wavelength, 5 whole waves.
+    params, plan = weld_plan(seams=[[(-0.05, -0.03, 0.05), (0.05, -0.03, 0.05)]], weave={"amplitude": 0.002,
+                                                                                          "frequency": 1.0})
+    [[move]] = arc_on_moves(plan)
+    tr = move.trajectory
+    assert tr.times.size >= 24 * 5  # at least 24 knots per wave
+    ts = np.linspace(0.0, tr.duration, 8001)
+    p = np.array([in_fixture(tr.sample(t))[:3, 3] for t in ts])
+    u = p[:, 0] + 0.05
+    lateral = 0.002 * np.sin(2 * np.pi * u / 0.02)  # b = n x t = +y for travel along +x
+    assert np.max(np.abs(p[:, 1] - (-0.03 + lateral))) < 0.02 * 0.002  # within 2 % of the amplitude
+    np.testing.assert_allclose(p[:, 2], 0.05, atol=1e-6)
+    np.testing.assert_allclose(p[-1], (0.05, -0.03, 0.05), atol=1e-9)  # ends on the seam line
+    # travel along the seam at the weld speed once the ramp (longer with a weave) is over
+    cruise = (ts > 0.1 * tr.duration) & (ts < 0.9 * tr.duration)
+    along = np.diff(p[:, 0])[cruise[1:]] / np.diff(ts)[cruise[1:]]
+    np.testing.assert_allclose(along, 0.02, rtol=1e-3)
+    assert 0.1 / 0.02 < tr.duration < 0.1 / 0.02 + 0.1
+
+
+def test_resuming_a_part_welds_from_the_next_seam() -> None:
+    planner = make_planner(CFG, {"part.weld.fixture.next_seam": 1})
+    plan = planner(JOB.step("weld_seams"), 1, home("welder"))
+    assert [s.label for s in plan.segments if isinstance(s, SetIo)] == ["seam 1 arc on", "seam 1 arc off"]
+    assert [(s.key, s.value) for s in plan.segments if isinstance(s, Checkpoint)] == [("part.weld.fixture.next_seam", 0)]
+    full = PLANNER(JOB.step("weld_seams"), 1, home("welder"))
+    assert [(s.key, s.value) for s in full.segments if isinstance(s, Checkpoint)] == [
+        ("part.weld.fixture.next_seam", 1), ("part.weld.fixture.next_seam", 0)]
+
+
+FAST_SEAM = "            - [[0.35, -0.2, 0.05], [0.35, 0.2, 0.05]]"  # near the welder's base axis: the pan joint is busy
+
+
+@pytest.mark.parametrize("edits, path, needle, message", [
+    ((SEAM_1, FAST_SEAM, "speed: 0.02", "speed: 0.2"), "jobs.bracket.steps[1].params.speed", "speed: 0.2",
+     "0.2 m/s is faster than 'welder' can weld seam 1 (at most 0.175 m/s there: shoulder_pan_joint velocity limit)"),
+    ((SEAM_1, "            - [[0.45, -0.1, 0.05], [0.45, 0.1, 0.05]]"), "jobs.bracket.steps[1].params.seams[1]",
+     "- [[0.45", "seam 1 blocked at 32.5% of the path: out of reach: wrist centre is 0.1326 m from the base axis, "
+     "0.00074 m inside the 0.1333 m shoulder offset (cobot 'welder')"),
+    ((SEAM_1, "            - [[-0.05, -0.93, 0.05], [0.05, -0.03, 0.05]]"), "jobs.bracket.steps[1].params.seams[1]",
+     "- [[-0.05, -0.93", "weld seam 1 approach at [0.499, -0.939, 0.199] is not reachable by 'welder': out of reach: "
+     "wrist is 1.1106 m from the shoulder, the arm reaches 0.8172 m"),
+    (("speed: 0.02", "speed: 0.02\n          weave: {amplitude: 0.003, frequency: 8}"),
+     "jobs.bracket.steps[1].params.weave", "weave:",
+     "a 0.003 m weave at 8 Hz is more than 'welder' can do along seam 0 (shoulder_pan_joint acceleration limit; "
+     "about 3.1 Hz at most at this amplitude)"),
+    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.0, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
+     "jobs.bracket.steps[1].params.seams[1].arc", "- {arc:",
+     "the three arc points are on one line: use a polyline for a straight seam"),
+    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
+     "jobs.bracket.steps[1].params.seams[1].arc", "- {arc:",
+     "the three arc points must be distinct (start, a point on the arc, end)"),
+    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
+     "jobs.bracket.steps[1].params.seams[1].arc", "- {arc:", "expected 3 values, got 2"),
+    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.0, 0.0, 0.05], [0.05, -0.03, 0.05]], speed: 1}"),
+     "jobs.bracket.steps[1].params.seams[1].speed", "- {arc:", "unknown key"),
+    ((SEAM_1, "            - 5"), "jobs.bracket.steps[1].params.seams[1]", "- 5",
+     "expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}, got 5"),
+    ((SEAM_1, "            - [[0.0, 0.0, 0.02], [0.0, 0.0, 0.08]]"), "jobs.bracket.steps[1].params.seams[1]",
+     "- [[0.0, 0.0, 0.02]", "seam 1 piece 0 runs along the fixture's z axis: the torch angles and the weave need "
+     "a travel direction across it"),
+    (("speed: 0.02", "speed: 0.02\n          weave: {amplitude: 0, frequency: 2}"),
+     "jobs.bracket.steps[1].params.weave.amplitude", "weave:", "input should be greater than 0, got 0"),
+    (("travel_angle: 10", "travel_angle: 50"), "jobs.bracket.steps[1].params.travel_angle", "travel_angle: 50",
+     "input should be less than or equal to 45, got 50"),
+    (("speed: 0.02", "speed: 0.02\n          standoff: -0.01"), "jobs.bracket.steps[1].params.standoff", "standoff:",
+     "input should be greater than or equal to 0, got -0.01"),
+])
+def test_bad_weld_parameters_name_the_parameter(tmp_path: Path, edits: tuple[str, ...], path: str, needle: str,
+                                                 message: str) -> None:
+    text = edit(*edits)
+    assert load_issues(tmp_path, text) == [(path, line_of(text, needle), message)]
+
+
+def test_the_weave_limit_suggested_is_one_the_arm_can_do(tmp_path: Path) -> None:
+    path = tmp_path / "cell.yaml"
+    path.write_text(edit("speed: 0.02", "speed: 0.02\n          weave: {amplitude: 0.003, frequency: 3.0}"))
+    load_cell(path)  # below the 3.1 Hz the error suggests for 8 Hz
+
+
+def test_the_speed_limit_suggested_is_one_the_arm_can_do(tmp_path: Path) -> None:
+    path = tmp_path / "cell.yaml"
+    path.write_text(edit(SEAM_1, FAST_SEAM, "speed: 0.02", "speed: 0.17"))
+    load_cell(path)  # below the 0.175 m/s the error reports for 0.2 m/s
+
+
+# ---------------------------------------------------------------------------------------------- joint limits
+
+PICKER_LIMITS = "      acceleration: [2.5, 2.5, 3.0, 4.0, 4.0, 4.0]\n"
+
+
+def test_joint_position_limits_are_checked_at_every_target(tmp_path: Path) -> None:
+    # The infeed is at +y, about +1.5 rad of pan from the picker's home: a pan range of +-1 rad cannot reach it.
+    text = edit(PICKER_LIMITS, PICKER_LIMITS + "      position: [[-1.0, 1.0], [-6.28, 6.28], [-3.14, 3.14], "
+                "[-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n")
+    assert load_issues(tmp_path, text) == [(
+        "jobs.bracket.steps[0].params.from", line_of(text, "params: {from: infeed"),
+        "pick: approach to grasp at [0.05, 0.55, 0.18] is not reachable by 'picker': joint limits: a solution "
+        "needs shoulder_pan_joint outside its range")]
+
+
+def test_joint_position_limits_narrow_the_plans(tmp_path: Path) -> None:
+    # Unlimited, the picker carries the blank to the fixture with its pan joint at -3.386 rad; with the pan kept
+    # within [-3.2, 3.2] it takes another solution (the nearest allowed one), and no knot leaves the ranges.
+    step = JOB.step("load_blank")
+    carry = next(m for m in moves(PLANNER(step, 1, home("picker"))) if m.label == "carry")
+    assert carry.trajectory.final[0] == pytest.approx(-3.386, abs=1e-3)
+    path = tmp_path / "cell.yaml"
+    ranges = [[-3.2, 3.2], [-3.8, 0.0], [-3.0, 3.0], [-3.2, 3.2], [-3.2, 0.0], [-3.2, 3.2]]
+    path.write_text(edit(PICKER_LIMITS, PICKER_LIMITS + f"      position: {ranges}\n"))
+    cfg = load_cell(path)
+    lo, hi = np.array(ranges).T
+    planner = make_planner(cfg)
+    limited = moves(planner(cfg.jobs["bracket"].step("load_blank"), 1, home("picker")))
+    pan = next(m for m in limited if m.label == "carry").trajectory.final[0]
+    assert -3.2 <= pan <= 3.2 and abs(pan - carry.trajectory.final[0]) > 0.1
+    for name in ("load_blank", "palletise"):
+        for part in range(1, PLACES + 1):
+            for m in moves(planner(cfg.jobs["bracket"].step(name), part, home("picker"))):
+                assert np.all(m.trajectory.positions >= lo) and np.all(m.trajectory.positions <= hi), m.label
+
+
+def test_home_outside_the_arm_model_is_reported(tmp_path: Path) -> None:
+    text = edit("home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]\n    limits:\n      velocity: [1.2",
+                "home: [0.0, -1.5708, 4.0, -1.5708, -1.5708, 0.0]\n    limits:\n      velocity: [1.2")
+    assert load_issues(tmp_path, text) == [(
+        "cobots.picker.home[2]", line_of(text, "home: [0.0, -1.5708, 4.0"),
+        "4 is outside the ur5e elbow_joint range [-3.142, 3.142]")]

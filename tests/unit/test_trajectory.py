@@ -21,6 +21,7 @@ from cobot_cell.motion.trajectory import (
     path_move,
     trapezoid_times,
 )
+from cobot_cell.motion.trajectory import _path_rate  # the timing rule itself, checked by brute force
 from cobot_cell.motion.transforms import pose_matrix, rotation_angle, slerp, translation
 
 UR5E = arm_model("ur5e")
@@ -374,20 +375,46 @@ def test_path_move_names_the_limit_and_cruises_at_it() -> None:
     chords = np.linalg.norm(np.diff([fk(UR5E, q)[:3, 3] for q in slow.trajectory.positions], axis=0), axis=1) \
         / np.diff(slow.trajectory.times)
     assert chords.max() == pytest.approx(0.05, rel=1e-9)  # cruising at the tool speed, never above
-    # Asked for 5 m/s, the arm is limited by a joint: that joint reaches its velocity limit, and no joint
-    # exceeds its own, so the cruise could not be any faster. (Along this line the pan joint sets it.)
-    goal = translation(0.0, 0.4, 0.0) @ T0
-    length = 0.4
-    fast = path_move(UR5E, q0, line, length, 5.0, V_MAX, A_MAX, 64)
-    name, kind = fast.timing.limit.split()
-    j = UR5E.joint_names.index(name)
-    assert kind == "velocity" and fast.timing.speed < 5.0
+    # A turn of the flange by 3 rad about its axis moves wrist 3 only: its velocity limit sets the cruise, it
+    # reaches it exactly, and the move takes the minimal time of that joint's own trapezoid.
+    fast = path_move(UR5E, q0, lambda s: T0 @ pose_matrix([0, 0, 0], [0, 0, 3.0 * s]), 0.0, 1.0, V_MAX, A_MAX, 64)
+    assert fast.timing.limit == "wrist_3_joint velocity"
     tr = fast.trajectory
     assert np.all(np.abs(tr.velocities) <= V_MAX * (1 + LIMIT_RTOL))
     chord = np.abs(np.diff(tr.positions, axis=0)) / np.diff(tr.times)[:, None] / V_MAX
-    assert chord.max() <= 1 + LIMIT_RTOL and chord[:, j].max() == pytest.approx(1.0, rel=1e-9)
-    assert fast.timing.limit == "shoulder_pan_joint velocity"
-    assert fast.trajectory.duration < length / 0.05
+    assert chord.max() <= 1 + LIMIT_RTOL and chord[:, 5].max() == pytest.approx(1.0, rel=1e-9)
+    assert tr.duration == pytest.approx(trapezoid_times(3.0, V_MAX[5], A_MAX[5])[0], rel=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 5.0)), min_size=6, max_size=6),
+       st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 50.0)), min_size=6, max_size=6),
+       st.floats(0.0, 2.0), st.floats(0.001, 1.0), st.booleans())
+def test_the_path_rate_is_the_fastest_trapezoid_within_the_limits(g: list, h: list, length: float, speed: float,
+                                                                  exact: bool) -> None:
+    g_, h_ = np.array(g), np.array(h)
+    h_ = np.where(g_ > 0, h_, 0.0)  # a joint that does not move has no curvature
+    rate, c, timing = _path_rate(UR5E.joint_names, g_, h_, V_MAX, A_MAX, length, speed, exact)
+    if not np.any(g_ > 0):  # no joint moves: a single knot
+        assert (rate, c, timing.limit) == (0.0, 0.0, "speed")
+        return
+    # within every limit
+    assert np.all(g_ * rate <= V_MAX * (1 + LIMIT_RTOL)) and length * rate <= speed * (1 + LIMIT_RTOL)
+    assert c > 0 and np.all(g_ * c + h_ * rate * rate <= A_MAX * (1 + LIMIT_RTOL))
+    if exact and timing.limit == "speed":
+        assert rate == pytest.approx(speed / length, rel=1e-12)
+        return
+
+    def duration(r: float) -> float:
+        cr = float(np.min(np.where(g_ > 0, (A_MAX - h_ * r * r) / np.where(g_ > 0, g_, 1.0), np.inf)))
+        return trapezoid_times(1.0, r, cr)[0] if cr > 0 else math.inf
+
+    # no feasible rate is faster (brute force over the whole range)
+    top = min(speed / length if length > 0 else math.inf,
+              float(np.min(np.where(g_ > 0, V_MAX / np.where(g_ > 0, g_, 1), np.inf))),
+              float(np.min(np.where(h_ > 0, np.sqrt(A_MAX / np.where(h_ > 0, h_, 1)), np.inf))))
+    best = trapezoid_times(1.0, rate, c)[0]
+    assert all(best <= duration(float(r)) * (1 + 1e-9) for r in np.linspace(top / 500, top, 500))
 
 
 @pytest.mark.parametrize("kwargs, message", [
