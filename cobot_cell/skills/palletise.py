@@ -5,25 +5,16 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from pydantic import Field, PositiveFloat
 
 from ..core.config import CellConfig, PalletSpec, Station
 from ..core.plan import Checkpoint, SkillPlan
-from .common import SkillContext, SkillParams, check_station, station_frame, tcp_down_at
+from .common import SkillContext, check_station, station_frame, tcp_down_at
 from .pallet_pattern import PalletPlan, plan_pallet
-from .pick import pick_and_place
+from .pick import PickParams, pick_and_place
 
 
-class PalletiseParams(SkillParams):
-    """Parameters of a palletise step."""
-
-    source: str = Field(alias="from")
-    to: str
-    grasp_height: float = Field(0.03, ge=0.0, le=0.5)
-    approach: PositiveFloat = 0.10
-    approach_speed: PositiveFloat = 0.25
-    settle: float = Field(0.2, ge=0.0)
-    return_home: bool = True
+class PalletiseParams(PickParams):
+    """Parameters of a palletise step: those of a pick, `to` naming a pallet station."""
 
 
 @functools.lru_cache(maxsize=32)

@@ -29,6 +29,16 @@ def _seen(rig, code: str, source: str | None = None) -> None:
              f"fault {code} in the cell status", 30)
 
 
+def _start_resuming(rig) -> None:
+    """Start a resumed run the documented way: if an arm is off where the journal left it, `start` is refused
+    naming `reapproach`; reapproach, then start."""
+    ok, msg = rig.client.command("start")
+    if not ok:
+        assert "call reapproach" in msg, msg
+        rig.ok("reapproach")
+        rig.wait(lambda: rig.client.command("start")[0], "start accepted after reapproach", 60)
+
+
 def _start(rig) -> None:
     rig.ok("reset")
     rig.wait_state("Idle")
@@ -67,11 +77,7 @@ def test_estop_aborts_then_clear_reset_start_resumes_the_part(cell_rig):
     rig.ok("reset")
     rig.wait_state("Idle")
     assert "part 1 interrupted" in rig.client.status.get("resume", "")
-    ok, msg = rig.client.command("start")
-    if not ok:  # the arm stopped mid-move: the documented way is a slow reapproach first
-        assert "call reapproach" in msg, msg
-        rig.ok("reapproach")
-        rig.wait(lambda: rig.client.command("start")[0], "start accepted after reapproach", 60)
+    _start_resuming(rig)  # the arm stopped mid-move
     rig.wait_state("Complete", timeout=180)
     _ledger_exact(rig)
 
@@ -119,11 +125,7 @@ def test_killed_sim_driver_aborts_and_the_part_resumes_after_restart(cell_rig):
     rig.wait_state("Stopped")
     rig.wait(lambda: rig.client.command("reset")[0], "reset accepted", 60)
     rig.wait_state("Idle")
-    ok, msg = rig.client.command("start")
-    if not ok:
-        assert "call reapproach" in msg, msg
-        rig.ok("reapproach")
-        rig.wait(lambda: rig.client.command("start")[0], "start accepted after reapproach", 60)
+    _start_resuming(rig)
     rig.wait_state("Complete", timeout=180)
     _ledger_exact(rig)
 
@@ -142,11 +144,7 @@ def test_killed_planner_comes_back_stopped_and_resumes_the_interrupted_part(cell
     rig.wait(lambda: "part 2 interrupted" in rig.client.status.get("resume", ""), "the interrupted part", 30)
     rig.ok("reset")
     rig.wait_state("Idle")
-    ok, msg = rig.client.command("start")
-    if not ok:
-        assert "call reapproach" in msg, msg
-        rig.ok("reapproach")
-        rig.wait(lambda: rig.client.command("start")[0], "start accepted after reapproach", 60)
+    _start_resuming(rig)
     rig.wait_state("Complete", timeout=180)
     _ledger_exact(rig)
     rig.nodes.stop()
