@@ -84,6 +84,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ estimate
+def _step_ends(cfg: CellConfig, job: str, est) -> dict[str, float]:
+    """When each step ends, from the estimates: a step starts when its `after` steps end and its cobot is free
+    (the sequencer's rule); the latest end is the part's planned cycle time."""
+    from .core.config import topological_order
+
+    end: dict[str, float] = {}
+    free: dict[str, float] = {}
+    by_name = {e.step: e for e in est}
+    for name in topological_order(cfg.jobs[job]):
+        step = cfg.jobs[job].step(name)
+        start = max([end[d] for d in step.after] + [free.get(step.cobot, 0.0)])
+        end[name] = start + by_name[name].duration
+        free[step.cobot] = end[name]
+    return end
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Predicted step and part durations without starting ROS."""
     cfg = _load(args.cell)
@@ -93,19 +109,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if job not in cfg.jobs:
         err.print(f"unknown job '{job}': expected one of {', '.join(cfg.jobs)}")
         return EXIT_USAGE
-    from .core.config import topological_order
     from .skills import estimate
 
     est = estimate(cfg, job)
-    # Steps start when their predecessors end and their cobot is free (the sequencer's rule).
-    end: dict[str, float] = {}
-    free: dict[str, float] = {}
-    by_name = {e.step: e for e in est}
-    for name in topological_order(cfg.jobs[job]):
-        step = cfg.jobs[job].step(name)
-        start = max([end[d] for d in step.after] + [free.get(step.cobot, 0.0)])
-        end[name] = start + by_name[name].duration
-        free[step.cobot] = end[name]
+    end = _step_ends(cfg, job, est)
     t = Table(title=f"Estimate: job '{job}' of cell '{cfg.cell.name}'", title_justify="left")
     for col in ("step", "skill", "cobot", "duration [s]", "ends at [s]"):
         t.add_column(escape(col), justify="right" if "[" in col else "left")
@@ -169,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .supervisor.report import cycle_table, kpi_table, render
 
     job = args.job or next(iter(cfg.jobs))
-    planned = sum(e.duration for e in estimate(cfg, job))
+    planned = max(_step_ends(cfg, job, estimate(cfg, job)).values())
     work = Path(args.out or tempfile.mkdtemp(prefix="cobot_cell_demo_"))
     work.mkdir(parents=True, exist_ok=True)
     lease = None
@@ -237,7 +244,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         faults = log.faults(cell=cfg.cell.name)
     sim_span = max(r.end for r in reports) - min(r.start for r in reports)
     print(render([cycle_table(reports, title=f"Production log: {len(reports)} parts ({db})"),
-                  kpi_table(kpis(reports, faults), title="KPIs (from the production log)")]))
+                  kpi_table(kpis(reports, faults, ideal_cycle_time=planned),
+                            title=f"KPIs (from the production log; ideal cycle {planned:.2f} s from the estimate)")]))
     console.print(f"supervisor KPIs (topic /supervisor/kpis): parts {sup_kpis.get('parts')}, "
                   f"mean cycle {float(sup_kpis['mean_cycle_time']):.2f} s, "
                   f"p95 cycle {float(sup_kpis['p95_cycle_time']):.2f} s")
