@@ -361,6 +361,10 @@ def _issues_from_pydantic(errors: list[dict[str, Any]], lines: "_LineIndex") -> 
     for err in filter(missing_item, errors):
         parent = tuple(err["loc"][:-1])
         expected[parent] = max(expected.get(parent, 0), err["loc"][-1] + 1)
+    # A list whose items failed is reported by those items, not also as "too short" (pydantic counts only the
+    # items that validated).
+    item_errors = {tuple(e["loc"][:i]) for e in errors for i in range(len(e["loc"]))}
+    errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in item_errors)]
     issues: list[ConfigIssue] = []
     for err in errors:
         loc = tuple(err["loc"])

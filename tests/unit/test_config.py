@@ -536,3 +536,13 @@ def test_self_dependency_is_not_a_cycle_for_find_cycle() -> None:
 def test_find_cycle_ignores_unknown_dependencies() -> None:
     job = Job.model_validate({"steps": [{"name": "a", "skill": "pick", "cobot": "c", "after": ["ghost"]}]})
     assert find_cycle(job) is None
+
+
+def test_a_list_with_a_bad_item_is_not_also_called_too_short():
+    text = "cell: {name: demo}\ncobots: {}\njobs:\n  j:\n    steps:\n      - {name: s, skill: weld, cobot: c, colour: red}\n"
+    with pytest.raises(CellFileError) as exc:
+        parse_cell(text, "x.yaml")
+    assert [str(i) for i in exc.value.issues] == [
+        "cobots (line 2): expected at least 1 entry, got 0",
+        "jobs.j.steps[0].colour (line 6): unknown key",
+    ]
