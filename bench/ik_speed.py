@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -28,17 +30,6 @@ from cobot_cell.motion.kinematics import UnreachableError, arm_model, fk, ik, ik
 from cobot_cell.motion.transforms import rotation_angle  # noqa: E402
 
 UR5E = arm_model("ur5e")
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def regular_configurations(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pydantic  # noqa: E402
@@ -30,17 +32,6 @@ PATTERNS = ("column", "interlock", "pinwheel")
 BIG = {"pallet": "EUR", "box": {"length": 0.15, "width": 0.10, "height": 0.10}, "max_height": 1.65,
        "slip_sheets": True, "label_out": True}
 EUR_400_300 = {"pallet": "EUR", "box": {"length": 0.4, "width": 0.3, "height": 0.2}, "max_height": 1.0}
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def paired_medians(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
