@@ -70,6 +70,22 @@ def machine_line() -> str:
             f"python {m['python']}, load average {m['loadavg']}")
 
 
+# ---------------------------------------------------------------------------------------------- timing
+def paired_medians(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median wall times (s) of `a` and `b`, timed alternately so both see the same machine load."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return statistics.median(ta), statistics.median(tb)
+
+
 # ---------------------------------------------------------------------------------------------- /proc
 def proc_rss_kb(pid: int, key: str = "VmRSS") -> int | None:
     """VmRSS (or another /proc/<pid>/status memory line) of a process in kB; None if it is gone."""

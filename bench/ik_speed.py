@@ -22,7 +22,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model  # noqa: E402
+from common import cpu_model, paired_medians  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -76,21 +76,6 @@ def numeric_ik(target: np.ndarray, seed: np.ndarray, tol: float = 1e-10, max_ite
             return q, k
         q = q + J.T @ np.linalg.solve(J @ J.T + damping ** 2 * np.eye(6), err)
     return None, max_iter
-
-
-def paired_medians(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median wall times (s) of `a` and `b`, timed alternately so both see the same machine load."""
-    a(), b()
-    ta, tb = [], []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        a()
-        t1 = time.perf_counter()
-        b()
-        t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
-    return statistics.median(ta), statistics.median(tb)
 
 
 def main() -> None:

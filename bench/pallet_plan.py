@@ -12,15 +12,13 @@ import argparse
 import logging
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model  # noqa: E402
+from common import cpu_model, paired_medians  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pydantic  # noqa: E402
@@ -32,21 +30,6 @@ PATTERNS = ("column", "interlock", "pinwheel")
 BIG = {"pallet": "EUR", "box": {"length": 0.15, "width": 0.10, "height": 0.10}, "max_height": 1.65,
        "slip_sheets": True, "label_out": True}
 EUR_400_300 = {"pallet": "EUR", "box": {"length": 0.4, "width": 0.3, "height": 0.2}, "max_height": 1.0}
-
-
-def paired_medians(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median wall times (s) of `a` and `b`, timed alternately so both see the same machine load."""
-    a(), b()
-    ta, tb = [], []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        a()
-        t1 = time.perf_counter()
-        b()
-        t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
-    return statistics.median(ta), statistics.median(tb)
 
 
 def main() -> None:

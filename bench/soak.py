@@ -33,6 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import proc_cpu_s, proc_rss_kb  # noqa: E402
 
 from cobot_cell.ros.bringup import BringupOptions, node_specs  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env  # noqa: E402
@@ -81,26 +84,6 @@ class Event:
     recovered: bool = False
     recovery_s: float = math.nan
     error: str = ""
-
-
-def proc_rss_kb(pid: int) -> int | None:
-    """VmRSS of a process in kB (None if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process (None if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Soak:

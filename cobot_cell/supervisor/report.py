@@ -45,6 +45,19 @@ def _seconds(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _title_and_steps(reports: Sequence[CycleReport], title: str) -> tuple[str, dict[str, None]]:
+    """The title (naming the cell and run when there is one) and the step names in order of first appearance."""
+    runs = {(r.cell, r.run_id) for r in reports}
+    if len(runs) == 1:
+        cell, run_id = next(iter(runs))
+        title = f"{title}: {cell} run {run_id}"
+    step_names: dict[str, None] = {}
+    for report in reports:
+        for step in report.steps:
+            step_names.setdefault(step.step, None)
+    return title, step_names
+
+
 def cycle_table(reports: Sequence[CycleReport], title: str = "Cycles") -> Table:
     """One row per part: part, status, cycle time and each step's duration in seconds (2 decimals).
 
@@ -53,13 +66,7 @@ def cycle_table(reports: Sequence[CycleReport], title: str = "Cycles") -> Table:
     """
     runs = {(r.cell, r.run_id) for r in reports}
     several = len(runs) > 1
-    if len(runs) == 1:
-        cell, run_id = next(iter(runs))
-        title = f"{title}: {cell} run {run_id}"
-    step_names: dict[str, None] = {}
-    for report in reports:
-        for step in report.steps:
-            step_names.setdefault(step.step, None)
+    title, step_names = _title_and_steps(reports, title)
 
     # Text, not str, everywhere: rich would read "[s]" or a bracketed name as markup.
     table = Table(title=Text(title))
@@ -130,14 +137,7 @@ def plot_cycles(reports: Sequence[CycleReport], path: str | os.PathLike[str], ti
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    runs = {(r.cell, r.run_id) for r in reports}
-    if len(runs) == 1:
-        cell, run_id = next(iter(runs))
-        title = f"{title}: {cell} run {run_id}"
-    step_names: dict[str, None] = {}
-    for report in reports:
-        for step in report.steps:
-            step_names.setdefault(step.step, None)
+    title, step_names = _title_and_steps(reports, title)
 
     fig = Figure(figsize=(10, 5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
@@ -160,7 +160,7 @@ def plot_cycles(reports: Sequence[CycleReport], path: str | os.PathLike[str], ti
             ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, color=colour, zorder=3,
                        label=f"cycle time ({status})")
     if len(reports) <= 40:  # few enough to name every part
-        several = len(runs) > 1
+        several = len({(r.cell, r.run_id) for r in reports}) > 1
         ax.set_xticks(x, [f"{r.cell}/{r.part}" if several else str(r.part) for r in reports],
                       rotation=90 if several else 0)
         ax.set_xlabel("cell/part" if several else "part")
