@@ -52,6 +52,10 @@ class CellRig:
         self.wait(lambda: self.client.state in states, f"state {' or '.join(states)}", timeout)
         return self.client.state
 
+    def wait_reports(self, n: int, timeout: float = 30.0) -> None:
+        """Wait for n cycle reports: the state topic may announce Complete before the last report arrives."""
+        self.wait(lambda: len(self.client.reports) >= n, f"{n} cycle reports", timeout)
+
     def ok(self, command: str) -> str:
         """Call a cell service that must succeed; returns its message."""
         success, message = self.client.command(command)

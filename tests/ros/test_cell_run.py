@@ -72,6 +72,7 @@ def test_three_parts_through_real_nodes_are_logged_exactly_once(cell):
     assert not ok and msg.startswith("cannot start in state ")
     client.wait_for(lambda: client.state in ("Complete", "Aborted"), 240, "the run to end")
     assert client.state == "Complete", client.status
+    client.wait_for(lambda: len(client.reports) >= PARTS, 30, "every cycle report")
     assert [r.part for r in client.reports] == [1, 2, 3]
     client.wait_for(lambda: client.kpis.get("demo", {}).get("parts") == str(PARTS), 30, "the supervisor's KPIs")
     run_ids = {r.run_id for r in client.reports}

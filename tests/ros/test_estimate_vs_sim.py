@@ -31,6 +31,7 @@ def test_the_estimate_is_within_5_percent_of_each_simulated_part(cell_rig) -> No
     rig.wait_state("Idle")
     rig.ok("start")
     rig.wait_state("Complete", timeout=180)
+    rig.wait_reports(PARTS)
     reports = sorted(rig.client.reports, key=lambda r: r.part)
     assert [r.part for r in reports] == list(range(1, PARTS + 1))
     lines, errors = [], []

@@ -58,6 +58,7 @@ def test_protective_stop_holds_and_resumes_after_acknowledge(cell_rig):
     rig.inject("picker", "")
     rig.wait(lambda: rig.client.command("unhold")[0] or rig.client.state != "Held", "unhold accepted", 30)
     rig.wait_state("Complete", timeout=180)
+    rig.wait_reports(2)
     assert [r.part for r in rig.client.reports] == [1, 2]
     _ledger_exact(rig)
 
@@ -107,6 +108,7 @@ def test_grip_miss_scraps_the_part_and_goes_on(cell_rig):
     rig.wait(lambda: len(rig.client.reports) >= 1, "the first part's report", 120)
     rig.inject("picker", "")
     rig.wait_state("Complete", timeout=180)
+    rig.wait_reports(2)
     assert rig.client.reports[0].status == "scrap"
     assert rig.client.reports[1].status == "done"
     _seen(rig, "GRIP_MISSED", "picker/load_blank")

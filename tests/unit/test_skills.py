@@ -263,7 +263,8 @@ def check_weld_plan(plan: SkillPlan, seams: list[list[tuple[float, float, float]
 
 def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     ab = b - a
-    t = 0.0 if not ab.any() else float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
+    denom = float(ab @ ab)  # 0.0 also for a segment so short its squared length underflows
+    t = 0.0 if denom == 0.0 else float(np.clip((p - a) @ ab / denom, 0.0, 1.0))
     return float(np.linalg.norm(p - (a + t * ab)))
 
 
