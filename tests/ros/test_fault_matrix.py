@@ -31,8 +31,15 @@ def _seen(rig, code: str, source: str | None = None) -> None:
 
 def _start_resuming(rig) -> None:
     """Start a resumed run the documented way: if an arm is off where the journal left it, `start` is refused
-    naming `reapproach`; reapproach, then start."""
-    ok, msg = rig.client.command("start")
+    naming `reapproach`; reapproach, then start. A planner that has just come up first needs joint states."""
+    reply: list[tuple[bool, str]] = []
+
+    def attempt() -> bool:
+        reply[:] = [rig.client.command("start")]
+        return reply[0][0] or "no joint states" not in reply[0][1]
+
+    rig.wait(attempt, "start accepted or refused for a reason other than missing joint states", 30)
+    ok, msg = reply[0]
     if not ok:
         assert "call reapproach" in msg, msg
         rig.ok("reapproach")
