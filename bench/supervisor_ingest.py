@@ -35,16 +35,10 @@ from common import (DATE, write_atomic, PYTHON, Children, Figure, install_sigter
 from cobot_cell.core.reports import CycleReport, StepTiming  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
 
-# Experiment (--fast-heartbeat): a Fast DDS default writer profile with a 50 ms heartbeat period instead of the
-# default 3 s, so samples a burst loses on the way are repaired within tens of ms, not seconds.
-FAST_HEARTBEAT_XML = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <data_writer profile_name="bench_fast_heartbeat" is_default_profile="true">
-      <times><heartbeat_period><sec>0</sec><nanosec>50000000</nanosec></heartbeat_period></times>
-    </data_writer>
-  </profiles>
-</dds>
+# Experiment (--dds-defaults): Fast DDS's own writer defaults (3 s heartbeat) instead of the package's profile
+# (config/fastdds.xml, 50 ms heartbeat, which ros_env sets for every node): an empty default profile file.
+EMPTY_PROFILE_XML = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com"><profiles/></dds>
 """
 
 STEPS = (("load_blank", "pick", "picker", 9.8), ("weld_seams", "weld", "welder", 20.88),
@@ -207,11 +201,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
     print(machine_line())
     print(f"supervisor ingest: {args.cells} cells x {args.count} cycle reports = {total}, published as fast as "
           f"possible (REPORTS QoS); work dir {work}")
-    if args.fast_heartbeat:
-        xml = work / "fastdds_fast_heartbeat.xml"
-        xml.write_text(FAST_HEARTBEAT_XML)
+    if args.dds_defaults:
+        xml = work / "fastdds_defaults.xml"
+        xml.write_text(EMPTY_PROFILE_XML)
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(xml)
-        print(f"  experiment: every process uses the Fast DDS profile {xml} (writer heartbeat period 50 ms)")
+        print(f"  experiment: Fast DDS defaults (3 s writer heartbeat) in every process, through the empty {xml}")
+    else:
+        print(f"  DDS profile: {ros_env()['FASTDDS_DEFAULT_PROFILES_FILE']}")
     floor_rates, sup_rates, lost, problems_all = [], [], [], []
     pub_rates = []
     for rnd in range(args.rounds):
@@ -290,10 +286,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
     sup = min(sup_rates)
     flo = max(floor_rates)
     ok_all = sum(lost) == 0 and not problems_all
-    tag = " (50 ms DDS heartbeat)" if args.fast_heartbeat else ""
+    tag = " (Fast DDS defaults, 3 s heartbeat)" if args.dds_defaults else ""
     figs = [
-        Figure(f"supervisor ingest{tag}: reports/s written to SQLite", sup, flo, "/s", ">= 2,000/s",
-               sup >= 2000 and ok_all,
+        Figure(f"supervisor ingest{tag}: reports/s written to SQLite", sup, flo, "/s",
+               "(info)" if args.dds_defaults else ">= 2,000/s", None if args.dds_defaults else sup >= 2000 and ok_all,
                note=f"floor: bare rclpy subscriber receiving the same reports without writing; worst of "
                     f"{args.rounds} round(s) vs best floor"),
         Figure(f"supervisor ingest{tag}: reports lost or altered", float(sum(lost) + len(problems_all)), 0.0, "", "0",
@@ -317,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="floor + supervisor rounds (default 2)")
     ap.add_argument("--quick", action="store_true", help="3 cells x 400 reports, 1 round")
     ap.add_argument("--profile", action="store_true", help="record the supervisor with py-spy (round 1)")
-    ap.add_argument("--fast-heartbeat", action="store_true",
-                    help="experiment: Fast DDS writer heartbeat period 50 ms (default profile XML) in every process")
+    ap.add_argument("--dds-defaults", action="store_true",
+                    help="experiment: Fast DDS's default 3 s writer heartbeat instead of the package's profile")
     ap.add_argument("--profile-top", type=int, default=30)
     ap.add_argument("--out", default="", help="work dir (default: a new temp dir)")
     ap.add_argument("--json", default="", help="write the figures as JSON (for bench/run_all)")

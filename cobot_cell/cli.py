@@ -18,7 +18,6 @@ from . import __version__
 from .core.config import CellConfig, CellFileError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-DEFAULT_CELL = Path(__file__).resolve().parent.parent / "config" / "demo_cell.yaml"
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -26,14 +25,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def _default_cell() -> str:
     """The demo cell: from the source tree, or the installed share directory."""
-    if DEFAULT_CELL.exists():
-        return str(DEFAULT_CELL)
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from .ros.bringup import package_file
 
-        return str(Path(get_package_share_directory("cobot_cell")) / "config" / "demo_cell.yaml")
-    except Exception:  # noqa: BLE001 - no ament index: fall back to the path, load reports the error
-        return str(DEFAULT_CELL)
+    return str(package_file("config", "demo_cell.yaml"))
 
 
 def _load(path: str) -> CellConfig | None:

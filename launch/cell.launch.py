@@ -14,7 +14,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from cobot_cell.core.config import CellFileError
-from cobot_cell.ros.bringup import PACKAGE, BringupOptions, node_specs
+from cobot_cell.ros.bringup import PACKAGE, BringupOptions, dds_env, node_specs
 from cobot_cell.skills import load_cell
 
 ARGUMENTS = [
@@ -47,9 +47,11 @@ def _nodes(context, *args, **kwargs):
                           parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
                           enabling_device=arg("enabling_device") == "true")
+    # the package's Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is already set
+    env = dds_env({k: v for k, v in os.environ.items() if k == "FASTDDS_DEFAULT_PROFILES_FILE"})
     return [
         Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
-             parameters=[spec.parameters], output="screen", emulate_tty=True)
+             parameters=[spec.parameters], additional_env=env, output="screen", emulate_tty=True)
         for spec in node_specs(cfg, cell, opts)
     ]
 

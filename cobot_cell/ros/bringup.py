@@ -16,6 +16,28 @@ import yaml
 from ..core.config import CellConfig
 
 PACKAGE = "cobot_cell"
+DDS_PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def package_file(*parts: str) -> Path:
+    """A file shipped with the package (config/, urdf/, launch/): from the source tree, else the share directory."""
+    source = Path(__file__).resolve().parents[2].joinpath(*parts)
+    if source.exists():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE)).joinpath(*parts)
+    except Exception:  # noqa: BLE001 - no ament index: the source path, whose absence the caller reports
+        return source
+
+
+def dds_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the package's Fast DDS profile (config/fastdds.xml: 50 ms heartbeat) unless one is already set."""
+    profile = package_file("config", "fastdds.xml")
+    if not env.get(DDS_PROFILE_VAR) and profile.exists():
+        env[DDS_PROFILE_VAR] = str(profile)
+    return env
 
 
 @dataclass(frozen=True)

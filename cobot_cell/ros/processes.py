@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
-from .bringup import NodeSpec, command, params_file
+from .bringup import NodeSpec, command, dds_env, params_file
 
 
 def ros_env(domain_id: int | None = None, log_dir: str | os.PathLike | None = None) -> dict[str, str]:
-    """The environment for child nodes: loopback discovery, a domain id and a log directory."""
-    env = dict(os.environ)
+    """The environment for child nodes: loopback discovery, a domain id, a log directory, the Fast DDS profile."""
+    env = dds_env(dict(os.environ))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)

@@ -4,13 +4,18 @@ It finds cells by their `<cell>/cycle` topics (diagnostic_msgs/DiagnosticStatus 
 transient-local, so a late supervisor still receives the parts already made), records the planners' fault
 life-cycle updates from `/diagnostics` (statuses carrying a `fault_key`; driver health statuses are left out, the
 planner already turns them into faults and recording both would count a failure twice), and publishes per-cell
-KPIs on `~/kpis` (diagnostic_msgs/DiagnosticArray, transient-local). Writes are batched on a timer and KPIs are
-computed on their own timer, only for cells that changed, so callbacks stay short.
+KPIs on `~/kpis` (diagnostic_msgs/DiagnosticArray, transient-local).
+
+Callbacks only parse and queue: a writer thread takes everything queued since its last write and writes it in one
+transaction, in arrival order, so a slow disk (SQLite commits are fsynced) never stops the node from draining its
+DDS readers. KPIs are computed on their own timer, only for cells that changed.
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +30,8 @@ from ..supervisor.log import ProductionLog
 from .common import LATCHED, REPORTS, key_values, level_name, route_core_logging, run_node, status_msg
 
 CYCLE_TYPE = "diagnostic_msgs/msg/DiagnosticStatus"
+MAX_BATCH = 2000  # records per transaction of the writer thread
+_STOP = object()  # tells the writer thread to finish
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,6 @@ class SupervisorParams:
     db: str
     cells: tuple[str, ...]
     discovery_period: float
-    flush_period: float
     kpi_period: float
     ideal_cycle_time: float
 
@@ -80,15 +86,14 @@ class FaultUpdate:
 class SupervisorNode(Node):
     """Production log and KPIs for every cell on the ROS graph."""
 
-    def __init__(self) -> None:
-        super().__init__("supervisor")
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__("supervisor", **node_kwargs)
         route_core_logging(self)
         d = self._declare
         self.params = SupervisorParams(
             db=d("db", "production.db", "SQLite production log path"),
             cells=tuple(c for c in d("cells", [""], "cells to follow at once (others are discovered)") if c),
             discovery_period=d("discovery_period", 0.5, "seconds (wall) between looks for new cell topics"),
-            flush_period=d("flush_period", 0.05, "seconds (wall) between batched writes to the log"),
             kpi_period=d("kpi_period", 1.0, "seconds (wall) between KPI publications"),
             ideal_cycle_time=d("ideal_cycle_time", 0.0,
                                "ideal cycle time of a part in clock seconds, for OEE performance (0 = unknown)"),
@@ -97,10 +102,12 @@ class SupervisorNode(Node):
         if not (math.isfinite(ict) and ict >= 0.0):
             raise ValueError(f"ideal_cycle_time must be >= 0 s (0 = unknown), got {ict!r}")
         self.log = ProductionLog(self.params.db)
-        self._pending: list[CycleReport] = []
-        self._pending_faults: list[FaultUpdate] = []
-        self._subscribed: set[str] = set()
+        self._queue: queue.SimpleQueue[CycleReport | FaultUpdate | object] = queue.SimpleQueue()
+        self._idle = threading.Condition()  # notified after each write; guards _queued, _written and _dirty
+        self._queued = 0  # records put on the queue
+        self._written = 0  # records the writer has dealt with (logged or refused)
         self._dirty: set[str] = set()  # cells whose KPIs are out of date
+        self._subscribed: set[str] = set()
         self._kpi_status: dict[str, DiagnosticStatus] = {}
         self.cells: set[str] = set()
         self.received = 0
@@ -112,8 +119,9 @@ class SupervisorNode(Node):
             self._follow(f"/{cell}/cycle")
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(self.params.discovery_period, self._discover, clock=steady)
-        self.create_timer(self.params.flush_period, self._flush, clock=steady)
         self.create_timer(self.params.kpi_period, self._publish_kpis, clock=steady)
+        self._writer = threading.Thread(target=self._write_loop, name="production-log-writer", daemon=True)
+        self._writer.start()
         self._discover()
         self.get_logger().info(f"supervisor logging to {self.params.db}")
 
@@ -141,16 +149,52 @@ class SupervisorNode(Node):
             self.get_logger().warning(f"bad cycle report '{msg.name}' ignored: {exc}")
             return
         self.cells.add(report.cell)
-        self._pending.append(report)
-        if len(self._pending) >= 500:
-            self._flush()
+        self._put(report)
 
-    def _flush(self) -> None:
-        self._flush_faults()
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        self._dirty.update(r.cell for r in batch)
+    def _put(self, record: CycleReport | FaultUpdate) -> None:
+        with self._idle:
+            self._queued += 1
+        self._queue.put(record)
+
+    def _write_loop(self) -> None:
+        """Writer thread: write whatever is queued, a transaction per run of cycle reports, until told to stop."""
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(r is _STOP for r in batch)
+            records = [r for r in batch if r is not _STOP]
+            try:
+                dirty = self._write(records)
+            except Exception as exc:  # noqa: BLE001 - a failing disk must not end the thread silently
+                self.get_logger().error(f"writing {len(records)} records to {self.params.db} failed: {exc}")
+                dirty = set()
+            with self._idle:
+                self._written += len(records)
+                self._dirty |= dirty
+                self._idle.notify_all()
+            if stop:
+                return
+
+    def _write(self, records: list) -> set[str]:
+        """Write records in arrival order; the cells whose KPIs changed."""
+        dirty: set[str] = set()
+        run: list[CycleReport] = []
+        for r in records + [None]:
+            if isinstance(r, CycleReport):
+                run.append(r)
+                continue
+            if run:
+                dirty |= self._write_cycles(run)
+                run = []
+            if isinstance(r, FaultUpdate) and self._write_fault(r):
+                dirty.add(r.cell)
+        return dirty
+
+    def _write_cycles(self, batch: list[CycleReport]) -> set[str]:
         try:
             self.log.record_cycles(batch)
         except ValueError as exc:  # one bad report: keep the others
@@ -161,19 +205,25 @@ class SupervisorNode(Node):
                 except ValueError as one:
                     self.rejected += 1
                     self.get_logger().warning(f"cycle report refused: {one}")
+        return {r.cell for r in batch}
 
-    def _flush_faults(self) -> None:
-        batch, self._pending_faults = self._pending_faults, []
-        for f in batch:  # in arrival order: a later update only fills what an earlier one left unset
-            try:
-                self.log.record_fault(f.cell, f.raised, "ERROR", f.source, f.code, f.message, fault_key=f.fault_key,
-                                      acknowledged=f.acknowledged, cleared=f.cleared)
-            except ValueError as exc:
-                self.faults_rejected += 1
-                self.get_logger().warning(f"fault {f.fault_key} refused: {exc}")
-                continue
-            self.cells.add(f.cell)
-            self._dirty.add(f.cell)
+    def _write_fault(self, f: FaultUpdate) -> bool:
+        # in arrival order: a later update only fills what an earlier one left unset
+        try:
+            self.log.record_fault(f.cell, f.raised, "ERROR", f.source, f.code, f.message, fault_key=f.fault_key,
+                                  acknowledged=f.acknowledged, cleared=f.cleared)
+        except ValueError as exc:
+            self.faults_rejected += 1
+            self.get_logger().warning(f"fault {f.fault_key} refused: {exc}")
+            return False
+        self.cells.add(f.cell)
+        return True
+
+    def wait_written(self, timeout: float | None = None) -> bool:
+        """Block until everything queued so far is written (or refused); False on timeout."""
+        with self._idle:
+            target = self._queued
+            return self._idle.wait_for(lambda: self._written >= target, timeout)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
@@ -186,25 +236,26 @@ class SupervisorNode(Node):
             # The status level follows the life cycle (ERROR raised, WARN acknowledged, OK cleared); the log
             # keeps the level the planner raises faults with, ERROR, whichever update is seen first.
             if update is not None:
-                self._pending_faults.append(update)
+                self._put(update)
 
     def _publish_kpis(self) -> None:
-        self._flush()
         ict = self.params.ideal_cycle_time or None
-        for cell in sorted(self._dirty):
+        with self._idle:
+            dirty, self._dirty = self._dirty, set()
+        for cell in sorted(dirty):
             k = kpis(self.log.parts(cell=cell, with_steps=False), self.log.faults(cell=cell), ict)
             pairs = [(name, "nan" if math.isnan(v) else f"{v:g}") for name, v in k.items()]
             self._kpi_status[cell] = status_msg(f"{cell}/kpis", DiagnosticStatus.OK, f"{int(k['parts'])} parts",
                                                 pairs, hardware_id=cell)
-        self._dirty.clear()
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [self._kpi_status[cell] for cell in sorted(self._kpi_status)]
         self.kpi_pub.publish(arr)
 
     def destroy_node(self) -> None:
-        """Write what is pending and close the log."""
-        self._flush()
+        """Write what is queued, then close the log."""
+        self._queue.put(_STOP)
+        self._writer.join()
         self.log.close()
         super().destroy_node()
 

@@ -179,3 +179,36 @@ def test_negative_ideal_cycle_time_is_refused(tmp_path: Path) -> None:
     assert "error: ideal_cycle_time must be >= 0 s (0 = unknown), got -2.0" in proc.stderr
     assert not (tmp_path / "p.db").exists()
 
+
+
+def test_queued_reports_are_written_before_the_node_closes(tmp_path: Path) -> None:
+    """The writer thread takes what the callbacks queued; destroying the node right after a burst loses none."""
+    from cobot_cell.ros.supervisor_node import SupervisorNode
+
+    db = tmp_path / "production.db"
+    reports = [cycle("c1", k, 10.0 * k, 10.0 * k + 9.0) for k in range(1, 1201)]
+    fault = Fault(id=1, code=Code.IO_FAILED, message="gripper valve", raised=55.0, cobot="arm", step="pick",
+                  skill="pick")
+    with DomainLease() as lease:
+        context = Context()
+        rclpy.init(args=["--ros-args", "-p", f"db:={db}"], context=context, domain_id=lease.domain_id)
+        try:
+            node = SupervisorNode(context=context)
+            for r in reports[:600]:
+                node._on_cycle(cycle_msg(r))
+            node._on_diagnostics(fault_array(fault, "c1", "boot9-1"))
+            node._on_diagnostics(fault_array(dataclasses.replace(fault, acknowledged=56.0, cleared=58.0), "c1",
+                                             "boot9-1"))
+            assert node.wait_written(timeout=30)
+            node._publish_kpis()
+            assert "c1" in node._kpi_status and node._kpi_status["c1"].message == "600 parts"
+            for r in reports[600:]:
+                node._on_cycle(cycle_msg(r))
+            node.destroy_node()  # at once: the writer may not have started on these yet
+        finally:
+            context.try_shutdown()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*), min(part), max(part) FROM parts").fetchone() == (1200, 1, 1200)
+        assert conn.execute("SELECT count(*) FROM steps").fetchone() == (2400,)
+        assert conn.execute("SELECT fault_key, acknowledged, cleared FROM faults").fetchall() == [
+            ("boot9-1", 56.0, 58.0)]

@@ -8,6 +8,7 @@ import importlib.util
 import sys
 import types
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -139,3 +140,36 @@ def test_setup_installs_launch_urdf_and_config():
     for folder in ("launch", "urdf", "config"):
         assert f'share/{{PACKAGE}}/{folder}' in text
     assert (ROOT / "resource" / "cobot_cell").exists()
+
+
+def test_nodes_get_the_fastdds_profile_unless_one_is_set(launch_module, monkeypatch):
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    nodes = _nodes(launch_module.generate_launch_description())
+    profile = ROOT / "config" / "fastdds.xml"
+    assert [n.kwargs["additional_env"] for n in nodes] == [{"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)}] * 4
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/site_dds.xml")
+    nodes = _nodes(launch_module.generate_launch_description())
+    assert {n.kwargs["additional_env"]["FASTDDS_DEFAULT_PROFILES_FILE"] for n in nodes} == {"/etc/site_dds.xml"}
+
+
+def test_fastdds_profile_sets_a_short_writer_heartbeat():
+    ns = {"d": "http://www.eprosima.com"}
+    root = ElementTree.parse(ROOT / "config" / "fastdds.xml").getroot()
+    writers = root.findall("d:profiles/d:data_writer", ns)
+    assert [w.get("is_default_profile") for w in writers] == ["true"]
+    hb = writers[0].find("d:times/d:heartbeat_period", ns)
+    period = int(hb.find("d:sec", ns).text) + int(hb.find("d:nanosec", ns).text) * 1e-9
+    assert period == pytest.approx(0.05)
+    assert 'glob("config/*.xml")' in (ROOT / "setup.py").read_text()
+
+
+def test_ros_env_points_child_nodes_at_the_profile(monkeypatch):
+    from cobot_cell.ros.processes import ros_env
+
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
+    env = ros_env(7)
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(ROOT / "config" / "fastdds.xml")
+    assert env["ROS_DOMAIN_ID"] == "7" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/site_dds.xml")
+    assert ros_env(7)["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/site_dds.xml"
