@@ -236,6 +236,7 @@ class CellController:
             self._step_state()
             if self.state == before:
                 break
+        self.journal.flush()  # step boundaries, now that the next steps are on their way
         if self.state == State.EXECUTE and self._seq is not None:
             self._seq.preplan()  # next steps planned while the arms move, not at the step boundary
 
@@ -482,12 +483,14 @@ class CellController:
             self.on_cycle(report)
 
     def _on_step_done(self, run_id: str, part: int, timing: StepTiming, q: np.ndarray | None) -> None:
-        self.journal.step_done(run_id, part, timing, None if q is None else list(q), dict(self.skill_state))
+        # deferred: written by update() right after the next step is dispatched (a crash in between redoes it)
+        self.journal.step_done(run_id, part, timing, None if q is None else list(q), dict(self.skill_state),
+                               defer=True)
         if q is not None:
             self._expected_q[timing.cobot] = np.asarray(q)
 
     def _on_checkpoint(self, key: str, value: Any) -> None:
-        self.journal.checkpoint(self.run_id, {key: value})
+        self.journal.checkpoint(self.run_id, {key: value}, defer=True)
 
     # ------------------------------------------------------------------ faults
     def _policy(self, step_name: str) -> FaultPolicy:

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .reports import StepTiming
 
@@ -72,6 +72,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
         self._lock = threading.Lock()
+        self._backlog: list[Callable[[sqlite3.Connection], None]] = []  # deferred writes, in order
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -87,17 +88,34 @@ class Journal:
                                  f"(expected {SCHEMA_VERSION})")
 
     class _Tx:
+        """One transaction under the lock; deferred writes go first, and leave the backlog only once committed."""
+
         def __init__(self, journal: "Journal"):
             self.j = journal
+            self.taken = 0
 
         def __enter__(self) -> sqlite3.Connection:
-            self.j._lock.acquire()
-            self.j._db.execute("BEGIN IMMEDIATE")
-            return self.j._db
+            j = self.j
+            j._lock.acquire()
+            try:
+                j._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for write in j._backlog:
+                        write(j._db)
+                except BaseException:
+                    j._db.execute("ROLLBACK")
+                    raise
+            except BaseException:
+                j._lock.release()
+                raise
+            self.taken = len(j._backlog)
+            return j._db
 
         def __exit__(self, exc_type, *_):
             try:
                 self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                if not exc_type:
+                    del self.j._backlog[:self.taken]
             finally:
                 self.j._lock.release()
 
@@ -105,8 +123,20 @@ class Journal:
         return Journal._Tx(self)
 
     def close(self) -> None:
-        """Close the database."""
+        """Write what is deferred and close the database."""
+        self.flush()
         self._db.close()
+
+    @property
+    def deferred(self) -> int:
+        """Writes deferred and not yet flushed."""
+        return len(self._backlog)
+
+    def flush(self) -> None:
+        """Write the deferred writes (one transaction). Every other write and read flushes first, too."""
+        if self._backlog:
+            with self._tx():
+                pass
 
     # ------------------------------------------------------------------ writes (one transaction each)
     def begin_run(self, run_id: str, job: str, parts_target: int, time: float) -> None:
@@ -122,15 +152,32 @@ class Journal:
                        "ON CONFLICT (run_id, part) DO NOTHING", (run_id, part, time))
 
     def step_done(self, run_id: str, part: int, timing: StepTiming, q: list[float] | None,
-                  skill_state: dict[str, Any] | None = None) -> None:
-        """A step boundary: the step's timing, where its cobot is, and the skills' state, atomically."""
-        with self._tx() as db:
+                  skill_state: dict[str, Any] | None = None, defer: bool = False) -> None:
+        """A step boundary: the step's timing, where its cobot is, and the skills' state, atomically.
+
+        defer: queue it for the next `flush` (or any other journal call), so a caller can dispatch the next
+        step before paying for the fsync; a crash in between loses only the deferred writes (the step is redone).
+        """
+        # serialised now, so a value that cannot be stored fails this call, not a later flush
+        pose = None if q is None else json.dumps([float(v) for v in q])
+        state = self._state_rows(run_id, skill_state or {})
+
+        def write(db: sqlite3.Connection) -> None:
             db.execute('INSERT OR REPLACE INTO steps_done VALUES (?, ?, ?, ?, ?, ?, ?)',
                        (run_id, part, timing.step, timing.skill, timing.cobot, timing.start, timing.end))
-            if q is not None:
-                db.execute("INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)",
-                           (run_id, timing.cobot, json.dumps([float(v) for v in q])))
-            self._put_state(db, run_id, skill_state or {})
+            if pose is not None:
+                db.execute("INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)", (run_id, timing.cobot, pose))
+            db.executemany("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", state)
+
+        self._write(write, defer)
+
+    def _write(self, write: Callable[[sqlite3.Connection], None], defer: bool) -> None:
+        if defer:
+            with self._lock:
+                self._backlog.append(write)
+            return
+        with self._tx() as db:
+            write(db)
 
     def record_poses(self, run_id: str, poses: dict[str, list[float]]) -> None:
         """Where the cobots are (at the start of a run)."""
@@ -139,15 +186,14 @@ class Journal:
                 db.execute("INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)",
                            (run_id, cobot, json.dumps([float(v) for v in q])))
 
-    def checkpoint(self, run_id: str, skill_state: dict[str, Any]) -> None:
-        """Skill state inside a step (e.g. the weld seam just finished)."""
-        with self._tx() as db:
-            self._put_state(db, run_id, skill_state)
+    def checkpoint(self, run_id: str, skill_state: dict[str, Any], defer: bool = False) -> None:
+        """Skill state inside a step (e.g. the weld seam just finished); defer as for `step_done`."""
+        state = self._state_rows(run_id, skill_state)
+        self._write(lambda db: db.executemany("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", state), defer)
 
     @staticmethod
-    def _put_state(db: sqlite3.Connection, run_id: str, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            db.execute("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", (run_id, key, json.dumps(value)))
+    def _state_rows(run_id: str, state: dict[str, Any]) -> list[tuple[str, str, str]]:
+        return [(run_id, key, json.dumps(value)) for key, value in state.items()]
 
     def part_finished(self, run_id: str, part: int, status: str, time: float, reason: str = "") -> bool:
         """Close a part as done or scrap; False (nothing written) if it was already closed."""
@@ -167,6 +213,7 @@ class Journal:
     # ------------------------------------------------------------------ reads
     def interrupted(self) -> Interrupted | None:
         """The open run, if the planner stopped before finishing it."""
+        self.flush()
         with self._lock:
             db = self._db
             row = db.execute("SELECT run_id, job, parts_target FROM runs WHERE status = 'open' "
@@ -196,6 +243,7 @@ class Journal:
 
     def ledger(self, run_id: str | None = None) -> list[tuple[str, int, str]]:
         """(run_id, part, status) rows, ordered by run start and part."""
+        self.flush()
         with self._lock:
             sql = ("SELECT l.run_id, l.part, l.status FROM ledger l JOIN runs r USING (run_id) "
                    + ("WHERE l.run_id = ? " if run_id else "") + "ORDER BY r.started, l.part")
@@ -203,12 +251,14 @@ class Journal:
 
     def last_skill_state(self) -> dict[str, Any]:
         """The skills' state of the most recent run (empty if there is none)."""
+        self.flush()
         with self._lock:
             row = self._db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
         return self.skill_state(row[0]) if row else {}
 
     def skill_state(self, run_id: str) -> dict[str, Any]:
         """The skills' state of a run."""
+        self.flush()
         with self._lock:
             return {k: json.loads(v) for k, v in self._db.execute(
                 "SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))}

@@ -481,3 +481,27 @@ def test_start_timeout_counts_from_this_start_not_an_earlier_one() -> None:
     started = rig.clock.now()
     rig.run_until(lambda: rig.cell.state != State.STARTING, limit=1000)
     assert rig.clock.now() - started > 5.0 and rig.faults[0].code == "NOT_READY"
+
+
+def test_a_step_boundary_is_journalled_after_the_next_step_is_dispatched(tmp_path: Path) -> None:
+    """The fsync of a step boundary is not on the way to the next step's first command (it follows it)."""
+    from cobot_cell.core.journal import Journal
+
+    order: list[str] = []
+
+    class Recording(Journal):
+        def flush(self) -> None:
+            if self.deferred:
+                order.append(f"journal {self.deferred}")
+            super().flush()
+
+    rig = Rig(planner=one_second_planner, journal=Recording(tmp_path / "j.db"))
+    rig.start()
+    welder = rig.ports["welder"]
+    move = welder.move
+    welder.move = lambda traj, start=None: (order.append("welder moves"), move(traj, start))[1]  # type: ignore
+    rig.run_until(lambda: bool(welder.log))
+    # picker's step ended and welder's step started in the same update: the dispatch came first
+    assert order == ["welder moves", "journal 1"]
+    ended = Journal(tmp_path / "j.db").interrupted()
+    assert ended is not None and list(ended.steps_done) == ["load_blank"]

@@ -177,8 +177,8 @@ class WatchedJournal(Journal):
         super().__init__(path)
         self.steps: list[tuple[int, str]] = []
 
-    def step_done(self, run_id, part, timing, q, skill_state=None):  # type: ignore[no-untyped-def]
-        super().step_done(run_id, part, timing, q, skill_state)
+    def step_done(self, run_id, part, timing, q, skill_state=None, defer=False):  # type: ignore[no-untyped-def]
+        super().step_done(run_id, part, timing, q, skill_state, defer)
         self.steps.append((part, timing.step))
 
 

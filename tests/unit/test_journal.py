@@ -179,6 +179,69 @@ def test_step_done_is_all_or_nothing(path: Path) -> None:
     assert reopen(path).interrupted().skill_state == {"ok": [1, 2]}
 
 
+def test_deferred_step_boundaries_reach_the_file_at_the_next_flush_in_order(path: Path) -> None:
+    j = Journal(path)
+    j.begin_run("r1", "bracket", 1, 0.0)
+    j.part_started("r1", 1, 0.0)
+    j.step_done("r1", 1, timing("load_blank", "picker", 0.0, 4.0), Q_FIXTURE, {"seam": 0}, defer=True)
+    j.checkpoint("r1", {"seam": 1}, defer=True)
+    j.step_done("r1", 1, timing("weld_seams", "welder", 4.0, 11.0, "weld"), None, {"seam": 2}, defer=True)
+    assert j.deferred == 3
+    i = reopen(path).interrupted()  # what a planner killed now would find: none of it
+    assert (i.steps_done, i.cobot_q, i.skill_state) == ({}, {}, {})
+    j.flush()
+    assert j.deferred == 0
+    i = reopen(path).interrupted()
+    assert list(i.steps_done) == ["load_blank", "weld_seams"]
+    assert i.cobot_q == {"picker": Q_FIXTURE} and i.skill_state == {"seam": 2}  # the last write wins
+
+
+def test_any_other_journal_call_writes_the_deferred_ones_first(path: Path) -> None:
+    j = Journal(path)
+    j.begin_run("r1", "bracket", 2, 0.0)
+    j.part_started("r1", 1, 0.0)
+    j.step_done("r1", 1, timing("load_blank", "picker", 0.0, 4.0), Q_FIXTURE, defer=True)
+    j.part_finished("r1", 1, "done", 4.0)  # one transaction: the step, then the part
+    assert j.deferred == 0 and reopen(path).ledger("r1") == [("r1", 1, "done")]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT step FROM steps_done").fetchall() == [("load_blank",)]
+    j.checkpoint("r1", {"pallet.next": 3}, defer=True)
+    assert j.skill_state("r1") == {"pallet.next": 3}  # reads see deferred writes
+    j.step_done("r1", 2, timing("load_blank", "picker", 4.0, 8.0), Q_HOME, defer=True)
+    j.close()
+    assert reopen(path).interrupted().cobot_q == {"picker": Q_HOME}
+
+
+def test_a_value_that_cannot_be_stored_fails_the_deferring_call(path: Path) -> None:
+    j = Journal(path)
+    j.begin_run("r1", "bracket", 1, 0.0)
+    with pytest.raises(TypeError):
+        j.step_done("r1", 1, timing("load_blank", "picker", 0.0, 4.0), Q_FIXTURE, {"bad": object()}, defer=True)
+    with pytest.raises(TypeError):
+        j.checkpoint("r1", {"bad": object()}, defer=True)
+    assert j.deferred == 0
+    j.step_done("r1", 1, timing("load_blank", "picker", 0.0, 4.0), Q_FIXTURE, {"ok": 1}, defer=True)
+    j.flush()
+    assert reopen(path).skill_state("r1") == {"ok": 1}
+
+
+def test_a_failed_flush_keeps_the_deferred_writes(path: Path) -> None:
+    j = Journal(path)
+    j.begin_run("r1", "bracket", 1, 0.0)
+    j.part_started("r1", 1, 0.0)
+    j.step_done("r1", 1, timing("load_blank", "picker", 0.0, 4.0), Q_FIXTURE, defer=True)
+    blocker = sqlite3.connect(path, timeout=0.0, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
+    j._db.execute("PRAGMA busy_timeout = 0")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        j.flush()
+    assert j.deferred == 1
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    j.flush()
+    assert j.deferred == 0 and list(reopen(path).interrupted().steps_done) == ["load_blank"]
+
+
 def test_step_done_again_replaces_the_step(path: Path) -> None:
     j = Journal(path)
     j.begin_run("r1", "bracket", 1, 0.0)
