@@ -80,6 +80,10 @@ class CobotPort(abc.ABC):
     def stop(self) -> None:
         """Stop motion now (an empty trajectory for a ros2_control controller)."""
 
+    def prepare(self, trajectory: TrajectoryLike) -> None:
+        """A hint: this trajectory will be moved along soon (its step is planned ahead). A port may convert it
+        to its wire format now, so `move` has less to do when the step starts. Default: nothing."""
+
     # A simulated tool's sensed state is known the instant it is switched (so a confirm ends at its start).
     sensed_instantly = False
 

@@ -314,6 +314,10 @@ class JobSequencer:
                 self._plans[(part, step.name)] = (np.full_like(q, np.nan), None, {})  # type: ignore[arg-type]
                 continue
             self._plans[(part, step.name)] = (q.copy(), plan, dict(reads))
+            port = self.ports[step.cobot]
+            for seg in plan.segments:
+                if isinstance(seg, Move):
+                    port.prepare(seg.trajectory)
             return True
         return False
 

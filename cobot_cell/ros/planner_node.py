@@ -105,6 +105,9 @@ class WallClock:
         return time.monotonic()
 
 
+MAX_PREPARED = 64  # trajectories converted ahead per cobot (a planned-ahead step has about 10)
+
+
 class RosCobotPort(CobotPort):
     """A cobot behind a joint trajectory controller topic, joint_states and SetBool IO services."""
 
@@ -124,6 +127,7 @@ class RosCobotPort(CobotPort):
         self.health: tuple[str, str] | None = None   # (code, message) while the driver reports a fault
         self.stale_reported = False
         self._sensed: dict[str, bool] = {}
+        self._prepared: dict[int, tuple[TrajectoryLike, list[JointTrajectoryPoint]]] = {}
         for t in cobot.tools.values():
             if t.confirm:
                 node.create_subscription(Bool, f"{namespace}/{t.io}/state",
@@ -177,20 +181,32 @@ class RosCobotPort(CobotPort):
     def joint_positions(self) -> np.ndarray | None:
         return None if self._q is None else self._q.copy()
 
-    def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
-        msg = JointTrajectory(joint_names=self.joints)
-        times = np.asarray(trajectory.times)
-        pos = np.asarray(trajectory.positions)
-        vel = np.asarray(trajectory.velocities)
+    @staticmethod
+    def _points(trajectory: TrajectoryLike) -> list[JointTrajectoryPoint]:
+        points = []
         last_ns = -1
-        for t, p, v in zip(times, pos, vel):
+        for t, p, v in zip(np.asarray(trajectory.times), np.asarray(trajectory.positions),
+                           np.asarray(trajectory.velocities)):
             sec, nanosec = split_seconds(float(t))
             ns = sec * 1_000_000_000 + nanosec
             if ns <= last_ns:  # knots closer than a nanosecond: a controller needs strictly increasing times
                 continue
             last_ns = ns
-            msg.points.append(JointTrajectoryPoint(positions=p.tolist(), velocities=v.tolist(),
-                                                   time_from_start=Duration(sec=sec, nanosec=nanosec)))
+            points.append(JointTrajectoryPoint(positions=p.tolist(), velocities=v.tolist(),
+                                               time_from_start=Duration(sec=sec, nanosec=nanosec)))
+        return points
+
+    def prepare(self, trajectory: TrajectoryLike) -> None:
+        """Build the trajectory's message points now (a long move has hundreds: ms of Python at a step start)."""
+        if len(self._prepared) >= MAX_PREPARED:  # plans that were dropped (replanned, run abandoned)
+            self._prepared.clear()
+        # keyed by identity; the entry holds the trajectory itself, so the id cannot be reused while it is here
+        self._prepared[id(trajectory)] = (trajectory, self._points(trajectory))
+
+    def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
+        msg = JointTrajectory(joint_names=self.joints)
+        prepared = self._prepared.pop(id(trajectory), None)
+        msg.points = prepared[1] if prepared is not None and prepared[0] is trajectory else self._points(trajectory)
         sim = self.params.stamp_trajectories
         pending = Pending(started=start if sim and start is not None else self.clock.now(),
                           meta={"kind": "move", "final": np.asarray(trajectory.final),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cobot_cell.core.config import Job, Step
-from cobot_cell.core.plan import Dwell, Move, Segment, SetIo, SkillPlan
+from cobot_cell.core.plan import Dwell, Move, Segment, SetIo, SkillPlan, SkillState
 from cobot_cell.core.ports import FakeCobot, VirtualClock
 from cobot_cell.core.reports import CycleReport
 from cobot_cell.core.sequencer import JobSequencer, StepFailure
@@ -81,11 +81,11 @@ class Rig:
     """A sequencer, its FakeCobots, the clock and the synthetic planner, with a bounded driving loop."""
 
     def __init__(self, job: Job, recipes: dict[str, list[tuple]], cobots: tuple[str, ...] = ("c1", "c2"),
-                 start: float = 10.0):
+                 start: float = 10.0, skill_state: dict | None = None):
         self.clock = VirtualClock(start)
         self.ports = {n: FakeCobot(n, self.clock, Q0) for n in cobots}
         self.planner = SyntheticPlanner(recipes, self.clock)
-        self.seq = JobSequencer("cell", "job", job, self.ports, self.planner, self.clock)
+        self.seq = JobSequencer("cell", "job", job, self.ports, self.planner, self.clock, skill_state=skill_state)
         self.reports: list[CycleReport] = []
 
     def tick(self) -> None:
@@ -439,3 +439,103 @@ def test_demo_cell_with_the_skills_planner() -> None:
     for port in ports.values():
         assert port.gaps and max(port.gaps) < 1e-9
     assert ports["picker"].io == {"gripper/grip": False} and ports["welder"].io == {"torch/arc": False}
+
+
+# ---------------------------------------------------------------------------------------------- planning ahead
+
+CHAIN = (("a", "c1", []), ("b", "c2", ["a"]), ("c", "c1", ["b"]))
+CHAIN_RECIPES = {"a": [move(1.0), io("grip")], "b": [move(2.0)], "c": [move(0.5), move(0.25)]}
+
+
+class PreparingCobot(FakeCobot):
+    """A FakeCobot that notes the trajectories it is told to prepare and those it is told to move along."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prepared: list[object] = []
+        self.moved: list[object] = []
+
+    def prepare(self, trajectory) -> None:
+        self.prepared.append(trajectory)
+
+    def move(self, trajectory, start=None):
+        self.moved.append(trajectory)
+        return super().move(trajectory, start)
+
+
+def ahead_rig() -> Rig:
+    rig = Rig(make_job(*CHAIN), CHAIN_RECIPES, skill_state=SkillState())
+    rig.ports = {n: PreparingCobot(n, rig.clock, Q0) for n in ("c1", "c2")}
+    rig.seq = JobSequencer("cell", "job", rig.seq.job, rig.ports, rig.planner, rig.clock,
+                           skill_state=rig.seq.skill_state)
+    return rig
+
+
+def preplan_all(rig: Rig) -> int:
+    n = 0
+    while rig.seq.preplan():
+        n += 1
+    return n
+
+
+def test_the_next_steps_are_planned_while_the_first_one_moves_and_used_as_planned() -> None:
+    rig = ahead_rig()
+    rig.seq.start_part(1, "r1")
+    rig.seq.update()  # a starts on c1
+    assert preplan_all(rig) == 1  # c1's next step (c) from where a ends; c2 has no expected position yet
+    rig.run_until(lambda: "b" in rig.seq.progress.running)
+    preplan_all(rig)
+    rig.run_until(lambda: bool(rig.reports))
+    calls = [(name, q[0], t) for name, _, q, t in rig.planner.calls]
+    # c was planned at 10.0, while a was still moving, from a's end position, and not planned again
+    assert calls[:2] == [("a", 0.0, 10.0), ("c", 1.0, 10.0)]
+    assert [name for name, _, _ in calls].count("c") == 1
+    # the same timings as planning at each step start
+    plain = Rig(make_job(*CHAIN), CHAIN_RECIPES)
+    assert timings(rig.reports[0]) == timings(plain.run_part(1, "r1")) == {
+        "a": (10.0, 11.0), "b": (11.0, 13.0), "c": (13.0, 13.75)}
+
+
+def test_a_plan_made_ahead_is_given_to_the_port_to_prepare_and_then_moved_along() -> None:
+    rig = ahead_rig()
+    rig.seq.start_part(1, "r1")
+    rig.seq.update()
+    preplan_all(rig)
+    c1 = rig.ports["c1"]
+    assert len(c1.prepared) == 2  # c's two moves, before c starts
+    rig.run_until(lambda: bool(rig.reports))
+    assert [id(t) for t in c1.moved[1:]] == [id(t) for t in c1.prepared]  # a's move, then c's prepared ones
+
+
+def test_a_plan_made_ahead_is_dropped_when_the_start_position_changed() -> None:
+    rig = ahead_rig()
+    rig.seq.start_part(1, "r1")
+    rig.seq.update()
+    preplan_all(rig)
+    rig.run_until(lambda: "b" in rig.seq.progress.running)
+    rig.seq.expected_q["c1"] = np.full(6, 0.5)  # c1 was moved by other means (a recovery, a resume)
+    rig.run_until(lambda: bool(rig.reports))
+    c_calls = [q[0] for name, _, q, _ in rig.planner.calls if name == "c"]
+    assert c_calls == [1.0, 0.5]  # planned ahead from 1.0, planned again from where c1 really starts
+
+
+def test_a_plan_made_ahead_is_dropped_when_skill_state_it_read_changed() -> None:
+    state = SkillState({"next_place": 0})
+    rig = ahead_rig()
+    rig.seq = JobSequencer("cell", "job", rig.seq.job, rig.ports, rig.planner, rig.clock, skill_state=state)
+    places: list[int] = []
+    inner = rig.planner
+
+    def reading(step, part, q):
+        if step.name == "c":
+            places.append(state.get("next_place"))
+        return inner(step, part, q)
+
+    rig.seq.planner = reading
+    rig.seq.start_part(1, "r1")
+    rig.seq.update()
+    preplan_all(rig)
+    assert places == [0]
+    state["next_place"] = 1  # e.g. a palletise step of another cobot took place 0 meanwhile
+    rig.run_until(lambda: bool(rig.reports))
+    assert places == [0, 1]
