@@ -65,6 +65,10 @@ class PartProgress:
     run_id: str
     done: dict[str, StepTiming] = field(default_factory=dict)
     running: dict[str, _Running] = field(default_factory=dict)
+    # Memos of lookups that only change when a step finishes or starts (done only grows within a part).
+    ready: list[Step] = field(default_factory=list)
+    ready_for: int = -1
+    next_of: dict[str, tuple[tuple, tuple[int, Step] | None]] = field(default_factory=dict)
 
 
 class JobSequencer:
@@ -105,6 +109,11 @@ class JobSequencer:
         self._not_before = -float("inf")
         self.on_checkpoint = on_checkpoint
         self.on_step_done = on_step_done
+        self._index = {s.name: i for i, s in enumerate(job.steps)}
+        self._dependents: dict[str, list[Step]] = {}
+        for s in job.steps:
+            for dep in s.after:
+                self._dependents.setdefault(dep, []).append(s)
 
     # ------------------------------------------------------------------ state
     @property
@@ -235,15 +244,30 @@ class JobSequencer:
         return None
 
     # ------------------------------------------------------------------ internals
+    def _ready(self, prog: PartProgress) -> list[Step]:
+        """Steps not done whose `after` steps are all done, in file order; updated from the steps that finished
+        since the last call (only their dependents can have become ready), so a step boundary costs O(1)."""
+        done = prog.done
+        if prog.ready_for < 0:
+            prog.ready = [s for s in self.job.steps if s.name not in done and all(d in done for d in s.after)]
+        elif prog.ready_for != len(done):
+            names = {s.name for s in prog.ready}
+            for finished in list(done)[prog.ready_for:]:
+                for s in self._dependents.get(finished, ()):
+                    if s.name not in done and s.name not in names and all(d in done for d in s.after):
+                        prog.ready.append(s)
+                        names.add(s.name)
+            prog.ready = sorted((s for s in prog.ready if s.name not in done), key=lambda s: self._index[s.name])
+        prog.ready_for = len(done)
+        return prog.ready
+
     def _start_ready_steps(self, prog: PartProgress) -> None:
         started = True
         while started:
             started = False
             busy = self.busy_cobots()
-            for step in self.job.steps:
-                if step.name in prog.done or step.name in prog.running or step.cobot in busy:
-                    continue
-                if not all(dep in prog.done for dep in step.after):
+            for step in self._ready(prog):
+                if step.name in prog.running or step.cobot in busy:
                     continue
                 self._start_step(prog, step)
                 if self.failure is not None:
@@ -289,6 +313,13 @@ class JobSequencer:
         return self.planner(step, part, start_q)
 
     def _next_step_of(self, cobot: str, prog: PartProgress) -> tuple[int, Step] | None:
+        key = (len(prog.done), tuple(prog.running))
+        memo = prog.next_of.get(cobot)
+        if memo is None or memo[0] != key:
+            memo = prog.next_of[cobot] = (key, self._find_next_step_of(cobot, prog))
+        return memo[1]
+
+    def _find_next_step_of(self, cobot: str, prog: PartProgress) -> tuple[int, Step] | None:
         for step in self.job.steps:
             if step.cobot == cobot and step.name not in prog.done and step.name not in prog.running:
                 return prog.part, step
