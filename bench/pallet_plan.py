@@ -23,6 +23,7 @@ from common import cpu_model, paired_medians  # noqa: E402
 import numpy as np  # noqa: E402
 import pydantic  # noqa: E402
 
+from cobot_cell.core.validation import validate  # noqa: E402
 from cobot_cell.skills.pallet_pattern import PalletSpec, Place, plan_pallet  # noqa: E402
 
 PATTERNS = ("column", "interlock", "pinwheel")
@@ -46,7 +47,7 @@ def main() -> None:
     print("EUR 1200 x 800 pallet, 400 x 300 x 200 mm boxes, max_height 1.0 m")
     print(f"  {'pattern':<10} {'boxes/layer':>11} {'fill':>6} {'layers':>6} {'places':>6}  used")
     for pattern in PATTERNS:
-        plan = plan_pallet(PalletSpec.model_validate(EUR_400_300 | {"pattern": pattern}))
+        plan = plan_pallet(validate(PalletSpec, EUR_400_300 | {"pattern": pattern}))
         note = plan.pattern_used + (f" ({plan.fallback})" if plan.fallback else "")
         print(f"  {pattern:<10} {plan.boxes_per_layer:>11} {plan.fill_ratio:>6.3f} {plan.layers:>6} "
               f"{len(plan):>6}  {note}")
@@ -55,7 +56,7 @@ def main() -> None:
           f"median of {args.runs} paired runs")
     print(f"  {'pattern':<10} {'places':>6} {'plan ms':>9} {'floor ms':>9} {'ratio':>7} {'us/box':>7}")
     for pattern in PATTERNS:
-        spec = PalletSpec.model_validate(BIG | {"pattern": pattern})
+        spec = validate(PalletSpec, BIG | {"pattern": pattern})
         plan = plan_pallet(spec)
         values = [(p.index, p.layer, p.position, p.yaw, p.slip_sheet_before) for p in plan.places]
 

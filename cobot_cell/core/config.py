@@ -1,8 +1,9 @@
-"""Cell file model: the YAML that describes cobots, stations and jobs, validated into frozen models.
+"""Cell file model: the YAML that describes cobots, stations and jobs, validated into frozen dataclasses.
 
 Every problem is reported as a `ConfigIssue` naming the YAML path (`jobs.bracket.steps[2].cobot`), the line
 where the file has it, and what was expected. `load_cell_file` raises `CellFileError` carrying all of them.
 Skill parameters are checked by the skills layer (`cobot_cell.skills.load_cell`), which builds on this module.
+Validation is pydantic's (`core.validation`), imported by `parse_cell` on first use: the types alone do not need it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, ValidationInfo,
-                      field_validator)
+from annotated_types import Ge, MinLen
 
 from .faults import FaultPolicy
+from .validation import After, Checked, Plain, PositiveFloat, PositiveInt, validate
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,32 @@ class CellFileError(ValueError):
         lines = "\n".join(f"  {i}" for i in self.issues)
         super().__init__(f"{source}: {n} error{'s' if n != 1 else ''}\n{lines}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CellFileError, (self.source, self.issues))
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def _namespace(v: str | None) -> str | None:
+    if v is not None and not RELATIVE_NAME_RE.match(v.removeprefix("/")):
+        raise ValueError(f"expected a ROS namespace ({RELATIVE_NAME_HINT}; may start with '/'), got {v!r}")
+    return v
 
 
-class Pose(_Frozen):
+def _cell_name(v: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(f"expected {NAME_HINT}, got {v!r}")
+    return v
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pose(Checked):
     """Position (m) and fixed-axis roll/pitch/yaw (rad) in the parent frame."""
 
     xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-class Limits(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class Limits(Checked):
     """Per-joint velocity (rad/s) and acceleration (rad/s^2) limits, and optional position ranges (rad) that
     narrow the arm model's own (e.g. to keep cables from winding up)."""
 
@@ -83,21 +97,18 @@ class Limits(_Frozen):
     position: tuple[tuple[float, float], ...] | None = None
 
 
-class Tool(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class Tool(Checked):
     """An end-of-arm tool switched through a std_srvs/SetBool service relative to the cobot's namespace."""
 
     kind: Literal["gripper", "torch"]
-    io: str
+    io: Annotated[str, After(_relative_ros_name)]
     tcp: tuple[float, float, float] = (0.0, 0.0, 0.0)
     confirm: bool = False
 
-    @field_validator("io")
-    @classmethod
-    def _io_name(cls, v: str) -> str:
-        return _relative_ros_name(v)
 
-
-class Cobot(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class Cobot(Checked):
     """One collaborative arm driven through a ros2_control-style interface."""
 
     model: Literal["ur5e"] = "ur5e"
@@ -105,21 +116,9 @@ class Cobot(_Frozen):
     base: Pose = Pose()
     home: tuple[float, ...]
     limits: Limits
-    tools: dict[str, Tool] = Field(default_factory=dict)
-    namespace: str | None = None
-    controller: str = "joint_trajectory_controller"
-
-    @field_validator("controller")
-    @classmethod
-    def _controller_name(cls, v: str) -> str:
-        return _relative_ros_name(v)
-
-    @field_validator("namespace")
-    @classmethod
-    def _ros_namespace(cls, v: str | None) -> str | None:
-        if v is not None and not RELATIVE_NAME_RE.match(v.removeprefix("/")):
-            raise ValueError(f"expected a ROS namespace ({RELATIVE_NAME_HINT}; may start with '/'), got {v!r}")
-        return v
+    tools: dict[str, Tool] = field(default_factory=dict)
+    namespace: Annotated[str | None, After(_namespace)] = None
+    controller: Annotated[str, After(_relative_ros_name)] = "joint_trajectory_controller"
 
 
 # ---------------------------------------------------------------------------------------------- pallets
@@ -137,14 +136,16 @@ PatternName = Literal["column", "interlock", "pinwheel"]
 ApproachSide = Literal["-y", "+y", "-x", "+x"]
 
 
-class PalletSize(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class PalletSize(Checked):
     """A custom pallet deck, length (along x) by width (along y), in m."""
 
     length: PositiveFloat
     width: PositiveFloat
 
 
-class BoxSize(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class BoxSize(Checked):
     """A box, length by width by height, in m; the label is on the face at the end of its length."""
 
     length: PositiveFloat
@@ -160,75 +161,80 @@ def pallet_dims(pallet: str | PalletSize) -> tuple[str, float, float]:
     return ("custom", pallet.length, pallet.width)
 
 
-class PalletSpec(_Frozen):
+def _pallet(v: Any) -> str | PalletSize:
+    if isinstance(v, str):
+        if v not in STANDARD_PALLETS:
+            raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
+        return v
+    if isinstance(v, (dict, PalletSize)):
+        return validate(PalletSize, v)
+    raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
+
+
+def _box_fits(box: BoxSize, d: dict[str, Any]) -> BoxSize:
+    if "pallet" not in d or "overhang" not in d:
+        return box
+    name, length, width = pallet_dims(d["pallet"])
+    o, e = d["overhang"], _PALLET_EPS
+    fits = [box.length <= length + 2 * o + e and box.width <= width + 2 * o + e,
+            box.width <= length + 2 * o + e and box.length <= width + 2 * o + e]
+    if not any(fits):
+        with_overhang = f" with {o:.3f} m overhang" if o > 0 else ""
+        raise ValueError(f"box {box.length:.3f} x {box.width:.3f} m does not fit on the {name} pallet "
+                         f"{length:.3f} x {width:.3f} m in either orientation{with_overhang}")
+    return box
+
+
+def _one_layer(max_height: float, d: dict[str, Any]) -> float:
+    box = d.get("box")
+    if box is not None and box.height > max_height + _PALLET_EPS:
+        raise ValueError(f"{max_height:.3f} m is below the box height {box.height:.3f} m: "
+                         "not even one layer fits")
+    return max_height
+
+
+def _layers_fit(layers: int | None, d: dict[str, Any]) -> int | None:
+    if layers is None or not all(k in d for k in ("box", "max_height", "slip_sheets", "slip_sheet_thickness")):
+        return layers
+    sheet = d["slip_sheet_thickness"] if d["slip_sheets"] else 0.0
+    reach = layers * d["box"].height + (layers - 1) * sheet
+    if reach > d["max_height"] + _PALLET_EPS:
+        sheets = " (+ slip sheets)" if d["slip_sheets"] else ""
+        raise ValueError(f"{layers} layers of {d['box'].height:.3f} m{sheets} reach {reach:.3f} m, "
+                         f"above max_height {d['max_height']:.3f} m")
+    return layers
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"description": text}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PalletSpec(Checked):
     """A pallet, the box stacked on it and the pattern, as written under `stations.<name>.pallet`."""
 
     # Field order matters: the cross-field checks read only fields declared before them.
-    pallet: Literal["EUR", "US"] | PalletSize = Field(
-        "EUR", description="'EUR' (1.200 x 0.800 m), 'US' (1.219 x 1.016 m) or a custom {length, width} in m")
-    pallet_height: PositiveFloat | None = Field(
-        None, description="deck height above the floor (m); default EUR 0.144, US 0.140, custom 0.144")
-    overhang: float = Field(0.0, ge=0.0, description="how far a box may reach past each pallet edge (m)")
-    gap: float = Field(0.0, ge=0.0, description="space kept between neighbouring boxes (m)")
-    box: BoxSize = Field(description="box length, width, height (m); the label is on the +x (length) end")
-    pattern: PatternName = Field("column", description="column, interlock or pinwheel")
-    max_height: PositiveFloat = Field(description="stack height limit above the pallet deck (m)")
-    slip_sheets: bool = Field(False, description="lay a slip sheet between layers")
-    slip_sheet_thickness: PositiveFloat = Field(0.002, description="slip sheet thickness (m)")
-    layers: PositiveInt | None = Field(None, description="number of layers; default: as many as fit max_height")
-    label_out: bool = Field(False, description="turn boxes so labels face the nearer pallet edge")
-    mirror: bool = Field(False, description="mirror the pattern about the pallet's y axis (right-hand pallet)")
-    approach_side: ApproachSide = Field("-y", description="side of the pallet the gripper comes in from")
-
-    @field_validator("pallet", mode="wrap")
-    @classmethod
-    def _pallet(cls, v: Any, handler: Any) -> Any:
-        if isinstance(v, str):
-            if v not in STANDARD_PALLETS:
-                raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
-            return v
-        if isinstance(v, (dict, PalletSize)):
-            return PalletSize.model_validate(v)
-        raise ValueError(f"expected 'EUR', 'US' or {{length, width}} in m, got {v!r}")
-
-    @field_validator("box")
-    @classmethod
-    def _box_fits(cls, box: BoxSize, info: ValidationInfo) -> BoxSize:
-        if "pallet" not in info.data or "overhang" not in info.data:
-            return box
-        name, length, width = pallet_dims(info.data["pallet"])
-        o, e = info.data["overhang"], _PALLET_EPS
-        fits = [box.length <= length + 2 * o + e and box.width <= width + 2 * o + e,
-                box.width <= length + 2 * o + e and box.length <= width + 2 * o + e]
-        if not any(fits):
-            with_overhang = f" with {o:.3f} m overhang" if o > 0 else ""
-            raise ValueError(f"box {box.length:.3f} x {box.width:.3f} m does not fit on the {name} pallet "
-                             f"{length:.3f} x {width:.3f} m in either orientation{with_overhang}")
-        return box
-
-    @field_validator("max_height")
-    @classmethod
-    def _one_layer(cls, max_height: float, info: ValidationInfo) -> float:
-        box = info.data.get("box")
-        if box is not None and box.height > max_height + _PALLET_EPS:
-            raise ValueError(f"{max_height:.3f} m is below the box height {box.height:.3f} m: "
-                             "not even one layer fits")
-        return max_height
-
-    @field_validator("layers")
-    @classmethod
-    def _layers_fit(cls, layers: int | None, info: ValidationInfo) -> int | None:
-        d = info.data
-        if layers is None or not all(k in d for k in ("box", "max_height", "slip_sheets", "slip_sheet_thickness")):
-            return layers
-        sheet = d["slip_sheet_thickness"] if d["slip_sheets"] else 0.0
-        reach = layers * d["box"].height + (layers - 1) * sheet
-        if reach > d["max_height"] + _PALLET_EPS:
-            sheets = " (+ slip sheets)" if d["slip_sheets"] else ""
-            raise ValueError(f"{layers} layers of {d['box'].height:.3f} m{sheets} reach {reach:.3f} m, "
-                             f"above max_height {d['max_height']:.3f} m")
-        return layers
-
+    pallet: Annotated[Literal["EUR", "US"] | PalletSize, Plain(_pallet)] = field(
+        default="EUR",
+        metadata=_doc("'EUR' (1.200 x 0.800 m), 'US' (1.219 x 1.016 m) or a custom {length, width} in m"))
+    pallet_height: PositiveFloat | None = field(
+        default=None, metadata=_doc("deck height above the floor (m); default EUR 0.144, US 0.140, custom 0.144"))
+    overhang: Annotated[float, Ge(0.0)] = field(
+        default=0.0, metadata=_doc("how far a box may reach past each pallet edge (m)"))
+    gap: Annotated[float, Ge(0.0)] = field(default=0.0, metadata=_doc("space kept between neighbouring boxes (m)"))
+    box: Annotated[BoxSize, After(_box_fits, fields=True)] = field(
+        metadata=_doc("box length, width, height (m); the label is on the +x (length) end"))
+    pattern: PatternName = field(default="column", metadata=_doc("column, interlock or pinwheel"))
+    max_height: Annotated[PositiveFloat, After(_one_layer, fields=True)] = field(
+        metadata=_doc("stack height limit above the pallet deck (m)"))
+    slip_sheets: bool = field(default=False, metadata=_doc("lay a slip sheet between layers"))
+    slip_sheet_thickness: PositiveFloat = field(default=0.002, metadata=_doc("slip sheet thickness (m)"))
+    layers: Annotated[PositiveInt | None, After(_layers_fit, fields=True)] = field(
+        default=None, metadata=_doc("number of layers; default: as many as fit max_height"))
+    label_out: bool = field(default=False, metadata=_doc("turn boxes so labels face the nearer pallet edge"))
+    mirror: bool = field(
+        default=False, metadata=_doc("mirror the pattern about the pallet's y axis (right-hand pallet)"))
+    approach_side: ApproachSide = field(default="-y", metadata=_doc("side of the pallet the gripper comes in from"))
     @property
     def pallet_name(self) -> str:
         """'EUR', 'US' or 'custom'."""
@@ -264,7 +270,8 @@ class PalletSpec(_Frozen):
         return max(1, math.floor((self.max_height + self.sheet + _PALLET_EPS) / (self.box.height + self.sheet)))
 
 
-class Station(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class Station(Checked):
     """A place in the cell: infeed, fixture or pallet, with its pose in the cell frame.
 
     A pallet station's pose is the centre of the pallet deck's top face, x along the pallet length.
@@ -273,25 +280,27 @@ class Station(_Frozen):
     kind: Literal["infeed", "fixture", "pallet"]
     pose: Pose
     pallet: PalletSpec | None = None
-    legacy_pattern: Any = Field(None, alias="pattern", exclude=True)  # the pre-PalletSpec key: an error
+    legacy_pattern: Any = field(default=None, metadata={"alias": "pattern"})  # the pre-PalletSpec key: an error
 
 
-class Step(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class Step(Checked):
     """One skill of a job, run by one cobot once the steps it comes `after` are done."""
 
     name: str
     skill: str
     cobot: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()
     fault_policy: FaultPolicy | None = None
 
 
-class Job(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class Job(Checked):
     """A job: a DAG of steps run once per part."""
 
     description: str = ""
-    steps: tuple[Step, ...] = Field(min_length=1)
+    steps: Annotated[tuple[Step, ...], MinLen(1)]
     fault_policy: FaultPolicy | None = None
 
     def step(self, name: str) -> Step:
@@ -302,27 +311,22 @@ class Job(_Frozen):
         raise KeyError(name)
 
 
-class CellInfo(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class CellInfo(Checked):
     """Cell identity; the name is the ROS namespace of the cell's planner."""
 
-    name: str
+    name: Annotated[str, After(_cell_name)]
     description: str = ""
 
-    @field_validator("name")
-    @classmethod
-    def _ros_name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(f"expected {NAME_HINT}, got {v!r}")
-        return v
 
-
-class CellConfig(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class CellConfig(Checked):
     """A whole cell file."""
 
     cell: CellInfo
-    cobots: dict[str, Cobot] = Field(min_length=1)
-    stations: dict[str, Station] = Field(default_factory=dict)
-    jobs: dict[str, Job] = Field(min_length=1)
+    cobots: Annotated[dict[str, Cobot], MinLen(1)]
+    stations: dict[str, Station] = field(default_factory=dict)
+    jobs: Annotated[dict[str, Job], MinLen(1)]
 
     def cobot_namespace(self, cobot: str) -> str:
         """Absolute ROS namespace of a cobot's driver (default `/<cobot name>`)."""
@@ -345,9 +349,13 @@ def format_path(loc: Sequence[Any]) -> str:
 
 _PYDANTIC_MESSAGES = {
     "extra_forbidden": lambda e: "unknown key",
+    "unexpected_keyword_argument": lambda e: "unknown key",  # a key that is not a field of a dataclass
+    "dataclass_type": lambda e: f"input should be a valid dictionary or instance of {e['ctx']['class_name']}",
     "missing": lambda e: "missing required key",
     "literal_error": lambda e: f"got {e['input']!r}: {e['msg'].lower()}",
 }
+_NO_INPUT = ("missing", "extra_forbidden", "unexpected_keyword_argument", "value_error", "literal_error")
+"""Error types whose message is not followed by the input (`, got ...`)."""
 
 
 def _issues_from_pydantic(errors: list[dict[str, Any]], lines: "_LineIndex") -> list[ConfigIssue]:
@@ -392,7 +400,7 @@ def _issue_from_pydantic(err: dict[str, Any], lines: "_LineIndex") -> ConfigIssu
     if err["type"] == "value_error":
         msg = msg.removeprefix("Value error, ")
     msg = msg[:1].lower() + msg[1:]
-    if err["type"] not in ("missing", "extra_forbidden", "value_error", "literal_error") and "input" in err:
+    if err["type"] not in _NO_INPUT and "input" in err:
         msg = f"{msg}, got {err['input']!r}"
     return ConfigIssue(format_path(loc), msg, lines.line(loc))
 
@@ -469,8 +477,10 @@ def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, _Lin
         raise CellFileError(
             source, [ConfigIssue("", f"expected a mapping with keys cell, cobots, stations, jobs; got {type(data).__name__}")]
         )
+    from pydantic import ValidationError
+
     try:
-        cfg = CellConfig.model_validate(data)
+        cfg = validate(CellConfig, data)
     except ValidationError as exc:
         raise CellFileError(source, duplicates + _issues_from_pydantic(exc.errors(), lines)) from None
     issues = duplicates + check_references(cfg, lines)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Le
+
+from .validation import Checked
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,11 @@ DRIVER_CODES = frozenset({Code.PROTECTIVE_STOP, Code.ESTOP, Code.DRIVER_ERROR, C
 Action = Literal["hold", "abort", "scrap"]
 
 
-class FaultPolicy(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class FaultPolicy(Checked):
     """What the cell does when a step fails: retry from a safe point, then hold, abort or scrap the part."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    retries: int = Field(1, ge=0, le=10)
+    retries: Annotated[int, Ge(0), Le(10)] = 1
     then: Action = "hold"
 
 

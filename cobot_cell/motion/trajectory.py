@@ -218,7 +218,8 @@ def joint_move(q0: Sequence[float], q1: Sequence[float], v_max: Limits, a_max: L
     switches = switches[(switches > 0.0) & (switches < T)]
     grid = np.arange(1, int(T // dt) + 1) * dt
     near = np.abs(grid[:, None] - np.concatenate([switches, [0.0, T]])[None, :]).min(axis=1) <= _KNOT_EPS
-    times = np.unique(np.concatenate([[0.0, T], switches, grid[~near & (grid < T)]]))
+    times = np.sort(np.concatenate([[0.0, T], switches, grid[~near & (grid < T)]]))
+    times = times[np.concatenate([[True], times[1:] != times[:-1]])]  # each once (np.unique imports numpy.ma: ~1 MB)
 
     frac, rate = _trapezoid_eval(times[:, None], T, ta[None, :], vc[None, :], dist[None, :])
     direction = np.sign(delta)

@@ -34,7 +34,8 @@ from ..core.packml import Command, CommandRefused, State
 from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
-from ..skills import load_cell, make_planner
+from ..skills import make_planner
+from ..skills.checked_cell import load_checked
 from ..skills.recovery import SkillRecovery
 from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node,
                      split_seconds, status_msg)
@@ -321,7 +322,9 @@ class PlannerNode(Node):
         )
         if not self.params.cell_file:
             raise ValueError("parameter cell_file: a cell file is required")
-        self.cfg: CellConfig = load_cell(self.params.cell_file)
+        # Checked in a child process: this one never imports pydantic (memory).
+        self.cfg: CellConfig
+        self.cfg, step_params = load_checked(self.params.cell_file)
         self.clock = RosClock(self)
         self.ports = {
             name: RosCobotPort(self, name, cobot, self.cfg.cobot_namespace(name), self.params)
@@ -337,7 +340,7 @@ class PlannerNode(Node):
         journal_path = self.params.journal or f"{self.cfg.cell.name}.journal.db"
         skill_state = SkillState()
         self.controller = CellController(
-            self.cfg, self.ports, make_planner(self.cfg, skill_state), self.clock,
+            self.cfg, self.ports, make_planner(self.cfg, skill_state, step_params), self.clock,
             job=self.params.job or None, parts=self.params.parts,
             on_state=self._on_state, on_cycle=self._on_cycle, on_fault=self._on_fault, ready_check=self._ready,
             start_timeout=self.params.start_timeout, wall_clock=WallClock(), journal=Journal(journal_path),

@@ -1,8 +1,9 @@
 """Skills: pick, weld and palletise turn cell geometry and step parameters into timed motion plans.
 
 `load_cell` is the full check of a cell file: structure and references (core), each step's parameters
-(the skill's pydantic model), then every target of every job planned from home for reachability.
-`make_planner` gives the sequencer its step planner.
+(the skill's parameter dataclass, validated by pydantic), then every target of every job planned from home for
+reachability. `make_planner` gives the sequencer its step planner. pydantic is imported by the functions that
+validate, on first use.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
-from pydantic import ValidationError
 
 from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _issues_from_pydantic,
                            _LineIndex, format_path, parse_cell, topological_order)
 from ..core.plan import SkillPlan
+from ..core.validation import validate
 from ..motion.kinematics import arm_model
 from . import palletise, pick, weld
 from .common import ParamError, SkillContext, SkillParams
@@ -41,8 +42,8 @@ class StepEstimate:
 
 
 def step_params(step: Step) -> SkillParams:
-    """The step's parameters validated by its skill's model (pydantic ValidationError if bad)."""
-    return PARAMS[step.skill].model_validate(step.params)
+    """The step's parameters validated by its skill's dataclass (pydantic ValidationError if bad)."""
+    return validate(PARAMS[step.skill], step.params)
 
 
 def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: SkillParams | None = None,
@@ -52,13 +53,19 @@ def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: Ski
     return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), state)
 
 
-def make_planner(cfg: CellConfig, state: dict | None = None) -> Callable[[Step, int, np.ndarray], SkillPlan]:
+def make_planner(cfg: CellConfig, state: dict | None = None,
+                 params: Mapping[tuple[str, str], SkillParams] | None = None,
+                 ) -> Callable[[Step, int, np.ndarray], SkillPlan]:
     """A step planner for the sequencer, with each step's parameters validated once.
 
     `state` is the skills' explicit state (next pallet place, next weld seam), shared with the sequencer that
-    records checkpoints into it; without it, pallet places follow the part number.
+    records checkpoints into it; without it, pallet places follow the part number. `params` are the steps'
+    parameters already validated (see `validated_params`), by (job, step name); they are then not validated
+    again.
     """
     cache: dict[int, SkillParams] = {}
+    if params is not None:
+        cache = {id(step): params[(jname, step.name)] for jname, job in cfg.jobs.items() for step in job.steps}
 
     def planner(step: Step, part: int, q: np.ndarray) -> SkillPlan:
         key = id(step)
@@ -71,6 +78,8 @@ def make_planner(cfg: CellConfig, state: dict | None = None) -> Callable[[Step, 
 
 def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[ConfigIssue]:
     """Validate every step's parameters and plan every job from home; list the problems with YAML paths."""
+    from pydantic import ValidationError
+
     lines = lines or _LineIndex(None)
     issues: list[ConfigIssue] = []
 
@@ -137,6 +146,11 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             if failed:
                 break
     return issues
+
+
+def validated_params(cfg: CellConfig) -> dict[tuple[str, str], SkillParams]:
+    """Every step's parameters validated by its skill, by (job, step name), for `make_planner`."""
+    return {(jname, step.name): step_params(step) for jname, job in cfg.jobs.items() for step in job.steps}
 
 
 def load_cell(path: str | Path) -> CellConfig:

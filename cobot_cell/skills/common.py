@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from ..core.config import CellConfig, Cobot, Station, Tool
+from ..core.validation import Checked
 from ..core.plan import Move, Segment
 from ..motion.kinematics import ArmModel, arm_model, fk, ik
 from ..motion.trajectory import Trajectory, joint_move, linear_move
@@ -42,10 +42,11 @@ def blame(*loc: str | int) -> Iterator[None]:
         raise ParamError(loc, str(exc)) from None
 
 
-class SkillParams(BaseModel):
-    """Base of every skill's parameter model: frozen, unknown keys rejected."""
+class SkillParams(Checked):
+    """Base of every skill's parameters (frozen dataclasses): unknown keys rejected, a field given by its alias
+    or its name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    __pydantic_config__ = {"extra": "forbid", "populate_by_name": True}
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,9 @@ never changes a box's footprint, so a box inside the layer shows its label outwa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -328,7 +330,7 @@ class PalletPlan:
     @property
     def fingerprint(self) -> str:
         """Short hash of the spec: a persisted PalletState is only valid for the same fingerprint."""
-        return hashlib.sha256(self.spec.model_dump_json().encode()).hexdigest()[:12]
+        return hashlib.sha256(_json(self.spec).encode()).hexdigest()[:12]
 
     def summary(self) -> dict[str, Any]:
         """Headline figures as plain values (for reports, the CLI and logs)."""
@@ -352,6 +354,34 @@ class PalletPlan:
             "label_out": s.label_out,
             "fingerprint": self.fingerprint,
         }
+
+
+def _json_float(x: float) -> str:
+    """A float as pydantic writes it in JSON: shortest round-trip digits, plain notation from 1e-5 up to 1e16,
+    an exponent without '+' or leading zeros outside; null if not finite."""
+    if not math.isfinite(x):
+        return "null"
+    text = repr(x)
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    if int(exponent) == -5:
+        sign = "-" if mantissa.startswith("-") else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _json(value: Any) -> str:
+    """Compact JSON of a spec, byte for byte as pydantic dumps it (fields in order), so fingerprints persisted by
+    earlier versions stay valid."""
+    if dataclasses.is_dataclass(value):
+        return "{" + ",".join(f"{json.dumps(f.name)}:{_json(getattr(value, f.name))}"
+                              for f in dataclasses.fields(value)) + "}"
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(_json(v) for v in value) + "]"
+    if isinstance(value, float):
+        return _json_float(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def plan_pallet(spec: PalletSpec) -> PalletPlan:

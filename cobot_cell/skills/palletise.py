@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from .pallet_pattern import PalletPlan, plan_pallet
 from .pick import PickParams, pick_and_place
 
 
+@dataclass(frozen=True, kw_only=True)
 class PalletiseParams(PickParams):
     """Parameters of a palletise step: those of a pick, `to` naming a pallet station."""
 

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Annotated
+
 import numpy as np
-from pydantic import Field, PositiveFloat
+from annotated_types import Ge, Le
 
 from ..core.config import CellConfig
 from ..core.plan import Checkpoint, Confirm, Dwell, Segment, SetIo, SkillPlan
+from ..core.validation import PositiveFloat
 from .common import SkillContext, SkillParams, blame, check_station, end_of, station_frame, tcp_down_at
 
 
+@dataclass(frozen=True, kw_only=True)
 class PickParams(SkillParams):
     """Parameters of a pick step."""
 
-    source: str = Field(alias="from")
+    source: str = field(metadata={"alias": "from"})
     to: str
-    grasp_height: float = Field(0.03, ge=0.0, le=0.5)
+    grasp_height: Annotated[float, Ge(0.0), Le(0.5)] = 0.03
     approach: PositiveFloat = 0.10
     approach_speed: PositiveFloat = 0.25
-    settle: float = Field(0.2, ge=0.0)
+    settle: Annotated[float, Ge(0.0)] = 0.2
     return_home: bool = True
 
 

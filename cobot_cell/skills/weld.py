@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Union
 
 import numpy as np
-from pydantic import Discriminator, Field, PositiveFloat, Tag, field_validator
+from annotated_types import Ge, Le, MinLen
 
 from ..core.config import CellConfig
 from ..core.plan import PART_STATE_PREFIX, Checkpoint, Dwell, Move, Segment, SetIo, SkillPlan
+from ..core.validation import After, PositiveFloat, Schema
 from ..motion.kinematics import UnreachableError
 from ..motion.trajectory import PathTiming, path_move
 from ..motion.transforms import invert, rotation_angle, slerp, translation
@@ -47,22 +48,22 @@ ARC_STEP = 0.05  # rad of arc between path samples at most
 _LATERAL_MIN = 1e-6  # |n x t| below this: the seam runs along the normal, no lateral direction
 
 
+def _not_collinear(v: tuple[Point, Point, Point]) -> tuple[Point, Point, Point]:
+    p0, p1, p2 = (np.asarray(p, dtype=float) for p in v)
+    a, b = p1 - p0, p2 - p0
+    scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(p2 - p1)))
+    if min(float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(p2 - p1))) < 1e-6:
+        raise ValueError("the three arc points must be distinct (start, a point on the arc, end)")
+    if float(np.linalg.norm(np.cross(a, b))) < 1e-6 * scale * scale:
+        raise ValueError("the three arc points are on one line: use a polyline for a straight seam")
+    return v
+
+
+@dataclass(frozen=True, kw_only=True)
 class ArcSeam(SkillParams):
     """A circular arc from `arc[0]` through `arc[1]` to `arc[2]` (station frame, m)."""
 
-    arc: tuple[Point, Point, Point]
-
-    @field_validator("arc")
-    @classmethod
-    def _not_collinear(cls, v: tuple[Point, Point, Point]) -> tuple[Point, Point, Point]:
-        p0, p1, p2 = (np.asarray(p, dtype=float) for p in v)
-        a, b = p1 - p0, p2 - p0
-        scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(p2 - p1)))
-        if min(float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(p2 - p1))) < 1e-6:
-            raise ValueError("the three arc points must be distinct (start, a point on the arc, end)")
-        if float(np.linalg.norm(np.cross(a, b))) < 1e-6 * scale * scale:
-            raise ValueError("the three arc points are on one line: use a polyline for a straight seam")
-        return v
+    arc: Annotated[tuple[Point, Point, Point], After(_not_collinear)]
 
 
 def _seam_kind(v: Any) -> str | None:
@@ -73,45 +74,53 @@ def _seam_kind(v: Any) -> str | None:
     return None
 
 
-Seam = Annotated[
-    Union[Annotated[tuple[Point, ...], Tag("polyline")], Annotated[ArcSeam, Tag("arc seam")]],
-    Discriminator(_seam_kind, custom_error_type="seam",
-                  custom_error_message="expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}"),
-]
+def _seam_union() -> Any:
+    from pydantic import Discriminator, Tag
+
+    return Annotated[
+        Union[Annotated[tuple[Point, ...], Tag("polyline")], Annotated[ArcSeam, Tag("arc seam")]],
+        Discriminator(_seam_kind, custom_error_type="seam",
+                      custom_error_message="expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}"),
+    ]
+
+
+Seam = Annotated[Union[tuple[Point, ...], ArcSeam], Schema(_seam_union)]
+"""A polyline or an arc seam, told apart by shape (a list or a mapping)."""
 LOC_TAGS = frozenset({"polyline", "arc seam"})
 """Union tags pydantic puts in error locations; they are not YAML keys."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class Weave(SkillParams):
     """A sinusoidal weave across the seam."""
 
-    amplitude: PositiveFloat = Field(le=0.02)
-    frequency: PositiveFloat = Field(le=20.0)
+    amplitude: Annotated[PositiveFloat, Le(0.02)]
+    frequency: Annotated[PositiveFloat, Le(20.0)]
 
 
+def _two_points(v: tuple[Any, ...]) -> tuple[Any, ...]:
+    for i, seam in enumerate(v):
+        if not isinstance(seam, ArcSeam) and len(seam) < 2:
+            raise ValueError(f"seam {i} needs at least 2 points, got {len(seam)}")
+    return v
+
+
+@dataclass(frozen=True, kw_only=True)
 class WeldParams(SkillParams):
     """Parameters of a weld step."""
 
     station: str
-    seams: tuple[Seam, ...] = Field(min_length=1)
-    speed: PositiveFloat = Field(le=0.2)
-    work_angle: float = Field(0.0, ge=-60.0, le=60.0)
-    travel_angle: float = Field(0.0, ge=-45.0, le=45.0)
-    standoff: float = Field(0.0, ge=0.0, le=0.05)
+    seams: Annotated[tuple[Seam, ...], MinLen(1), After(_two_points)]
+    speed: Annotated[PositiveFloat, Le(0.2)]
+    work_angle: Annotated[float, Ge(-60.0), Le(60.0)] = 0.0
+    travel_angle: Annotated[float, Ge(-45.0), Le(45.0)] = 0.0
+    standoff: Annotated[float, Ge(0.0), Le(0.05)] = 0.0
     weave: Weave | None = None
     approach: PositiveFloat = 0.05
     approach_speed: PositiveFloat = 0.25
-    preflow: float = Field(0.3, ge=0.0)
-    postflow: float = Field(0.5, ge=0.0)
+    preflow: Annotated[float, Ge(0.0)] = 0.3
+    postflow: Annotated[float, Ge(0.0)] = 0.5
     return_home: bool = True
-
-    @field_validator("seams")
-    @classmethod
-    def _two_points(cls, v: tuple[Any, ...]) -> tuple[Any, ...]:
-        for i, seam in enumerate(v):
-            if not isinstance(seam, ArcSeam) and len(seam) < 2:
-                raise ValueError(f"seam {i} needs at least 2 points, got {len(seam)}")
-        return v
 
 
 def check(cfg: CellConfig, params: WeldParams) -> dict[str | tuple[str | int, ...], str]:

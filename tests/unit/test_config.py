@@ -17,6 +17,7 @@ from cobot_cell.core.config import (
     parse_cell,
     topological_order,
 )
+from cobot_cell.core.validation import validate
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_FILE = REPO / "config" / "demo_cell.yaml"
@@ -472,7 +473,7 @@ def test_default_source_name() -> None:
 
 def make_job(n: int, edges: set[tuple[int, int]], order: list[int]) -> Job:
     """Steps s0..s{n-1} in file order `order`; (a, b) in edges means s{b} comes after s{a}."""
-    return Job.model_validate({"steps": [
+    return validate(Job, {"steps": [
         {"name": f"s{i}", "skill": "pick", "cobot": "c", "after": [f"s{a}" for a, b in sorted(edges) if b == i]}
         for i in order
     ]})
@@ -534,7 +535,7 @@ def test_self_dependency_is_not_a_cycle_for_find_cycle() -> None:
 
 
 def test_find_cycle_ignores_unknown_dependencies() -> None:
-    job = Job.model_validate({"steps": [{"name": "a", "skill": "pick", "cobot": "c", "after": ["ghost"]}]})
+    job = validate(Job, {"steps": [{"name": "a", "skill": "pick", "cobot": "c", "after": ["ghost"]}]})
     assert find_cycle(job) is None
 
 

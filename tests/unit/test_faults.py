@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cobot_cell.core.faults import DRIVER_ACTIONS, DRIVER_CODES, Code, Fault, FaultBook, FaultPolicy
+from cobot_cell.core.validation import validate
 
 
 def book_with(n: int) -> FaultBook:
@@ -224,8 +225,9 @@ def test_policy_defaults_and_bounds() -> None:
     assert FaultPolicy(retries=10, then="abort").retries == 10
     for bad in ({"retries": -1}, {"retries": 11}, {"then": "explode"}, {"retry": 2}):
         with pytest.raises(ValidationError):
-            FaultPolicy.model_validate(bad)
-    with pytest.raises(ValidationError):
+            validate(FaultPolicy, bad)
+    assert validate(FaultPolicy, {"retries": 2, "then": "scrap"}) == FaultPolicy(retries=2, then="scrap")
+    with pytest.raises(dataclasses.FrozenInstanceError):
         FaultPolicy().retries = 3  # type: ignore[misc]
 
 

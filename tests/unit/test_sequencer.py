@@ -19,6 +19,7 @@ from cobot_cell.core.config import Job, Step
 from cobot_cell.core.plan import Dwell, Move, Segment, SetIo, SkillPlan, SkillState
 from cobot_cell.core.ports import FakeCobot, VirtualClock
 from cobot_cell.core.reports import CycleReport
+from cobot_cell.core.validation import validate
 from cobot_cell.core.sequencer import JobSequencer, StepFailure
 
 DT = 0.125
@@ -74,7 +75,7 @@ class SyntheticPlanner:
 
 def make_job(*steps: tuple[str, str, list[str]]) -> Job:
     """Steps as (name, cobot, after)."""
-    return Job.model_validate({"steps": [{"name": n, "skill": "pick", "cobot": c, "after": a} for n, c, a in steps]})
+    return validate(Job, {"steps": [{"name": n, "skill": "pick", "cobot": c, "after": a} for n, c, a in steps]})
 
 
 class Rig:

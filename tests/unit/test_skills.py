@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cobot_cell.core.config import CellConfig, CellFileError, parse_cell
 from cobot_cell.core.plan import Checkpoint, Confirm, Dwell, Move, SetIo, SkillPlan
+from cobot_cell.core.validation import validate
 from cobot_cell.motion.kinematics import arm_model, fk
 from cobot_cell.motion.transforms import pose_matrix, translation
 from cobot_cell.skills import check_skills, estimate, load_cell, make_planner, pallet_plan, weld
@@ -282,8 +283,8 @@ point = st.tuples(st.floats(-0.06, 0.06), st.floats(-0.06, 0.06), st.floats(0.02
        speed=st.floats(0.005, 0.05), preflow=st.floats(0.0, 1.0), postflow=st.floats(0.0, 1.0))
 def test_weld_plans_for_any_seams(seams: list[list[tuple[float, float, float]]], speed: float, preflow: float,
                                   postflow: float) -> None:
-    params = weld.WeldParams.model_validate({"station": "fixture", "seams": seams, "speed": speed,
-                                             "preflow": preflow, "postflow": postflow})
+    params = validate(weld.WeldParams, {"station": "fixture", "seams": seams, "speed": speed,
+                                        "preflow": preflow, "postflow": postflow})
     q0 = home("welder")
     plan = weld.plan(SkillContext(CFG, "welder"), params, 1, q0)
     check_weld_plan(plan, seams, speed, preflow, postflow)
@@ -448,7 +449,7 @@ FIXTURE = pose_matrix(CFG.stations["fixture"].pose.xyz, CFG.stations["fixture"].
 
 
 def weld_plan(**params: object) -> tuple[weld.WeldParams, SkillPlan]:
-    p = weld.WeldParams.model_validate({"station": "fixture", "speed": 0.02} | params)
+    p = validate(weld.WeldParams, {"station": "fixture", "speed": 0.02} | params)
     return p, weld.plan(SkillContext(CFG, "welder"), p, 1, home("welder"))
 
 
