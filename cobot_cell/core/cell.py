@@ -12,7 +12,7 @@ node and the unit tests drive the same object.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # States in which the job and the part count may be changed.
 CONFIGURABLE_STATES = frozenset({State.STOPPED, State.IDLE, State.COMPLETE, State.ABORTED})
 DEFAULT_POLICY = FaultPolicy()
+RECENT_REPORTS = 100  # cycle reports kept by the controller; a cell running for weeks must not grow
 
 __all__ = ["CellController", "CellStatus", "Fault", "Recovery", "CONFIGURABLE_STATES"]
 
@@ -114,6 +115,7 @@ class CellController:
         self.scrapped = 0
         self.run_id = ""
         self.last_cycle_time: float | None = None
+        # the most recent parts' reports (the production log, with every part, is the supervisor's)
         self.reports: list[CycleReport] = []
         self._seq: JobSequencer | None = None
         self._retries: dict[tuple[int, str], int] = {}
@@ -320,7 +322,7 @@ class CellController:
         else:
             if self.interrupted is not None:
                 self._abandon_run(self.interrupted, now)
-            self.run_id = uuid.uuid4().hex[:12]
+            self.run_id = os.urandom(6).hex()
             self.parts_done = 0
             self.scrapped = 0
             # The cell's own state (a half-full pallet) carries over from the last run; a part's does not.
@@ -475,6 +477,7 @@ class CellController:
         self.parts_done += 1
         self.journal.part_finished(report.run_id, report.part, report.status, report.end)
         self.reports.append(report)
+        del self.reports[:-RECENT_REPORTS]
         log.info("part %d %s: cycle time %.3f s", report.part, report.status, report.cycle_time)
         self._publish_report(report)
 

@@ -9,8 +9,8 @@ part on `cycle`.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -336,7 +336,7 @@ class PlannerNode(Node):
         self.status_pub = self.create_publisher(DiagnosticStatus, "status", LATCHED)
         self.cycle_pub = self.create_publisher(DiagnosticStatus, "cycle", REPORTS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.boot_id = uuid.uuid4().hex[:8]
+        self.boot_id = os.urandom(4).hex()
         journal_path = self.params.journal or f"{self.cfg.cell.name}.journal.db"
         skill_state = SkillState()
         self.controller = CellController(

