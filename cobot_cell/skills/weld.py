@@ -229,8 +229,9 @@ class _Torch:
         self.speed = params.speed
 
     def wavelength(self, piece: SeamPiece) -> float | None:
-        """Weave wavelength on a piece: speed / frequency, rounded to a whole number of half waves."""
-        if self.weave is None:
+        """Weave wavelength on a piece: speed / frequency, rounded to a whole number of half waves; None without a
+        weave or on a piece of zero length (a point repeated in a polyline)."""
+        if self.weave is None or piece.length <= 0.0:
             return None
         half_waves = max(1, round(2.0 * piece.length * self.weave.frequency / self.speed))
         return 2.0 * piece.length / half_waves

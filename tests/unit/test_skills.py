@@ -539,6 +539,20 @@ def test_a_weave_is_a_sinusoid_across_the_seam_sampled_densely() -> None:
     assert 0.1 / 0.02 < tr.duration < 0.1 / 0.02 + 0.1
 
 
+def test_a_point_repeated_in_a_weaving_seam_changes_nothing() -> None:
+    """A polyline point written twice is a piece of zero length: no weave on it, the same path (it used to crash
+    the weave with a division by zero)."""
+    weave = {"amplitude": 0.002, "frequency": 1.0}
+    _, plain = weld_plan(seams=[[(-0.05, -0.03, 0.05), (0.05, -0.03, 0.05)]], weave=weave)
+    _, doubled = weld_plan(seams=[[(-0.05, -0.03, 0.05), (-0.05, -0.03, 0.05), (0.05, -0.03, 0.05)]], weave=weave)
+    [[a]], [[stay, b]] = arc_on_moves(plain), arc_on_moves(doubled)
+    assert stay.trajectory.duration == 0.0  # the repeated point: the torch stays where it is
+    assert b.trajectory.duration == pytest.approx(a.trajectory.duration, abs=1e-9)
+    ts = np.linspace(0.0, a.trajectory.duration, 201)
+    np.testing.assert_allclose([b.trajectory.sample(t) for t in ts], [a.trajectory.sample(t) for t in ts],
+                               atol=1e-9)
+
+
 def test_resuming_a_part_welds_from_the_next_seam() -> None:
     planner = make_planner(CFG, {"part.weld.fixture.next_seam": 1})
     plan = planner(JOB.step("weld_seams"), 1, home("welder"))
