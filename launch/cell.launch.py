@@ -14,7 +14,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from cobot_cell.core.config import CellFileError
-from cobot_cell.ros.bringup import PACKAGE, BringupOptions, dds_env, node_specs
+from cobot_cell.ros.bringup import DDS_PROFILE_VAR, PACKAGE, BringupOptions, dds_env, node_specs
 from cobot_cell.skills import load_cell
 
 ARGUMENTS = [
@@ -48,7 +48,7 @@ def _nodes(context, *args, **kwargs):
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
                           enabling_device=arg("enabling_device") == "true")
     # the package's Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is already set
-    env = dds_env({k: v for k, v in os.environ.items() if k == "FASTDDS_DEFAULT_PROFILES_FILE"})
+    env = dds_env({DDS_PROFILE_VAR: os.environ.get(DDS_PROFILE_VAR, "")})
     return [
         Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
              parameters=[spec.parameters], additional_env=env, output="screen", emulate_tty=True)

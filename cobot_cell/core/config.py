@@ -235,6 +235,7 @@ class PalletSpec(Checked):
     mirror: bool = field(
         default=False, metadata=_doc("mirror the pattern about the pallet's y axis (right-hand pallet)"))
     approach_side: ApproachSide = field(default="-y", metadata=_doc("side of the pallet the gripper comes in from"))
+
     @property
     def pallet_name(self) -> str:
         """'EUR', 'US' or 'custom'."""

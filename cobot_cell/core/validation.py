@@ -19,7 +19,6 @@ PositiveFloat = Annotated[float, Gt(0)]
 PositiveInt = Annotated[int, Gt(0)]
 
 
-
 class Checked:
     """Base of the cell file's dataclasses: pydantic rejects keys that are not fields."""
 
