@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # States in which the job and the part count may be changed.
 CONFIGURABLE_STATES = frozenset({State.STOPPED, State.IDLE, State.COMPLETE, State.ABORTED})
 DEFAULT_POLICY = FaultPolicy()
+RESTING_STATES = frozenset({State.STOPPED, State.IDLE, State.ABORTED, State.COMPLETE, State.HELD, State.SUSPENDED})
 RECENT_REPORTS = 100  # cycle reports kept by the controller; a cell running for weeks must not grow
 
 __all__ = ["CellController", "CellStatus", "Fault", "Recovery", "CONFIGURABLE_STATES"]
@@ -86,6 +87,8 @@ class CellController:
         resume_tolerance: float = 0.02,
         settle_time: float = 0.0,
         max_backdate: float | None = None,
+        process_off_timeout: float = 3.0,
+        boot_id: str = "",
     ):
         self.cfg = cfg
         self.ports = dict(ports)
@@ -122,6 +125,17 @@ class CellController:
         self._fault_hold = False
         self._expected_q: dict[str, np.ndarray] = {}
         self._reapproach: dict[str, tuple[list[Segment], Pending | None]] = {}
+        # Process tools (the arc): switched off and confirmed off on their state topics before unplanned motion.
+        self.process_tools = [(c, t.io) for c, cobot in cfg.cobots.items() if c in self.ports
+                              for t in cobot.tools.values() if t.is_process]
+        self.process_off_timeout = process_off_timeout
+        self._off_pending: dict[tuple[str, str], tuple[Pending, float]] = {}
+        self._off_since: float | None = None
+        self._process_gate = False  # after a scrap: process tools off before the next motion
+        self._boot_q: dict[str, np.ndarray] = {}  # where the arms were when this planner first saw them
+        self._alive_at = -float("inf")
+        self.boot_id = boot_id or os.urandom(4).hex()
+        self.previous_boot, last_alive = self.journal.boot(self.boot_id)
         self.interrupted: Interrupted | None = self.journal.interrupted()
         if self.interrupted is not None and self.interrupted.job in cfg.jobs:
             self.job, self.parts_target = self.interrupted.job, self.interrupted.parts_target
@@ -129,6 +143,15 @@ class CellController:
         elif self.interrupted is not None:
             log.warning("journal: run %s is of unknown job '%s': it will be abandoned", self.interrupted.run_id,
                         self.interrupted.job)
+        self.last_alive = last_alive
+        self._restart_fault: Fault | None = None
+        if self.interrupted is not None and self.interrupted.part is not None:
+            # The planner died with a part in progress: a fault from the last moment it was seen alive until
+            # the part resumes (or is abandoned), so the downtime counts in MTBF/MTTR.
+            at = last_alive if last_alive is not None else self.clock.now()
+            self._restart_fault = self.faults.raise_(
+                Code.PLANNER_RESTARTED, f"planner restarted with {self.interrupted.describe()}", at)
+            self._emit_fault(self._restart_fault)
 
     # ------------------------------------------------------------------ settings
     @property
@@ -228,6 +251,17 @@ class CellController:
     # ------------------------------------------------------------------ update
     def update(self) -> None:
         """Do the current state's work; call on every event and periodically."""
+        if self.interrupted is not None and len(self._boot_q) < len(self.ports):
+            for cobot, port in self.ports.items():
+                q = port.joint_positions()
+                if cobot not in self._boot_q and q is not None:
+                    self._boot_q[cobot] = np.asarray(q, dtype=float)
+        if self.state in RESTING_STATES:
+            self._process_off()  # nothing may be lit while the cell is not producing (also a late arc-on reply)
+        wall = self.wall_clock.now()
+        if wall - self._alive_at >= 1.0:
+            self._alive_at = wall
+            self.journal.alive(self.clock.now(), defer=True)
         if self._reapproach:
             self._run_reapproach()
         elif self.state in (State.HELD, State.SUSPENDED, State.STOPPED, State.ABORTED) and \
@@ -257,9 +291,12 @@ class CellController:
                 if self._fault_hold:
                     self._seq.interrupt()
                 else:
+                    self._seq.interrupt(only_process=True)  # motion and arc stop together; other moves finish
                     self._run_sequencer()
                     if self.state != st:
                         return
+            if not self._tools_safe():
+                return
             if self._seq is None or not self._seq.in_flight:
                 self._snapshot_expected()
                 self.machine.state_complete()
@@ -279,9 +316,12 @@ class CellController:
                 self._seq.interrupt()
                 self._snapshot_expected()
                 self._seq = None
-            for port in self.ports.values():
-                port.stop()
-            self._reapproach.clear()
+            if self._off_since is None or self._reapproach:
+                for port in self.ports.values():
+                    port.stop()
+                self._reapproach.clear()
+            if not self._tools_safe():
+                return
             self._fault_hold = False
             self.interrupted = self.journal.interrupted()
             self.machine.state_complete()
@@ -304,6 +344,8 @@ class CellController:
                 self.raise_fault(Code.NOT_READY, f"{problem} after {self.start_timeout:g} s")
             return
         self._starting_since = None
+        if not self._tools_safe():
+            return
         now = self.clock.now()
         self._retries.clear()
         self._seq = JobSequencer(self.cfg.cell.name, self.job, self.cfg.jobs[self.job], self.ports, self.planner,
@@ -316,12 +358,19 @@ class CellController:
             self.skill_state.clear()
             self.skill_state.update(i.skill_state)
             self._seq.expected_q.update({c: np.asarray(q) for c, q in i.cobot_q.items() if c in self.ports})
+            self._resolve_process_records(i)
             if i.part is not None:
                 self._seq.start_part(i.part, self.run_id, done=i.steps_done)
             log.info("resuming %s", i.describe())
+            if self._restart_fault is not None:
+                self._clear_faults([self._restart_fault], at=max(now, self._restart_fault.raised))
+                self._restart_fault = None
         else:
             if self.interrupted is not None:
                 self._abandon_run(self.interrupted, now)
+            if self._restart_fault is not None:
+                self._clear_faults([self._restart_fault], at=max(now, self._restart_fault.raised))
+                self._restart_fault = None
             self.run_id = os.urandom(6).hex()
             self.parts_done = 0
             self.scrapped = 0
@@ -411,6 +460,8 @@ class CellController:
             seq.restart_step(step.name, recovery)
 
     def _run_reapproach(self) -> None:
+        if not self._process_off():
+            return  # the arc is confirmed off before any reapproach motion
         for cobot in list(self._reapproach):
             segs, pending = self._reapproach[cobot]
             port = self.ports[cobot]
@@ -438,6 +489,10 @@ class CellController:
         seq = self._seq
         if seq is None:
             return
+        if self._process_gate:
+            if not self._process_off():
+                return  # after a scrapped part: process tools off before the next motion
+            self._process_gate = False
         if not seq.active:
             if self.parts_done >= self.parts_target:
                 self.machine.execute_complete()
@@ -492,8 +547,84 @@ class CellController:
         if q is not None:
             self._expected_q[timing.cobot] = np.asarray(q)
 
-    def _on_checkpoint(self, key: str, value: Any) -> None:
-        self.journal.checkpoint(self.run_id, {key: value}, defer=True)
+    def _on_checkpoint(self, updates: dict[str, Any]) -> None:
+        # committed now, before the next segment: process work recorded as done is never done again
+        self.journal.checkpoint(self.run_id, updates)
+
+    # ------------------------------------------------------------------ process tools
+    def _process_off(self) -> bool:
+        """Command every process tool that is not sensed off to switch off (again every 0.5 s wall until it is);
+        True once each is confirmed off on its state topic. A driver refusing the call (e-stop) still confirms:
+        it drops the arc itself."""
+        wall = self.wall_clock.now()
+        ok = True
+        for cobot, io in self.process_tools:
+            port = self.ports[cobot]
+            entry = self._off_pending.get((cobot, io))
+            if entry is not None and not entry[0].done:
+                port.poll(entry[0])
+            if port.sensed(io) is False:
+                continue
+            if entry is None or (entry[0].done and wall - entry[1] >= 0.5):
+                pending = port.set_io(io, False)
+                port.poll(pending)
+                self._off_pending[(cobot, io)] = (pending, wall)
+                log.info("process tool %s/%s: switching off", cobot, io)
+            ok = ok and port.sensed(io) is False
+        if ok:
+            self._off_pending.clear()
+        return ok
+
+    def _tools_safe(self) -> bool:
+        """For an acting state: process tools confirmed off. After `process_off_timeout` wall seconds without a
+        confirmation a PROCESS_TOOL_ON fault is raised: Stopping and Aborting then complete (the operator must
+        check the tool), Holding, Suspending and Starting abort."""
+        if self._process_off():
+            return True
+        now = self.wall_clock.now()
+        if self._off_since is None:
+            self._off_since = now
+            return False
+        if now - self._off_since < self.process_off_timeout:
+            return False
+        on = [f"{c}/{io}" for c, io in self.process_tools if self.ports[c].sensed(io) is not False]
+        if not any(f.code == Code.PROCESS_TOOL_ON and f.active for f in self.faults.faults):
+            fault = self.faults.raise_(Code.PROCESS_TOOL_ON, f"process tool {', '.join(on)} not confirmed off "
+                                       f"within {self.process_off_timeout:g} s: check it before going on",
+                                       self.clock.now(), cobot=on[0].split("/")[0] if on else "")
+            self._emit_fault(fault)
+        if self.state in (State.STOPPING, State.ABORTING):
+            return True
+        self.machine.command(Command.ABORT)
+        return False
+
+    def _resolve_process_records(self, i: Interrupted) -> None:
+        """Process work the journal shows under way when the planner died (the arc struck, end unknown): where
+        the arm stood when this planner first saw it tells how far it got, if the arm is on the work's path;
+        otherwise the work resumes from where it was struck (nothing skipped)."""
+        if i.part is None:
+            return
+        for step in self.cfg.jobs[self.job].steps:
+            if step.name in i.steps_done or step.cobot not in self._boot_q or step.cobot not in i.cobot_q:
+                continue
+            keys = {k for k, v in self.skill_state.items() if isinstance(v, dict) and v.get("arc")}
+            if not keys:
+                return
+            try:
+                plan = self.planner(step, i.part, np.asarray(i.cobot_q[step.cobot], dtype=float))
+            except Exception:  # noqa: BLE001 - the step is planned (and any error reported) when it starts
+                continue
+            for seg in plan.segments:
+                span = seg.process if isinstance(seg, Move) else None
+                if span is None or span.key not in keys:
+                    continue
+                u, off = span.locate(self._boot_q[step.cobot])
+                if off <= span.tolerance and span.start - span.tolerance <= u <= span.end + span.tolerance:
+                    value = span.record(min(u, span.end))
+                    self.skill_state[span.key] = value
+                    self.journal.checkpoint(self.run_id, {span.key: value})
+                    keys.discard(span.key)
+                    log.info("process work of step %s stopped at %.4f m (%s)", step.name, u, span.key)
 
     # ------------------------------------------------------------------ faults
     def _policy(self, step_name: str) -> FaultPolicy:
@@ -530,6 +661,7 @@ class CellController:
         if action == "scrap" and st == State.EXECUTE and self._seq is not None and self._seq.progress is not None:
             prog = self._seq.abandon()
             assert prog is not None
+            self._process_gate = True
             self._part_finished(self._seq.report(prog, "scrap"))
             self._clear_faults([fault], at=fault.raised)
             return
@@ -559,6 +691,9 @@ class CellController:
             self.on_fault(fault)
 
     def _state_changed(self, old: State, new: State, trigger: str) -> None:
+        self._off_since = None  # each acting state waits for its own confirmation
+        if new in (State.HOLDING, State.SUSPENDING, State.STOPPING, State.ABORTING, State.STARTING):
+            self._process_gate = True
         if new == State.STARTING:
             self._starting_since = None  # the start timeout counts from this start, not an earlier one
         log.info("cell %s: %s -> %s (%s)", self.cfg.cell.name, old.value, new.value, trigger)

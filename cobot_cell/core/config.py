@@ -105,6 +105,14 @@ class Tool(Checked):
     io: Annotated[str, After(_relative_ros_name)]
     tcp: tuple[float, float, float] = (0.0, 0.0, 0.0)
     confirm: bool = False
+    process: bool | None = field(default=None, metadata={"description": (
+        "a process tool (the welding arc): switched off and confirmed off on its state topic before any "
+        "unplanned motion; default: true for a torch, false otherwise")})
+
+    @property
+    def is_process(self) -> bool:
+        """The tool does process work that must stop whenever the cell stops moving (a torch by default)."""
+        return self.kind == "torch" if self.process is None else self.process
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,6 +32,8 @@ class Code(str, Enum):
     GRIP_MISSED = "GRIP_MISSED"
     SKILL_ERROR = "SKILL_ERROR"
     NOT_READY = "NOT_READY"
+    PROCESS_TOOL_ON = "PROCESS_TOOL_ON"        # a process tool (the arc) not confirmed off when it must be
+    PLANNER_RESTARTED = "PLANNER_RESTARTED"    # the planner came back with a part in progress (it had crashed)
 
 
 # Faults of the robot itself: never retried automatically, the operator must act on the robot first.

@@ -40,6 +40,8 @@ _SCHEMA = (
         run_id TEXT NOT NULL, cobot TEXT NOT NULL, q TEXT NOT NULL, PRIMARY KEY (run_id, cobot))""",
     """CREATE TABLE IF NOT EXISTS skill_state (
         run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key))""",
+    # the planner's incarnations: which boot wrote last, and the last clock time it was seen alive
+    "CREATE TABLE IF NOT EXISTS planner (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
 
@@ -148,11 +150,15 @@ class Journal:
             db.execute("UPDATE runs SET status = 'abandoned', ended = ? WHERE status = 'open'", (time,))
             db.execute("INSERT INTO runs VALUES (?, ?, ?, 'open', ?, NULL)", (run_id, job, parts_target, time))
 
-    def part_started(self, run_id: str, part: int, time: float) -> None:
-        """A part enters the ledger as in progress (idempotent when resuming it)."""
+    def part_started(self, run_id: str, part: int, time: float, prefix: str = "part.") -> None:
+        """A part enters the ledger as in progress (idempotent when resuming it). A new part drops the skill state
+        of the part before it (keys starting with `prefix`): its progress must not be read as this part's."""
         with self._tx() as db:
-            db.execute("INSERT INTO ledger (run_id, part, status, started) VALUES (?, ?, 'in_progress', ?) "
-                       "ON CONFLICT (run_id, part) DO NOTHING", (run_id, part, time))
+            cur = db.execute("INSERT INTO ledger (run_id, part, status, started) VALUES (?, ?, 'in_progress', ?) "
+                             "ON CONFLICT (run_id, part) DO NOTHING", (run_id, part, time))
+            if cur.rowcount == 1 and prefix:
+                db.execute("DELETE FROM skill_state WHERE run_id = ? AND substr(key, 1, ?) = ?",
+                           (run_id, len(prefix), prefix))
 
     def step_done(self, run_id: str, part: int, timing: StepTiming, q: list[float] | None,
                   skill_state: dict[str, Any] | None = None, defer: bool = False) -> None:
@@ -212,6 +218,20 @@ class Journal:
         """Close a run: 'complete' or 'abandoned' (a new run was started instead)."""
         with self._tx() as db:
             db.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (status, time, run_id))
+
+    def alive(self, time: float, defer: bool = False) -> None:
+        """The planner is alive at clock time `time` (written periodically: the time a crash is dated at)."""
+        value = json.dumps(float(time))
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO planner VALUES ('last_alive', ?)", (value,)), defer)
+
+    def boot(self, boot_id: str) -> tuple[str | None, float | None]:
+        """A planner incarnation starts: record its boot id; returns the previous one's (boot id, last alive)."""
+        with self._tx() as db:
+            rows = dict(db.execute("SELECT key, value FROM planner").fetchall())
+            db.execute("INSERT OR REPLACE INTO planner VALUES ('boot', ?)", (json.dumps(boot_id),))
+        prev = json.loads(rows["boot"]) if "boot" in rows else None
+        alive = json.loads(rows["last_alive"]) if "last_alive" in rows else None
+        return prev, alive
 
     # ------------------------------------------------------------------ reads
     def interrupted(self) -> Interrupted | None:

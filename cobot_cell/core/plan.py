@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence, Union
+from typing import Any, Callable, Iterator, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -20,21 +20,53 @@ class TrajectoryLike(Protocol):
 
 
 @dataclass(frozen=True)
+class ProcessSpan:
+    """Process work done along a move (the arc on along a weld seam): which item, which stretch of it.
+
+    When the move is interrupted, `locate(q)` tells how far along the item the work got at the arm's measured
+    joint positions q (and how far the tool is from the item's path), and `record(done)` the skill-state value
+    that resumes it there.
+    """
+
+    key: str
+    item: int
+    start: float
+    end: float
+    locate: Callable[[np.ndarray], tuple[float, float]]
+    record: Callable[[float], Any]
+    tolerance: float = 0.003  # m: a tool farther than this from the item's path is not on it
+
+    def reached(self, q: np.ndarray | None) -> float:
+        """Distance along the item reached at joint positions q, within this span (its start when unknown)."""
+        if q is None:
+            return self.start
+        return min(max(float(self.locate(np.asarray(q, dtype=float))[0]), self.start), self.end)
+
+
+@dataclass(frozen=True)
 class Move:
     """Follow a joint trajectory; done when the cobot has arrived at its final point."""
 
     trajectory: TrajectoryLike
     label: str = "move"
+    process: ProcessSpan | None = None
 
 
 @dataclass(frozen=True)
 class SetIo:
-    """Switch a tool output (std_srvs/SetBool service of the cobot), e.g. close the gripper."""
+    """Switch a tool output (std_srvs/SetBool service of the cobot), e.g. close the gripper.
+
+    `process`: the output is a process tool's (the arc), so the segments between switching it on and off are
+    process work that an interruption must stop and record. `confirmed`: a refused call is not a failure, the
+    Confirm that follows decides (a driver in e-stop refuses IO calls but has switched the arc off itself).
+    """
 
     tool: str
     io: str
     value: bool
     label: str = "io"
+    process: bool = False
+    confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,11 +139,17 @@ PART_STATE_PREFIX = "part."
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Record skill state when reached (pallet place filled, weld seam done); journalled at once."""
+    """Record skill state when reached (pallet place filled, weld seam done); journalled at once, before the next
+    segment is dispatched. `more` holds further (key, value) pairs recorded in the same transaction."""
 
     key: str
     value: object
     label: str = "checkpoint"
+    more: tuple[tuple[str, object], ...] = ()
+
+    def updates(self) -> dict[str, object]:
+        """Every (key, value) this checkpoint records."""
+        return {self.key: self.value, **dict(self.more)}
 
 
 Segment = Union[Move, SetIo, Dwell, Confirm, Checkpoint]

@@ -155,11 +155,25 @@ class FakeCobot(CobotPort):
         self._q = np.asarray(q, dtype=float).copy()
 
     def stop(self) -> None:
-        self.log.append((self.clock.now(), "stop", None))
-        for p, _ in self._active:
+        now = self.clock.now()
+        self.log.append((now, "stop", None))
+        for p, traj in self._active:
             if not p.done:
+                if traj is not None and not self.stall:  # the arm stops where it is along the move
+                    self._q = self._position(traj, now - p.started)
                 p.fail("stopped")
         self._active.clear()
+
+    @staticmethod
+    def _position(traj: TrajectoryLike, t: float) -> np.ndarray:
+        """Joint positions along a trajectory at time t from its start (linear between its samples)."""
+        times = getattr(traj, "times", None)
+        positions = getattr(traj, "positions", None)
+        if times is None or positions is None or t >= traj.duration:
+            return np.asarray(traj.final, dtype=float).copy()
+        times, positions = np.asarray(times, dtype=float), np.asarray(positions, dtype=float)
+        t = max(t, 0.0)
+        return np.array([np.interp(t, times, positions[:, j]) for j in range(positions.shape[1])])
 
     def poll(self, pending: Pending) -> None:
         if pending.done:

@@ -83,7 +83,7 @@ class JobSequencer:
         planner: StepPlanner,
         clock: Clock,
         skill_state: dict[str, Any] | None = None,
-        on_checkpoint: Callable[[str, Any], None] | None = None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
         on_step_done: StepDone | None = None,
         max_backdate: float | None = None,
     ):
@@ -181,18 +181,62 @@ class JobSequencer:
         self.failure = None
         return progress
 
-    def interrupt(self) -> list[str]:
-        """Stop every cobot now, keeping the part: its running steps will be redone from a safe point."""
-        self._cobot_free.clear()
-        self._plans.clear()
-        for port in self.ports.values():
-            port.stop()
+    def interrupt(self, only_process: bool = False) -> list[str]:
+        """Stop cobots now, keeping the part: the running steps stopped will be redone from a safe point, process
+        work (a seam) resuming where it stopped. `only_process`: only the steps doing process work now (the arc on);
+        the others finish the segment they are in."""
+        runs = list(self.progress.running.values()) if self.progress is not None else []
+        if only_process:
+            runs = [r for r in runs if not r.interrupted and self.in_process(r)]
+        else:
+            self._cobot_free.clear()
+            self._plans.clear()
+        stop = {r.step.cobot for r in runs} if only_process else set(self.ports)
+        for cobot in stop:
+            self.ports[cobot].stop()
         names = []
-        if self.progress is not None:
-            for run in self.progress.running.values():
-                run.pending, run.dwell_until, run.interrupted = None, None, True
-                names.append(run.step.name)
+        for run in runs:
+            if not run.interrupted:
+                self._record_process(run)
+            run.pending, run.dwell_until, run.interrupted = None, None, True
+            names.append(run.step.name)
         return names
+
+    @staticmethod
+    def in_process(run: _Running) -> bool:
+        """The step is between switching a process tool on and off (the arc is, or is about to be, on)."""
+        for seg in reversed(run.segments[:run.index + 1]):
+            if isinstance(seg, SetIo) and seg.process:
+                return seg.value
+        return False
+
+    def _record_process(self, run: _Running) -> None:
+        """Record how far a step's process work got (a seam welded part-way), from the arm's measured position."""
+        segs = run.segments
+        k = min(run.index, len(segs) - 1)
+        if k < 0 or not self.in_process(run):
+            return
+        record = None
+        for j in range(k, -1, -1):
+            seg = segs[j]
+            if isinstance(seg, Move) and seg.process is not None:
+                span = seg.process
+                in_flight = j == run.index and run.pending is not None
+                q = self.ports[run.step.cobot].joint_positions() if in_flight else None
+                reached = span.reached(q) if in_flight else span.end
+                record = (span.key, span.record(reached))
+                break
+            if isinstance(seg, SetIo) and seg.process:  # struck, no process move done: from the first one's start
+                nxt = next((m for m in segs[j:] if isinstance(m, Move) and m.process is not None), None)
+                if nxt is not None and nxt.process is not None:
+                    record = (nxt.process.key, nxt.process.record(nxt.process.start))
+                break
+        if record is not None:
+            self.skill_state[record[0]] = record[1]
+            if self.on_checkpoint:
+                self.on_checkpoint({record[0]: record[1]})
+            log.info("part %s: step %s stopped during process work: %s = %s",
+                     self.progress.part if self.progress else "?", run.step.name, record[0], record[1])
 
     def interrupted_steps(self) -> list[Step]:
         """Running steps stopped by interrupt() or a failure, waiting to be redone."""
@@ -361,7 +405,12 @@ class JobSequencer:
                 port.poll(run.pending)
                 if not run.pending.done:
                     return
-                if run.pending.error:
+                seg = run.segments[run.index]
+                if run.pending.error and isinstance(seg, SetIo) and seg.confirmed:
+                    log.info("step %s: %s refused (%s); its state decides", run.step.name, seg.label,
+                             run.pending.error)
+                elif run.pending.error:
+                    self._record_process(run)
                     self._fail(run.step, run.pending.error, run.pending.code, run.pending.finished_at)
                     return
                 run.t = self._event_time(run.pending.finished_at if run.pending.finished_at is not None
@@ -389,9 +438,10 @@ class JobSequencer:
             elif isinstance(seg, Confirm):
                 run.pending = port.confirm(seg.io, seg.expected, seg.timeout, seg.code, start=run.t)
             elif isinstance(seg, Checkpoint):
-                self.skill_state[seg.key] = seg.value
-                if self.on_checkpoint:
-                    self.on_checkpoint(seg.key, seg.value)
+                updates = seg.updates()
+                self.skill_state.update(updates)
+                if self.on_checkpoint:  # committed before the next segment is dispatched
+                    self.on_checkpoint(updates)
                 run.index += 1
             else:  # pragma: no cover - the Segment union is closed
                 raise TypeError(f"unknown segment {seg!r}")

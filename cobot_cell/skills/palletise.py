@@ -12,6 +12,7 @@ from ..core.plan import Checkpoint, SkillPlan
 from .common import SkillContext, check_station, station_frame, tcp_down_at
 from .pallet_pattern import PalletPlan, plan_pallet
 from .pick import PickParams, pick_and_place
+from .pick import state_key as stage_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,9 @@ def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
     x, y, top = place.position
     # The box is held `grasp_height` above its bottom face; it is released resting on the layer below.
     target = tcp_down_at(station_frame(station), (x, y, top - spec.box.height + params.grasp_height), yaw=place.yaw)
+    key = stage_key("palletise", params.source, params.to) if state is not None else ""
     return pick_and_place(ctx, q, grasp, target, params.approach, params.approach_speed, params.settle,
                           params.return_home, f"palletise place {index} (layer {place.layer} of "
                           f"stations.{params.to}.pallet)",
-                          placed=Checkpoint(state_key(params.to), (index + 1) % len(layout), "pallet place filled"))
+                          placed=Checkpoint(state_key(params.to), (index + 1) % len(layout), "pallet place filled"),
+                          key=key, stage=state.get(key) if state is not None else None)

@@ -9,7 +9,9 @@ import numpy as np
 from annotated_types import Ge, Le
 
 from ..core.config import CellConfig
-from ..core.plan import Checkpoint, Confirm, Dwell, Segment, SetIo, SkillPlan
+from typing import Any
+
+from ..core.plan import PART_STATE_PREFIX, Checkpoint, Confirm, Dwell, Segment, SetIo, SkillPlan
 from ..core.validation import PositiveFloat
 from .common import SkillContext, SkillParams, blame, check_station, end_of, station_frame, tcp_down_at
 
@@ -38,13 +40,24 @@ def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
     return problems
 
 
+GRIPPED, RELEASED = "gripped", "released"
+
+
+def state_key(skill: str, source: str, to: str) -> str:
+    """Skill-state key of a part's handling stage from `source` to `to` (none, gripped, released)."""
+    return f"{PART_STATE_PREFIX}{skill}.{source}.{to}.stage"
+
+
 def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: np.ndarray, approach: float,
                    speed: float, settle: float, return_home: bool, what: str,
-                   placed: Checkpoint | None = None) -> SkillPlan:
+                   placed: Checkpoint | None = None, key: str = "", stage: Any = None) -> SkillPlan:
     """Approach, grasp (confirmed if the tool senses parts), retreat, carry, place, release, retreat, home.
 
-    `placed` is recorded once the part is released at its place (e.g. the next pallet place index). A target
-    out of reach raises ParamError naming `from` (grasp side) or `to` (place side).
+    With a state `key`, the part's stage is recorded as it changes: `gripped` once the grip is confirmed,
+    `released` once the part is let go at its place (together with `placed`, e.g. the next pallet place index, in
+    one record). A step resumed at a recorded `stage` does not grip or release again: gripped, it carries the part
+    it holds (confirmed first, if the tool senses parts) from q to the place; released, it only goes home.
+    A target out of reach raises ParamError naming `from` (grasp side) or `to` (place side).
     """
     tool_name, tool = ctx.tool("gripper")
     up = np.eye(4)
@@ -52,21 +65,36 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
     above_grasp = up @ grasp
     above_place = up @ place
     segs: list[Segment] = []
+    if stage == RELEASED:
+        if return_home:
+            segs.append(ctx.joint_to(q, ctx.home, "home"))
+        return SkillPlan(tuple(segs), end_of(segs, q))
     with blame("from"):
         q_above_grasp = ctx.solve(above_grasp, tool, q, f"{what}: approach to grasp")
-        segs.append(ctx.joint_to(q, q_above_grasp, "approach grasp"))
-        segs.append(ctx.line_to(q_above_grasp, grasp, tool, speed, "descend to grasp"))
-        segs += [SetIo(tool_name, tool.io, True, "grip"), Dwell(settle, "grip settle")]
-        if tool.confirm:
-            segs.append(Confirm(tool_name, tool.io, True, label="grip confirmed"))
-        segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
-    q_lift = end_of(segs, q)
+        if stage == GRIPPED:
+            q_lift = q_above_grasp
+            if tool.confirm:
+                segs.append(Confirm(tool_name, tool.io, True, label="part still held"))
+        else:
+            segs.append(ctx.joint_to(q, q_above_grasp, "approach grasp"))
+            segs.append(ctx.line_to(q_above_grasp, grasp, tool, speed, "descend to grasp"))
+            segs += [SetIo(tool_name, tool.io, True, "grip"), Dwell(settle, "grip settle")]
+            if tool.confirm:
+                segs.append(Confirm(tool_name, tool.io, True, label="grip confirmed"))
+            if key:
+                segs.append(Checkpoint(key, GRIPPED, "part gripped"))
+            segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
+            q_lift = end_of(segs, q)
+    start = q if stage == GRIPPED else q_lift
     with blame("to"):
         q_above_place = ctx.solve(above_place, tool, q_lift, f"{what}: approach to place")
-        segs.append(ctx.joint_to(q_lift, q_above_place, "carry"))
+        segs.append(ctx.joint_to(start, q_above_place, "carry"))
         segs.append(ctx.line_to(q_above_place, place, tool, speed, "descend to place"))
         segs += [SetIo(tool_name, tool.io, False, "release"), Dwell(settle, "release settle")]
-        if placed is not None:
+        if key:
+            more = () if placed is None else tuple(placed.updates().items())
+            segs.append(Checkpoint(key, RELEASED, "part released", more))
+        elif placed is not None:
             segs.append(placed)
         segs.append(ctx.line_to(end_of(segs, q), above_place, tool, speed, "retreat"))
     if return_home:
@@ -75,9 +103,11 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
 
 
 def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray, state: dict | None = None) -> SkillPlan:
-    """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin."""
+    """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin (with state,
+    resumed at the part's recorded stage)."""
     h = (0.0, 0.0, params.grasp_height)
     grasp = tcp_down_at(station_frame(ctx.station(params.source)), h)
     place = tcp_down_at(station_frame(ctx.station(params.to)), h)
+    key = state_key("pick", params.source, params.to) if state is not None else ""
     return pick_and_place(ctx, q, grasp, place, params.approach, params.approach_speed, params.settle,
-                          params.return_home, "pick")
+                          params.return_home, "pick", key=key, stage=state.get(key) if state is not None else None)

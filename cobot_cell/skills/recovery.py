@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.config import CellConfig, Step
-from ..core.plan import Move, Segment
+from ..core.plan import Confirm, Move, Segment, SetIo
 from ..motion.kinematics import fk
 from ..motion.trajectory import joint_move, linear_move
 from ..motion.transforms import pose_matrix
@@ -16,6 +16,19 @@ from .common import SkillContext
 RETRACT = 0.05            # m straight up before any recovery move
 RETRACT_SPEED = 0.05      # m/s
 REAPPROACH_SCALE = 0.25   # fraction of the joint limits for a reapproach
+PROCESS_OFF_TIMEOUT = 2.0  # s for a process tool's state to confirm it is off before a recovery move
+
+
+def process_off(ctx: SkillContext) -> list[Segment]:
+    """Switch the cobot's process tools (the arc) off and confirm it on their state topics: before any recovery
+    motion."""
+    segs: list[Segment] = []
+    for name, tool in ctx.cobot.tools.items():
+        if tool.is_process:
+            segs += [SetIo(name, tool.io, False, f"{name} off before recovery", process=True,
+                                 confirmed=True),
+                     Confirm(name, tool.io, False, PROCESS_OFF_TIMEOUT, "PROCESS_TOOL_ON", f"{name} confirmed off")]
+    return segs
 
 
 class SkillRecovery:
@@ -24,7 +37,7 @@ class SkillRecovery:
     def __init__(self, cfg: CellConfig):
         self.cfg = cfg
 
-    def _lift(self, ctx: SkillContext, q: np.ndarray) -> list[Segment]:
+    def _lift(self, ctx: SkillContext, q: np.ndarray) -> list[Move]:
         base = pose_matrix(ctx.cobot.base.xyz, ctx.cobot.base.rpy)
         flange_world = base @ fk(ctx.model, q)
         flange_world[2, 3] += RETRACT
@@ -35,12 +48,12 @@ class SkillRecovery:
             return []  # cannot lift straight from here: go in joint space only
 
     def _path(self, ctx: SkillContext, q_actual: np.ndarray, q_target: np.ndarray, scale: float) -> list[Segment]:
-        segs = self._lift(ctx, np.asarray(q_actual, dtype=float))
-        q = np.asarray(segs[-1].trajectory.final) if segs else np.asarray(q_actual, dtype=float)
+        moves = self._lift(ctx, np.asarray(q_actual, dtype=float))
+        q = np.asarray(moves[-1].trajectory.final) if moves else np.asarray(q_actual, dtype=float)
         if float(np.max(np.abs(q - q_target))) > 1e-9:
-            segs.append(Move(joint_move(q, np.asarray(q_target, dtype=float), ctx.v_max * scale, ctx.a_max * scale),
-                             "return to safe point"))
-        return segs
+            moves.append(Move(joint_move(q, np.asarray(q_target, dtype=float), ctx.v_max * scale, ctx.a_max * scale),
+                              "return to safe point"))
+        return process_off(ctx) + moves
 
     def retreat(self, step: Step, q_actual: np.ndarray, q_target: np.ndarray) -> list[Segment]:
         """Retract, then a joint move back to where the step started."""

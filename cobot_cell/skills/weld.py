@@ -34,12 +34,12 @@ import numpy as np
 from annotated_types import Ge, Le, MinLen
 
 from ..core.config import CellConfig
-from ..core.plan import PART_STATE_PREFIX, Checkpoint, Dwell, Move, Segment, SetIo, SkillPlan
+from ..core.plan import PART_STATE_PREFIX, Checkpoint, Dwell, Move, ProcessSpan, Segment, SetIo, SkillPlan
 from ..core.validation import After, PositiveFloat, Schema
 from ..motion.kinematics import UnreachableError
 from ..motion.trajectory import PathTiming, path_move
 from ..motion.transforms import invert, rotation_angle, slerp, translation
-from .common import ParamError, SkillContext, SkillParams, blame, check_station, end_of, station_frame
+from .common import ParamError, SkillContext, SkillParams, blame, check_station, end_of, fk, station_frame
 
 Point = tuple[float, float, float]
 WEAVE_SAMPLES = 24  # path samples per weave wavelength at least
@@ -120,6 +120,7 @@ class WeldParams(SkillParams):
     approach_speed: PositiveFloat = 0.25
     preflow: Annotated[float, Ge(0.0)] = 0.3
     postflow: Annotated[float, Ge(0.0)] = 0.5
+    restart_overlap: Annotated[float, Ge(0.0), Le(0.1)] = 0.010
     return_home: bool = True
 
 
@@ -264,8 +265,32 @@ class _Torch:
 
 
 def state_key(station: str) -> str:
-    """Skill-state key of the next seam to weld at a station (for resuming a part mid-weld)."""
-    return f"{PART_STATE_PREFIX}weld.{station}.next_seam"
+    """Skill-state key of the weld progress at a station (for resuming a part mid-weld): a `SeamProgress` dict."""
+    return f"{PART_STATE_PREFIX}weld.{station}.progress"
+
+
+LOCATE_STEP = 0.002  # m between the coarse samples when locating the torch along a seam
+LOCATE_TOLERANCE = 0.003  # m: a TCP farther than this from the seam path is not on it
+
+
+def progress(value: Any) -> tuple[int, float, bool]:
+    """(seams done, metres welded of the next seam, arc was on there) from a weld progress record.
+
+    The record is `{"done": n, "at": u}`: n seams finished (n == number of seams: all done, never confused with
+    none done), u metres of seam n welded; `"arc": true` marks a record written when the arc was struck at u,
+    whose actual end is not known yet (a planner that died mid-seam); resuming from u is safe (nothing skipped).
+    """
+    if not isinstance(value, dict):
+        return 0, 0.0, False
+    return int(value.get("done", 0)), float(value.get("at", 0.0)), bool(value.get("arc", False))
+
+
+def record(done: int, at: float = 0.0, arc: bool = False) -> dict[str, Any]:
+    """A weld progress record (see `progress`)."""
+    out: dict[str, Any] = {"done": done, "at": round(float(at), 6)}
+    if arc:
+        out["arc"] = True
+    return out
 
 
 def _back_along_axis(pose: np.ndarray, distance: float) -> np.ndarray:
@@ -273,35 +298,95 @@ def _back_along_axis(pose: np.ndarray, distance: float) -> np.ndarray:
     return pose @ translation(0.0, 0.0, -distance)
 
 
+def _start_of(torch: _Torch, pieces: list[SeamPiece], u: float) -> np.ndarray:
+    """TCP pose (cell frame) at distance u along a seam's pieces."""
+    offset = 0.0
+    for piece in pieces:
+        if u <= offset + piece.length or piece is pieces[-1]:
+            return torch.pose(piece, min(max(u - offset, 0.0), piece.length))
+        offset += piece.length
+    return torch.pose(pieces[-1], pieces[-1].length)
+
+
+def _locator(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece]) -> Callable[[np.ndarray], tuple[float, float]]:
+    """A function of joint positions q: (distance along the seam nearest the torch's TCP, how far off it, m)."""
+    _, tool = ctx.tool("torch")
+    frame = ctx.base_frame
+    tcp = translation(*tool.tcp)
+    offsets = np.cumsum([0.0] + [p.length for p in pieces])
+
+    def at(u: float) -> np.ndarray:
+        k = min(int(np.searchsorted(offsets, u, side="right")) - 1, len(pieces) - 1)
+        return _start_of(torch, pieces[k:k + 1], u - offsets[k])[:3, 3]
+
+    def locate(q: np.ndarray) -> tuple[float, float]:
+        p = (frame @ fk(ctx.model, q) @ tcp)[:3, 3]
+        total = float(offsets[-1])
+        us = np.linspace(0.0, total, max(2, math.ceil(total / LOCATE_STEP) + 1))
+        d = [float(np.linalg.norm(at(float(u)) - p)) for u in us]
+        k = int(np.argmin(d))
+        lo, hi = float(us[max(k - 1, 0)]), float(us[min(k + 1, len(us) - 1)])
+        for _ in range(40):  # golden-section refinement between the neighbours of the nearest sample
+            m1, m2 = lo + 0.382 * (hi - lo), lo + 0.618 * (hi - lo)
+            if np.linalg.norm(at(m1) - p) <= np.linalg.norm(at(m2) - p):
+                hi = m2
+            else:
+                lo = m1
+        u = 0.5 * (lo + hi)
+        return u, float(np.linalg.norm(at(u) - p))
+
+    return locate
+
+
 def _seam_moves(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece], q: np.ndarray, i: int,
-                speed: float) -> list[Segment]:
-    """Arc-on moves along the pieces of seam i from joint positions q (at the seam start)."""
+                speed: float, key: str = "", start: float = 0.0) -> list[Segment]:
+    """Arc-on moves along the pieces of seam i from joint positions q (at distance `start` along the seam), each
+    marked as process work (skill-state `key`) so an interruption records how far the arc got."""
     _, tool = ctx.tool("torch")
     base_inv = invert(ctx.base_frame)
     tcp = translation(*tool.tcp)
     segs: list[Segment] = []
     cur = q
+    locate = _locator(ctx, torch, pieces)
+    offset = 0.0
+    first = True
     for k, piece in enumerate(pieces):
-        if k > 0:  # a corner: turn the torch about the corner to the next piece's travel direction
+        length = piece.length
+        u0 = min(max(start - offset, 0.0), length)
+        offset += length
+        if start > 0.0 and u0 >= length and k < len(pieces) - 1:
+            continue  # welded before the interruption
+        if k > 0 and not first:  # a corner: turn the torch about the corner to the next piece's travel direction
             turn = _corner(ctx, torch, pieces[k - 1], piece, cur, tcp, f"seam {i} corner {k}")
             if turn is not None:
                 segs.append(turn)
                 cur = end_of(segs, cur)
-        length = piece.length
+        first = False
+        if length - u0 <= 0.0 and length > 0.0:
+            continue
 
-        def path(s: float, piece: SeamPiece = piece, length: float = length) -> np.ndarray:
-            return base_inv @ torch.pose(piece, s * length)
+        def path(s: float, piece: SeamPiece = piece, length: float = length, u0: float = u0) -> np.ndarray:
+            return base_inv @ torch.pose(piece, u0 + s * (length - u0))
 
         try:
-            move = path_move(ctx.model, cur, path, length, speed, ctx.v_max, ctx.a_max, torch.samples(piece),
+            move = path_move(ctx.model, cur, path, length - u0, speed, ctx.v_max, ctx.a_max,
+                             max(1, math.ceil(torch.samples(piece) * (length - u0) / length)) if length > 0 else 1,
                              tcp=tcp, exact=True, what=f"seam {i}")
         except UnreachableError as exc:
             raise ParamError(("seams", i), f"{exc} (cobot '{ctx.cobot_name}')") from None
         if move.timing.limit != "speed":
             raise _too_fast(ctx, torch, move.timing, i)
-        segs.append(Move(move.trajectory, f"seam {i} weld {k + 1}"))
+        span = ProcessSpan(key, i, offset - length + u0, offset, locate,
+                           lambda u, i=i: record(i, u)) if key else None
+        segs.append(Move(move.trajectory, f"seam {i} weld {k + 1}", span))
         cur = end_of(segs, cur)
     return segs
+
+
+def locate(ctx: SkillContext, params: WeldParams, seam: int, q: np.ndarray) -> tuple[float, float]:
+    """(distance along seam `seam` nearest the torch at joint positions q, distance of the torch from it), m."""
+    torch = _Torch(params, station_frame(ctx.station(params.station)))
+    return _locator(ctx, torch, seam_pieces(params.seams[seam]))(np.asarray(q, dtype=float))
 
 
 def _corner(ctx: SkillContext, torch: _Torch, before: SeamPiece, after: SeamPiece, q: np.ndarray,
@@ -350,26 +435,32 @@ def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state:
     segs: list[Segment] = []
     cur = q
     key = state_key(params.station)
-    first = int(state.get(key, 0)) if state is not None else 0
-    if first >= len(params.seams):
-        first = 0
+    done, at, _ = progress(state.get(key) if state is not None else None)
+    process = tool.is_process
     for i, seam in enumerate(params.seams):
-        if i < first:
-            continue
+        if i < done:
+            continue  # welded already (all done: none left, only the way home)
         pieces = seam_pieces(seam)
-        start = torch.pose(pieces[0], 0.0)
+        length = float(sum(p.length for p in pieces))
+        # A seam stopped part-way is struck again `restart_overlap` before where the arc went out.
+        from_u = min(max(at - params.restart_overlap, 0.0), length) if i == done and at > 0.0 else 0.0
+        start = _start_of(torch, pieces, from_u)
         end = torch.pose(pieces[-1], pieces[-1].length)
+        restart = " restart" if from_u > 0.0 else ""
         with blame("seams", i):
-            q_above = ctx.solve(_back_along_axis(start, params.approach), tool, cur, f"weld seam {i} approach")
-            segs.append(ctx.joint_to(cur, q_above, f"seam {i} approach"))
+            q_above = ctx.solve(_back_along_axis(start, params.approach), tool, cur, f"weld seam {i}{restart} approach")
+            segs.append(ctx.joint_to(cur, q_above, f"seam {i}{restart} approach"))
             segs.append(ctx.line_to(q_above, start, tool, params.approach_speed, f"seam {i} descend"))
-        segs += [Dwell(params.preflow, f"seam {i} gas pre-flow"), SetIo(tool_name, tool.io, True, f"seam {i} arc on")]
-        segs += _seam_moves(ctx, torch, pieces, end_of(segs, q), i, params.speed)
-        segs += [SetIo(tool_name, tool.io, False, f"seam {i} arc off"), Dwell(params.postflow, f"seam {i} gas post-flow")]
+        segs += [Dwell(params.preflow, f"seam {i} gas pre-flow"),
+                 SetIo(tool_name, tool.io, True, f"seam {i} arc on", process=process),
+                 Checkpoint(key, record(i, from_u, arc=True), f"seam {i} arc struck")]
+        segs += _seam_moves(ctx, torch, pieces, end_of(segs, q), i, params.speed, key, from_u)
+        segs += [SetIo(tool_name, tool.io, False, f"seam {i} arc off", process=process),
+                 Dwell(params.postflow, f"seam {i} gas post-flow")]
+        segs.append(Checkpoint(key, record(i + 1), f"seam {i} done"))
         with blame("seams", i):
             segs.append(ctx.line_to(end_of(segs, q), _back_along_axis(end, params.approach), tool,
                                     params.approach_speed, f"seam {i} retract"))
-        segs.append(Checkpoint(key, i + 1 if i + 1 < len(params.seams) else 0, f"seam {i} done"))
         cur = end_of(segs, q)
     if params.return_home:
         segs.append(ctx.joint_to(cur, ctx.home, "home"))
@@ -377,4 +468,4 @@ def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state:
 
 
 __all__ = ["WeldParams", "ArcSeam", "Weave", "SeamPiece", "seam_pieces", "seam_length", "weld_time", "check",
-           "plan", "state_key", "LOC_TAGS"]
+           "plan", "state_key", "progress", "record", "locate", "LOC_TAGS"]

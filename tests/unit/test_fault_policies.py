@@ -45,7 +45,7 @@ WELD_ONLY = """
 DT = 0.05
 HOME = np.asarray([0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0])
 ARC, GRIP = "torch/arc", "gripper/grip"
-SEAM_KEY, PALLET_KEY = "part.weld.fixture.next_seam", "pallet.pallet.next"
+SEAM_KEY, PALLET_KEY = "part.weld.fixture.progress", "pallet.pallet.next"
 
 
 def cell_text(job: str | None = None, steps: dict[str, str] | None = None, weld_only: bool = False) -> str:
@@ -262,7 +262,7 @@ def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> 
     rig.run_until(lambda: rig.cell.state != State.EXECUTE)
     assert rig.cell.state == State.HELD
     held_at = rig.clock.now()
-    arcs = rig.io_times("welder", ARC)
+    arcs = rig.io_times("welder", ARC, True)
     assert len(arcs) == retries + 1  # the first try and two retries
     # every failure is a fault; a retried one is cleared at once, the last one stays active while Held
     faults = rig.cell.faults.faults
@@ -281,11 +281,14 @@ def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> 
         assert step == "weld_seams"
         np.testing.assert_allclose(q_target, HOME, atol=1e-12)
         assert float(np.max(np.abs(q_actual - HOME))) > 0.1  # it failed away from the safe point
-        assert [s.label for s in segs] == ["retract", "return to safe point"]
+        assert [s.label for s in segs] == ["torch off before recovery", "torch confirmed off", "retract",
+                                           "return to safe point"]
+        moves = [s for s in segs if isinstance(s, Move)]
         i = next(k for k, e in enumerate(log) if e[0] == t_fail and e[1] == f"io:{ARC}")
-        after = log[i + 1:i + 2 + len(segs)]
+        assert log[i + 1][1:] == (f"io:{ARC}", False)  # the arc is switched off before the arm moves
+        after = [e for e in log[i + 1:] if e[1] == "move"][:len(moves) + 1]
         assert [(e[0], e[1]) for e in after[:1]] == [(t_fail, "move")]
-        assert [e[2] for e in after] == [s.trajectory.duration for s in segs] + [first_move]
+        assert [e[2] for e in after] == [s.trajectory.duration for s in moves] + [first_move]
     # Held: every cobot stopped, nothing moves, the position is kept
     assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(held_at, abs=1e-9)) for p in rig.ports.values())
     sizes, q_held = rig.log_sizes(), rig.positions()
@@ -305,7 +308,9 @@ def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> 
     assert rig.cell.command("unhold") == State.EXECUTE
     assert life(rig.cell.faults.get(3))[2:] == (pytest.approx(held_at, abs=1e-9), ack_at, unhold_at)
     assert rig.cell.fault is None and len(rig.retreats) == retries + 1
-    assert rig.ports["welder"].log[sizes["welder"]][:2] == (unhold_at, "move")
+    # the step is redone from its safe point, the arc switched off before the first move
+    assert [e[:2] for e in rig.ports["welder"].log[sizes["welder"]:sizes["welder"] + 2]] == [
+        (unhold_at, f"io:{ARC}"), (unhold_at, "move")]
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert [(r.part, r.status) for r in rig.cell.reports] == [(1, "done"), (2, "done")]
     assert rig.cell.journal.ledger() == [(rig.cell.run_id, 1, "done"), (rig.cell.run_id, 2, "done")]
@@ -322,7 +327,7 @@ def test_io_failure_with_abort_policy_aborts_after_the_retries() -> None:
     rig.start()
     rig.run_until(lambda: rig.cell.state != State.EXECUTE)
     assert rig.cell.state == State.ABORTED
-    arcs = rig.io_times("welder", ARC)
+    arcs = rig.io_times("welder", ARC, True)
     assert len(arcs) == 2 and len(rig.retreats) == 1
     one, two = rig.cell.faults.faults
     assert life(one)[:2] == ("IO_FAILED", "welder/weld_seams")
@@ -628,6 +633,7 @@ def test_an_arm_moved_during_the_restart_must_be_reapproached_slowly(tmp_path: P
     assert rig.ports["picker"].log == []
     # slowly: the joint move back takes longer than the same move at full speed, and so does the whole reapproach
     _, q_from, q_to, segs = rig.reapproaches[0]
+    segs = [s for s in segs if isinstance(s, Move)]
     assert [s.label for s in segs][-1] == "return to safe point"
     assert [(e[1], e[2]) for e in rig.ports["welder"].log] == [("move", s.trajectory.duration) for s in segs]
     ctx = SkillContext(rig.cfg, "welder")
@@ -737,7 +743,7 @@ def test_hold_policy_failure_while_holding_holds() -> None:
 def test_after_a_scrap_the_next_part_is_welded_from_its_first_seam() -> None:
     rig = Rig(cell(weld_seams="{retries: 0, then: scrap}"), parts=2)
     rig.start()
-    rig.run_until(lambda: rig.skill_state.get(SEAM_KEY) == 1)  # part 1: seam 0 welded
+    rig.run_until(lambda: rig.skill_state.get(SEAM_KEY) == {"done": 1, "at": 0.0})  # part 1: seam 0 welded
     rig.ports["welder"].fail_io.add(ARC)  # seam 1's arc fails: part 1 is scrapped
     rig.run_until(lambda: rig.cell.scrapped == 1)
     rig.ports["welder"].fail_io.clear()
@@ -750,7 +756,7 @@ def test_after_a_scrap_the_next_part_is_welded_from_its_first_seam() -> None:
 def test_after_an_abandoned_run_the_first_part_is_welded_from_its_first_seam() -> None:
     rig = Rig(cell(), parts=2)
     rig.start()
-    rig.run_until(lambda: rig.skill_state.get(SEAM_KEY) == 1)  # part 1: seam 0 welded
+    rig.run_until(lambda: rig.skill_state.get(SEAM_KEY) == {"done": 1, "at": 0.0})  # part 1: seam 0 welded
     assert rig.cell.command("stop") == State.STOPPED
     rig.cell.set_parts(1)  # not resumed: abandoned, part 1 scrapped
     arcs_before = len(rig.io_times("welder", ARC, True))

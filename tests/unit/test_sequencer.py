@@ -356,11 +356,15 @@ def test_abandon_stops_every_cobot_and_drops_the_part() -> None:
     for _ in range(40):
         rig.tick()
     assert {n: p.log for n, p in rig.ports.items()} == logs and rig.reports == []
+    # the arms stopped where they were along their moves (b: 1.0 -> 3.0, c: 0.0 -> 2.0, both 0.5 s in)
+    stopped = {n: float(p.joint_positions()[0]) for n, p in rig.ports.items()}
+    assert 1.0 < stopped["c1"] < 3.0 and 0.0 < stopped["c2"] < 2.0
     # the next part plans from where the cobots really are, not where the dropped plans would have left them
     rig.planner.calls.clear()
     report = rig.run_part(5)
     assert report.part == 5
-    assert {(name, q[0]) for name, _, q, _ in rig.planner.calls} == {("a", 1.0), ("b", 2.0), ("c", 0.0)}
+    assert {(name, q[0]) for name, _, q, _ in rig.planner.calls} == {
+        ("a", stopped["c1"]), ("b", stopped["c1"] + 1.0), ("c", stopped["c2"])}
 
 
 def test_abandon_without_a_part_still_stops_the_cobots() -> None:

@@ -243,8 +243,9 @@ def check_weld_plan(plan: SkillPlan, seams: list[list[tuple[float, float, float]
         pre, post = segs[i_on - 1], segs[i_off + 1]
         assert isinstance(pre, Dwell) and pre.seconds == preflow
         assert isinstance(post, Dwell) and post.seconds == postflow
-        travel = segs[i_on + 1:i_off]
-        assert travel and all(isinstance(s, Move) for s in travel)
+        assert isinstance(segs[i_on + 1], Checkpoint) and segs[i_on + 1].value["arc"]  # struck: journalled first
+        travel = segs[i_on + 2:i_off]
+        assert travel and all(isinstance(s, Move) and s.process is not None for s in travel)
         # the torch is at the seam start when the arc strikes, at the seam end when it goes out
         points = [(frame @ np.array([*p, 1.0]))[:3] for p in seam]
         before = [s for s in segs[:i_on] if isinstance(s, Move)][-1]
@@ -303,7 +304,7 @@ def test_weld_torch_never_travels_faster_than_the_weld_speed() -> None:
     on = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and s.value]
     off = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and not s.value]
     for i_on, i_off in zip(on, off):
-        for m in segs[i_on + 1:i_off]:
+        for m in segs[i_on + 2:i_off]:  # after the arc-struck checkpoint
             tr = m.trajectory
             ts = np.linspace(0.0, tr.duration, 2001)
             p = np.array([tcp_world("welder", tr.sample(t))[:3, 3] for t in ts])
@@ -383,13 +384,14 @@ def test_palletise_takes_the_place_from_the_skill_state_and_checkpoints_the_next
     np.testing.assert_allclose(release, expected, atol=1e-9)
     i = release_index(plan)
     checkpoints = [(k, s) for k, s in enumerate(plan.segments) if isinstance(s, Checkpoint)]
-    assert [(s.key, s.value) for _, s in checkpoints] == [("pallet.pallet.next", 6)]
-    assert checkpoints[0][0] > i  # recorded once the part is released
+    stage = "part.palletise.fixture.pallet.stage"
+    assert [s.updates() for _, s in checkpoints] == [{stage: "gripped"}, {stage: "released", "pallet.pallet.next": 6}]
+    assert checkpoints[0][0] < i < checkpoints[1][0]  # gripped before, released (with the place) after the release
     # the gripper's grip is confirmed right after closing
     grip = next(k for k, s in enumerate(plan.segments) if isinstance(s, SetIo) and s.value)
     assert isinstance(plan.segments[grip + 1], Dwell) and isinstance(plan.segments[grip + 2], Confirm)
     last = make_planner(CFG, {"pallet.pallet.next": PLACES - 1})(step, 1, home("picker"))
-    assert [s.value for s in last.segments if isinstance(s, Checkpoint)] == [0]  # full: the next pallet
+    assert [s.updates().get("pallet.pallet.next") for s in last.segments if isinstance(s, Checkpoint)] == [None, 0]
 
 
 ROTATED = edit("pallet: {length: 0.40, width: 0.30}", "pallet: {length: 0.30, width: 0.40}",
@@ -554,13 +556,40 @@ def test_a_point_repeated_in_a_weaving_seam_changes_nothing() -> None:
 
 
 def test_resuming_a_part_welds_from_the_next_seam() -> None:
-    planner = make_planner(CFG, {"part.weld.fixture.next_seam": 1})
+    key = "part.weld.fixture.progress"
+    planner = make_planner(CFG, {key: {"done": 1, "at": 0.0}})
     plan = planner(JOB.step("weld_seams"), 1, home("welder"))
     assert [s.label for s in plan.segments if isinstance(s, SetIo)] == ["seam 1 arc on", "seam 1 arc off"]
-    assert [(s.key, s.value) for s in plan.segments if isinstance(s, Checkpoint)] == [("part.weld.fixture.next_seam", 0)]
+    assert [(s.key, s.value) for s in plan.segments if isinstance(s, Checkpoint)] == [
+        (key, {"done": 1, "at": 0.0, "arc": True}), (key, {"done": 2, "at": 0.0})]
     full = PLANNER(JOB.step("weld_seams"), 1, home("welder"))
     assert [(s.key, s.value) for s in full.segments if isinstance(s, Checkpoint)] == [
-        ("part.weld.fixture.next_seam", 1), ("part.weld.fixture.next_seam", 0)]
+        (key, {"done": 0, "at": 0.0, "arc": True}), (key, {"done": 1, "at": 0.0}),
+        (key, {"done": 1, "at": 0.0, "arc": True}), (key, {"done": 2, "at": 0.0})]
+
+
+def test_a_finished_weld_is_not_welded_again() -> None:
+    """'All seams done' is not 'no seam done': a resumed step only goes home."""
+    plan = make_planner(CFG, {"part.weld.fixture.progress": {"done": 2, "at": 0.0}})(
+        JOB.step("weld_seams"), 1, home("welder"))
+    assert [s.label for s in plan.segments] == ["home"]
+
+
+def test_a_seam_stopped_part_way_is_struck_again_one_overlap_before_where_it_stopped() -> None:
+    from cobot_cell.core.plan import Move
+
+    key = "part.weld.fixture.progress"
+    plan = make_planner(CFG, {key: {"done": 0, "at": 0.06}})(JOB.step("weld_seams"), 1, home("welder"))
+    spans = [s.process for s in plan.segments if isinstance(s, Move) and s.process is not None]
+    # seam 0 (0.1 m) from 0.06 - 0.010 m, then seam 1 whole
+    assert [(p.item, round(p.start, 9), round(p.end, 9)) for p in spans] == [(0, 0.05, 0.1), (1, 0.0, 0.1)]
+    labels = [s.label for s in plan.segments]
+    assert labels[:5] == ["seam 0 restart approach", "seam 0 descend", "seam 0 gas pre-flow", "seam 0 arc on",
+                          "seam 0 arc struck"]
+    # the torch is on the seam where the restart begins: 50 mm along it
+    first = spans[0]
+    u, off = first.locate(np.asarray(plan.segments[5].trajectory.positions[0]))
+    assert u == pytest.approx(0.05, abs=1e-6) and off < 1e-6
 
 
 FAST_SEAM = "            - [[0.35, -0.2, 0.05], [0.35, 0.2, 0.05]]"  # near the welder's base axis: the pan joint is busy
