@@ -279,7 +279,8 @@ class CellController:
     def _step_state(self) -> None:
         st = self.state
         if st == State.RESETTING:
-            self._clear_faults()
+            keep = self._restart_fault  # open until the interrupted part resumes (the downtime goes on)
+            self._clear_faults([f for f in self.faults.active if f is not keep] if keep is not None else None)
             self.machine.state_complete()
         elif st == State.STARTING:
             self._starting()
@@ -360,7 +361,7 @@ class CellController:
             self._seq.expected_q.update({c: np.asarray(q) for c, q in i.cobot_q.items() if c in self.ports})
             self._resolve_process_records(i)
             if i.part is not None:
-                self._seq.start_part(i.part, self.run_id, done=i.steps_done)
+                self._seq.start_part(i.part, self.run_id, done=i.steps_done, resume=True)
             log.info("resuming %s", i.describe())
             if self._restart_fault is not None:
                 self._clear_faults([self._restart_fault], at=max(now, self._restart_fault.raised))

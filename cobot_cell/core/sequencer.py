@@ -154,17 +154,20 @@ class JobSequencer:
         return {r.step.cobot for r in self.progress.running.values()}
 
     # ------------------------------------------------------------------ commands
-    def start_part(self, part: int, run_id: str, done: Mapping[str, StepTiming] | None = None) -> None:
-        """Begin a part (or resume it with the steps already done); steps are dispatched on the next update."""
+    def start_part(self, part: int, run_id: str, done: Mapping[str, StepTiming] | None = None,
+                   resume: bool = False) -> None:
+        """Begin a part (or resume it with the steps already done, its skill state kept: it may have got part-way
+        through a step); steps are dispatched on the next update."""
         if self.progress is not None:
             raise RuntimeError(f"part {self.progress.part} is still under way")
         self.failure = None
-        if not done:  # a fresh part: no skill state of the previous part carries over (e.g. weld seam index)
+        resume = resume or bool(done)
+        if not resume:  # a fresh part: no skill state of the previous part carries over (e.g. weld progress)
             for key in [k for k in self.skill_state if k.startswith(PART_STATE_PREFIX)]:
                 del self.skill_state[key]
         self.progress = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
         self._part_t = self._event_time(max([self._part_t, *self._cobot_free.values()]))
-        if done:  # a resumed part: its earlier steps ended in another session
+        if resume:  # a resumed part: its earlier steps ended in another session
             self._part_t = self.clock.now()
             self._not_before = self._part_t
         log.debug("part %d of run %s started (%d steps already done)", part, run_id, len(self.progress.done))

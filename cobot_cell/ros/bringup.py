@@ -71,6 +71,11 @@ class BringupOptions:
     enabling_device: bool = False
 
 
+def heartbeat_topic(cfg: CellConfig) -> str:
+    """The planner's heartbeat topic, which the drivers watch to switch their process tools off on silence."""
+    return f"/{cfg.cell.name}/heartbeat"
+
+
 def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
     """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor."""
     if opts.rate <= 0:
@@ -91,6 +96,8 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     "joint_names": list(cobot.joints),
                     "initial_positions": [float(v) for v in cobot.home],
                     "io_names": [t.io for t in cobot.tools.values()] or [""],
+                    "process_io": [t.io for t in cobot.tools.values() if t.is_process] or [""],
+                    "heartbeat_topic": heartbeat_topic(cfg),
                     "controller": cobot.controller,
                     "publish_clock": owner,
                     "rate": float(opts.rate),

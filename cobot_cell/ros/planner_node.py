@@ -22,7 +22,7 @@ from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -106,6 +106,7 @@ class WallClock:
         return time.monotonic()
 
 
+HEARTBEAT_PERIOD = 0.1  # wall seconds between the planner's heartbeats
 MAX_PREPARED = 64  # trajectories converted ahead per cobot (a planned-ahead step has about 10)
 
 
@@ -130,7 +131,7 @@ class RosCobotPort(CobotPort):
         self._sensed: dict[str, bool] = {}
         self._prepared: dict[int, tuple[TrajectoryLike, list[JointTrajectoryPoint]]] = {}
         for t in cobot.tools.values():
-            if t.confirm:
+            if t.confirm or t.is_process:  # part present; a process tool confirmed off
                 node.create_subscription(Bool, f"{namespace}/{t.io}/state",
                                          lambda msg, io=t.io: self._on_sensed(io, msg), LATCHED)
         self.pub = node.create_publisher(JointTrajectory, f"{namespace}/{cobot.controller}/joint_trajectory", 10)
@@ -336,6 +337,9 @@ class PlannerNode(Node):
         self.status_pub = self.create_publisher(DiagnosticStatus, "status", LATCHED)
         self.cycle_pub = self.create_publisher(DiagnosticStatus, "cycle", REPORTS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # fault updates again, transient local: a supervisor that connects later still gets them
+        self.faults_pub = self.create_publisher(DiagnosticStatus, "faults", REPORTS)
+        self.heartbeat_pub = self.create_publisher(Header, "heartbeat", 10)
         self.boot_id = os.urandom(4).hex()
         journal_path = self.params.journal or f"{self.cfg.cell.name}.journal.db"
         skill_state = SkillState()
@@ -345,8 +349,9 @@ class PlannerNode(Node):
             on_state=self._on_state, on_cycle=self._on_cycle, on_fault=self._on_fault, ready_check=self._ready,
             start_timeout=self.params.start_timeout, wall_clock=WallClock(), journal=Journal(journal_path),
             recovery=SkillRecovery(self.cfg), skill_state=skill_state, settle_time=1.0,
-            max_backdate=self.params.max_backdate,
+            max_backdate=self.params.max_backdate, boot_id=self.boot_id,
         )
+        self._announce_boot()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for cmd in COMMANDS:
             self.create_service(Trigger, cmd, lambda req, resp, cmd=cmd: self._handle_command(cmd, resp))
@@ -357,12 +362,26 @@ class PlannerNode(Node):
         # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate
         # (event times stay exact; this only bounds how late they are noticed).
         self.create_timer(self.params.tick, self._on_tick, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
+        # Wall-clock heartbeat whatever the sim rate: a driver drops its process tools when it stops.
+        self.create_timer(HEARTBEAT_PERIOD, self._beat, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         self._publish_state()
         self.get_logger().info(f"cell '{self.cfg.cell.name}' loaded: job '{self.controller.job}', "
                                f"{self.controller.parts_target} part(s), cobots {', '.join(self.ports)}")
 
     def _declare(self, name: str, default, description: str):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    def _beat(self) -> None:
+        self.heartbeat_pub.publish(Header(frame_id=self.boot_id))
+
+    def _announce_boot(self) -> None:
+        """Tell the supervisor this planner started: faults a previous, dead incarnation left open are closed
+        at the last moment the journal saw it alive."""
+        c = self.controller
+        pairs = [("cell", self.cfg.cell.name), ("boot", self.boot_id), ("previous_boot", c.previous_boot or ""),
+                 ("last_alive", "" if c.last_alive is None else repr(c.last_alive))]
+        self.faults_pub.publish(status_msg(f"{self.cfg.cell.name}/task_planner/boot", DiagnosticStatus.OK,
+                                           "planner started", pairs, hardware_id=self.cfg.cell.name))
 
     # ------------------------------------------------------------------ callbacks
     def _ready(self) -> str | None:
@@ -485,11 +504,14 @@ class PlannerNode(Node):
         level = DiagnosticStatus.OK if not fault.active else \
             DiagnosticStatus.WARN if fault.acknowledged is not None else DiagnosticStatus.ERROR
         pairs = fault.to_key_values(self.cfg.cell.name) + [("fault_key", f"{self.boot_id}-{fault.id}")]
-        arr = DiagnosticArray(status=[status_msg(f"{self.cfg.cell.name}/task_planner/faults", level,
-                                                 fault.message, pairs, hardware_id=self.cfg.cell.name)])
+        status = status_msg(f"{self.cfg.cell.name}/task_planner/faults", level, fault.message, pairs,
+                            hardware_id=self.cfg.cell.name)
+        arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
-        self._publish_status()
+        self.faults_pub.publish(status)
+        if hasattr(self, "controller"):
+            self._publish_status()
 
     def _publish_state(self) -> None:
         self.state_pub.publish(String(data=self.controller.state.value))

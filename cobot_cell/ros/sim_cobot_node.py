@@ -27,7 +27,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from rcl_interfaces.msg import SetParametersResult
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, Header
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
@@ -53,6 +53,9 @@ class SimParams:
     joint_names: tuple[str, ...]
     initial_positions: tuple[float, ...]
     io_names: tuple[str, ...]
+    process_io: tuple[str, ...]
+    heartbeat_topic: str
+    heartbeat_timeout: float
     controller: str
     state_rate: float
     publish_clock: bool
@@ -130,6 +133,11 @@ class SimCobotNode(Node):
             joint_names=tuple(d("joint_names", [""], "joint names, in controller order")),
             initial_positions=tuple(d("initial_positions", [0.0], "start positions (rad), one per joint")),
             io_names=tuple(d("io_names", [""], "tool IO services (std_srvs/SetBool), e.g. gripper/grip")),
+            process_io=tuple(d("process_io", [""], "IO of process tools (the arc): dropped, with the motion, on "
+                                                    "e-stop, protective stop or a silent planner")),
+            heartbeat_topic=d("heartbeat_topic", "", "the planner's heartbeat (std_msgs/Header); '' = not watched"),
+            heartbeat_timeout=d("heartbeat_timeout", 0.5, "wall seconds without a heartbeat before process IO "
+                                                          "is dropped"),
             controller=d("controller", "joint_trajectory_controller", "controller namespace of the topic"),
             state_rate=d("state_rate", 100.0, "joint_states rate (Hz of node time)"),
             publish_clock=d("publish_clock", False, "own /clock and run simulated time"),
@@ -143,8 +151,11 @@ class SimCobotNode(Node):
         if len(p.initial_positions) != len(joints):
             raise ValueError(f"parameter initial_positions: expected {len(joints)} values, got "
                              f"{len(p.initial_positions)}")
-        if p.state_rate <= 0 or p.rate <= 0 or p.clock_hz <= 0:
-            raise ValueError("parameters state_rate, rate and clock_hz must be > 0")
+        if p.state_rate <= 0 or p.rate <= 0 or p.clock_hz <= 0 or p.heartbeat_timeout <= 0:
+            raise ValueError("parameters state_rate, rate, clock_hz and heartbeat_timeout must be > 0")
+        unknown = [io for io in p.process_io if io and io not in p.io_names]
+        if unknown:
+            raise ValueError(f"parameter process_io: {unknown[0]!r} is not one of io_names {list(p.io_names)}")
         if p.publish_clock and self.get_parameter("use_sim_time").value:
             raise ValueError("parameter publish_clock: the /clock owner cannot also use_sim_time")
         self.joints = joints
@@ -153,6 +164,8 @@ class SimCobotNode(Node):
         self.io_state: dict[str, bool] = {}
         self.io_sensed: dict[str, rclpy.publisher.Publisher] = {}
         self.fault = ""
+        self.process_io = {io for io in p.process_io if io}
+        self._heartbeat_wall = -float("inf")
         self.ignored = 0
         self.rejected = 0
         self._sim_t = 0.0
@@ -176,6 +189,10 @@ class SimCobotNode(Node):
             self.create_subscription(Clock, "/clock", self._on_clock, 10)
         else:
             self.create_timer(1.0 / p.state_rate, lambda: self._advance_to(self._now()))
+        if p.heartbeat_topic:
+            self.create_subscription(Header, p.heartbeat_topic, self._on_heartbeat, 10)
+            self.create_timer(min(0.05, p.heartbeat_timeout / 4), self._watch_heartbeat,
+                              clock=rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.STEADY_TIME))
         self.declare_parameter("fault", "", ParameterDescriptor(
             description="inject a fault: " + ", ".join(f"'{k}' ({v})" for k, v in FAULTS.items())))
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -223,9 +240,34 @@ class SimCobotNode(Node):
                 self._set_fault(p.value)
         return SetParametersResult(successful=True)
 
+    def _on_heartbeat(self, msg: Header) -> None:
+        self._heartbeat_wall = time.monotonic()
+
+    @property
+    def _planner_alive(self) -> bool:
+        return not self.params.heartbeat_topic or \
+            time.monotonic() - self._heartbeat_wall < self.params.heartbeat_timeout
+
+    def _watch_heartbeat(self) -> None:
+        if not self._planner_alive:
+            self._drop_process("planner heartbeat lost")
+
+    def _drop_process(self, why: str) -> None:
+        """Switch every lit process tool off and stop the arm with it (as a welding power source does)."""
+        lit = [io for io in sorted(self.process_io) if self.io_state.get(io)]
+        if not lit:
+            return
+        self.follower.update(self._now())
+        self.follower.stop()
+        for io in lit:
+            self.io_state[io] = False
+            self.io_sensed[io].publish(Bool(data=False))
+        self.get_logger().warning(f"{why}: {', '.join(lit)} switched off, motion stopped")
+
     def _set_fault(self, fault: str) -> None:
         self.fault = fault
         if fault in ("protective_stop", "estop"):
+            self._drop_process(FAULTS[fault])
             self.follower.update(self._now())
             self.follower.stop()
         self.get_logger().warning(f"fault injected: {FAULTS[fault]}" if fault else "faults cleared")
@@ -287,6 +329,9 @@ class SimCobotNode(Node):
     def _handle_io(self, io: str, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
         if self.fault in ("io_fail", "protective_stop", "estop"):
             resp.success, resp.message = False, f"{io}: {FAULTS[self.fault]}"
+            return resp
+        if req.data and io in self.process_io and not self._planner_alive:
+            resp.success, resp.message = False, f"{io}: no heartbeat from the planner"
             return resp
         self.io_state[io] = bool(req.data)
         sensed = bool(req.data) and self.fault != "grip_miss"

@@ -83,6 +83,28 @@ class FaultUpdate:
                    acknowledged=time("acknowledged"), cleared=time("cleared"))
 
 
+@dataclass(frozen=True)
+class PlannerBoot:
+    """A cell's planner started (boot id); faults of its dead predecessors close at `last_alive`."""
+
+    cell: str
+    boot: str
+    last_alive: float | None
+
+    @classmethod
+    def from_status(cls, msg: DiagnosticStatus) -> PlannerBoot | None:
+        """The boot announcement in a planner status; None if it is not one; ValueError if malformed."""
+        kv = dict(key_values(msg))
+        if not msg.name.endswith("/task_planner/boot") or "boot" not in kv:
+            return None
+        raw = kv.get("last_alive", "")
+        try:
+            alive = float(raw) if raw else None
+        except ValueError:
+            raise ValueError(f"planner boot {kv['boot']}: last_alive is not a number: {raw!r}") from None
+        return cls(cell=kv.get("cell") or msg.hardware_id, boot=kv["boot"], last_alive=alive)
+
+
 class SupervisorNode(Node):
     """Production log and KPIs for every cell on the ROS graph."""
 
@@ -134,11 +156,25 @@ class SupervisorNode(Node):
         self._subscribed.add(topic)
         self.create_subscription(DiagnosticStatus, topic, self._on_cycle, REPORTS)
         self.get_logger().info(f"following cycle reports on {topic}")
+        # the cell's fault updates, transient local: those raised before this supervisor came up arrive too
+        self._subscribed.add(topic.removesuffix("/cycle") + "/faults")
+        self.create_subscription(DiagnosticStatus, topic.removesuffix("/cycle") + "/faults", self._on_fault_status,
+                                 REPORTS)
 
     def _discover(self) -> None:
         for name, types in self.get_topic_names_and_types():
             if name.endswith("/cycle") and CYCLE_TYPE in types:
                 self._follow(name)
+
+    def _on_fault_status(self, msg: DiagnosticStatus) -> None:
+        try:
+            record = PlannerBoot.from_status(msg) or FaultUpdate.from_status(msg)
+        except ValueError as exc:
+            self.faults_rejected += 1
+            self.get_logger().warning(f"bad fault status '{msg.name}' ignored: {exc}")
+            return
+        if record is not None:
+            self._put(record)
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         self.received += 1
@@ -151,7 +187,7 @@ class SupervisorNode(Node):
         self.cells.add(report.cell)
         self._put(report)
 
-    def _put(self, record: CycleReport | FaultUpdate) -> None:
+    def _put(self, record: CycleReport | FaultUpdate | PlannerBoot) -> None:
         with self._idle:
             self._queued += 1
         self._queue.put(record)
@@ -192,6 +228,12 @@ class SupervisorNode(Node):
                 run = []
             if isinstance(r, FaultUpdate) and self._write_fault(r):
                 dirty.add(r.cell)
+            if isinstance(r, PlannerBoot) and r.last_alive is not None:
+                closed = self.log.close_orphaned_faults(r.cell, r.boot, r.last_alive)
+                if closed:
+                    self.get_logger().warning(f"cell {r.cell}: {closed} fault(s) left open by a planner that died "
+                                              f"closed at {r.last_alive:.3f}")
+                    dirty.add(r.cell)
         return dirty
 
     def _write_cycles(self, batch: list[CycleReport]) -> set[str]:

@@ -40,7 +40,7 @@ def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
     return problems
 
 
-GRIPPED, RELEASED = "gripped", "released"
+GRIPPED, RELEASING, RELEASED = "gripped", "releasing", "released"
 
 
 def state_key(skill: str, source: str, to: str) -> str:
@@ -54,9 +54,10 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
     """Approach, grasp (confirmed if the tool senses parts), retreat, carry, place, release, retreat, home.
 
     With a state `key`, the part's stage is recorded as it changes: `gripped` once the grip is confirmed,
-    `released` once the part is let go at its place (together with `placed`, e.g. the next pallet place index, in
-    one record). A step resumed at a recorded `stage` does not grip or release again: gripped, it carries the part
-    it holds (confirmed first, if the tool senses parts) from q to the place; released, it only goes home.
+    `releasing` at the place just before the gripper opens (opening twice is harmless), `released` once the part
+    is let go (together with `placed`, e.g. the next pallet place index, in one record). A step resumed at a
+    recorded stage does not grip again: gripped, it carries the part it holds (confirmed first, if the tool
+    senses parts) from q to the place; releasing, it goes back to the place and opens; released, it goes home.
     A target out of reach raises ParamError naming `from` (grasp side) or `to` (place side).
     """
     tool_name, tool = ctx.tool("gripper")
@@ -71,9 +72,9 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
         return SkillPlan(tuple(segs), end_of(segs, q))
     with blame("from"):
         q_above_grasp = ctx.solve(above_grasp, tool, q, f"{what}: approach to grasp")
-        if stage == GRIPPED:
+        if stage in (GRIPPED, RELEASING):
             q_lift = q_above_grasp
-            if tool.confirm:
+            if tool.confirm and stage == GRIPPED:
                 segs.append(Confirm(tool_name, tool.io, True, label="part still held"))
         else:
             segs.append(ctx.joint_to(q, q_above_grasp, "approach grasp"))
@@ -85,11 +86,13 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
                 segs.append(Checkpoint(key, GRIPPED, "part gripped"))
             segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
             q_lift = end_of(segs, q)
-    start = q if stage == GRIPPED else q_lift
+    start = q if stage in (GRIPPED, RELEASING) else q_lift
     with blame("to"):
         q_above_place = ctx.solve(above_place, tool, q_lift, f"{what}: approach to place")
         segs.append(ctx.joint_to(start, q_above_place, "carry"))
         segs.append(ctx.line_to(q_above_place, place, tool, speed, "descend to place"))
+        if key:
+            segs.append(Checkpoint(key, RELEASING, "part at its place"))
         segs += [SetIo(tool_name, tool.io, False, "release"), Dwell(settle, "release settle")]
         if key:
             more = () if placed is None else tuple(placed.updates().items())

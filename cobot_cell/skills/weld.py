@@ -442,6 +442,8 @@ def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state:
             continue  # welded already (all done: none left, only the way home)
         pieces = seam_pieces(seam)
         length = float(sum(p.length for p in pieces))
+        if i == done and at > 0.0 and at >= length - 1e-6:
+            continue  # the arc went out at the seam's end: done
         # A seam stopped part-way is struck again `restart_overlap` before where the arc went out.
         from_u = min(max(at - params.restart_overlap, 0.0), length) if i == done and at > 0.0 else 0.0
         start = _start_of(torch, pieces, from_u)

@@ -238,6 +238,17 @@ class ProductionLog:
                 return int(cur.lastrowid)
             return int(self._conn.execute(_UPSERT_FAULT, row).fetchone()[0])
 
+    def close_orphaned_faults(self, cell: str, boot: str, time: float) -> int:
+        """A cell's planner restarted as `boot`: faults of earlier incarnations still open are cleared at `time`
+        (the last moment the old one was alive; never before a fault's own raise). Returns how many."""
+        if not math.isfinite(time):
+            raise ValueError(f"fault cleared time must be finite, got {time!r}")
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE faults SET cleared = max(time, ?) WHERE cell = ? AND cleared IS NULL AND fault_key IS NOT NULL "
+                "AND substr(fault_key, 1, ?) != ?", (time, cell, len(boot) + 1, boot + "-"))
+            return cur.rowcount
+
     def parts(
         self, cell: str | None = None, run_id: str | None = None, *, with_steps: bool = True
     ) -> list[CycleReport]:

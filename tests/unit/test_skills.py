@@ -385,13 +385,15 @@ def test_palletise_takes_the_place_from_the_skill_state_and_checkpoints_the_next
     i = release_index(plan)
     checkpoints = [(k, s) for k, s in enumerate(plan.segments) if isinstance(s, Checkpoint)]
     stage = "part.palletise.fixture.pallet.stage"
-    assert [s.updates() for _, s in checkpoints] == [{stage: "gripped"}, {stage: "released", "pallet.pallet.next": 6}]
-    assert checkpoints[0][0] < i < checkpoints[1][0]  # gripped before, released (with the place) after the release
+    assert [s.updates() for _, s in checkpoints] == [
+        {stage: "gripped"}, {stage: "releasing"}, {stage: "released", "pallet.pallet.next": 6}]
+    assert checkpoints[0][0] < checkpoints[1][0] < i < checkpoints[2][0]  # the place is recorded after the release
     # the gripper's grip is confirmed right after closing
     grip = next(k for k, s in enumerate(plan.segments) if isinstance(s, SetIo) and s.value)
     assert isinstance(plan.segments[grip + 1], Dwell) and isinstance(plan.segments[grip + 2], Confirm)
     last = make_planner(CFG, {"pallet.pallet.next": PLACES - 1})(step, 1, home("picker"))
-    assert [s.updates().get("pallet.pallet.next") for s in last.segments if isinstance(s, Checkpoint)] == [None, 0]
+    assert [s.updates().get("pallet.pallet.next") for s in last.segments if isinstance(s, Checkpoint)] == [
+        None, None, 0]
 
 
 ROTATED = edit("pallet: {length: 0.40, width: 0.30}", "pallet: {length: 0.30, width: 0.40}",
