@@ -418,3 +418,16 @@ def test_round_trip_property(batch: list[CycleReport]) -> None:
     with ProductionLog(":memory:") as log:
         assert log.record_cycles(batch) == len(unique)
         assert log.parts() == sorted(unique.values(), key=lambda r: (r.cell, r.run_id, r.part))
+
+
+def test_faults_a_dead_planner_left_open_are_closed_at_its_last_alive_time(db: Path) -> None:
+    with ProductionLog(db) as log:
+        log.record_fault("demo", 10.0, "ERROR", "welder", "STALE_JOINT_STATES", "x", fault_key="aaaa-1")
+        log.record_fault("demo", 12.0, "ERROR", "welder", "ESTOP", "y", fault_key="aaaa-2", cleared=13.0)
+        log.record_fault("demo", 30.0, "ERROR", "cell", "PLANNER_RESTARTED", "z", fault_key="bbbb-1")
+        log.record_fault("other", 5.0, "ERROR", "x", "ESTOP", "w", fault_key="cccc-1")
+        assert log.close_orphaned_faults("demo", "bbbb", 20.0) == 1
+        by_key = {f.fault_key: f.cleared for f in log.faults()}
+    # the old incarnation's open fault closes when it was last alive; closed ones, the new one's and other cells'
+    # stay as they were
+    assert by_key == {"aaaa-1": 20.0, "aaaa-2": 13.0, "bbbb-1": None, "cccc-1": None}
