@@ -287,6 +287,15 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _part_count(text: str) -> int:
+    from .core.limits import MAX_PARTS
+
+    v = _positive_int(text)
+    if v > MAX_PARTS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_PARTS}, got {text}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `cobot-cell`."""
     p = argparse.ArgumentParser(
@@ -314,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext, description=helptext)
         s.add_argument("cell", nargs="?", default=_default_cell(), help="cell file (default: the demo cell)")
         s.add_argument("--job", help="job to run (default: the first job of the cell file)")
-        s.add_argument("--parts", type=_positive_int, default=5 if name == "demo" else 1, help="parts per run")
+        s.add_argument("--parts", type=_part_count, default=5 if name == "demo" else 1,
+                       help="parts per run (1 to 999999999)")
         s.add_argument("--rate", type=_positive_float, default=20.0 if name == "demo" else 1.0,
                        help="simulated seconds per wall second")
         s.add_argument("--db", help="SQLite production log (default: in the work dir)")

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ..core.config import CellConfig
+from ..core.limits import MAX_PARTS
 
 PACKAGE = "cobot_cell"
 DDS_PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -75,8 +76,8 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
     """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor."""
     if opts.rate <= 0:
         raise ValueError(f"rate must be > 0, got {opts.rate}")
-    if opts.parts < 1:
-        raise ValueError(f"parts must be >= 1, got {opts.parts}")
+    if not 1 <= opts.parts <= MAX_PARTS:
+        raise ValueError(f"parts must be a whole number from 1 to {MAX_PARTS}, got {opts.parts}")
     if opts.job and opts.job not in cfg.jobs:
         raise ValueError(f"unknown job '{opts.job}': expected one of {', '.join(cfg.jobs)}")
     specs: list[NodeSpec] = []

@@ -179,7 +179,7 @@ def test_scripted_pendant(rig: Rig) -> None:
     assert said == [
         "HELLO -> OK cobot_cell pendant bridge 0.1.0 for cell demo",
         "PARTS 2 -> OK parts 2",
-        "PARTS 0 -> ERR REFUSED parts must be a whole number >= 1; got 0",
+        "PARTS 0 -> ERR REFUSED parts must be a whole number from 1 to 999999999; got 0",
         "HOLD -> ERR REFUSED cannot hold in state Idle: allowed commands are start; stop; abort",
         "STOP -> OK stop: state Stopped",
         "state Stopped",
@@ -197,8 +197,8 @@ def test_refusals_carry_the_planners_reason(rig: Rig) -> None:
     before = planner_snapshot(rig)
     cases = [
         (("JOB", "nope"), ("REFUSED", "unknown job 'nope': expected one of bracket")),
-        (("PARTS", "0"), ("REFUSED", "parts must be a whole number >= 1; got 0")),
-        (("PARTS", "-5"), ("REFUSED", "parts must be a whole number >= 1; got -5")),
+        (("PARTS", "0"), ("REFUSED", "parts must be a whole number from 1 to 999999999; got 0")),
+        (("PARTS", "-5"), ("REFUSED", "parts must be a whole number from 1 to 999999999; got -5")),
         (("HOLD",), ("REFUSED", "cannot hold in state Idle: allowed commands are start; stop; abort")),
         (("RESUME",), ("REFUSED", "nothing to resume in state Idle: RESUME works in Held or Suspended")),
         (("ACK",), ("NOFAULT", "no active fault to acknowledge")),

@@ -367,3 +367,16 @@ def test_pendant_script_and_cli() -> None:
     assert args.func.__name__ == "cmd_pendant"
     with pytest.raises(SystemExit):
         p.parse_args(["pendant", "--port", "loop://", "--create-pty", "/tmp/x"])  # one line only
+
+
+def test_the_part_count_bound_is_what_the_pendant_fields_hold() -> None:
+    from cobot_cell.core.limits import MAX_PARTS
+
+    def stat(parts: int) -> Frame:
+        return Frame(1, "STAT", ("Execute", "bracket", "0", str(parts)))
+
+    assert encode(stat(MAX_PARTS), BRIDGE_MESSAGES).startswith(b"$1,STAT,Execute,bracket,0,999999999*")
+    with pytest.raises(ValueError) as err:
+        encode(stat(MAX_PARTS + 1), BRIDGE_MESSAGES)
+    assert str(err.value) == "STAT: argument parts '1000000000' is not a whole number >= 0"
+    assert encode(Frame(2, "PARTS", (str(MAX_PARTS),)), PENDANT_MESSAGES) == encode(Frame(2, "PARTS", ("999999999",)))
