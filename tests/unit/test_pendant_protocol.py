@@ -6,6 +6,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -338,6 +339,32 @@ def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
         pty = create_pty(tmp_path / "pendant")
         _wait(lambda: seen("open", 2))
         assert t.opens == 2
+    finally:
+        t.stop()
+        pty.close()
+
+
+def test_transport_stops_reading_while_the_owner_lags_and_loses_nothing(tmp_path: Path) -> None:
+    from cobot_cell.pendant.transport import READ_CHUNK, SerialTransport
+    from cobot_cell.pendant.virtual import FdChannel, create_pty
+
+    pty = create_pty(tmp_path / "pendant")
+    t = SerialTransport(str(tmp_path / "pendant"), reconnect_min=0.05, max_pending_read=2048).start()
+    sent = bytes(range(32, 127)) * 400  # 38,000 bytes, far beyond what the reader may hold
+    received = bytearray()
+    channel = FdChannel(pty.master, write_timeout=30.0)
+    writer = threading.Thread(target=channel.write, args=(sent,))
+    try:
+        _wait(lambda: any(e.kind == "open" for e in t.poll()))
+        writer.start()
+        _wait(lambda: t.paused > 0)  # nobody polls: the reader stopped reading
+        received.extend(b"".join(e.data for e in t.poll()))
+        assert 2048 <= len(received) < 2048 + READ_CHUNK
+        _wait(lambda: received.extend(b"".join(e.data for e in t.poll())) or len(received) >= len(sent), 30)
+        writer.join(30)
+        assert bytes(received) == sent
+        for _ in range(1000):  # the write queue never refuses while the device is open
+            assert t.write(b"$0,HB*B76D\r\n")
     finally:
         t.stop()
         pty.close()
