@@ -6,11 +6,12 @@ after respawn_delay, at most respawn_max_retries times; respawn_max_retries need
     ros2 launch cobot_cell cell.launch.py cell:=/path/to/cell.yaml rate:=10 parts:=5
 """
 
+import inspect
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -39,6 +40,10 @@ ARGUMENTS = [
 ]
 
 
+# respawn_max_retries came with ROS 2 Iron's launch; on older launch a node is respawned without limit
+HAS_MAX_RETRIES = "respawn_max_retries" in inspect.signature(ExecuteProcess.__init__).parameters
+
+
 def _nodes(context, *args, **kwargs):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
@@ -60,7 +65,7 @@ def _nodes(context, *args, **kwargs):
         Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
              parameters=[spec.parameters], additional_env=env, output="screen", emulate_tty=True,
              respawn=spec.respawn.enabled, respawn_delay=spec.respawn.delay,
-             respawn_max_retries=spec.respawn.max_retries)
+             **({"respawn_max_retries": spec.respawn.max_retries} if HAS_MAX_RETRIES else {}))
         for spec in node_specs(cfg, cell, opts)
     ]
 

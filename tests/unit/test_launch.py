@@ -22,6 +22,14 @@ class _Recorder:
         self.args, self.kwargs = args, kwargs
 
 
+class _ExecuteProcess:
+    """launch's ExecuteProcess signature as of ROS 2 Iron (respawn, respawn_delay, respawn_max_retries)."""
+
+    def __init__(self, *, cmd, respawn: bool = False, respawn_delay: float | None = None,
+                 respawn_max_retries: int = -1, **kwargs):
+        pass
+
+
 class _LaunchConfiguration:
     values: dict[str, str] = {}
 
@@ -47,6 +55,7 @@ def launch_module(monkeypatch):
     stubs["launch"].LaunchDescription = type("LaunchDescription", (_Recorder,), {})
     stubs["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorder,), {})
     stubs["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Recorder,), {})
+    stubs["launch.actions"].ExecuteProcess = _ExecuteProcess
     stubs["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
     stubs["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
     stubs["ament_index_python.packages"].get_package_share_directory = lambda pkg: str(ROOT)
@@ -127,6 +136,12 @@ def test_nodes_respawn_as_cobot_cell_up_restarts_them(launch_module):
         (False, 4.5, 0)}
     with pytest.raises(ValueError, match="respawn max retries must be a whole number >= -1"):
         _nodes(launch_module.generate_launch_description(), respawn_max_retries="-2")
+
+
+def test_launch_without_respawn_max_retries_respawns_without_limit(launch_module, monkeypatch):
+    monkeypatch.setattr(launch_module, "HAS_MAX_RETRIES", False)  # ROS 2 Humble's launch
+    nodes = _nodes(launch_module.generate_launch_description())
+    assert all(n.kwargs["respawn"] is True and "respawn_max_retries" not in n.kwargs for n in nodes)
 
 
 def test_the_clock_owner_keeps_its_time_beside_the_journal(launch_module, tmp_path):
