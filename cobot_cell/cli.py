@@ -344,8 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_estimate)
 
     for name, func, helptext in (
-            ("up", cmd_up, "run the cell's nodes (sim drivers, planner, supervisor) as processes until Ctrl-C; "
-                           "use `ros2 launch cobot_cell cell.launch.py` where ROS 2 launch is installed"),
+            ("up", cmd_up, "run the cell's nodes (sim drivers, planner, supervisor) as processes, restarting a "
+                           "crashed one, until Ctrl-C or SIGTERM; use `ros2 launch cobot_cell cell.launch.py` "
+                           "where ROS 2 launch is installed"),
             ("demo", cmd_demo, "simulate the cell making parts through the real nodes, then print the cycle "
                                "table and KPIs")):
         s = sub.add_parser(name, help=helptext, description=helptext)

@@ -103,11 +103,13 @@ class _StopSignals:
         self.ignore()
 
     @staticmethod
-    def ignore() -> None:
-        """Later signals do nothing (a Python no-op rather than SIG_IGN: a signal already pending when this runs
-        must still find a handler, or Python reports it as ignored 'due to race condition')."""
+    def ignore(final: bool = False) -> None:
+        """Later signals do nothing. While the node shuts down, a Python no-op (a signal already pending must
+        still find a handler, or Python reports it ignored 'due to race condition'); once it is done, SIG_IGN,
+        because Python's finalisation puts back the default action (a signal then would end the process
+        with -2 instead of 0)."""
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, _ignore)
+            signal.signal(sig, signal.SIG_IGN if final else _ignore)
 
 
 def _ignore(signum: int, frame) -> None:
@@ -158,5 +160,5 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
             node.destroy_node()
         if rclpy.ok():
             rclpy.try_shutdown()
-        stop.ignore()  # rclpy's shutdown puts back the handlers it replaced
+        stop.ignore(final=True)  # also replaces what rclpy's shutdown put back
     return code
