@@ -377,6 +377,10 @@ def test_transport_refuses_bad_settings() -> None:
         SerialTransport("loop://", parity="X")
     with pytest.raises(ValueError, match="reconnect delays must satisfy 0 < min <= max, got 2.0, 1.0"):
         SerialTransport("loop://", reconnect_min=2.0, reconnect_max=1.0)
+    with pytest.raises(ValueError) as err:
+        SerialTransport("loop://", max_pending_writes=0)
+    assert str(err.value) == ("max_pending_writes and max_pending_read must be >= 1 and stall_timeout > 0, got "
+                              "0, 4096, 10.0")
 
 
 def test_pendant_script_and_cli() -> None:
