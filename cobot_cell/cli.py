@@ -162,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         received.append(signal.Signals(signum).name)
 
     # From here on, SIGINT and SIGTERM (once or more: a terminal and `ros2 launch` each send one) only ask for
-    # the stop; once it has begun they are ignored, so nothing interrupts it or leaves nodes behind.
+    # the stop; they never interrupt it, so no node is left behind.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     console.print(f"cell '{cfg.cell.name}' up: {len(nodes.specs)} nodes, rate {args.rate:g}x, "
                   f"work dir {work} (Ctrl-C to stop)")
@@ -179,12 +179,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         err.print(f"{received[0]}: stopping {len(nodes.specs)} nodes")
         return EXIT_OK
     finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        nodes.stop()
-        if not received:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        nodes.stop()  # further signals only add to `received` (SIGINT is a no-op while stop() runs)
+        for sig, handler in previous.items():
+            # once stopped for a signal, ignore the rest: Python's exit would restore the default action
+            signal.signal(sig, signal.SIG_IGN if received else handler)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

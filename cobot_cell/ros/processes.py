@@ -86,6 +86,10 @@ class NodeProcess:
     gave_up: bool = False  # exited and will not be started again
 
 
+def _no_op(signum: int, frame) -> None:
+    """A Ctrl-C while the nodes are being stopped: nothing to do."""
+
+
 def exit_text(code: int | None) -> str:
     """'code 1', 'signal SIGKILL' for a process return code."""
     if code is not None and code < 0:
@@ -223,7 +227,9 @@ class NodeSet:
             self._watcher.join()
             self._watcher = None
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # a no-op rather than SIG_IGN: a signal already pending must find a handler, or Python reports it
+            # ignored "due to race condition"
+            previous = signal.signal(signal.SIGINT, _no_op)
             try:
                 self._stop(timeout)
             finally:
