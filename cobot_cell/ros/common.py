@@ -151,9 +151,10 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
             print(f"error: {exc}", file=sys.stderr)
             code = 2
     except Exception:
-        if not stop.requested:
+        if not stop.requested and rclpy.ok():
             raise
-        # stopped while starting: rclpy refuses to create entities in a context already shut down
+        # stopped while starting or inside a callback: rclpy's signal handler shuts the context down at once
+        # (before this process's handler has run), so creating or using an entity fails: it is the shutdown
     finally:
         stop.ignore()  # shutting down: nothing may interrupt the clean-up now
         if node is not None:
