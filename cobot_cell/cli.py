@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +18,7 @@ from rich.table import Table
 
 from . import __version__
 from .core.config import CellConfig, CellFileError
+from .core.limits import MAX_PARTS
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -126,31 +129,60 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db"),
         journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
         pendant_port=getattr(args, "pendant_port", None) or "",
-        enabling_device=bool(getattr(args, "enabling_device", False))))
-    return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo)
+        enabling_device=bool(getattr(args, "enabling_device", False)),
+        respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries))
+    return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo, respawn=True)
+
+
+def _show_runner_log() -> None:
+    """Node exits and restarts go to stderr."""
+    runner = logging.getLogger("cobot_cell.ros.processes")
+    if not runner.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[cobot-cell] %(message)s"))
+        runner.addHandler(handler)
+        runner.setLevel(logging.INFO)
+        runner.propagate = False
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Run the cell's node set as processes until Ctrl-C."""
+    """Run the cell's node set as processes, restarting crashed nodes, until Ctrl-C or SIGTERM."""
+    from .ros.processes import exit_text
+
     cfg = _load(args.cell)
     if cfg is None:
         return EXIT_USAGE
     work = Path(args.out or tempfile.mkdtemp(prefix="cobot_cell_"))
     domain = int(os.environ["ROS_DOMAIN_ID"]) if "ROS_DOMAIN_ID" in os.environ else None
     nodes = _node_set(cfg, args, work, domain, echo=True)
+    _show_runner_log()
+    received: list[str] = []
+
+    def on_signal(signum: int, frame) -> None:
+        received.append(signal.Signals(signum).name)
+
+    # From here on, SIGINT and SIGTERM (once or more: a terminal and `ros2 launch` each send one) only ask for
+    # the stop; they never interrupt it, so no node is left behind.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     console.print(f"cell '{cfg.cell.name}' up: {len(nodes.specs)} nodes, rate {args.rate:g}x, "
                   f"work dir {work} (Ctrl-C to stop)")
-    nodes.start()
     try:
-        while not nodes.dead():
-            time.sleep(0.2)
-        for p in nodes.dead():
-            err.print(f"node {p.spec.fqn} exited with code {p.popen.returncode}")
-        return EXIT_FAIL
-    except KeyboardInterrupt:
+        nodes.start()
+        while not received:
+            failed = nodes.failed()
+            if failed:
+                for p in failed:
+                    err.print(f"node {p.spec.fqn} exited with {exit_text(p.popen.returncode)} and is not restarted: "
+                              "stopping the cell")
+                return EXIT_FAIL
+            time.sleep(0.1)
+        err.print(f"{received[0]}: stopping {len(nodes.specs)} nodes")
         return EXIT_OK
     finally:
-        nodes.stop()
+        nodes.stop()  # further signals only add to `received` (SIGINT is a no-op while stop() runs)
+        for sig, handler in previous.items():
+            # once stopped for a signal, ignore the rest: Python's exit would restore the default action
+            signal.signal(sig, signal.SIG_IGN if received else handler)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -182,6 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = Path(args.db or work / "production.db")
     args.db = str(db)
     nodes = _node_set(cfg, args, work, domain, echo=False)
+    _show_runner_log()
     console.print(f"[bold]cobot_cell demo[/]: cell '{cfg.cell.name}', job '{job}', {args.parts} parts, "
                   f"sim at {args.rate:g}x real time, {len(nodes.specs)} node processes "
                   f"(ROS_DOMAIN_ID {domain}, loopback only)")
@@ -200,7 +233,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         client.on_report = show
 
         def alive() -> bool:
-            dead = nodes.dead()
+            dead = nodes.failed()
             if dead:
                 names = ", ".join(f"{p.spec.fqn} (exit {p.popen.returncode}, log {p.log_path})" for p in dead)
                 raise RuntimeError(f"node process ended early: {names}")
@@ -267,28 +300,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ main
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return v
+def _number(convert: Callable[[str], float], what: str, ok: Callable[[float], bool], bound: str):
+    """An argparse type: `convert` the text, then check it is `ok` (else: expected <what> <bound>)."""
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what} {bound}, got {text}")
+        return v
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return v
+_positive_float = _number(float, "a number", lambda v: v > 0, "> 0")
+_part_count = _number(int, "a whole number", lambda v: 1 <= v <= MAX_PARTS, f"from 1 to {MAX_PARTS}")
+_delay = _number(float, "a number of seconds", lambda v: v >= 0, ">= 0")
+_retries = _number(int, "a whole number", lambda v: v >= -1, ">= -1 (-1: no limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `cobot-cell`."""
+    from .ros.bringup import RESPAWN_DELAY, RESPAWN_MAX_RETRIES
+
     p = argparse.ArgumentParser(
         prog="cobot-cell",
         description="ROS 2 cell controller for collaborative robots: check cell files, run cells in "
@@ -307,20 +342,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_estimate)
 
     for name, func, helptext in (
-            ("up", cmd_up, "run the cell's nodes (sim drivers, planner, supervisor) as processes until Ctrl-C; "
-                           "use `ros2 launch cobot_cell cell.launch.py` where ROS 2 launch is installed"),
+            ("up", cmd_up, "run the cell's nodes (sim drivers, planner, supervisor) as processes, restarting a "
+                           "crashed one, until Ctrl-C or SIGTERM; use `ros2 launch cobot_cell cell.launch.py` "
+                           "where ROS 2 launch is installed"),
             ("demo", cmd_demo, "simulate the cell making parts through the real nodes, then print the cycle "
                                "table and KPIs")):
         s = sub.add_parser(name, help=helptext, description=helptext)
         s.add_argument("cell", nargs="?", default=_default_cell(), help="cell file (default: the demo cell)")
         s.add_argument("--job", help="job to run (default: the first job of the cell file)")
-        s.add_argument("--parts", type=_positive_int, default=5 if name == "demo" else 1, help="parts per run")
+        s.add_argument("--parts", type=_part_count, default=5 if name == "demo" else 1,
+                       help="parts per run (1 to 999999999)")
         s.add_argument("--rate", type=_positive_float, default=20.0 if name == "demo" else 1.0,
                        help="simulated seconds per wall second")
         s.add_argument("--db", help="SQLite production log (default: in the work dir)")
         s.add_argument("--journal", help="planner's job journal, for resuming after a restart (default: in the "
                                          "work dir)")
         s.add_argument("--out", help="work dir for node logs and parameters (default: a new temp dir)")
+        s.add_argument("--respawn-delay", type=_delay, default=RESPAWN_DELAY, metavar="SECONDS",
+                       help=f"wait this long before starting a crashed node again (default {RESPAWN_DELAY:g}; "
+                            "keep it above the planner's stale_timeout, 2 s, so a driver crash is always seen)")
+        s.add_argument("--respawn-max-retries", type=_retries, default=RESPAWN_MAX_RETRIES, metavar="N",
+                       help=f"restarts per node before the cell is stopped (default {RESPAWN_MAX_RETRIES}; 0: never "
+                            "restart, -1: no limit)")
         if name == "up":
             s.add_argument("--pendant-port", help="serial device of a teach pendant: also start the pendant bridge "
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")

@@ -1,20 +1,23 @@
 """Bring up a cobot cell from its cell file: sim drivers (or none, for real ros2_control arms), the task
 planner and the supervisor. The node set comes from cobot_cell.ros.bringup.node_specs, the same function
-`cobot-cell up` uses, so both start exactly the same nodes.
+`cobot-cell up` uses, so both start exactly the same nodes and restart a crashed one the same way (respawn
+after respawn_delay, at most respawn_max_retries times; respawn_max_retries needs ROS 2 Iron or newer).
 
     ros2 launch cobot_cell cell.launch.py cell:=/path/to/cell.yaml rate:=10 parts:=5
 """
 
+import inspect
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from cobot_cell.core.config import CellFileError
-from cobot_cell.ros.bringup import DDS_PROFILE_VAR, PACKAGE, BringupOptions, dds_env, node_specs
+from cobot_cell.ros.bringup import (DDS_PROFILE_VAR, PACKAGE, RESPAWN_DELAY, RESPAWN_MAX_RETRIES, BringupOptions,
+                                    dds_env, node_specs)
 from cobot_cell.skills import load_cell
 
 ARGUMENTS = [
@@ -31,7 +34,14 @@ ARGUMENTS = [
     ("pendant_port", "", "serial device of the teach pendant (empty: no pendant bridge)", None),
     ("enabling_device", "false", "the pendant is an enabling device: losing its heartbeat holds the cell",
      ["true", "false"]),
+    ("respawn_delay", str(RESPAWN_DELAY), "wall seconds before a crashed node is started again (keep it above the "
+                                          "planner's stale_timeout, 2 s, so a driver crash is always seen)", None),
+    ("respawn_max_retries", str(RESPAWN_MAX_RETRIES), "restarts per node (0: never, -1: no limit)", None),
 ]
+
+
+# respawn_max_retries came with ROS 2 Iron's launch; on older launch a node is respawned without limit
+HAS_MAX_RETRIES = "respawn_max_retries" in inspect.signature(ExecuteProcess.__init__).parameters
 
 
 def _nodes(context, *args, **kwargs):
@@ -46,12 +56,16 @@ def _nodes(context, *args, **kwargs):
     opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
                           parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
-                          enabling_device=arg("enabling_device") == "true")
+                          enabling_device=arg("enabling_device") == "true",
+                          respawn_delay=float(arg("respawn_delay")),
+                          respawn_max_retries=int(arg("respawn_max_retries")))
     # the package's Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is already set
     env = dds_env({DDS_PROFILE_VAR: os.environ.get(DDS_PROFILE_VAR, "")})
     return [
         Node(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=spec.namespace,
-             parameters=[spec.parameters], additional_env=env, output="screen", emulate_tty=True)
+             parameters=[spec.parameters], additional_env=env, output="screen", emulate_tty=True,
+             respawn=spec.respawn.enabled, respawn_delay=spec.respawn.delay,
+             **({"respawn_max_retries": spec.respawn.max_retries} if HAS_MAX_RETRIES else {}))
         for spec in node_specs(cfg, cell, opts)
     ]
 

@@ -21,6 +21,7 @@ import numpy as np
 from .config import CellConfig, Step
 from .faults import DRIVER_ACTIONS, Code, Fault, FaultBook, FaultPolicy
 from .journal import Interrupted, Journal
+from .limits import MAX_PARTS
 from .packml import CellMachine, Command, CommandRefused, State
 from .plan import PART_STATE_PREFIX, Move, Segment, SkillState
 from .ports import Clock, CobotPort, Pending
@@ -174,8 +175,8 @@ class CellController:
 
     def check_parts(self, parts: int) -> None:
         """Raise ValueError with the reason if `parts` cannot be set now."""
-        if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
-            raise ValueError(f"parts must be a whole number >= 1, got {parts!r}")
+        if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+            raise ValueError(f"parts must be a whole number from 1 to {MAX_PARTS}, got {parts!r}")
         if parts != self.parts_target and self.state not in CONFIGURABLE_STATES:
             raise ValueError(f"cannot change the part count in state {self.state.value}: stop the cell first")
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Mapping
 
+from ..core.limits import MAX_PARTS
+
 PROTOCOL_VERSION = 1
 MAX_FRAME = 128
 """Longest frame in bytes, from `$` through the terminating LF."""
@@ -128,10 +130,12 @@ BRIDGE_MESSAGES: dict[str, MessageSpec] = _table(
 )
 """Bridge -> pendant: what a pendant decodes."""
 
+DIGITS = len(str(MAX_PARTS))
+"""Most digits of a whole-number field (and of each part of a decimal): the part count bound fits."""
 _ARG_RE = {
-    "int": re.compile(r"-?[0-9]{1,9}"),
-    "uint": re.compile(r"[0-9]{1,9}"),
-    "num": re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?"),
+    "int": re.compile(rf"-?[0-9]{{1,{DIGITS}}}"),
+    "uint": re.compile(rf"[0-9]{{1,{DIGITS}}}"),
+    "num": re.compile(rf"-?[0-9]{{1,{DIGITS}}}(\.[0-9]{{1,{DIGITS}}})?"),
     "word": re.compile(r"[A-Za-z0-9_.:/-]+"),
 }
 _ARG_WHAT = {"int": "a whole number", "uint": "a whole number >= 0", "num": "a decimal number",

@@ -2,6 +2,11 @@
 
 Callers never block: `write()` queues bytes, `poll()` drains what the reader thread received. The owner is
 told that events are waiting through `notify` (the bridge triggers a guard condition with it). No rclpy.
+
+Back-pressure instead of loss: the reader stops reading the device while `max_pending_writes` frames wait to be
+written or `max_pending_read` received bytes wait to be polled, so a burst of commands waits in the line (the
+OS buffer, then the sender) rather than having its replies thrown away. Bytes are only dropped when the device
+is gone or does not take them for `stall_timeout` seconds (nobody reads the other end), and that is logged.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -17,6 +23,7 @@ import serial
 
 log = logging.getLogger(__name__)
 
+READ_CHUNK = 1024  # most bytes taken from the device at once (about 50 short frames)
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 
 
@@ -42,18 +49,27 @@ class SerialTransport:
     """Keeps a serial line open: reopens it with exponential backoff when it fails, until `stop()`."""
 
     def __init__(self, url: str, baud: int = 115200, parity: str = "N", notify: Callable[[], None] | None = None,
-                 reconnect_min: float = 0.2, reconnect_max: float = 5.0, max_pending_writes: int = 256):
+                 reconnect_min: float = 0.2, reconnect_max: float = 5.0, max_pending_writes: int = 256,
+                 max_pending_read: int = 4096, stall_timeout: float = 10.0):
         if parity not in PARITIES:
             raise ValueError(f"parity must be one of {', '.join(PARITIES)}, got {parity!r}")
         if not 0 < reconnect_min <= reconnect_max:
             raise ValueError(f"reconnect delays must satisfy 0 < min <= max, got {reconnect_min}, {reconnect_max}")
+        if max_pending_writes < 1 or max_pending_read < 1 or stall_timeout <= 0:
+            raise ValueError(f"max_pending_writes and max_pending_read must be >= 1 and stall_timeout > 0, got "
+                             f"{max_pending_writes}, {max_pending_read}, {stall_timeout}")
         self.url, self.baud, self.parity = url, baud, parity
+        self.max_pending_writes, self.max_pending_read = max_pending_writes, max_pending_read
+        self.stall_timeout = stall_timeout
         self.notify = notify
         self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
         self.opens = 0
         self.dropped_writes = 0
+        self.paused = 0  # times the reader waited for the writer or the owner to catch up
+        self._reported_drops, self._reported_at = 0, -float("inf")
         self._events: deque[LinkEvent] = deque()
-        self._out: queue.Queue[bytes | None] = queue.Queue(max_pending_writes)
+        self._pending_read = 0  # received bytes not yet polled
+        self._out: queue.Queue[bytes | None] = queue.Queue()
         self._ser: serial.SerialBase | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -76,10 +92,7 @@ class SerialTransport:
     def stop(self, timeout: float = 2.0) -> None:
         """Stop both threads and close the device."""
         self._stop.set()
-        try:
-            self._out.put_nowait(None)
-        except queue.Full:
-            pass
+        self._out.put_nowait(None)
         for t in self._threads:
             t.join(timeout)
         self._close()
@@ -88,22 +101,39 @@ class SerialTransport:
         """Events received since the last call (never blocks)."""
         out = []
         while self._events:
-            out.append(self._events.popleft())
+            ev = self._events.popleft()
+            with self._lock:
+                self._pending_read -= len(ev.data)
+            out.append(ev)
         return out
 
     def write(self, data: bytes) -> bool:
-        """Queue bytes for the device; False (and dropped) when it is not open or the queue is full."""
+        """Queue bytes for the device (never dropped for lack of room); False when the device is not open."""
         if self._ser is None:
             return False
-        try:
-            self._out.put_nowait(bytes(data))
-        except queue.Full:
-            self.dropped_writes += 1
-            return False
+        self._out.put_nowait(bytes(data))
         return True
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued and not yet taken by the writer thread."""
+        return self._out.qsize()
+
+    def _backlogged(self) -> bool:
+        """Replies or received bytes are piling up: the reader should wait."""
+        return self._out.qsize() >= self.max_pending_writes or self._pending_read >= self.max_pending_read
+
+    def _dropped(self, n: int, why: str) -> None:
+        self.dropped_writes += n
+        now = time.monotonic()
+        if now - self._reported_at >= 5.0:
+            self._reported_at = now
+            log.warning("pendant port %s: %s; %d writes dropped so far", self.url, why, self.dropped_writes)
 
     # ------------------------------------------------------------------ threads
     def _emit(self, event: LinkEvent) -> None:
+        with self._lock:
+            self._pending_read += len(event.data)
         self._events.append(event)
         if self.notify is not None:
             try:
@@ -125,7 +155,7 @@ class SerialTransport:
         failing_since_report = False
         while not self._stop.is_set():
             try:
-                ser = open_serial(self.url, self.baud, self.parity)
+                ser = open_serial(self.url, self.baud, self.parity, write_timeout=self.stall_timeout)
             except (serial.SerialException, OSError, ValueError) as exc:
                 if not failing_since_report:
                     log.warning("cannot open pendant port %s: %s (retrying)", self.url, exc)
@@ -152,8 +182,13 @@ class SerialTransport:
 
     def _pump(self, ser: serial.SerialBase) -> str:
         while not self._stop.is_set():
+            if self._backlogged():
+                self.paused += 1
+                while self._backlogged() and not self._stop.wait(0.002):
+                    pass
+                continue
             try:
-                data = ser.read(max(1, ser.in_waiting))
+                data = ser.read(min(max(1, ser.in_waiting), READ_CHUNK))
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 return str(exc) or type(exc).__name__
             if data:
@@ -161,11 +196,15 @@ class SerialTransport:
         return "stopped"
 
     def _drain_writes(self) -> None:
+        n = 0
         while True:
             try:
-                self._out.get_nowait()
+                if self._out.get_nowait() is not None:
+                    n += 1
             except queue.Empty:
-                return
+                break
+        if n:
+            self._dropped(n, f"{n} writes queued for the lost device dropped")
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
@@ -178,11 +217,11 @@ class SerialTransport:
             with self._lock:
                 ser = self._ser
             if ser is None:
-                self.dropped_writes += 1
+                self._dropped(1, "the device is closed")
                 continue
             try:
                 ser.write(data)
             except serial.SerialTimeoutException:
-                self.dropped_writes += 1  # nobody reads the other end: drop rather than stall
+                self._dropped(1, f"nobody reads the other end: a write waited {self.stall_timeout:g} s")
             except (serial.SerialException, OSError, TypeError, AttributeError):
-                self.dropped_writes += 1  # the reader notices the failure and reopens
+                self._dropped(1, "the device failed")  # the reader notices the failure and reopens

@@ -14,9 +14,15 @@ from typing import Any
 import yaml
 
 from ..core.config import CellConfig
+from ..core.limits import MAX_PARTS
 
 PACKAGE = "cobot_cell"
 DDS_PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
+RESPAWN_DELAY = 3.0
+"""Wall seconds before a crashed node is started again: longer than the planner's stale_timeout (2 s), so a
+driver's crash is always seen (STALE fault) before its replacement, at its initial position, reports."""
+RESPAWN_MAX_RETRIES = 5
+"""Restarts per node (as launch's respawn_max_retries: 0 never, -1 without limit)."""
 
 
 def package_file(*parts: str) -> Path:
@@ -41,6 +47,33 @@ def dds_env(env: dict[str, str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class RespawnPolicy:
+    """When a node that exited is started again: after `delay` wall seconds, at most `max_retries` times in all
+    (-1: no limit, 0: never), as launch's respawn_delay and respawn_max_retries."""
+
+    delay: float = 0.0
+    max_retries: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.delay >= 0:
+            raise ValueError(f"respawn delay must be >= 0 s, got {self.delay}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < -1:
+            raise ValueError(f"respawn max retries must be a whole number >= -1 (-1: no limit), got "
+                             f"{self.max_retries!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Nodes are started again at all."""
+        return self.max_retries != 0
+
+    def restart_at(self, retries: int, exited_at: float) -> float | None:
+        """When to start again a node that exited at `exited_at` after `retries` restarts; None: not again."""
+        if self.max_retries >= 0 and retries >= self.max_retries:
+            return None
+        return exited_at + self.delay
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One node of the cell: what to run, under which name and namespace, with which parameters."""
 
@@ -49,6 +82,7 @@ class NodeSpec:
     name: str
     namespace: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    respawn: RespawnPolicy = RespawnPolicy()
 
     @property
     def fqn(self) -> str:
@@ -69,6 +103,8 @@ class BringupOptions:
     supervisor: bool = True
     pendant_port: str = ""
     enabling_device: bool = False
+    respawn_delay: float = RESPAWN_DELAY
+    respawn_max_retries: int = RESPAWN_MAX_RETRIES
 
 
 def heartbeat_topic(cfg: CellConfig) -> str:
@@ -80,10 +116,12 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
     """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor."""
     if opts.rate <= 0:
         raise ValueError(f"rate must be > 0, got {opts.rate}")
-    if opts.parts < 1:
-        raise ValueError(f"parts must be >= 1, got {opts.parts}")
+    if not 1 <= opts.parts <= MAX_PARTS:
+        raise ValueError(f"parts must be a whole number from 1 to {MAX_PARTS}, got {opts.parts}")
     if opts.job and opts.job not in cfg.jobs:
         raise ValueError(f"unknown job '{opts.job}': expected one of {', '.join(cfg.jobs)}")
+    respawn = RespawnPolicy(opts.respawn_delay, opts.respawn_max_retries)
+    journal = Path(opts.journal or f"{cfg.cell.name}.journal.db").resolve()  # the planner's default, made absolute
     specs: list[NodeSpec] = []
     sim_time = opts.sim
     if opts.sim:
@@ -102,7 +140,10 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     "publish_clock": owner,
                     "rate": float(opts.rate),
                     "use_sim_time": not owner,
+                    # a respawned clock owner goes on from the last time it sent (docs/faults.md)
+                    **({"clock_file": str(journal.with_suffix(".clock"))} if owner else {}),
                 },
+                respawn=respawn,
             ))
     specs.append(NodeSpec(
         executable="task_planner", module="cobot_cell.ros.planner_node", name="task_planner",
@@ -112,6 +153,7 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     # two wall seconds of planner lag keep event time at any rate
                     "max_backdate": max(30.0, 2.0 * float(opts.rate)) if opts.sim else 30.0,
                     "journal": str(Path(opts.journal).resolve()) if opts.journal else ""},
+        respawn=respawn,
     ))
     if opts.pendant_port:
         specs.append(NodeSpec(
@@ -119,6 +161,7 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             namespace="/" + cfg.cell.name,
             parameters={"port": opts.pendant_port, "enabling_device": bool(opts.enabling_device),
                         "use_sim_time": sim_time},
+            respawn=respawn,
         ))
     if opts.supervisor:
         specs.append(NodeSpec(
@@ -126,6 +169,7 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             # wall time: the supervisor times nothing itself (reports carry their clock times), and
             # following /clock would wake it on every tick for nothing
             parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": False},
+            respawn=respawn,
         ))
     return specs
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
 import sys
 from typing import Callable, Sequence
 
@@ -79,24 +82,84 @@ def route_core_logging(node: Node, level: int = logging.INFO) -> None:
     root.propagate = False
 
 
+class _StopSignals:
+    """SIGINT and SIGTERM in a node process, handled once.
+
+    rclpy.init installs its own handler over these and calls them after it: rclpy's shuts the context down,
+    which ends the spin (ExternalShutdownException); this one only notes the request and ignores every later
+    signal, so a second Ctrl-C (a terminal and `ros2 launch` each send one) never interrupts the clean-up with a
+    KeyboardInterrupt.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self.requested = True
+        self.ignore()
+
+    @staticmethod
+    def ignore(final: bool = False) -> None:
+        """Later signals do nothing. While the node shuts down, a Python no-op (a signal already pending must
+        still find a handler, or Python reports it ignored 'due to race condition'); once it is done, SIG_IGN,
+        because Python's finalisation puts back the default action (a signal then would end the process
+        with -2 instead of 0)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN if final else _ignore)
+
+
+def _ignore(signum: int, frame) -> None:
+    """A stop signal after the first: nothing to do."""
+
+
+def _end_with_runner() -> None:
+    """Under `cobot-cell up`/`demo` (COBOT_CELL_RUNNER_PID set): get SIGTERM when the runner dies, even by
+    SIGKILL, so no node outlives it (Linux's parent-death signal)."""
+    from .processes import RUNNER_PID_VAR
+
+    runner = os.environ.get(RUNNER_PID_VAR, "")
+    if not runner.isdigit() or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != int(runner):  # the runner died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """rclpy.init, spin one node on a single-threaded executor, and clean up on Ctrl-C or shutdown."""
+    """rclpy.init, spin one node on a single-threaded executor, and clean up on Ctrl-C, SIGTERM or shutdown."""
+    _end_with_runner()
+    stop = _StopSignals()
+    stop.install()  # before rclpy.init, which chains its handler to these
     rclpy.init(args=args)
     node = None
     code = 0
     try:
+        executor = SingleThreadedExecutor()  # first: it cannot be built once a signal has shut rclpy down
         node = factory()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        if not stop.requested:
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as exc:  # bad parameters or cell file: say why and exit 2
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
+        if not stop.requested:
+            print(f"error: {exc}", file=sys.stderr)
+            code = 2
+    except Exception:
+        if not stop.requested and rclpy.ok():
+            raise
+        # stopped while starting or inside a callback: rclpy's signal handler shuts the context down at once
+        # (before this process's handler has run), so creating or using an entity fails: it is the shutdown
     finally:
+        stop.ignore()  # shutting down: nothing may interrupt the clean-up now
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.try_shutdown()
+        stop.ignore(final=True)  # also replaces what rclpy's shutdown put back
     return code

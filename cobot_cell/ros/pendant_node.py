@@ -144,6 +144,7 @@ class PendantBridge(Node):
         self._tokens = float(p.error_rate)
         self._tokens_at = time.monotonic()
         self.dropped_errors = 0
+        self.busy_replies = 0
         self._reported_drops, self._reported_at = 0, -math.inf
         self._faults_seen: set[tuple[str, ...]] = set()
 
@@ -221,7 +222,10 @@ class PendantBridge(Node):
             self._send_snapshot()
             return
         if len(self._queue) >= MAX_QUEUED:
+            self.busy_replies += 1
             self._reply(frame.seq, False, f"{MAX_QUEUED} commands already waiting", Reason.BUSY)
+            self.get_logger().warning(f"ERR BUSY to {kind} (seq {frame.seq}): {MAX_QUEUED} commands already waiting; "
+                                      f"{self.busy_replies} BUSY replies so far", throttle_duration_sec=1.0)
             return
         self._queue.append(frame)
         self._run_queue()

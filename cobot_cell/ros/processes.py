@@ -1,4 +1,4 @@
-"""Run a node set as child processes (where `ros2 launch` is not installed) and stop them reliably.
+"""Run a node set as child processes (where `ros2 launch` is not installed), restart crashed ones, stop them reliably.
 
 Imports no rclpy. DDS stays on loopback: ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST.
 """
@@ -6,17 +6,25 @@ Imports no rclpy. DDS stays on loopback: ROS_AUTOMATIC_DISCOVERY_RANGE defaults 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Callable, Sequence
 
-from .bringup import NodeSpec, command, dds_env, params_file
+from .bringup import NodeSpec, RespawnPolicy, command, dds_env, params_file
+
+log = logging.getLogger(__name__)
+
+RUNNER_PID_VAR = "COBOT_CELL_RUNNER_PID"
+"""Set for every node the runner starts: the node ends when that process does (see common.run_node)."""
+WATCH_PERIOD = 0.1  # wall seconds between checks for nodes that exited
 
 
 def ros_env(domain_id: int | None = None, log_dir: str | os.PathLike | None = None) -> dict[str, str]:
@@ -68,30 +76,65 @@ class DomainLease:
 
 @dataclass
 class NodeProcess:
-    """A running node process and where its output goes."""
+    """A running node process and where its output goes; `retries`: restarts before this one."""
 
     spec: NodeSpec
     popen: subprocess.Popen
     log_path: Path
+    retries: int = 0
+    restart_at: float | None = None  # when it exited: when it is due to start again
+    gave_up: bool = False  # exited and will not be started again
+
+
+def _no_op(signum: int, frame) -> None:
+    """A Ctrl-C while the nodes are being stopped: nothing to do."""
+
+
+def exit_text(code: int | None) -> str:
+    """'code 1', 'signal SIGKILL' for a process return code."""
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
 
 
 class NodeSet:
-    """Starts node specs as processes with the current interpreter; `stop()` ends them (SIGINT, then SIGKILL)."""
+    """Starts node specs as processes with the current interpreter; `stop()` ends them (SIGINT, then SIGKILL).
+
+    With `respawn`, a watcher thread starts a node that exited again as its spec's RespawnPolicy says (as
+    `ros2 launch` does with respawn, respawn_delay and respawn_max_retries), logging each exit and restart;
+    without, nodes that exit stay dead (tests and benchmarks that kill and restart nodes themselves). Every
+    node runs in its own session, so signals reach it only from the runner: one SIGINT when stopping.
+    """
 
     def __init__(self, specs: Sequence[NodeSpec], work_dir: str | os.PathLike, env: dict[str, str],
-                 python: str = sys.executable, echo: bool = False):
+                 python: str = sys.executable, echo: bool = False, respawn: bool = False,
+                 clock: Callable[[], float] = time.monotonic, watch_period: float = WATCH_PERIOD):
         self.specs = list(specs)
         self.work_dir = Path(work_dir)
-        self.env = env
+        self.env = {**env, RUNNER_PID_VAR: str(os.getpid())}
         self.python = python
         self.echo = echo
+        self.respawn = respawn
+        self.clock = clock
+        self.watch_period = watch_period  # 0: no watcher thread, the owner calls supervise()
         self.procs: list[NodeProcess] = []
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def start(self) -> "NodeSet":
-        """Start every node."""
+        """Start every node (and, with `respawn`, the watcher that restarts them)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        for spec in self.specs:
-            self.procs.append(self._spawn(spec))
+        self._stopping.clear()
+        with self._lock:
+            for spec in self.specs:
+                self.procs.append(self._spawn(spec))
+        if self.respawn and self.watch_period > 0 and any(s.respawn.enabled for s in self.specs):
+            self._watcher = threading.Thread(target=self._watch, name="node-watcher", daemon=True)
+            self._watcher.start()
         return self
 
     def _spawn(self, spec: NodeSpec) -> NodeProcess:
@@ -99,10 +142,54 @@ class NodeSet:
         log_path = self.work_dir / f"{spec.fqn.strip('/').replace('/', '__')}.log"
         out = None if self.echo else open(log_path, "a")
         popen = subprocess.Popen(command(spec, pfile, self.python), env=self.env, stdout=out,
-                                 stderr=subprocess.STDOUT if out else None, start_new_session=not self.echo)
+                                 stderr=subprocess.STDOUT if out else None, start_new_session=True)
         if out:
             out.close()
         return NodeProcess(spec, popen, log_path)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.watch_period):
+            try:
+                self.supervise()
+            except OSError:  # cannot start a process now (out of memory, ...): try again on the next pass
+                log.exception("restarting a node failed")
+
+    def supervise(self, now: float | None = None) -> list[NodeProcess]:
+        """One pass of the watcher: note nodes that exited, start those whose restart is due; returns the
+        restarted ones. Nothing is restarted once `stop()` has begun."""
+        now = self.clock() if now is None else now
+        restarted = []
+        with self._lock:
+            for i, p in enumerate(self.procs):
+                if self._stopping.is_set():
+                    break
+                if p.gave_up or p.popen.poll() is None:
+                    continue
+                policy = p.spec.respawn if self.respawn else RespawnPolicy()
+                if p.restart_at is None:
+                    p.restart_at = policy.restart_at(p.retries, now)
+                    if p.restart_at is None:
+                        p.gave_up = True
+                        if policy.enabled:
+                            log.error("node %s exited with %s; not restarted again (%d restarts used)",
+                                      p.spec.fqn, exit_text(p.popen.returncode), p.retries)
+                        continue
+                    limit = "no limit" if policy.max_retries < 0 else f"{policy.max_retries}"
+                    log.warning("node %s exited with %s; restarting it in %g s (restart %d of %s)", p.spec.fqn,
+                                exit_text(p.popen.returncode), policy.delay, p.retries + 1, limit)
+                if now >= p.restart_at:
+                    new = self._spawn(p.spec)
+                    new.retries = p.retries + 1
+                    self.procs[i] = new
+                    restarted.append(new)
+                    log.warning("node %s restarted (pid %d)", p.spec.fqn, new.popen.pid)
+        return restarted
+
+    def failed(self) -> list[NodeProcess]:
+        """Nodes that exited and will not be started again (no respawn, or its retries used up)."""
+        with self._lock:
+            return [p for p in self.procs if p.popen.poll() is not None
+                    and (p.gave_up or not (self.respawn and p.spec.respawn.enabled))]
 
     def kill(self, fqn: str) -> None:
         """SIGKILL one node (a crash: no clean-up runs) and wait for it to be gone."""
@@ -112,30 +199,37 @@ class NodeSet:
 
     def restart(self, fqn: str) -> NodeProcess:
         """Start a node again (after it died or was killed) with the same spec."""
-        old = self.proc(fqn)
-        if old.popen.poll() is None:
-            raise RuntimeError(f"node {fqn} is still running")
-        new = self._spawn(old.spec)
-        self.procs[self.procs.index(old)] = new
-        return new
+        with self._lock:
+            old = self.proc(fqn)
+            if old.popen.poll() is None:
+                raise RuntimeError(f"node {fqn} is still running")
+            new = self._spawn(old.spec)
+            self.procs[self.procs.index(old)] = new
+            return new
 
     def dead(self) -> list[NodeProcess]:
-        """Nodes that have exited."""
-        return [p for p in self.procs if p.popen.poll() is not None]
+        """Nodes that have exited (a respawned node counts until its restart)."""
+        with self._lock:
+            return [p for p in self.procs if p.popen.poll() is not None]
 
     def proc(self, fqn: str) -> NodeProcess:
         """The process of a node by fully qualified name."""
-        for p in self.procs:
-            if p.spec.fqn == fqn:
-                return p
+        with self._lock:
+            for p in self.procs:
+                if p.spec.fqn == fqn:
+                    return p
         raise KeyError(fqn)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Interrupt every node, wait up to `timeout` s, then kill what is left (a second Ctrl-C is ignored)."""
-        import threading
-
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # a no-op rather than SIG_IGN: a signal already pending must find a handler, or Python reports it
+            # ignored "due to race condition"
+            previous = signal.signal(signal.SIGINT, _no_op)
             try:
                 self._stop(timeout)
             finally:

@@ -15,6 +15,7 @@ same at any rate; other sim nodes follow `/clock` and sample the same way.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -61,6 +62,23 @@ class SimParams:
     publish_clock: bool
     rate: float
     clock_hz: float
+    clock_file: str
+
+
+def read_clock_file(path: str) -> float:
+    """The time a /clock owner last sent, from its clock file (0 when the file is missing or empty)."""
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except FileNotFoundError:
+        return 0.0
+    try:
+        t = float(text or 0.0)
+    except ValueError:
+        raise ValueError(f"parameter clock_file: {path} holds {text[:40]!r}, not a time in seconds") from None
+    if not math.isfinite(t) or t < 0:
+        raise ValueError(f"parameter clock_file: {path} holds {t}, not a time >= 0")
+    return t
 
 
 def _time_msg(t: float) -> TimeMsg:
@@ -143,6 +161,8 @@ class SimCobotNode(Node):
             publish_clock=d("publish_clock", False, "own /clock and run simulated time"),
             rate=d("rate", 1.0, "simulated seconds per wall second when publishing /clock"),
             clock_hz=d("clock_hz", 100.0, "/clock ticks per wall second when publishing /clock"),
+            clock_file=d("clock_file", "", "with publish_clock: file that keeps the last /clock time; a restarted "
+                                           "owner goes on from it, so /clock never goes back (empty: start at 0)"),
         )
         p = self.params
         joints = [j for j in p.joint_names if j]
@@ -173,6 +193,10 @@ class SimCobotNode(Node):
         self._wall0: float | None = None
         self._clock_t: float | None = None
         self._next_sample: float | None = None
+        self._clock_fd: int | None = None
+        if p.publish_clock and p.clock_file:
+            self._sim_t = self._sim0 = read_clock_file(p.clock_file)
+            self._clock_fd = os.open(p.clock_file, os.O_WRONLY | os.O_CREAT, 0o644)
 
         self.js_pub = self.create_publisher(JointState, "joint_states", STATES)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -199,7 +223,8 @@ class SimCobotNode(Node):
         self.create_timer(1.0, self._publish_health)
         self.get_logger().info(
             f"sim cobot up: {len(joints)} joints, IO {sorted(self.io_state) or 'none'}"
-            + (f", owning /clock at {p.rate:g}x" if p.publish_clock else ""))
+            + (f", owning /clock at {p.rate:g}x" if p.publish_clock else "")
+            + (f" from t={self._sim_t:.3f} s ({p.clock_file})" if self._sim_t else ""))
 
     def _declare(self, name: str, default, description: str):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -224,6 +249,8 @@ class SimCobotNode(Node):
         if target <= self._sim_t:
             return
         self._sim_t = target
+        if self._clock_fd is not None:  # on file before anyone sees it: a restart never repeats a time
+            os.pwrite(self._clock_fd, f"{target:24.9f}\n".encode(), 0)
         self.clock_pub.publish(Clock(clock=_time_msg(self._sim_t)))
         self._advance_to(self._sim_t)
 

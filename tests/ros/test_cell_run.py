@@ -55,7 +55,9 @@ def test_command_in_wrong_state_is_refused(cell):
 def test_bad_parameters_are_refused_with_the_reason(cell):
     client, _, _ = cell
     assert client.set_parameter("job", "nope") == (False, "unknown job 'nope': expected one of bracket")
-    assert client.set_parameter("parts", 0) == (False, "parts must be a whole number >= 1, got 0")
+    assert client.set_parameter("parts", 0) == (False, "parts must be a whole number from 1 to 999999999, got 0")
+    assert client.set_parameter("parts", 10**12) == (
+        False, "parts must be a whole number from 1 to 999999999, got 1000000000000")
     ok, reason = client.set_parameter("tick", 5)
     assert not ok
     assert client.set_parameter("parts", PARTS) == (True, "")

@@ -7,9 +7,11 @@ CellClient checks the planner independently.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import random
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -179,7 +181,7 @@ def test_scripted_pendant(rig: Rig) -> None:
     assert said == [
         "HELLO -> OK cobot_cell pendant bridge 0.1.0 for cell demo",
         "PARTS 2 -> OK parts 2",
-        "PARTS 0 -> ERR REFUSED parts must be a whole number >= 1; got 0",
+        "PARTS 0 -> ERR REFUSED parts must be a whole number from 1 to 999999999; got 0",
         "HOLD -> ERR REFUSED cannot hold in state Idle: allowed commands are start; stop; abort",
         "STOP -> OK stop: state Stopped",
         "state Stopped",
@@ -197,8 +199,8 @@ def test_refusals_carry_the_planners_reason(rig: Rig) -> None:
     before = planner_snapshot(rig)
     cases = [
         (("JOB", "nope"), ("REFUSED", "unknown job 'nope': expected one of bracket")),
-        (("PARTS", "0"), ("REFUSED", "parts must be a whole number >= 1; got 0")),
-        (("PARTS", "-5"), ("REFUSED", "parts must be a whole number >= 1; got -5")),
+        (("PARTS", "0"), ("REFUSED", "parts must be a whole number from 1 to 999999999; got 0")),
+        (("PARTS", "-5"), ("REFUSED", "parts must be a whole number from 1 to 999999999; got -5")),
         (("HOLD",), ("REFUSED", "cannot hold in state Idle: allowed commands are start; stop; abort")),
         (("RESUME",), ("REFUSED", "nothing to resume in state Idle: RESUME works in Held or Suspended")),
         (("ACK",), ("NOFAULT", "no active fault to acknowledge")),
@@ -318,6 +320,77 @@ def test_random_burst_leaves_the_bridge_responsive(rig: Rig) -> None:
     n_err = len(link.view.errors) - errors
     assert 1 <= n_err <= 100  # rate-limited to 20/s
     print(f"\n10,000 random bytes: {n_err} ERR replies; STATUS answered {took * 1e3:.0f} ms after the burst began")
+
+
+def test_status_burst_gets_one_reply_per_frame(rig: Rig) -> None:
+    """1,000 STATUS frames in one write: each is answered exactly once (the bridge stops reading while its
+    replies wait to be written, instead of dropping them), with its STATE and STAT."""
+    link = rig.link
+    to_idle(rig)
+    seqs = [link.next_seq() for _ in range(1000)]
+    burst = b"".join(encode(Frame(s, "STATUS")) for s in seqs)
+    mark = len(link.received)
+    failure: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            link.write(burst)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failure.append(exc)
+
+    link.channel.write_timeout = 60.0  # the bridge may pause reading while the pendant reads its replies
+    writer = threading.Thread(target=write, name="burst-writer")
+    t0 = time.monotonic()
+    writer.start()
+    wanted = set(seqs)
+
+    def replies() -> collections.Counter:
+        return collections.Counter(r.item.seq for r in link.received[mark:] if isinstance(r.item, Frame)
+                                   and r.item.kind in ("OK", "ERR") and r.item.seq in wanted)
+
+    try:
+        link.wait_for(lambda: len(replies()) == len(seqs), 90, "a reply to every frame of the burst")
+    finally:
+        writer.join(60)
+        link.channel.write_timeout = 5.0
+    took = time.monotonic() - t0
+    assert not failure, failure
+    ok(link.command("STATUS"))  # every reply of the burst is in before this one
+    counts = replies()
+    assert sorted(counts) == seqs and set(counts.values()) == {1}, [s for s in seqs if counts[s] != 1][:10]
+    kinds = collections.Counter(r.item.kind for r in link.received[mark:] if isinstance(r.item, Frame))
+    assert kinds["STATE"] >= len(seqs) and kinds["STAT"] >= len(seqs), kinds
+    assert all(r.item.kind == "OK" for r in link.received[mark:] if isinstance(r.item, Frame)
+               and r.item.kind in ("OK", "ERR") and r.item.seq in wanted)
+    assert rig.bridge().popen.poll() is None
+    print(f"\n1,000 STATUS frames in one write: 1,000 OK, {kinds['STATE']} STATE, {kinds['STAT']} STAT "
+          f"in {took:.2f} s")
+
+
+def test_command_burst_beyond_the_queue_gets_busy_and_a_log_line(rig: Rig) -> None:
+    """40 commands in one write: one runs, 16 wait, the rest get ERR BUSY (logged); each gets one reply."""
+    link = rig.link
+    to_idle(rig)
+    seqs = [link.next_seq() for _ in range(40)]
+    mark = len(link.received)
+    link.write(b"".join(encode(Frame(s, "HOLD")) for s in seqs))
+    wanted = set(seqs)
+
+    def replies() -> list[Frame]:
+        return [r.item for r in link.received[mark:] if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR")
+                and r.item.seq in wanted]
+
+    link.wait_for(lambda: {f.seq for f in replies()} == wanted, 30, "a reply to every command")
+    ok(link.command("STATUS"))  # every reply of the burst is in before this one
+    got = replies()
+    assert sorted(f.seq for f in got) == seqs
+    busy = [f for f in got if f.args[0] == "BUSY"]
+    refused = [f for f in got if f.args[0] == "REFUSED"]
+    assert len(busy) + len(refused) == len(seqs) and len(refused) >= 17, got
+    assert busy[0].args[1] == "16 commands already waiting"
+    log = rig.bridge().log_path
+    wait_until(lambda: f"ERR BUSY to HOLD (seq {busy[0].seq})" in log.read_text(), 10, "the BUSY log line")
+    assert planner_snapshot(rig)[0] == "Idle"
 
 
 def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:

@@ -408,11 +408,11 @@ def test_part_count_must_be_a_whole_number_of_at_least_one(bad: object) -> None:
     rig = Rig()
     with pytest.raises(ValueError) as err:
         rig.cell.set_parts(bad)  # type: ignore[arg-type]
-    assert str(err.value) == f"parts must be a whole number >= 1, got {bad!r}"
+    assert str(err.value) == f"parts must be a whole number from 1 to 999999999, got {bad!r}"
     assert rig.cell.parts_target == 1
     with pytest.raises(ValueError) as err:
         CellController(CFG, rig.ports, SKILLS_PLANNER, rig.clock, parts=bad)  # type: ignore[arg-type]
-    assert str(err.value) == f"parts must be a whole number >= 1, got {bad!r}"
+    assert str(err.value) == f"parts must be a whole number from 1 to 999999999, got {bad!r}"
 
 
 def test_settings_apply_in_every_resting_state() -> None:
@@ -517,3 +517,17 @@ def test_the_controller_keeps_only_the_recent_reports() -> None:
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert rig.cell.parts_done == n and len(rig.cycles) == n
     assert [r.part for r in rig.cell.reports] == list(range(6, n + 1))
+
+
+@pytest.mark.parametrize("bad", [10**9, 10**12])
+def test_part_count_is_bounded_by_what_the_pendant_can_show(bad: int) -> None:
+    from cobot_cell.core.limits import MAX_PARTS
+
+    assert MAX_PARTS == 999_999_999
+    rig = Rig()
+    with pytest.raises(ValueError) as err:
+        rig.cell.set_parts(bad)
+    assert str(err.value) == f"parts must be a whole number from 1 to 999999999, got {bad}"
+    assert rig.cell.parts_target == 1
+    rig.cell.set_parts(MAX_PARTS)
+    assert rig.cell.parts_target == MAX_PARTS

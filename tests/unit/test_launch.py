@@ -22,6 +22,14 @@ class _Recorder:
         self.args, self.kwargs = args, kwargs
 
 
+class _ExecuteProcess:
+    """launch's ExecuteProcess signature as of ROS 2 Iron (respawn, respawn_delay, respawn_max_retries)."""
+
+    def __init__(self, *, cmd, respawn: bool = False, respawn_delay: float | None = None,
+                 respawn_max_retries: int = -1, **kwargs):
+        pass
+
+
 class _LaunchConfiguration:
     values: dict[str, str] = {}
 
@@ -47,6 +55,7 @@ def launch_module(monkeypatch):
     stubs["launch"].LaunchDescription = type("LaunchDescription", (_Recorder,), {})
     stubs["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorder,), {})
     stubs["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Recorder,), {})
+    stubs["launch.actions"].ExecuteProcess = _ExecuteProcess
     stubs["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
     stubs["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
     stubs["ament_index_python.packages"].get_package_share_directory = lambda pkg: str(ROOT)
@@ -85,7 +94,7 @@ def _nodes(desc, **overrides):
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
     assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor",
-                         "pendant_port", "enabling_device"}
+                         "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries"}
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name
@@ -111,6 +120,35 @@ def test_sim_node_set_uses_installed_executables(launch_module):
     assert [s["use_sim_time"] for s in sims] == [False, True]
     planner = nodes[2].kwargs["parameters"][0]
     assert planner["cell_file"] == str(DEMO) and planner["use_sim_time"] is True
+
+
+def test_nodes_respawn_as_cobot_cell_up_restarts_them(launch_module):
+    from cobot_cell.ros.bringup import RESPAWN_DELAY, RESPAWN_MAX_RETRIES
+
+    assert RESPAWN_DELAY > 2.0  # above the planner's stale_timeout: a driver crash is seen before its restart
+    nodes = _nodes(launch_module.generate_launch_description())
+    for n in nodes:
+        assert n.kwargs["respawn"] is True
+        assert n.kwargs["respawn_delay"] == RESPAWN_DELAY
+        assert n.kwargs["respawn_max_retries"] == RESPAWN_MAX_RETRIES
+    nodes = _nodes(launch_module.generate_launch_description(), respawn_delay="4.5", respawn_max_retries="0")
+    assert {(n.kwargs["respawn"], n.kwargs["respawn_delay"], n.kwargs["respawn_max_retries"]) for n in nodes} == {
+        (False, 4.5, 0)}
+    with pytest.raises(ValueError, match="respawn max retries must be a whole number >= -1"):
+        _nodes(launch_module.generate_launch_description(), respawn_max_retries="-2")
+
+
+def test_launch_without_respawn_max_retries_respawns_without_limit(launch_module, monkeypatch):
+    monkeypatch.setattr(launch_module, "HAS_MAX_RETRIES", False)  # ROS 2 Humble's launch
+    nodes = _nodes(launch_module.generate_launch_description())
+    assert all(n.kwargs["respawn"] is True and "respawn_max_retries" not in n.kwargs for n in nodes)
+
+
+def test_the_clock_owner_keeps_its_time_beside_the_journal(launch_module, tmp_path):
+    nodes = _nodes(launch_module.generate_launch_description(), journal=str(tmp_path / "cell.journal.db"))
+    sims = [n.kwargs["parameters"][0] for n in nodes if n.kwargs["executable"] == "sim_cobot"]
+    assert sims[0]["clock_file"] == str(tmp_path / "cell.journal.clock")
+    assert "clock_file" not in sims[1]
 
 
 def test_real_arms_start_no_sim_and_no_sim_time(launch_module):

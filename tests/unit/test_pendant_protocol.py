@@ -6,6 +6,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -343,6 +344,32 @@ def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
         pty.close()
 
 
+def test_transport_stops_reading_while_the_owner_lags_and_loses_nothing(tmp_path: Path) -> None:
+    from cobot_cell.pendant.transport import READ_CHUNK, SerialTransport
+    from cobot_cell.pendant.virtual import FdChannel, create_pty
+
+    pty = create_pty(tmp_path / "pendant")
+    t = SerialTransport(str(tmp_path / "pendant"), reconnect_min=0.05, max_pending_read=2048).start()
+    sent = bytes(range(32, 127)) * 400  # 38,000 bytes, far beyond what the reader may hold
+    received = bytearray()
+    channel = FdChannel(pty.master, write_timeout=30.0)
+    writer = threading.Thread(target=channel.write, args=(sent,))
+    try:
+        _wait(lambda: any(e.kind == "open" for e in t.poll()))
+        writer.start()
+        _wait(lambda: t.paused > 0)  # nobody polls: the reader stopped reading
+        received.extend(b"".join(e.data for e in t.poll()))
+        assert 2048 <= len(received) < 2048 + READ_CHUNK
+        _wait(lambda: received.extend(b"".join(e.data for e in t.poll())) or len(received) >= len(sent), 30)
+        writer.join(30)
+        assert bytes(received) == sent
+        for _ in range(1000):  # the write queue never refuses while the device is open
+            assert t.write(b"$0,HB*B76D\r\n")
+    finally:
+        t.stop()
+        pty.close()
+
+
 def test_transport_refuses_bad_settings() -> None:
     from cobot_cell.pendant.transport import SerialTransport
 
@@ -350,6 +377,10 @@ def test_transport_refuses_bad_settings() -> None:
         SerialTransport("loop://", parity="X")
     with pytest.raises(ValueError, match="reconnect delays must satisfy 0 < min <= max, got 2.0, 1.0"):
         SerialTransport("loop://", reconnect_min=2.0, reconnect_max=1.0)
+    with pytest.raises(ValueError) as err:
+        SerialTransport("loop://", max_pending_writes=0)
+    assert str(err.value) == ("max_pending_writes and max_pending_read must be >= 1 and stall_timeout > 0, got "
+                              "0, 4096, 10.0")
 
 
 def test_pendant_script_and_cli() -> None:
@@ -367,3 +398,16 @@ def test_pendant_script_and_cli() -> None:
     assert args.func.__name__ == "cmd_pendant"
     with pytest.raises(SystemExit):
         p.parse_args(["pendant", "--port", "loop://", "--create-pty", "/tmp/x"])  # one line only
+
+
+def test_the_part_count_bound_is_what_the_pendant_fields_hold() -> None:
+    from cobot_cell.core.limits import MAX_PARTS
+
+    def stat(parts: int) -> Frame:
+        return Frame(1, "STAT", ("Execute", "bracket", "0", str(parts)))
+
+    assert encode(stat(MAX_PARTS), BRIDGE_MESSAGES).startswith(b"$1,STAT,Execute,bracket,0,999999999*")
+    with pytest.raises(ValueError) as err:
+        encode(stat(MAX_PARTS + 1), BRIDGE_MESSAGES)
+    assert str(err.value) == "STAT: argument parts '1000000000' is not a whole number >= 0"
+    assert encode(Frame(2, "PARTS", (str(MAX_PARTS),)), PENDANT_MESSAGES) == encode(Frame(2, "PARTS", ("999999999",)))
