@@ -147,7 +147,8 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
                 try:
                     plan = plan_step(cfg, step, part, q[step.cobot], params[name])
                 except ParamError as exc:
-                    add(("jobs", jname, "steps", index[name], "params", *exc.loc), str(exc))
+                    add(("jobs", jname, "steps", index[name], "params", *exc.loc),
+                        str(exc) + _stack_hint(cfg, step, params[name], part, exc.loc))
                     failed = True
                     break
                 except ValueError as exc:
@@ -158,6 +159,20 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             if failed:
                 break
     return issues
+
+
+def _stack_hint(cfg: CellConfig, step: Step, p: Any, part: int, loc: tuple[str | int, ...]) -> str:
+    """For a pallet place out of reach above the first layer: the stack height the arm does reach."""
+    if step.skill != "palletise" or loc != ("to",):
+        return ""
+    station = cfg.stations[p.to]
+    place = pallet_plan(station).place((part - 1) % len(pallet_plan(station)))
+    if place.layer == 0 or station.pallet is None:
+        return ""
+    reached = station.pallet.stack_height(place.layer)
+    return (f"; the stack needs more height than '{step.cobot}' reaches: layers 0 to {place.layer - 1} "
+            f"({reached:.3f} m) are within reach, so lower max_height to {reached:.3f} m, or move the pallet or the "
+            "arm (there is no lift axis)")
 
 
 def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any,
