@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_launch import _arguments, _console_scripts, _LaunchConfiguration, _Recorder
+from test_launch import _arguments, _console_scripts, _Recorder, launch_module  # noqa: F401 (a fixture)
 
 from cobot_cell.core.config import parse_cell
 from cobot_cell.ros.gazebo import CONTROLLER_MANAGER, controllers, controllers_yaml, trajectory_topic
@@ -24,24 +24,18 @@ UR20 = ROOT / "config" / "ur20_us_pallet.yaml"
 
 
 @pytest.fixture
-def gazebo_launch(monkeypatch):
-    """launch/gazebo.launch.py imported with recording stand-ins for launch, launch_ros and the ament index."""
-    names = ["launch", "launch.actions", "launch.substitutions", "launch.event_handlers",
-             "launch.launch_description_sources", "launch_ros", "launch_ros.actions", "ament_index_python",
-             "ament_index_python.packages"]
-    stubs = {name: types.ModuleType(name) for name in names}
-    stubs["launch"].LaunchDescription = type("LaunchDescription", (_Recorder,), {})
-    for action in ("DeclareLaunchArgument", "OpaqueFunction", "IncludeLaunchDescription", "RegisterEventHandler"):
-        setattr(stubs["launch.actions"], action, type(action, (_Recorder,), {}))
-    stubs["launch.event_handlers"].OnProcessExit = type("OnProcessExit", (_Recorder,), {})
-    stubs["launch.launch_description_sources"].PythonLaunchDescriptionSource = type(
-        "PythonLaunchDescriptionSource", (_Recorder,), {})
-    stubs["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
-    stubs["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
-    stubs["ament_index_python.packages"].get_package_share_directory = (
-        lambda pkg: str(ROOT) if pkg == "cobot_cell" else f"/opt/ros/jazzy/share/{pkg}")
-    for name, mod in stubs.items():
-        monkeypatch.setitem(sys.modules, name, mod)
+def gazebo_launch(launch_module, monkeypatch):
+    """launch/gazebo.launch.py imported with the recording stand-ins of test_launch, plus the actions it also uses."""
+    actions = sys.modules["launch.actions"]
+    for action in ("IncludeLaunchDescription", "RegisterEventHandler"):
+        monkeypatch.setattr(actions, action, type(action, (_Recorder,), {}), raising=False)
+    handlers, sources = types.ModuleType("launch.event_handlers"), types.ModuleType("launch.launch_description_sources")
+    handlers.OnProcessExit = type("OnProcessExit", (_Recorder,), {})
+    sources.PythonLaunchDescriptionSource = type("PythonLaunchDescriptionSource", (_Recorder,), {})
+    monkeypatch.setitem(sys.modules, "launch.event_handlers", handlers)
+    monkeypatch.setitem(sys.modules, "launch.launch_description_sources", sources)
+    monkeypatch.setattr(sys.modules["ament_index_python.packages"], "get_package_share_directory",
+                        lambda pkg: str(ROOT) if pkg == "cobot_cell" else f"/opt/ros/jazzy/share/{pkg}")
     spec = importlib.util.spec_from_file_location("gazebo_launch", LAUNCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
