@@ -128,8 +128,8 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             except ValueError as exc:
                 add(("jobs", jname, "steps", i, "cobot"), f"{exc} (needed by skill '{step.skill}')")
                 continue
-            if not problems and step.skill in HANDLING:
-                problems = _handling_problems(cfg, jname, i, step, p, add)
+            if not problems and step.skill in HANDLING and _handling_problems(cfg, jname, i, step, p, add):
+                continue
             if not problems:
                 params[step.name] = p
         if len(params) != len(job.steps):
