@@ -193,10 +193,18 @@ def test_bad_arm_and_payload_input_names_the_yaml_path(tmp_path: Path, old: str,
     assert issues(tmp_path, edit(UR20, old, new)) == [(path, message)]
 
 
-def test_validate_exits_2_on_a_payload_over_the_rating(tmp_path: Path) -> None:
-    path = tmp_path / "cell.yaml"
-    path.write_text(edit(UR20, "part: {mass: 12.0}", "part: {mass: 18.0}"), encoding="utf-8")
-    assert cli_main(["validate", str(path)]) == 2
+@pytest.mark.parametrize("old,new,path", [
+    ("part: {mass: 12.0}", "part: {mass: 18.0}", "jobs.cartons.steps[0]"),
+    ("model: ur20", "model: ur25", "cobots.palletiser.model"),
+    ("mass: 3.2,", "mass: -1.0,", "cobots.palletiser.tools.vacuum.mass"),
+    ("max_height: 1.20", "max_height: 1.80", "jobs.cartons.steps[0].params.to"),
+])
+def test_validate_exits_2_naming_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str,
+                                          path: str) -> None:
+    cell = tmp_path / "cell.yaml"
+    cell.write_text(edit(UR20, old, new), encoding="utf-8")
+    assert cli_main(["validate", str(cell)]) == 2
+    assert f"{path} (line " in " ".join(capsys.readouterr().err.split())
 
 
 # ------------------------------------------------------------------------------------------------ full-size pallets
