@@ -24,7 +24,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-__all__ = ["ArmSpec", "ARMS", "arm_spec", "DEFAULT_ACCELERATION", "JOINT_NAMES"]
+__all__ = ["ARMS", "DEFAULT_ACCELERATION", "JOINT_NAMES", "ArmSpec", "arm_spec"]
 
 JOINT_NAMES = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
                "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")

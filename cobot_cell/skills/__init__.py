@@ -23,9 +23,9 @@ from ..core.validation import validate
 from ..motion.arms import arm_spec
 from ..motion.kinematics import arm_model
 from . import palletise, pick, weld
-from .payload import HANDLING, carried, part_box, payload_problem, reach_problem
 from .common import ParamError, SkillContext, SkillParams
 from .palletise import pallet_plan
+from .payload import HANDLING, carried, part_box, payload_problem, reach_problem
 
 log = logging.getLogger(__name__)
 

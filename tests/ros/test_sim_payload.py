@@ -33,7 +33,7 @@ def test_payload_follows_the_gripper(tmp_path):
             client.wait_for(lambda: payload[-1:] == ["3.200"], 30, "the empty gripper's payload")
             for on, expected in ((True, "15.200"), (False, "3.200")):
                 assert client._call(grip, SetBool.Request(data=on), 10, "grip").success
-                client.wait_for(lambda: payload[-1:] == [expected], 30, f"payload {expected} kg")
+                client.wait_for(lambda e=expected: payload[-1:] == [e], 30, f"payload {expected} kg")
         finally:
             client.close()
             nodes.stop()

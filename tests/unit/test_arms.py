@@ -155,8 +155,8 @@ def test_carried_payload_sums_tool_and_part_at_their_centres() -> None:
 def test_payload_over_the_rating_is_refused(tmp_path: Path) -> None:
     text = edit(UR20, "part: {mass: 12.0}", "part: {mass: 18.0}")
     assert issues(tmp_path, text) == [(
-        "jobs.cartons.steps[0]", "payload 21.2 kg (tool 'vacuum' 3.2 kg + part 18 kg) at 0.246 m from the flange "
-        "exceeds the ur20's 20 kg rated payload")]
+        "jobs.cartons.steps[0]", ("payload 21.2 kg (tool 'vacuum' 3.2 kg + part 18 kg) at 0.246 m from the flange "
+                                  "exceeds the ur20's 20 kg rated payload"))]
 
 
 def test_payload_above_80_percent_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -165,15 +165,15 @@ def test_payload_above_80_percent_is_a_warning(tmp_path: Path, caplog: pytest.Lo
     with caplog.at_level(logging.WARNING, logger="cobot_cell.skills.payload"):
         load_cell(path)
     assert [r.getMessage() for r in caplog.records if r.name == "cobot_cell.skills.payload"] == [
-        "cobot 'palletiser': payload 16.7 kg (tool 'vacuum' 3.2 kg + part 13.5 kg) at 0.238 m from the flange is "
-        "84% of the ur20's 20 kg rated payload"]
+        ("cobot 'palletiser': payload 16.7 kg (tool 'vacuum' 3.2 kg + part 13.5 kg) at 0.238 m from the flange is "
+         "84% of the ur20's 20 kg rated payload")]
 
 
 def test_payload_curve_derates_by_centre_of_gravity_offset(tmp_path: Path) -> None:
     text = edit(UR20, "    tools:\n", "    payload_curve: [[0.0, 20.0], [0.2, 15.0], [0.4, 10.0]]\n    tools:\n")
     assert issues(tmp_path, text) == [(
-        "jobs.cartons.steps[0]", "payload 15.2 kg (tool 'vacuum' 3.2 kg + part 12 kg) at 0.234 m from the flange "
-        "exceeds 14.2 kg allowed at that offset (cobots.palletiser.payload_curve)")]
+        "jobs.cartons.steps[0]", ("payload 15.2 kg (tool 'vacuum' 3.2 kg + part 12 kg) at 0.234 m from the flange "
+                                  "exceeds 14.2 kg allowed at that offset (cobots.palletiser.payload_curve)"))]
 
 
 @pytest.mark.parametrize("old,new,path,message", [
@@ -213,10 +213,10 @@ def test_a_stack_taller_than_the_arm_reaches_says_so(tmp_path: Path) -> None:
     text = edit(EUR_FILE.read_text(encoding="utf-8"), "max_height: 0.80", "max_height: 1.20")
     assert issues(tmp_path, text) == [(
         "jobs.cases.steps[0].params.to",
-        "palletise place 32 (layer 4 of stations.pallet.pallet): approach to place at [-0.45, -0.95, 1.264] is not "
-        "reachable by 'palletiser': out of reach: wrist is 1.2036 m from the shoulder, the arm reaches 1.1843 m; the "
-        "stack needs more height than 'palletiser' reaches: layers 0 to 3 (0.800 m) are within reach, so lower "
-        "max_height to 0.800 m, or move the pallet or the arm (there is no lift axis)")]
+        ("palletise place 32 (layer 4 of stations.pallet.pallet): approach to place at [-0.45, -0.95, 1.264] is not "
+         "reachable by 'palletiser': out of reach: wrist is 1.2036 m from the shoulder, the arm reaches 1.1843 m; the "
+         "stack needs more height than 'palletiser' reaches: layers 0 to 3 (0.800 m) are within reach, so lower "
+         "max_height to 0.800 m, or move the pallet or the arm (there is no lift axis)"))]
 
 
 @pytest.mark.parametrize("cell,places,height", [(UR20_FILE, 160, 1.2), (EUR_FILE, 32, 0.8)])

@@ -24,7 +24,7 @@ UR20 = ROOT / "config" / "ur20_us_pallet.yaml"
 
 
 @pytest.fixture
-def gazebo_launch(launch_module, monkeypatch):
+def gazebo_launch(launch_module, monkeypatch):  # noqa: F811 (the fixture imported above)
     """launch/gazebo.launch.py imported with the recording stand-ins of test_launch, plus the actions it also uses."""
     actions = sys.modules["launch.actions"]
     for action in ("IncludeLaunchDescription", "RegisterEventHandler"):
@@ -92,7 +92,7 @@ def test_gazebo_cell_set(gazebo_launch, tmp_path):
         ("/palletiser/joint_states", "/palletiser/tool_io/joint_states"),
         ("/palletiser/joint_trajectory_controller/joint_trajectory", "/palletiser/tool_io/joint_trajectory")]
     # spawners run once the cell is spawned, one per controller, with the generated parameters file
-    handler = [a for a in actions if type(a).__name__ == "RegisterEventHandler"][0].args[0]
+    handler = next(a for a in actions if type(a).__name__ == "RegisterEventHandler").args[0]
     assert handler.kwargs["target_action"] is by_exe[("ros_gz_sim", "create")]
     spawned = [n.kwargs["arguments"] for n in handler.kwargs["on_exit"]]
     params_file = str(tmp_path / "ur20_us.controllers.yaml")
@@ -101,15 +101,15 @@ def test_gazebo_cell_set(gazebo_launch, tmp_path):
     assert spawned[2] == [
         "palletiser_joint_trajectory_controller", "--controller-manager", "/controller_manager", "--param-file",
         params_file, "--controller-manager-timeout", "60", "--controller-ros-args",
-        "-r /palletiser_joint_trajectory_controller/joint_trajectory:="
-        "/palletiser/joint_trajectory_controller/joint_trajectory"]
+        ("-r /palletiser_joint_trajectory_controller/joint_trajectory:="
+         "/palletiser/joint_trajectory_controller/joint_trajectory")]
     assert spawned[1][-1] == "-r /joint_states:=/palletiser/joint_states"
     assert "--controller-ros-args" not in spawned[0]
 
 
 def test_rendered_urdf_has_the_plugin_and_the_controllers_joints(gazebo_launch, tmp_path):
     actions = _actions(gazebo_launch, cell=str(DEMO), work_dir=str(tmp_path))
-    rsp = [n for n in _nodes(actions) if n.kwargs["executable"] == "robot_state_publisher"][0]
+    rsp = next(n for n in _nodes(actions) if n.kwargs["executable"] == "robot_state_publisher")
     robot = ET.fromstring(rsp.kwargs["parameters"][0]["robot_description"])
     plugin = robot.find("gazebo/plugin")
     assert plugin.get("filename") == "gz_ros2_control-system"
