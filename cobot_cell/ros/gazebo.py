@@ -47,7 +47,7 @@ class ControllerSpec:
     parameters: dict[str, Any]
     remaps: tuple[tuple[str, str], ...] = ()
 
-    def spawner_arguments(self, params_file: str | os.PathLike) -> list[str]:
+    def spawner_arguments(self, params_file: str | os.PathLike[str]) -> list[str]:
         """Arguments of `ros2 run controller_manager spawner` for this controller."""
         args = [self.name, "--controller-manager", CONTROLLER_MANAGER, "--param-file", str(params_file),
                 "--controller-manager-timeout", "60"]
@@ -89,7 +89,7 @@ def controllers_yaml(cfg: CellConfig) -> dict[str, Any]:
     return doc
 
 
-def write_controllers_yaml(cfg: CellConfig, directory: str | os.PathLike) -> Path:
+def write_controllers_yaml(cfg: CellConfig, directory: str | os.PathLike[str]) -> Path:
     """Write the controllers YAML for a cell into `directory`; its path."""
     import yaml
 
