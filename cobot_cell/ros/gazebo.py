@@ -99,7 +99,7 @@ def write_controllers_yaml(cfg: CellConfig, directory: str | os.PathLike[str]) -
     return path
 
 
-def cell_nodes(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions) -> list[NodeSpec]:
+def cell_nodes(cfg: CellConfig, cell_file: str | os.PathLike[str], opts: BringupOptions) -> list[NodeSpec]:
     """Planner (and pendant bridge, supervisor) as for real arms, on Gazebo's simulated time."""
     specs = node_specs(cfg, cell_file, replace(opts, sim=False))
     return [replace(s, parameters={**s.parameters, "use_sim_time": True})
