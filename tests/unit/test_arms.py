@@ -122,6 +122,22 @@ def test_cell_urdf_renders_each_cobot_as_its_model() -> None:
     assert float(shoulder.find("origin").get("xyz").split()[2]) == pytest.approx(0.2363)
 
 
+@pytest.mark.parametrize("cell,geometry,size,mass,com", [
+    (UR20_FILE, "box", {"size": "0.35 0.25 0.2"}, "3.2", "0.0 0.0 0.08"),
+    (EUR_FILE, "cylinder", {"radius": "0.15", "length": "0.18"}, "2.2", "0.0 0.0 0.06"),
+])
+def test_cell_urdf_mounts_each_tool_shape_on_tool0(cell: Path, geometry: str, size: dict[str, str], mass: str,
+                                                   com: str) -> None:
+    robot = render("cell.urdf.xacro", cell_file=str(cell))
+    joint = joints_by_name(robot)["palletiser_tool0-vacuum"]
+    assert (joint.get("type"), joint.find("parent").get("link")) == ("fixed", "palletiser_tool0")
+    link = robot.find("link[@name='palletiser_vacuum']")
+    shape = link.find(f"collision/geometry/{geometry}")
+    assert {k: shape.get(k) for k in size} == size
+    assert link.find("inertial/mass").get("value") == mass
+    assert link.find("inertial/origin").get("xyz") == com
+
+
 # ------------------------------------------------------------------------------------------------ limits
 
 def test_a_cobot_without_limits_gets_the_models_published_limits() -> None:
