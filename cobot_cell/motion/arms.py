@@ -6,9 +6,10 @@ Every figure comes from Universal Robots; the sources (cited per figure in docs/
   application-installation/dh-parameters-for-calculations-of-kinematics-and-dynamics/ (d, a; link masses).
   The UR15 is not in that article yet: its d, a are UR's default calibration shipped in ur_description
   (config/ur15/default_kinematics.yaml, ros-industrial/universal_robot, "Add support for UR15", 2025).
-- [MAN] Each arm's user manual, "Technical Specifications" and joint speed limits (e-Series manuals v5.8 for
-  UR3e/5e/10e/16e, v5.14 for UR20/UR30, the PolyScope manuals for UR7e/UR12e/UR15).
-- [TORQ] "Max. joint torques", universal-robots.com/articles/ur/robot-care-maintenance/max-joint-torques/.
+- [MAN] Each arm's user manual, technical specifications (joint ranges and speeds): e-Series manuals v5.8 for
+  UR3e/5e/10e/16e, v5.14 for UR20/UR30, as cited by ur_description's config/<model>/joint_limits.yaml. The UR7e
+  and UR12e are the UR5e and UR10e arms with a higher rating; the UR15's figures are ur_description's.
+- [TORQ] "Max. joint torques", universal-robots.com/articles/ur-articles/max-joint-torques (via ur_description).
 - [SPEC] The arm's datasheet: rated payload (kg) and reach (m, centre of the base joint to the tool flange).
 - Joint acceleration limits are not published by UR. The default is URScript's `movej` default joint
   acceleration, 1.4 rad/s^2 (URScript Programming Language manual), the same for every joint and model; a
