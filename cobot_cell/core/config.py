@@ -24,7 +24,9 @@ from .validation import After, Checked, Plain, PositiveFloat, PositiveInt, valid
 log = logging.getLogger(__name__)
 
 KNOWN_SKILLS = ("pick", "weld", "palletise")
-ARM_DOF = {"ur5e": 6}
+ARM_DOF = {"ur3e": 6, "ur5e": 6, "ur7e": 6, "ur10e": 6, "ur12e": 6, "ur15": 6, "ur16e": 6, "ur20": 6, "ur30": 6}
+"""Joints per known arm model; the models' data is cobot_cell.motion.arms.ARMS (the same names)."""
+ArmModelName = Literal["ur3e", "ur5e", "ur7e", "ur10e", "ur12e", "ur15", "ur16e", "ur20", "ur30"]
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 NAME_HINT = "a name of letters, digits and underscores starting with a letter"
 _TOKEN = r"[A-Za-z][A-Za-z0-9_]*"
@@ -90,11 +92,32 @@ class Pose(Checked):
 @dataclass(frozen=True, kw_only=True)
 class Limits(Checked):
     """Per-joint velocity (rad/s) and acceleration (rad/s^2) limits, and optional position ranges (rad) that
-    narrow the arm model's own (e.g. to keep cables from winding up)."""
+    narrow the arm model's own (e.g. to keep cables from winding up); a limit not given is the model's."""
 
-    velocity: tuple[PositiveFloat, ...]
-    acceleration: tuple[PositiveFloat, ...]
+    velocity: tuple[PositiveFloat, ...] | None = None
+    acceleration: tuple[PositiveFloat, ...] | None = None
     position: tuple[tuple[float, float], ...] | None = None
+
+
+def _one_shape(v: Any) -> Any:
+    if v is not None and (v.box is None) == (v.cylinder is None):
+        raise ValueError("expected one of box: [x, y, z] or cylinder: [radius, length] (m)")
+    return v
+
+
+def _increasing_offsets(v: Any) -> Any:
+    if v is not None and (not v or any(b[0] <= a[0] for a, b in zip(v, v[1:]))):
+        raise ValueError("expected [offset m, payload kg] points with increasing offsets")
+    return v
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolShape(Checked):
+    """A tool's collision shape in the flange frame: a box [x, y, z] or a cylinder [radius, length] along z (m),
+    starting at the flange."""
+
+    box: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
+    cylinder: tuple[PositiveFloat, PositiveFloat] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +128,9 @@ class Tool(Checked):
     io: Annotated[str, After(_relative_ros_name)]
     tcp: tuple[float, float, float] = (0.0, 0.0, 0.0)
     confirm: bool = False
+    mass: Annotated[float, Ge(0.0)] | None = None
+    com: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    shape: Annotated[ToolShape | None, After(_one_shape)] = None
     process: bool | None = field(default=None, metadata={"description": (
         "a process tool (the welding arc): switched off and confirmed off on its state topic before any "
         "unplanned motion; default: true for a torch, false otherwise")})
@@ -116,17 +142,27 @@ class Tool(Checked):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PartType(Checked):
+    """What a job handles: the part's mass (kg) and its box (m); the payload check, the pallet and the sim use it."""
+
+    mass: PositiveFloat
+    box: BoxSize | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cobot(Checked):
     """One collaborative arm driven through a ros2_control-style interface."""
 
-    model: Literal["ur5e"] = "ur5e"
+    model: ArmModelName = "ur5e"
     joints: tuple[str, ...]
     base: Pose = Pose()
     home: tuple[float, ...]
-    limits: Limits
+    limits: Limits = Limits()
     tools: dict[str, Tool] = field(default_factory=dict)
     namespace: Annotated[str | None, After(_namespace)] = None
     controller: Annotated[str, After(_relative_ros_name)] = "joint_trajectory_controller"
+    payload_curve: Annotated[tuple[tuple[Annotated[float, Ge(0.0)], Annotated[float, Ge(0.0)]], ...] | None,
+                             After(_increasing_offsets)] = None
 
 
 # ---------------------------------------------------------------------------------------------- pallets
@@ -311,6 +347,7 @@ class Job(Checked):
     description: str = ""
     steps: Annotated[tuple[Step, ...], MinLen(1)]
     fault_policy: FaultPolicy | None = None
+    part: PartType | None = None
 
     def step(self, name: str) -> Step:
         """The step called `name`."""
@@ -523,7 +560,7 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
         for key, values in (("joints", cobot.joints), ("home", cobot.home),
                             ("limits.velocity", cobot.limits.velocity),
                             ("limits.acceleration", cobot.limits.acceleration)):
-            if len(values) != dof:
+            if values is not None and len(values) != dof:
                 add(("cobots", name, *key.split(".")), f"expected {dof} values for a {cobot.model}, got {len(values)}")
         if len(set(cobot.joints)) != len(cobot.joints):
             add(("cobots", name, "joints"), "joint names must be unique")

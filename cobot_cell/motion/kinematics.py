@@ -1,4 +1,4 @@
-"""Forward and inverse kinematics of the UR family of 6-axis arms.
+"""Forward and inverse kinematics of the UR family of 6-axis arms (every model of `cobot_cell.motion.arms`).
 
 An ``ArmModel`` holds standard Denavit-Hartenberg parameters and joint limits; ``fk`` maps joint positions
 to the flange pose (``tool0``) in the arm's DH base frame, which is UR's ``base`` frame (``base_link``
@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .arms import ARMS, JOINT_NAMES, arm_spec
 
 __all__ = [
     "UnreachableError",
@@ -79,29 +80,27 @@ class ArmModel:
         return len(self.d)
 
 
-_UR_JOINTS = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
-              "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")
+_UR_JOINTS = JOINT_NAMES
 _UR_ALPHA = (math.pi / 2, 0.0, 0.0, math.pi / 2, -math.pi / 2, 0.0)
 
 _MODELS: dict[str, ArmModel] = {
-    "ur5e": ArmModel(
-        name="ur5e",
-        d=(0.1625, 0.0, 0.0, 0.1333, 0.0997, 0.0996),
-        a=(0.0, -0.425, -0.3922, 0.0, 0.0, 0.0),
+    name: ArmModel(
+        name=name,
+        d=spec.d,
+        a=spec.a,
         alpha=_UR_ALPHA,
-        q_min=(-TWO_PI, -TWO_PI, -math.pi, -TWO_PI, -TWO_PI, -TWO_PI),
-        q_max=(TWO_PI, TWO_PI, math.pi, TWO_PI, TWO_PI, TWO_PI),
+        q_min=tuple(lo for lo, _ in spec.position),
+        q_max=tuple(hi for _, hi in spec.position),
         joint_names=_UR_JOINTS,
-    ),
+    )
+    for name, spec in ARMS.items()
 }
 
 
 def arm_model(name: str) -> ArmModel:
-    """The kinematic model of a named arm ('ur5e')."""
-    try:
-        return _MODELS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown arm model '{name}': expected one of {', '.join(_MODELS)}") from None
+    """The kinematic model of a named arm (a key of `cobot_cell.motion.arms.ARMS`, e.g. 'ur5e')."""
+    arm_spec(name)  # ValueError listing the known models
+    return _MODELS[name]
 
 
 def _dh(theta: float, d: float, a: float, alpha: float) -> np.ndarray:

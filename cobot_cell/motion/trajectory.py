@@ -13,6 +13,8 @@ start. Bad arguments raise ``ValueError`` naming the argument; infeasible lines 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
@@ -307,6 +309,11 @@ class PathMove:
     timing: PathTiming
 
 
+_LINES: OrderedDict[tuple, Trajectory] = OrderedDict()
+_LINES_KEPT = 64  # recent straight lines: a pallet's places share their grasp-side lines
+_LINES_LOCK = threading.Lock()
+
+
 def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed: float, v_max: Limits,
                 a_max: Limits, base_step: float = 0.005, *, tcp: np.ndarray | None = None) -> Trajectory:
     """Straight-line move of the flange (or of the TCP at flange pose @ tcp) from fk(q0) to T_goal.
@@ -314,7 +321,29 @@ def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed:
     Position is interpolated linearly and orientation by slerp, with samples at most base_step metres apart
     (and at most base_step / 0.25 rad of rotation); the samples are timed by ``path_move``. A zero-length
     line gives a single knot. With `tcp`, T_goal, the line and `speed` refer to the TCP instead of the flange.
+    The same inputs give the same (read-only) trajectory, kept for the most recent lines.
     """
+    try:
+        key: tuple | None = (model, *(np.asarray(x, dtype=float).tobytes() for x in (q0, T_goal, v_max, a_max)),
+                             float(speed), float(base_step), None if tcp is None else np.asarray(tcp, float).tobytes())
+    except (TypeError, ValueError):
+        key = None  # not numbers: the checks below say what is wrong
+    if key is not None:
+        with _LINES_LOCK:
+            if key in _LINES:
+                _LINES.move_to_end(key)
+                return _LINES[key]
+    traj = _linear_move(model, q0, T_goal, speed, v_max, a_max, base_step, tcp=tcp)
+    if key is not None:
+        with _LINES_LOCK:
+            _LINES[key] = traj
+            if len(_LINES) > _LINES_KEPT:
+                _LINES.popitem(last=False)
+    return traj
+
+
+def _linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed: float, v_max: Limits,
+                 a_max: Limits, base_step: float, *, tcp: np.ndarray | None) -> Trajectory:
     start = _joint_vector(q0, "q0", model.dof, f"arm model '{model.name}'")
     goal = np.asarray(T_goal, dtype=float)
     if goal.shape != (4, 4) or not np.all(np.isfinite(goal)):

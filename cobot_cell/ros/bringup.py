@@ -142,6 +142,7 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     "use_sim_time": not owner,
                     # a respawned clock owner goes on from the last time it sent (docs/faults.md)
                     **({"clock_file": str(journal.with_suffix(".clock"))} if owner else {}),
+                    **payload_params(cfg, name, opts.job),
                 },
                 respawn=respawn,
             ))
@@ -172,6 +173,16 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             respawn=respawn,
         ))
     return specs
+
+
+def payload_params(cfg: CellConfig, cobot: str, job: str = "") -> dict[str, Any]:
+    """The sim driver's payload report parameters: its gripper's mass and the part of the job it runs."""
+    grippers = [t for t in cfg.cobots[cobot].tools.values() if t.kind == "gripper"]
+    part = cfg.jobs[job or next(iter(cfg.jobs))].part
+    if not grippers:
+        return {}
+    return {"tool_mass": float(grippers[0].mass or 0.0), "part_mass": float(part.mass) if part else 0.0,
+            "part_io": grippers[0].io}
 
 
 def params_file(spec: NodeSpec, directory: str | os.PathLike) -> Path:

@@ -164,6 +164,10 @@ class SimCobotNode(Node):
             clock_file=d("clock_file", "", "with publish_clock: file that keeps the last /clock time; a restarted "
                                            "owner goes on from it, so /clock never goes back (empty: start at 0)"),
         )
+        # carried payload (kg) reported in diagnostics: the tool's mass, plus the part's while part_io holds one
+        self.payload = (float(d("tool_mass", 0.0, "mass of the mounted tool (kg), for the payload report")),
+                        float(d("part_mass", 0.0, "mass of the part the gripper carries (kg)")),
+                        str(d("part_io", "", "the gripper IO whose part counts in the payload")))
         p = self.params
         joints = [j for j in p.joint_names if j]
         if not joints:
@@ -374,6 +378,9 @@ class SimCobotNode(Node):
         pairs = [("moving", str(self.follower.moving).lower()), ("rejected_trajectories", str(self.rejected)),
                  ("fault", self.fault)]
         pairs += [(f"io.{k}", str(v).lower()) for k, v in sorted(self.io_state.items())]
+        tool, part, part_io = self.payload
+        holding = self.io_state.get(part_io, False) and self.fault != "grip_miss"
+        pairs.append(("payload_kg", f"{tool + (part if holding else 0.0):.3f}"))
         level = DiagnosticStatus.ERROR if self.fault in ("protective_stop", "estop") else \
             DiagnosticStatus.WARN if self.fault else DiagnosticStatus.OK
         arr = DiagnosticArray(status=[status_msg(name, level, FAULTS[self.fault], pairs, hardware_id=name)])

@@ -8,6 +8,7 @@ validate, on first use.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -19,10 +20,14 @@ from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS,
                            _LineIndex, format_path, parse_cell, topological_order)
 from ..core.plan import SkillPlan
 from ..core.validation import validate
+from ..motion.arms import arm_spec
 from ..motion.kinematics import arm_model
 from . import palletise, pick, weld
 from .common import ParamError, SkillContext, SkillParams
 from .palletise import pallet_plan
+from .payload import HANDLING, carried, part_box, payload_problem, reach_problem
+
+log = logging.getLogger(__name__)
 
 SKILLS: dict[str, ModuleType] = {"pick": pick, "weld": weld, "palletise": palletise}
 PARAMS: dict[str, type[SkillParams]] = {
@@ -96,6 +101,11 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             if not max(lo, model.q_min[i]) <= h <= min(hi, model.q_max[i]):
                 add(("cobots", cname, "home", i), f"{h:g} is outside the {model.name} {model.joint_names[i]} range "
                     f"[{model.q_min[i]:.4g}, {model.q_max[i]:.4g}]")
+        published = arm_spec(cobot.model).velocity
+        for i, v in enumerate(cobot.limits.velocity or ()):
+            if i < len(published) and v > published[i] + 1e-9:
+                add(("cobots", cname, "limits", "velocity", i), f"{v:g} rad/s is above the {cobot.model} "
+                    f"{model.joint_names[i]} maximum {published[i]:.4g} rad/s")
     if issues:
         return issues
     for jname, job in cfg.jobs.items():
@@ -118,6 +128,8 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             except ValueError as exc:
                 add(("jobs", jname, "steps", i, "cobot"), f"{exc} (needed by skill '{step.skill}')")
                 continue
+            if not problems and step.skill in HANDLING and _handling_problems(cfg, jname, i, step, p, add):
+                continue
             if not problems:
                 params[step.name] = p
         if len(params) != len(job.steps):
@@ -135,7 +147,8 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
                 try:
                     plan = plan_step(cfg, step, part, q[step.cobot], params[name])
                 except ParamError as exc:
-                    add(("jobs", jname, "steps", index[name], "params", *exc.loc), str(exc))
+                    add(("jobs", jname, "steps", index[name], "params", *exc.loc),
+                        str(exc) + _stack_hint(cfg, step, params[name], part, exc.loc))
                     failed = True
                     break
                 except ValueError as exc:
@@ -146,6 +159,53 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             if failed:
                 break
     return issues
+
+
+def _stack_hint(cfg: CellConfig, step: Step, p: Any, part: int, loc: tuple[str | int, ...]) -> str:
+    """For a pallet place out of reach above the first layer: the stack height the arm does reach."""
+    if step.skill != "palletise" or loc != ("to",):
+        return ""
+    station = cfg.stations[p.to]
+    place = pallet_plan(station).place((part - 1) % len(pallet_plan(station)))
+    if place.layer == 0 or station.pallet is None:
+        return ""
+    reached = station.pallet.stack_height(place.layer)
+    return (f"; the stack needs more height than '{step.cobot}' reaches: layers 0 to {place.layer - 1} "
+            f"({reached:.3f} m) are within reach, so lower max_height to {reached:.3f} m, or move the pallet or the "
+            "arm (there is no lift axis)")
+
+
+def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any,
+                       add: Callable[..., None]) -> bool:
+    """Payload (tool + part against the arm's rating) and pallet reach of a pick or palletise step; True if any."""
+    job = cfg.jobs[jname]
+    found = False
+    box = part_box(cfg, job)
+    pallet = cfg.stations[p.to].pallet if step.skill == "palletise" else None
+    if job.part is not None and job.part.box is not None and pallet is not None and pallet.box != job.part.box:
+        b, q = job.part.box, pallet.box
+        add(("jobs", jname, "part", "box"), f"{b.length:g} x {b.width:g} x {b.height:g} m differs from the box "
+            f"{q.length:g} x {q.width:g} x {q.height:g} m of stations.{p.to}.pallet (one part, one box)")
+        found = True
+    if box is not None and p.grasp_height > box.height:
+        add(("jobs", jname, "steps", i, "params", "grasp_height"), f"{p.grasp_height:g} m is above the top of the "
+            f"{box.height:g} m part")
+        found = True
+    try:
+        load = carried(cfg, job, step, p.grasp_height)
+    except ValueError as exc:
+        gripper = next(n for n, t in cfg.cobots[step.cobot].tools.items() if t.kind == "gripper")
+        add(("cobots", step.cobot, "tools", gripper, "mass"), f"{exc} (jobs.{jname}.steps[{i}])")
+        return True
+    problem = payload_problem(cfg, step.cobot, load) if load is not None else None
+    if problem:
+        add(("jobs", jname, "steps", i), problem)
+        found = True
+    if pallet is not None:
+        beyond = reach_problem(cfg, step.cobot, p.to, p.grasp_height)
+        if beyond:  # a place beyond the published reach that the arm can still reach is a warning
+            log.warning("jobs.%s.steps[%d].params.to: %s", jname, i, beyond)
+    return found
 
 
 def validated_params(cfg: CellConfig) -> dict[tuple[str, str], SkillParams]:

@@ -14,6 +14,7 @@ import numpy as np
 from ..core.config import CellConfig, Cobot, Station, Tool
 from ..core.validation import Checked
 from ..core.plan import Move, Segment
+from ..motion.arms import arm_spec
 from ..motion.kinematics import ArmModel, arm_model, fk, ik
 from ..motion.trajectory import Trajectory, joint_move, linear_move
 from ..motion.transforms import invert, pose_matrix, translation
@@ -73,13 +74,13 @@ class SkillContext:
 
     @property
     def v_max(self) -> np.ndarray:
-        """Joint velocity limits (rad/s)."""
-        return np.asarray(self.cobot.limits.velocity, dtype=float)
+        """Joint velocity limits (rad/s): the cell file's, else the model's published ones."""
+        return np.asarray(self.cobot.limits.velocity or arm_spec(self.cobot.model).velocity, dtype=float)
 
     @property
     def a_max(self) -> np.ndarray:
-        """Joint acceleration limits (rad/s^2)."""
-        return np.asarray(self.cobot.limits.acceleration, dtype=float)
+        """Joint acceleration limits (rad/s^2): the cell file's, else the model's default."""
+        return np.asarray(self.cobot.limits.acceleration or arm_spec(self.cobot.model).acceleration, dtype=float)
 
     @property
     def home(self) -> np.ndarray:

@@ -191,7 +191,7 @@ def test_missing_section_has_no_line() -> None:
     ("kind: fixture\n", "kind: fixtures\n", "stations.fixture.kind", "kind: fixtures",
      "got 'fixtures': input should be 'infeed', 'fixture' or 'pallet'"),
     ("model: ur5e\n    joints: [welder", "model: ur10\n    joints: [welder", "cobots.welder.model", "model: ur10",
-     "got 'ur10': input should be 'ur5e'"),
+     "got 'ur10': input should be 'ur3e', 'ur5e', 'ur7e', 'ur10e', 'ur12e', 'ur15', 'ur16e', 'ur20' or 'ur30'"),
     ("kind: torch,", "kind: laser,", "cobots.welder.tools.torch.kind", "kind: laser",
      "got 'laser': input should be 'gripper' or 'torch'"),
     ("pattern: column", "pattern: spiral", "stations.pallet.pallet.pattern", "pattern: spiral",

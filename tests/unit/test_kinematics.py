@@ -159,7 +159,8 @@ def test_ur5e_model_parameters() -> None:
 def test_unknown_arm_model() -> None:
     with pytest.raises(ValueError) as err:
         arm_model("ur99")
-    assert str(err.value) == "unknown arm model 'ur99': expected one of ur5e"
+    assert str(err.value) == ("unknown arm model 'ur99': expected one of ur3e, ur5e, ur7e, ur10e, ur12e, ur15, "
+                              "ur16e, ur20, ur30")
 
 
 def test_arm_model_validates_lengths_and_limits() -> None:

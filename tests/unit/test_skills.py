@@ -135,7 +135,9 @@ def test_every_pallet_place_is_checked_for_reach(tmp_path: Path) -> None:
     assert load_issues(tmp_path, text) == [(
         "jobs.bracket.steps[2].params.to", line_of(text, "params: {from: fixture, to: pallet}"),
         "palletise place 5 (layer 1 of stations.pallet.pallet): approach to place at [0.15, -0.875, 0.19] is not "
-        "reachable by 'picker': out of reach: wrist is 0.8259 m from the shoulder, the arm reaches 0.8172 m")]
+        "reachable by 'picker': out of reach: wrist is 0.8259 m from the shoulder, the arm reaches 0.8172 m; the "
+        "stack needs more height than 'picker' reaches: layers 0 to 0 (0.060 m) are within reach, so lower "
+        "max_height to 0.060 m, or move the pallet or the arm (there is no lift axis)")]
 
 
 # ---------------------------------------------------------------------------------------------- estimate

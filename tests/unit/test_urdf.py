@@ -250,12 +250,13 @@ def test_cell_rejects_joint_names_that_do_not_match_the_model(tmp_path):
 
 def test_cell_rejects_unknown_models(tmp_path):
     cell = load_cell()
-    cell['cobots']['picker']['model'] = 'ur10e'
+    cell['cobots']['picker']['model'] = 'ur10'
     path = tmp_path / 'bad.yaml'
     path.write_text(yaml.safe_dump(cell))
     with pytest.raises(xacro.XacroException) as error:
         render('cell.urdf.xacro', cell_file=str(path))
-    assert str(error.value).startswith("cobots.picker.model: urdf/cell.urdf.xacro supports 'ur5e', got 'ur10e'")
+    assert str(error.value).startswith("cobots.picker.model: urdf/cell.urdf.xacro supports ur3e, ur5e, ur7e, ur10e, "
+                                       "ur12e, ur15, ur16e, ur20, ur30, got 'ur10'")
 
 
 def test_cell_renders_from_an_install_layout(tmp_path):
