@@ -69,6 +69,11 @@ class BringupOptions:
     supervisor: bool = True
     pendant_port: str = ""
     enabling_device: bool = False
+    opcua: str = ""           # OPC UA endpoint of an opcua_bridge for the cell ("" = none)
+    users: str = ""           # user file of the plant servers ("" = the default)
+    allow_none: bool = False  # the OPC UA server also offers the None security policy
+    mqtt: str = ""            # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
+    mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
 
 
 def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
@@ -119,6 +124,25 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             # wall time: the supervisor times nothing itself (reports carry their clock times), and
             # following /clock would wake it on every tick for nothing
             parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": False},
+        ))
+    specs += plant_specs([cfg.cell.name], [str(Path(cell_file).resolve())], opts)
+    return specs
+
+
+def plant_specs(cells: list[str], cell_files: list[str], opts: BringupOptions) -> list[NodeSpec]:
+    """The plant bridges for some cells: an opcua_bridge if opts.opcua, an mqtt_bridge if opts.mqtt."""
+    specs = []
+    if opts.opcua:
+        specs.append(NodeSpec(
+            executable="opcua_bridge", module="cobot_cell.ros.opcua_bridge", name="opcua_bridge", namespace="/",
+            parameters={"cells": list(cells), "cell_files": list(cell_files) or [""], "endpoint": opts.opcua,
+                        "users": opts.users, "allow_none": bool(opts.allow_none), "use_sim_time": False},
+        ))
+    if opts.mqtt:
+        specs.append(NodeSpec(
+            executable="mqtt_bridge", module="cobot_cell.ros.mqtt_bridge", name="mqtt_bridge", namespace="/",
+            parameters={"cells": list(cells), "broker": opts.mqtt, "prefix": opts.mqtt_prefix,
+                        "use_sim_time": False},
         ))
     return specs
 
