@@ -63,6 +63,18 @@ def jobs_of(cell_file: str) -> tuple[str, ...]:
     return tuple(str(j) for j in jobs)
 
 
+def design_speed(cell_file: str) -> float:
+    """Parts/h of a cell's first job as planned: 3600 / its planned cycle time, timed as `cobot-cell estimate`
+    does (each step when its predecessors and its cobot are done)."""
+    from ..cli import _step_ends
+    from ..skills import estimate, load_cell
+
+    cfg = load_cell(cell_file)
+    job = next(iter(cfg.jobs))
+    cycle = max(_step_ends(cfg, job, estimate(cfg, job)).values())
+    return 3600.0 / cycle if cycle > 0 else 0.0
+
+
 class BridgeNode(Node):
     """The ROS side: parameters, one CellFollower per cell, and the queue of commands from OPC UA."""
 
@@ -84,7 +96,8 @@ class BridgeNode(Node):
             cntrl_cmd_map=d("cntrl_cmd_map", "", "CntrlCmd numbers, e.g. '1=reset,2=start,3=stop' (default: "
                                                  "the TR88 numbering 1 reset .. 9 clear)"),
             command_timeout=d("command_timeout", 5.0, "seconds a command waits for the cell's reply"),
-            mach_speed=d("mach_speed", 0.0, "target parts/h shown as MachSpeed (0: from the cell's KPIs' ideal)"),
+            mach_speed=d("mach_speed", 0.0, "target parts/h shown as MachSpeed (0: the planned rate of each "
+                                            "cell's first job, from its cell file)"),
         )
         if not self.params.cells:
             raise ValueError("parameter cells: at least one cell is required")
@@ -95,7 +108,9 @@ class BridgeNode(Node):
             raise ValueError(f"parameter max_sessions: must be >= 1, got {self.params.max_sessions}")
         self.cntrl_cmd_map = parse_cntrl_cmd_map(self.params.cntrl_cmd_map)
         self.jobs = {c: jobs_of(f) for c, f in zip(self.params.cells, self.params.cell_files)}
-        self.trackers = {c: CellTracker(c, jobs=self.jobs.get(c, ()), mach_speed=self.params.mach_speed)
+        self.speeds = {c: self.params.mach_speed or (design_speed(f) if f else 0.0)
+                       for c, f in zip(self.params.cells, self.params.cell_files or [""] * len(self.params.cells))}
+        self.trackers = {c: CellTracker(c, jobs=self.jobs.get(c, ()), mach_speed=self.speeds[c])
                          for c in self.params.cells}
         self.dirty: set[str] = set(self.params.cells)
         self.followers = {c: CellFollower(c, self, self._on_event) for c in self.params.cells}
@@ -209,7 +224,7 @@ class Bridge:
         except OSError as exc:   # the port is taken, the address is not this host's, ...
             raise ValueError(f"parameter endpoint: cannot serve {self.node.params.endpoint}: {exc}") from None
         for cell in self.node.params.cells:
-            await self.server.add_cell(cell, self.node.jobs.get(cell, ()), self.node.params.mach_speed)
+            await self.server.add_cell(cell, self.node.jobs.get(cell, ()), self.node.speeds[cell])
         thread = threading.Thread(target=self._ros_thread, name="ros", daemon=True)
         thread.start()
         self.node.get_logger().info(f"OPC UA server for {', '.join(self.node.params.cells)} on "

@@ -15,6 +15,7 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 from cobot_cell.plant.opcua_server import PACKML_URI
 from cobot_cell.plant.users import UserStore
 from cobot_cell.ros.bringup import BringupOptions, node_specs
+from cobot_cell.ros.opcua_bridge import design_speed
 from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env
 from cobot_cell.skills import load_cell
 
@@ -129,6 +130,7 @@ async def nodes_of(c: Client) -> dict:
         "reply": await get(f"{cns}:Cell", f"{cns}:LastCommandReply"),
         "cell": await get(f"{cns}:Cell"), "ack": await get(f"{cns}:Cell", f"{cns}:Acknowledge"),
         "parts": await get(f"{cns}:KPIs", f"{cns}:Parts"),
+        "mach_speed": await get(f"{ns}:Status", f"{ns}:MachSpeed"),
         "availability": await get(f"{cns}:KPIs", f"{cns}:Availability"),
     }
 
@@ -164,6 +166,7 @@ def test_a_shift_through_opc_ua(plant) -> None:
             assert await bad(n["machine"].call_method(n["reset"])) == ua.StatusCodes.BadRequestNotAllowed
             assert "the cell takes commands from the local operator" in await n["reply"].read_value()
             assert cell.state == "Stopped"
+            assert await a["mach_speed"].read_value() == pytest.approx(design_speed(str(DEMO)), rel=1e-6)
             ok, _ = cell.command("authority/hand_over")
             assert ok
             await n["machine"].call_method(n["reset"])

@@ -82,13 +82,28 @@ def test_two_cells_one_supervisor_one_opcua_server(tmp_path) -> None:
         assert per_cell == {"demo": 2, "cell_b": 2}
 
         async def browse() -> list[str]:
-            async with Client(url, timeout=10) as opc:
+            opc = Client(url, timeout=10)
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:   # the bridge may still be setting up (certificate, address space)
+                try:
+                    await opc.connect()
+                    break
+                except (OSError, asyncio.TimeoutError):
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            try:
                 ns = await opc.get_namespace_index(PACKML_URI)
                 folder = await opc.nodes.objects.get_child([f"{ns}:PackMLObjects"])
                 names = [(await n.read_browse_name()).Name for n in await folder.get_children()]
-                states = [await (await folder.get_child([f"{ns}:{n}", f"{ns}:Status", f"{ns}:StateCurrent"]))
-                          .read_value() for n in names]
-                return list(zip(names, states))
+                nodes_ = [await folder.get_child([f"{ns}:{n}", f"{ns}:Status", f"{ns}:StateCurrent"]) for n in names]
+                while True:   # a bridge that just started catches up with the cells' latched states
+                    states = [await n.read_value() for n in nodes_]
+                    if states == [17, 17] or asyncio.get_running_loop().time() > deadline:
+                        return list(zip(names, states))
+                    await asyncio.sleep(0.1)
+            finally:
+                await opc.disconnect()
         assert asyncio.run(browse()) == [("demo", 17), ("cell_b", 17)]
     finally:
         for c in clients:
