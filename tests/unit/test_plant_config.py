@@ -56,3 +56,22 @@ def test_bad_plant_files_name_the_problem(tmp_path, plant, second, message) -> N
     path = write(tmp_path, plant, second)
     with pytest.raises(PlantFileError, match=message):
         load_plant(path)
+
+
+def test_up_options_start_the_plant_bridges() -> None:
+    from cobot_cell.cli import _plant_options, build_parser
+    from cobot_cell.plant import DEFAULT_OPCUA_ENDPOINT
+    from cobot_cell.ros.bringup import node_specs
+    from cobot_cell.skills import load_cell
+
+    args = build_parser().parse_args(["up", str(DEMO), "--opcua", "--mqtt", "mqtt://127.0.0.1:1884",
+                                      "--mqtt-prefix", "acme/hall2", "--allow-none"])
+    specs = node_specs(load_cell(DEMO), DEMO, BringupOptions(**_plant_options(args)))
+    bridges = {s.executable: s.parameters for s in specs if s.executable.endswith("_bridge")}
+    assert bridges["opcua_bridge"]["endpoint"] == DEFAULT_OPCUA_ENDPOINT == "opc.tcp://127.0.0.1:4840/cobot_cell/"
+    assert bridges["opcua_bridge"]["allow_none"] is True and bridges["opcua_bridge"]["cell_files"] == [str(DEMO)]
+    assert (bridges["mqtt_bridge"]["broker"], bridges["mqtt_bridge"]["prefix"]) == ("mqtt://127.0.0.1:1884",
+                                                                                 "acme/hall2")
+    plain = build_parser().parse_args(["up", str(DEMO)])
+    assert not [s for s in node_specs(load_cell(DEMO), DEMO, BringupOptions(**_plant_options(plain)))
+                if s.executable.endswith("_bridge")]
