@@ -32,6 +32,8 @@ setup(
             "sim_cobot = cobot_cell.ros.sim_cobot_node:main",
             "supervisor = cobot_cell.ros.supervisor_node:main",
             "pendant_bridge = cobot_cell.ros.pendant_node:main",
+            "opcua_bridge = cobot_cell.ros.opcua_bridge:main",
+            "mqtt_bridge = cobot_cell.ros.mqtt_bridge:main",
         ],
     },
 )

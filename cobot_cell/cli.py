@@ -129,7 +129,7 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db"),
         journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
         pendant_port=getattr(args, "pendant_port", None) or "",
-        enabling_device=bool(getattr(args, "enabling_device", False)),
+        enabling_device=bool(getattr(args, "enabling_device", False)), **_plant_options(args),
         respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo, respawn=True)
 
@@ -143,6 +143,28 @@ def _show_runner_log() -> None:
         runner.addHandler(handler)
         runner.setLevel(logging.INFO)
         runner.propagate = False
+
+
+def _plant_options(args: argparse.Namespace) -> dict:
+    """BringupOptions of the plant bridges (`up --opcua/--mqtt`)."""
+    return {"opcua": getattr(args, "opcua", None) or "", "users": getattr(args, "users", None) or "",
+            "allow_none": bool(getattr(args, "allow_none", False)), "mqtt": getattr(args, "mqtt", None) or "",
+            "mqtt_prefix": getattr(args, "mqtt_prefix", None) or "plant/area"}
+
+
+def _add_plant_arguments(s: argparse.ArgumentParser) -> None:
+    """`up` options that start the plant bridges (docs/opcua.md, docs/plant.md)."""
+    from .plant import DEFAULT_OPCUA_ENDPOINT as DEFAULT_ENDPOINT
+
+    s.add_argument("--opcua", nargs="?", const=DEFAULT_ENDPOINT, metavar="ENDPOINT",
+                   help=f"also start the OPC UA server (PackML, OPC 30050) on ENDPOINT (default {DEFAULT_ENDPOINT})")
+    s.add_argument("--users", metavar="FILE", help="user file of the OPC UA server (default: "
+                                                   "~/.config/cobot_cell/users.json; see `cobot-cell users`)")
+    s.add_argument("--allow-none", action="store_true",
+                   help="the OPC UA server also offers the None security policy (no signing, no encryption)")
+    s.add_argument("--mqtt", metavar="URL", help="also publish to the MQTT broker at URL (mqtt://HOST:PORT)")
+    s.add_argument("--mqtt-prefix", metavar="SITE/AREA", default="plant/area",
+                   help="<site>/<area> of the MQTT topic tree (default: %(default)s)")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -369,11 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
             s.add_argument("--enabling-device", action="store_true",
                            help="the pendant is an enabling device: losing its heartbeat in Execute holds the cell")
+            _add_plant_arguments(s)
         s.set_defaults(func=func)
 
     from .pendant.virtual import register_cli as register_pendant
 
     register_pendant(sub)
+
+    from .plant.cli import register_cli as register_plant
+    from .plant.users import register_cli as register_users
+
+    register_users(sub)
+    register_plant(sub)
 
     s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
     s.add_argument("db", help="SQLite production log written by the supervisor")

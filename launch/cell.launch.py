@@ -37,6 +37,12 @@ ARGUMENTS = [
     ("respawn_delay", str(RESPAWN_DELAY), "wall seconds before a crashed node is started again (keep it above the "
                                           "planner's stale_timeout, 2 s, so a driver crash is always seen)", None),
     ("respawn_max_retries", str(RESPAWN_MAX_RETRIES), "restarts per node (0: never, -1: no limit)", None),
+    ("opcua", "", "OPC UA endpoint of the plant server, e.g. opc.tcp://127.0.0.1:4840/cobot_cell/ (empty: none)",
+     None),
+    ("users", "", "user file of the plant servers (empty: ~/.config/cobot_cell/users.json)", None),
+    ("allow_none", "false", "the OPC UA server also offers the None security policy", ["true", "false"]),
+    ("mqtt", "", "MQTT broker URL, e.g. mqtt://127.0.0.1:1883 (empty: no MQTT publishing)", None),
+    ("mqtt_prefix", "plant/area", "<site>/<area> of the MQTT topic tree", None),
 ]
 
 
@@ -56,8 +62,9 @@ def _nodes(context, *args, **kwargs):
     opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
                           parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
-                          enabling_device=arg("enabling_device") == "true",
-                          respawn_delay=float(arg("respawn_delay")),
+                          enabling_device=arg("enabling_device") == "true", opcua=arg("opcua"),
+                          users=arg("users"), allow_none=arg("allow_none") == "true", mqtt=arg("mqtt"),
+                          mqtt_prefix=arg("mqtt_prefix"), respawn_delay=float(arg("respawn_delay")),
                           respawn_max_retries=int(arg("respawn_max_retries")))
     # the package's Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is already set
     env = dds_env({DDS_PROFILE_VAR: os.environ.get(DDS_PROFILE_VAR, "")})

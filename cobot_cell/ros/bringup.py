@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..core.config import CellConfig
 from ..core.limits import MAX_PARTS
+
+if TYPE_CHECKING:
+    from ..plant.config import PlantConfig
 
 PACKAGE = "cobot_cell"
 DDS_PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -105,6 +108,12 @@ class BringupOptions:
     enabling_device: bool = False
     respawn_delay: float = RESPAWN_DELAY
     respawn_max_retries: int = RESPAWN_MAX_RETRIES
+    opcua: str = ""           # OPC UA endpoint of an opcua_bridge for the cell ("" = none)
+    users: str = ""           # user file of the plant servers ("" = the default)
+    allow_none: bool = False  # the OPC UA server also offers the None security policy
+    mqtt: str = ""            # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
+    mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
+    owns_clock: bool = True   # the cell's first sim driver publishes /clock (one cell per plant does)
 
 
 def heartbeat_topic(cfg: CellConfig) -> str:
@@ -120,13 +129,13 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
         raise ValueError(f"parts must be a whole number from 1 to {MAX_PARTS}, got {opts.parts}")
     if opts.job and opts.job not in cfg.jobs:
         raise ValueError(f"unknown job '{opts.job}': expected one of {', '.join(cfg.jobs)}")
-    respawn = RespawnPolicy(opts.respawn_delay, opts.respawn_max_retries)
+    respawn = _respawn(opts)
     journal = Path(opts.journal or f"{cfg.cell.name}.journal.db").resolve()  # the planner's default, made absolute
     specs: list[NodeSpec] = []
     sim_time = opts.sim
     if opts.sim:
         for i, (name, cobot) in enumerate(cfg.cobots.items()):
-            owner = i == 0
+            owner = i == 0 and opts.owns_clock
             specs.append(NodeSpec(
                 executable="sim_cobot", module="cobot_cell.ros.sim_cobot_node", name="sim_cobot",
                 namespace=cfg.cobot_namespace(name),
@@ -165,12 +174,59 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             respawn=respawn,
         ))
     if opts.supervisor:
+        specs.append(supervisor_spec(opts.db, [cfg.cell.name], respawn))
+    specs += plant_specs([cfg.cell.name], [str(Path(cell_file).resolve())], opts)
+    return specs
+
+
+def _respawn(opts: BringupOptions) -> RespawnPolicy:
+    return RespawnPolicy(opts.respawn_delay, opts.respawn_max_retries)
+
+
+def supervisor_spec(db: str | os.PathLike, cells: list[str], respawn: RespawnPolicy = RespawnPolicy()) -> NodeSpec:
+    """The supervisor of some cells (it also finds cells that appear later)."""
+    # wall time: the supervisor times nothing itself (reports carry their clock times), and following /clock
+    # would wake it on every tick for nothing
+    return NodeSpec(executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor",
+                    namespace="/", parameters={"db": str(Path(db).resolve()), "cells": list(cells),
+                                               "use_sim_time": False}, respawn=respawn)
+
+
+def plant_node_specs(plant: "PlantConfig", opts: BringupOptions, work: str | os.PathLike) -> list[NodeSpec]:
+    """A plant's node set on this computer: its local cells (the first owns /clock when simulated), one
+    supervisor and the plant bridges for every cell; `opts` gives sim, rate, job and parts."""
+    from ..skills import load_cell
+
+    specs: list[NodeSpec] = []
+    local = [c for c in plant.cells if c.local]
+    for i, c in enumerate(local):
+        cell_opts = replace(opts, supervisor=False, owns_clock=i == 0, opcua="", mqtt="", db=str(plant.db),
+                            job=opts.job if opts.job in c.jobs else "",
+                            journal=str(Path(work) / f"{c.name}.journal.db"))
+        specs += node_specs(load_cell(c.file), c.file, cell_opts)
+    specs.append(supervisor_spec(plant.db, [c.name for c in plant.cells], _respawn(opts)))
+    bridges = replace(opts, opcua=opts.opcua or plant.opcua, mqtt=opts.mqtt or plant.mqtt,
+                      users=opts.users or plant.users, mqtt_prefix=plant.prefix)
+    specs += plant_specs([c.name for c in plant.cells], [str(c.file) for c in plant.cells], bridges)
+    return specs
+
+
+def plant_specs(cells: list[str], cell_files: list[str], opts: BringupOptions) -> list[NodeSpec]:
+    """The plant bridges for some cells: an opcua_bridge if opts.opcua, an mqtt_bridge if opts.mqtt."""
+    specs = []
+    if opts.opcua:
         specs.append(NodeSpec(
-            executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor", namespace="/",
-            # wall time: the supervisor times nothing itself (reports carry their clock times), and
-            # following /clock would wake it on every tick for nothing
-            parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": False},
-            respawn=respawn,
+            executable="opcua_bridge", module="cobot_cell.ros.opcua_bridge", name="opcua_bridge", namespace="/",
+            parameters={"cells": list(cells), "cell_files": list(cell_files) or [""], "endpoint": opts.opcua,
+                        "users": opts.users, "allow_none": bool(opts.allow_none), "use_sim_time": False},
+            respawn=_respawn(opts),
+        ))
+    if opts.mqtt:
+        specs.append(NodeSpec(
+            executable="mqtt_bridge", module="cobot_cell.ros.mqtt_bridge", name="mqtt_bridge", namespace="/",
+            parameters={"cells": list(cells), "broker": opts.mqtt, "prefix": opts.mqtt_prefix,
+                        "use_sim_time": False},
+            respawn=_respawn(opts),
         ))
     return specs
 

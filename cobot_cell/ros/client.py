@@ -21,21 +21,47 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ..core.reports import CycleReport
-from .common import LATCHED, REPORTS, key_values
+from .common import LATCHED, REPORTS, key_values, level_name
+
+
+def _value(value: str | int) -> ParameterValue:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError("value must be a str or an int")
+    return (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
+            else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
+
+
+def command_request(command: str, source: str, user: str, **fields: str | int) -> SetParameters.Request:
+    """The request of `<cell>/authority/command`."""
+    values = {"command": command, "source": source, "user": user, **fields}
+    return SetParameters.Request(parameters=[ParameterMsg(name=k, value=_value(v)) for k, v in values.items()])
+
+
+def command_reply(resp: SetParameters.Response) -> tuple[bool, str, str]:
+    """(success, reply or reason, who refused: 'authority', 'command' or '') of an authority/command response."""
+    first = resp.results[0]
+    kind = resp.results[1].reason if len(resp.results) > 1 else ("" if first.successful else "command")
+    return first.successful, first.reason, kind
 
 
 class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
     def __init__(self, cell: str, domain_id: int | None = None, use_sim_time: bool = False,
-                 node_name: str = "cell_client"):
+                 node_name: str = "cell_client", node: Node | None = None):
+        """Follow `cell` on a private context, or on `node` (shared by many cells; its owner spins it)."""
         self.cell = cell
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node(node_name, context=self.context,
-                         parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        self._owned = node is None
+        if node is None:
+            self.context = Context()
+            rclpy.init(context=self.context, domain_id=domain_id)
+            node = Node(node_name, context=self.context,
+                        parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+            self.executor = SingleThreadedExecutor(context=self.context)
+            self.executor.add_node(node)
+        else:
+            self.context = node.context
+        self.node = node
         self.state: str | None = None
         self.status: dict[str, str] = {}
         self.reports: list[CycleReport] = []
@@ -52,6 +78,33 @@ class CellClient:
         self._commands: dict[str, rclpy.client.Client] = {}
         self._params = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
         self._other_params: dict[str, rclpy.client.Client] = {}
+        # command authority (see docs/opcua.md): who commands the cell, and the audit of every command
+        self.authority: str | None = None
+        self.audit: list[dict[str, str]] = []
+        self.node.create_subscription(String, f"{ns}/authority", self._on_authority, LATCHED)
+        self.node.create_subscription(DiagnosticStatus, f"{ns}/audit", self._on_audit, REPORTS)
+        self._command_as = self.node.create_client(SetParameters, f"{ns}/authority/command")
+
+    def _on_authority(self, msg: String) -> None:
+        self.authority = msg.data
+
+    def _on_audit(self, msg: DiagnosticStatus) -> None:
+        self.audit.append(dict(key_values(msg)))
+
+    def command_as(self, command: str, source: str, user: str, timeout: float = 10.0,
+                   **fields: str | int) -> tuple[bool, str]:
+        """A command through the cell's authority with its source (local/remote) and user; extra fields
+        (job, parts) for set_product. Returns (success, reply or reason)."""
+        resp = self._call(self._command_as, command_request(command, source, user, **fields), timeout,
+                          f"reply to '{command}'")
+        return command_reply(resp)[:2]
+
+    def command_as_async(self, command: str, source: str, user: str, **fields: str | int):
+        """`command_as` without waiting: an rclpy Future of the SetParameters response (see `command_reply`);
+        None while the cell's authority service is not available."""
+        if not self._command_as.service_is_ready():
+            return None
+        return self._command_as.call_async(command_request(command, source, user, **fields))
 
     def _on_state(self, msg: String) -> None:
         self.state = msg.data
@@ -68,12 +121,18 @@ class CellClient:
         if self.on_report:
             self.on_report(report)
 
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+    def _fault_updates(self, msg: DiagnosticArray) -> list[tuple[str, dict[str, str]]]:
+        """(fault_key, key/values with 'message' and 'level') of this cell's fault updates in a diagnostics array."""
+        updates = []
         for st in msg.status:
             kv = dict(key_values(st))
             key = kv.get("fault_key")
-            if not key or kv.get("cell") != self.cell:
-                continue
+            if key and kv.get("cell") == self.cell:
+                updates.append((key, {**kv, "message": st.message, "level": level_name(st.level)}))
+        return updates
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for key, kv in self._fault_updates(msg):
             if key not in self.faults:
                 self.faults_seen.append((kv.get("code", ""), kv.get("source", "")))
             self.faults[key] = kv
@@ -111,11 +170,7 @@ class CellClient:
                       node: str | None = None) -> tuple[bool, str]:
         """Set one parameter of the planner (job, parts) or of another node (fully qualified name);
         returns (successful, reason)."""
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise TypeError("value must be a str or an int")
-        pv = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
-              else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
-        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=pv)])
+        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=_value(value))])
         client = self._params
         if node is not None:
             if node not in self._other_params:
@@ -126,7 +181,9 @@ class CellClient:
         return result.successful, result.reason
 
     def close(self) -> None:
-        """Destroy the node and shut the private context down."""
+        """Destroy the node and shut the private context down (nothing for a shared node)."""
+        if not self._owned:
+            return
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()

@@ -130,8 +130,10 @@ def _end_with_runner() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """rclpy.init, spin one node on a single-threaded executor, and clean up on Ctrl-C, SIGTERM or shutdown."""
+def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
+             spin: Callable[[Node], None] | None = None) -> int:
+    """rclpy.init, spin one node on a single-threaded executor (or run `spin(node)`), and clean up on Ctrl-C,
+    SIGTERM or shutdown."""
     _end_with_runner()
     stop = _StopSignals()
     stop.install()  # before rclpy.init, which chains its handler to these
@@ -141,6 +143,10 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
     try:
         executor = SingleThreadedExecutor()  # first: it cannot be built once a signal has shut rclpy down
         node = factory()
+        if spin is not None:
+            if not stop.requested:
+                spin(node)
+            return code
         executor.add_node(node)
         if not stop.requested:
             executor.spin()

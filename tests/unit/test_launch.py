@@ -94,7 +94,8 @@ def _nodes(desc, **overrides):
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
     assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor",
-                         "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries"}
+                         "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries", "opcua",
+                         "users", "allow_none", "mqtt", "mqtt_prefix"}
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name
@@ -164,6 +165,22 @@ def test_pendant_bridge_only_with_a_port(launch_module):
     assert len(bridge) == 1 and bridge[0].kwargs["namespace"] == "/demo"
     assert bridge[0].kwargs["parameters"][0]["port"] == "/dev/ttyUSB0"
     assert bridge[0].kwargs["parameters"][0]["enabling_device"] is True
+
+
+def test_plant_bridges_only_when_asked(launch_module):
+    nodes = _nodes(launch_module.generate_launch_description(), opcua="opc.tcp://127.0.0.1:4841/x/",
+                   mqtt="mqtt://127.0.0.1:1883", allow_none="true")
+    scripts = _console_scripts()
+    bridges = {n.kwargs["executable"]: n.kwargs["parameters"][0] for n in nodes
+               if n.kwargs["executable"] in ("opcua_bridge", "mqtt_bridge")}
+    assert set(bridges) == {"opcua_bridge", "mqtt_bridge"}
+    for name in bridges:
+        assert importlib.util.find_spec(scripts[name].split(":")[0]) is not None
+    assert bridges["opcua_bridge"]["endpoint"] == "opc.tcp://127.0.0.1:4841/x/"
+    assert bridges["opcua_bridge"]["cells"] == ["demo"] and bridges["opcua_bridge"]["allow_none"] is True
+    assert bridges["mqtt_bridge"]["broker"] == "mqtt://127.0.0.1:1883"
+    plain = _nodes(launch_module.generate_launch_description())
+    assert not [n for n in plain if n.kwargs["executable"] in ("opcua_bridge", "mqtt_bridge")]
 
 
 def test_bad_cell_file_fails_with_the_reason(launch_module, tmp_path):

@@ -431,3 +431,19 @@ def test_faults_a_dead_planner_left_open_are_closed_at_its_last_alive_time(db: P
     # the old incarnation's open fault closes when it was last alive; closed ones, the new one's and other cells'
     # stay as they were
     assert by_key == {"aaaa-1": 20.0, "aaaa-2": 13.0, "bbbb-1": None, "cccc-1": None}
+
+
+def test_audit_records_are_logged_once_and_read_back(tmp_path) -> None:
+    from cobot_cell.plant.authority import AuditRecord
+
+    recs = [AuditRecord(10.0, "c1", "remote", "alice", "start", "refused", "authority is local"),
+            AuditRecord(11.0, "c1", "local", "", "hand_over", "accepted", "authority remote"),
+            AuditRecord(10.5, "c2", "remote", "bob", "stop", "accepted", "stop: state Stopping")]
+    with ProductionLog(tmp_path / "p.db") as log:
+        assert log.record_audits(recs) == 3
+        assert log.record_audits(recs[:2]) == 0      # delivered again (a late joiner's history): kept once
+        assert log.audit(cell="c1") == recs[:2]
+        assert [r.cell for r in log.audit()] == ["c1", "c2", "c1"]
+        with pytest.raises(ValueError, match="audit record of 'start': time must be finite, got nan"):
+            log.record_audits([AuditRecord(float("nan"), "c1", "local", "", "start", "accepted", "")])
+        assert len(log.audit()) == 3
