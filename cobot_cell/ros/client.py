@@ -27,13 +27,14 @@ from .common import LATCHED, REPORTS, key_values
 class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
-    def __init__(self, cell: str, domain_id: int | None = None, use_sim_time: bool = False,
-                 node_name: str = "cell_client"):
+    def __init__(self, cell: str, domain_id: int | None = None, use_sim_time: bool | None = False,
+                 node_name: str = "cell_client", args: list[str] | None = None):
+        """`args`: ROS arguments (remappings, a parameters file); use_sim_time None leaves it to them."""
         self.cell = cell
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node(node_name, context=self.context,
-                         parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+        rclpy.init(args=args, context=self.context, domain_id=domain_id)
+        overrides = [] if use_sim_time is None else [Parameter("use_sim_time", value=use_sim_time)]
+        self.node = Node(node_name, context=self.context, parameter_overrides=overrides)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.state: str | None = None
