@@ -332,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_pendant(sub)
 
+    from .plant.users import register_cli as register_users
+
+    register_users(sub)
+
     s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
     s.add_argument("db", help="SQLite production log written by the supervisor")
     s.add_argument("--cell", dest="cell_name", help="only this cell")

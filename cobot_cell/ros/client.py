@@ -24,6 +24,13 @@ from ..core.reports import CycleReport
 from .common import LATCHED, REPORTS, key_values
 
 
+def _value(value: str | int) -> ParameterValue:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError("value must be a str or an int")
+    return (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
+            else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
+
+
 class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
@@ -53,6 +60,27 @@ class CellClient:
         self._commands: dict[str, rclpy.client.Client] = {}
         self._params = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
         self._other_params: dict[str, rclpy.client.Client] = {}
+        # command authority (see docs/opcua.md): who commands the cell, and the audit of every command
+        self.authority: str | None = None
+        self.audit: list[dict[str, str]] = []
+        self.node.create_subscription(String, f"{ns}/authority", self._on_authority, LATCHED)
+        self.node.create_subscription(DiagnosticStatus, f"{ns}/audit", self._on_audit, REPORTS)
+        self._command_as = self.node.create_client(SetParameters, f"{ns}/authority/command")
+
+    def _on_authority(self, msg: String) -> None:
+        self.authority = msg.data
+
+    def _on_audit(self, msg: DiagnosticStatus) -> None:
+        self.audit.append(dict(key_values(msg)))
+
+    def command_as(self, command: str, source: str, user: str, timeout: float = 10.0,
+                   **fields: str | int) -> tuple[bool, str]:
+        """A command through the cell's authority with its source (local/remote) and user; extra fields
+        (job, parts) for set_product. Returns (success, reply or reason)."""
+        values = {"command": command, "source": source, "user": user, **fields}
+        req = SetParameters.Request(parameters=[ParameterMsg(name=k, value=_value(v)) for k, v in values.items()])
+        resp = self._call(self._command_as, req, timeout, f"reply to '{command}'")
+        return resp.results[0].successful, resp.results[0].reason
 
     def _on_state(self, msg: String) -> None:
         self.state = msg.data
@@ -112,11 +140,7 @@ class CellClient:
                       node: str | None = None) -> tuple[bool, str]:
         """Set one parameter of the planner (job, parts) or of another node (fully qualified name);
         returns (successful, reason)."""
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise TypeError("value must be a str or an int")
-        pv = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
-              else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
-        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=pv)])
+        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=_value(value))])
         client = self._params
         if node is not None:
             if node not in self._other_params:

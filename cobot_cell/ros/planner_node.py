@@ -30,13 +30,14 @@ from ..core.cell import CellController
 from ..core.faults import Code, Fault
 from ..core.journal import Journal
 from ..core.config import CellConfig, Cobot
-from ..core.packml import Command, CommandRefused, State
+from ..core.packml import Command, State
 from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..skills import make_planner
 from ..skills.checked_cell import load_checked
 from ..skills.recovery import SkillRecovery
+from .authority import NodeAuthority, Source
 from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node,
                      split_seconds, status_msg)
 
@@ -352,6 +353,10 @@ class PlannerNode(Node):
             self.create_service(Trigger, cmd, lambda req, resp, cmd=cmd: self._handle_command(cmd, resp))
         self.create_service(Trigger, "acknowledge", self._handle_acknowledge)
         self.create_service(Trigger, "reapproach", self._handle_reapproach)
+        # command authority: every command, local or remote, passes through it (see docs/opcua.md)
+        self.authority = NodeAuthority(self, self.cfg.cell.name, {
+            **{cmd: (lambda cmd=cmd: self._command(cmd)) for cmd in COMMANDS},
+            "acknowledge": self._acknowledge, "reapproach": self.controller.reapproach})
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate
@@ -391,32 +396,22 @@ class PlannerNode(Node):
             self._updating = False
 
     def _handle_command(self, cmd: str, resp: Trigger.Response) -> Trigger.Response:
-        try:
-            self.controller.command(cmd)
-        except CommandRefused as exc:
-            resp.success, resp.message = False, str(exc)
-            return resp
-        resp.success, resp.message = True, f"{cmd}: state {self.controller.state.value}"
-        return resp
+        return self.authority.reply(resp, Source.LOCAL, "", cmd, lambda: self._command(cmd))
+
+    def _command(self, cmd: str) -> str:
+        self.controller.command(cmd)  # CommandRefused (a ValueError) refuses with its reason
+        return f"{cmd}: state {self.controller.state.value}"
 
     def _handle_acknowledge(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        try:
-            done = self.controller.acknowledge()
-        except ValueError as exc:
-            resp.success, resp.message = False, str(exc)
-            return resp
+        return self.authority.reply(resp, Source.LOCAL, "", "acknowledge", self._acknowledge)
+
+    def _acknowledge(self) -> str:
+        done = self.controller.acknowledge()
         self._publish_status()
-        resp.success = True
-        resp.message = "acknowledged " + ", ".join(f"fault {f.id} ({f.code.value})" for f in done)
-        return resp
+        return "acknowledged " + ", ".join(f"fault {f.id} ({f.code.value})" for f in done)
 
     def _handle_reapproach(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        try:
-            resp.message = self.controller.reapproach()
-            resp.success = True
-        except ValueError as exc:
-            resp.success, resp.message = False, str(exc)
-        return resp
+        return self.authority.reply(resp, Source.LOCAL, "", "reapproach", self.controller.reapproach)
 
     def _cobot_of(self, status_name: str) -> str | None:
         for name, port in self.ports.items():
@@ -464,6 +459,9 @@ class PlannerNode(Node):
                     raise ValueError(f"parameter {p.name} is read at start only")
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        refusal = self.authority.on_parameters(params)
+        if refusal is not None:
+            return SetParametersResult(successful=False, reason=refusal)
         for p in params:
             if p.name == "job":
                 self.controller.set_job(p.value)

@@ -25,6 +25,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from ..core.reports import CycleReport
+from ..plant.authority import AuditRecord
 from ..supervisor.kpi import kpis
 from ..supervisor.log import ProductionLog
 from .common import LATCHED, REPORTS, key_values, level_name, route_core_logging, run_node, status_msg
@@ -117,6 +118,7 @@ class SupervisorNode(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         for cell in self.params.cells:
             self._follow(f"/{cell}/cycle")
+            self._follow_audit(f"/{cell}/audit")
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(self.params.discovery_period, self._discover, clock=steady)
         self.create_timer(self.params.kpi_period, self._publish_kpis, clock=steady)
@@ -135,10 +137,26 @@ class SupervisorNode(Node):
         self.create_subscription(DiagnosticStatus, topic, self._on_cycle, REPORTS)
         self.get_logger().info(f"following cycle reports on {topic}")
 
+    def _follow_audit(self, topic: str) -> None:
+        if topic in self._subscribed:
+            return
+        self._subscribed.add(topic)
+        self.create_subscription(DiagnosticStatus, topic, self._on_audit, REPORTS)
+
     def _discover(self) -> None:
         for name, types in self.get_topic_names_and_types():
             if name.endswith("/cycle") and CYCLE_TYPE in types:
                 self._follow(name)
+            elif name.endswith("/audit") and CYCLE_TYPE in types:
+                self._follow_audit(name)
+
+    def _on_audit(self, msg: DiagnosticStatus) -> None:
+        try:
+            record = AuditRecord.from_key_values(key_values(msg))
+        except ValueError as exc:
+            self.get_logger().warning(f"bad audit record '{msg.name}' ignored: {exc}")
+            return
+        self._put(record)
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         self.received += 1
@@ -151,7 +169,7 @@ class SupervisorNode(Node):
         self.cells.add(report.cell)
         self._put(report)
 
-    def _put(self, record: CycleReport | FaultUpdate) -> None:
+    def _put(self, record: CycleReport | FaultUpdate | AuditRecord) -> None:
         with self._idle:
             self._queued += 1
         self._queue.put(record)
@@ -192,6 +210,11 @@ class SupervisorNode(Node):
                 run = []
             if isinstance(r, FaultUpdate) and self._write_fault(r):
                 dirty.add(r.cell)
+            elif isinstance(r, AuditRecord):
+                try:
+                    self.log.record_audits([r])
+                except ValueError as exc:
+                    self.get_logger().warning(f"audit record refused: {exc}")
         return dirty
 
     def _write_cycles(self, batch: list[CycleReport]) -> set[str]:

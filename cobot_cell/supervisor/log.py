@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from cobot_cell.core.reports import STATUSES, CycleReport, StepTiming
+from cobot_cell.plant.authority import AuditRecord
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ _SCHEMA = (
         level TEXT NOT NULL, source TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
         fault_key TEXT UNIQUE, acknowledged REAL, cleared REAL)""",
     "CREATE INDEX IF NOT EXISTS faults_by_cell_time ON faults (cell, time)",
+    # every command a cell's authority saw (time: Unix seconds); a record delivered twice is kept once
+    """CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, cell TEXT NOT NULL, time REAL NOT NULL, source TEXT NOT NULL,
+        user TEXT NOT NULL, command TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL,
+        UNIQUE (cell, time, source, user, command, outcome))""",
 )
 
 _INSERT_PART = (
@@ -58,6 +64,10 @@ _UPSERT_FAULT = (
     "RETURNING id"
 )
 _FAULT_COLUMNS = "id, cell, time, level, source, code, message, fault_key, acknowledged, cleared"
+_INSERT_AUDIT = (
+    "INSERT INTO audit (cell, time, source, user, command, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -287,11 +297,37 @@ class ProductionLog:
 
     def faults(self, cell: str | None = None) -> list[FaultRecord]:
         """Logged faults, optionally of one cell, ordered by time (ties by id)."""
-        sql = f"SELECT {_FAULT_COLUMNS} FROM faults"
+        return [FaultRecord(*row) for row in self._rows_by_time(f"SELECT {_FAULT_COLUMNS} FROM faults", cell)]
+
+    def _rows_by_time(self, sql: str, cell: str | None) -> list[tuple]:
+        """Rows of `sql` (a SELECT without WHERE), optionally of one cell, ordered by (time, id)."""
         params: tuple[str, ...] = ()
         if cell is not None:
             sql += " WHERE cell = ?"
             params = (cell,)
         with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY time, id", params).fetchall()
-        return [FaultRecord(*row) for row in rows]
+            return self._conn.execute(sql + " ORDER BY time, id", params).fetchall()
+
+    def record_audits(self, records: Iterable[AuditRecord]) -> int:
+        """Log command audit records in one transaction; returns how many were new (repeats are kept once)."""
+        rows = []
+        for r in records:
+            if not math.isfinite(r.time):
+                raise ValueError(f"audit record of {r.command!r}: time must be finite, got {r.time!r}")
+            rows.append((r.cell, r.time, r.source, r.user, r.command, r.outcome, r.detail))
+        with self._lock:
+            conn = self._conn
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT_AUDIT, rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return conn.total_changes - before
+
+    def audit(self, cell: str | None = None) -> list[AuditRecord]:
+        """Logged command audit records, optionally of one cell, in time order."""
+        sql = "SELECT time, cell, source, user, command, outcome, detail FROM audit"
+        return [AuditRecord(*row) for row in self._rows_by_time(sql, cell)]

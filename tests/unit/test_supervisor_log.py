@@ -418,3 +418,19 @@ def test_round_trip_property(batch: list[CycleReport]) -> None:
     with ProductionLog(":memory:") as log:
         assert log.record_cycles(batch) == len(unique)
         assert log.parts() == sorted(unique.values(), key=lambda r: (r.cell, r.run_id, r.part))
+
+
+def test_audit_records_are_logged_once_and_read_back(tmp_path) -> None:
+    from cobot_cell.plant.authority import AuditRecord
+
+    recs = [AuditRecord(10.0, "c1", "remote", "alice", "start", "refused", "authority is local"),
+            AuditRecord(11.0, "c1", "local", "", "hand_over", "accepted", "authority remote"),
+            AuditRecord(10.5, "c2", "remote", "bob", "stop", "accepted", "stop: state Stopping")]
+    with ProductionLog(tmp_path / "p.db") as log:
+        assert log.record_audits(recs) == 3
+        assert log.record_audits(recs[:2]) == 0      # delivered again (a late joiner's history): kept once
+        assert log.audit(cell="c1") == recs[:2]
+        assert [r.cell for r in log.audit()] == ["c1", "c2", "c1"]
+        with pytest.raises(ValueError, match="audit record of 'start': time must be finite, got nan"):
+            log.record_audits([AuditRecord(float("nan"), "c1", "local", "", "start", "accepted", "")])
+        assert len(log.audit()) == 3
