@@ -17,7 +17,7 @@ setup(
         (f"share/{PACKAGE}/urdf", glob("urdf/*.xacro")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
-    package_data={PACKAGE: ["py.typed"]},
+    package_data={PACKAGE: ["py.typed", "hmi/static/*"]},
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="cobot_cell developers",
@@ -32,6 +32,7 @@ setup(
             "sim_cobot = cobot_cell.ros.sim_cobot_node:main",
             "supervisor = cobot_cell.ros.supervisor_node:main",
             "pendant_bridge = cobot_cell.ros.pendant_node:main",
+            "hmi = cobot_cell.ros.hmi_node:main",
         ],
     },
 )

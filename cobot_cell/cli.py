@@ -126,7 +126,9 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db"),
         journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
         pendant_port=getattr(args, "pendant_port", None) or "",
-        enabling_device=bool(getattr(args, "enabling_device", False))))
+        enabling_device=bool(getattr(args, "enabling_device", False)),
+        hmi=getattr(args, "hmi", None) or "", hmi_insecure=bool(getattr(args, "insecure", False)),
+        hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or ""))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo)
 
 
@@ -326,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
             s.add_argument("--enabling-device", action="store_true",
                            help="the pendant is an enabling device: losing its heartbeat in Execute holds the cell")
+            s.add_argument("--hmi", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
+                           help="also start the web HMI (default 127.0.0.1:8080); a non-loopback address serves "
+                                "HTTPS (self-signed certificate generated and kept, or --hmi-cert/--hmi-key)")
+            s.add_argument("--insecure", action="store_true",
+                           help="serve the HMI as plain HTTP on a non-loopback address (logged as a warning)")
+            s.add_argument("--hmi-cert", help="TLS certificate of the HMI (PEM)")
+            s.add_argument("--hmi-key", help="TLS private key of the HMI (PEM)")
         s.set_defaults(func=func)
 
     from .pendant.virtual import register_cli as register_pendant

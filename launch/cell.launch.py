@@ -31,6 +31,11 @@ ARGUMENTS = [
     ("pendant_port", "", "serial device of the teach pendant (empty: no pendant bridge)", None),
     ("enabling_device", "false", "the pendant is an enabling device: losing its heartbeat holds the cell",
      ["true", "false"]),
+    ("hmi", "", "HOST:PORT of the web HMI, e.g. 127.0.0.1:8080 (empty: no HMI); a non-loopback address serves "
+                "TLS", None),
+    ("hmi_insecure", "false", "serve the HMI as plain HTTP on a non-loopback address (logged)", ["true", "false"]),
+    ("hmi_cert", "", "TLS certificate of the HMI (PEM; default: a self-signed one generated and kept)", None),
+    ("hmi_key", "", "TLS private key of the HMI (PEM), with hmi_cert", None),
 ]
 
 
@@ -46,7 +51,9 @@ def _nodes(context, *args, **kwargs):
     opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
                           parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
-                          enabling_device=arg("enabling_device") == "true")
+                          enabling_device=arg("enabling_device") == "true", hmi=arg("hmi"),
+                          hmi_insecure=arg("hmi_insecure") == "true", hmi_cert=arg("hmi_cert"),
+                          hmi_key=arg("hmi_key"))
     # the package's Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is already set
     env = dds_env({DDS_PROFILE_VAR: os.environ.get(DDS_PROFILE_VAR, "")})
     return [

@@ -11,7 +11,7 @@ import math
 import statistics
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,12 +232,22 @@ class LiveModel:
         self.kpis: dict[str, str] = {}
         self._colours: dict[str, int] = {}
         self.latest_time = 0.0
+        self.authority = ""
+        self.on_change: Callable[[], None] | None = None   # called (under the lock) after every change
 
     # ------------------------------------------------------------------ inputs
     def _bump(self, t: float | None = None) -> None:
         self.version += 1
         if t is not None and math.isfinite(t):
             self.latest_time = max(self.latest_time, t)
+        if self.on_change is not None:
+            self.on_change()
+
+    def set_authority(self, holder: str) -> None:
+        """Which source commands the cell (local or remote)."""
+        with self._lock:
+            self.authority = holder
+            self._bump()
 
     def set_state(self, state: str) -> None:
         """The cell's PackML state changed."""
@@ -337,6 +347,7 @@ class LiveModel:
             "last_cycle_time": _float(s.get("last_cycle_time")),
             "fault": s.get("fault", ""),
             "resume": s.get("resume", ""),
+            "authority": self.authority,
             "steps": [{"cobot": c, "step": next((x.step for x in self.running if x.cobot == c), ""),
                        "since": next((x.start for x in self.running if x.cobot == c), None)} for c in self.cobots],
             "faults": [{"key": f.key, "id": f.id, "code": f.code, "source": f.source, "message": f.message,

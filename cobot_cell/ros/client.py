@@ -34,14 +34,15 @@ def _value(value: str | int) -> ParameterValue:
 class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
-    def __init__(self, cell: str, domain_id: int | None = None, use_sim_time: bool | None = False,
+    def __init__(self, cell: str | None, domain_id: int | None = None, use_sim_time: bool | None = False,
                  node_name: str = "cell_client", args: list[str] | None = None):
-        """`args`: ROS arguments (remappings, a parameters file); use_sim_time None leaves it to them."""
-        self.cell = cell
+        """`args`: ROS arguments (remappings, a parameters file); use_sim_time None leaves it to them; cell None:
+        the node's namespace names the cell (a node started in the cell's namespace, like the hmi)."""
         self.context = Context()
         rclpy.init(args=args, context=self.context, domain_id=domain_id)
         overrides = [] if use_sim_time is None else [Parameter("use_sim_time", value=use_sim_time)]
         self.node = Node(node_name, context=self.context, parameter_overrides=overrides)
+        self.cell = cell if cell is not None else self.node.get_namespace().strip("/")
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.state: str | None = None

@@ -8,7 +8,7 @@ import http.client
 import json
 import threading
 import time
-from enum import IntEnum
+from pathlib import Path
 from typing import Self
 
 import pytest
@@ -20,26 +20,21 @@ from cobot_cell.hmi.auth import Sessions
 from cobot_cell.hmi.model import LiveModel
 from cobot_cell.hmi.server import ServerOptions, create_app
 from cobot_cell.hmi.shift import ShiftReport
-
-
-class Role(IntEnum):
-    """Stand-in for the plant user store's roles: same names, same order."""
-
-    VIEWER = 1
-    OPERATOR = 2
-    INTEGRATOR = 3
+from cobot_cell.plant.users import Role, UserStore
 
 
 class Users:
-    """A user store with one user per role (password = name + '-pw')."""
+    """The plant user store (a file in a temp dir) with one user per role (password = name + '-pw'), counting checks."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
+        self.store = UserStore(directory / "users.json")
+        for name, role in (("vera", Role.VIEWER), ("otto", Role.OPERATOR), ("ida", Role.INTEGRATOR)):
+            self.store.add(name, f"{name}-pw", role)
         self.checked: list[str] = []
 
     def verify(self, name: str, password: str) -> Role | None:
         self.checked.append(name)
-        roles = {"vera": Role.VIEWER, "otto": Role.OPERATOR, "ida": Role.INTEGRATOR}
-        return roles.get(name) if password == f"{name}-pw" else None
+        return self.store.verify(name, password)
 
 
 class FakeCell:
@@ -95,9 +90,14 @@ def audit() -> list[tuple]:
     return []
 
 
+@pytest.fixture(scope="module")
+def users(tmp_path_factory) -> Users:
+    return Users(tmp_path_factory.mktemp("users"))
+
+
 @pytest.fixture
-def client(cell, audit):
-    app = create_app(cell, Sessions(Users()), ServerOptions(),
+def client(cell, audit, users):
+    app = create_app(cell, Sessions(users), ServerOptions(),
                      audit=lambda *a: audit.append(a))
     with TestClient(app, base_url="http://127.0.0.1:8080") as c:
         yield c
@@ -239,8 +239,8 @@ def test_huge_body_without_length_is_cut_off(client, cell):
     assert cell.calls == []
 
 
-def test_login_is_rate_limited(cell):
-    users = Users()
+def test_login_is_rate_limited(cell, users):
+    users.checked.clear()
     app = create_app(cell, Sessions(users, max_failures=3, failure_window=60.0))
     with TestClient(app) as c:
         for _ in range(3):
@@ -251,9 +251,9 @@ def test_login_is_rate_limited(cell):
         assert users.checked == ["otto"] * 3, "a locked-out login does not even reach the user store"
 
 
-def test_sessions_expire_and_logout_ends_them(cell):
+def test_sessions_expire_and_logout_ends_them(cell, users):
     now = [0.0]
-    sessions = Sessions(Users(), idle_timeout=60.0, max_age=600.0, clock=lambda: now[0])
+    sessions = Sessions(users, idle_timeout=60.0, max_age=600.0, clock=lambda: now[0])
     with TestClient(create_app(cell, sessions)) as c:
         token = login(c, "otto")
         now[0] = 59.0
@@ -333,9 +333,9 @@ def open_stream(port: int) -> tuple[http.client.HTTPConnection, http.client.HTTP
     return conn, conn.getresponse()
 
 
-def test_live_stream_follows_the_cell_and_survives_a_browser_that_leaves(cell, caplog):
+def test_live_stream_follows_the_cell_and_survives_a_browser_that_leaves(cell, users, caplog):
     caplog.set_level("INFO", logger="cobot_cell.hmi")
-    app = create_app(cell, Sessions(Users()), ServerOptions(heartbeat=0.5))
+    app = create_app(cell, Sessions(users), ServerOptions(heartbeat=0.5))
     with Served(app) as served:
         (gone, gone_resp), (stays, stream) = open_stream(served.port), open_stream(served.port)
         assert stream.status == 200 and stream.getheader("content-type") == "text/event-stream; charset=utf-8"
@@ -357,8 +357,8 @@ def test_live_stream_follows_the_cell_and_survives_a_browser_that_leaves(cell, c
     assert "live stream to 127.0.0.1" in caplog.text and "closed: browser disconnected (1 open)" in caplog.text
 
 
-def test_stream_limit(cell):
-    app = create_app(cell, Sessions(Users()), ServerOptions(max_streams=1))
+def test_stream_limit(cell, users):
+    app = create_app(cell, Sessions(users), ServerOptions(max_streams=1))
     with Served(app) as served:
         first, resp = open_stream(served.port)
         read_event(resp)
