@@ -265,6 +265,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         reports = log.parts(cell=args.cell_name)
         faults = log.faults(cell=args.cell_name)
     print(render([cycle_table(reports, title=f"{len(reports)} parts"), kpi_table(kpis(reports, faults))]))
+    if args.plot:
+        from .hmi.shift import load_report
+        from .supervisor.charts import write_charts
+
+        cells = list(dict.fromkeys(r.cell for r in reports))
+        for cell in cells:
+            out = Path(args.plot) / cell if len(cells) > 1 else Path(args.plot)
+            paths = write_charts(load_report(args.db, cell), out)
+            console.print(f"charts of cell '{cell}': {', '.join(str(p) for p in paths)}", markup=False)
     return EXIT_OK
 
 
@@ -348,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
     s.add_argument("db", help="SQLite production log written by the supervisor")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
+    s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
+                                                 "fault Pareto, downtime, Gantt, cycles, and report.png: all on one page)")
     s.set_defaults(func=cmd_report)
     return p
 

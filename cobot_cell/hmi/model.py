@@ -330,6 +330,8 @@ class LiveModel:
             else list(self._current.values())
         bars = gantt_bars(recent, current, self.stations, self._colours, now, part)
         lanes = self.cobots + self.station_lanes
+        # until the window fills, the chart spans the data shown (at least 10 s)
+        t0 = min(now - 10.0, max(t0, min((b.start for b in bars), default=t0)))
         trend_pts = [(str(r.part), r.cycle_time, r.status) for r in reports[-self.trend_parts:]]
         return {
             "cell": self.cell,

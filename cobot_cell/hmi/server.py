@@ -509,8 +509,8 @@ def live_page(title: str) -> str:
     body = """
 <header id="banner" class="banner" data-state="unknown">
   <div class="state"><span id="cell"></span> <strong id="state">connecting...</strong></div>
-  <div class="counter">part <span id="parts-done">-</span> / <span id="parts-target">-</span>
-    <small>job <span id="job">-</span></small></div>
+  <div class="counter">done <span id="parts-done">-</span> / <span id="parts-target">-</span>
+    <small>job <span id="job">-</span> · part under way <span id="part">-</span></small></div>
   <div class="who" id="who"><form id="login" autocomplete="on">
     <input id="user" name="user" placeholder="user" autocomplete="username" required>
     <input id="password" name="password" type="password" placeholder="password" autocomplete="current-password"
@@ -527,12 +527,13 @@ def live_page(title: str) -> str:
   <section><h2>OEE</h2><div id="oee" class="chartbox"></div></section>
   <section><h2>Cobots</h2><table id="steps"><thead><tr><th>cobot</th><th>step</th><th>since</th></tr></thead>
     <tbody></tbody></table>
-    <div id="setup" hidden><h2>Job</h2><form id="job-form"><label>job <input id="job-input" size="10"></label>
-      <label>parts <input id="parts-input" type="number" min="1" step="1" size="4"></label>
+    <h2 class="gap">Active faults</h2><ul id="faults"><li class="none">none</li></ul>
+    <div id="setup" hidden><h2 class="gap">Job</h2><form id="job-form"><label>job <input id="job-input" size="10">
+      </label><label>parts <input id="parts-input" type="number" min="1" step="1" size="4"></label>
       <button type="submit">Set</button></form></div></section>
-  <section><h2>Active faults</h2><ul id="faults"><li class="none">none</li></ul></section>
 </main>
-<footer><a href="/report">Shift report</a> · <span id="link">live</span></footer>"""
+<footer><a href="/report">Shift report</a> · <span id="link">live</span> · command authority
+  <span id="authority">-</span></footer>"""
     return _page(title, body, script=True)
 
 

@@ -6,7 +6,6 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..core.reports import CycleReport
@@ -133,7 +132,3 @@ def load_report(db: str, cell: str, run_id: str | None = None, ideal_cycle_time:
     return ShiftReport(cell=cell, run_id=run_id, reports=tuple(reports), faults=tuple(faults),
                        ideal_cycle_time=ideal_cycle_time, runs=tuple(runs.items()))
 
-
-def filter_cells(reports: Sequence[CycleReport]) -> list[str]:
-    """The cells that appear in the reports, in order of first appearance."""
-    return list(dict.fromkeys(r.cell for r in reports))

@@ -16,7 +16,7 @@ from html import escape
 logger = logging.getLogger(__name__)
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#4d4d4d")
 WAIT = "#9e9e9e"
 BAD = "#D55E00"
 FONT = "font-family:system-ui,sans-serif"
@@ -113,8 +113,8 @@ def gantt(lanes: Sequence[str], bars: Sequence[Bar], t0: float, t1: float, width
     return "".join(out)
 
 
-def trend(points: Sequence[tuple[str, float, str]], bound: float | None = None, width: int = 600,
-          height: int = 240, title: str = "Cycle time") -> str:
+def trend(points: Sequence[tuple[str, float, str]], bound: float | None = None, width: int = 480,
+          height: int = 220, title: str = "Cycle time") -> str:
     """Cycle time per part (label, seconds, status) as a line with dots (scrap in red), and the bottleneck bound."""
     if not points:
         return _empty(width, height, "trend", title, "no parts yet")
@@ -157,7 +157,7 @@ def trend(points: Sequence[tuple[str, float, str]], bound: float | None = None, 
     return "".join(out)
 
 
-def factors(values: Sequence[tuple[str, float | None]], width: int = 600, height: int = 200,
+def factors(values: Sequence[tuple[str, float | None]], width: int = 480, height: int = 200,
             title: str = "OEE") -> str:
     """Horizontal bars from 0 to 100 % (OEE and its factors); an undefined value shows 'n/a'."""
     defined = [v for _, v in values if v is not None and math.isfinite(v)]

@@ -52,7 +52,7 @@ class CellClient:
         self.faults_seen: list[tuple[str, str]] = []   # (code, source) of each fault the cell raised, in order
         self.faults: dict[str, dict[str, str]] = {}     # fault_key -> latest key/values (raised/ack/cleared)
         self.on_report: Callable[[CycleReport], None] | None = None
-        ns = f"/{cell}"
+        ns = f"/{self.cell}"
         self.node.create_subscription(String, f"{ns}/state", self._on_state, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/status", self._on_status, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/cycle", self._on_cycle, REPORTS)

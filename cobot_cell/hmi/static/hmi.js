@@ -109,6 +109,8 @@ function render(d) {
   $("parts-done").textContent = d.parts_done;
   $("parts-target").textContent = d.parts_target;
   $("job").textContent = d.job || "-";
+  $("part").textContent = d.part === null ? "-" : d.part;
+  $("authority").textContent = d.authority || "-";
   renderCommands(d);
   const tb = $("steps").tBodies[0];
   tb.replaceChildren();
