@@ -260,8 +260,8 @@ class LiveModel:
         left as they were. A step that is no longer running ended at `now` (its cycle report has the exact time)."""
         with self._lock:
             self.status = dict(pairs)
-            if pairs.get("state"):
-                self.state = pairs["state"]
+            if self.state is None and pairs.get("state"):
+                self.state = pairs["state"]   # the state topic has the last word: the two topics are not ordered
             try:
                 running = parse_running(pairs.get("running", ""))
             except ValueError as exc:
