@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 COOKIE = "hmi_session"
 CSRF_HEADER = "x-csrf-token"
+VIEWING = frozenset({"/api/live", "/api/stream", "/report", "/report.csv", "/report.png"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                                "frame-ancestors 'none'; form-action 'self'",
@@ -77,6 +78,7 @@ class ServerOptions:
     heartbeat: float = 1.0
     max_streams: int = 32
     title: str = "cobot_cell HMI"
+    open_viewing: bool = True   # False (off loopback): live data and reports need a login too (any role)
 
 
 class HttpError(Exception):
@@ -416,16 +418,17 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
         finally:
             await hub.stop()
 
-    return _Outer(Starlette(routes=routes, lifespan=lifespan), hub, opts)
+    return _Outer(Starlette(routes=routes, lifespan=lifespan), hub, opts, sessions)
 
 
 class _Outer:
     """The app's outer layer: security headers on every response, unknown asset names as 404, the live stream."""
 
-    def __init__(self, inner: Starlette, hub: Hub, opts: ServerOptions) -> None:
+    def __init__(self, inner: Starlette, hub: Hub, opts: ServerOptions, sessions: Sessions) -> None:
         self.inner = inner
         self.hub = hub
         self.opts = opts
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -445,6 +448,11 @@ class _Outer:
                 message = {**message, "headers": headers}
             await send(message)
 
+        if not self.opts.open_viewing and path in VIEWING and \
+                self.sessions.get(Request(scope).cookies.get(COOKIE)) is None:
+            await JSONResponse({"ok": False, "message": "log in to view the cell"}, status_code=401)(
+                scope, receive, send_with_headers)
+            return
         if path == "/api/stream" and scope["method"] == "GET":
             await self.stream(scope, receive, send_with_headers)
             return

@@ -30,7 +30,7 @@ from ..hmi.auth import Sessions
 from ..hmi.model import LiveModel, parse_fault, step_stations
 from ..hmi.server import ServerOptions, create_app
 from ..hmi.shift import ShiftReport, load_report
-from ..hmi.tls import plan_listen
+from ..hmi.tls import is_loopback, plan_listen
 from ..plant.users import UserStore
 from ..skills.checked_cell import load_checked
 from .client import CellClient
@@ -280,7 +280,8 @@ def main(args: list[str] | None = None) -> int:
         listen = plan_listen(params.host, params.port, params.cert, params.key, params.insecure, cert_dir)
         backend = CellBackend(client, model, params)
         app = create_app(backend, Sessions(users, idle_timeout=params.session_idle),
-                         ServerOptions(secure=listen.cert is not None, title=f"{client.cell} HMI"))
+                         ServerOptions(secure=listen.cert is not None, title=f"{client.cell} HMI",
+                                       open_viewing=is_loopback(listen.host)))
         model.on_change = app.hub.notify
         if not users.roles():
             log.warning("no users in %s: the page is view-only until `cobot-cell users add` creates one", users.path)

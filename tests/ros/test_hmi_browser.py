@@ -18,6 +18,7 @@ from cobot_cell.plant.users import Role, UserStore
 from cobot_cell.ros.bringup import BringupOptions, node_specs
 from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env
 from cobot_cell.skills import load_cell
+from cobot_cell.supervisor.log import ProductionLog
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo_cell.yaml"
@@ -138,10 +139,17 @@ def text(driver, css: str) -> str:
 
 
 def click(driver, css: str) -> None:
+    """Click an enabled element (found again if the page re-rendered it in between)."""
     from selenium.webdriver.common.by import By
 
-    wait_until(lambda: driver.find_element(By.CSS_SELECTOR, css).is_enabled(), f"{css} to be enabled", 30)
-    driver.find_element(By.CSS_SELECTOR, css).click()
+    def clicked() -> bool:
+        el = driver.find_element(By.CSS_SELECTOR, css)
+        if not el.is_enabled():
+            return False
+        el.click()
+        return True
+
+    wait_until(clicked, f"{css} to be enabled and clicked", 30)
 
 
 def state(driver) -> str:
@@ -257,6 +265,17 @@ def test_a_shift_through_the_hmi(rig, browser, tmp_path):
     shot(d, tmp_path / "hmi-report-1920x1080.png", (1920, 1080))
     csv_text = urllib.request.urlopen(rig.url + "/report.csv", timeout=10).read().decode()
     assert len(csv_text.strip().splitlines()) == 4
+    # every command the operator sent is in the production log: user (and where from), source, time, outcome
+    def audited() -> list:
+        with ProductionLog(rig.db) as log:
+            return [(a.command, a.outcome) for a in log.audit("demo") if a.user.startswith("otto@hmi 127.0.0.1:")]
+
+    wanted = [("reset", "accepted"), ("start", "accepted"), ("hold", "accepted"), ("start", "refused"),
+              ("unhold", "accepted"), ("acknowledge", "accepted")]
+    wait_until(lambda: audited()[:6] == wanted, "the commands in the production log's audit", 30, rig.logs)
+    with ProductionLog(rig.db) as log:
+        records = [a for a in log.audit("demo") if a.user.startswith("otto@hmi")]
+    assert {a.source for a in records} == {"local"} and all(a.time > 1.7e9 for a in records)
     png = urllib.request.urlopen(rig.url + "/report.png", timeout=60).read()
     assert png.startswith(b"\x89PNG") and colours(png) > 50
     (tmp_path / "hmi-report-export.png").write_bytes(png)

@@ -120,6 +120,17 @@ def test_viewing_needs_no_login(client):
     assert client.get("/static/other.js").status_code == 404
 
 
+def test_off_loopback_viewing_needs_a_login(cell, users):
+    with TestClient(create_app(cell, Sessions(users), ServerOptions(open_viewing=False))) as c:
+        for path in ("/api/live", "/api/stream", "/report", "/report.csv", "/report.png"):
+            r = c.get(path)
+            assert (r.status_code, r.json()["message"]) == (401, "log in to view the cell"), path
+        assert c.get("/").status_code == 200, "the page itself (with its login form) is served"
+        login(c, "vera")
+        assert c.get("/api/live").json()["state"] == "Stopped"
+        assert c.get("/report").status_code == 200
+
+
 def test_security_headers(client):
     r = client.get("/")
     assert "default-src 'self'" in r.headers["content-security-policy"]

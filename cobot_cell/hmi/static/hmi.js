@@ -1,7 +1,7 @@
 // cobot_cell HMI live page: follows the server's live stream, logs in, sends commands with the session's CSRF token.
 "use strict";
 
-const hmi = { user: null, role: null, csrf: null, commands: [], live: null };
+const hmi = { user: null, role: null, csrf: null, commands: [], live: null, stream: null };
 
 function $(id) { return document.getElementById(id); }
 
@@ -36,6 +36,7 @@ function setSession(s) {
   $("whoami").textContent = hmi.user ? hmi.user + " (" + hmi.role + ")" : "";
   $("setup").hidden = !hmi.commands.includes("job");
   if (hmi.live) render(hmi.live);
+  if (hmi.user && hmi.stream && hmi.stream.readyState === EventSource.CLOSED) connect();
 }
 
 async function command(name) {
@@ -45,8 +46,17 @@ async function command(name) {
 
 function fmtTime(t) { return t === null || t === undefined ? "" : t.toFixed(1) + " s"; }
 
+// Lists are rebuilt only when what they show changes, so a button is not replaced under the operator's finger.
+function unchanged(el, value) {
+  const sig = JSON.stringify(value);
+  if (el.dataset.sig === sig) return true;
+  el.dataset.sig = sig;
+  return false;
+}
+
 function renderCommands(d) {
   const nav = $("commands");
+  if (unchanged(nav, [d.commands, hmi.user, hmi.commands])) return;
   nav.replaceChildren();
   for (const c of d.commands) {
     const b = document.createElement("button");
@@ -68,6 +78,7 @@ function renderCommands(d) {
 
 function renderFaults(d) {
   const ul = $("faults");
+  if (unchanged(ul, [d.faults, hmi.user, hmi.commands])) return;
   ul.replaceChildren();
   if (!d.faults.length) {
     const li = document.createElement("li");
@@ -131,13 +142,16 @@ function render(d) {
 
 function connect() {
   const es = new EventSource("/api/stream");
+  hmi.stream = es;
   es.addEventListener("live", (e) => {
     $("link").textContent = "live";
     $("link").className = "";
     render(JSON.parse(e.data));
   });
   es.onerror = () => {
-    $("link").textContent = "connection lost: reconnecting...";
+    // closed for good: this address shows the cell to logged-in users only
+    const closed = es.readyState === EventSource.CLOSED;
+    $("link").textContent = closed ? "log in to view the cell" : "connection lost: reconnecting...";
     $("link").className = "bad";
   };
 }
