@@ -41,12 +41,16 @@ class Source(str, Enum):
             raise ValueError(f"unknown command source {text!r}: expected local or remote") from None
 
 
-class Refused(Exception):
-    """A command refused by the authority (or by the cell), with the reason."""
+AUTHORITY, COMMAND = "authority", "command"
 
-    def __init__(self, reason: str) -> None:
+
+class Refused(Exception):
+    """A command refused, with the reason; `kind` says by whom: AUTHORITY (wrong source) or COMMAND (the cell)."""
+
+    def __init__(self, reason: str, kind: str = COMMAND) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -110,24 +114,24 @@ class Authority:
         src = source if isinstance(source, Source) else Source.parse(source)
         if command == HAND_OVER:
             if src is not Source.LOCAL:
-                raise Refused("only the local operator hands authority over")
+                raise Refused("only the local operator hands authority over", AUTHORITY)
             if self._holder is Source.REMOTE:
-                raise Refused("authority is already remote")
+                raise Refused("authority is already remote", AUTHORITY)
             return
         if command == TAKE_BACK:
             if src is not Source.LOCAL:
-                raise Refused("only the local operator takes authority back")
+                raise Refused("only the local operator takes authority back", AUTHORITY)
             return
         if command == RELEASE:
             if src is not Source.REMOTE or self._holder is not Source.REMOTE:
-                raise Refused("only the remote side holding authority releases it")
+                raise Refused("only the remote side holding authority releases it", AUTHORITY)
             return
         if src is self._holder or (src is Source.LOCAL and command in ALWAYS_LOCAL):
             return
         raise Refused(f"{src.value} command '{command}' refused: the cell takes commands from the "
                       f"{self._holder.value} operator" + (" (the local operator hands authority over)"
                                                           if src is Source.REMOTE else
-                                                          " (take authority back first)"))
+                                                          " (take authority back first)"), AUTHORITY)
 
     def execute(self, source: Source | str, user: str, command: str, action: Callable[[], str]) -> str:
         """Check, run `action` (which raises Refused or ValueError to refuse) and audit; returns the action's reply.
@@ -146,9 +150,9 @@ class Authority:
             else:
                 reply = action()
         except (Refused, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, Refused) else str(exc)
+            reason, kind = (exc.reason, exc.kind) if isinstance(exc, Refused) else (str(exc), COMMAND)
             self._audit(src.value, user, command, REFUSED, reason)
-            raise Refused(reason) from None
+            raise Refused(reason, kind) from None
         self._audit(src.value, user, command, ACCEPTED, reply)
         return reply
 

@@ -3,7 +3,8 @@
 - `authority/command` (rcl_interfaces/srv/SetParameters): a command with its source and user, as parameters
   `command` (string: a PackML command, acknowledge, reapproach, hand_over, take_back, release, set_product),
   `source` (string: local or remote), `user` (string), and for set_product `job` (string) and/or `parts`
-  (integer). The reply's first result carries success and the reply or the reason for refusal. The OPC UA
+  (integer). The reply's first result carries success and the reply or the reason for refusal, the second one
+  (successful = the first's) in its reason who refused: `authority` or `command` (empty when accepted). The OPC UA
   bridge and the web HMI use it; std_srvs/Trigger has no field for who is asking.
 - The plain Trigger services (`start`, ...) and the `job`/`parts` parameters are LOCAL commands without a user
   (pendant, CLI); `authority/hand_over` and `authority/take_back` (Trigger) are the local operator's switch.
@@ -23,7 +24,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ..plant.authority import AUTHORITY_COMMANDS, REFUSED, AuditRecord, Authority, Refused, Source
+from ..plant.authority import AUTHORITY_COMMANDS, COMMAND, REFUSED, AuditRecord, Authority, Refused, Source
 from .common import LATCHED, REPORTS, status_msg
 
 SET_PRODUCT = "set_product"
@@ -79,7 +80,8 @@ class NodeAuthority:
 
     def _handle_command(self, req: SetParameters.Request, resp: SetParameters.Response) -> SetParameters.Response:
         result = SetParametersResult(successful=False)
-        resp.results = [result]
+        kind = SetParametersResult(successful=False, reason=COMMAND)
+        resp.results = [result, kind]
         try:
             fields = command_fields(req)
         except ValueError as exc:
@@ -95,9 +97,10 @@ class NodeAuthority:
             action = self._unknown(cmd)
         try:
             result.reason = self.authority.execute(str(fields["source"]), user, cmd, action)
-            result.successful = True
+            result.successful = kind.successful = True
+            kind.reason = ""
         except Refused as exc:
-            result.reason = exc.reason
+            result.reason, kind.reason = exc.reason, exc.kind
         return resp
 
     def _unknown(self, cmd: str) -> Callable[[], str]:

@@ -31,6 +31,19 @@ def _value(value: str | int) -> ParameterValue:
             else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
 
 
+def command_request(command: str, source: str, user: str, **fields: str | int) -> SetParameters.Request:
+    """The request of `<cell>/authority/command`."""
+    values = {"command": command, "source": source, "user": user, **fields}
+    return SetParameters.Request(parameters=[ParameterMsg(name=k, value=_value(v)) for k, v in values.items()])
+
+
+def command_reply(resp: SetParameters.Response) -> tuple[bool, str, str]:
+    """(success, reply or reason, who refused: 'authority', 'command' or '') of an authority/command response."""
+    first = resp.results[0]
+    kind = resp.results[1].reason if len(resp.results) > 1 else ("" if first.successful else "command")
+    return first.successful, first.reason, kind
+
+
 class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
@@ -78,10 +91,16 @@ class CellClient:
                    **fields: str | int) -> tuple[bool, str]:
         """A command through the cell's authority with its source (local/remote) and user; extra fields
         (job, parts) for set_product. Returns (success, reply or reason)."""
-        values = {"command": command, "source": source, "user": user, **fields}
-        req = SetParameters.Request(parameters=[ParameterMsg(name=k, value=_value(v)) for k, v in values.items()])
-        resp = self._call(self._command_as, req, timeout, f"reply to '{command}'")
-        return resp.results[0].successful, resp.results[0].reason
+        resp = self._call(self._command_as, command_request(command, source, user, **fields), timeout,
+                          f"reply to '{command}'")
+        return command_reply(resp)[:2]
+
+    def command_as_async(self, command: str, source: str, user: str, **fields: str | int):
+        """`command_as` without waiting: an rclpy Future of the SetParameters response (see `command_reply`);
+        None while the cell's authority service is not available."""
+        if not self._command_as.service_is_ready():
+            return None
+        return self._command_as.call_async(command_request(command, source, user, **fields))
 
     def _on_state(self, msg: String) -> None:
         self.state = msg.data
@@ -106,7 +125,7 @@ class CellClient:
                 continue
             if key not in self.faults:
                 self.faults_seen.append((kv.get("code", ""), kv.get("source", "")))
-            self.faults[key] = kv
+            self.faults[key] = {**kv, "message": st.message}
 
     def _on_kpis(self, msg: DiagnosticArray) -> None:
         for st in msg.status:

@@ -31,8 +31,13 @@ def test_local_holds_authority_at_start_and_remote_is_refused() -> None:
                                       r"operator \(the local operator hands authority over\)"):
         rig.run("remote", "alice", "stop")
     assert rig.ran == ["start"]
+    try:
+        rig.run("remote", "alice", "start")
+    except Refused as exc:
+        assert exc.kind == "authority"
     assert [(r.source, r.user, r.command, r.outcome) for r in rig.records] == [
-        ("local", "pendant", "start", ACCEPTED), ("remote", "alice", "stop", REFUSED)]
+        ("local", "pendant", "start", ACCEPTED), ("remote", "alice", "stop", REFUSED),
+        ("remote", "alice", "start", REFUSED)]
     assert rig.records[1].detail.startswith("remote command 'stop' refused") and rig.records[1].time == 100.0
 
 
@@ -71,8 +76,9 @@ def test_a_refusal_by_the_action_is_audited_with_its_reason() -> None:
 
     def wrong_state() -> str:
         raise ValueError("command 'unhold' not allowed in state Stopped")
-    with pytest.raises(Refused, match="command 'unhold' not allowed in state Stopped"):
+    with pytest.raises(Refused, match="command 'unhold' not allowed in state Stopped") as refused:
         rig.auth.execute(Source.LOCAL, "op", "unhold", wrong_state)
+    assert refused.value.kind == "command"
     assert (rig.records[-1].outcome, rig.records[-1].detail) == (REFUSED, "command 'unhold' not allowed in state "
                                                                           "Stopped")
 
