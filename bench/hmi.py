@@ -24,8 +24,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DATE, REPO, Figure, install_sigterm, machine_line, pct, proc_rss_kb, summary_ms,  # noqa: E402
-                    table, wait_until, write_json)
+from common import (  # noqa: E402
+    DATE,
+    REPO,
+    Figure,
+    install_sigterm,
+    machine_line,
+    pct,
+    proc_rss_kb,
+    summary_ms,
+    table,
+    wait_until,
+    write_json,
+)
 from memory import bare_rss_kb  # noqa: E402
 
 from cobot_cell.plant.users import Role, UserStore  # noqa: E402
@@ -121,11 +132,10 @@ def start_browser(url: str, work: Path):
 
 def run(args: argparse.Namespace) -> list[Figure]:
     from diagnostic_msgs.msg import DiagnosticStatus
+    from std_msgs.msg import String
 
     from cobot_cell.hmi.model import parse_running
     from cobot_cell.ros.client import CellClient
-    from std_msgs.msg import String
-
     from cobot_cell.ros.common import LATCHED, STATE_CHANGES
 
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_hmi_"))

@@ -142,6 +142,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     nodes = _node_set(cfg, args, work, domain, echo=True)
     console.print(f"cell '{cfg.cell.name}' up: {len(nodes.specs)} nodes, rate {args.rate:g}x, "
                   f"work dir {work} (Ctrl-C to stop)")
+    if getattr(args, "hmi", None):
+        from .hmi.tls import is_loopback, parse_address
+
+        host, port = parse_address(args.hmi)
+        scheme = "http" if is_loopback(host) and not args.hmi_cert or args.insecure else "https"
+        console.print(f"web HMI: {scheme}://{host}:{port}/ (users: `cobot-cell users add NAME --role operator`)")
     nodes.start()
     try:
         while not nodes.dead():
@@ -298,6 +304,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _address(text: str) -> str:
+    from .hmi.tls import parse_address
+
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `cobot-cell`."""
     p = argparse.ArgumentParser(
@@ -337,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
             s.add_argument("--enabling-device", action="store_true",
                            help="the pendant is an enabling device: losing its heartbeat in Execute holds the cell")
-            s.add_argument("--hmi", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
+            s.add_argument("--hmi", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT", type=_address,
                            help="also start the web HMI (default 127.0.0.1:8080); a non-loopback address serves "
                                 "HTTPS (self-signed certificate generated and kept, or --hmi-cert/--hmi-key)")
             s.add_argument("--insecure", action="store_true",

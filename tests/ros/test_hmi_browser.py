@@ -15,13 +15,8 @@ from pathlib import Path
 import pytest
 
 from cobot_cell.plant.users import Role, UserStore
-from cobot_cell.ros.bringup import BringupOptions, node_specs
-from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env
-from cobot_cell.skills import load_cell
 from cobot_cell.supervisor.log import ProductionLog
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "config" / "demo_cell.yaml"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -53,59 +48,17 @@ def wait_until(predicate, what: str, timeout: float, logs=lambda: "") -> None:
         time.sleep(0.05)
 
 
-class HmiRig:
-    """The demo cell at 20x with its HMI on a free loopback port, and an operator in the user store."""
-
-    def __init__(self, work: Path) -> None:
-        from cobot_cell.ros.client import CellClient
-
-        self.work = work
-        users = UserStore(work / "users.json")
-        users.add("otto", "otto-pw-1", Role.OPERATOR)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cfg = load_cell(DEMO)
-        self.db = work / "production.db"
-        specs = node_specs(cfg, DEMO, BringupOptions(rate=20.0, parts=3, db=str(self.db),
-                                                     journal=str(work / "journal.db"), hmi=f"127.0.0.1:{self.port}"))
-        assert any(s.executable == "hmi" for s in specs)
-        self.lease = DomainLease()
-        env = ros_env(self.lease.domain_id, work / "ros_log")
-        env["COBOT_CELL_USERS"] = str(work / "users.json")
-        self.nodes = NodeSet(specs, work, env)
-        self.client = None
-        try:
-            self.nodes.start()
-            self.client = CellClient(cfg.cell.name, domain_id=self.lease.domain_id, use_sim_time=True,
-                                     node_name="test_operator")
-            wait_until(lambda: urllib.request.urlopen(f"{self.url}/api/live", timeout=2).status == 200,
-                       "the HMI to serve", 60, self.logs)
-        except BaseException:
-            self.close()
-            raise
-
-    def inject(self, cobot: str, fault: str) -> None:
-        ok, reason = self.client.set_parameter("fault", fault, node=f"/{cobot}/sim_cobot")
-        assert ok, reason
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.spec.fqn}\n{p.log_path.read_text()[-3000:]}" for p in self.nodes.procs
-                         if p.log_path.exists())
-
-    def close(self) -> None:
-        try:
-            if self.client is not None:
-                self.client.close()
-        finally:
-            self.nodes.stop()
-            self.lease.release()
-
-
 @pytest.fixture
-def rig(tmp_path):
-    r = HmiRig(tmp_path)
+def rig(cell_rig, tmp_path):
+    """The demo cell at 20x, 3 parts, with its HMI on a free loopback port and an operator in the user store."""
+    users = UserStore(tmp_path / "users.json")
+    users.add("otto", "otto-pw-1", Role.OPERATOR)
+    port = free_port()
+    r = cell_rig(parts=3, hmi=f"127.0.0.1:{port}", env={"COBOT_CELL_USERS": str(users.path)})
+    r.url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: urllib.request.urlopen(f"{r.url}/api/live", timeout=2).status == 200, "the HMI to serve",
+               60, r.logs)
     yield r
-    print(r.logs())  # shown only when the test failed
     r.close()
     bad = [p.spec.fqn for p in r.nodes.procs if p.popen.returncode not in (0, -2)]
     assert not bad, f"nodes did not exit cleanly: {bad}"

@@ -301,11 +301,11 @@ def test_report_pages_and_exports(client):
 class Served:
     """The app on a real uvicorn server on 127.0.0.1 (an ephemeral port), in a thread."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **ssl) -> None:
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="on"))
+                                                    lifespan="on", **ssl))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Self:
@@ -390,3 +390,26 @@ def test_hub_skips_to_the_newest_snapshot_for_a_slow_browser():
         assert s.pending == b"2"
 
     asyncio.run(run())
+
+
+def test_https_with_the_kept_certificate_and_secure_cookies(cell, users, tmp_path):
+    import ssl
+
+    from cobot_cell.hmi.tls import self_signed
+
+    cert, key = self_signed(tmp_path, "127.0.0.1")
+    app = create_app(cell, Sessions(users), ServerOptions(secure=True))
+    with Served(app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as served:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", served.port, timeout=10, context=ctx)
+        conn.request("POST", "/api/login", body=json.dumps({"user": "otto", "password": "otto-pw"}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["role"] == "operator"
+        cookie = resp.getheader("set-cookie").lower()
+        assert "secure" in cookie and "httponly" in cookie
+        conn.close()
+        plain = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+        with pytest.raises((ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)):
+            plain.request("GET", "/api/live")
+            plain.getresponse()
