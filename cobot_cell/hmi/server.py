@@ -582,13 +582,13 @@ def report_page(rep: ShiftReport, title: str) -> str:
 <main class="report">
   <section><h2>KPIs</h2><table id="kpis">{kpi_rows}<tr><th>bottleneck bound</th><td>{bound}</td></tr></table></section>
   <section><h2>OEE</h2><div class="chartbox" id="report-oee">{charts['oee']}</div></section>
+  <section><h2>Fault Pareto <small>(time lost per code)</small></h2>
+    <div class="chartbox" id="report-pareto">{charts['pareto']}</div></section>
   <section class="wide"><h2>Cycle time per part</h2><div class="chartbox" id="report-trend">{charts['trend']}</div>
   </section>
   <section class="wide"><h2>Downtime <small>(red: a fault was active)</small></h2>
     <div class="chartbox" id="report-downtime">{charts['downtime']}</div></section>
-  <section><h2>Fault Pareto <small>(time lost per code)</small></h2>
-    <div class="chartbox" id="report-pareto">{charts['pareto']}</div></section>
-  <section><h2>Faults</h2><table id="pareto"><tr><th>code</th><th>time lost</th><th>count</th></tr>{pareto_rows}
+  <section class="wide"><h2>Faults</h2><table id="pareto"><tr><th>code</th><th>time lost</th><th>count</th></tr>{pareto_rows}
   </table></section>
   <section class="wide"><h2>Cycles</h2><div class="scroll"><table id="cycles"><tr>{head}</tr>{body_rows}</table>
   </div></section>
