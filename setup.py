@@ -33,6 +33,8 @@ setup(
             "supervisor = cobot_cell.ros.supervisor_node:main",
             "pendant_bridge = cobot_cell.ros.pendant_node:main",
             "hmi = cobot_cell.ros.hmi_node:main",
+            "opcua_bridge = cobot_cell.ros.opcua_bridge:main",
+            "mqtt_bridge = cobot_cell.ros.mqtt_bridge:main",
         ],
     },
 )

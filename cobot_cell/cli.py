@@ -128,8 +128,31 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         pendant_port=getattr(args, "pendant_port", None) or "",
         enabling_device=bool(getattr(args, "enabling_device", False)),
         hmi=getattr(args, "hmi", None) or "", hmi_insecure=bool(getattr(args, "insecure", False)),
-        hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or ""))
+        hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or "",
+        **_plant_options(args)))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo)
+
+
+def _plant_options(args: argparse.Namespace) -> dict:
+    """BringupOptions of the plant bridges (`up --opcua/--mqtt`)."""
+    return {"opcua": getattr(args, "opcua", None) or "", "users": getattr(args, "users", None) or "",
+            "allow_none": bool(getattr(args, "allow_none", False)), "mqtt": getattr(args, "mqtt", None) or "",
+            "mqtt_prefix": getattr(args, "mqtt_prefix", None) or "plant/area"}
+
+
+def _add_plant_arguments(s: argparse.ArgumentParser) -> None:
+    """`up` options that start the plant bridges (docs/opcua.md, docs/plant.md)."""
+    from .plant import DEFAULT_OPCUA_ENDPOINT as DEFAULT_ENDPOINT
+
+    s.add_argument("--opcua", nargs="?", const=DEFAULT_ENDPOINT, metavar="ENDPOINT",
+                   help=f"also start the OPC UA server (PackML, OPC 30050) on ENDPOINT (default {DEFAULT_ENDPOINT})")
+    s.add_argument("--users", metavar="FILE", help="user file of the OPC UA server (default: "
+                                                   "~/.config/cobot_cell/users.json; see `cobot-cell users`)")
+    s.add_argument("--allow-none", action="store_true",
+                   help="the OPC UA server also offers the None security policy (no signing, no encryption)")
+    s.add_argument("--mqtt", metavar="URL", help="also publish to the MQTT broker at URL (mqtt://HOST:PORT)")
+    s.add_argument("--mqtt-prefix", metavar="SITE/AREA", default="plant/area",
+                   help="<site>/<area> of the MQTT topic tree (default: %(default)s)")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -360,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="serve the HMI as plain HTTP on a non-loopback address (logged as a warning)")
             s.add_argument("--hmi-cert", help="TLS certificate of the HMI (PEM)")
             s.add_argument("--hmi-key", help="TLS private key of the HMI (PEM)")
+            _add_plant_arguments(s)
         s.set_defaults(func=func)
 
     from .pendant.virtual import register_cli as register_pendant

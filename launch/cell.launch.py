@@ -36,6 +36,12 @@ ARGUMENTS = [
     ("hmi_insecure", "false", "serve the HMI as plain HTTP on a non-loopback address (logged)", ["true", "false"]),
     ("hmi_cert", "", "TLS certificate of the HMI (PEM; default: a self-signed one generated and kept)", None),
     ("hmi_key", "", "TLS private key of the HMI (PEM), with hmi_cert", None),
+    ("opcua", "", "OPC UA endpoint of the plant server, e.g. opc.tcp://127.0.0.1:4840/cobot_cell/ (empty: none)",
+     None),
+    ("users", "", "user file of the plant servers (empty: ~/.config/cobot_cell/users.json)", None),
+    ("allow_none", "false", "the OPC UA server also offers the None security policy", ["true", "false"]),
+    ("mqtt", "", "MQTT broker URL, e.g. mqtt://127.0.0.1:1883 (empty: no MQTT publishing)", None),
+    ("mqtt_prefix", "plant/area", "<site>/<area> of the MQTT topic tree", None),
 ]
 
 
@@ -53,7 +59,9 @@ def _nodes(context, *args, **kwargs):
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
                           enabling_device=arg("enabling_device") == "true", hmi=arg("hmi"),
                           hmi_insecure=arg("hmi_insecure") == "true", hmi_cert=arg("hmi_cert"),
-                          hmi_key=arg("hmi_key"))
+                          hmi_key=arg("hmi_key"), opcua=arg("opcua"),
+                          users=arg("users"), allow_none=arg("allow_none") == "true", mqtt=arg("mqtt"),
+                          mqtt_prefix=arg("mqtt_prefix"))
     # the package's Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is already set
     env = dds_env({DDS_PROFILE_VAR: os.environ.get(DDS_PROFILE_VAR, "")})
     return [

@@ -23,6 +23,17 @@ browser() {
   fi
 }
 browser
+# Debian's mosquitto: the MQTT broker the tests start on loopback (tests/ros/test_mqtt_bridge.py); no service is
+# started (tests run their own). Installed when root, else say how.
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing mosquitto (MQTT broker for the tests) ..." >&2
+    { apt-get install -y -q mosquitto || { apt-get update -q && apt-get install -y -q mosquitto; }; } >/dev/null 2>&1 \
+      || echo "warning: could not install mosquitto; the MQTT test will be skipped" >&2
+  else
+    echo "note: mosquitto is not installed (sudo apt-get install mosquitto); the MQTT test will be skipped" >&2
+  fi
+fi
 # The package's bytecode, as an installed package has it (it is read even with PYTHONDONTWRITEBYTECODE set):
 # a node that compiles its modules at every start keeps ~1.5 MB more. Cheap when up to date.
 precompile() { "$VENV/bin/python" -m compileall -q cobot_cell >/dev/null; }

@@ -47,7 +47,8 @@ from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .packml import (BASE, EXECUTE, KPI_NAMES, MACHINE, METHODS, MODES, PRODUCE, STATE_NUMBERS, STATES,
+from . import DEFAULT_OPCUA_ENDPOINT
+from .packml import (BASE, EXECUTE, KPI_NAMES, MACHINE, METHOD_COMMANDS, METHODS, MODES, PRODUCE, STATE_NUMBERS, STATES,
                      TRANSITIONS, Alarm, CellTags, Count, state_number)
 from .users import Role, UserStore
 
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 PACKML_URI = "http://opcfoundation.org/UA/PackML/"
 CELL_URI = "urn:cobot_cell:plant"
 APP_URI = "urn:cobot_cell:opcua_bridge"
-DEFAULT_ENDPOINT = "opc.tcp://127.0.0.1:4840/cobot_cell/"
+DEFAULT_ENDPOINT = DEFAULT_OPCUA_ENDPOINT
 PACKML_VERSION = "ISA-TR88.00.02-2015"
 MODE_COUNT = max(MODES) + 1
 STATE_COUNT = max(STATE_NUMBERS.values()) + 1
@@ -426,10 +427,9 @@ class PlantServer:
                     nid(f"{machine}.{tag}"), ua.QualifiedName(tag, 0), ua.Variant([], vt.NodeId),
                     datatype=ua.NodeId(ua.ObjectIds.NodeId)))
                 c.values[f"{machine}.{tag}"] = node.nodeid
-            for mname, (owner, _) in METHODS.items():
-                if owner == machine:
-                    args = [self._arg("Parameter", "PackMLDescriptorDataType", array=True)] if mname == "Start" else []
-                    await method(sm, f"{machine}.{mname}", mname, args)
+            for mname in METHODS[machine]:
+                args = [self._arg("Parameter", "PackMLDescriptorDataType", array=True)] if mname == "Start" else []
+                await method(sm, f"{machine}.{mname}", mname, args)
             parent = sm
         # Methods of the base object (6.2.1)
         await method(root, "SetUnitMode", "SetUnitMode", [self._arg("RequestedMode", ua.ObjectIds.Int32)])
@@ -604,17 +604,16 @@ class PlantServer:
 
     def _parse_call(self, m: _Method, args: list[ua.Variant]) -> tuple[str | None, dict[str, Any]]:
         values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
-        expected = 0 if m.name in ("Abort", "Clear", "Stop", "Reset", "Hold", "Unhold", "Suspend", "Unsuspend",
-                                   "Acknowledge") else 1
-        if m.name == "Start" and not values:
-            expected = 0
-        if len(values) != expected:
-            raise _BadInput(f"{m.name} takes {expected} argument(s), got {len(values)}", "input")
-        if m.name in METHODS:
+        expected = (0, 1) if m.name == "Start" else (0,) if m.name in METHOD_COMMANDS or m.name == "Acknowledge" \
+            else (1,)
+        if len(values) not in expected:
+            raise _BadInput(f"{m.name} takes {' or '.join(map(str, expected))} argument(s), got {len(values)}",
+                            "input")
+        if m.name in METHOD_COMMANDS:
             if m.name == "Start" and values and values[0]:
                 raise _BadInput("Start takes no parameters here: set the job and part count with SetProduct or "
                                 "SetParameter first", "input")
-            return METHODS[m.name][1], {}
+            return METHOD_COMMANDS[m.name], {}
         if m.name == "Acknowledge":
             return "acknowledge", {}
         value = values[0]

@@ -75,12 +75,13 @@ TRANSITIONS: dict[str, tuple[Transition, ...]] = {
               Transition("SuspendedToUnsuspending", "Suspended", "Unsuspending", "Unsuspend"),
               Transition("UnsuspendingToExecute", "Unsuspending", "Execute")),
 }
-# PackML command methods: the state machine each belongs to (OPC 30050 tables) and the cell's command.
-METHODS: dict[str, tuple[str, str]] = {
-    "Abort": (BASE, "abort"), "Clear": (BASE, "clear"), "Stop": (MACHINE, "stop"), "Reset": (EXECUTE, "reset"),
-    "Start": (EXECUTE, "start"), "Hold": (EXECUTE, "hold"), "Unhold": (EXECUTE, "unhold"),
-    "Suspend": (EXECUTE, "suspend"), "Unsuspend": (EXECUTE, "unsuspend"),
+# PackML command methods of each state machine (OPC 30050 tables; Reset is on MachineState, for Stopped, and on
+# ExecuteState, for Complete) and the cell command each stands for.
+METHODS: dict[str, tuple[str, ...]] = {
+    BASE: ("Abort", "Clear"), MACHINE: ("Stop", "Reset"),
+    EXECUTE: ("Reset", "Start", "Hold", "Unhold", "Suspend", "Unsuspend"),
 }
+METHOD_COMMANDS: dict[str, str] = {m: m.lower() for names in METHODS.values() for m in names}
 
 # TR88 PackTags Command.CntrlCmd numbers (ISA-TR88.00.02 Table "Command tags"); clients differ, so configurable.
 DEFAULT_CNTRL_CMD: dict[int, str] = {1: "reset", 2: "start", 3: "stop", 4: "hold", 5: "unhold", 6: "suspend",

@@ -73,6 +73,11 @@ class BringupOptions:
     hmi_insecure: bool = False
     hmi_cert: str = ""
     hmi_key: str = ""
+    opcua: str = ""           # OPC UA endpoint of an opcua_bridge for the cell ("" = none)
+    users: str = ""           # user file of the plant servers ("" = the default)
+    allow_none: bool = False  # the OPC UA server also offers the None security policy
+    mqtt: str = ""            # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
+    mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
 
 
 def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
@@ -127,6 +132,7 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             parameters={"cell_file": str(Path(cell_file).resolve()), "host": host, "port": port,
                         "db": str(Path(opts.db).resolve()) if opts.supervisor else "",
                         "insecure": bool(opts.hmi_insecure), "cert": opts.hmi_cert, "key": opts.hmi_key,
+                        "users": str(Path(opts.users).resolve()) if opts.users else "",
                         "use_sim_time": sim_time},
         ))
     if opts.supervisor:
@@ -135,6 +141,25 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             # wall time: the supervisor times nothing itself (reports carry their clock times), and
             # following /clock would wake it on every tick for nothing
             parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": False},
+        ))
+    specs += plant_specs([cfg.cell.name], [str(Path(cell_file).resolve())], opts)
+    return specs
+
+
+def plant_specs(cells: list[str], cell_files: list[str], opts: BringupOptions) -> list[NodeSpec]:
+    """The plant bridges for some cells: an opcua_bridge if opts.opcua, an mqtt_bridge if opts.mqtt."""
+    specs = []
+    if opts.opcua:
+        specs.append(NodeSpec(
+            executable="opcua_bridge", module="cobot_cell.ros.opcua_bridge", name="opcua_bridge", namespace="/",
+            parameters={"cells": list(cells), "cell_files": list(cell_files) or [""], "endpoint": opts.opcua,
+                        "users": opts.users, "allow_none": bool(opts.allow_none), "use_sim_time": False},
+        ))
+    if opts.mqtt:
+        specs.append(NodeSpec(
+            executable="mqtt_bridge", module="cobot_cell.ros.mqtt_bridge", name="mqtt_bridge", namespace="/",
+            parameters={"cells": list(cells), "broker": opts.mqtt, "prefix": opts.mqtt_prefix,
+                        "use_sim_time": False},
         ))
     return specs
 

@@ -21,7 +21,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ..core.reports import CycleReport
-from .common import LATCHED, REPORTS, key_values
+from .common import LATCHED, REPORTS, key_values, level_name
 
 
 def _value(value: str | int) -> ParameterValue:
@@ -48,16 +48,22 @@ class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
     def __init__(self, cell: str | None, domain_id: int | None = None, use_sim_time: bool | None = False,
-                 node_name: str = "cell_client", args: list[str] | None = None):
-        """`args`: ROS arguments (remappings, a parameters file); use_sim_time None leaves it to them; cell None:
-        the node's namespace names the cell (a node started in the cell's namespace, like the hmi)."""
-        self.context = Context()
-        rclpy.init(args=args, context=self.context, domain_id=domain_id)
-        overrides = [] if use_sim_time is None else [Parameter("use_sim_time", value=use_sim_time)]
-        self.node = Node(node_name, context=self.context, parameter_overrides=overrides)
-        self.cell = cell if cell is not None else self.node.get_namespace().strip("/")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+                 node_name: str = "cell_client", node: Node | None = None, args: list[str] | None = None):
+        """Follow `cell` on a private context, or on `node` (shared by many cells; its owner spins it). `args`: ROS
+        arguments of the private context (remappings, a parameters file); use_sim_time None leaves it to them;
+        cell None: the node's namespace names the cell (a node started in the cell's namespace, like the hmi)."""
+        self._owned = node is None
+        if node is None:
+            self.context = Context()
+            rclpy.init(args=args, context=self.context, domain_id=domain_id)
+            overrides = [] if use_sim_time is None else [Parameter("use_sim_time", value=use_sim_time)]
+            node = Node(node_name, context=self.context, parameter_overrides=overrides)
+            self.executor = SingleThreadedExecutor(context=self.context)
+            self.executor.add_node(node)
+        else:
+            self.context = node.context
+        self.node = node
+        self.cell = cell if cell is not None else node.get_namespace().strip("/")
         self.state: str | None = None
         self.status: dict[str, str] = {}
         self.reports: list[CycleReport] = []
@@ -117,15 +123,21 @@ class CellClient:
         if self.on_report:
             self.on_report(report)
 
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+    def _fault_updates(self, msg: DiagnosticArray) -> list[tuple[str, dict[str, str]]]:
+        """(fault_key, key/values with 'message' and 'level') of this cell's fault updates in a diagnostics array."""
+        updates = []
         for st in msg.status:
             kv = dict(key_values(st))
             key = kv.get("fault_key")
-            if not key or kv.get("cell") != self.cell:
-                continue
+            if key and kv.get("cell") == self.cell:
+                updates.append((key, {**kv, "message": st.message, "level": level_name(st.level)}))
+        return updates
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for key, kv in self._fault_updates(msg):
             if key not in self.faults:
                 self.faults_seen.append((kv.get("code", ""), kv.get("source", "")))
-            self.faults[key] = {**kv, "message": st.message}
+            self.faults[key] = kv
 
     def _on_kpis(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
@@ -171,7 +183,9 @@ class CellClient:
         return result.successful, result.reason
 
     def close(self) -> None:
-        """Destroy the node and shut the private context down."""
+        """Destroy the node and shut the private context down (nothing for a shared node)."""
+        if not self._owned:
+            return
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()

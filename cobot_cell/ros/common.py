@@ -79,13 +79,18 @@ def route_core_logging(node: Node, level: int = logging.INFO) -> None:
     root.propagate = False
 
 
-def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """rclpy.init, spin one node on a single-threaded executor, and clean up on Ctrl-C or shutdown."""
+def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
+             spin: Callable[[Node], None] | None = None) -> int:
+    """rclpy.init, spin one node on a single-threaded executor (or run `spin(node)`), and clean up on Ctrl-C or
+    shutdown."""
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = factory()
+        if spin is not None:
+            spin(node)
+            return code
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

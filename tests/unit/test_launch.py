@@ -85,7 +85,8 @@ def _nodes(desc, **overrides):
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
     assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor",
-                         "pendant_port", "enabling_device", "hmi", "hmi_insecure", "hmi_cert", "hmi_key"}
+                         "pendant_port", "enabling_device", "hmi", "hmi_insecure", "hmi_cert", "hmi_key",
+                         "opcua", "users", "allow_none", "mqtt", "mqtt_prefix"}
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name
@@ -136,6 +137,22 @@ def test_hmi_only_when_asked(launch_module):
     assert hmi.kwargs["namespace"] == "/demo" and (params["host"], params["port"]) == ("0.0.0.0", 8443)
     assert params["insecure"] is True and params["use_sim_time"] is True
     assert "hmi" in _console_scripts()
+
+
+def test_plant_bridges_only_when_asked(launch_module):
+    nodes = _nodes(launch_module.generate_launch_description(), opcua="opc.tcp://127.0.0.1:4841/x/",
+                   mqtt="mqtt://127.0.0.1:1883", allow_none="true")
+    scripts = _console_scripts()
+    bridges = {n.kwargs["executable"]: n.kwargs["parameters"][0] for n in nodes
+               if n.kwargs["executable"] in ("opcua_bridge", "mqtt_bridge")}
+    assert set(bridges) == {"opcua_bridge", "mqtt_bridge"}
+    for name in bridges:
+        assert importlib.util.find_spec(scripts[name].split(":")[0]) is not None
+    assert bridges["opcua_bridge"]["endpoint"] == "opc.tcp://127.0.0.1:4841/x/"
+    assert bridges["opcua_bridge"]["cells"] == ["demo"] and bridges["opcua_bridge"]["allow_none"] is True
+    assert bridges["mqtt_bridge"]["broker"] == "mqtt://127.0.0.1:1883"
+    plain = _nodes(launch_module.generate_launch_description())
+    assert not [n for n in plain if n.kwargs["executable"] in ("opcua_bridge", "mqtt_bridge")]
 
 
 def test_bad_cell_file_fails_with_the_reason(launch_module, tmp_path):
