@@ -133,9 +133,9 @@ function render(d) {
   }
   renderFaults(d);
   // The charts are SVG drawn by the server, their text escaped there.
-  $("gantt").innerHTML = d.charts.gantt;
-  $("trend").innerHTML = d.charts.trend;
-  $("oee").innerHTML = d.charts.oee;
+  for (const name of ["gantt", "trend", "oee"]) {
+    if (!unchanged($(name), d.charts[name])) $(name).innerHTML = d.charts[name];
+  }
   if (document.activeElement !== $("job-input")) $("job-input").value = d.job;
   if (document.activeElement !== $("parts-input")) $("parts-input").value = d.parts_target;
 }
