@@ -96,10 +96,11 @@ class Sessions:
             return 0.0
         return self.failure_window - (now - fails[0]) if len(fails) >= self.max_failures else 0.0
 
-    def login(self, name: str, password: str, source: str) -> Session | None:
-        """A new session for a right name and password; None if wrong; RateLimited while locked out."""
+    def login(self, name: str, password: str, source: str, address: str | None = None) -> Session | None:
+        """A new session for a right name and password; None if wrong; RateLimited while locked out. Failures
+        count per `address` (default: `source`) and per user name."""
         now = self.clock()
-        keys = (f"source:{source}", f"user:{name}")
+        keys = (f"address:{address or source}", f"user:{name}")
         with self._lock:
             wait = max(self._retry_after(k, now) for k in keys)
             if wait > 0:

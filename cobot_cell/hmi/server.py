@@ -282,7 +282,9 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
             if not isinstance(user, str) or not isinstance(password, str) or not user:
                 raise HttpError(400, "expected {\"user\": string, \"password\": string}")
             try:
-                s = await run_in_threadpool(sessions.login, user, password, _source(request))
+                # rate-limited per address (not per connection: the port changes with every connection)
+                s = await run_in_threadpool(sessions.login, user, password, _source(request),
+                                            request.client.host if request.client else "unknown")
             except RateLimited as exc:
                 logger.warning("login of %r from %s refused: %s", user, _source(request), exc)
                 raise HttpError(429, str(exc), {"Retry-After": str(math.ceil(exc.retry_after))}) from None

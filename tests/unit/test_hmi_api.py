@@ -413,3 +413,17 @@ def test_https_with_the_kept_certificate_and_secure_cookies(cell, users, tmp_pat
         with pytest.raises((ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)):
             plain.request("GET", "/api/live")
             plain.getresponse()
+
+
+def test_login_failures_count_per_address_across_connections_and_names(cell, users):
+    def login_status(port: int, name: str, password: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)   # a new connection: a new port
+        conn.request("POST", "/api/login", body=json.dumps({"user": name, "password": password}),
+                     headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    with Served(create_app(cell, Sessions(users, max_failures=3))) as served:
+        assert [login_status(served.port, name, "x") for name in ("a", "b", "c")] == [401, 401, 401]
+        assert login_status(served.port, "otto", "otto-pw") == 429
