@@ -248,7 +248,8 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
     def command_session(request: Request, command: str) -> Session:
         session = session_of(request)
         if session is None:
-            raise HttpError(401, "log in to send commands (no session, or it expired)")
+            # 403, not 401: the session is a cookie, there is no HTTP authentication scheme to offer
+            raise HttpError(403, "log in to send commands (no session, or it expired)")
         check_origin(request)
         if not csrf_ok(session, request.headers.get(CSRF_HEADER)):
             logger.warning("command %s from %s (%s) refused: missing or wrong CSRF token", command, session.user,

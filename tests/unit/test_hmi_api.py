@@ -140,7 +140,7 @@ def test_security_headers(client):
 
 def test_command_without_login_is_refused_and_the_cell_unchanged(client, cell):
     r = client.post("/api/command", json={"command": "reset"})
-    assert r.status_code == 401 and r.json()["message"] == "log in to send commands (no session, or it expired)"
+    assert r.status_code == 403 and r.json()["message"] == "log in to send commands (no session, or it expired)"
     assert cell.calls == [] and cell.machine.state.value == "Stopped"
 
 
@@ -271,10 +271,10 @@ def test_sessions_expire_and_logout_ends_them(cell, users):
         assert c.post("/api/command", json={"command": "abort"}, headers={"X-CSRF-Token": token}).status_code == 200
         now[0] = 120.0
         r = c.post("/api/command", json={"command": "clear"}, headers={"X-CSRF-Token": token})
-        assert r.status_code == 401
+        assert r.status_code == 403 and r.json()["message"].startswith("log in to send commands")
         token = login(c, "otto")
         assert c.post("/api/logout", headers={"X-CSRF-Token": token}).status_code == 200
-        assert c.post("/api/command", json={"command": "clear"}, headers={"X-CSRF-Token": token}).status_code == 401
+        assert c.post("/api/command", json={"command": "clear"}, headers={"X-CSRF-Token": token}).status_code == 403
         assert len(sessions) == 0
         # absolute age: a session used every minute still ends after max_age
         token = login(c, "otto")

@@ -22,7 +22,7 @@ async function post(path, body) {
   }
   let data = {};
   try { data = await resp.json(); } catch (e) { data = { message: resp.status + " " + resp.statusText }; }
-  if (resp.status === 401) setSession({ user: null });
+  if (resp.status === 403 && hmi.user) await refreshSession();   // the session may have expired
   return { ok: resp.ok && data.ok !== false, status: resp.status, message: data.message || "", data };
 }
 
@@ -37,6 +37,12 @@ function setSession(s) {
   $("setup").hidden = !hmi.commands.includes("job");
   if (hmi.live) render(hmi.live);
   if (hmi.user && hmi.stream && hmi.stream.readyState === EventSource.CLOSED) connect();
+}
+
+async function refreshSession() {
+  try {
+    setSession(await (await fetch("/api/session", { credentials: "same-origin" })).json());
+  } catch (e) { setSession({ user: null }); }
 }
 
 async function command(name) {
@@ -181,9 +187,6 @@ document.addEventListener("DOMContentLoaded", async () => {
     const bad = results.find((r) => !r.ok);
     say(bad ? bad.message : (results.length ? results.map((r) => r.message).join("; ") : "nothing changed"), !!bad);
   });
-  try {
-    const s = await (await fetch("/api/session", { credentials: "same-origin" })).json();
-    setSession(s);
-  } catch (e) { setSession({ user: null }); }
+  await refreshSession();
   connect();
 });
