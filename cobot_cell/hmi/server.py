@@ -487,7 +487,7 @@ class _Outer:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
                                     (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]})
-            stream.offer(self.hub.payload or await run_in_threadpool(self.hub.render))
+            stream.offer(await run_in_threadpool(self.hub.render))   # the current state at once, never a stale one
             while True:
                 await stream.ready.wait()
                 stream.ready.clear()
