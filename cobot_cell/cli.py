@@ -390,9 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_pendant(sub)
 
+    from .plant.cli import register_cli as register_plant
     from .plant.users import register_cli as register_users
 
     register_users(sub)
+    register_plant(sub)
 
     s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
     s.add_argument("db", help="SQLite production log written by the supervisor")

@@ -48,8 +48,23 @@ from asyncua.server.internal_session import InternalSession
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from . import DEFAULT_OPCUA_ENDPOINT
-from .packml import (BASE, EXECUTE, KPI_NAMES, MACHINE, METHOD_COMMANDS, METHODS, MODES, PRODUCE, STATE_NUMBERS, STATES,
-                     TRANSITIONS, Alarm, CellTags, Count, state_number)
+from .packml import (
+    BASE,
+    EXECUTE,
+    KPI_NAMES,
+    MACHINE,
+    METHOD_COMMANDS,
+    METHODS,
+    MODES,
+    PRODUCE,
+    STATE_NUMBERS,
+    STATES,
+    TRANSITIONS,
+    Alarm,
+    CellTags,
+    Count,
+    state_number,
+)
 from .users import Role, UserStore
 
 logger = logging.getLogger(__name__)
@@ -332,7 +347,8 @@ class PlantServer:
             for number, tr in enumerate(TRANSITIONS[machine], start=1):
                 node = await t.add_object(ua.NodeId(f"{type_name}.{tr.name}", ns), ua.QualifiedName(tr.name, ns),
                                           ua.ObjectIds.TransitionType)
-                await (await node.get_child("0:TransitionNumber")).write_value(ua.Variant(number, ua.VariantType.UInt32))
+                await (await node.get_child("0:TransitionNumber")).write_value(
+                    ua.Variant(number, ua.VariantType.UInt32))
                 await node.add_reference(self.state_ids[tr.source], ua.ObjectIds.FromState)
                 await node.add_reference(self.state_ids[tr.target], ua.ObjectIds.ToState)
                 self.transition_ids[tr.name] = node.nodeid

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..core.config import CellConfig
+
+if TYPE_CHECKING:
+    from ..plant.config import PlantConfig
 
 PACKAGE = "cobot_cell"
 DDS_PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -78,6 +81,7 @@ class BringupOptions:
     allow_none: bool = False  # the OPC UA server also offers the None security policy
     mqtt: str = ""            # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
     mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
+    owns_clock: bool = True   # the cell's first sim driver publishes /clock (one cell per plant does)
 
 
 def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
@@ -93,7 +97,7 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
     sim_time = opts.sim
     if opts.sim:
         for i, (name, cobot) in enumerate(cfg.cobots.items()):
-            owner = i == 0
+            owner = i == 0 and opts.owns_clock
             specs.append(NodeSpec(
                 executable="sim_cobot", module="cobot_cell.ros.sim_cobot_node", name="sim_cobot",
                 namespace=cfg.cobot_namespace(name),
@@ -136,13 +140,36 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                         "use_sim_time": sim_time},
         ))
     if opts.supervisor:
-        specs.append(NodeSpec(
-            executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor", namespace="/",
-            # wall time: the supervisor times nothing itself (reports carry their clock times), and
-            # following /clock would wake it on every tick for nothing
-            parameters={"db": str(Path(opts.db).resolve()), "cells": [cfg.cell.name], "use_sim_time": False},
-        ))
+        specs.append(supervisor_spec(opts.db, [cfg.cell.name]))
     specs += plant_specs([cfg.cell.name], [str(Path(cell_file).resolve())], opts)
+    return specs
+
+
+def supervisor_spec(db: str | os.PathLike, cells: list[str]) -> NodeSpec:
+    """The supervisor of some cells (it also finds cells that appear later)."""
+    # wall time: the supervisor times nothing itself (reports carry their clock times), and following /clock
+    # would wake it on every tick for nothing
+    return NodeSpec(executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor",
+                    namespace="/", parameters={"db": str(Path(db).resolve()), "cells": list(cells),
+                                               "use_sim_time": False})
+
+
+def plant_node_specs(plant: "PlantConfig", opts: BringupOptions, work: str | os.PathLike) -> list[NodeSpec]:
+    """A plant's node set on this computer: its local cells (the first owns /clock when simulated), one
+    supervisor and the plant bridges for every cell; `opts` gives sim, rate, job and parts."""
+    from ..skills import load_cell
+
+    specs: list[NodeSpec] = []
+    local = [c for c in plant.cells if c.local]
+    for i, c in enumerate(local):
+        cell_opts = replace(opts, supervisor=False, owns_clock=i == 0, opcua="", mqtt="", db=str(plant.db),
+                            job=opts.job if opts.job in c.jobs else "",
+                            journal=str(Path(work) / f"{c.name}.journal.db"))
+        specs += node_specs(load_cell(c.file), c.file, cell_opts)
+    specs.append(supervisor_spec(plant.db, [c.name for c in plant.cells]))
+    bridges = replace(opts, opcua=opts.opcua or plant.opcua, mqtt=opts.mqtt or plant.mqtt,
+                      users=opts.users or plant.users, mqtt_prefix=plant.prefix)
+    specs += plant_specs([c.name for c in plant.cells], [str(c.file) for c in plant.cells], bridges)
     return specs
 
 

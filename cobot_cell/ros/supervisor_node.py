@@ -8,7 +8,8 @@ KPIs on `~/kpis` (diagnostic_msgs/DiagnosticArray, transient-local).
 
 Callbacks only parse and queue: a writer thread takes everything queued since its last write and writes it in one
 transaction, in arrival order, so a slow disk (SQLite commits are fsynced) never stops the node from draining its
-DDS readers. KPIs are computed on their own timer, only for cells that changed.
+DDS readers. KPIs are kept per cell incrementally (each part and fault update is added as it is written; the log
+is read once, at start) and published on their own timer, only for cells that changed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rclpy.node import Node
 
 from ..core.reports import CycleReport
 from ..plant.authority import AuditRecord
-from ..supervisor.kpi import kpis
+from ..supervisor.kpi import KpiAccumulator
 from ..supervisor.log import ProductionLog
 from .common import LATCHED, REPORTS, key_values, level_name, route_core_logging, run_node, status_msg
 
@@ -103,11 +104,14 @@ class SupervisorNode(Node):
         if not (math.isfinite(ict) and ict >= 0.0):
             raise ValueError(f"ideal_cycle_time must be >= 0 s (0 = unknown), got {ict!r}")
         self.log = ProductionLog(self.params.db)
+        self._acc: dict[str, KpiAccumulator] = {}  # per-cell KPIs, written by the writer thread
+        self._acc_lock = threading.Lock()
         self._queue: queue.SimpleQueue[CycleReport | FaultUpdate | object] = queue.SimpleQueue()
         self._idle = threading.Condition()  # notified after each write; guards _queued, _written and _dirty
         self._queued = 0  # records put on the queue
         self._written = 0  # records the writer has dealt with (logged or refused)
         self._dirty: set[str] = set()  # cells whose KPIs are out of date
+        self._load_kpis()
         self._subscribed: set[str] = set()
         self._kpi_status: dict[str, DiagnosticStatus] = {}
         self.cells: set[str] = set()
@@ -126,6 +130,18 @@ class SupervisorNode(Node):
         self._writer.start()
         self._discover()
         self.get_logger().info(f"supervisor logging to {self.params.db}")
+
+    def _load_kpis(self) -> None:
+        """Start the per-cell KPIs from what the log already holds (the only full read of it)."""
+        for r in self.log.parts(with_steps=False):
+            self._cell_kpis(r.cell).add_report(r)
+        for f in self.log.faults():
+            self._cell_kpis(f.cell).set_fault(f)
+        self._dirty |= set(self._acc)
+
+    def _cell_kpis(self, cell: str) -> KpiAccumulator:
+        with self._acc_lock:
+            return self._acc.setdefault(cell, KpiAccumulator())
 
     def _declare(self, name: str, default: Any, description: str) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -218,27 +234,38 @@ class SupervisorNode(Node):
         return dirty
 
     def _write_cycles(self, batch: list[CycleReport]) -> set[str]:
+        logged = batch
         try:
             self.log.record_cycles(batch)
         except ValueError as exc:  # one bad report: keep the others
             self.get_logger().warning(f"batch refused ({exc}); writing one by one")
+            logged = []
             for r in batch:
                 try:
                     self.log.record_cycle(r)
+                    logged.append(r)
                 except ValueError as one:
                     self.rejected += 1
                     self.get_logger().warning(f"cycle report refused: {one}")
+        for r in logged:   # a part already logged is not counted twice
+            acc = self._cell_kpis(r.cell)
+            with self._acc_lock:
+                acc.add_report(r)
         return {r.cell for r in batch}
 
     def _write_fault(self, f: FaultUpdate) -> bool:
         # in arrival order: a later update only fills what an earlier one left unset
         try:
-            self.log.record_fault(f.cell, f.raised, "ERROR", f.source, f.code, f.message, fault_key=f.fault_key,
-                                  acknowledged=f.acknowledged, cleared=f.cleared)
+            fault_id = self.log.record_fault(f.cell, f.raised, "ERROR", f.source, f.code, f.message,
+                                             fault_key=f.fault_key, acknowledged=f.acknowledged, cleared=f.cleared)
         except ValueError as exc:
             self.faults_rejected += 1
             self.get_logger().warning(f"fault {f.fault_key} refused: {exc}")
             return False
+        acc = self._cell_kpis(f.cell)
+        with self._acc_lock:
+            acc.update_fault(fault_id, f.cell, f.raised, "ERROR", f.source, f.code, f.message, f.fault_key,
+                             f.acknowledged, f.cleared)
         self.cells.add(f.cell)
         return True
 
@@ -266,7 +293,9 @@ class SupervisorNode(Node):
         with self._idle:
             dirty, self._dirty = self._dirty, set()
         for cell in sorted(dirty):
-            k = kpis(self.log.parts(cell=cell, with_steps=False), self.log.faults(cell=cell), ict)
+            acc = self._cell_kpis(cell)
+            with self._acc_lock:
+                k = acc.kpis(ict)
             pairs = [(name, "nan" if math.isnan(v) else f"{v:g}") for name, v in k.items()]
             self._kpi_status[cell] = status_msg(f"{cell}/kpis", DiagnosticStatus.OK, f"{int(k['parts'])} parts",
                                                 pairs, hardware_id=cell)

@@ -6,6 +6,8 @@ parts with status 'done' only: a scrapped part may have stopped early and would 
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -121,35 +123,45 @@ def kpis(
     mtbf without faults, mttr without a cleared fault, performance and oee without ideal_cycle_time.
     Filter the inputs by cell for per-cell figures.
     """
-    if ideal_cycle_time is not None and not (math.isfinite(ideal_cycle_time) and ideal_cycle_time > 0):
-        raise ValueError(f"ideal_cycle_time must be a positive number of seconds, got {ideal_cycle_time!r}")
+    _check_ideal(ideal_cycle_time)
     _check_faults(faults)
     done = _done(reports)
     scrap = sum(1 for r in reports if r.status == "scrap")
     stats = cycle_stats([r.cycle_time for r in done])
-    if reports:
-        t0, t1 = min(r.start for r in reports), max(r.end for r in reports)
-        span = t1 - t0
-        down = downtime(faults, t0, t1)
+    window = (min(r.start for r in reports), max(r.end for r in reports)) if reports else None
+    return _kpis(len(done), scrap, stats.mean, stats.p95, window, faults, ideal_cycle_time)
+
+
+def _check_ideal(ideal_cycle_time: float | None) -> None:
+    if ideal_cycle_time is not None and not (math.isfinite(ideal_cycle_time) and ideal_cycle_time > 0):
+        raise ValueError(f"ideal_cycle_time must be a positive number of seconds, got {ideal_cycle_time!r}")
+
+
+def _kpis(done: int, scrap: int, mean: float, p95: float, window: tuple[float, float] | None,
+          faults: Sequence[FaultRecord], ideal_cycle_time: float | None) -> dict[str, float]:
+    """The KPI formulas (see `kpis`) from the aggregates of the parts and the faults."""
+    if window is not None:
+        span = window[1] - window[0]
+        down = downtime(faults, *window)
     else:
         span = down = _NAN
     operating = span - down
-    total = len(done) + scrap
+    total = done + scrap
     repairs = [f.cleared - f.time for f in faults if f.cleared is not None]
     availability = operating / span if span > 0 else _NAN
-    quality = len(done) / total if total else _NAN
+    quality = done / total if total else _NAN
     if ideal_cycle_time is not None and operating > 0:
         performance = ideal_cycle_time * total / operating
     else:
         performance = _NAN
     return {
-        "parts": float(len(done)),
+        "parts": float(done),
         "scrap": float(scrap),
         "scrap_rate": scrap / total if total else _NAN,
-        "mean_cycle_time": stats.mean,
-        "p95_cycle_time": stats.p95,
+        "mean_cycle_time": mean,
+        "p95_cycle_time": p95,
         "span": span,
-        "throughput_per_hour": len(done) * 3600.0 / span if span > 0 else _NAN,
+        "throughput_per_hour": done * 3600.0 / span if span > 0 else _NAN,
         "faults": float(len(faults)),
         "errors": float(sum(1 for f in faults if f.level == "ERROR")),
         "downtime": down,
@@ -160,3 +172,64 @@ def kpis(
         "performance": performance,
         "oee": availability * performance * quality,
     }
+
+
+class KpiAccumulator:
+    """One cell's KPIs kept up to date part by part and fault by fault, so publishing them costs no pass over the
+    production log: the same figures as `kpis()` over everything added (p95 from a sorted list of done cycle
+    times; downtime over the cell's faults, which are few next to its parts)."""
+
+    def __init__(self) -> None:
+        self._keys: set[tuple[str, int]] = set()
+        self._cycles: list[float] = []   # done parts' cycle times, sorted
+        self._sum = 0.0
+        self.scrap = 0
+        self._t0, self._t1 = math.inf, -math.inf
+        self._faults: dict[object, FaultRecord] = {}
+
+    def add_report(self, report: CycleReport) -> bool:
+        """Count a part once (by run and part number); False if it was already counted."""
+        key = (report.run_id, report.part)
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        if report.status == "done":
+            bisect.insort(self._cycles, report.cycle_time)
+            self._sum += report.cycle_time
+        elif report.status == "scrap":
+            self.scrap += 1
+        self._t0, self._t1 = min(self._t0, report.start), max(self._t1, report.end)
+        return True
+
+    def set_fault(self, fault: FaultRecord) -> None:
+        """A fault as the log now has it (a later update of the same id replaces the earlier one)."""
+        self._faults[fault.id] = fault
+
+    def update_fault(self, fault_id: int, cell: str, time: float, level: str, source: str, code: str, message: str,
+                     fault_key: str | None, acknowledged: float | None, cleared: float | None) -> None:
+        """A fault life-cycle update as the log applies it: the first values stay, times once set are kept."""
+        old = self._faults.get(fault_id)
+        if old is None:
+            self._faults[fault_id] = FaultRecord(fault_id, cell, time, level, source, code, message, fault_key,
+                                                 acknowledged, cleared)
+        else:
+            self._faults[fault_id] = dataclasses.replace(
+                old, acknowledged=old.acknowledged if old.acknowledged is not None else acknowledged,
+                cleared=old.cleared if old.cleared is not None else cleared)
+
+    def _p95(self) -> float:
+        n = len(self._cycles)
+        if n == 0:
+            return _NAN
+        pos = 0.95 * (n - 1)   # numpy's default (linear) percentile, as cycle_stats
+        i = int(pos)
+        f = pos - i
+        return self._cycles[i] + f * (self._cycles[i + 1] - self._cycles[i]) if i + 1 < n else self._cycles[i]
+
+    def kpis(self, ideal_cycle_time: float | None = None) -> dict[str, float]:
+        """The KPIs of everything added (as `kpis()` computes them)."""
+        _check_ideal(ideal_cycle_time)
+        done = len(self._cycles)
+        window = (self._t0, self._t1) if self._keys else None
+        return _kpis(done, self.scrap, self._sum / done if done else _NAN, self._p95(), window,
+                     list(self._faults.values()), ideal_cycle_time)

@@ -212,3 +212,26 @@ def test_queued_reports_are_written_before_the_node_closes(tmp_path: Path) -> No
         assert conn.execute("SELECT count(*) FROM steps").fetchone() == (2400,)
         assert conn.execute("SELECT fault_key, acknowledged, cleared FROM faults").fetchall() == [
             ("boot9-1", 56.0, 58.0)]
+
+
+def test_kpis_after_a_restart_start_from_the_log_and_go_on_incrementally(tmp_path: Path) -> None:
+    from cobot_cell.supervisor.log import ProductionLog
+
+    db = tmp_path / "production.db"
+    with ProductionLog(db) as log:   # what an earlier supervisor logged
+        log.record_cycles([cycle("c1", p, 10.0 * p, 10.0 * p + 8.0) for p in range(1, 4)])
+        log.record_fault("c1", 12.0, "ERROR", "arm", "ESTOP", "e-stop", fault_key="b-1", cleared=15.0)
+    with DomainLease() as lease:
+        env = ros_env(lease.domain_id, tmp_path / "ros_log")
+        proc = start_supervisor(db, env, tmp_path / "supervisor.log")
+        op = Operator(lease.domain_id)
+        try:
+            op.wait_for(lambda: op.kpis.get("c1", {}).get("parts") == "3", 30, "KPIs from the log", proc)
+            assert (op.kpis["c1"]["faults"], op.kpis["c1"]["mttr"]) == ("1", "3")
+            op.cycle_pubs["c1"].publish(cycle_msg(cycle("c1", 3, 30.0, 38.0)))   # already logged: not counted
+            op.cycle_pubs["c1"].publish(cycle_msg(cycle("c1", 4, 40.0, 50.0)))
+            op.wait_for(lambda: op.kpis.get("c1", {}).get("parts") == "4", 30, "the new part counted", proc)
+            assert float(op.kpis["c1"]["mean_cycle_time"]) == 8.5
+        finally:
+            op.close()
+            assert stop(proc) == 0, (tmp_path / "supervisor.log").read_text()

@@ -367,3 +367,28 @@ def test_plot_cycles_refuses_nothing(tmp_path: Path) -> None:
         plot_cycles([], tmp_path / "empty.png")
     assert str(err.value) == "plot_cycles: no cycle reports to plot"
     assert not (tmp_path / "empty.png").exists()
+
+
+@given(parts=st.lists(st.tuples(st.integers(0, 30), st.floats(0.0, 500.0), st.floats(0.1, 60.0),
+                                st.sampled_from(["done", "done", "scrap"])), max_size=40),
+       faults=st.lists(st.tuples(st.floats(0.0, 600.0), st.one_of(st.none(), st.floats(0.0, 100.0))), max_size=6),
+       ideal=st.one_of(st.none(), st.floats(1.0, 30.0)))
+def test_the_accumulator_gives_the_kpis_of_everything_added(parts, faults, ideal) -> None:
+    from cobot_cell.supervisor.kpi import KpiAccumulator
+
+    reports = {}
+    for n, start, cycle, status in parts:   # a part number repeated is a duplicate delivery: counted once
+        reports.setdefault(n, CycleReport(cell="c", job="j", run_id="r", part=n, start=start, end=start + cycle,
+                                          status=status, steps=()))
+    records = [FaultRecord(i + 1, "c", t, "ERROR", "s", "X", "m", f"k{i}", None,
+                           None if repair is None else t + repair) for i, (t, repair) in enumerate(faults)]
+    acc = KpiAccumulator()
+    for n, *_ in parts:
+        acc.add_report(reports[n])
+    for f in records:   # raised first, cleared by a later update, as the supervisor sees them
+        acc.update_fault(f.id, f.cell, f.time, f.level, f.source, f.code, f.message, f.fault_key, None, None)
+        acc.update_fault(f.id, f.cell, f.time, f.level, f.source, f.code, f.message, f.fault_key, None, f.cleared)
+    got, want = acc.kpis(ideal), kpis(list(reports.values()), records, ideal)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-9, nan_ok=True), key

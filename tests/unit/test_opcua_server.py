@@ -47,7 +47,8 @@ class Rig:
         self.users.add("viewer", "v-pw", "viewer")
         self.cell = Cell()
         self.url = f"opc.tcp://127.0.0.1:{free_port()}/test/"
-        self.options = ServerOptions(endpoint=self.url, pki_dir=pki or tmp / "pki", users=self.users, allow_none=allow_none,
+        self.options = ServerOptions(endpoint=self.url, pki_dir=pki or tmp / "pki", users=self.users,
+                                     allow_none=allow_none,
                                      max_sessions=max_sessions, cntrl_cmd_map=parse_cntrl_cmd_map(""))
         self.server = PlantServer(self.options, self.cell)
         self.tracker = CellTracker("demo", jobs=("bracket", "frame"), mach_speed=120.0)

@@ -9,8 +9,16 @@ import pytest
 
 from cobot_cell.core.packml import State
 from cobot_cell.core.reports import CycleReport
-from cobot_cell.plant.packml import (BASE, EXECUTE, MACHINE, STATE_NUMBERS, CellTracker, available_transitions,
-                                     parse_cntrl_cmd_map, state_path)
+from cobot_cell.plant.packml import (
+    BASE,
+    EXECUTE,
+    MACHINE,
+    STATE_NUMBERS,
+    CellTracker,
+    available_transitions,
+    parse_cntrl_cmd_map,
+    state_path,
+)
 
 
 class Clock:
