@@ -223,7 +223,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
         client.wait_for(lambda: client.state == "Complete", 120 + 60 * args.parts / args.rate, "the run")
         wall = time.monotonic() - t0
         done = status_key("Complete", args.parts, [])
-        wait_until(lambda: all(any(k == done for _, k in seen) for seen in page_seen), 10, "the page to show Complete")
+        client.wait_for(lambda: all(any(k == done for _, k in seen) for seen in page_seen), 10,
+                        "the page to show Complete")   # spinning: this process times the last changes too
         rss = proc_rss_kb(hmi_pid) or 0
         hwm = proc_rss_kb(hmi_pid, "VmHWM") or 0
     finally:
