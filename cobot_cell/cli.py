@@ -130,6 +130,8 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
         pendant_port=getattr(args, "pendant_port", None) or "",
         enabling_device=bool(getattr(args, "enabling_device", False)), **_plant_options(args),
+        hmi=getattr(args, "hmi", None) or "", hmi_insecure=bool(getattr(args, "insecure", False)),
+        hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or "",
         respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo, respawn=True)
 
@@ -188,6 +190,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     console.print(f"cell '{cfg.cell.name}' up: {len(nodes.specs)} nodes, rate {args.rate:g}x, "
                   f"work dir {work} (Ctrl-C to stop)")
+    if getattr(args, "hmi", None):
+        from .hmi.tls import is_loopback, parse_address
+
+        host, port = parse_address(args.hmi)
+        scheme = "http" if is_loopback(host) and not args.hmi_cert or args.insecure else "https"
+        console.print(f"web HMI: {scheme}://{host}:{port}/ (users: `cobot-cell users add NAME --role operator`)")
     try:
         nodes.start()
         while not received:
@@ -318,6 +326,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         reports = log.parts(cell=args.cell_name)
         faults = log.faults(cell=args.cell_name)
     print(render([cycle_table(reports, title=f"{len(reports)} parts"), kpi_table(kpis(reports, faults))]))
+    if args.plot:
+        from .hmi.shift import load_report
+        from .supervisor.charts import write_charts
+
+        cells = list(dict.fromkeys(r.cell for r in reports))
+        for cell in cells:
+            out = Path(args.plot) / cell if len(cells) > 1 else Path(args.plot)
+            paths = write_charts(load_report(args.db, cell), out)
+            console.print(f"charts of cell '{cell}': {', '.join(str(p) for p in paths)}", markup=False)
     return EXIT_OK
 
 
@@ -340,6 +357,16 @@ _positive_float = _number(float, "a number", lambda v: v > 0, "> 0")
 _part_count = _number(int, "a whole number", lambda v: 1 <= v <= MAX_PARTS, f"from 1 to {MAX_PARTS}")
 _delay = _number(float, "a number of seconds", lambda v: v >= 0, ">= 0")
 _retries = _number(int, "a whole number", lambda v: v >= -1, ">= -1 (-1: no limit)")
+
+
+def _address(text: str) -> str:
+    from .hmi.tls import parse_address
+
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
             s.add_argument("--enabling-device", action="store_true",
                            help="the pendant is an enabling device: losing its heartbeat in Execute holds the cell")
+            s.add_argument("--hmi", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT", type=_address,
+                           help="also start the web HMI (default 127.0.0.1:8080); a non-loopback address serves "
+                                "HTTPS (self-signed certificate generated and kept, or --hmi-cert/--hmi-key)")
+            s.add_argument("--insecure", action="store_true",
+                           help="serve the HMI as plain HTTP on a non-loopback address (logged as a warning)")
+            s.add_argument("--hmi-cert", help="TLS certificate of the HMI (PEM)")
+            s.add_argument("--hmi-key", help="TLS private key of the HMI (PEM)")
             _add_plant_arguments(s)
         s.set_defaults(func=func)
 
@@ -407,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
     s.add_argument("db", help="SQLite production log written by the supervisor")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
+    s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
+                                                 "fault Pareto, downtime, Gantt, cycles, and report.png: all on one page)")
     s.set_defaults(func=cmd_report)
     return p
 

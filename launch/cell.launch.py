@@ -37,6 +37,11 @@ ARGUMENTS = [
     ("respawn_delay", str(RESPAWN_DELAY), "wall seconds before a crashed node is started again (keep it above the "
                                           "planner's stale_timeout, 2 s, so a driver crash is always seen)", None),
     ("respawn_max_retries", str(RESPAWN_MAX_RETRIES), "restarts per node (0: never, -1: no limit)", None),
+    ("hmi", "", "HOST:PORT of the web HMI, e.g. 127.0.0.1:8080 (empty: no HMI); a non-loopback address serves "
+                "TLS", None),
+    ("hmi_insecure", "false", "serve the HMI as plain HTTP on a non-loopback address (logged)", ["true", "false"]),
+    ("hmi_cert", "", "TLS certificate of the HMI (PEM; default: a self-signed one generated and kept)", None),
+    ("hmi_key", "", "TLS private key of the HMI (PEM), with hmi_cert", None),
     ("opcua", "", "OPC UA endpoint of the plant server, e.g. opc.tcp://127.0.0.1:4840/cobot_cell/ (empty: none)",
      None),
     ("users", "", "user file of the plant servers (empty: ~/.config/cobot_cell/users.json)", None),
@@ -62,7 +67,9 @@ def _nodes(context, *args, **kwargs):
     opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
                           parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
-                          enabling_device=arg("enabling_device") == "true", opcua=arg("opcua"),
+                          enabling_device=arg("enabling_device") == "true", hmi=arg("hmi"),
+                          hmi_insecure=arg("hmi_insecure") == "true", hmi_cert=arg("hmi_cert"),
+                          hmi_key=arg("hmi_key"), opcua=arg("opcua"),
                           users=arg("users"), allow_none=arg("allow_none") == "true", mqtt=arg("mqtt"),
                           mqtt_prefix=arg("mqtt_prefix"), respawn_delay=float(arg("respawn_delay")),
                           respawn_max_retries=int(arg("respawn_max_retries")))

@@ -9,6 +9,20 @@ VENV=.venv
 mode="wheels"
 [ -n "${ROS_DISTRO:-}" ] && mode="system-${ROS_DISTRO}"
 want=$(cat requirements/*.txt setup.py | sha256sum | cut -c1-16)-$mode
+# The HMI's real-browser test drives Debian's chromium through chromium-driver (nothing downloaded at test time).
+browser() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver (apt) for the HMI browser test ..." >&2
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } \
+      >/dev/null 2>&1 || echo "warning: apt could not install chromium/chromium-driver: the HMI browser test " \
+      "will be skipped" >&2
+  else
+    echo "note: chromium and chromium-driver are not installed (needs root: apt-get install chromium " \
+      "chromium-driver); the HMI browser test will be skipped" >&2
+  fi
+}
+browser
 # Debian's mosquitto: the MQTT broker the tests start on loopback (tests/ros/test_mqtt_bridge.py); no service is
 # started (tests run their own). Installed when root, else say how.
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then

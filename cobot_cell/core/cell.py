@@ -63,6 +63,7 @@ class CellStatus:
     fault: Fault | None
     scrap: int = 0
     resume: str = ""
+    running: tuple[tuple[str, str, float], ...] = ()  # (cobot, step, start) of each step under way
 
 
 class CellController:
@@ -198,6 +199,7 @@ class CellController:
             state=self.state, job=self.job, parts_target=self.parts_target, parts_done=self.parts_done,
             part=prog.part if prog else None, run_id=self.run_id, last_cycle_time=self.last_cycle_time,
             fault=self.fault, scrap=self.scrapped, resume=resume,
+            running=tuple((r.step.cobot, name, r.start) for name, r in prog.running.items()) if prog else (),
         )
 
     # ------------------------------------------------------------------ operator

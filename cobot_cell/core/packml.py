@@ -94,6 +94,13 @@ _COMMAND_RULES: dict[Command, tuple[frozenset[State], State]] = {
     Command.CLEAR: (frozenset({State.ABORTED}), State.CLEARING),
 }
 
+
+
+def accepted_commands(state: State) -> list[Command]:
+    """Commands a state accepts, in Command declaration order (what an HMI offers as buttons)."""
+    return [cmd for cmd, (sources, _) in _COMMAND_RULES.items() if state in sources]
+
+
 _STATE_COMPLETE = "state_complete"
 _EXECUTE_COMPLETE = "execute_complete"
 

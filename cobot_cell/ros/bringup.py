@@ -108,6 +108,10 @@ class BringupOptions:
     enabling_device: bool = False
     respawn_delay: float = RESPAWN_DELAY
     respawn_max_retries: int = RESPAWN_MAX_RETRIES
+    hmi: str = ""            # HOST:PORT of the web HMI; empty: no HMI
+    hmi_insecure: bool = False
+    hmi_cert: str = ""
+    hmi_key: str = ""
     opcua: str = ""           # OPC UA endpoint of an opcua_bridge for the cell ("" = none)
     users: str = ""           # user file of the plant servers ("" = the default)
     allow_none: bool = False  # the OPC UA server also offers the None security policy
@@ -122,7 +126,8 @@ def heartbeat_topic(cfg: CellConfig) -> str:
 
 
 def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
-    """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor."""
+    """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor, and the
+    pendant bridge and web HMI when asked for."""
     if opts.rate <= 0:
         raise ValueError(f"rate must be > 0, got {opts.rate}")
     if not 1 <= opts.parts <= MAX_PARTS:
@@ -170,6 +175,19 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
             executable="pendant_bridge", module="cobot_cell.ros.pendant_node", name="pendant_bridge",
             namespace="/" + cfg.cell.name,
             parameters={"port": opts.pendant_port, "enabling_device": bool(opts.enabling_device),
+                        "use_sim_time": sim_time},
+            respawn=respawn,
+        ))
+    if opts.hmi:
+        from ..hmi.tls import parse_address
+
+        host, port = parse_address(opts.hmi)
+        specs.append(NodeSpec(
+            executable="hmi", module="cobot_cell.ros.hmi_node", name="hmi", namespace="/" + cfg.cell.name,
+            parameters={"cell_file": str(Path(cell_file).resolve()), "host": host, "port": port,
+                        "db": str(Path(opts.db).resolve()) if opts.supervisor else "",
+                        "insecure": bool(opts.hmi_insecure), "cert": opts.hmi_cert, "key": opts.hmi_key,
+                        "users": str(Path(opts.users).resolve()) if opts.users else "",
                         "use_sim_time": sim_time},
             respawn=respawn,
         ))

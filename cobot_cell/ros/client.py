@@ -47,21 +47,23 @@ def command_reply(resp: SetParameters.Response) -> tuple[bool, str, str]:
 class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
-    def __init__(self, cell: str, domain_id: int | None = None, use_sim_time: bool = False,
-                 node_name: str = "cell_client", node: Node | None = None):
-        """Follow `cell` on a private context, or on `node` (shared by many cells; its owner spins it)."""
-        self.cell = cell
+    def __init__(self, cell: str | None, domain_id: int | None = None, use_sim_time: bool | None = False,
+                 node_name: str = "cell_client", node: Node | None = None, args: list[str] | None = None):
+        """Follow `cell` on a private context, or on `node` (shared by many cells; its owner spins it). `args`: ROS
+        arguments of the private context (remappings, a parameters file); use_sim_time None leaves it to them;
+        cell None: the node's namespace names the cell (a node started in the cell's namespace, like the hmi)."""
         self._owned = node is None
         if node is None:
             self.context = Context()
-            rclpy.init(context=self.context, domain_id=domain_id)
-            node = Node(node_name, context=self.context,
-                        parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+            rclpy.init(args=args, context=self.context, domain_id=domain_id)
+            overrides = [] if use_sim_time is None else [Parameter("use_sim_time", value=use_sim_time)]
+            node = Node(node_name, context=self.context, parameter_overrides=overrides)
             self.executor = SingleThreadedExecutor(context=self.context)
             self.executor.add_node(node)
         else:
             self.context = node.context
         self.node = node
+        self.cell = cell if cell is not None else node.get_namespace().strip("/")
         self.state: str | None = None
         self.status: dict[str, str] = {}
         self.reports: list[CycleReport] = []
@@ -69,7 +71,7 @@ class CellClient:
         self.faults_seen: list[tuple[str, str]] = []   # (code, source) of each fault the cell raised, in order
         self.faults: dict[str, dict[str, str]] = {}     # fault_key -> latest key/values (raised/ack/cleared)
         self.on_report: Callable[[CycleReport], None] | None = None
-        ns = f"/{cell}"
+        ns = f"/{self.cell}"
         self.node.create_subscription(String, f"{ns}/state", self._on_state, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/status", self._on_status, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/cycle", self._on_cycle, REPORTS)

@@ -527,7 +527,8 @@ class PlannerNode(Node):
                  ("fault_id", "" if s.fault is None else str(s.fault.id)),
                  ("fault_code", "" if s.fault is None else s.fault.code.value),
                  ("fault_acknowledged", "" if s.fault is None else str(s.fault.acknowledged is not None).lower()),
-                 ("scrap", str(s.scrap)), ("resume", s.resume)]
+                 ("scrap", str(s.scrap)), ("resume", s.resume),
+                 ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running))]
         self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, pairs,
                                            hardware_id=self.cfg.cell.name))
 

@@ -18,7 +18,9 @@ DEMO = ROOT / "config" / "demo_cell.yaml"
 class CellRig:
     """The demo cell (or a variant of its text) running at a sim rate, driven like an operator would."""
 
-    def __init__(self, work: Path, cell_text: str | None = None, parts: int = 2, rate: float = 20.0):
+    def __init__(self, work: Path, cell_text: str | None = None, parts: int = 2, rate: float = 20.0, hmi: str = "",
+                 env: dict[str, str] | None = None):
+        """`hmi`: HOST:PORT to start the web HMI too; `env`: extra environment for the nodes."""
         from cobot_cell.ros.client import CellClient
 
         self.work = work
@@ -29,8 +31,8 @@ class CellRig:
         self.db = work / "production.db"
         self.lease = DomainLease()
         specs = node_specs(self.cfg, self.cell_file, BringupOptions(
-            rate=rate, parts=parts, db=str(self.db), journal=str(self.journal)))
-        self.nodes = NodeSet(specs, work, ros_env(self.lease.domain_id, work / "ros_log"))
+            rate=rate, parts=parts, db=str(self.db), journal=str(self.journal), hmi=hmi))
+        self.nodes = NodeSet(specs, work, {**ros_env(self.lease.domain_id, work / "ros_log"), **(env or {})})
         self.client = None
         try:
             self.nodes.start()
@@ -78,10 +80,11 @@ class CellRig:
                          if p.log_path.exists())
 
     def close(self) -> None:
-        """Stop everything (always runs, also after a failed test)."""
+        """Stop everything (always runs, also after a failed test); closing twice is harmless."""
         try:
             if self.client is not None:
                 self.client.close()
+                self.client = None
         finally:
             self.nodes.stop()
             self.lease.release()

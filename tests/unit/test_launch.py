@@ -94,14 +94,15 @@ def _nodes(desc, **overrides):
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
     assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor",
-                         "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries", "opcua",
-                         "users", "allow_none", "mqtt", "mqtt_prefix"}
+                         "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries", "hmi",
+                         "hmi_insecure", "hmi_cert", "hmi_key", "opcua", "users", "allow_none", "mqtt", "mqtt_prefix"}
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name
     assert args["sim"].kwargs["choices"] == ["true", "false"]
     assert args["supervisor"].kwargs["choices"] == ["true", "false"]
     assert args["enabling_device"].kwargs["choices"] == ["true", "false"]
+    assert args["hmi_insecure"].kwargs["choices"] == ["true", "false"]
     assert args["cell"].kwargs["default_value"] == str(DEMO)
 
 
@@ -165,6 +166,15 @@ def test_pendant_bridge_only_with_a_port(launch_module):
     assert len(bridge) == 1 and bridge[0].kwargs["namespace"] == "/demo"
     assert bridge[0].kwargs["parameters"][0]["port"] == "/dev/ttyUSB0"
     assert bridge[0].kwargs["parameters"][0]["enabling_device"] is True
+
+
+def test_hmi_only_when_asked(launch_module):
+    nodes = _nodes(launch_module.generate_launch_description(), hmi="0.0.0.0:8443", hmi_insecure="true")
+    (hmi,) = [n for n in nodes if n.kwargs["executable"] == "hmi"]
+    params = hmi.kwargs["parameters"][0]
+    assert hmi.kwargs["namespace"] == "/demo" and (params["host"], params["port"]) == ("0.0.0.0", 8443)
+    assert params["insecure"] is True and params["use_sim_time"] is True
+    assert "hmi" in _console_scripts()
 
 
 def test_plant_bridges_only_when_asked(launch_module):
