@@ -167,6 +167,7 @@ KPI_NAMES: dict[str, str] = {
     "parts": "Parts", "scrap": "Scrap", "throughput_per_hour": "ThroughputPerHour", "downtime": "Downtime",
 }
 STOPPING_STATES = ("Holding", "Suspending", "Stopping", "Aborting")
+STOPPED_STATES = ("Held", "Suspended", "Stopped", "Aborted")
 SPEED_WINDOW = 5  # parts over which CurMachSpeed is measured
 
 
@@ -262,7 +263,8 @@ class CellTracker:
         now = self.clock()
         self._cumulative[STATE_NUMBERS[self.state]] += now - self._entered
         self.state, self._entered = state, now
-        if state in STOPPING_STATES and not self._stop_reason.trigger:
+        # the acting state may pass between two status updates: its resting state counts as well
+        if state in STOPPING_STATES + STOPPED_STATES and not self._stop_reason.trigger:
             first = self._first_active()
             if first is not None:
                 self._stop_reason = first
@@ -311,7 +313,7 @@ class CellTracker:
             seen.cleared = True
         if self._stop_reason.trigger and self._stop_reason.id == seen.id:
             self._stop_reason = self._alarm(seen)
-        if not seen.cleared and self.state in STOPPING_STATES + ("Held", "Suspended", "Aborted", "Stopped") \
+        if not seen.cleared and self.state in STOPPING_STATES + STOPPED_STATES \
                 and self._stop_reason is NO_ALARM:
             self._stop_reason = self._alarm(seen)   # the fault came just after the stop it caused
 

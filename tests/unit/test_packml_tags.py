@@ -125,3 +125,13 @@ def test_state_times_and_speed() -> None:
     assert all(math.isnan(v) for v in tags.kpis.values())
     t.on_kpis({"oee": "0.5", "mtbf": "nan", "parts": "3"})
     assert t.tags().kpis["oee"] == 0.5 and t.tags().kpis["parts"] == 3.0 and math.isnan(t.tags().kpis["mtbf"])
+
+
+def test_stop_reason_is_set_when_the_acting_state_passed_between_two_status_updates() -> None:
+    t = CellTracker("c", clock=Clock())
+    t.on_state("Execute")
+    t.on_fault("b-3", {"id": "3", "code": "PROTECTIVE_STOP", "message": "driver reports protective stop",
+                       "acknowledged": "", "cleared": ""})
+    t.on_state("Held")  # Holding was over before the status showed it
+    tags = t.tags()
+    assert (tags.stop_reason.id, tags.stop_reason.trigger) == (3, True)
