@@ -104,3 +104,57 @@ def test_a_planner_killed_mid_arc_leaves_no_arc_lit_and_its_restart_is_a_logged_
         parts = db.execute("SELECT part, status FROM parts").fetchall()
     assert len(rows) == 1 and rows[0][2] is not None and rows[0][2] >= rows[0][1]
     assert parts == [(1, "done")]
+
+
+def test_a_supervisor_that_connects_after_a_planner_crash_still_logs_the_restart_fault(tmp_path):
+    """/diagnostics is volatile: the planner's faults topic is transient local, so a late supervisor gets them."""
+    from conftest import DEMO
+
+    from cobot_cell.ros.bringup import BringupOptions, node_specs, supervisor_spec
+    from cobot_cell.ros.client import CellClient
+    from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env
+    from cobot_cell.skills import load_cell
+
+    cell_file = tmp_path / "cell.yaml"
+    cell_file.write_text(DEMO.read_text())
+    cfg = load_cell(cell_file)
+    db = tmp_path / "production.db"
+    with DomainLease() as lease:
+        env = ros_env(lease.domain_id, tmp_path / "ros_log")
+        nodes = NodeSet(node_specs(cfg, cell_file, BringupOptions(rate=5.0, parts=1, supervisor=False,
+                                                                   journal=str(tmp_path / "journal.db"))),
+                        tmp_path, env)
+        late = NodeSet([supervisor_spec(db, [cfg.cell.name])], tmp_path / "late", env)
+        (tmp_path / "late").mkdir()
+        client = None
+        try:
+            nodes.start()
+            client = CellClient(cfg.cell.name, domain_id=lease.domain_id, use_sim_time=True)
+            client.wait_for(lambda: client.state == "Stopped", 60, "Stopped")
+            for cmd, state in (("reset", "Idle"), ("start", "Execute")):
+                assert client.command(cmd)[0]
+                client.wait_for(lambda: client.state == state, 30, state)
+            client.wait_for(lambda: client.status.get("part") == "1", 30, "part 1 under way")
+            nodes.kill("/demo/task_planner")
+            client.state = None
+            nodes.restart("/demo/task_planner")
+            client.wait_for(lambda: client.state == "Stopped", 60, "Stopped after the restart")
+            client.wait_for(lambda: client.status.get("fault_code") == "PLANNER_RESTARTED", 30,
+                            "the restart fault in the cell status")
+            late.start()  # only now: the fault was raised before it existed
+
+            def logged() -> bool:
+                if not db.exists():
+                    return False
+                with sqlite3.connect(db) as conn:
+                    try:
+                        return bool(conn.execute("SELECT 1 FROM faults WHERE code = 'PLANNER_RESTARTED'").fetchall())
+                    except sqlite3.OperationalError:
+                        return False
+
+            client.wait_for(logged, 30, "the restart fault in the late supervisor's log")
+        finally:
+            if client is not None:
+                client.close()
+            late.stop()
+            nodes.stop()
