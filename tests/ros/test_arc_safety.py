@@ -39,6 +39,7 @@ def _mid_seam(rig, arc: ArcWatch) -> None:
 def _off_within_bound(rig, arc: ArcWatch, since: float) -> float:
     rig.wait(lambda: not arc.on, "the arc off", 10)
     took = arc.changes[-1][0] - since
+    print(f"arc off {took:.3f} s after the command")
     assert took <= ARC_OFF_WALL, f"arc off {took:.3f} s after the command"
     return took
 
