@@ -168,11 +168,11 @@ class CellClient:
         resp = self._call(self._commands[name], Trigger.Request(), timeout, f"reply to '{name}'")
         return resp.success, resp.message
 
-    def set_parameter(self, name: str, value: str | int, timeout: float = 10.0,
+    def set_parameter(self, name: str, value: str | int | float | bool, timeout: float = 10.0,
                       node: str | None = None) -> tuple[bool, str]:
         """Set one parameter of the planner (job, parts) or of another node (fully qualified name);
         returns (successful, reason)."""
-        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=_value(value))])
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
         client = self._params
         if node is not None:
             if node not in self._other_params:
