@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_users(sub)
     register_plant(sub)
 
-    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
+    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log (opened read-only)")
     s.add_argument("db", help="SQLite production log written by the supervisor")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
     s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
