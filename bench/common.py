@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +31,12 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
 
-DATE = "2026-11-28"
+def run_date(now: datetime | None = None) -> str:
+    """The date (UTC, ISO 8601) of `now`, default: this moment."""
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date().isoformat()
+
+
+DATE = run_date()  # the day this run started, printed on every report
 _VENV_PY = REPO / ".venv" / "bin" / "python"
 # Child nodes run with the venv's own python (the ROS wheels' bootstrap re-execs it with LD_LIBRARY_PATH).
 PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
@@ -189,7 +195,7 @@ def write_json(path: str | os.PathLike | None, figures: Sequence[Figure], extra:
     """Write the figures (and extra data) for bench/run_all."""
     if not path:
         return
-    data = {"figures": [asdict(f) for f in figures], "machine": machine(), **(extra or {})}
+    data = {"figures": [asdict(f) for f in figures], "machine": machine(), "date": DATE, **(extra or {})}
     Path(path).write_text(json.dumps(data, indent=1, default=str))
 
 

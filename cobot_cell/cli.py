@@ -322,7 +322,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.db).exists():
         err.print(f"no production log at {args.db}")
         return EXIT_USAGE
-    with ProductionLog(args.db) as log:
+    try:
+        log = ProductionLog(args.db, read_only=True)  # never changes the file (it may be another program's)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return EXIT_USAGE
+    with log:
         reports = log.parts(cell=args.cell_name)
         faults = log.faults(cell=args.cell_name)
     print(render([cycle_table(reports, title=f"{len(reports)} parts"), kpi_table(kpis(reports, faults))]))
@@ -333,7 +338,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         cells = list(dict.fromkeys(r.cell for r in reports))
         for cell in cells:
             out = Path(args.plot) / cell if len(cells) > 1 else Path(args.plot)
-            paths = write_charts(load_report(args.db, cell), out)
+            paths = write_charts(load_report(args.db, cell, read_only=True), out)
             console.print(f"charts of cell '{cell}': {', '.join(str(p) for p in paths)}", markup=False)
     return EXIT_OK
 
@@ -438,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_users(sub)
     register_plant(sub)
 
-    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log")
+    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log (opened read-only)")
     s.add_argument("db", help="SQLite production log written by the supervisor")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
     s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "

@@ -592,7 +592,7 @@ class CellController:
         if now - self._off_since < self.process_off_timeout:
             return False
         on = [f"{c}/{io}" for c, io in self.process_tools if self.ports[c].sensed(io) is not False]
-        if not any(f.code == Code.PROCESS_TOOL_ON and f.active for f in self.faults.faults):
+        if not any(f.code == Code.PROCESS_TOOL_ON for f in self.faults.active):
             fault = self.faults.raise_(Code.PROCESS_TOOL_ON, f"process tool {', '.join(on)} not confirmed off "
                                        f"within {self.process_off_timeout:g} s: check it before going on",
                                        self.clock.now(), cobot=on[0].split("/")[0] if on else "")

@@ -399,6 +399,7 @@ _PYDANTIC_MESSAGES = {
     "dataclass_type": lambda e: f"input should be a valid dictionary or instance of {e['ctx']['class_name']}",
     "missing": lambda e: "missing required key",
     "literal_error": lambda e: f"got {e['input']!r}: {e['msg'].lower()}",
+    "finite_number": lambda e: "must be a finite number",  # nan or inf: not "should be <= 0.2, got nan"
 }
 _NO_INPUT = ("missing", "extra_forbidden", "unexpected_keyword_argument", "value_error", "literal_error")
 """Error types whose message is not followed by the input (`, got ...`)."""
@@ -535,14 +536,24 @@ def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, _Lin
     return cfg, lines
 
 
-def load_cell_file(path: str | Path) -> CellConfig:
-    """Read and validate a cell file (structure and references; skill parameters are checked by skills)."""
-    p = Path(path)
+def read_cell_text(path: str | Path) -> str:
+    """The text of a cell file (UTF-8); CellFileError if it cannot be read or is not UTF-8 text."""
     try:
-        text = p.read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise CellFileError(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from None
-    return parse_cell(text, str(path))[0]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CellFileError(str(path), [ConfigIssue(
+            "", f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)",
+            line)]) from None
+
+
+def load_cell_file(path: str | Path) -> CellConfig:
+    """Read and validate a cell file (structure and references; skill parameters are checked by skills)."""
+    return parse_cell(read_cell_text(path), str(path))[0]
 
 
 def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[ConfigIssue]:

@@ -8,6 +8,7 @@ skill errors), acknowledged by the operator, and cleared when the cell leaves th
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Annotated, Literal
@@ -95,32 +96,62 @@ class Fault:
                 ("cleared", "" if self.cleared is None else repr(self.cleared))]
 
 
-class FaultBook:
-    """The cell's faults: raise, acknowledge, clear; ids increase from 1."""
+KEEP_CLEARED = 200  # cleared faults a FaultBook keeps (the most recent ones), besides every active one
 
-    def __init__(self) -> None:
-        self.faults: list[Fault] = []
+
+class FaultBook:
+    """The cell's faults: raise, acknowledge, clear; ids increase from 1 and are never reused.
+
+    Bounded: it keeps every active fault and the `keep_cleared` most recently cleared ones (the production log
+    has them all); a status call looks only at the active ones.
+    """
+
+    def __init__(self, keep_cleared: int = KEEP_CLEARED) -> None:
+        if keep_cleared < 0:
+            raise ValueError(f"keep_cleared must be >= 0, got {keep_cleared}")
+        self.keep_cleared = keep_cleared
+        self._next_id = 1
+        self._active: dict[int, Fault] = {}
+        self._cleared: OrderedDict[int, Fault] = OrderedDict()  # oldest clearance first
+
+    @property
+    def faults(self) -> list[Fault]:
+        """The kept faults (every active one and the recently cleared ones), by id."""
+        return sorted([*self._active.values(), *self._cleared.values()], key=lambda f: f.id)
 
     def raise_(self, code: Code, message: str, time: float, cobot: str = "", step: str = "", skill: str = "",
                severity: str = "ERROR") -> Fault:
         """Record a new fault."""
-        fault = Fault(id=len(self.faults) + 1, code=code, message=message, raised=time, cobot=cobot, step=step,
+        fault = Fault(id=self._next_id, code=code, message=message, raised=time, cobot=cobot, step=step,
                       skill=skill, severity=severity)
-        self.faults.append(fault)
+        self._next_id += 1
+        self._active[fault.id] = fault
         log.error("fault %d %s on %s: %s", fault.id, code.value, fault.source, message)
         return fault
 
     @property
     def active(self) -> list[Fault]:
         """Faults not yet cleared."""
-        return [f for f in self.faults if f.active]
+        return list(self._active.values())
 
     def get(self, fault_id: int) -> Fault:
-        """A fault by id; ValueError naming the known ids otherwise."""
-        if not 1 <= fault_id <= len(self.faults):
-            known = ", ".join(str(f.id) for f in self.active) or "none active"
-            raise ValueError(f"no fault {fault_id}: active faults are {known}")
-        return self.faults[fault_id - 1]
+        """A kept fault by id; ValueError naming the active ids otherwise."""
+        fault = self._active.get(fault_id) or self._cleared.get(fault_id)
+        if fault is None:
+            known = ", ".join(str(f) for f in self._active) or "none active"
+            forgotten = " (cleared long ago, no longer kept)" if 1 <= fault_id < self._next_id else ""
+            raise ValueError(f"no fault {fault_id}{forgotten}: active faults are {known}")
+        return fault
+
+    def _update(self, fault: Fault) -> Fault:
+        if fault.active:
+            self._active[fault.id] = fault
+            return fault
+        del self._active[fault.id]
+        self._cleared[fault.id] = fault
+        while len(self._cleared) > self.keep_cleared:
+            self._cleared.popitem(last=False)
+        return fault
 
     def acknowledge(self, fault_id: int | None, time: float) -> list[Fault]:
         """Acknowledge one fault (or every unacknowledged active one); ValueError if there is none."""
@@ -130,26 +161,17 @@ class FaultBook:
             raise ValueError(f"fault {fault_id} is already {'cleared' if not targets[0].active else 'acknowledged'}")
         if not targets:
             raise ValueError("no active fault to acknowledge")
-        done = []
-        for f in targets:
-            self.faults[f.id - 1] = replace(f, acknowledged=time)
-            done.append(self.faults[f.id - 1])
-        return done
+        return [self._update(replace(f, acknowledged=time)) for f in targets]
 
     def clear(self, fault_id: int, time: float) -> Fault | None:
         """Clear one fault (its policy recovered it); None if it was not active."""
         f = self.get(fault_id)
         if not f.active:
             return None
-        self.faults[f.id - 1] = replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time,
-                                        cleared=time)
-        return self.faults[f.id - 1]
+        return self._update(replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time,
+                                    cleared=time))
 
     def clear_all(self, time: float) -> list[Fault]:
         """Clear every active fault (recovery done); acknowledges those not acknowledged."""
-        done = []
-        for f in self.active:
-            self.faults[f.id - 1] = replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time,
-                                            cleared=time)
-            done.append(self.faults[f.id - 1])
-        return done
+        return [self._update(replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time,
+                                     cleared=time)) for f in self.active]

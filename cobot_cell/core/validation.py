@@ -22,7 +22,7 @@ PositiveInt = Annotated[int, Gt(0)]
 class Checked:
     """Base of the cell file's dataclasses: pydantic rejects keys that are not fields."""
 
-    __pydantic_config__ = {"extra": "forbid"}
+    __pydantic_config__ = {"extra": "forbid", "allow_inf_nan": False}
 
 
 @functools.lru_cache(maxsize=None)

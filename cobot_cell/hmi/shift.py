@@ -114,9 +114,10 @@ class ShiftReport:
         }
 
 
-def load_report(db: str, cell: str, run_id: str | None = None, ideal_cycle_time: float | None = None) -> ShiftReport:
+def load_report(db: str, cell: str, run_id: str | None = None, ideal_cycle_time: float | None = None,
+                read_only: bool = False) -> ShiftReport:
     """Read a shift report from a production log: one run, or (run_id None) the cell's whole log."""
-    with ProductionLog(db) as log:
+    with ProductionLog(db, read_only=read_only) as log:
         everything = log.parts(cell=cell, with_steps=False)
         reports = log.parts(cell=cell, run_id=run_id) if run_id else log.parts(cell=cell)
         faults = log.faults(cell=cell)

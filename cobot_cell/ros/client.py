@@ -67,6 +67,7 @@ class CellClient:
         self.state: str | None = None
         self.status: dict[str, str] = {}
         self.reports: list[CycleReport] = []
+        self.malformed_reports = 0   # cycle reports that could not be read (logged and skipped)
         self.kpis: dict[str, dict[str, str]] = {}
         self.faults_seen: list[tuple[str, str]] = []   # (code, source) of each fault the cell raised, in order
         self.faults: dict[str, dict[str, str]] = {}     # fault_key -> latest key/values (raised/ack/cleared)
@@ -116,7 +117,12 @@ class CellClient:
 
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
-        report = CycleReport.from_key_values(key_values(msg))
+        try:
+            report = CycleReport.from_key_values(key_values(msg))
+        except ValueError as exc:  # a malformed report (another version, a bad publisher): count it, go on
+            self.malformed_reports += 1
+            self.node.get_logger().warning(f"malformed cycle report '{msg.name}' ignored: {exc}")
+            return
         if any(r.run_id == report.run_id and r.part == report.part for r in self.reports):
             return
         self.reports.append(report)
@@ -168,11 +174,11 @@ class CellClient:
         resp = self._call(self._commands[name], Trigger.Request(), timeout, f"reply to '{name}'")
         return resp.success, resp.message
 
-    def set_parameter(self, name: str, value: str | int, timeout: float = 10.0,
+    def set_parameter(self, name: str, value: str | int | float | bool, timeout: float = 10.0,
                       node: str | None = None) -> tuple[bool, str]:
         """Set one parameter of the planner (job, parts) or of another node (fully qualified name);
         returns (successful, reason)."""
-        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=_value(value))])
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
         client = self._params
         if node is not None:
             if node not in self._other_params:

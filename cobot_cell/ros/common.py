@@ -130,10 +130,16 @@ def _end_with_runner() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+class StartError(ValueError):
+    """A configuration problem a node finds after its construction, while its `spin` sets up (a server that
+    cannot listen on its endpoint): run_node ends with exit 2 and the message, like a bad parameter."""
+
+
 def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
              spin: Callable[[Node], None] | None = None) -> int:
     """rclpy.init, spin one node on a single-threaded executor (or run `spin(node)`), and clean up on Ctrl-C,
-    SIGTERM or shutdown."""
+    SIGTERM or shutdown. A ValueError from `factory` (bad parameters or cell file) or a StartError ends with exit 2
+    and "error: <reason>"; any other error while spinning, a ValueError in a callback too, with its traceback."""
     _end_with_runner()
     stop = _StopSignals()
     stop.install()  # before rclpy.init, which chains its handler to these
@@ -142,7 +148,14 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
     code = 0
     try:
         executor = SingleThreadedExecutor()  # first: it cannot be built once a signal has shut rclpy down
-        node = factory()
+        try:
+            node = factory()
+        except ValueError as exc:  # bad parameters or cell file: say why and exit 2
+            if not stop.requested:
+                print(f"error: {exc}", file=sys.stderr)
+                code = 2
+            return code
+        # from here on a ValueError is a defect in a callback, not bad configuration: it ends with a traceback
         if spin is not None:
             if not stop.requested:
                 spin(node)
@@ -152,7 +165,7 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:  # bad parameters or cell file: say why and exit 2
+    except StartError as exc:
         if not stop.requested:
             print(f"error: {exc}", file=sys.stderr)
             code = 2

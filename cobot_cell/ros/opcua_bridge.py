@@ -27,7 +27,7 @@ from ..plant.opcua_server import DEFAULT_ENDPOINT, PlantServer, Reply, ServerOpt
 from ..plant.packml import CellTracker, parse_cntrl_cmd_map
 from ..plant.users import UserStore, default_path
 from .client import command_reply
-from .common import route_core_logging, run_node
+from .common import StartError, route_core_logging, run_node
 from .plant_follower import CellFollower
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,9 @@ class Bridge:
         try:
             await self.server.start()
         except OSError as exc:   # the port is taken, the address is not this host's, ...
-            raise ValueError(f"parameter endpoint: cannot serve {self.node.params.endpoint}: {exc}") from None
+            raise StartError(f"parameter endpoint: cannot serve {self.node.params.endpoint}: {exc}") from None
+        except ValueError as exc:  # not an opc.tcp URL
+            raise StartError(f"parameter endpoint: {exc}") from None
         for cell in self.node.params.cells:
             await self.server.add_cell(cell, self.node.jobs.get(cell, ()), self.node.speeds[cell])
         thread = threading.Thread(target=self._ros_thread, name="ros", daemon=True)

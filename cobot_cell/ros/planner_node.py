@@ -37,7 +37,7 @@ from ..core.reports import CycleReport
 from ..skills import make_planner
 from ..skills.checked_cell import load_checked
 from ..skills.recovery import SkillRecovery
-from .authority import NodeAuthority, Source
+from .authority import PRODUCT_PARAMETERS, NodeAuthority, Source
 from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node,
                      split_seconds, status_msg)
 
@@ -474,8 +474,10 @@ class PlannerNode(Node):
                     self.controller.check_job(p.value)
                 elif p.name == "parts":
                     self.controller.check_parts(p.value)
-                elif p.name in ("cell_file", "tick", "tolerance", "timeout_factor", "timeout_margin"):
-                    raise ValueError(f"parameter {p.name} is read at start only")
+                elif p.name not in PRODUCT_PARAMETERS:
+                    # every other parameter (use_sim_time too) is read once in __init__: a new value would change
+                    # nothing, so refuse it rather than report a success
+                    raise ValueError(f"parameter {p.name} is read at start only: restart the planner to change it")
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         refusal = self.authority.on_parameters(params)

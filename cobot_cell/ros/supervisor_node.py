@@ -29,6 +29,7 @@ from ..core.reports import CycleReport
 from ..plant.authority import AuditRecord
 from ..supervisor.kpi import KpiAccumulator
 from ..supervisor.log import ProductionLog
+from ..supervisor.tally import Tally
 from .common import LATCHED, REPORTS, key_values, level_name, route_core_logging, run_node, status_msg
 
 CYCLE_TYPE = "diagnostic_msgs/msg/DiagnosticStatus"
@@ -137,9 +138,8 @@ class SupervisorNode(Node):
         self._subscribed: set[str] = set()
         self._kpi_status: dict[str, DiagnosticStatus] = {}
         self.cells: set[str] = set()
-        self.received = 0
-        self.rejected = 0
-        self.faults_rejected = 0
+        # the executor's callbacks and the writer thread both count refusals
+        self.counts = Tally("received", "rejected", "faults_rejected")
         self.kpi_pub = self.create_publisher(DiagnosticArray, "~/kpis", LATCHED)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         for cell in self.params.cells:
@@ -152,6 +152,21 @@ class SupervisorNode(Node):
         self._writer.start()
         self._discover()
         self.get_logger().info(f"supervisor logging to {self.params.db}")
+
+    @property
+    def received(self) -> int:
+        """Cycle reports received."""
+        return self.counts["received"]
+
+    @property
+    def rejected(self) -> int:
+        """Cycle reports refused (malformed, or refused by the log)."""
+        return self.counts["rejected"]
+
+    @property
+    def faults_rejected(self) -> int:
+        """Fault updates refused (malformed, or refused by the log)."""
+        return self.counts["faults_rejected"]
 
     def _load_kpis(self) -> None:
         """Start the per-cell KPIs from what the log already holds (the only full read of it)."""
@@ -204,18 +219,18 @@ class SupervisorNode(Node):
         try:
             record = PlannerBoot.from_status(msg) or FaultUpdate.from_status(msg)
         except ValueError as exc:
-            self.faults_rejected += 1
+            self.counts.add("faults_rejected")
             self.get_logger().warning(f"bad fault status '{msg.name}' ignored: {exc}")
             return
         if record is not None:
             self._put(record)
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
-        self.received += 1
+        self.counts.add("received")
         try:
             report = CycleReport.from_key_values(key_values(msg))
         except ValueError as exc:
-            self.rejected += 1
+            self.counts.add("rejected")
             self.get_logger().warning(f"bad cycle report '{msg.name}' ignored: {exc}")
             return
         self.cells.add(report.cell)
@@ -292,7 +307,7 @@ class SupervisorNode(Node):
                     self.log.record_cycle(r)
                     logged.append(r)
                 except ValueError as one:
-                    self.rejected += 1
+                    self.counts.add("rejected")
                     self.get_logger().warning(f"cycle report refused: {one}")
         for r in logged:   # a part already logged is not counted twice
             acc = self._cell_kpis(r.cell)
@@ -306,7 +321,7 @@ class SupervisorNode(Node):
             fault_id = self.log.record_fault(f.cell, f.raised, "ERROR", f.source, f.code, f.message,
                                              fault_key=f.fault_key, acknowledged=f.acknowledged, cleared=f.cleared)
         except ValueError as exc:
-            self.faults_rejected += 1
+            self.counts.add("faults_rejected")
             self.get_logger().warning(f"fault {f.fault_key} refused: {exc}")
             return False
         acc = self._cell_kpis(f.cell)
@@ -327,7 +342,7 @@ class SupervisorNode(Node):
             try:
                 update = FaultUpdate.from_status(st)
             except ValueError as exc:
-                self.faults_rejected += 1
+                self.counts.add("faults_rejected")
                 self.get_logger().warning(f"bad fault status '{st.name}' ignored: {exc}")
                 continue
             # The status level follows the life cycle (ERROR raised, WARN acknowledged, OK cleared); the log

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _issues_from_pydantic,
-                           _LineIndex, format_path, parse_cell, topological_order)
+                           _LineIndex, format_path, parse_cell, read_cell_text, topological_order)
 from ..core.plan import SkillPlan
 from ..core.validation import validate
 from ..motion.arms import arm_spec
@@ -215,12 +215,7 @@ def validated_params(cfg: CellConfig) -> dict[tuple[str, str], SkillParams]:
 
 def load_cell(path: str | Path) -> CellConfig:
     """Read a cell file and check everything a run needs; CellFileError lists every problem."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CellFileError(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from None
-    cfg, lines = parse_cell(text, str(path))
+    cfg, lines = parse_cell(read_cell_text(path), str(path))
     issues = check_skills(cfg, lines)
     if issues:
         raise CellFileError(str(path), issues)

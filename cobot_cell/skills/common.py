@@ -47,7 +47,7 @@ class SkillParams(Checked):
     """Base of every skill's parameters (frozen dataclasses): unknown keys rejected, a field given by its alias
     or its name."""
 
-    __pydantic_config__ = {"extra": "forbid", "populate_by_name": True}
+    __pydantic_config__ = {"extra": "forbid", "populate_by_name": True, "allow_inf_nan": False}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import math
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ _SCHEMA = (
         user TEXT NOT NULL, command TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL,
         UNIQUE (cell, time, source, user, command, outcome))""",
 )
+
+_TABLES = ("schema_version", "parts", "steps", "faults", "audit")
 
 _INSERT_PART = (
     'INSERT INTO parts (cell, job, run_id, part, status, "start", "end", cycle_time) '
@@ -110,10 +113,14 @@ class ProductionLog:
     transaction; a connection is shared across threads behind a lock, so an executor may call in from any thread.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open (creating if missing) the log at `path`; ':memory:' gives a private in-memory log."""
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
+        """Open (creating if missing) the log at `path`; ':memory:' gives a private in-memory log. `read_only`:
+        open an existing log without changing it; ValueError if the file is missing or not a production log."""
         self.path = os.fspath(path)
         self._lock = threading.Lock()
+        if read_only:
+            self._conn = self._open_read_only()
+            return
         # isolation_level=None: transactions are explicit BEGIN/COMMIT below, never implicit.
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -122,6 +129,29 @@ class ProductionLog:
             self._conn.close()
             raise
         logger.debug("production log open: %s", self.path)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not os.path.isfile(self.path):
+            raise ValueError(f"{self.path}: no such file")
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [t for t in _TABLES if t not in tables]
+            if missing:
+                raise ValueError(f"{self.path} is not a production log (it has no {', '.join(missing)} "
+                                 f"table{'s' if len(missing) > 1 else ''})")
+            version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise ValueError(f"production log {self.path}: schema version {version} is not supported "
+                                 f"(expected {SCHEMA_VERSION})")
+        except sqlite3.DatabaseError as exc:  # not an SQLite file at all
+            conn.close()
+            raise ValueError(f"{self.path} is not a production log ({exc})") from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _open(self) -> None:
         conn = self._conn

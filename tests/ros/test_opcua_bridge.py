@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,21 @@ async def _until(read, check, period: float = 0.1):
         if check(value):
             return value
         await asyncio.sleep(period)
+
+
+@pytest.mark.parametrize("endpoint, reason", [
+    ("http://127.0.0.1:4840/cell/", "expected opc.tcp://HOST:PORT/PATH"),
+    ("opc.tcp://192.0.2.1:4840/cell/", "cannot serve opc.tcp://192.0.2.1:4840/cell/"),  # not this host's address
+])
+def test_an_endpoint_the_bridge_cannot_serve_ends_it_with_exit_2(tmp_path, endpoint, reason) -> None:
+    """Found while the server starts (after the node's construction), still a configuration error: exit 2 and
+    the reason naming the parameter (asyncua logs its own traceback of a failed bind before)."""
+    with DomainLease() as lease:
+        proc = subprocess.run([sys.executable, "-m", "cobot_cell.ros.opcua_bridge", "--ros-args", "-p",
+                               "cells:=[demo]", "-p", f"endpoint:={endpoint}", "-p", f"pki_dir:={tmp_path / 'pki'}",
+                               "-p", f"users:={tmp_path / 'users.json'}"],
+                              env=ros_env(lease.domain_id, tmp_path / "ros_log"), capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("error: parameter endpoint: ") and reason in last, proc.stderr

@@ -368,3 +368,37 @@ def test_a_node_survives_a_second_sigint_while_shutting_down(tmp_path, gap):
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0 and "Traceback" not in out, (proc.returncode, out)
+
+
+NODE_SCRIPT = """
+import sys
+from rclpy.node import Node
+from cobot_cell.ros.common import run_node
+
+class Node_(Node):
+    def __init__(self):
+        super().__init__("broken")
+        if sys.argv[1] == "init":
+            raise ValueError("parameter speed: must be > 0, got -1")
+        self.create_timer(0.01, self._tick)
+
+    def _tick(self):
+        raise ValueError("a defect in a callback")
+
+sys.exit(run_node(Node_, []))
+"""
+
+
+@pytest.mark.parametrize("where", ["init", "callback"])
+def test_only_a_bad_configuration_ends_a_node_with_exit_2(tmp_path, where):
+    """A ValueError from the node's construction is bad configuration: exit 2 and its message, no traceback. One
+    raised in a callback while spinning is a defect: its traceback and exit 1, never passed off as 'error: ...'."""
+    with DomainLease() as lease:
+        proc = subprocess.run([sys.executable, "-c", NODE_SCRIPT, where], env=ros_env(lease.domain_id, tmp_path),
+                              capture_output=True, text=True, timeout=60)
+    if where == "init":
+        assert (proc.returncode, proc.stderr) == (2, "error: parameter speed: must be > 0, got -1\n"), proc.stderr
+    else:
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" in proc.stderr and "ValueError: a defect in a callback" in proc.stderr, proc.stderr
+        assert "error: a defect" not in proc.stderr

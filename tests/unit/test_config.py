@@ -547,3 +547,53 @@ def test_a_list_with_a_bad_item_is_not_also_called_too_short():
         "cobots (line 2): expected at least 1 entry, got 0",
         "jobs.j.steps[0].colour (line 6): unknown key",
     ]
+
+
+# ---------------------------------------------------------------------------------------------- encoding, NaN
+
+NOT_UTF8 = {
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 1, "byte 0x89 at offset 0"),
+    "utf-16": (DEMO.encode("utf-16"), 1, "byte 0xff at offset 0"),
+    "latin-1": ("cell:\n  name: demo\n  description: Schwei\u00dfzelle\n".encode("latin-1"), 3,
+                "byte 0xdf at offset 40"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_UTF8)
+def test_a_cell_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path, capsys, case: str) -> None:
+    from cobot_cell.cli import main as cli_main
+    from cobot_cell.skills import load_cell
+
+    data, line, where = NOT_UTF8[case]
+    path = tmp_path / "cell.yaml"
+    path.write_bytes(data)
+    expected = f"{path}: 1 error\n  line {line}: not UTF-8 text: {where} (save the file as UTF-8)"
+    for load in (load_cell_file, load_cell):
+        with pytest.raises(CellFileError) as err:
+            load(path)
+        assert str(err.value) == expected
+    assert cli_main(["validate", str(path)]) == 2
+    assert f"not UTF-8 text: {where}" in capsys.readouterr().err
+
+
+def test_the_planner_load_path_reports_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    from cobot_cell.skills.checked_cell import load_checked
+
+    path = tmp_path / "cell.yaml"
+    path.write_bytes(DEMO.encode("utf-16"))
+    with pytest.raises(CellFileError) as err:
+        load_checked(path)
+    assert str(err.value) == f"{path}: 1 error\n  line 1: not UTF-8 text: byte 0xff at offset 0 (save the file as UTF-8)"
+
+
+@pytest.mark.parametrize("value, shown", [(".nan", "nan"), (".inf", "inf"), ("-.inf", "-inf")])
+def test_a_non_finite_number_is_named_as_such(value: str, shown: str) -> None:
+    from cobot_cell.skills import check_skills
+
+    with pytest.raises(CellFileError) as err:
+        parse_cell(edit("box: {length: 0.20,", f"box: {{length: {value},"))
+    assert [str(i) for i in err.value.issues] == [
+        f"stations.pallet.pallet.box.length (line 50): must be a finite number, got {shown}"]
+    cfg, lines = parse_cell(edit("speed: 0.02", f"speed: {value}"))
+    assert [str(i) for i in check_skills(cfg, lines)] == [
+        f"jobs.bracket.steps[1].params.speed (line 69): must be a finite number, got {shown}"]

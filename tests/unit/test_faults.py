@@ -236,3 +236,42 @@ def test_driver_faults_have_fixed_actions() -> None:
                               Code.STALE_JOINT_STATES: "abort"}
     assert DRIVER_CODES == frozenset(DRIVER_ACTIONS)
     assert all(c.value == c.name for c in Code)  # the cell maps step failure codes by name
+
+
+# ---------------------------------------------------------------------------------------------- bounded
+
+def test_the_book_keeps_active_faults_and_only_the_recent_cleared_ones() -> None:
+    book = FaultBook(keep_cleared=5)
+    old = book.raise_(Code.ESTOP, "still pressed", 0.0)
+    for i in range(1, 1001):
+        f = book.raise_(Code.GRIP_MISSED, f"miss {i}", float(i))
+        book.clear(f.id, i + 0.5)
+    assert len(book.faults) == 6
+    assert [f.id for f in book.faults] == [1, 997, 998, 999, 1000, 1001]  # ids unique, increasing, never reused
+    assert book.active == [old] and book.get(1) is old
+    assert book.get(1001).message == "miss 1000" and book.get(1001).cleared == 1000.5
+    with pytest.raises(ValueError) as err:
+        book.get(996)
+    assert str(err.value) == "no fault 996 (cleared long ago, no longer kept): active faults are 1"
+    with pytest.raises(ValueError) as err:
+        book.get(1002)
+    assert str(err.value) == "no fault 1002: active faults are 1"
+    assert book.raise_(Code.ESTOP, "again", 2000.0).id == 1002
+    book.clear_all(2001.0)  # the most recently cleared are kept, however old the fault
+    assert [f.id for f in book.faults] == [1, 999, 1000, 1001, 1002]
+
+
+def test_the_default_book_is_bounded() -> None:
+    from cobot_cell.core.faults import KEEP_CLEARED
+
+    book = FaultBook()
+    for i in range(KEEP_CLEARED * 3):
+        book.raise_(Code.IO_FAILED, "io", float(i))
+        book.clear_all(i + 0.5)
+    assert len(book.faults) == KEEP_CLEARED and book.faults[-1].id == KEEP_CLEARED * 3
+
+
+def test_keep_cleared_must_not_be_negative() -> None:
+    with pytest.raises(ValueError) as err:
+        FaultBook(keep_cleared=-1)
+    assert str(err.value) == "keep_cleared must be >= 0, got -1"

@@ -447,3 +447,62 @@ def test_audit_records_are_logged_once_and_read_back(tmp_path) -> None:
         with pytest.raises(ValueError, match="audit record of 'start': time must be finite, got nan"):
             log.record_audits([AuditRecord(float("nan"), "c1", "local", "", "start", "accepted", "")])
         assert len(log.audit()) == 3
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_report_reads_a_production_log_without_changing_it(tmp_path: Path, capsys) -> None:
+    from cobot_cell.cli import main as cli_main
+
+    db = tmp_path / "production.db"
+    with ProductionLog(db) as log:
+        log.record_cycle(make_report(1))
+    before = db.read_bytes()
+    assert cli_main(["report", str(db)]) == 0
+    assert "1 parts" in capsys.readouterr().out
+    assert db.read_bytes() == before
+
+
+def test_report_refuses_the_planner_journal_and_leaves_it_alone(tmp_path: Path, capsys) -> None:
+    from cobot_cell.cli import main as cli_main
+    from cobot_cell.core.journal import Journal
+
+    path = tmp_path / "cell.journal.db"
+    Journal(path).close()
+    tables = _tables(path)
+    assert "schema_version" in tables and "parts" not in tables  # the same version table, not a production log
+    assert cli_main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path} is not a production log (it has no parts, steps, faults, audit tables)" in err
+    assert _tables(path) == tables
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"not a database at all, just text\n" * 40, "is not a production log (file is not a database)"),
+    (b"", "is not a production log (it has no schema_version, parts, steps, faults, audit tables)"),
+])
+def test_report_refuses_a_file_that_is_not_a_production_log(tmp_path: Path, capsys, content, reason) -> None:
+    from cobot_cell.cli import main as cli_main
+
+    path = tmp_path / "x.db"
+    path.write_bytes(content)
+    assert cli_main(["report", str(path)]) == 2
+    assert f"error: {path} {reason}" in capsys.readouterr().err
+    assert path.read_bytes() == content
+
+
+def test_report_of_a_missing_file_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from cobot_cell.cli import main as cli_main
+
+    assert cli_main(["report", str(tmp_path / "none.db")]) == 2
+    assert f"no production log at {tmp_path / 'none.db'}" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_read_only_log_refuses_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no such file"):
+        ProductionLog(tmp_path / "none.db", read_only=True)
+    assert not (tmp_path / "none.db").exists()
