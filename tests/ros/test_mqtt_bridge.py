@@ -154,7 +154,7 @@ def test_mqtt_matches_the_production_log_across_a_broker_restart(tmp_path) -> No
         for b in sub.of("fault"):
             fault_keys.setdefault(b["key"], b["code"])
         assert sorted(fault_keys.items()) == sorted(faults) and faults
-        assert any(b.get("state") == "Complete" for b in sub.of("state"))
+        wait(lambda: any(b.get("state") == "Complete" for b in sub.of("state")), "the Complete state on MQTT", 30)
     finally:
         if cell is not None:
             cell.close()
