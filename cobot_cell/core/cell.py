@@ -366,15 +366,9 @@ class CellController:
             if i.part is not None:
                 self._seq.start_part(i.part, self.run_id, done=i.steps_done, resume=True)
             log.info("resuming %s", i.describe())
-            if self._restart_fault is not None:
-                self._clear_faults([self._restart_fault], at=max(now, self._restart_fault.raised))
-                self._restart_fault = None
         else:
             if self.interrupted is not None:
                 self._abandon_run(self.interrupted, now)
-            if self._restart_fault is not None:
-                self._clear_faults([self._restart_fault], at=max(now, self._restart_fault.raised))
-                self._restart_fault = None
             self.run_id = os.urandom(6).hex()
             self.parts_done = 0
             self.scrapped = 0
@@ -387,6 +381,9 @@ class CellController:
             self.journal.checkpoint(self.run_id, cell_state)
             poses = {c: p.joint_positions() for c, p in self.ports.items()}
             self.journal.record_poses(self.run_id, {c: list(q) for c, q in poses.items() if q is not None})
+        if self._restart_fault is not None:  # the interrupted part resumes, or its run is abandoned
+            self._clear_faults([self._restart_fault], at=max(now, self._restart_fault.raised))
+            self._restart_fault = None
         self.interrupted = None
         self.machine.state_complete()
 
@@ -606,14 +603,14 @@ class CellController:
         """Process work the journal shows under way when the planner died (the arc struck, end unknown): where
         the arm stood when this planner first saw it tells how far it got, if the arm is on the work's path;
         otherwise the work resumes from where it was struck (nothing skipped)."""
+        keys = {k for k, v in self.skill_state.items() if isinstance(v, dict) and v.get("arc")}
         if i.part is None:
             return
         for step in self.cfg.jobs[self.job].steps:
-            if step.name in i.steps_done or step.cobot not in self._boot_q or step.cobot not in i.cobot_q:
-                continue
-            keys = {k for k, v in self.skill_state.items() if isinstance(v, dict) and v.get("arc")}
             if not keys:
                 return
+            if step.name in i.steps_done or step.cobot not in self._boot_q or step.cobot not in i.cobot_q:
+                continue
             try:
                 plan = self.planner(step, i.part, np.asarray(i.cobot_q[step.cobot], dtype=float))
             except Exception:  # noqa: BLE001 - the step is planned (and any error reported) when it starts

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .plan import PART_STATE_PREFIX
 from .reports import StepTiming
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class Journal:
             db.execute("UPDATE runs SET status = 'abandoned', ended = ? WHERE status = 'open'", (time,))
             db.execute("INSERT INTO runs VALUES (?, ?, ?, 'open', ?, NULL)", (run_id, job, parts_target, time))
 
-    def part_started(self, run_id: str, part: int, time: float, prefix: str = "part.") -> None:
+    def part_started(self, run_id: str, part: int, time: float, prefix: str = PART_STATE_PREFIX) -> None:
         """A part enters the ledger as in progress (idempotent when resuming it). A new part drops the skill state
         of the part before it (keys starting with `prefix`): its progress must not be read as this part's."""
         with self._tx() as db:

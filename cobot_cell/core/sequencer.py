@@ -205,6 +205,12 @@ class JobSequencer:
             names.append(run.step.name)
         return names
 
+    def _checkpoint(self, updates: dict[str, Any]) -> None:
+        """Record skill state; the callback commits it before the next segment is dispatched."""
+        self.skill_state.update(updates)
+        if self.on_checkpoint:
+            self.on_checkpoint(updates)
+
     @staticmethod
     def in_process(run: _Running) -> bool:
         """The step is between switching a process tool on and off (the arc is, or is about to be, on)."""
@@ -231,13 +237,12 @@ class JobSequencer:
                 break
             if isinstance(seg, SetIo) and seg.process:  # struck, no process move done: from the first one's start
                 nxt = next((m for m in segs[j:] if isinstance(m, Move) and m.process is not None), None)
-                if nxt is not None and nxt.process is not None:
-                    record = (nxt.process.key, nxt.process.record(nxt.process.start))
+                span = nxt.process if nxt is not None else None
+                if span is not None:
+                    record = (span.key, span.record(span.start))
                 break
         if record is not None:
-            self.skill_state[record[0]] = record[1]
-            if self.on_checkpoint:
-                self.on_checkpoint({record[0]: record[1]})
+            self._checkpoint({record[0]: record[1]})
             log.info("part %s: step %s stopped during process work: %s = %s",
                      self.progress.part if self.progress else "?", run.step.name, record[0], record[1])
 
@@ -441,10 +446,7 @@ class JobSequencer:
             elif isinstance(seg, Confirm):
                 run.pending = port.confirm(seg.io, seg.expected, seg.timeout, seg.code, start=run.t)
             elif isinstance(seg, Checkpoint):
-                updates = seg.updates()
-                self.skill_state.update(updates)
-                if self.on_checkpoint:  # committed before the next segment is dispatched
-                    self.on_checkpoint(updates)
+                self._checkpoint(seg.updates())
                 run.index += 1
             else:  # pragma: no cover - the Segment union is closed
                 raise TypeError(f"unknown segment {seg!r}")

@@ -69,11 +69,17 @@ def test_hold_stop_and_abort_mid_seam_switch_the_arc_off_before_the_state_comple
     rig.wait_state("Complete", timeout=240)
 
 
-def test_estop_mid_seam_drops_the_arc_in_the_driver(cell_rig):
+def _one_part_mid_seam(cell_rig):
+    """A one-part run at 5x, the welder's arc lit: (rig, arc watch)."""
     rig = cell_rig(parts=1, rate=5.0)
     arc = ArcWatch(rig)
     _start(rig)
     _mid_seam(rig, arc)
+    return rig, arc
+
+
+def test_estop_mid_seam_drops_the_arc_in_the_driver(cell_rig):
+    rig, arc = _one_part_mid_seam(cell_rig)
     sent = time.monotonic()
     rig.inject("welder", "estop")
     _off_within_bound(rig, arc, sent)
@@ -81,10 +87,7 @@ def test_estop_mid_seam_drops_the_arc_in_the_driver(cell_rig):
 
 
 def test_a_planner_killed_mid_arc_leaves_no_arc_lit_and_its_restart_is_a_logged_fault(cell_rig):
-    rig = cell_rig(parts=1, rate=5.0)
-    arc = ArcWatch(rig)
-    _start(rig)
-    _mid_seam(rig, arc)
+    rig, arc = _one_part_mid_seam(cell_rig)
     killed = time.monotonic()
     rig.nodes.kill("/demo/task_planner")
     took = _off_within_bound(rig, arc, killed)  # the driver's heartbeat watchdog
