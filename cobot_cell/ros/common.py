@@ -135,6 +135,21 @@ class StartError(ValueError):
     cannot listen on its endpoint): run_node ends with exit 2 and the message, like a bad parameter."""
 
 
+def spin_once_alive(executor: SingleThreadedExecutor, timeout: float) -> bool:
+    """Spin `executor` once from a thread of its own; False once its context is shut down. A signal can shut the
+    context down between a check and the spin, and the spin then fails creating its timer: that is the shutdown."""
+    context = executor.context
+    try:
+        executor.spin_once(timeout_sec=timeout)
+    except ExternalShutdownException:
+        return False
+    except Exception:
+        if rclpy.ok(context=context):
+            raise
+        return False
+    return rclpy.ok(context=context)
+
+
 def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
              spin: Callable[[Node], None] | None = None) -> int:
     """rclpy.init, spin one node on a single-threaded executor (or run `spin(node)`), and clean up on Ctrl-C,

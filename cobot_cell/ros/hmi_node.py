@@ -34,7 +34,7 @@ from ..hmi.tls import is_loopback, plan_listen
 from ..plant.users import UserStore
 from ..skills.checked_cell import load_checked
 from .client import CellClient
-from .common import key_values, route_core_logging
+from .common import key_values, route_core_logging, spin_once_alive
 
 log = logging.getLogger("cobot_cell.ros.hmi_node")
 COMMAND_TIMEOUT = 10.0
@@ -135,8 +135,7 @@ class CellBackend:
 
     def _spin(self) -> None:
         try:
-            while not self._stop.is_set():
-                self.client.spin_once(0.02)
+            while not self._stop.is_set() and spin_once_alive(self.client.executor, 0.02):
                 while True:
                     try:
                         job, fut = self._jobs.get_nowait()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rclpy
 import yaml
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -27,7 +26,7 @@ from ..plant.opcua_server import DEFAULT_ENDPOINT, PlantServer, Reply, ServerOpt
 from ..plant.packml import CellTracker, parse_cntrl_cmd_map
 from ..plant.users import UserStore, default_path
 from .client import command_reply
-from .common import StartError, route_core_logging, run_node
+from .common import StartError, route_core_logging, run_node, spin_once_alive
 from .plant_follower import CellFollower
 
 logger = logging.getLogger(__name__)
@@ -191,8 +190,7 @@ class Bridge:
         executor.add_node(self.node)
         next_refresh = time.monotonic() + REFRESH
         try:
-            while not self.stopping.is_set() and rclpy.ok(context=self.node.context):
-                executor.spin_once(timeout_sec=0.02)
+            while not self.stopping.is_set() and spin_once_alive(executor, 0.02):
                 self.node.send_commands()
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + REFRESH
