@@ -18,15 +18,15 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from .config import CellConfig, Step
-from .faults import DRIVER_ACTIONS, Code, Fault, FaultBook, FaultPolicy
+from .config import CellConfig, Step, routes_of
+from .faults import FIXED_ACTIONS, Code, Fault, FaultBook, FaultPolicy
 from .journal import Interrupted, Journal
 from .limits import MAX_PARTS
 from .packml import CellMachine, Command, CommandRefused, State
-from .plan import PART_STATE_PREFIX, Move, Segment, SkillState
+from .plan import AT_KEY, PART_STATE_PREFIX, Move, Segment, SetIo, SkillState, part_key
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
-from .sequencer import JobSequencer, StepFailure, StepPlanner
+from .sequencer import JobSequencer, Resources, StepFailure, StepPlanner, Wait, ZoneMap
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ class CellStatus:
     scrap: int = 0
     resume: str = ""
     running: tuple[tuple[str, str, float], ...] = ()  # (cobot, step, start) of each step under way
+    parts: tuple[int, ...] = ()   # every part in flight, oldest first
+    waiting: tuple[tuple[str, int, str, str], ...] = ()   # (cobot, part, step, resource) of each resource wait
+    bound: float | None = None    # the cell's takt lower bound (s per part) when known
 
 
 class CellController:
@@ -91,8 +94,18 @@ class CellController:
         max_backdate: float | None = None,
         process_off_timeout: float = 3.0,
         boot_id: str = "",
+        zones: ZoneMap | None = None,
+        on_wait: Callable[[Wait], None] | None = None,
+        max_parts_in_flight: int | None = None,
     ):
         self.cfg = cfg
+        self.zones = zones
+        self.on_wait = on_wait
+        self.max_parts_in_flight = max_parts_in_flight or cfg.max_parts_in_flight
+        self.bound: float | None = None  # takt lower bound, set by whoever estimated it
+        self._next_part = 1
+        self._gated: set[str] = set()     # cobots that stopped for a scrapped part: process tools off first
+        self._scrap_held: dict[str, int] = {}  # cobot -> scrapped part still in its gripper
         self.ports = dict(ports)
         self.planner = planner
         self.clock = clock
@@ -147,7 +160,7 @@ class CellController:
                         self.interrupted.job)
         self.last_alive = last_alive
         self._restart_fault: Fault | None = None
-        if self.interrupted is not None and self.interrupted.part is not None:
+        if self.interrupted is not None and self.interrupted.in_progress:
             # The planner died with a part in progress: a fault from the last moment it was seen alive until
             # the part resumes (or is abandoned), so the downtime counts in MTBF/MTTR.
             at = last_alive if last_alive is not None else self.clock.now()
@@ -193,14 +206,41 @@ class CellController:
 
     def status(self) -> CellStatus:
         """Snapshot of the cell."""
-        prog = self._seq.progress if self._seq else None
+        seq = self._seq
         resume = self.interrupted.describe() if self._resumable() else ""
+        runs = seq.runs() if seq else []
+        parts = tuple(sorted(seq.parts)) if seq else ()
+        waiting = tuple((c, p, s, r) for c, (p, s, r) in seq.waiting().items()) if seq else ()
         return CellStatus(
             state=self.state, job=self.job, parts_target=self.parts_target, parts_done=self.parts_done,
-            part=prog.part if prog else None, run_id=self.run_id, last_cycle_time=self.last_cycle_time,
+            part=parts[0] if parts else None, run_id=self.run_id, last_cycle_time=self.last_cycle_time,
             fault=self.fault, scrap=self.scrapped, resume=resume,
-            running=tuple((r.step.cobot, name, r.start) for name, r in prog.running.items()) if prog else (),
+            running=tuple((r.step.cobot, r.step.name, r.start) for r in runs), parts=parts, waiting=waiting,
+            bound=self.bound,
         )
+
+    def parts_removed(self) -> str:
+        """The operator confirms that scrapped parts were taken out of the cell (off their stations, out of the
+        grippers): their places come free. ValueError when there is none."""
+        seq = self._seq
+        places = []
+        if seq is not None:
+            for station in seq.occupancy:
+                for part in seq.remove_part(station):
+                    places.append(f"part {part} from {station}")
+                    self.skill_state[part_key(AT_KEY, part)] = ""
+                    self.journal.checkpoint(self.run_id, {part_key(AT_KEY, part): ""})
+        for cobot, part in list(self._scrap_held.items()):
+            places.append(f"part {part} from {cobot}'s gripper")
+            del self._scrap_held[cobot]
+            if seq is not None:
+                seq.blocked_cobots.discard(cobot)
+        if not places:
+            raise ValueError("no scrapped part is waiting to be removed")
+        self._clear_faults([f for f in self.faults.active if f.code == Code.SCRAP_TO_REMOVE])
+        log.info("removed: %s", ", ".join(places))
+        self.update()
+        return "removed " + ", ".join(places)
 
     # ------------------------------------------------------------------ operator
     def command(self, cmd: Command | str) -> State:
@@ -248,7 +288,7 @@ class CellController:
         """A fault detected outside a step (driver health, stale joint states): record it and act."""
         fault = self.faults.raise_(code, message, self.clock.now(), cobot=cobot, step=step, skill=skill)
         self._emit_fault(fault)
-        self._act(DRIVER_ACTIONS.get(code, "abort"), fault)
+        self._act(FIXED_ACTIONS.get(code, "abort"), fault)
         return fault
 
     # ------------------------------------------------------------------ update
@@ -352,19 +392,24 @@ class CellController:
             return
         now = self.clock.now()
         self._retries.clear()
-        self._seq = JobSequencer(self.cfg.cell.name, self.job, self.cfg.jobs[self.job], self.ports, self.planner,
-                                 self.clock, skill_state=self.skill_state, on_checkpoint=self._on_checkpoint,
-                                 on_step_done=self._on_step_done, max_backdate=self.max_backdate)
+        self._seq = self._new_sequencer()
+        self._gated.clear()
+        self._scrap_held.clear()
         if self._resumable():
             i = self.interrupted
             assert i is not None
             self.run_id, self.parts_done, self.scrapped = i.run_id, i.parts_finished, i.parts_scrapped
+            self._next_part = i.last_part + 1
             self.skill_state.clear()
             self.skill_state.update(i.skill_state)
             self._seq.expected_q.update({c: np.asarray(q) for c, q in i.cobot_q.items() if c in self.ports})
             self._resolve_process_records(i)
-            if i.part is not None:
-                self._seq.start_part(i.part, self.run_id, done=i.steps_done, resume=True)
+            for part, done in sorted(i.in_progress.items()):
+                self._seq.start_part(part, self.run_id, done=done, resume=True)
+            for key, value in i.skill_state.items():  # station places: parts in flight, and scrapped ones
+                part = _part_of(key)
+                if part is not None and key == part_key(AT_KEY, part) and value:
+                    self._seq.restore_station(str(value), part)
             log.info("resuming %s", i.describe())
         else:
             if self.interrupted is not None:
@@ -372,6 +417,7 @@ class CellController:
             self.run_id = os.urandom(6).hex()
             self.parts_done = 0
             self.scrapped = 0
+            self._next_part = 1
             # The cell's own state (a half-full pallet) carries over from the last run; a part's does not.
             cell_state = {k: v for k, v in {**self.journal.last_skill_state(), **self.skill_state}.items()
                           if not k.startswith(PART_STATE_PREFIX)}
@@ -387,11 +433,22 @@ class CellController:
         self.interrupted = None
         self.machine.state_complete()
 
+    def _new_sequencer(self) -> JobSequencer:
+        job = self.cfg.jobs[self.job]
+        slots = {n: st.slots for n, st in self.cfg.stations.items() if st.slots is not None}
+        resources = Resources(slots=slots, routes=routes_of(job), zones=self.zones,
+                              max_parts=self.max_parts_in_flight, timeout=self.cfg.cell.resource_timeout)
+        return JobSequencer(self.cfg.cell.name, self.job, job, self.ports, self.planner, self.clock,
+                            skill_state=self.skill_state, on_checkpoint=self._on_checkpoint,
+                            on_step_done=self._on_step_done, max_backdate=self.max_backdate, resources=resources,
+                            on_wait=self.on_wait)
+
     def _abandon_run(self, i: Interrupted, now: float) -> None:
-        if i.part is not None and self.journal.part_finished(i.run_id, i.part, "scrap", now, "run abandoned"):
-            report = CycleReport(cell=self.cfg.cell.name, job=i.job, run_id=i.run_id, part=i.part, start=now,
-                                 end=now, status="scrap", steps=tuple(i.steps_done.values()))
-            self._publish_report(report)
+        for part, done in sorted(i.in_progress.items()):
+            if self.journal.part_finished(i.run_id, part, "scrap", now, "run abandoned"):
+                report = CycleReport(cell=self.cfg.cell.name, job=i.job, run_id=i.run_id, part=part, start=now,
+                                     end=now, status="scrap", steps=tuple(done.values()))
+                self._publish_report(report)
         self.journal.end_run(i.run_id, "abandoned", now)
         log.warning("abandoned %s", i.describe())
 
@@ -453,12 +510,12 @@ class CellController:
     def _restart_interrupted(self) -> None:
         seq = self._seq
         assert seq is not None
-        for step in seq.interrupted_steps():
+        for part, step in seq.interrupted_steps():
             actual = self.ports[step.cobot].joint_positions()
-            start_q = seq.step_start_q(step.name)
+            start_q = seq.step_start_q(step.name, part)
             recovery = list(self.recovery.retreat(step, actual, start_q)) \
                 if self.recovery is not None and actual is not None else []
-            seq.restart_step(step.name, recovery)
+            seq.restart_step(step.name, recovery, part)
 
     def _run_reapproach(self) -> None:
         if not self._process_off():
@@ -492,38 +549,47 @@ class CellController:
             return
         if self._process_gate:
             if not self._process_off():
-                return  # after a scrapped part: process tools off before the next motion
+                return  # after a start or a stop: process tools off before the next motion
             self._process_gate = False
-        if not seq.active:
-            if self.parts_done >= self.parts_target:
-                self.machine.execute_complete()
-                return
-            self._start_next_part()
+        if self._gated:  # cobots that stopped for a scrapped part: their process tools off before they go on
+            if self._process_off(self._gated):
+                seq.blocked_cobots -= self._gated - set(self._scrap_held)
+                self._gated.clear()
+        self._start_parts()
+        if not seq.active and self.parts_done >= self.parts_target:
+            self.machine.execute_complete()
+            return
         self._run_sequencer()
 
-    def _start_next_part(self) -> None:
-        assert self._seq is not None
-        part = self.parts_done + 1
-        self.journal.part_started(self.run_id, part, self.clock.now())
-        self._seq.start_part(part, self.run_id)
+    def _start_parts(self) -> None:
+        """Start parts up to the work-in-process limit while the run has parts left to make."""
+        seq = self._seq
+        assert seq is not None
+        while seq.can_start_part() and self._next_part <= self.parts_target and self.state == State.EXECUTE:
+            part = self._next_part
+            self._next_part += 1
+            self.journal.part_started(self.run_id, part, self.clock.now())
+            seq.start_part(part, self.run_id)
 
     def _run_sequencer(self) -> None:
         seq = self._seq
         assert seq is not None
-        while True:
-            report = seq.update()
+        for _ in range(4 * MAX_PARTS):
+            reports = seq.update()
+            for report in reports:
+                self._part_finished(report)
             if seq.failure is not None:
                 self._step_failed(seq.failure)
                 return
-            if report is None:
-                return
-            self._part_finished(report)
             if self.state != State.EXECUTE:
                 return
-            if self.parts_done >= self.parts_target:
+            if not seq.active and self.parts_done >= self.parts_target:
                 self.machine.execute_complete()
                 return
-            self._start_next_part()
+            before = len(seq.parts)
+            self._start_parts()
+            if not reports and len(seq.parts) == before:
+                return
 
     def _part_finished(self, report: CycleReport) -> None:
         if report.status == "done":
@@ -553,13 +619,15 @@ class CellController:
         self.journal.checkpoint(self.run_id, updates)
 
     # ------------------------------------------------------------------ process tools
-    def _process_off(self) -> bool:
-        """Command every process tool that is not sensed off to switch off (again every 0.5 s wall until it is);
-        True once each is confirmed off on its state topic. A driver refusing the call (e-stop) still confirms:
-        it drops the arc itself."""
+    def _process_off(self, cobots: set[str] | None = None) -> bool:
+        """Command every process tool (of `cobots`, default all) that is not sensed off to switch off (again every
+        0.5 s wall until it is); True once each is confirmed off on its state topic. A driver refusing the call
+        (e-stop) still confirms: it drops the arc itself."""
         wall = self.wall_clock.now()
         ok = True
         for cobot, io in self.process_tools:
+            if cobots is not None and cobot not in cobots:
+                continue
             port = self.ports[cobot]
             entry = self._off_pending.get((cobot, io))
             if entry is not None and not entry[0].done:
@@ -572,7 +640,7 @@ class CellController:
                 self._off_pending[(cobot, io)] = (pending, wall)
                 log.info("process tool %s/%s: switching off", cobot, io)
             ok = ok and port.sensed(io) is False
-        if ok:
+        if ok and cobots is None:
             self._off_pending.clear()
         return ok
 
@@ -604,28 +672,29 @@ class CellController:
         the arm stood when this planner first saw it tells how far it got, if the arm is on the work's path;
         otherwise the work resumes from where it was struck (nothing skipped)."""
         keys = {k for k, v in self.skill_state.items() if isinstance(v, dict) and v.get("arc")}
-        if i.part is None:
-            return
-        for step in self.cfg.jobs[self.job].steps:
-            if not keys:
-                return
-            if step.name in i.steps_done or step.cobot not in self._boot_q or step.cobot not in i.cobot_q:
-                continue
-            try:
-                plan = self.planner(step, i.part, np.asarray(i.cobot_q[step.cobot], dtype=float))
-            except Exception:  # noqa: BLE001 - the step is planned (and any error reported) when it starts
-                continue
-            for seg in plan.segments:
-                span = seg.process if isinstance(seg, Move) else None
-                if span is None or span.key not in keys:
+        for part, steps_done in sorted(i.in_progress.items()):
+            for step in self.cfg.jobs[self.job].steps:
+                if not keys:
+                    return
+                if step.name in steps_done or step.cobot not in self._boot_q or step.cobot not in i.cobot_q:
                     continue
-                u, off = span.locate(self._boot_q[step.cobot])
-                if off <= span.tolerance and span.start - span.tolerance <= u <= span.end + span.tolerance:
-                    value = span.record(min(u, span.end))
-                    self.skill_state[span.key] = value
-                    self.journal.checkpoint(self.run_id, {span.key: value})
-                    keys.discard(span.key)
-                    log.info("process work of step %s stopped at %.4f m (%s)", step.name, u, span.key)
+                try:
+                    plan = self.planner(step, part, np.asarray(i.cobot_q[step.cobot], dtype=float))
+                except Exception:  # noqa: BLE001 - the step is planned (and any error reported) when it starts
+                    continue
+                for seg in plan.segments:
+                    span = seg.process if isinstance(seg, Move) else None
+                    key = part_key(span.key, part) if span is not None else ""
+                    if span is None or key not in keys:
+                        continue
+                    u, off = span.locate(self._boot_q[step.cobot])
+                    if off <= span.tolerance and span.start - span.tolerance <= u <= span.end + span.tolerance:
+                        value = span.record(min(u, span.end))
+                        self.skill_state[key] = value
+                        self.journal.checkpoint(self.run_id, {key: value})
+                        keys.discard(key)
+                        log.info("part %d: process work of step %s stopped at %.4f m (%s)", part, step.name, u,
+                                 key)
 
     # ------------------------------------------------------------------ faults
     def _policy(self, step_name: str) -> FaultPolicy:
@@ -635,36 +704,53 @@ class CellController:
 
     def _step_failed(self, failure: StepFailure) -> None:
         seq = self._seq
-        assert seq is not None and seq.progress is not None
+        assert seq is not None
         code = Code(failure.code) if failure.code in Code.__members__ else Code.SKILL_ERROR
         fault = self.faults.raise_(code, failure.reason, failure.time, cobot=failure.cobot, step=failure.step,
                                    skill=failure.skill)
         self._emit_fault(fault)
         policy = self._policy(failure.step)
-        key = (seq.progress.part, failure.step)
+        key = (failure.part, failure.step)
         used = self._retries.get(key, 0)
-        if code not in DRIVER_ACTIONS and code != Code.SKILL_ERROR and used < policy.retries:
+        if code not in FIXED_ACTIONS and code != Code.SKILL_ERROR and used < policy.retries:
             self._retries[key] = used + 1
             step = self.cfg.jobs[self.job].step(failure.step)
             actual = self.ports[failure.cobot].joint_positions()
-            start_q = seq.step_start_q(failure.step)
+            start_q = seq.step_start_q(failure.step, failure.part)
             recovery = list(self.recovery.retreat(step, actual, start_q)) \
                 if self.recovery is not None and actual is not None else []
             log.warning("retry %d/%d of step %s (part %d)", used + 1, policy.retries, failure.step, key[0])
-            seq.restart_step(failure.step, recovery)
+            seq.restart_step(failure.step, recovery, failure.part)
             self._clear_faults([fault], at=fault.raised)  # handled by the policy the moment it happened
             return
-        action = DRIVER_ACTIONS.get(code, "abort" if code == Code.SKILL_ERROR else policy.then)
-        self._act(action, fault)
+        action = FIXED_ACTIONS.get(code, "abort" if code == Code.SKILL_ERROR else policy.then)
+        self._act(action, fault, failure.part)
 
-    def _act(self, action: str, fault: Fault) -> None:
+    def _act(self, action: str, fault: Fault, part: int | None = None) -> None:
         st = self.state
-        if action == "scrap" and st == State.EXECUTE and self._seq is not None and self._seq.progress is not None:
-            prog = self._seq.abandon()
+        seq = self._seq
+        if action == "scrap" and st == State.EXECUTE and seq is not None and part in seq.parts:
+            # only the scrapped part's cobots stop; its place on a station (or in a gripper) stays taken until the
+            # operator confirms it was removed (parts_removed)
+            running = list(seq.parts[part].running.values())
+            holding = {r.step.cobot for r in running if _holding(r.segments[:r.index + 1])}
+            prog = seq.abandon(part)
             assert prog is not None
-            self._process_gate = True
-            self._part_finished(self._seq.report(prog, "scrap"))
+            cobots = {r.step.cobot for r in running}
+            self._gated |= cobots
+            seq.blocked_cobots |= cobots
+            for cobot in holding:
+                self._scrap_held[cobot] = part
+            self._part_finished(seq.report(prog, "scrap"))
             self._clear_faults([fault], at=fault.raised)
+            places = [s for s, parts in seq.occupancy.items() if part in parts]
+            places += [f"{c}'s gripper" for c in holding]
+            if places:  # the cell goes on around it; the place comes free once the operator confirms
+                left = self.faults.raise_(Code.SCRAP_TO_REMOVE, f"scrapped part {part} is still on "
+                                          f"{' and '.join(places)}: take it out, then confirm (parts_removed)",
+                                          self.clock.now(), cobot=fault.cobot, step=fault.step, skill=fault.skill,
+                                          severity="WARN")
+                self._emit_fault(left)
             return
         if action in ("hold", "scrap") and st in (State.EXECUTE, State.UNHOLDING, State.UNSUSPENDING):
             self._fault_hold = True
@@ -700,3 +786,17 @@ class CellController:
         log.info("cell %s: %s -> %s (%s)", self.cfg.cell.name, old.value, new.value, trigger)
         if self._on_state:
             self._on_state(old, new, trigger)
+
+
+def _part_of(key: str) -> int | None:
+    """The part number of a part's skill-state key (`part.<n>.…`), else None."""
+    head, _, rest = key[len(PART_STATE_PREFIX):].partition(".")
+    return int(head) if key.startswith(PART_STATE_PREFIX) and head.isdigit() and rest else None
+
+
+def _holding(segments: Sequence[Segment]) -> bool:
+    """After these segments the tool holds a part: the last non-process output switched was switched on."""
+    for seg in reversed(segments):
+        if isinstance(seg, SetIo) and not seg.process:
+            return seg.value
+    return False

@@ -325,7 +325,48 @@ class Station(Checked):
     kind: Literal["infeed", "fixture", "pallet"]
     pose: Pose
     pallet: PalletSpec | None = None
+    capacity: PositiveInt | None = None
     legacy_pattern: Any = field(default=None, metadata={"alias": "pattern"})  # the pre-PalletSpec key: an error
+
+    @property
+    def slots(self) -> int | None:
+        """How many parts the station holds at once: a fixture its `capacity` (default 1); an infeed supplies
+        parts and a pallet's places are its pattern's, so neither is a limited resource (None)."""
+        if self.kind != "fixture":
+            return None
+        return 1 if self.capacity is None else self.capacity
+
+
+@dataclass(frozen=True, kw_only=True)
+class Box(Checked):
+    """An axis-aligned box in the cell frame: its lower and upper corners (m)."""
+
+    min: tuple[float, float, float]
+    max: tuple[float, float, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Zone(Checked):
+    """A shared workspace volume that at most one cobot may be inside at once: an axis-aligned `box` in the cell
+    frame, or the `stations` it covers (each station's box: `margin` m around its origin in x and y, from
+    `margin` m below it to `height` m above it)."""
+
+    box: Box | None = None
+    stations: tuple[str, ...] = ()
+    margin: PositiveFloat = 0.2
+    height: PositiveFloat = 0.45
+
+    def boxes(self, stations: dict[str, "Station"]) -> list[tuple[tuple[float, float, float],
+                                                                 tuple[float, float, float]]]:
+        """The zone's volume as (min corner, max corner) boxes in the cell frame."""
+        if self.box is not None:
+            return [(self.box.min, self.box.max)]
+        out = []
+        for name in self.stations:
+            x, y, z = stations[name].pose.xyz
+            m = self.margin
+            out.append(((x - m, y - m, z - m), (x + m, y + m, z + self.height)))
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,6 +404,10 @@ class CellInfo(Checked):
 
     name: Annotated[str, After(_cell_name)]
     description: str = ""
+    max_parts_in_flight: PositiveInt | None = field(default=None, metadata={"description": (
+        "work-in-process limit: parts started and not yet finished (default: the fixtures' total capacity)")})
+    resource_timeout: PositiveFloat = field(default=300.0, metadata={"description": (
+        "clock seconds a step may wait for a station or zone before a RESOURCE_TIMEOUT fault")})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -372,7 +417,15 @@ class CellConfig(Checked):
     cell: CellInfo
     cobots: Annotated[dict[str, Cobot], MinLen(1)]
     stations: dict[str, Station] = field(default_factory=dict)
+    zones: dict[str, Zone] = field(default_factory=dict)
     jobs: Annotated[dict[str, Job], MinLen(1)]
+
+    @property
+    def max_parts_in_flight(self) -> int:
+        """The work-in-process limit: `cell.max_parts_in_flight`, else the fixtures' total capacity (at least 1)."""
+        if self.cell.max_parts_in_flight is not None:
+            return self.cell.max_parts_in_flight
+        return max(1, sum(st.slots or 0 for st in self.stations.values()))
 
     def cobot_namespace(self, cobot: str) -> str:
         """Absolute ROS namespace of a cobot's driver (default `/<cobot name>`)."""
@@ -600,6 +653,26 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
             add(("stations", name, "pallet"), "a pallet station needs a pallet (pallet, box, max_height)")
         if st.kind != "pallet" and st.pallet is not None:
             add(("stations", name, "pallet"), f"only a pallet station has a pallet (this one is {st.kind})")
+        if st.kind != "fixture" and st.capacity is not None:
+            add(("stations", name, "capacity"), f"only a fixture has a capacity (this one is {st.kind}: "
+                + ("it supplies parts)" if st.kind == "infeed" else "its places are its pattern's)"))
+    for name, zone in cfg.zones.items():
+        if not NAME_RE.match(name):
+            add(("zones", name), f"bad zone name: expected {NAME_HINT}")
+        if (zone.box is None) == (not zone.stations):
+            add(("zones", name), "expected either a box (min, max) or the stations the zone covers")
+        if zone.box is not None:
+            lo, hi = zone.box.min, zone.box.max
+            flat = [axis for axis, a, b in zip("xyz", lo, hi) if not a < b]
+            if flat:
+                add(("zones", name, "box"), f"the box has no volume: min must be below max in {', '.join(flat)} "
+                    f"(min {list(lo)}, max {list(hi)})")
+        for k, st in enumerate(zone.stations):
+            if st not in cfg.stations:
+                add(("zones", name, "stations", k), f"unknown station '{st}': expected one of "
+                    f"{', '.join(cfg.stations) or '(no stations)'}")
+        if len(set(zone.stations)) != len(zone.stations):
+            add(("zones", name, "stations"), "a station is named twice")
     cobot_names = ", ".join(cfg.cobots)
     for jname, job in cfg.jobs.items():
         if not NAME_RE.match(jname):
@@ -656,6 +729,23 @@ def find_cycle(job: Job) -> list[str] | None:
             if found:
                 return found
     return None
+
+
+def station_group(value: Any) -> tuple[str, ...]:
+    """A station parameter as a group: one name, or a list of names (any one of them)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return ()
+
+
+def routes_of(job: Job) -> dict[str, Any]:
+    """Each step's route: the stations its `from` and `to` parameters name (a step that moves a part)."""
+    from .sequencer import Route
+
+    return {s.name: Route(source=station_group(s.params.get("from")), dest=station_group(s.params.get("to")))
+            for s in job.steps if "to" in s.params or "from" in s.params}
 
 
 def topological_order(job: Job) -> list[str]:

@@ -35,6 +35,8 @@ class Code(str, Enum):
     NOT_READY = "NOT_READY"
     PROCESS_TOOL_ON = "PROCESS_TOOL_ON"        # a process tool (the arc) not confirmed off when it must be
     PLANNER_RESTARTED = "PLANNER_RESTARTED"    # the planner came back with a part in progress (it had crashed)
+    RESOURCE_TIMEOUT = "RESOURCE_TIMEOUT"      # a step waited too long for a station place or a shared zone
+    SCRAP_TO_REMOVE = "SCRAP_TO_REMOVE"        # a scrapped part is still on a station or in a gripper
 
 
 # Faults of the robot itself: never retried automatically, the operator must act on the robot first.
@@ -58,6 +60,9 @@ DRIVER_ACTIONS: dict[Code, Action] = {
     Code.DRIVER_ERROR: "abort",
     Code.STALE_JOINT_STATES: "abort",
 }
+# Faults whose action is fixed whatever the step policy says: the driver faults, and a resource wait that timed
+# out (waiting longer or retrying does not help: the operator finds out what holds the resource).
+FIXED_ACTIONS: dict[Code, Action] = {**DRIVER_ACTIONS, Code.RESOURCE_TIMEOUT: "hold"}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .plan import PART_STATE_PREFIX
+from .plan import AT_KEY, part_key, part_prefix
 from .reports import StepTiming
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,23 @@ class Interrupted:
     steps_done: dict[str, StepTiming] = field(default_factory=dict)
     cobot_q: dict[str, list[float]] = field(default_factory=dict)
     skill_state: dict[str, Any] = field(default_factory=dict)
+    in_progress: dict[int, dict[str, StepTiming]] = field(default_factory=dict)  # every part in flight
+    last_part: int = 0   # the highest part number the run has started
+
+    def station_of(self, part: int) -> str:
+        """The limited station (a fixture) a part in flight was left on ('' if none)."""
+        return str(self.skill_state.get(part_key(AT_KEY, part)) or "")
 
     def describe(self) -> str:
         """One line for the operator."""
-        if self.part is None:
+        if not self.in_progress:
             return f"run {self.run_id} of job '{self.job}': {self.parts_finished}/{self.parts_target} parts finished"
-        done = ", ".join(self.steps_done) or "no step"
-        return (f"run {self.run_id} of job '{self.job}': part {self.part} interrupted after {done} "
+        parts = []
+        for part, steps in sorted(self.in_progress.items()):
+            where = self.station_of(part)
+            parts.append(f"part {part} interrupted after {', '.join(steps) or 'no step'}"
+                         + (f" (on {where})" if where else ""))
+        return (f"run {self.run_id} of job '{self.job}': {'; '.join(parts)} "
                 f"({self.parts_finished}/{self.parts_target} parts finished)")
 
 
@@ -151,13 +161,14 @@ class Journal:
             db.execute("UPDATE runs SET status = 'abandoned', ended = ? WHERE status = 'open'", (time,))
             db.execute("INSERT INTO runs VALUES (?, ?, ?, 'open', ?, NULL)", (run_id, job, parts_target, time))
 
-    def part_started(self, run_id: str, part: int, time: float, prefix: str = PART_STATE_PREFIX) -> None:
-        """A part enters the ledger as in progress (idempotent when resuming it). A new part drops the skill state
-        of the part before it (keys starting with `prefix`): its progress must not be read as this part's."""
+    def part_started(self, run_id: str, part: int, time: float) -> None:
+        """A part enters the ledger as in progress (idempotent when resuming it). A new part starts without any
+        skill state of its own (keys `part.<n>.`)."""
+        prefix = part_prefix(part)
         with self._tx() as db:
             cur = db.execute("INSERT INTO ledger (run_id, part, status, started) VALUES (?, ?, 'in_progress', ?) "
                              "ON CONFLICT (run_id, part) DO NOTHING", (run_id, part, time))
-            if cur.rowcount == 1 and prefix:
+            if cur.rowcount == 1:
                 db.execute("DELETE FROM skill_state WHERE run_id = ? AND substr(key, 1, ?) = ?",
                            (run_id, len(prefix), prefix))
 
@@ -209,10 +220,14 @@ class Journal:
         """Close a part as done or scrap; False (nothing written) if it was already closed."""
         if status not in ("done", "scrap"):
             raise ValueError(f"part status must be done or scrap, got {status!r}")
+        prefix = part_prefix(part)
         with self._tx() as db:
             cur = db.execute("UPDATE ledger SET status = ?, ended = ?, reason = ? "
                              "WHERE run_id = ? AND part = ? AND status = 'in_progress'",
                              (status, time, reason, run_id, part))
+            if cur.rowcount == 1 and status == "done":  # a scrapped part's place stays recorded until removed
+                db.execute("DELETE FROM skill_state WHERE run_id = ? AND substr(key, 1, ?) = ?",
+                           (run_id, len(prefix), prefix))
             return cur.rowcount == 1
 
     def end_run(self, run_id: str, status: str, time: float) -> None:
@@ -249,21 +264,24 @@ class Journal:
                                   (run_id,)).fetchone()[0]
             scrapped = db.execute("SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status = 'scrap'",
                                   (run_id,)).fetchone()[0]
-            part_row = db.execute("SELECT part FROM ledger WHERE run_id = ? AND status = 'in_progress' "
-                                  "ORDER BY part LIMIT 1", (run_id,)).fetchone()
-            part = part_row[0] if part_row else None
-            steps = {}
-            if part is not None:
-                for step, skill, cobot, start, end in db.execute(
-                        'SELECT step, skill, cobot, "start", "end" FROM steps_done WHERE run_id = ? AND part = ? '
-                        'ORDER BY "end"', (run_id, part)):
-                    steps[step] = StepTiming(step=step, skill=skill, cobot=cobot, start=start, end=end)
+            parts = [r[0] for r in db.execute("SELECT part FROM ledger WHERE run_id = ? AND status = 'in_progress' "
+                                              "ORDER BY part", (run_id,))]
+            last = db.execute("SELECT MAX(part) FROM ledger WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
+            in_progress: dict[int, dict[str, StepTiming]] = {p: {} for p in parts}
+            for p, step, skill, cobot, start, end in db.execute(
+                    'SELECT part, step, skill, cobot, "start", "end" FROM steps_done WHERE run_id = ? ORDER BY "end"',
+                    (run_id,)):
+                if p in in_progress:
+                    in_progress[p][step] = StepTiming(step=step, skill=skill, cobot=cobot, start=start, end=end)
+            part = parts[0] if parts else None
+            steps = in_progress.get(part, {}) if part is not None else {}
             poses = {c: json.loads(q) for c, q in db.execute(
                 "SELECT cobot, q FROM cobot_pose WHERE run_id = ?", (run_id,))}
             state = {k: json.loads(v) for k, v in db.execute(
                 "SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))}
         return Interrupted(run_id=run_id, job=job, parts_target=target, parts_finished=finished, part=part,
-                           steps_done=steps, cobot_q=poses, skill_state=state, parts_scrapped=scrapped)
+                           steps_done=steps, cobot_q=poses, skill_state=state, parts_scrapped=scrapped,
+                           in_progress=in_progress, last_part=last)
 
     def ledger(self, run_id: str | None = None) -> list[tuple[str, int, str]]:
         """(run_id, part, status) rows, ordered by run start and part."""

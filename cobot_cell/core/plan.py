@@ -132,9 +132,49 @@ class SkillState(dict):
         return all(dict.get(self, k, MISSING) == v for k, v in reads.items())
 
 
-# Skill-state keys with this prefix belong to one part (e.g. the next weld seam) and are dropped when a fresh
-# part starts; other keys belong to the cell (e.g. the next pallet place) and carry over across parts and runs.
+# Skill-state keys with this prefix belong to one part (e.g. the next weld seam); other keys belong to the cell
+# (e.g. the next pallet place) and carry over across parts and runs. A skill reads and writes its part's keys as
+# `part.<key>`; the sequencer stores them as `part.<n>.<key>` (`part_key`), so parts in flight never share them.
 PART_STATE_PREFIX = "part."
+
+
+def part_key(key: str, part: int) -> str:
+    """Where a skill's `part.<key>` of part `part` is stored (other keys are the cell's and stay as they are)."""
+    return f"{PART_STATE_PREFIX}{part}.{key[len(PART_STATE_PREFIX):]}" if key.startswith(PART_STATE_PREFIX) else key
+
+
+AT_KEY = PART_STATE_PREFIX + "at"
+"""A part's skill-state key naming the limited station it is on ('' once lifted off)."""
+
+
+def route_key(group: Sequence[str]) -> str:
+    """A part's skill-state key naming which station of a group (`to: [a, b]`) it goes to."""
+    return f"{PART_STATE_PREFIX}to.{'+'.join(group)}"
+
+
+def part_prefix(part: int) -> str:
+    """The stored skill-state keys of one part start with this."""
+    return f"{PART_STATE_PREFIX}{part}."
+
+
+class PartView:
+    """One part's view of the skill state: `part.<key>` reads that part's own key, other keys the cell's."""
+
+    def __init__(self, state: dict[str, Any], part: int):
+        self.state = state
+        self.part = part
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.state.get(part_key(key, self.part), default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.state[part_key(key, self.part)]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and part_key(key, self.part) in self.state
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.state[part_key(key, self.part)] = value
 
 
 @dataclass(frozen=True)
@@ -152,7 +192,25 @@ class Checkpoint:
         return {self.key: self.value, **dict(self.more)}
 
 
-Segment = Union[Move, SetIo, Dwell, Confirm, Checkpoint]
+@dataclass(frozen=True)
+class Claim:
+    """Take a place on a station for the part before putting it down there: waits (the arm holding the part where
+    it is, a pose outside shared zones) until the station has a free slot. The part occupies the station from here
+    until a `Vacate` of it."""
+
+    station: str
+    label: str = "claim station"
+
+
+@dataclass(frozen=True)
+class Vacate:
+    """The part has been lifted off a station: its slot there is free for the next part."""
+
+    station: str
+    label: str = "vacate station"
+
+
+Segment = Union[Move, SetIo, Dwell, Confirm, Checkpoint, Claim, Vacate]
 
 
 @dataclass(frozen=True)

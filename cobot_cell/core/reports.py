@@ -16,6 +16,7 @@ class StepTiming:
     cobot: str
     start: float
     end: float
+    wait: float = 0.0   # clock seconds within the step spent waiting for a station or a zone
 
     @property
     def duration(self) -> float:
@@ -35,6 +36,7 @@ class CycleReport:
     end: float
     status: str = "done"
     steps: tuple[StepTiming, ...] = field(default_factory=tuple)
+    takt: float | None = None   # clock seconds since the run's previous part was finished (none for the first)
 
     @property
     def cycle_time(self) -> float:
@@ -54,6 +56,8 @@ class CycleReport:
             ("cycle_time", repr(self.cycle_time)),
             ("steps", ",".join(s.step for s in self.steps)),
         ]
+        if self.takt is not None:
+            kv.append(("takt", repr(self.takt)))
         for s in self.steps:
             kv += [
                 (f"step.{s.step}.skill", s.skill),
@@ -61,6 +65,8 @@ class CycleReport:
                 (f"step.{s.step}.start", repr(s.start)),
                 (f"step.{s.step}.end", repr(s.end)),
             ]
+            if s.wait:
+                kv.append((f"step.{s.step}.wait", repr(s.wait)))
         return kv
 
     @classmethod
@@ -91,6 +97,7 @@ class CycleReport:
                 cobot=get(f"step.{n}.cobot"),
                 start=num(f"step.{n}.start"),
                 end=num(f"step.{n}.end"),
+                wait=num(f"step.{n}.wait") if f"step.{n}.wait" in kv else 0.0,
             )
             for n in names
         )
@@ -103,4 +110,5 @@ class CycleReport:
             end=num("end"),
             status=status,
             steps=steps,
+            takt=num("takt") if "takt" in kv else None,
         )

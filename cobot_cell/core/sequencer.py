@@ -1,27 +1,44 @@
-"""Job sequencer: runs a job's step DAG for one part, one segment at a time per cobot.
+"""Job sequencer: runs a job's step DAG for several parts in flight, one segment at a time per cobot, with
+stations and shared zones as resources.
 
-Time is event time: each segment starts when the previous one finished (as the port reports it: a simulated
-move finishes exactly at its planned end), not when the sequencer got round to noticing, so recorded step and
-cycle times do not depend on how fast the host keeps up with a fast simulation. A step starts when the last
-step it depends on (or its cobot's previous step) ended; event times more than MAX_BACKDATE behind the clock
-(a host far behind the simulation) are replaced by the clock's time, and so is a step's event time after a
-pause, a retry or a resumed part.
+Scheduling rules (docs/architecture.md, "Parts in flight"):
+- A part's step is ready once the steps it comes `after` are done. A cobot runs one step at a time; among the
+  ready steps of a free cobot the oldest part's goes first (then file order), so a gripper that both unloads and
+  loads a fixture unloads before it loads.
+- Up to `max_parts` parts are in flight (started, not finished). `max_parts = 1` is one part at a time.
+- A station with a limited number of slots (a fixture) holds a part from its `Claim` (the arm about to put it down)
+  until its `Vacate` (lifted off). A step that puts a part down somewhere reserves its slot before it starts (before
+  it grips): it may start only if the station has a slot that is neither taken nor reserved, not counting parts
+  that another cobot will take away (the one it waits for at its Claim). A cobot never grips a part it cannot put
+  down, and never waits for a part it must move itself. A station group (`to: [a, b]`) takes the first station
+  with such a slot; the choice is stored in the part's skill state (`route_key`), and later steps follow the part.
+- A shared zone is held by at most one cobot: before a move, the cobot acquires every zone any of its links enters
+  during the move that it does not hold yet, all or none (whole-set acquisition, so a move never holds one zone
+  while waiting for another); after the move it keeps only the zones its final pose is in. A Claim that would be
+  waited for inside a zone is moved before the move into the zone, so nobody waits for a station inside a zone.
+  `cobot-cell validate` rejects cells where a cobot could still hold one resource while waiting for another in a
+  cycle (see `skills.resources`).
+- A wait longer than `timeout` clock seconds fails the step with RESOURCE_TIMEOUT naming the resource and holder.
 
-Steps on different cobots run in parallel once the steps they come `after` are done; a cobot runs one step at
-a time (file order among ready steps). The sequencer is driven by `update()`, called whenever something may
-have changed (a joint state, a service reply, a timer); it never blocks and reads time from the injected clock.
+Time is event time: each segment starts when the previous one finished (as the port reports it), not when the
+sequencer got round to noticing, so recorded step and cycle times do not depend on how fast the host keeps up.
+A step starts when the last of its constraints was met (its `after` steps, its cobot, the resource it waited for);
+event times more than MAX_BACKDATE behind the clock are replaced by the clock's time, and so is a step's event
+time after a pause, a retry or a resumed part. The sequencer is driven by `update()`, called whenever something
+may have changed; it never blocks and reads time from the injected clock.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from .config import Job, Step
-from .plan import PART_STATE_PREFIX, Checkpoint, Confirm, Dwell, Move, Segment, SetIo, SkillPlan, SkillState
+from .plan import (AT_KEY, Checkpoint, Claim, Confirm, Dwell, Move, PartView, Segment, SetIo, SkillPlan, SkillState,
+                   Vacate, part_key, part_prefix, route_key)
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 
@@ -30,6 +47,36 @@ log = logging.getLogger(__name__)
 MAX_BACKDATE = 30.0  # clock seconds: more lag than this means the host cannot keep up; use the clock
 StepPlanner = Callable[[Step, int, np.ndarray], SkillPlan]
 StepDone = Callable[[str, int, StepTiming, np.ndarray | None], None]
+INF = float("inf")
+
+
+class ZoneMap(Protocol):
+    """Which shared zones a cobot's links are in (forward kinematics; the skills layer provides it)."""
+
+    def during(self, cobot: str, move: Move) -> frozenset[str]:
+        """Zones any link of the arm enters along the move (its start and end included)."""
+
+    def at(self, cobot: str, q: np.ndarray) -> frozenset[str]:
+        """Zones any link of the arm is in at joint positions q."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """The stations a step takes its part from and puts it down on (a group: any one of them)."""
+
+    source: tuple[str, ...] = ()
+    dest: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the sequencer schedules besides cobots: limited stations (slots), step routes, zones, the WIP limit."""
+
+    slots: Mapping[str, int] = field(default_factory=dict)      # station -> parts it holds (limited ones only)
+    routes: Mapping[str, Route] = field(default_factory=dict)   # step name -> route
+    zones: ZoneMap | None = None
+    max_parts: int = 1
+    timeout: float = INF                                        # clock seconds a resource wait may last
 
 
 @dataclass(frozen=True)
@@ -42,11 +89,25 @@ class StepFailure:
     reason: str
     time: float
     code: str = ""
+    part: int = 0
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A cobot waiting for a resource (a station slot or a zone), in clock seconds."""
+
+    cobot: str
+    part: int
+    step: str
+    resource: str
+    start: float
+    end: float
 
 
 @dataclass
 class _Running:
     step: Step
+    part: int
     segments: tuple[Segment, ...]
     start: float
     start_q: np.ndarray
@@ -55,6 +116,8 @@ class _Running:
     dwell_until: float | None = None
     interrupted: bool = False
     t: float = 0.0   # event time at which the next segment starts
+    waiting: tuple[str, float] | None = None   # (resource, since) while a segment waits for it
+    waited: float = 0.0
 
 
 @dataclass
@@ -63,16 +126,14 @@ class PartProgress:
 
     part: int
     run_id: str
+    t0: float = -INF
     done: dict[str, StepTiming] = field(default_factory=dict)
     running: dict[str, _Running] = field(default_factory=dict)
-    # Memos of lookups that only change when a step finishes or starts (done only grows within a part).
-    ready: list[Step] = field(default_factory=list)
-    ready_for: int = -1
-    next_of: dict[str, tuple[tuple, tuple[int, Step] | None]] = field(default_factory=dict)
+    blocked: dict[str, tuple[str, float]] = field(default_factory=dict)  # ready step -> (resource, since)
 
 
 class JobSequencer:
-    """Sequences the steps of one job for one part at a time over a set of cobot ports."""
+    """Sequences the steps of one job for several parts in flight over a set of cobot ports."""
 
     def __init__(
         self,
@@ -86,6 +147,8 @@ class JobSequencer:
         on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
         on_step_done: StepDone | None = None,
         max_backdate: float | None = None,
+        resources: Resources | None = None,
+        on_wait: Callable[[Wait], None] | None = None,
     ):
         missing = sorted({s.cobot for s in job.steps} - set(ports))
         if missing:
@@ -96,26 +159,41 @@ class JobSequencer:
         self.ports = dict(ports)
         self.planner = planner
         self.clock = clock
+        self.res = resources or Resources()
         self._paused = False
-        self.progress: PartProgress | None = None
+        self.parts: dict[int, PartProgress] = {}
         self.failure: StepFailure | None = None
         self.expected_q: dict[str, np.ndarray] = {}
         self.skill_state: dict[str, Any] = skill_state if skill_state is not None else {}
         self.max_backdate = MAX_BACKDATE if max_backdate is None else max_backdate
         # Plans made ahead, while the cobot is still busy: (part, step) -> (start q, plan, state keys read).
-        self._plans: dict[tuple[int, str], tuple[np.ndarray, SkillPlan, dict[str, Any]]] = {}
+        self._plans: dict[tuple[int, str], tuple[np.ndarray, SkillPlan | None, dict[str, Any]]] = {}
         self._cobot_free: dict[str, float] = {}   # event time each cobot's last step ended
-        self._part_t = -float("inf")
-        self._not_before = -float("inf")
+        self._slot_t = -INF                        # event time a part last finished (a WIP slot opened)
+        self._last_end: float | None = None        # end of the last part finished (for the takt)
+        self._not_before = -INF
         self.on_checkpoint = on_checkpoint
         self.on_step_done = on_step_done
+        self.on_wait = on_wait
         self._index = {s.name: i for i, s in enumerate(job.steps)}
-        self._dependents: dict[str, list[Step]] = {}
+        # resources: who holds what
+        self.occupancy: dict[str, list[int]] = {s: [] for s in self.res.slots}   # station -> parts on it
+        self.reserved: dict[str, list[int]] = {s: [] for s in self.res.slots}    # station -> parts on their way
+        self.zone_holder: dict[str, str] = {}                                    # zone -> cobot
+        self.held: dict[str, frozenset[str]] = {c: frozenset() for c in self.ports}
+        self.blocked_cobots: set[str] = set()  # cobots that may not start a step now (the controller says why)
+        self._released: dict[str, float] = {}     # resource -> event time it was last released
+        self._removers: dict[str, set[str]] = {}  # station -> cobots of the steps that take parts from it
         for s in job.steps:
-            for dep in s.after:
-                self._dependents.setdefault(dep, []).append(s)
+            for st in self.res.routes.get(s.name, Route()).source:
+                self._removers.setdefault(st, set()).add(s.cobot)
 
     # ------------------------------------------------------------------ state
+    @property
+    def progress(self) -> PartProgress | None:
+        """The oldest part under way."""
+        return self.parts[min(self.parts)] if self.parts else None
+
     @property
     def paused(self) -> bool:
         """No new segment is dispatched (hold, suspend); segments in flight finish."""
@@ -123,11 +201,13 @@ class JobSequencer:
 
     @paused.setter
     def paused(self, value: bool) -> None:
-        if self._paused and not value and self.progress is not None:
+        if self._paused and not value:
             now = self.clock.now()
-            for run in self.progress.running.values():
+            for run in self.runs():
                 if run.pending is None and run.dwell_until is None:
                     run.t = max(run.t, now)   # the next segment starts now, not when the last one ended
+                if run.waiting is not None:
+                    run.waiting = (run.waiting[0], max(run.waiting[1], now))
             self._cobot_free = {c: max(t, now) for c, t in self._cobot_free.items()}
             self._not_before = now   # steps that became ready during the pause start now
         self._paused = value
@@ -135,60 +215,129 @@ class JobSequencer:
     @property
     def active(self) -> bool:
         """A part is under way."""
-        return self.progress is not None
+        return bool(self.parts)
 
     @property
     def in_flight(self) -> bool:
         """Some segment has been dispatched and has not finished."""
-        if self.progress is None:
-            return False
-        return any(
-            (r.pending is not None and not r.pending.done) or r.dwell_until is not None
-            for r in self.progress.running.values()
-        )
+        return any((r.pending is not None and not r.pending.done) or r.dwell_until is not None for r in self.runs())
+
+    def runs(self) -> list[_Running]:
+        """Every running step, oldest part first."""
+        return [r for p in sorted(self.parts) for r in self.parts[p].running.values()]
 
     def busy_cobots(self) -> set[str]:
         """Cobots running a step now."""
-        if self.progress is None:
-            return set()
-        return {r.step.cobot for r in self.progress.running.values()}
+        return {r.step.cobot for r in self.runs()}
+
+    def can_start_part(self) -> bool:
+        """Another part may be started (the work-in-process limit is not reached)."""
+        return len(self.parts) < max(1, self.res.max_parts)
+
+    def holders(self) -> dict[str, str]:
+        """Who holds each resource now: station -> 'part n, part m', zone -> cobot (for displays and faults)."""
+        out = {s: ", ".join(f"part {p}" for p in parts) for s, parts in self.occupancy.items() if parts}
+        out.update(self.zone_holder)
+        return out
+
+    def waiting(self) -> dict[str, tuple[int, str, str]]:
+        """Cobots waiting for a resource now: cobot -> (part, step, resource)."""
+        out = {r.step.cobot: (r.part, r.step.name, r.waiting[0]) for r in self.runs() if r.waiting is not None}
+        return out
+
+    def blocked(self) -> list[tuple[int, str, str]]:
+        """Ready steps that cannot start for a resource: (part, step, resource)."""
+        return [(p, s, res) for p in sorted(self.parts) for s, (res, _) in self.parts[p].blocked.items()]
 
     # ------------------------------------------------------------------ commands
     def start_part(self, part: int, run_id: str, done: Mapping[str, StepTiming] | None = None,
                    resume: bool = False) -> None:
         """Begin a part (or resume it with the steps already done, its skill state kept: it may have got part-way
         through a step); steps are dispatched on the next update."""
-        if self.progress is not None:
-            raise RuntimeError(f"part {self.progress.part} is still under way")
+        if part in self.parts:
+            raise RuntimeError(f"part {part} is already under way")
+        if not (resume or done) and not self.can_start_part():
+            raise RuntimeError(f"{len(self.parts)} part(s) already in flight, the most this cell allows")
         self.failure = None
         resume = resume or bool(done)
-        if not resume:  # a fresh part: no skill state of the previous part carries over (e.g. weld progress)
-            for key in [k for k in self.skill_state if k.startswith(PART_STATE_PREFIX)]:
-                del self.skill_state[key]
-        self.progress = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
-        self._part_t = self._event_time(max([self._part_t, *self._cobot_free.values()]))
+        if not resume:  # a fresh part: no skill state left from an earlier part of this number
+            self._drop_part_state(part)
+        prog = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
+        prog.t0 = self._event_time(self._slot_t)
         if resume:  # a resumed part: its earlier steps ended in another session
-            self._part_t = self.clock.now()
-            self._not_before = self._part_t
-        log.debug("part %d of run %s started (%d steps already done)", part, run_id, len(self.progress.done))
+            prog.t0 = self._not_before = self.clock.now()
+        self.parts[part] = prog
+        log.debug("part %d of run %s started (%d steps already done)", part, run_id, len(prog.done))
 
-    def abandon(self) -> PartProgress | None:
-        """Stop every cobot now and drop the part under way; returns what it had done."""
-        for port in self.ports.values():
-            port.stop()
-        progress, self.progress = self.progress, None
-        self.expected_q.clear()
-        self._cobot_free.clear()
-        self._plans.clear()
-        self._part_t = self._not_before = self.clock.now()
-        self.failure = None
-        return progress
+    def restore_station(self, station: str, part: int) -> None:
+        """A resumed part is on `station` (from the journal, confirmed by sensing or the operator)."""
+        if station in self.occupancy and part not in self.occupancy[station]:
+            self.occupancy[station].append(part)
+
+    def _drop_part_state(self, part: int) -> None:
+        prefix = part_prefix(part)
+        for key in [k for k in self.skill_state if k.startswith(prefix)]:
+            del self.skill_state[key]
+
+    def abandon(self, part: int | None = None) -> PartProgress | None:
+        """Drop a part (default: every part, and stop every cobot); the cobots running its steps stop now. Returns
+        what the part had done (the oldest part's when dropping all). Its station places stay taken (a scrapped
+        part is still there until removed; see `remove_part`)."""
+        if part is None:
+            for port in self.ports.values():
+                port.stop()
+            progress = self.progress
+            for p in list(self.parts):
+                self._release_part(p)
+            self.parts.clear()
+            self.expected_q.clear()
+            self._cobot_free.clear()
+            self._plans.clear()
+            self._not_before = self.clock.now()
+            self.failure = None
+            return progress
+        prog = self.parts.pop(part, None)
+        if prog is None:
+            return None
+        for run in prog.running.values():
+            self.ports[run.step.cobot].stop()
+            self._cobot_free[run.step.cobot] = self.clock.now()
+            self.expected_q.pop(run.step.cobot, None)
+        self._release_part(part, keep_stations=True)
+        self._plans = {k: v for k, v in self._plans.items() if k[0] != part}
+        if self.failure is not None and self.failure.part == part:
+            self.failure = None
+        return prog
+
+    def _release_part(self, part: int, keep_stations: bool = False) -> None:
+        """A part's reservations end; without keep_stations, its station places are given up too."""
+        now = self.clock.now()
+        for station, parts in self.reserved.items():
+            if part in parts:
+                parts.remove(part)
+                self._released[station] = now
+        if not keep_stations:
+            for station, parts in self.occupancy.items():
+                if part in parts:
+                    parts.remove(part)
+                    self._released[station] = now
+
+    def remove_part(self, station: str) -> list[int]:
+        """The operator (or a part-present sensor) says the station is empty: parts no longer under way that still
+        hold a place there (scrapped ones) give it up. Returns those parts."""
+        if station not in self.occupancy:
+            raise ValueError(f"station '{station}' holds no parts the cell tracks")
+        gone = [p for p in self.occupancy[station] if p not in self.parts]
+        for p in gone:
+            self.occupancy[station].remove(p)
+            self._released[station] = self.clock.now()
+        return gone
 
     def interrupt(self, only_process: bool = False) -> list[str]:
-        """Stop cobots now, keeping the part: the running steps stopped will be redone from a safe point, process
+        """Stop cobots now, keeping the parts: the running steps stopped will be redone from a safe point, process
         work (a seam) resuming where it stopped. `only_process`: only the steps doing process work now (the arc on);
         the others finish the segment they are in."""
-        runs = list(self.progress.running.values()) if self.progress is not None else []
+        runs = self.runs()
         if only_process:
             runs = [r for r in runs if not r.interrupted and self.in_process(r)]
         else:
@@ -201,15 +350,18 @@ class JobSequencer:
         for run in runs:
             if not run.interrupted:
                 self._record_process(run)
+            self._end_wait(run, self.clock.now())
             run.pending, run.dwell_until, run.interrupted = None, None, True
             names.append(run.step.name)
         return names
 
-    def _checkpoint(self, updates: dict[str, Any]) -> None:
-        """Record skill state; the callback commits it before the next segment is dispatched."""
-        self.skill_state.update(updates)
+    def _checkpoint(self, part: int, updates: dict[str, Any]) -> None:
+        """Record skill state of a part (keys `part.*` become that part's); the callback commits it before the next
+        segment is dispatched."""
+        stored = {part_key(k, part): v for k, v in updates.items()}
+        self.skill_state.update(stored)
         if self.on_checkpoint:
-            self.on_checkpoint(updates)
+            self.on_checkpoint(stored)
 
     @staticmethod
     def in_process(run: _Running) -> bool:
@@ -242,159 +394,233 @@ class JobSequencer:
                     record = (span.key, span.record(span.start))
                 break
         if record is not None:
-            self._checkpoint({record[0]: record[1]})
-            log.info("part %s: step %s stopped during process work: %s = %s",
-                     self.progress.part if self.progress else "?", run.step.name, record[0], record[1])
+            self._checkpoint(run.part, {record[0]: record[1]})
+            log.info("part %d: step %s stopped during process work: %s = %s", run.part, run.step.name, record[0],
+                     record[1])
 
-    def interrupted_steps(self) -> list[Step]:
-        """Running steps stopped by interrupt() or a failure, waiting to be redone."""
-        if self.progress is None:
-            return []
-        failed = self.failure.step if self.failure else None
-        return [r.step for r in self.progress.running.values() if r.interrupted or r.step.name == failed]
+    def interrupted_steps(self) -> list[tuple[int, Step]]:
+        """Running steps stopped by interrupt() or a failure, waiting to be redone: (part, step)."""
+        failed = (self.failure.part, self.failure.step) if self.failure else None
+        return [(r.part, r.step) for r in self.runs() if r.interrupted or (r.part, r.step.name) == failed]
 
-    def step_start_q(self, name: str) -> np.ndarray:
+    def step_start_q(self, name: str, part: int | None = None) -> np.ndarray:
         """Where the cobot was when a running step started (its safe point)."""
-        assert self.progress is not None
-        return self.progress.running[name].start_q
+        return self._run(name, part).start_q
 
-    def restart_step(self, name: str, recovery: Sequence[Segment]) -> None:
-        """Redo a running step from its start: the recovery segments (retract, return), then a fresh plan."""
-        prog = self.progress
+    def _run(self, name: str, part: int | None) -> _Running:
+        prog = self.parts[part] if part is not None else self.progress
         assert prog is not None
-        run = prog.running[name]
+        return prog.running[name]
+
+    def restart_step(self, name: str, recovery: Sequence[Segment], part: int | None = None) -> None:
+        """Redo a running step from its start: the recovery segments (retract, return), then a fresh plan."""
+        run = self._run(name, part)
         t = self.clock.now()
-        if self.failure is not None and self.failure.step == name:
+        if self.failure is not None and (self.failure.part, self.failure.step) == (run.part, name):
             t = self._event_time(self.failure.time)  # the retry starts when the failure happened
             self.failure = None
         try:
-            plan = self.planner(run.step, prog.part, run.start_q)
+            plan = self._fresh_plan(run.step, run.part, run.start_q)
         except Exception as exc:  # noqa: BLE001 - any skill error becomes a step failure
-            self._fail(run.step, f"cannot plan: {exc}", "SKILL_ERROR")
+            self._fail(run, f"cannot plan: {exc}", "SKILL_ERROR")
             return
         run.segments = tuple(recovery) + tuple(plan.segments)
-        run.index, run.pending, run.dwell_until, run.interrupted = 0, None, None, False
+        run.index, run.pending, run.dwell_until, run.interrupted, run.waiting = 0, None, None, False, None
         self.expected_q[run.step.cobot] = np.asarray(plan.end_q, dtype=float)
         run.t = t
-        log.info("part %d: step %s restarted (%d recovery segments)", prog.part, name, len(recovery))
+        log.info("part %d: step %s restarted (%d recovery segments)", run.part, name, len(recovery))
 
-    def update(self) -> CycleReport | None:
-        """Advance the part; returns its report when its last step finishes."""
-        prog = self.progress
-        if prog is None or self.failure is not None:
-            return None
-        for name in list(prog.running):
-            self._advance(prog, prog.running[name])
+    def update(self) -> list[CycleReport]:
+        """Advance every part; returns the reports of the parts whose last step finished."""
+        reports: list[CycleReport] = []
+        if self.failure is not None:
+            return reports
+        for run in self.runs():
+            if run.part in self.parts and run.step.name in self.parts[run.part].running:
+                self._advance(run)
             if self.failure is not None:
-                return None
+                return reports
         if not self.paused:
-            self._start_ready_steps(prog)
+            self._start_ready_steps()
             if self.failure is not None:
-                return None
-        if not prog.running and len(prog.done) == len(self.job.steps):
-            return self._finish(prog)
-        return None
+                return reports
+        for part in sorted(self.parts):
+            prog = self.parts[part]
+            if not prog.running and len(prog.done) == len(self.job.steps):
+                reports.append(self._finish(prog))
+        return reports
+
+    def next_event(self) -> float | None:
+        """The earliest clock time something is due here by itself (a dwell ending, a wait timing out)."""
+        times = [r.dwell_until for r in self.runs() if r.dwell_until is not None]
+        if self.res.timeout < INF:
+            times += [r.waiting[1] + self.res.timeout for r in self.runs() if r.waiting is not None]
+            times += [since + self.res.timeout for p in self.parts.values() for _, since in p.blocked.values()]
+        return min(times) if times else None
 
     # ------------------------------------------------------------------ internals
     def _ready(self, prog: PartProgress) -> list[Step]:
-        """Steps not done whose `after` steps are all done, in file order; updated from the steps that finished
-        since the last call (only their dependents can have become ready), so a step boundary costs O(1)."""
-        done = prog.done
-        if prog.ready_for < 0:
-            prog.ready = [s for s in self.job.steps if s.name not in done and all(d in done for d in s.after)]
-        elif prog.ready_for != len(done):
-            names = {s.name for s in prog.ready}
-            for finished in list(done)[prog.ready_for:]:
-                for s in self._dependents.get(finished, ()):
-                    if s.name not in done and s.name not in names and all(d in done for d in s.after):
-                        prog.ready.append(s)
-                        names.add(s.name)
-            prog.ready = sorted((s for s in prog.ready if s.name not in done), key=lambda s: self._index[s.name])
-        prog.ready_for = len(done)
-        return prog.ready
+        """Steps of a part not done nor running whose `after` steps are all done, in file order."""
+        done, running = prog.done, prog.running
+        return [s for s in self.job.steps
+                if s.name not in done and s.name not in running and all(d in done for d in s.after)]
 
-    def _start_ready_steps(self, prog: PartProgress) -> None:
+    def _start_ready_steps(self) -> None:
         started = True
-        while started:
+        while started and self.failure is None:
             started = False
-            busy = self.busy_cobots()
-            for step in self._ready(prog):
-                if step.name in prog.running or step.cobot in busy:
-                    continue
-                self._start_step(prog, step)
-                if self.failure is not None:
-                    return
-                started = True
-                break
+            busy = self.busy_cobots() | self.blocked_cobots
+            for part in sorted(self.parts):
+                prog = self.parts[part]
+                for step in self._ready(prog):
+                    if step.cobot in busy:
+                        continue
+                    dest = self._destination(step, part)
+                    if dest is None:
+                        self._note_blocked(prog, step)
+                        continue
+                    self._start_step(prog, step, dest)
+                    started = True
+                    break
+                if started:
+                    break
+
+    def _note_blocked(self, prog: PartProgress, step: Step) -> None:
+        group = self.res.routes[step.name].dest
+        resource = group[0] if len(group) == 1 else "|".join(group)
+        since = prog.blocked.setdefault(step.name, (resource, self.clock.now()))[1]
+        if self.clock.now() - since > self.res.timeout:
+            holders = "; ".join(f"{s}: {self._holder_of(s)}" for s in group)
+            self._fail_step(step, prog.part, f"no free place on {resource} for {self.clock.now() - since:.1f} s "
+                            f"({holders})", "RESOURCE_TIMEOUT")
+
+    def _holder_of(self, resource: str) -> str:
+        if resource in self.occupancy:
+            taken = [f"part {p}" + ("" if p in self.parts else " (scrapped, to be removed)")
+                     for p in self.occupancy[resource]]
+            taken += [f"part {p} (on its way)" for p in self.reserved[resource]]
+            return "held by " + ", ".join(taken) if taken else "free"
+        holder = self.zone_holder.get(resource)
+        return f"held by cobot '{holder}'" if holder else "free"
+
+    def _limited(self, group: Sequence[str]) -> tuple[str, ...]:
+        return tuple(s for s in group if s in self.res.slots)
+
+    def _destination(self, step: Step, part: int) -> str | None:
+        """The station the step will put the part on ('' when it is not a limited station), reserving its slot;
+        None when no station of its group may be reserved now."""
+        route = self.res.routes.get(step.name)
+        group = self._limited(route.dest) if route is not None else ()
+        if not group:
+            return ""
+        chosen = self.skill_state.get(part_key(route_key(group), part)) if len(group) > 1 else group[0]
+        for station in ([chosen] if chosen in group and part in self.reserved[chosen] else group):
+            if part in self.reserved[station] or part in self.occupancy[station]:
+                return station   # reserved already (a resumed or restarted step)
+            # places that will not come free for this cobot: reserved ones, scrapped parts not yet removed, and
+            # parts this cobot must take away itself (it cannot wait for itself)
+            stuck = [p for p in self.occupancy[station]
+                     if p not in self.parts or step.cobot in self._removers.get(station, ())]
+            if len(self.reserved[station]) + len(stuck) < self.res.slots[station]:
+                return station
+        return None
 
     def _event_time(self, t: float) -> float:
         now = self.clock.now()
         return t if now - self.max_backdate <= t <= now else now
 
-    def _start_step(self, prog: PartProgress, step: Step) -> None:
-        ready = [self._part_t, self._not_before, self._cobot_free.get(step.cobot, -float("inf"))]
+    def _start_step(self, prog: PartProgress, step: Step, dest: str) -> None:
+        ready = [prog.t0, self._not_before, self._cobot_free.get(step.cobot, -INF)]
         ready += [prog.done[d].end for d in step.after]
+        blocked = prog.blocked.pop(step.name, None)
+        if blocked is not None and dest:
+            ready.append(self._released.get(dest, -INF))
         now = self._event_time(max(ready))
+        if dest:
+            if prog.part not in self.reserved[dest] and prog.part not in self.occupancy[dest]:
+                self.reserved[dest].append(prog.part)
+            group = self._limited(self.res.routes[step.name].dest)
+            if len(group) > 1 and self.skill_state.get(part_key(route_key(group), prog.part)) != dest:
+                self._checkpoint(prog.part, {route_key(group): dest})
         start_q = self.expected_q.get(step.cobot)
         if start_q is None:
             start_q = self.ports[step.cobot].joint_positions()
         if start_q is None:
-            self._fail(step, f"no joint state from cobot '{step.cobot}'")
+            self._fail_step(step, prog.part, f"no joint state from cobot '{step.cobot}'")
             return
         start_q = np.asarray(start_q, dtype=float)
+        run = _Running(step=step, part=prog.part, segments=(), start=now, start_q=start_q, t=now)
+        prog.running[step.name] = run
         try:
             plan = self._plan(step, prog.part, start_q)
         except Exception as exc:  # noqa: BLE001 - any skill error becomes a step failure
-            self._fail(step, f"cannot plan: {exc}", "SKILL_ERROR")
+            self._fail(run, f"cannot plan: {exc}", "SKILL_ERROR")
             return
         self.expected_q[step.cobot] = np.asarray(plan.end_q, dtype=float)
-        run = _Running(step=step, segments=plan.segments, start=now, start_q=start_q, t=now)
-        prog.running[step.name] = run
+        run.segments = plan.segments
+        if blocked is not None:
+            self._wait_done(run, blocked[0], blocked[1], now)
         log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot,
                   len(plan.segments))
-        self._advance(prog, run)
+        self._advance(run)
+
+    def _fresh_plan(self, step: Step, part: int, start_q: np.ndarray) -> SkillPlan:
+        return self._zoned(step.cobot, self.planner(step, part, start_q))
 
     def _plan(self, step: Step, part: int, start_q: np.ndarray) -> SkillPlan:
         """The plan made ahead for this step, if it still holds; else plan now."""
         cached = self._plans.pop((part, step.name), None)
         if cached is not None:
             q0, plan, reads = cached
-            if np.allclose(q0, start_q, rtol=0.0, atol=1e-9) and isinstance(self.skill_state, SkillState) \
-                    and self.skill_state.unchanged(reads):
+            if plan is not None and np.allclose(q0, start_q, rtol=0.0, atol=1e-9) and \
+                    isinstance(self.skill_state, SkillState) and self.skill_state.unchanged(reads):
                 return plan
-        return self.planner(step, part, start_q)
+        return self._fresh_plan(step, part, start_q)
 
-    def _next_step_of(self, cobot: str, prog: PartProgress) -> tuple[int, Step] | None:
-        key = (len(prog.done), tuple(prog.running))
-        memo = prog.next_of.get(cobot)
-        if memo is None or memo[0] != key:
-            memo = prog.next_of[cobot] = (key, self._find_next_step_of(cobot, prog))
-        return memo[1]
+    def _zoned(self, cobot: str, plan: SkillPlan) -> SkillPlan:
+        """Move each Claim that would be waited for inside a zone to before the move into that zone (not above a
+        grip or a Vacate: the part must be held and off its station first)."""
+        zones = self.res.zones
+        if zones is None or not any(isinstance(s, Claim) for s in plan.segments):
+            return plan
+        segs = list(plan.segments)
+        for k in [i for i, s in enumerate(segs) if isinstance(s, Claim)]:
+            claim = segs[k]
+            j = k
+            while j > 0 and isinstance(segs[j - 1], Move) and zones.at(cobot, segs[j - 1].trajectory.final):
+                j -= 1
+            if j < k:
+                del segs[k]
+                segs.insert(j, claim)
+        return SkillPlan(tuple(segs), plan.end_q)
 
-    def _find_next_step_of(self, cobot: str, prog: PartProgress) -> tuple[int, Step] | None:
-        for step in self.job.steps:
-            if step.cobot == cobot and step.name not in prog.done and step.name not in prog.running:
-                return prog.part, step
-        for step in self.job.steps:  # the cobot is done with this part: its first step of the next one
-            if step.cobot == cobot:
-                return prog.part + 1, step
-        return None
+    def _next_steps(self) -> list[tuple[int, Step]]:
+        """For each cobot: its next step (of the oldest part that has one not started, else of the next part)."""
+        out: dict[str, tuple[int, Step]] = {}
+        for part in sorted(self.parts):
+            prog = self.parts[part]
+            for step in self.job.steps:
+                if step.cobot not in out and step.name not in prog.done and step.name not in prog.running:
+                    out[step.cobot] = (part, step)
+        nxt = max(self.parts) + 1 if self.parts else None
+        if nxt is not None:
+            for step in self.job.steps:
+                out.setdefault(step.cobot, (nxt, step))
+        return list(out.values())
 
     def preplan(self) -> bool:
         """Plan one cobot's next step ahead while it is busy (at most one plan per call); True if it did."""
-        prog = self.progress
-        if prog is None or self.failure is not None or not isinstance(self.skill_state, SkillState):
+        if not self.parts or self.failure is not None or not isinstance(self.skill_state, SkillState):
             return False
-        for cobot, q in self.expected_q.items():
-            target = self._next_step_of(cobot, prog)
-            if target is None or (target[0], target[1].name) in self._plans:
+        for part, step in self._next_steps():
+            q = self.expected_q.get(step.cobot)
+            if q is None or (part, step.name) in self._plans:
                 continue
-            part, step = target
             try:
                 with self.skill_state.recording() as reads:
-                    plan = self.planner(step, part, q)
+                    plan = self._fresh_plan(step, part, q)
             except Exception:  # noqa: BLE001 - planned again, and reported, when the step starts
-                self._plans[(part, step.name)] = (np.full_like(q, np.nan), None, {})  # type: ignore[arg-type]
+                self._plans[(part, step.name)] = (q.copy(), None, {})
                 continue
             self._plans[(part, step.name)] = (q.copy(), plan, dict(reads))
             port = self.ports[step.cobot]
@@ -404,7 +630,7 @@ class JobSequencer:
             return True
         return False
 
-    def _advance(self, prog: PartProgress, run: _Running) -> None:
+    def _advance(self, run: _Running) -> None:
         port = self.ports[run.step.cobot]
         if run.interrupted:
             return
@@ -419,11 +645,13 @@ class JobSequencer:
                              run.pending.error)
                 elif run.pending.error:
                     self._record_process(run)
-                    self._fail(run.step, run.pending.error, run.pending.code, run.pending.finished_at)
+                    self._fail(run, run.pending.error, run.pending.code, run.pending.finished_at)
                     return
                 run.t = self._event_time(run.pending.finished_at if run.pending.finished_at is not None
                                          else self.clock.now())
                 run.pending = None
+                if isinstance(seg, Move):
+                    self._moved(run, seg)
                 run.index += 1
             if run.dwell_until is not None:
                 if self.clock.now() < run.dwell_until - 1e-9:
@@ -432,12 +660,14 @@ class JobSequencer:
                 run.dwell_until = None
                 run.index += 1
             if run.index >= len(run.segments):
-                self._step_done(prog, run)
+                self._step_done(run)
                 return
             if self.paused:
                 return
             seg = run.segments[run.index]
             if isinstance(seg, Move):
+                if not self._acquire_zones(run, seg):
+                    return
                 run.pending = port.move(seg.trajectory, start=run.t)
             elif isinstance(seg, SetIo):
                 run.pending = port.set_io(seg.io, seg.value, start=run.t)
@@ -446,39 +676,161 @@ class JobSequencer:
             elif isinstance(seg, Confirm):
                 run.pending = port.confirm(seg.io, seg.expected, seg.timeout, seg.code, start=run.t)
             elif isinstance(seg, Checkpoint):
-                self._checkpoint(seg.updates())
+                self._checkpoint(run.part, seg.updates())
+                run.index += 1
+            elif isinstance(seg, Claim):
+                if not self._claim(run, seg.station):
+                    return
+                run.index += 1
+            elif isinstance(seg, Vacate):
+                self._vacate(run, seg.station)
                 run.index += 1
             else:  # pragma: no cover - the Segment union is closed
                 raise TypeError(f"unknown segment {seg!r}")
 
-    def _step_done(self, prog: PartProgress, run: _Running) -> None:
+    # ------------------------------------------------------------------ resources
+    def _wait(self, run: _Running, resource: str) -> bool:
+        """The run waits for `resource`; fails it after the timeout. Returns False (not acquired)."""
+        now = self.clock.now()
+        if run.waiting is None or run.waiting[0] != resource:
+            self._end_wait(run, now)
+            run.waiting = (resource, run.t)
+            log.debug("part %d: step %s on %s waits for %s (%s)", run.part, run.step.name, run.step.cobot, resource,
+                      self._holder_of(resource))
+        elif now - run.waiting[1] > self.res.timeout:
+            self._fail(run, f"waited {now - run.waiting[1]:.1f} s for {resource} ({self._holder_of(resource)})",
+                       "RESOURCE_TIMEOUT")
+        return False
+
+    def _got(self, run: _Running, resource: str) -> None:
+        """The run has the resource it may have waited for: its next segment starts when the resource was freed."""
+        if run.waiting is not None:
+            since = run.waiting[1]
+            run.t = self._event_time(max(run.t, self._released.get(resource, -INF)))
+            self._wait_done(run, resource, since, run.t)
+            run.waiting = None
+
+    def _end_wait(self, run: _Running, at: float) -> None:
+        if run.waiting is not None:
+            self._wait_done(run, run.waiting[0], run.waiting[1], at)
+            run.waiting = None
+
+    def _wait_done(self, run: _Running, resource: str, since: float, end: float) -> None:
+        if end > since:
+            run.waited += end - since
+            if self.on_wait:
+                self.on_wait(Wait(run.step.cobot, run.part, run.step.name, resource, since, end))
+
+    def _claim(self, run: _Running, station: str) -> bool:
+        if station not in self.occupancy:
+            return True
+        parts = self.occupancy[station]
+        if run.part in parts:
+            self._got(run, station)
+            return True
+        if len(parts) >= self.res.slots[station]:
+            return self._wait(run, station)
+        parts.append(run.part)
+        if run.part in self.reserved[station]:
+            self.reserved[station].remove(run.part)
+        self._got(run, station)
+        self._checkpoint(run.part, {AT_KEY: station})
+        return True
+
+    def _vacate(self, run: _Running, station: str) -> None:
+        if station in self.occupancy and run.part in self.occupancy[station]:
+            self.occupancy[station].remove(run.part)
+            self._released[station] = run.t
+        if self.skill_state.get(part_key(AT_KEY, run.part)) == station:
+            self._checkpoint(run.part, {AT_KEY: ""})
+
+    def _acquire_zones(self, run: _Running, seg: Move) -> bool:
+        zones = self.res.zones
+        if zones is None:
+            return True
+        cobot = run.step.cobot
+        need = zones.during(cobot, seg) - self.held[cobot]
+        taken = sorted(z for z in need if self.zone_holder.get(z, cobot) != cobot)
+        if taken:
+            return self._wait(run, taken[0])
+        for z in need:
+            self.zone_holder[z] = cobot
+        self.held[cobot] = self.held[cobot] | need
+        if run.waiting is not None:
+            self._got(run, run.waiting[0])
+        return True
+
+    def _moved(self, run: _Running, seg: Move) -> None:
+        zones = self.res.zones
+        if zones is None:
+            return
+        cobot = run.step.cobot
+        keep = zones.at(cobot, seg.trajectory.final)
+        for z in self.held[cobot] - keep:
+            if self.zone_holder.get(z) == cobot:
+                del self.zone_holder[z]
+                self._released[z] = run.t
+        self.held[cobot] = self.held[cobot] & keep
+
+    def rezone(self) -> None:
+        """Zones held from where the arms are now (after stopping or abandoning parts mid-move)."""
+        zones = self.res.zones
+        if zones is None:
+            return
+        for cobot, port in self.ports.items():
+            q = port.joint_positions()
+            if q is None:
+                continue
+            keep = zones.at(cobot, np.asarray(q, dtype=float))
+            for z in self.held[cobot] - keep:
+                if self.zone_holder.get(z) == cobot:
+                    del self.zone_holder[z]
+            for z in keep:
+                self.zone_holder.setdefault(z, cobot)
+            self.held[cobot] = frozenset(z for z in keep if self.zone_holder.get(z) == cobot)
+
+    # ------------------------------------------------------------------ step and part ends
+    def _step_done(self, run: _Running) -> None:
         now = run.t
         s = run.step
+        prog = self.parts[run.part]
         self._cobot_free[s.cobot] = now
-        timing = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now)
+        timing = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now, wait=run.waited)
         prog.done[s.name] = timing
         del prog.running[s.name]
         if self.on_step_done:
             self.on_step_done(prog.run_id, prog.part, timing, self.expected_q.get(s.cobot))
         log.debug("part %d: step %s done in %.3f s", prog.part, s.name, now - run.start)
 
-    def _fail(self, step: Step, reason: str, code: str = "", at: float | None = None) -> None:
+    def _fail(self, run: _Running, reason: str, code: str = "", at: float | None = None) -> None:
+        self._end_wait(run, self.clock.now())
+        self._fail_step(run.step, run.part, reason, code, at)
+
+    def _fail_step(self, step: Step, part: int, reason: str, code: str = "", at: float | None = None) -> None:
         self.failure = StepFailure(step=step.name, cobot=step.cobot, skill=step.skill, reason=reason,
-                                   time=self._event_time(at) if at is not None else self.clock.now(), code=code)
-        log.warning("step %s on %s failed: %s", step.name, step.cobot, reason)
+                                   time=self._event_time(at) if at is not None else self.clock.now(), code=code,
+                                   part=part)
+        log.warning("part %d: step %s on %s failed: %s", part, step.name, step.cobot, reason)
 
     def _finish(self, prog: PartProgress) -> CycleReport:
         report = self.report(prog, "done")
-        self.progress = None
+        del self.parts[prog.part]
+        self._release_part(prog.part)
+        self._drop_part_state(prog.part)
+        self._slot_t = report.end
         return report
 
     def report(self, prog: PartProgress, status: str) -> CycleReport:
-        """The cycle report of a part from the steps it has done (scrap: maybe none)."""
-        order = {s.name: i for i, s in enumerate(self.job.steps)}
+        """The cycle report of a part from the steps it has done (scrap: maybe none); `takt` is the time since
+        the part finished before it (none for the first)."""
+        order = self._index
         steps = tuple(sorted(prog.done.values(), key=lambda t: (t.start, order[t.step])))
         now = self.clock.now()
+        end = max((t.end for t in steps), default=now)
+        takt = None if self._last_end is None or status != "done" else end - self._last_end
+        if status == "done":
+            self._last_end = end
         return CycleReport(
             cell=self.cell, job=self.job_name, run_id=prog.run_id, part=prog.part,
-            start=min((t.start for t in steps), default=now), end=max((t.end for t in steps), default=now),
-            status=status, steps=steps,
+            start=min((t.start for t in steps), default=now), end=end, status=status, steps=steps, takt=takt,
         )

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _issues_from_pydantic,
                            _LineIndex, format_path, parse_cell, read_cell_text, topological_order)
-from ..core.plan import SkillPlan
+from ..core.plan import PartView, SkillPlan
 from ..core.validation import validate
 from ..motion.arms import arm_spec
 from ..motion.kinematics import arm_model
@@ -55,7 +55,8 @@ def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: Ski
               state: dict | None = None) -> SkillPlan:
     """Plan one step of one part for its cobot, starting from joint positions q (skill state: see make_planner)."""
     params = params or step_params(step)
-    return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), state)
+    view = PartView(state, part) if state is not None else None
+    return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), view)
 
 
 def make_planner(cfg: CellConfig, state: dict | None = None,

@@ -7,13 +7,13 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 import numpy as np
 
-from ..core.config import CellConfig, Cobot, Station, Tool
+from ..core.config import CellConfig, Cobot, Station, Tool, station_group
 from ..core.validation import Checked
-from ..core.plan import Move, Segment
+from ..core.plan import AT_KEY, Move, Segment, route_key
 from ..motion.arms import arm_spec
 from ..motion.kinematics import ArmModel, arm_model, fk, ik
 from ..motion.trajectory import Trajectory, joint_move, linear_move
@@ -162,6 +162,46 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
+StationRef = Union[str, tuple[str, ...]]
+"""A station parameter: one station, or a group of fixtures (the part goes to whichever is free)."""
+
+
+def check_group(cfg: CellConfig, value: Any, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """Validate a station parameter (a name or a group of names); ValueError naming the problem."""
+    names = station_group(value)
+    if not names:
+        raise ValueError("expected a station name or a list of station names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a station is named twice in the group {list(names)}")
+    for name in names:
+        check_station(cfg, name, kinds)
+    if len(names) > 1:
+        found = {n: cfg.stations[n].kind for n in names}
+        if len(set(found.values())) > 1:
+            raise ValueError("a station group mixes kinds: " + ", ".join(f"{n} is {_a(k)}" for n, k in found.items()))
+        if "fixture" not in found.values():
+            raise ValueError(f"only fixtures can be grouped (these are {next(iter(found.values()))}s)")
+    return names
+
+
+def destination(value: StationRef, state: Any) -> str:
+    """The station a part is put down on: the one named, or the one of a group the sequencer chose for it."""
+    group = station_group(value)
+    if len(group) == 1 or state is None:
+        return group[0]
+    chosen = state.get(route_key(group))
+    return chosen if chosen in group else group[0]
+
+
+def location(value: StationRef, state: Any) -> str:
+    """The station a part is on: the one named, or the one of a group the part went to."""
+    group = station_group(value)
+    if len(group) == 1 or state is None:
+        return group[0]
+    at = state.get(AT_KEY)
+    return at if at in group else destination(group, state)
+
+
 def check_station(cfg: CellConfig, name: Any, kinds: tuple[str, ...]) -> str:
     """Validate a station reference; ValueError naming what was expected."""
     if name not in cfg.stations:
@@ -173,4 +213,4 @@ def check_station(cfg: CellConfig, name: Any, kinds: tuple[str, ...]) -> str:
 
 
 __all__ = ["ParamError", "blame", "SkillParams", "SkillContext", "station_frame", "tcp_down_at", "end_of", "check_station", "fk",
-           "Trajectory"]
+           "Trajectory", "StationRef", "check_group", "destination", "location"]

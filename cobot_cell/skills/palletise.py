@@ -9,7 +9,7 @@ import numpy as np
 
 from ..core.config import CellConfig, PalletSpec, Station
 from ..core.plan import Checkpoint, SkillPlan
-from .common import SkillContext, check_station, station_frame, tcp_down_at
+from .common import SkillContext, check_group, check_station, location, station_frame, tcp_down_at
 from .pallet_pattern import PalletPlan, plan_pallet
 from .pick import PickParams, pick_and_place
 from .pick import state_key as stage_key
@@ -35,11 +35,17 @@ def pallet_plan(station: Station) -> PalletPlan:
 def check(cfg: CellConfig, params: PalletiseParams) -> dict[str, str]:
     """Cross-check station references and the grasp against the box; returns {param: problem}."""
     problems = {}
-    for key, name, kinds in (("from", params.source, ("infeed", "fixture")), ("to", params.to, ("pallet",))):
+    try:
+        check_group(cfg, params.source, ("infeed", "fixture"))
+    except ValueError as exc:
+        problems["from"] = str(exc)
+    if not isinstance(params.to, str):
+        problems["to"] = "expected one pallet station (pallets are not grouped)"
+    else:
         try:
-            check_station(cfg, name, kinds)
+            check_station(cfg, params.to, ("pallet",))
         except ValueError as exc:
-            problems[key] = str(exc)
+            problems["to"] = str(exc)
     if "to" not in problems:
         spec = cfg.stations[params.to].pallet
         if spec is not None and params.grasp_height > spec.box.height:
@@ -64,13 +70,14 @@ def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
     place = layout.place(index)
     spec = station.pallet
     assert spec is not None
-    grasp = tcp_down_at(station_frame(ctx.station(params.source)), (0.0, 0.0, params.grasp_height))
+    source = location(params.source, state)
+    grasp = tcp_down_at(station_frame(ctx.station(source)), (0.0, 0.0, params.grasp_height))
     x, y, top = place.position
     # The box is held `grasp_height` above its bottom face; it is released resting on the layer below.
     target = tcp_down_at(station_frame(station), (x, y, top - spec.box.height + params.grasp_height), yaw=place.yaw)
-    key = stage_key("palletise", params.source, params.to) if state is not None else ""
+    key = stage_key("palletise", source, params.to) if state is not None else ""
     return pick_and_place(ctx, q, grasp, target, params.approach, params.approach_speed, params.settle,
                           params.return_home, f"palletise place {index} (layer {place.layer} of "
                           f"stations.{params.to}.pallet)",
                           placed=Checkpoint(state_key(params.to), (index + 1) % len(layout), "pallet place filled"),
-                          key=key, stage=state.get(key) if state is not None else None)
+                          key=key, stage=state.get(key) if state is not None else None, source=source)

@@ -8,20 +8,21 @@ from typing import Annotated
 import numpy as np
 from annotated_types import Ge, Le
 
-from ..core.config import CellConfig
 from typing import Any
 
-from ..core.plan import PART_STATE_PREFIX, Checkpoint, Confirm, Dwell, Segment, SetIo, SkillPlan
+from ..core.config import CellConfig
+from ..core.plan import PART_STATE_PREFIX, Checkpoint, Claim, Confirm, Dwell, Segment, SetIo, SkillPlan, Vacate
 from ..core.validation import PositiveFloat
-from .common import SkillContext, SkillParams, blame, check_station, end_of, station_frame, tcp_down_at
+from .common import (SkillContext, SkillParams, StationRef, blame, check_group, destination, end_of, location,
+                     station_frame, tcp_down_at)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PickParams(SkillParams):
     """Parameters of a pick step."""
 
-    source: str = field(metadata={"alias": "from"})
-    to: str
+    source: StationRef = field(metadata={"alias": "from"})
+    to: StationRef
     grasp_height: Annotated[float, Ge(0.0), Le(0.5)] = 0.03
     approach: PositiveFloat = 0.10
     approach_speed: PositiveFloat = 0.25
@@ -32,11 +33,13 @@ class PickParams(SkillParams):
 def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
     """Cross-check station references; returns {param: problem}."""
     problems = {}
-    for key, name in (("from", params.source), ("to", params.to)):
+    for key, name, kinds in (("from", params.source, ("infeed", "fixture", "pallet")), ("to", params.to, ("fixture", "pallet"))):
         try:
-            check_station(cfg, name, ("infeed", "fixture", "pallet"))
+            check_group(cfg, name, kinds)
         except ValueError as exc:
             problems[key] = str(exc)
+            if key == "to" and "is an infeed" in str(exc):
+                problems[key] += " (an infeed only supplies parts: a part put down there would never be taken away)"
     return problems
 
 
@@ -50,12 +53,15 @@ def state_key(skill: str, source: str, to: str) -> str:
 
 def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: np.ndarray, approach: float,
                    speed: float, settle: float, return_home: bool, what: str,
-                   placed: Checkpoint | None = None, key: str = "", stage: Any = None) -> SkillPlan:
+                   placed: Checkpoint | None = None, key: str = "", stage: Any = None, source: str = "",
+                   to: str = "") -> SkillPlan:
     """Approach, grasp (confirmed if the tool senses parts), retreat, carry, place, release, retreat, home.
 
     With a state `key`, the part's stage is recorded as it changes: `gripped` once the grip is confirmed,
     `releasing` at the place just before the gripper opens (opening twice is harmless), `released` once the part
-    is let go (together with `placed`, e.g. the next pallet place index, in one record). A step resumed at a
+    is let go (together with `placed`, e.g. the next pallet place index, in one record). The part leaves station
+    `source` once lifted (Vacate) and takes its place on station `to` before the descent to it (Claim: the arm
+    waits there, holding the part, while the station is full). A step resumed at a
     recorded stage does not grip again: gripped, it carries the part it holds (confirmed first, if the tool
     senses parts) from q to the place; releasing, it goes back to the place and opens; released, it goes home.
     A target out of reach raises ParamError naming `from` (grasp side) or `to` (place side).
@@ -76,6 +82,8 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
             q_lift = q_above_grasp
             if tool.confirm and stage == GRIPPED:
                 segs.append(Confirm(tool_name, tool.io, True, label="part still held"))
+            if source:
+                segs.append(Vacate(source))
         else:
             segs.append(ctx.joint_to(q, q_above_grasp, "approach grasp"))
             segs.append(ctx.line_to(q_above_grasp, grasp, tool, speed, "descend to grasp"))
@@ -85,11 +93,15 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
             if key:
                 segs.append(Checkpoint(key, GRIPPED, "part gripped"))
             segs.append(ctx.line_to(end_of(segs, q), above_grasp, tool, speed, "lift"))
+            if source:
+                segs.append(Vacate(source))
             q_lift = end_of(segs, q)
     start = q if stage in (GRIPPED, RELEASING) else q_lift
     with blame("to"):
         q_above_place = ctx.solve(above_place, tool, q_lift, f"{what}: approach to place")
         segs.append(ctx.joint_to(start, q_above_place, "carry"))
+        if to:
+            segs.append(Claim(to))
         segs.append(ctx.line_to(q_above_place, place, tool, speed, "descend to place"))
         if key:
             segs.append(Checkpoint(key, RELEASING, "part at its place"))
@@ -109,8 +121,10 @@ def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray, state:
     """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin (with state,
     resumed at the part's recorded stage)."""
     h = (0.0, 0.0, params.grasp_height)
-    grasp = tcp_down_at(station_frame(ctx.station(params.source)), h)
-    place = tcp_down_at(station_frame(ctx.station(params.to)), h)
-    key = state_key("pick", params.source, params.to) if state is not None else ""
+    source, to = location(params.source, state), destination(params.to, state)
+    grasp = tcp_down_at(station_frame(ctx.station(source)), h)
+    place = tcp_down_at(station_frame(ctx.station(to)), h)
+    key = state_key("pick", source, to) if state is not None else ""
     return pick_and_place(ctx, q, grasp, place, params.approach, params.approach_speed, params.settle,
-                          params.return_home, "pick", key=key, stage=state.get(key) if state is not None else None)
+                          params.return_home, "pick", key=key, stage=state.get(key) if state is not None else None,
+                          source=source, to=to)

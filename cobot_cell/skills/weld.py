@@ -39,7 +39,8 @@ from ..core.validation import After, PositiveFloat, Schema
 from ..motion.kinematics import UnreachableError
 from ..motion.trajectory import PathTiming, path_move
 from ..motion.transforms import invert, rotation_angle, slerp, translation
-from .common import ParamError, SkillContext, SkillParams, blame, check_station, end_of, fk, station_frame
+from .common import (ParamError, SkillContext, SkillParams, StationRef, blame, check_group, end_of, fk, location,
+                     station_frame)
 
 Point = tuple[float, float, float]
 WEAVE_SAMPLES = 24  # path samples per weave wavelength at least
@@ -109,7 +110,7 @@ def _two_points(v: tuple[Any, ...]) -> tuple[Any, ...]:
 class WeldParams(SkillParams):
     """Parameters of a weld step."""
 
-    station: str
+    station: StationRef
     seams: Annotated[tuple[Seam, ...], MinLen(1), After(_two_points)]
     speed: Annotated[PositiveFloat, Le(0.2)]
     work_angle: Annotated[float, Ge(-60.0), Le(60.0)] = 0.0
@@ -127,7 +128,7 @@ class WeldParams(SkillParams):
 def check(cfg: CellConfig, params: WeldParams) -> dict[str | tuple[str | int, ...], str]:
     """Cross-check the station reference and the seams' shape; returns {param: problem}."""
     try:
-        check_station(cfg, params.station, ("fixture",))
+        check_group(cfg, params.station, ("fixture",))
     except ValueError as exc:
         return {"station": str(exc)}
     problems: dict[str | tuple[str | int, ...], str] = {}
@@ -385,7 +386,7 @@ def _seam_moves(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece], q: np
 
 def locate(ctx: SkillContext, params: WeldParams, seam: int, q: np.ndarray) -> tuple[float, float]:
     """(distance along seam `seam` nearest the torch at joint positions q, distance of the torch from it), m."""
-    torch = _Torch(params, station_frame(ctx.station(params.station)))
+    torch = _Torch(params, station_frame(ctx.station(location(params.station, None))))
     return _locator(ctx, torch, seam_pieces(params.seams[seam]))(np.asarray(q, dtype=float))
 
 
@@ -431,10 +432,11 @@ def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state:
     """Weld every seam in order at `speed`, with gas pre-/post-flow dwells around the arc; with state, start at
     the next seam not yet welded (a resumed part) and record each finished seam."""
     tool_name, tool = ctx.tool("torch")
-    torch = _Torch(params, station_frame(ctx.station(params.station)))
+    station = location(params.station, state)
+    torch = _Torch(params, station_frame(ctx.station(station)))
     segs: list[Segment] = []
     cur = q
-    key = state_key(params.station)
+    key = state_key(station)
     done, at, _ = progress(state.get(key) if state is not None else None)
     process = tool.is_process
     for i, seam in enumerate(params.seams):

@@ -45,7 +45,7 @@ WELD_ONLY = """
 DT = 0.05
 HOME = np.asarray([0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0])
 ARC, GRIP = "torch/arc", "gripper/grip"
-SEAM_KEY, PALLET_KEY = "part.weld.fixture.progress", "pallet.pallet.next"
+SEAM_KEY, PALLET_KEY = "part.1.weld.fixture.progress", "pallet.pallet.next"  # part 1's seam progress
 
 
 def cell_text(job: str | None = None, steps: dict[str, str] | None = None, weld_only: bool = False) -> str:
@@ -96,6 +96,8 @@ class Rig:
         self.states: list[tuple[State, State, str]] = []
         self.cycles: list[CycleReport] = []
         self.faults: list[Fault] = []
+        self.removes_scrap = True   # the operator takes a scrapped part out as soon as told, and confirms
+        self.removed: list[str] = []
         self.cell = CellController(self.cfg, self.ports, self.plan, self.clock, parts=parts, journal=journal,
                                    recovery=self, skill_state=self.skill_state,
                                    on_state=lambda *a: self.states.append(a), on_cycle=self.cycles.append,
@@ -143,6 +145,8 @@ class Rig:
         target = min(self.due[0], now + max_dt) if self.due else now + max_dt
         self.clock.advance(target - now)
         self.cell.update()
+        if self.removes_scrap and any(f.code == Code.SCRAP_TO_REMOVE for f in self.cell.faults.active):
+            self.removed.append(self.cell.parts_removed())
 
     def run_until(self, cond: Callable[[], bool], limit: int = 20_000) -> None:
         for _ in range(limit):
@@ -243,7 +247,9 @@ def test_the_steps_policy_overrides_the_jobs() -> None:
     rig.ports["welder"].fail_io.add(ARC)
     rig.start()
     rig.run_until(lambda: rig.cell.scrapped == 1)  # the welder: two retries then scrap, not the job's abort
-    assert [f.code for f in rig.cell.faults.faults] == [Code.IO_FAILED] * 3
+    # the scrapped part is still in the fixture: the operator is told to take it out (and confirms)
+    assert [f.code for f in rig.cell.faults.faults] == [Code.IO_FAILED] * 3 + [Code.SCRAP_TO_REMOVE]
+    assert rig.removed == ["removed part 1 from fixture"]
     assert len(rig.retreats) == 2 and rig.cell.state == State.EXECUTE
     rig.ports["welder"].fail_io.clear()
     rig.ports["picker"].fail_io.add(GRIP)
@@ -370,12 +376,15 @@ def test_scrap_policy_scraps_the_part_and_the_run_goes_on(tmp_path: Path) -> Non
     run = rig.cell.run_id
     assert Journal(tmp_path / "journal.db").ledger() == [(run, 1, "done"), (run, 2, "scrap"), (run, 3, "done")]
     assert Journal(tmp_path / "journal.db").interrupted() is None
-    # two faults, both handled by the policy: cleared when raised
+    # two faults, both handled by the policy: cleared when raised; then the scrapped part to take out of the
+    # fixture, cleared when the operator confirms it is out
     assert [life(f) for f in rig.cell.faults.faults] == [
-        ("IO_FAILED", "welder/weld_seams", t, t, t) for t in arcs]
+        ("IO_FAILED", "welder/weld_seams", t, t, t) for t in arcs] + [
+        ("SCRAP_TO_REMOVE", "welder/weld_seams", scrapped_at, scrapped_at, scrapped_at)]
     assert arcs[-1] == scrapped_at and len(rig.retreats) == 1
-    # scrapping stops every cobot at once
-    assert all((scrapped_at, "stop", None) in p.log for p in rig.ports.values())
+    # scrapping stops the scrapped part's cobot at once, and only it
+    assert (scrapped_at, "stop", None) in rig.ports["welder"].log
+    assert (scrapped_at, "stop", None) not in rig.ports["picker"].log
 
 
 def test_retries_are_counted_per_part() -> None:
@@ -385,7 +394,7 @@ def test_retries_are_counted_per_part() -> None:
     rig.run_until(lambda: rig.cell.state != State.EXECUTE)
     assert rig.cell.state == State.COMPLETE
     assert [(r.part, r.status) for r in rig.cell.reports] == [(1, "scrap"), (2, "scrap")]
-    assert len(rig.cell.faults.faults) == 4 and len(rig.retreats) == 2  # one retry for each part
+    assert len(rig.cell.faults.faults) == 6 and len(rig.retreats) == 2  # one retry for each part, + to remove
     assert rig.cell.faults.active == []
 
 
@@ -502,7 +511,7 @@ def test_estop_aborts_then_clear_reset_start_resumes_the_part() -> None:
     assert rig.cell.state == State.ABORTED
     assert rig.cell.command("clear") == State.STOPPED
     assert rig.cell.status().resume == (f"run {rig.cell.run_id} of job 'bracket': part 1 interrupted after "
-                                        f"load_blank (0/2 parts finished)")
+                                        f"load_blank (on fixture) (0/2 parts finished)")
     rig.wait(1.0)
     reset = rig.clock.now()
     assert rig.cell.command("reset") == State.IDLE
@@ -590,7 +599,8 @@ def test_a_restarted_planner_resumes_the_interrupted_part_at_the_interrupted_ste
     rig = restarted(old, path)
     status = rig.cell.status()
     assert (status.state, status.job, status.parts_target) == (State.STOPPED, "bracket", 3)  # from the journal
-    assert status.resume == f"run {run} of job 'bracket': part 2 interrupted after load_blank (1/3 parts finished)"
+    assert status.resume == (f"run {run} of job 'bracket': part 2 interrupted after load_blank (on fixture) "
+                             "(1/3 parts finished)")
     assert all(p.log == [] for p in rig.ports.values())  # coming up moves nothing
     rig.start()
     assert rig.cell.run_id == run and rig.cell.status().part == 2 and rig.cell.parts_done == 1

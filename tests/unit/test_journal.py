@@ -293,7 +293,8 @@ def test_interrupted_names_the_part_in_progress_and_only_its_steps(path: Path) -
     assert i == Interrupted(run_id="r1", job="bracket", parts_target=3, parts_finished=1, part=2,
                             steps_done={"load_blank": timing("load_blank", "picker", 15.0, 19.0)},
                             cobot_q={"picker": Q_FIXTURE, "welder": Q_HOME},
-                            skill_state={"pallet.pallet.next": 1})
+                            skill_state={"pallet.pallet.next": 1},
+                            in_progress={2: {"load_blank": timing("load_blank", "picker", 15.0, 19.0)}}, last_part=2)
     assert i.describe() == "run r1 of job 'bracket': part 2 interrupted after load_blank (1/3 parts finished)"
 
 

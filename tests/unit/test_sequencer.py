@@ -91,17 +91,13 @@ class Rig:
 
     def tick(self) -> None:
         """One update, then time moves on by DT."""
-        report = self.seq.update()
-        if report is not None:
-            self.reports.append(report)
+        self.reports += self.seq.update()
         self.clock.advance(DT)
 
     def run_until(self, cond: Callable[[], bool], limit: int = 10_000) -> None:
         """Update and advance until cond() holds right after an update (bounded)."""
         for _ in range(limit):
-            report = self.seq.update()
-            if report is not None:
-                self.reports.append(report)
+            self.reports += self.seq.update()
             if cond():
                 return
             self.clock.advance(DT)
@@ -204,8 +200,8 @@ def test_instant_steps_finish_in_one_update() -> None:
     job = make_job(("a", "c1", []), ("b", "c2", ["a"]))
     rig = Rig(job, {"a": [io("x")], "b": [io("y"), move(0.0)]}, start=3.0)
     rig.seq.start_part(1, "r")
-    report = rig.seq.update()
-    assert report is not None and timings(report) == {"a": (3.0, 3.0), "b": (3.0, 3.0)}
+    [report] = rig.seq.update()
+    assert timings(report) == {"a": (3.0, 3.0), "b": (3.0, 3.0)}
 
 
 # ---------------------------------------------------------------------------------------------- failures
@@ -237,7 +233,7 @@ def test_planning_error_is_a_step_failure() -> None:
     rig = Rig(job, {"a": [move(1.0)]}, start=2.0)
     rig.planner.fail["a"] = "target out of reach"
     rig.seq.start_part(1, "r")
-    assert rig.seq.update() is None
+    assert rig.seq.update() == []
     assert what_failed(rig.seq.failure) == ("a", "c1", "pick", "cannot plan: target out of reach", 2.0)
     assert rig.ports["c1"].log == []
 
@@ -280,12 +276,15 @@ def test_one_part_at_a_time() -> None:
     rig.seq.start_part(1, "r")
     with pytest.raises(RuntimeError) as err:
         rig.seq.start_part(2, "r")
-    assert str(err.value) == "part 1 is still under way"
+    assert str(err.value) == "1 part(s) already in flight, the most this cell allows"
+    with pytest.raises(RuntimeError) as err:
+        rig.seq.start_part(1, "r")
+    assert str(err.value) == "part 1 is already under way"
 
 
 def test_update_without_a_part_does_nothing() -> None:
     rig = Rig(make_job(("a", "c1", [])), {"a": [move(1.0)]})
-    assert rig.seq.update() is None and not rig.seq.active and not rig.seq.in_flight
+    assert rig.seq.update() == [] and not rig.seq.active and not rig.seq.in_flight
     assert rig.seq.busy_cobots() == set() and rig.ports["c1"].log == []
 
 
@@ -423,9 +422,9 @@ def test_demo_cell_with_the_skills_planner() -> None:
     for part in (1, 2):
         seq.start_part(part, "demo-run")
         for _ in range(20_000):
-            report = seq.update()
-            if report is not None:
-                reports.append(report)
+            done = seq.update()
+            if done:
+                reports += done
                 break
             timeline.advance(0.05)
         else:

@@ -561,7 +561,7 @@ def test_a_point_repeated_in_a_weaving_seam_changes_nothing() -> None:
 
 def test_resuming_a_part_welds_from_the_next_seam() -> None:
     key = "part.weld.fixture.progress"
-    planner = make_planner(CFG, {key: {"done": 1, "at": 0.0}})
+    planner = make_planner(CFG, {"part.1.weld.fixture.progress": {"done": 1, "at": 0.0}})  # part 1's own key
     plan = planner(JOB.step("weld_seams"), 1, home("welder"))
     assert [s.label for s in plan.segments if isinstance(s, SetIo)] == ["seam 1 arc on", "seam 1 arc off"]
     assert [(s.key, s.value) for s in plan.segments if isinstance(s, Checkpoint)] == [
@@ -574,7 +574,7 @@ def test_resuming_a_part_welds_from_the_next_seam() -> None:
 
 def test_a_finished_weld_is_not_welded_again() -> None:
     """'All seams done' is not 'no seam done': a resumed step only goes home."""
-    plan = make_planner(CFG, {"part.weld.fixture.progress": {"done": 2, "at": 0.0}})(
+    plan = make_planner(CFG, {"part.1.weld.fixture.progress": {"done": 2, "at": 0.0}})(
         JOB.step("weld_seams"), 1, home("welder"))
     assert [s.label for s in plan.segments] == ["home"]
 
@@ -583,7 +583,8 @@ def test_a_seam_stopped_part_way_is_struck_again_one_overlap_before_where_it_sto
     from cobot_cell.core.plan import Move
 
     key = "part.weld.fixture.progress"
-    plan = make_planner(CFG, {key: {"done": 0, "at": 0.06}})(JOB.step("weld_seams"), 1, home("welder"))
+    plan = make_planner(CFG, {"part.1.weld.fixture.progress": {"done": 0, "at": 0.06}})(
+        JOB.step("weld_seams"), 1, home("welder"))
     spans = [s.process for s in plan.segments if isinstance(s, Move) and s.process is not None]
     # seam 0 (0.1 m) from 0.06 - 0.010 m, then seam 1 whole
     assert [(p.item, round(p.start, 9), round(p.end, 9)) for p in spans] == [(0, 0.05, 0.1), (1, 0.0, 0.1)]
