@@ -97,10 +97,12 @@ class CellController:
         zones: ZoneMap | None = None,
         on_wait: Callable[[Wait], None] | None = None,
         max_parts_in_flight: int | None = None,
+        on_resource: Callable[[str, str, float, bool], None] | None = None,
     ):
         self.cfg = cfg
         self.zones = zones
         self.on_wait = on_wait
+        self.on_resource = on_resource
         self.max_parts_in_flight = max_parts_in_flight or cfg.max_parts_in_flight
         self.bound: float | None = None  # takt lower bound, set by whoever estimated it
         self._next_part = 1
@@ -441,7 +443,7 @@ class CellController:
         return JobSequencer(self.cfg.cell.name, self.job, job, self.ports, self.planner, self.clock,
                             skill_state=self.skill_state, on_checkpoint=self._on_checkpoint,
                             on_step_done=self._on_step_done, max_backdate=self.max_backdate, resources=resources,
-                            on_wait=self.on_wait)
+                            on_wait=self.on_wait, on_resource=self.on_resource)
 
     def _abandon_run(self, i: Interrupted, now: float) -> None:
         for part, done in sorted(i.in_progress.items()):

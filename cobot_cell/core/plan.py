@@ -96,36 +96,40 @@ class SkillState(dict):
     """The skills' explicit state (next pallet place, next weld seam), shared by the skills and the sequencer.
 
     While `recording()`, it notes every key read and the value seen, so a plan made ahead of time can be
-    checked for staleness before it is used.
+    checked for staleness before it is used. Recordings nest: a read is noted by every recording under way.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._reads: dict[str, Any] | None = None
+        self._reads: list[dict[str, Any]] = []
+
+    def _note(self, key: Any) -> None:
+        if self._reads and isinstance(key, str):
+            value = dict.get(self, key, MISSING)
+            for reads in self._reads:
+                reads.setdefault(key, value)
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self._reads is not None:
-            self._reads[key] = dict.get(self, key, MISSING)
+        self._note(key)
         return dict.get(self, key, default)
 
     def __getitem__(self, key: str) -> Any:
-        if self._reads is not None:
-            self._reads[key] = dict.get(self, key, MISSING)
+        self._note(key)
         return dict.__getitem__(self, key)
 
     def __contains__(self, key: object) -> bool:
-        if self._reads is not None and isinstance(key, str):
-            self._reads[key] = dict.get(self, key, MISSING)
+        self._note(key)
         return dict.__contains__(self, key)
 
     @contextmanager
     def recording(self) -> Iterator[dict[str, Any]]:
         """Record the keys read (and their values) inside the block."""
-        self._reads = reads = {}
+        reads: dict[str, Any] = {}
+        self._reads.append(reads)
         try:
             yield reads
         finally:
-            self._reads = None
+            self._reads.remove(reads)
 
     def unchanged(self, reads: dict[str, Any]) -> bool:
         """Every recorded key still has the value that was read."""

@@ -134,6 +134,7 @@ class FakeCobot(CobotPort):
         p = Pending(started=self.clock.now() if start is None else start,
                     meta={"kind": "move", "trajectory": trajectory})
         self.log.append((p.started, "move", trajectory.duration))
+        self._active = [(a, t) for a, t in self._active if not a.done]
         self._active.append((p, trajectory))
         return p
 
@@ -142,6 +143,7 @@ class FakeCobot(CobotPort):
                     meta={"kind": "io", "io": io, "value": value})
         self.log.append((p.started, f"io:{io}", value))
         self._active.append((p, None))
+        self._active = [(a, t) for a, t in self._active if not a.done]
         return p
 
     def joint_positions(self) -> np.ndarray:
@@ -174,6 +176,19 @@ class FakeCobot(CobotPort):
         times, positions = np.asarray(times, dtype=float), np.asarray(positions, dtype=float)
         t = max(t, 0.0)
         return np.array([np.interp(t, times, positions[:, j]) for j in range(positions.shape[1])])
+
+    def next_event(self) -> float | None:
+        """The earliest clock time a command in flight is due to finish (for event-driven simulation)."""
+        due = []
+        for p, traj in self._active:
+            if p.done:
+                continue
+            kind = p.meta["kind"]
+            if kind == "move":
+                due.append(p.started + (2 * traj.duration + 1.0 if self.stall else traj.duration))
+            elif kind == "io":
+                due.append(p.started + self.io_delay)
+        return min(due) if due else None
 
     def poll(self, pending: Pending) -> None:
         if pending.done:

@@ -149,6 +149,7 @@ class JobSequencer:
         max_backdate: float | None = None,
         resources: Resources | None = None,
         on_wait: Callable[[Wait], None] | None = None,
+        on_resource: Callable[[str, str, float, bool], None] | None = None,
     ):
         missing = sorted({s.cobot for s in job.steps} - set(ports))
         if missing:
@@ -175,6 +176,7 @@ class JobSequencer:
         self.on_checkpoint = on_checkpoint
         self.on_step_done = on_step_done
         self.on_wait = on_wait
+        self.on_resource = on_resource   # (resource, holder, event time, taken): a station place or zone changes hands
         self._index = {s.name: i for i, s in enumerate(job.steps)}
         # resources: who holds what
         self.occupancy: dict[str, list[int]] = {s: [] for s in self.res.slots}   # station -> parts on it
@@ -435,11 +437,16 @@ class JobSequencer:
         reports: list[CycleReport] = []
         if self.failure is not None:
             return reports
-        for run in self.runs():
-            if run.part in self.parts and run.step.name in self.parts[run.part].running:
-                self._advance(run)
-            if self.failure is not None:
-                return reports
+        for _ in range(8):   # again while a pass frees a resource another run waits for (woken in this update)
+            released = len(self._released), sum(self._released.values())
+            for run in self.runs():
+                if run.part in self.parts and run.step.name in self.parts[run.part].running:
+                    self._advance(run)
+                if self.failure is not None:
+                    return reports
+            if not any(r.waiting for r in self.runs()) or \
+                    (len(self._released), sum(self._released.values())) == released:
+                break
         if not self.paused:
             self._start_ready_steps()
             if self.failure is not None:
@@ -558,8 +565,8 @@ class JobSequencer:
             return
         self.expected_q[step.cobot] = np.asarray(plan.end_q, dtype=float)
         run.segments = plan.segments
-        if blocked is not None:
-            self._wait_done(run, blocked[0], blocked[1], now)
+        if blocked is not None and now > blocked[1] and self.on_wait:  # idle before the step: not in its time
+            self.on_wait(Wait(step.cobot, prog.part, step.name, blocked[0], blocked[1], now))
         log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot,
                   len(plan.segments))
         self._advance(run)
@@ -734,6 +741,8 @@ class JobSequencer:
         if run.part in self.reserved[station]:
             self.reserved[station].remove(run.part)
         self._got(run, station)
+        if self.on_resource:
+            self.on_resource(station, f"part {run.part}", run.t, True)
         self._checkpoint(run.part, {AT_KEY: station})
         return True
 
@@ -741,6 +750,8 @@ class JobSequencer:
         if station in self.occupancy and run.part in self.occupancy[station]:
             self.occupancy[station].remove(run.part)
             self._released[station] = run.t
+            if self.on_resource:
+                self.on_resource(station, f"part {run.part}", run.t, False)
         if self.skill_state.get(part_key(AT_KEY, run.part)) == station:
             self._checkpoint(run.part, {AT_KEY: ""})
 
@@ -758,6 +769,9 @@ class JobSequencer:
         self.held[cobot] = self.held[cobot] | need
         if run.waiting is not None:
             self._got(run, run.waiting[0])
+        if self.on_resource:
+            for z in sorted(need):
+                self.on_resource(z, cobot, run.t, True)
         return True
 
     def _moved(self, run: _Running, seg: Move) -> None:
@@ -770,6 +784,8 @@ class JobSequencer:
             if self.zone_holder.get(z) == cobot:
                 del self.zone_holder[z]
                 self._released[z] = run.t
+                if self.on_resource:
+                    self.on_resource(z, cobot, run.t, False)
         self.held[cobot] = self.held[cobot] & keep
 
     def rezone(self) -> None:

@@ -146,6 +146,26 @@ def _fk(model: ArmModel, q: np.ndarray) -> np.ndarray:
     return T
 
 
+def joint_origins(model: ArmModel, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Origins of the base and every DH frame up to the flange for many joint vectors at once: q (N, 6) gives
+    (N, 7, 3) points in the arm's base frame, consecutive points joined by the arm's links, and the flange poses
+    (N, 4, 4)."""
+    q = np.atleast_2d(np.asarray(q, dtype=float))
+    n = q.shape[0]
+    T = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+    out = np.zeros((n, model.dof + 1, 3))
+    for i in range(model.dof):
+        ct, st = np.cos(q[:, i]), np.sin(q[:, i])
+        ca, sa = math.cos(model.alpha[i]), math.sin(model.alpha[i])
+        A = np.zeros((n, 4, 4))
+        A[:, 0, 0], A[:, 0, 1], A[:, 0, 2], A[:, 0, 3] = ct, -st * ca, st * sa, model.a[i] * ct
+        A[:, 1, 0], A[:, 1, 1], A[:, 1, 2], A[:, 1, 3] = st, ct * ca, -ct * sa, model.a[i] * st
+        A[:, 2, 1], A[:, 2, 2], A[:, 2, 3], A[:, 3, 3] = sa, ca, model.d[i], 1.0
+        T = T @ A
+        out[:, i + 1] = T[:, :3, 3]
+    return out, T
+
+
 def fk(model: ArmModel, q: Sequence[float]) -> np.ndarray:
     """4x4 pose of the flange (tool0) in the arm's base frame for joint positions q."""
     return _fk(model, _joints(model, q, "q"))
