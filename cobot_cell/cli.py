@@ -98,7 +98,7 @@ def _step_ends(cfg: CellConfig, job: str, est) -> dict[str, float]:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    """Predicted step and part durations without starting ROS."""
+    """Predicted step durations, and the steady state with parts in flight, without starting ROS."""
     cfg = _load(args.cell)
     if cfg is None:
         return EXIT_USAGE
@@ -107,16 +107,45 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         err.print(f"unknown job '{job}': expected one of {', '.join(cfg.jobs)}")
         return EXIT_USAGE
     from .skills import estimate
+    from .skills.schedule import estimate as steady_state
+    from .skills.schedule import gantt
 
     est = estimate(cfg, job)
     end = _step_ends(cfg, job, est)
-    t = Table(title=f"Estimate: job '{job}' of cell '{cfg.cell.name}'", title_justify="left")
+    t = Table(title=f"Estimate: job '{job}' of cell '{cfg.cell.name}', one part alone", title_justify="left")
     for col in ("step", "skill", "cobot", "duration [s]", "ends at [s]"):
         t.add_column(escape(col), justify="right" if "[" in col else "left")
     for e in est:
         t.add_row(e.step, e.skill, e.cobot, f"{e.duration:.2f}", f"{end[e.step]:.2f}")
     console.print(t)
-    console.print(f"part cycle time: [bold]{max(end.values()):.2f} s[/]")
+    console.print(f"part cycle time, one part alone: [bold]{max(end.values()):.2f} s[/]")
+    try:
+        ss = steady_state(cfg, job, parts=args.parts, max_parts_in_flight=args.max_parts_in_flight)
+        serial = steady_state(cfg, job, parts=args.parts, max_parts_in_flight=1) if ss.max_parts_in_flight > 1 \
+            else ss
+    except RuntimeError as exc:
+        err.print(f"[bold red]the simulated run failed:[/] {escape(str(exc))}", markup=True)
+        return EXIT_FAIL
+    cycles = ss.cycle_times[ss.window[0] - 1:ss.window[1]]
+    t = Table(title=f"Steady state: {ss.parts} parts simulated, up to {ss.max_parts_in_flight} in flight, measured "
+                    f"over parts {ss.window[0]}-{ss.window[1]}", title_justify="left")
+    for col in ("resource", "kind", "busy per part [s]", "utilisation"):
+        t.add_column(escape(col), justify="right" if col in ("busy per part [s]", "utilisation") else "left")
+    for r in sorted(ss.busy, key=lambda r: -ss.busy[r]):
+        mark = " (bottleneck)" if r == ss.bottleneck else ""
+        t.add_row(r + mark, ss.kinds[r], f"{ss.busy[r]:.2f}", f"{ss.utilisation[r]:.0%}")
+    console.print(t)
+    console.print(f"cycle time per part: mean {sum(cycles) / len(cycles):.2f} s (min {min(cycles):.2f}, max "
+                  f"{max(cycles):.2f})")
+    console.print(f"takt: [bold]{ss.takt:.2f} s[/] = {ss.parts_per_hour:.1f} parts/h; bound {ss.bound:.2f} s "
+                  f"({ss.bottleneck}, {ss.kinds[ss.bottleneck]}): takt / bound = {ss.takt / ss.bound:.3f}")
+    if serial is not ss:
+        console.print(f"one part at a time (max_parts_in_flight: 1): takt {serial.takt:.2f} s = "
+                      f"{serial.parts_per_hour:.1f} parts/h; parts in flight make {serial.takt / ss.takt:.2f}x "
+                      "as many parts per hour")
+    if args.gantt:
+        path = gantt(ss, args.gantt, cfg.cell.name)
+        console.print(f"Gantt chart: {path}")
     return EXIT_OK
 
 
@@ -127,6 +156,7 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
 
     specs = node_specs(cfg, args.cell, BringupOptions(
         sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db"),
+        max_parts_in_flight=args.max_parts_in_flight or 0,
         journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
         pendant_port=getattr(args, "pendant_port", None) or "",
         enabling_device=bool(getattr(args, "enabling_device", False)), **_plant_options(args),
@@ -226,13 +256,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from .ros.client import CellClient
     from .ros.processes import DomainLease
-    from .skills import estimate
     from .supervisor.kpi import kpis
     from .supervisor.log import ProductionLog
     from .supervisor.report import cycle_table, kpi_table, render
 
     job = args.job or next(iter(cfg.jobs))
-    planned = max(_step_ends(cfg, job, estimate(cfg, job)).values())
+    from .skills.schedule import estimate as steady_state
+
+    planned = steady_state(cfg, job, max_parts_in_flight=args.max_parts_in_flight).bound  # the OEE's ideal cycle
     work = Path(args.out or tempfile.mkdtemp(prefix="cobot_cell_demo_"))
     work.mkdir(parents=True, exist_ok=True)
     lease = None
@@ -302,7 +333,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sim_span = max(r.end for r in reports) - min(r.start for r in reports)
     print(render([cycle_table(reports, title=f"Production log: {len(reports)} parts ({db})"),
                   kpi_table(kpis(reports, faults, ideal_cycle_time=planned),
-                            title=f"KPIs (from the production log; ideal cycle {planned:.2f} s from the estimate)")]))
+                            title=f"KPIs (ideal cycle: takt bound {planned:.2f} s)")]))
     console.print(f"supervisor KPIs (topic /supervisor/kpis): parts {sup_kpis.get('parts')}, "
                   f"mean cycle {float(sup_kpis['mean_cycle_time']):.2f} s, "
                   f"p95 cycle {float(sup_kpis['p95_cycle_time']):.2f} s")
@@ -390,9 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cell", help="cell file (YAML)")
     s.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("estimate", help="predicted duration per step and per part, without ROS")
+    s = sub.add_parser("estimate", help="predicted step durations, and the steady state with parts in flight (takt, "
+                                        "bottleneck, utilisation), without ROS")
     s.add_argument("cell", help="cell file (YAML)")
     s.add_argument("job", nargs="?", help="job name (default: the first job)")
+    s.add_argument("--parts", type=_part_count, help="parts to simulate (default: enough for the steady state)")
+    s.add_argument("--max-parts-in-flight", type=_part_count,
+                   help="parts in flight at most (default: the cell file's; 1: one part at a time)")
+    s.add_argument("--gantt", metavar="FILE", help="write a Gantt chart of the steady state (PNG)")
     s.set_defaults(func=cmd_estimate)
 
     for name, func, helptext in (
@@ -408,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="parts per run (1 to 999999999)")
         s.add_argument("--rate", type=_positive_float, default=20.0 if name == "demo" else 1.0,
                        help="simulated seconds per wall second")
+        s.add_argument("--max-parts-in-flight", type=_part_count,
+                       help="parts in flight at most (default: the cell file's; 1: one part at a time)")
         s.add_argument("--db", help="SQLite production log (default: in the work dir)")
         s.add_argument("--journal", help="planner's job journal, for resuming after a restart (default: in the "
                                          "work dir)")

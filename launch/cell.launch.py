@@ -28,6 +28,7 @@ ARGUMENTS = [
     ("rate", "1.0", "simulated seconds per wall second (sim:=true only)", None),
     ("job", "", "job to select at start (default: the first job of the cell file)", None),
     ("parts", "1", "parts per run (>= 1)", None),
+    ("max_parts_in_flight", "0", "parts in flight at most (0: the cell file's; 1: one part at a time)", None),
     ("db", "production.db", "SQLite production log written by the supervisor", None),
     ("journal", "", "planner's SQLite job journal for resuming after a restart (default: <cell>.journal.db)", None),
     ("supervisor", "true", "start the supervisor (production log, KPIs)", ["true", "false"]),
@@ -65,7 +66,8 @@ def _nodes(context, *args, **kwargs):
     except CellFileError as exc:
         raise RuntimeError(f"invalid cell file {exc}") from None
     opts = BringupOptions(sim=arg("sim") == "true", rate=float(arg("rate")), job=arg("job"),
-                          parts=int(arg("parts")), db=arg("db"), journal=arg("journal"),
+                          parts=int(arg("parts")), max_parts_in_flight=int(arg("max_parts_in_flight")),
+                          db=arg("db"), journal=arg("journal"),
                           supervisor=arg("supervisor") == "true", pendant_port=arg("pendant_port"),
                           enabling_device=arg("enabling_device") == "true", hmi=arg("hmi"),
                           hmi_insecure=arg("hmi_insecure") == "true", hmi_cert=arg("hmi_cert"),

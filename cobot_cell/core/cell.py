@@ -11,6 +11,7 @@ node and the unit tests drive the same object.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -594,6 +595,8 @@ class CellController:
                 return
 
     def _part_finished(self, report: CycleReport) -> None:
+        if self.bound is not None:
+            report = dataclasses.replace(report, bound=self.bound)
         if report.status == "done":
             self.last_cycle_time = report.cycle_time
         else:

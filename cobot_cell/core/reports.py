@@ -37,6 +37,7 @@ class CycleReport:
     status: str = "done"
     steps: tuple[StepTiming, ...] = field(default_factory=tuple)
     takt: float | None = None   # clock seconds since the run's previous part was finished (none for the first)
+    bound: float | None = None  # the cell's takt lower bound when the part was made (the OEE's ideal cycle)
 
     @property
     def cycle_time(self) -> float:
@@ -58,6 +59,8 @@ class CycleReport:
         ]
         if self.takt is not None:
             kv.append(("takt", repr(self.takt)))
+        if self.bound is not None:
+            kv.append(("bound", repr(self.bound)))
         for s in self.steps:
             kv += [
                 (f"step.{s.step}.skill", s.skill),
@@ -111,4 +114,5 @@ class CycleReport:
             status=status,
             steps=steps,
             takt=num("takt") if "takt" in kv else None,
+            bound=num("bound") if "bound" in kv else None,
         )

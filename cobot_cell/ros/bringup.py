@@ -101,6 +101,7 @@ class BringupOptions:
     rate: float = 1.0
     job: str = ""
     parts: int = 1
+    max_parts_in_flight: int = 0   # 0: the cell file's; 1: one part at a time
     db: str = "production.db"
     journal: str = ""
     supervisor: bool = True
@@ -167,7 +168,8 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     "use_sim_time": sim_time, "stamp_trajectories": opts.sim,
                     # two wall seconds of planner lag keep event time at any rate
                     "max_backdate": max(30.0, 2.0 * float(opts.rate)) if opts.sim else 30.0,
-                    "journal": str(Path(opts.journal).resolve()) if opts.journal else ""},
+                    "journal": str(Path(opts.journal).resolve()) if opts.journal else "",
+                    "max_parts_in_flight": int(opts.max_parts_in_flight)},
         respawn=respawn,
     ))
     if opts.pendant_port:

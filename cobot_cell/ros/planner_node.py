@@ -35,6 +35,8 @@ from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..skills import make_planner
+from ..skills.schedule import estimate as estimate_steady_state
+from ..skills.zones import CellZones
 from ..skills.checked_cell import load_checked
 from ..skills.recovery import SkillRecovery
 from .authority import PRODUCT_PARAMETERS, NodeAuthority, Source
@@ -59,6 +61,7 @@ class PlannerParams:
     max_backdate: float
     stale_timeout: float
     timeout_wall_min: float
+    max_parts_in_flight: int = 0
 
 
 class RosClock:
@@ -321,7 +324,13 @@ class PlannerNode(Node):
             timeout_wall_min=d("timeout_wall_min", 2.0,
                                "a motion or confirmation never fails sooner than this many wall seconds after "
                                "dispatch (a planner lagging a fast sim sees data older than its command)"),
+            max_parts_in_flight=d("max_parts_in_flight", 0,
+                                  "parts in flight at most (0: the cell file's cell.max_parts_in_flight, else the "
+                                  "fixtures' total capacity; 1: one part at a time)"),
         )
+        if self.params.max_parts_in_flight < 0:
+            raise ValueError(f"parameter max_parts_in_flight: expected 0 (the cell file's) or more, got "
+                             f"{self.params.max_parts_in_flight}")
         if not self.params.cell_file:
             raise ValueError("parameter cell_file: a cell file is required")
         # Checked in a child process: this one never imports pydantic (memory).
@@ -351,17 +360,24 @@ class PlannerNode(Node):
             start_timeout=self.params.start_timeout, wall_clock=WallClock(), journal=Journal(journal_path),
             recovery=SkillRecovery(self.cfg), skill_state=skill_state, settle_time=1.0,
             max_backdate=self.params.max_backdate, boot_id=self.boot_id,
+            zones=CellZones(self.cfg) if self.cfg.zones else None,
+            max_parts_in_flight=self.params.max_parts_in_flight or None,
         )
+        self._bounds: dict[str, float] = {}
+        self._step_params = step_params
+        self._set_bound()
         self._announce_boot()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for cmd in COMMANDS:
             self.create_service(Trigger, cmd, lambda req, resp, cmd=cmd: self._handle_command(cmd, resp))
         self.create_service(Trigger, "acknowledge", self._handle_acknowledge)
         self.create_service(Trigger, "reapproach", self._handle_reapproach)
+        self.create_service(Trigger, "parts_removed", self._handle_parts_removed)
         # command authority: every command, local or remote, passes through it (see docs/opcua.md)
         self.authority = NodeAuthority(self, self.cfg.cell.name, {
             **{cmd: (lambda cmd=cmd: self._command(cmd)) for cmd in COMMANDS},
-            "acknowledge": self._acknowledge, "reapproach": self.controller.reapproach})
+            "acknowledge": self._acknowledge, "reapproach": self.controller.reapproach,
+            "parts_removed": self.controller.parts_removed})
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate
@@ -432,6 +448,24 @@ class PlannerNode(Node):
     def _handle_reapproach(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         return self.authority.reply(resp, Source.LOCAL, "", "reapproach", self.controller.reapproach)
 
+    def _handle_parts_removed(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        return self.authority.reply(resp, Source.LOCAL, "", "parts_removed", self.controller.parts_removed)
+
+    def _set_bound(self) -> None:
+        """The selected job's takt lower bound, from the steady-state estimate (computed once per job)."""
+        job = self.controller.job
+        if job not in self._bounds:
+            try:
+                est = estimate_steady_state(self.cfg, job, max_parts_in_flight=self.controller.max_parts_in_flight,
+                                            params=self._step_params)
+            except Exception as exc:  # noqa: BLE001 - the cell runs without it; OEE then has no ideal cycle
+                self.get_logger().warning(f"job '{job}': no takt bound ({exc})")
+                return
+            self._bounds[job] = est.bound
+            self.get_logger().info(f"job '{job}': takt bound {est.bound:.2f} s ({est.bottleneck}), estimated takt "
+                                   f"{est.takt:.2f} s with up to {est.max_parts_in_flight} part(s) in flight")
+        self.controller.bound = self._bounds[job]
+
     def _cobot_of(self, status_name: str) -> str | None:
         for name, port in self.ports.items():
             if status_name.startswith(port.namespace.rstrip("/") + "/"):
@@ -486,6 +520,7 @@ class PlannerNode(Node):
         for p in params:
             if p.name == "job":
                 self.controller.set_job(p.value)
+                self._set_bound()
             elif p.name == "parts":
                 self.controller.set_parts(p.value)
         self._publish_status()
@@ -530,7 +565,10 @@ class PlannerNode(Node):
                  ("fault_code", "" if s.fault is None else s.fault.code.value),
                  ("fault_acknowledged", "" if s.fault is None else str(s.fault.acknowledged is not None).lower()),
                  ("scrap", str(s.scrap)), ("resume", s.resume),
-                 ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running))]
+                 ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running)),
+                 ("parts_in_flight", ",".join(str(p) for p in s.parts)),
+                 ("waiting", ";".join(f"{cobot}:{part}:{step}:{res}" for cobot, part, step, res in s.waiting)),
+                 ("bound", "" if s.bound is None else f"{s.bound:.3f}")]
         self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, pairs,
                                            hardware_id=self.cfg.cell.name))
 

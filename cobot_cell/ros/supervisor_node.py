@@ -134,6 +134,7 @@ class SupervisorNode(Node):
         self._queued = 0  # records put on the queue
         self._written = 0  # records the writer has dealt with (logged or refused)
         self._dirty: set[str] = set()  # cells whose KPIs are out of date
+        self._bounds: dict[str, float] = {}  # cell -> its takt bound, from its latest cycle report
         self._load_kpis()
         self._subscribed: set[str] = set()
         self._kpi_status: dict[str, DiagnosticStatus] = {}
@@ -234,6 +235,8 @@ class SupervisorNode(Node):
             self.get_logger().warning(f"bad cycle report '{msg.name}' ignored: {exc}")
             return
         self.cells.add(report.cell)
+        if report.bound is not None and report.bound > 0:
+            self._bounds[report.cell] = report.bound
         self._put(report)
 
     def _put(self, record: CycleReport | FaultUpdate | PlannerBoot | AuditRecord) -> None:
@@ -351,11 +354,12 @@ class SupervisorNode(Node):
                 self._put(update)
 
     def _publish_kpis(self) -> None:
-        ict = self.params.ideal_cycle_time or None
         with self._idle:
             dirty, self._dirty = self._dirty, set()
         for cell in sorted(dirty):
             acc = self._cell_kpis(cell)
+            # the ideal cycle: the parameter if set, else the cell's own takt bound (its planner sends it)
+            ict = self.params.ideal_cycle_time or self._bounds.get(cell)
             with self._acc_lock:
                 k = acc.kpis(ict)
             pairs = [(name, "nan" if math.isnan(v) else f"{v:g}") for name, v in k.items()]

@@ -159,7 +159,28 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
                 q[step.cobot] = plan.end_q
             if failed:
                 break
+        if not issues:
+            _check_resources(cfg, jname, job, params, add)
     return issues
+
+
+def _check_resources(cfg: CellConfig, jname: str, job: Any, params: dict[str, SkillParams],
+                     add: Callable[..., None]) -> None:
+    """Places that never come free, and stations and zones that could deadlock (skills.resources)."""
+    from .resources import check_places, check_zones
+
+    check_places(cfg, jname, job, add)
+    if not cfg.zones:
+        return
+    from .zones import CellZones
+
+    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
+    plans = {}
+    for name in topological_order(job):
+        step = job.step(name)
+        plans[name] = plan_step(cfg, step, 1, q[step.cobot], params[name])
+        q[step.cobot] = plans[name].end_q
+    check_zones(cfg, jname, job, plans, CellZones(cfg), add)
 
 
 def _stack_hint(cfg: CellConfig, step: Step, p: Any, part: int, loc: tuple[str | int, ...]) -> str:

@@ -78,13 +78,14 @@ class Estimate:
 
 
 def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | None = None,
-             io_delay: float = 0.0) -> Timeline:
-    """Run `parts` parts of `job` through the controller with simulated cobots on a virtual clock."""
+             io_delay: float = 0.0, params: Any = None) -> Timeline:
+    """Run `parts` parts of `job` through the controller with simulated cobots on a virtual clock (`params`: the
+    steps' validated parameters, see `skills.validated_params`; validated here if not given)."""
     clock = VirtualClock(0.0)
     ports = {n: FakeCobot(n, clock, np.asarray(c.home, dtype=float), io_delay=io_delay)
              for n, c in cfg.cobots.items()}
     state = SkillState()
-    planner = make_planner(cfg, state, validated_params(cfg))
+    planner = make_planner(cfg, state, params if params is not None else validated_params(cfg))
     memo: dict[Any, list[tuple[Any, dict[str, Any]]]] = {}
 
     def plan(step, part, q):  # plans are deterministic in (step, start, skill state read): reuse them
@@ -169,15 +170,15 @@ def _refills(cfg: CellConfig, job: str, tl: Timeline) -> list[tuple[str, float, 
     return out
 
 
-def estimate(cfg: CellConfig, job: str, parts: int | None = None, max_parts_in_flight: int | None = None
-             ) -> Estimate:
+def estimate(cfg: CellConfig, job: str, parts: int | None = None, max_parts_in_flight: int | None = None,
+             params: Any = None) -> Estimate:
     """Simulate `parts` parts (default: enough for the steady state and a full pallet) and measure it."""
     from .palletise import pallet_plan
 
     places = max((len(pallet_plan(st)) for st in cfg.stations.values() if st.kind == "pallet"), default=1)
     n = parts or max(12, min(places + places // 2, 48))
     wip = max_parts_in_flight or cfg.max_parts_in_flight
-    tl = simulate(cfg, job, n, wip)
+    tl = simulate(cfg, job, n, wip, params=params)
     # the window: from the end of the first quarter's last part to the end of the last part but one (the last part
     # only ends the run: nothing after it is started)
     done = [r for r in tl.reports if r.status == "done"]

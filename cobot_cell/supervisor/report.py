@@ -59,7 +59,8 @@ def _title_and_steps(reports: Sequence[CycleReport], title: str) -> tuple[str, d
 
 
 def cycle_table(reports: Sequence[CycleReport], title: str = "Cycles") -> Table:
-    """One row per part: part, status, cycle time and each step's duration in seconds (2 decimals).
+    """One row per part: part, status, cycle time, takt (time since the run's previous part was done: with parts
+    in flight, shorter than the cycle) and each step's duration in seconds (2 decimals).
 
     Step columns follow the steps' first appearance; a step a part did not run shows '-'. When the
     reports come from more than one (cell, run), leading cell and run columns tell the parts apart.
@@ -76,12 +77,19 @@ def cycle_table(reports: Sequence[CycleReport], title: str = "Cycles") -> Table:
     table.add_column(Text("part"), justify="right", no_wrap=True)
     table.add_column(Text("status"))
     table.add_column(Text("cycle time [s]"), justify="right", no_wrap=True)
+    table.add_column(Text("takt [s]"), justify="right", no_wrap=True)
     for name in step_names:
         table.add_column(Text(f"{name} [s]"), justify="right", no_wrap=True)
 
+    last_end: dict[tuple[str, str], float] = {}   # takt: since the run's previous part was done
     for report in reports:
         durations = {step.step: step.duration for step in report.steps}
-        row = [str(report.part), report.status, _seconds(report.cycle_time)]
+        run = (report.cell, report.run_id)
+        takt = report.end - last_end[run] if report.status == "done" and run in last_end else None
+        if report.status == "done":
+            last_end[run] = report.end
+        row = [str(report.part), report.status, _seconds(report.cycle_time),
+               _seconds(takt) if takt is not None else MISSING]
         row += [_seconds(durations[n]) if n in durations else MISSING for n in step_names]
         cells = ([report.cell, report.run_id] if several else []) + row
         table.add_row(*(Text(c) for c in cells))

@@ -264,13 +264,14 @@ def test_cycle_table_renders_parts_and_durations(shift: list[CycleReport]) -> No
     assert "\x1b" not in text
     assert all(len(line) <= 100 for line in text.splitlines())
     assert "Cycles: cell_a run run-1" in text
-    for header in ("part", "status", "cycle time [s]", "pick [s]", "weld [s]"):
+    for header in ("part", "status", "cycle time [s]", "takt [s]", "pick [s]", "weld [s]"):
         assert header in text
     rows = {line.split()[1]: line for line in text.splitlines() if line.split()[1:2] and line.split()[1].isdigit()}
     assert sorted(rows) == ["1", "2", "3", "4"]
-    assert [c for c in rows["1"].split() if c != "│"] == ["1", "done", "10.00", "3.00", "7.00"]
-    assert [c for c in rows["3"].split() if c != "│"] == ["3", "done", "8.00", "2.50", "5.50"]
-    assert [c for c in rows["4"].split() if c != "│"] == ["4", "scrap", "5.00", "5.00", "-"]
+    # the takt: since the previous part was done (none for the first part, nor for a scrapped one)
+    assert [c for c in rows["1"].split() if c != "│"] == ["1", "done", "10.00", "-", "3.00", "7.00"]
+    assert [c for c in rows["3"].split() if c != "│"] == ["3", "done", "8.00", "8.00", "2.50", "5.50"]
+    assert [c for c in rows["4"].split() if c != "│"] == ["4", "scrap", "5.00", "-", "5.00", "-"]
 
 
 def test_cycle_table_rounds_to_two_decimals() -> None:
