@@ -109,6 +109,8 @@ class CellController:
         self._next_part = 1
         self._gated: set[str] = set()     # cobots that stopped for a scrapped part: process tools off first
         self._scrap_held: dict[str, int] = {}  # cobot -> scrapped part still in its gripper
+        # cobots that stopped for a scrapped part go back to their home pose (out of shared zones) before going on
+        self._clearing: dict[str, tuple[list[Segment], Pending | None]] = {}
         self.ports = dict(ports)
         self.planner = planner
         self.clock = clock
@@ -236,7 +238,7 @@ class CellController:
         for cobot, part in list(self._scrap_held.items()):
             places.append(f"part {part} from {cobot}'s gripper")
             del self._scrap_held[cobot]
-            if seq is not None:
+            if seq is not None and cobot not in self._gated:
                 seq.blocked_cobots.discard(cobot)
         if not places:
             raise ValueError("no scrapped part is waiting to be removed")
@@ -398,6 +400,7 @@ class CellController:
         self._seq = self._new_sequencer()
         self._gated.clear()
         self._scrap_held.clear()
+        self._clearing.clear()
         if self._resumable():
             i = self.interrupted
             assert i is not None
@@ -554,10 +557,13 @@ class CellController:
             if not self._process_off():
                 return  # after a start or a stop: process tools off before the next motion
             self._process_gate = False
-        if self._gated:  # cobots that stopped for a scrapped part: their process tools off before they go on
-            if self._process_off(self._gated):
-                seq.blocked_cobots -= self._gated - set(self._scrap_held)
-                self._gated.clear()
+        if self._gated and self._process_off(self._gated):
+            # cobots that stopped for a scrapped part: process tools off, then back home, before they go on
+            for cobot in sorted(self._gated):
+                if self._cleared(cobot):
+                    self._gated.discard(cobot)
+                    if cobot not in self._scrap_held:
+                        seq.blocked_cobots.discard(cobot)
         self._start_parts()
         if not seq.active and self.parts_done >= self.parts_target:
             self.machine.execute_complete()
@@ -622,6 +628,32 @@ class CellController:
     def _on_checkpoint(self, updates: dict[str, Any]) -> None:
         # committed now, before the next segment: process work recorded as done is never done again
         self.journal.checkpoint(self.run_id, updates)
+
+    def _cleared(self, cobot: str) -> bool:
+        """Run a cobot's way home after a scrapped part, one move at a time; True once it is there (or has none)."""
+        entry = self._clearing.get(cobot)
+        if entry is None:
+            return True
+        segs, pending = entry
+        port = self.ports[cobot]
+        if pending is not None:
+            port.poll(pending)
+            if not pending.done:
+                return False
+            if pending.error:
+                log.warning("%s: the move home after a scrapped part failed: %s", cobot, pending.error)
+                segs = []
+        moves = [seg for seg in segs if isinstance(seg, Move)]
+        if moves:
+            segs.remove(moves[0])
+            self._clearing[cobot] = (segs, port.move(moves[0].trajectory))
+            return False
+        del self._clearing[cobot]
+        seq = self._seq
+        if seq is not None:
+            seq.expected_q.pop(cobot, None)   # its next step is planned from where it is
+            seq.rezone()
+        return True
 
     # ------------------------------------------------------------------ process tools
     def _process_off(self, cobots: set[str] | None = None) -> bool:
@@ -743,6 +775,12 @@ class CellController:
             assert prog is not None
             cobots = {r.step.cobot for r in running}
             self._gated |= cobots
+            for run in running:
+                actual = self.ports[run.step.cobot].joint_positions()
+                home = np.asarray(self.cfg.cobots[run.step.cobot].home, dtype=float)
+                if self.recovery is not None and actual is not None:
+                    segs = list(self.recovery.retreat(run.step, np.asarray(actual), home))
+                    self._clearing[run.step.cobot] = (segs, None)
             seq.blocked_cobots |= cobots
             for cobot in holding:
                 self._scrap_held[cobot] = part

@@ -748,6 +748,30 @@ def routes_of(job: Job) -> dict[str, Any]:
             for s in job.steps if "to" in s.params or "from" in s.params}
 
 
+def occupancy_windows(job: Job) -> dict[str, set[str]]:
+    """For each station parts are put on and taken off: the steps that run while a part is on it (after the step
+    that put it there, up to and including the step that takes it off). A cobot that waits for a place there waits
+    for the cobots of these steps."""
+    routes = routes_of(job)
+    ancestors: dict[str, set[str]] = {}
+
+    def up(name: str) -> set[str]:
+        if name not in ancestors:
+            ancestors[name] = set()
+            for dep in job.step(name).after:
+                ancestors[name] |= {dep} | up(dep)
+        return ancestors[name]
+
+    out: dict[str, set[str]] = {}
+    for take, r in routes.items():
+        for station in r.source:
+            for put, r2 in routes.items():
+                if station in r2.dest and put in up(take):
+                    out.setdefault(station, set()).update(
+                        {n for n in up(take) if put in up(n)} | {take})
+    return out
+
+
 def topological_order(job: Job) -> list[str]:
     """Step names in an order where every step follows its `after` steps (file order among equals)."""
     order: list[str] = []

@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from .config import Job, Step
+from .config import Job, Step, occupancy_windows
 from .plan import (AT_KEY, Checkpoint, Claim, Confirm, Dwell, Move, PartView, Segment, SetIo, SkillPlan, SkillState,
                    Vacate, part_key, part_prefix, route_key)
 from .ports import Clock, CobotPort, Pending
@@ -185,10 +185,8 @@ class JobSequencer:
         self.held: dict[str, frozenset[str]] = {c: frozenset() for c in self.ports}
         self.blocked_cobots: set[str] = set()  # cobots that may not start a step now (the controller says why)
         self._released: dict[str, float] = {}     # resource -> event time it was last released
-        self._removers: dict[str, set[str]] = {}  # station -> cobots of the steps that take parts from it
-        for s in job.steps:
-            for st in self.res.routes.get(s.name, Route()).source:
-                self._removers.setdefault(st, set()).add(s.cobot)
+        # station -> the steps that run while a part is on it (up to the one that takes it off)
+        self._windows = {st: [job.step(n) for n in names] for st, names in occupancy_windows(job).items()}
 
     # ------------------------------------------------------------------ state
     @property
@@ -525,9 +523,9 @@ class JobSequencer:
             if part in self.reserved[station] or part in self.occupancy[station]:
                 return station   # reserved already (a resumed or restarted step)
             # places that will not come free for this cobot: reserved ones, scrapped parts not yet removed, and
-            # parts this cobot must take away itself (it cannot wait for itself)
-            stuck = [p for p in self.occupancy[station]
-                     if p not in self.parts or step.cobot in self._removers.get(station, ())]
+            # parts that still need this cobot before they leave (it cannot wait for itself)
+            stuck = [p for p in self.occupancy[station] if p not in self.parts or any(
+                w.cobot == step.cobot and w.name not in self.parts[p].done for w in self._windows.get(station, ()))]
             if len(self.reserved[station]) + len(stuck) < self.res.slots[station]:
                 return station
         return None

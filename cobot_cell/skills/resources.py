@@ -2,9 +2,10 @@
 zones that could deadlock or starve (the rules are in docs/architecture.md, "Parts in flight").
 
 - A step that puts parts on a fixture needs a step that takes them off it, and the other way round.
-- A cobot waiting for a fixture place waits for the cobot that empties it. A cycle of such waits between cobots
-  could deadlock: rejected. (A cobot never waits for itself: it does not take a part for a fixture it must empty
-  first; the oldest part goes first.)
+- A cobot waiting for a fixture place waits for the cobots of every step that runs while a part is there (the
+  steps after the one that put it there, up to the one that takes it off). A cycle of such waits between cobots
+  could deadlock: rejected. (A cobot never waits for itself: it does not take a part for a fixture whose part
+  still needs it; the oldest part goes first.)
 - Zones: a cobot moving into zones it does not hold yet acquires them all at once, keeping the ones it is in. A
   cobot that moves from one zone into another holds the first while it waits for the second; two cobots doing so
   in opposite orders could deadlock: rejected (acquire them in one order: a fixed global order). A cobot that waits
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.config import CellConfig, Job, routes_of, topological_order
+from ..core.config import CellConfig, Job, occupancy_windows, routes_of, topological_order
 from ..core.plan import Claim, Move, SkillPlan
 
 Add = Callable[[tuple[Any, ...], str], None]
@@ -70,17 +71,18 @@ def check_places(cfg: CellConfig, jname: str, job: Job, add: Add) -> None:
                 add(("jobs", jname, "steps", index[name], "params", "from"),
                     f"no step of job '{jname}' puts parts on fixture '{st}': this step would wait for ever")
     cobot = {s.name: s.cobot for s in job.steps}
+    windows = occupancy_windows(job)
     waits: dict[str, set[str]] = {}
     why: dict[tuple[str, str], str] = {}
     for name, r in routes.items():
         for st in r.dest:
             if st not in limited:
                 continue
-            for taker in takers.get(st, []):
-                if cobot[taker] != cobot[name]:
-                    waits.setdefault(cobot[name], set()).add(cobot[taker])
-                    why[(cobot[name], cobot[taker])] = f"{cobot[name]} waits for a place on {st}, which " \
-                                                       f"{cobot[taker]} empties"
+            for other in sorted(windows.get(st, ())):
+                c, o = cobot[name], cobot[other]
+                if o != c:   # a cobot never waits for itself: it does not take a part it could not put down
+                    waits.setdefault(c, set()).add(o)
+                    why.setdefault((c, o), f"{c} waits for a place on {st}, which needs {o} ({other}) to come free")
     cycle = _cycle(waits)
     if cycle:
         add(("jobs", jname, "steps"), "these fixtures could deadlock: " + "; ".join(

@@ -250,12 +250,13 @@ def test_the_steps_policy_overrides_the_jobs() -> None:
     # the scrapped part is still in the fixture: the operator is told to take it out (and confirms)
     assert [f.code for f in rig.cell.faults.faults] == [Code.IO_FAILED] * 3 + [Code.SCRAP_TO_REMOVE]
     assert rig.removed == ["removed part 1 from fixture"]
-    assert len(rig.retreats) == 2 and rig.cell.state == State.EXECUTE
+    # two retries, then the welder's way home after the scrap (out of the fixture)
+    assert len(rig.retreats) == 3 and rig.cell.state == State.EXECUTE
     rig.ports["welder"].fail_io.clear()
     rig.ports["picker"].fail_io.add(GRIP)
     rig.run_until(lambda: rig.cell.state != State.EXECUTE)  # the picker: the job's policy, abort at once
     assert rig.cell.state == State.ABORTED
-    assert life(rig.cell.fault)[:2] == ("IO_FAILED", "picker/load_blank") and len(rig.retreats) == 2
+    assert life(rig.cell.fault)[:2] == ("IO_FAILED", "picker/load_blank") and len(rig.retreats) == 3
 
 
 # ---------------------------------------------------------------------------------------------- IO failure
@@ -381,7 +382,9 @@ def test_scrap_policy_scraps_the_part_and_the_run_goes_on(tmp_path: Path) -> Non
     assert [life(f) for f in rig.cell.faults.faults] == [
         ("IO_FAILED", "welder/weld_seams", t, t, t) for t in arcs] + [
         ("SCRAP_TO_REMOVE", "welder/weld_seams", scrapped_at, scrapped_at, scrapped_at)]
-    assert arcs[-1] == scrapped_at and len(rig.retreats) == 1
+    assert arcs[-1] == scrapped_at and len(rig.retreats) == 2   # the retry's, then the way home after the scrap
+    home = np.asarray(rig.cfg.cobots["welder"].home)
+    assert rig.retreats[-1][0] == "weld_seams" and np.allclose(rig.retreats[-1][2], home)
     # scrapping stops the scrapped part's cobot at once, and only it
     assert (scrapped_at, "stop", None) in rig.ports["welder"].log
     assert (scrapped_at, "stop", None) not in rig.ports["picker"].log
@@ -394,7 +397,8 @@ def test_retries_are_counted_per_part() -> None:
     rig.run_until(lambda: rig.cell.state != State.EXECUTE)
     assert rig.cell.state == State.COMPLETE
     assert [(r.part, r.status) for r in rig.cell.reports] == [(1, "scrap"), (2, "scrap")]
-    assert len(rig.cell.faults.faults) == 6 and len(rig.retreats) == 2  # one retry for each part, + to remove
+    # one retry for each part and its way home after the scrap; a fault to remove each scrapped part
+    assert len(rig.cell.faults.faults) == 6 and len(rig.retreats) == 4
     assert rig.cell.faults.active == []
 
 

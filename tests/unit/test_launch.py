@@ -93,7 +93,7 @@ def _nodes(desc, **overrides):
 
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
-    assert set(args) == {"cell", "sim", "rate", "job", "parts", "db", "journal", "supervisor",
+    assert set(args) == {"cell", "sim", "rate", "job", "parts", "max_parts_in_flight", "db", "journal", "supervisor",
                          "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries", "hmi",
                          "hmi_insecure", "hmi_cert", "hmi_key", "opcua", "users", "allow_none", "mqtt", "mqtt_prefix"}
     for name, a in args.items():
