@@ -18,10 +18,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -30,6 +31,7 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+
 
 def run_date(now: datetime | None = None) -> str:
     """The date (UTC, ISO 8601) of `now`, default: this moment."""

@@ -29,8 +29,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DATE, write_atomic, PYTHON, Children, Figure, install_sigterm, machine_line, profile_summary,  # noqa: E402
-                    start_profile, table, wait_until, write_json)
+from common import (  # noqa: E402
+    DATE,
+    PYTHON,
+    Children,
+    Figure,
+    install_sigterm,
+    machine_line,
+    profile_summary,
+    start_profile,
+    table,
+    wait_until,
+    write_atomic,
+    write_json,
+)
 
 from cobot_cell.core.reports import CycleReport, StepTiming  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -269,6 +270,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"node process ended early: {names}")
             return True
 
+        def reached(state: str) -> bool:
+            return alive() and client.state == state
+
         client.wait_for(lambda: alive() and client.state is not None, 60, "the planner's state")
         client.wait_for(lambda: alive() and client.status.get("job") == job, 30, "the planner's status")
         for cmd, target in (("reset", "Idle"), ("start", None)):
@@ -276,7 +280,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if not ok:
                 raise RuntimeError(f"{cmd} refused: {msg}")
             if target:
-                client.wait_for(lambda: alive() and client.state == target, 30, f"state {target}")
+                client.wait_for(functools.partial(reached, target), 30, f"state {target}")
         t_run0 = time.monotonic()
         budget = 60 + 5 * args.parts * planned / args.rate
         client.wait_for(lambda: alive() and client.state in ("Complete", "Aborted", "Stopped"), budget,
@@ -447,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("db", help="SQLite production log written by the supervisor")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
     s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
-                                                 "fault Pareto, downtime, Gantt, cycles, and report.png: all on one page)")
+                                                 "fault Pareto, downtime, Gantt, cycles, and report.png: all on one "
+                                                 "page)")
     s.set_defaults(func=cmd_report)
     return p
 

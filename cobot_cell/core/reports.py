@@ -64,7 +64,7 @@ class CycleReport:
         return kv
 
     @classmethod
-    def from_key_values(cls, pairs: list[tuple[str, str]]) -> "CycleReport":
+    def from_key_values(cls, pairs: list[tuple[str, str]]) -> CycleReport:
         """Rebuild a report from (key, value) strings; ValueError names a missing or bad key."""
         kv = dict(pairs)
 
@@ -73,10 +73,17 @@ class CycleReport:
                 raise ValueError(f"cycle report: missing key '{key}'")
             return kv[key]
 
-        def num(key: str, conv=float):
+        def num(key: str) -> float:
             raw = get(key)
             try:
-                return conv(raw)
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"cycle report: key '{key}' is not a number: {raw!r}") from None
+
+        def integer(key: str) -> int:
+            raw = get(key)
+            try:
+                return int(raw)
             except ValueError:
                 raise ValueError(f"cycle report: key '{key}' is not a number: {raw!r}") from None
 
@@ -98,7 +105,7 @@ class CycleReport:
             cell=get("cell"),
             job=get("job"),
             run_id=get("run_id"),
-            part=num("part", int),
+            part=integer("part"),
             start=num("start"),
             end=num("end"),
             status=status,

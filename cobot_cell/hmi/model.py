@@ -126,7 +126,8 @@ def parse_fault(pairs: Mapping[str, str], message: str = "") -> LiveFault:
                      message=message, raised=raised, acknowledged=opt("acknowledged"), cleared=opt("cleared"))
 
 
-def step_stations(steps: Iterable[tuple[str, Mapping[str, Any]]], stations: Iterable[str]) -> dict[str, tuple[str, ...]]:
+def step_stations(steps: Iterable[tuple[str, Mapping[str, Any]]],
+                  stations: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Which stations each step uses: every parameter value (or list item) that names a station."""
     known = set(stations)
     out: dict[str, tuple[str, ...]] = {}

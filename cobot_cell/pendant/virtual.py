@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import select
 import sys
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .protocol import (
     BRIDGE_MESSAGES,
@@ -330,7 +332,7 @@ def run_script(link: PendantLink, steps: list[list[str]], timeout: float = 10.0,
                 say(f"state {args[0]}")
             elif op.upper() == "PARTS_DONE":
                 n = int(args[0])
-                link.wait_for(lambda: _int(link.view.stat.get("parts_done")) >= n,
+                link.wait_for(functools.partial(_parts_done_at_least, link, n),
                               float(args[1]) if len(args) > 1 else timeout, f"{n} parts done")
                 say(f"{n} parts done")
             elif op.upper() == "SLEEP":
@@ -380,9 +382,15 @@ def status_line(link: PendantLink) -> str:
             f"last cycle {cycle}  fault {fault}  ({linked})")
 
 
+def _parts_done_at_least(link: PendantLink, n: int) -> bool:
+    return _int(link.view.stat.get("parts_done")) >= n
+
+
 def run_interactive(link: PendantLink, out=sys.stdout, stdin=sys.stdin) -> int:
     """Keys for the commands and a live status line, until `q` or Ctrl-C."""
     import termios
+
+    shown = ""  # the status line on screen
 
     def show(text: str) -> None:
         nonlocal shown
@@ -400,7 +408,6 @@ def run_interactive(link: PendantLink, out=sys.stdout, stdin=sys.stdin) -> int:
     saved = termios.tcgetattr(fd)
     out.write(HELP + "\r\n")
     link.send("HELLO", str(PROTOCOL_VERSION), link.device)
-    shown = ""
     try:
         tty.setcbreak(fd)
         while True:

@@ -6,7 +6,7 @@ Runs on a private rclpy Context so it never disturbs other nodes of the process;
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -79,14 +79,14 @@ class CellClient:
         self.node.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         self._commands: dict[str, rclpy.client.Client] = {}
-        self._params = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
+        self._params: rclpy.client.Client = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
         self._other_params: dict[str, rclpy.client.Client] = {}
         # command authority (see docs/opcua.md): who commands the cell, and the audit of every command
         self.authority: str | None = None
         self.audit: list[dict[str, str]] = []
         self.node.create_subscription(String, f"{ns}/authority", self._on_authority, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/audit", self._on_audit, REPORTS)
-        self._command_as = self.node.create_client(SetParameters, f"{ns}/authority/command")
+        self._command_as: rclpy.client.Client = self.node.create_client(SetParameters, f"{ns}/authority/command")
 
     def _on_authority(self, msg: String) -> None:
         self.authority = msg.data
@@ -196,7 +196,7 @@ class CellClient:
         self.node.destroy_node()
         self.context.try_shutdown()
 
-    def __enter__(self) -> "CellClient":
+    def __enter__(self) -> CellClient:
         return self
 
     def __exit__(self, *exc) -> None:

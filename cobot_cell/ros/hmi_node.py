@@ -9,6 +9,7 @@ thread spins ROS (and runs the commands the web side hands it); the main thread 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import queue
 import subprocess
@@ -207,7 +208,7 @@ def _declare(client: CellClient, name: str, default: Any, description: str) -> A
 
 def read_params(client: CellClient) -> HmiParams:
     """Declare and read the node's parameters; ValueError naming a bad one."""
-    d = lambda *a: _declare(client, *a)
+    d = functools.partial(_declare, client)
     p = HmiParams(
         cell_file=d("cell_file", "", "cell file (YAML): cobots, stations and steps for the page's lanes"),
         host=d("host", "127.0.0.1", "address to listen on (a non-loopback address needs TLS or insecure)"),

@@ -9,12 +9,13 @@ callback ever waits for the device. Run it in the cell's namespace (`/<cell>`): 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -148,9 +149,9 @@ class PendantBridge(Node):
         self._reported_drops, self._reported_at = 0, -math.inf
         self._faults_seen: set[tuple[str, ...]] = set()
 
-        self._triggers = {name: self.create_client(Trigger, name)
+        self._triggers: dict[str, Client] = {name: self.create_client(Trigger, name)
                           for name in [c.value for c in Command] + ["acknowledge", "reapproach"]}
-        self._set_params = self.create_client(SetParameters, "task_planner/set_parameters")
+        self._set_params: Client = self.create_client(SetParameters, "task_planner/set_parameters")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(String, "state", self._on_state, STATE_CHANGES)
         self.create_subscription(DiagnosticStatus, "status", self._on_status, LATCHED)
@@ -315,7 +316,7 @@ class PendantBridge(Node):
         """Call the service if it is available (else the tick retries until command_timeout)."""
         if job.future is None and job.client.service_is_ready():
             job.future = job.client.call_async(job.request)
-            job.future.add_done_callback(lambda fut, job=job: self._on_done(job, fut))
+            job.future.add_done_callback(functools.partial(self._on_done, job))
 
     def _call(self, frame: Frame, service: str, refused: Reason = Reason.REFUSED) -> None:
         def result(resp) -> tuple[bool, str, Reason]:

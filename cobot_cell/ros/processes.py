@@ -14,9 +14,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO
 
 from .bringup import NodeSpec, RespawnPolicy, command, dds_env, params_file
 
@@ -67,7 +68,7 @@ class DomainLease:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "DomainLease":
+    def __enter__(self) -> DomainLease:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -125,7 +126,7 @@ class NodeSet:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    def start(self) -> "NodeSet":
+    def start(self) -> NodeSet:
         """Start every node (and, with `respawn`, the watcher that restarts them)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
@@ -249,7 +250,7 @@ class NodeSet:
                 p.popen.kill()
                 p.popen.wait()
 
-    def __enter__(self) -> "NodeSet":
+    def __enter__(self) -> NodeSet:
         return self.start()
 
     def __exit__(self, *exc) -> None:

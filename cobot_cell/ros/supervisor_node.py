@@ -30,7 +30,7 @@ from ..plant.authority import AuditRecord
 from ..supervisor.kpi import KpiAccumulator
 from ..supervisor.log import ProductionLog
 from ..supervisor.tally import Tally
-from .common import LATCHED, REPORTS, key_values, level_name, route_core_logging, run_node, status_msg
+from .common import LATCHED, REPORTS, key_values, route_core_logging, run_node, status_msg
 
 CYCLE_TYPE = "diagnostic_msgs/msg/DiagnosticStatus"
 MAX_BATCH = 2000  # records per transaction of the writer thread

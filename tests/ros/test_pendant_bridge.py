@@ -13,14 +13,21 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
 from cobot_cell.pendant.protocol import Frame, checksum, encode
-from cobot_cell.pendant.virtual import (FdChannel, PendantLink, PtyPair, ScriptError, create_pty,
-                                        parse_script, run_script)
+from cobot_cell.pendant.virtual import (
+    FdChannel,
+    PendantLink,
+    PtyPair,
+    ScriptError,
+    create_pty,
+    parse_script,
+    run_script,
+)
 from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs
 from cobot_cell.ros.client import CellClient
 from cobot_cell.ros.processes import DomainLease, NodeProcess, NodeSet, ros_env
@@ -287,10 +294,10 @@ def test_replayed_frames_are_not_executed_twice(rig: Rig) -> None:
         n = len(replies_to(frame.seq)) if frame.seq else len(link.view.errors)
         link.write(encode(frame))
         if frame.seq:
-            link.wait_for(lambda: len(replies_to(frame.seq)) > n, 5, "ERR SEQ")
+            link.wait_for(lambda seq=frame.seq, n=n: len(replies_to(seq)) > n, 5, "ERR SEQ")
             reply = replies_to(frame.seq)[-1]
         else:
-            link.wait_for(lambda: len(link.view.errors) > n, 5, "ERR SEQ")
+            link.wait_for(lambda n=n: len(link.view.errors) > n, 5, "ERR SEQ")
             reply = link.view.errors[-1]
         assert (reply.kind, reply.args) == ("ERR", ("SEQ", text))
     link.write(stop)  # the refusals did not replace the answer kept for a retransmission

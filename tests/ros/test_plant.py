@@ -71,7 +71,7 @@ def test_two_cells_one_supervisor_one_opcua_server(tmp_path) -> None:
                 assert ok, f"{c.cell} {cmd}: {msg}"
             for c in clients:
                 if state:
-                    c.wait_for(lambda c=c: c.state == state, 30, f"{c.cell} {state}")
+                    c.wait_for(lambda c=c, state=state: c.state == state, 30, f"{c.cell} {state}")
 
         def both(predicate, what: str, timeout: float) -> None:
             clients[0].wait_for(lambda: (clients[1].spin_once(0.0), predicate())[1], timeout, what)

@@ -223,7 +223,8 @@ def test_only_integrators_change_job_and_parts(client, cell):
     (b'{"command": "reset"', "application/json", 400, "malformed JSON: Expecting ',' delimiter at line 1 column 20"),
     (b"[1, 2]", "application/json", 400, "expected a JSON object, got list"),
     (b"\xff\xfe", "application/json", 400, "malformed JSON: not UTF-8 (invalid start byte at byte 0)"),
-    (b'{"command": "reset"}', "text/plain", 415, "expected a JSON body (Content-Type application/json), got text/plain"),
+    (b'{"command": "reset"}', "text/plain", 415,
+     "expected a JSON body (Content-Type application/json), got text/plain"),
     (b'{"command": "fly"}', "application/json", 400,
      ("unknown command 'fly': expected one of reset, start, stop, hold, unhold, suspend, unsuspend, abort, clear, "
       "acknowledge")),

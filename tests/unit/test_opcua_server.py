@@ -53,7 +53,7 @@ class Rig:
         self.server = PlantServer(self.options, self.cell)
         self.tracker = CellTracker("demo", jobs=("bracket", "frame"), mach_speed=120.0)
 
-    async def start(self) -> "Rig":
+    async def start(self) -> Rig:
         await self.server.start()
         await self.server.add_cell("demo", ("bracket", "frame"), 120.0)
         await self.server.update("demo", self.tracker.tags())
@@ -311,7 +311,7 @@ async def test_sign_and_encrypt_only_unless_none_is_allowed_and_the_certificate_
         endpoints = await Client(rig.url).connect_and_get_server_endpoints()
         assert {(e.SecurityPolicyUri.split("#")[-1], e.SecurityMode) for e in endpoints} == {
             ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}
-        with pytest.raises(Exception):
+        with pytest.raises(ua.UaError):
             async with rig.client():   # no security: no such endpoint
                 pass
         c = await _secure_client(rig, tmp_path, "urn:test:mes")
