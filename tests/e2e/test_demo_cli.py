@@ -79,3 +79,6 @@ def test_demo_makes_parts_through_real_nodes(tmp_path):
     assert speedup > 5.0
     with sqlite3.connect(tmp_path / "production.db") as db:
         assert db.execute("SELECT COUNT(*) FROM parts WHERE status = 'done'").fetchone() == (2,)
+    charts = sorted(p.name for p in (tmp_path / "charts").iterdir())
+    assert charts == ["cycles.png", "downtime.png", "gantt.png", "oee.png", "pareto.png", "report.png", "trend.png"]
+    assert f"charts of cell 'demo' in {tmp_path / 'charts'}: " in out and all(name in out for name in charts)
