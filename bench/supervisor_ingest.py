@@ -1,7 +1,7 @@
 """Supervisor ingest: cycle reports per second written to SQLite by the real supervisor node, none lost.
 
 --cells publisher processes (bare rclpy, one per cell) each publish --count cycle reports (DiagnosticStatus with
-the key/values of a 3-step part, `CycleReport.to_key_values`) on `/<cell>/cycle` with the planner's QoS
+the key/values of a 3-step part, `cobot_cell.core.wire.encode_cycle`) on `/<cell>/cycle` with the planner's QoS
 (common.REPORTS: reliable, transient local, depth 1000) as fast as they can, all starting together once each has
 matched its subscriber. Two phases in the same run, in this order: the floor, a bare rclpy subscriber process
 that only counts what arrives (no parsing, no writing), then the supervisor node (cobot_cell.ros.supervisor_node,
@@ -45,6 +45,7 @@ from common import (  # noqa: E402
 )
 
 from cobot_cell.core.reports import CycleReport, StepTiming  # noqa: E402
+from cobot_cell.core.wire import encode_cycle  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
 
 # Experiment (--dds-defaults): Fast DDS's own writer defaults (3 s heartbeat) instead of the package's profile
@@ -97,7 +98,7 @@ def role_cell(cell: str, run_id: str, count: int, go: str, out: str) -> int:
     for part in range(1, count + 1):
         r = make_report(cell, run_id, part)
         msgs.append(status_msg(f"{cell}/cycle", DiagnosticStatus.OK, f"part {part} done in {r.cycle_time:.3f} s",
-                               r.to_key_values(), hardware_id=cell))
+                               encode_cycle(r), hardware_id=cell))
     deadline = time.monotonic() + 60
     while pub.get_subscription_count() < 1:
         ex.spin_once(timeout_sec=0.02)

@@ -21,6 +21,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ..core.reports import CycleReport
+from ..core.wire import decode_cycle, decode_fault, decode_status
 from .common import LATCHED, REPORTS, key_values, level_name
 
 
@@ -113,12 +114,15 @@ class CellClient:
         self.state = msg.data
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
-        self.status = dict(key_values(msg))
+        try:
+            self.status = decode_status(key_values(msg))
+        except ValueError as exc:
+            self.node.get_logger().warning(f"status '{msg.name}' ignored: {exc}")
 
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         try:
-            report = CycleReport.from_key_values(key_values(msg))
+            report = decode_cycle(key_values(msg))
         except ValueError as exc:  # a malformed report (another version, a bad publisher): count it, go on
             self.malformed_reports += 1
             self.node.get_logger().warning(f"malformed cycle report '{msg.name}' ignored: {exc}")
@@ -134,9 +138,13 @@ class CellClient:
         updates = []
         for st in msg.status:
             kv = dict(key_values(st))
-            key = kv.get("fault_key")
-            if key and kv.get("cell") == self.cell:
-                updates.append((key, {**kv, "message": st.message, "level": level_name(st.level)}))
+            try:
+                update = decode_fault(kv, st.message)
+            except ValueError as exc:
+                self.node.get_logger().warning(f"fault update '{st.name}' ignored: {exc}")
+                continue
+            if update is not None and update.cell == self.cell:
+                updates.append((update.fault_key, {**kv, "message": st.message, "level": level_name(st.level)}))
         return updates
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:

@@ -46,6 +46,14 @@ def level_name(level: bytes | int) -> str:
     return LEVELS.get(level, "UNKNOWN")
 
 
+def level_of(name: str) -> bytes:
+    """The DiagnosticStatus level byte of 'OK', 'WARN', 'ERROR' or 'STALE'."""
+    for byte, known in LEVELS.items():
+        if known == name:
+            return byte
+    raise ValueError(f"unknown diagnostic level {name!r}: expected one of {', '.join(LEVELS.values())}")
+
+
 def status_msg(name: str, level: bytes, message: str, pairs: Sequence[tuple[str, str]],
                hardware_id: str = "") -> DiagnosticStatus:
     """Build a DiagnosticStatus from (key, value) strings."""

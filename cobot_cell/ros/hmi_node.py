@@ -26,7 +26,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from std_msgs.msg import String
 
-from ..core.reports import CycleReport
+from ..core.wire import decode_cycle
 from ..hmi.auth import Sessions
 from ..hmi.model import LiveModel, parse_fault, step_stations
 from ..hmi.server import ServerOptions, create_app
@@ -72,13 +72,13 @@ class HmiClient(CellClient):
             self.model.set_state(msg.data)
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
-        self.status = dict(key_values(msg))
+        super()._on_status(msg)
         if self.model:
             self.model.set_status(self.status, now=self.now())
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         try:
-            report = CycleReport.from_key_values(key_values(msg))
+            report = decode_cycle(key_values(msg))
         except ValueError as exc:
             log.warning("cycle report ignored: %s", exc)
             return

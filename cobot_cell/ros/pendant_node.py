@@ -30,10 +30,11 @@ from std_srvs.srv import Trigger
 
 from .. import __version__
 from ..core.packml import Command
+from ..core.wire import FaultUpdate, decode_cycle, decode_fault, decode_status, encode_fault
 from ..pendant.protocol import PROTOCOL_VERSION
 from ..pendant.session import CallResult, CellRequest, PendantFault, PendantSession, SessionParams
 from ..pendant.transport import PARITIES, SerialTransport
-from .common import LATCHED, STATE_CHANGES, key_values, level_name, route_core_logging, run_node, status_msg
+from .common import LATCHED, STATE_CHANGES, key_values, level_name, level_of, route_core_logging, run_node, status_msg
 
 # New cycle reports only: the planner's topic keeps 1000 for late joiners, the pendant wants live ones.
 LIVE_REPORTS = QoSProfile(depth=50, durability=DurabilityPolicy.VOLATILE, reliability=ReliabilityPolicy.RELIABLE,
@@ -203,12 +204,11 @@ class PendantBridge(Node):
         client.call_async(Trigger.Request()).add_done_callback(self._on_hold_done)
 
     def fault(self, fault: PendantFault) -> None:
-        """Publish the session's fault on /diagnostics."""
-        level = DiagnosticStatus.WARN if fault.cleared is None else DiagnosticStatus.OK
-        arr = DiagnosticArray(status=[status_msg(
-            f"{self.cell}/pendant_bridge", level, fault.message,
-            [("cell", self.cell), ("code", fault.code), ("source", fault.source),
-             ("time", repr(fault.raised))], hardware_id=self.cell)])
+        """Publish the session's fault update on /diagnostics, keyed, so the production log has it."""
+        update = FaultUpdate(cell=self.cell, fault_key=fault.key, message=fault.message, raised=fault.raised,
+                             code=fault.code, source=fault.source, severity=fault.severity, cleared=fault.cleared)
+        arr = DiagnosticArray(status=[status_msg(f"{self.cell}/pendant_bridge", level_of(update.level),
+                                                 fault.message, encode_fault(update), hardware_id=self.cell)])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
 
@@ -223,16 +223,18 @@ class PendantBridge(Node):
         self.session.cell_state(msg.data)
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
-        self.session.cell_status(dict(key_values(msg)))
+        try:
+            self.session.cell_status(decode_status(key_values(msg)))
+        except ValueError as exc:
+            self.get_logger().warning(f"status '{msg.name}' ignored: {exc}")
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
-        kv = dict(key_values(msg))
         try:
-            cycle: float | None = float(kv.get("cycle_time", ""))
-        except ValueError:
-            cycle = None
-        self.session.cell_cycle(kv.get("part", "0"), kv.get("status", "done"), cycle, kv.get("job", ""),
-                                kv.get("run_id", ""))
+            r = decode_cycle(key_values(msg))
+        except ValueError as exc:
+            self.get_logger().warning(f"cycle report '{msg.name}' ignored: {exc}")
+            return
+        self.session.cell_cycle(str(r.part), r.status, r.cycle_time, r.job, r.run_id)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
@@ -242,8 +244,16 @@ class PendantBridge(Node):
             kv = dict(key_values(st))
             if self.cell not in (kv.get("cell"), st.hardware_id) and not st.name.startswith(f"{self.cell}/"):
                 continue
-            key = (kv["fault_key"],) if "fault_key" in kv else (st.name, st.message, kv.get("time", ""))
-            self.session.cell_fault(level, key, kv.get("code", ""), kv.get("source", st.name), st.message)
+            try:
+                update = decode_fault(kv, st.message, self.cell, st.name)
+            except ValueError as exc:
+                self.get_logger().warning(f"fault update '{st.name}' ignored: {exc}")
+                continue
+            if update is not None:
+                self.session.cell_fault(level, (update.fault_key,), update.code, update.source, st.message)
+            else:  # a driver's health status: no key, once per message
+                key = (st.name, st.message, kv.get("time", ""))
+                self.session.cell_fault(level, key, kv.get("code", ""), kv.get("source", st.name), st.message)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -35,12 +35,13 @@ from ..core.packml import Command, State
 from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
+from ..core.wire import FaultUpdate, encode_cycle, encode_fault, encode_status
 from ..skills import make_planner
 from ..skills.checked_cell import load_checked
 from ..skills.recovery import SkillRecovery
 from .authority import PRODUCT_PARAMETERS, NodeAuthority, Source
-from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node,
-                     split_seconds, status_msg)
+from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, level_of, route_core_logging,
+                     run_node, split_seconds, status_msg)
 
 
 @dataclass(frozen=True)
@@ -436,15 +437,13 @@ class PlannerNode(Node):
     def _on_cycle(self, report: CycleReport) -> None:
         self.cycle_pub.publish(status_msg(f"{self.cfg.cell.name}/cycle", DiagnosticStatus.OK,
                                           f"part {report.part} {report.status} in {report.cycle_time:.3f} s",
-                                          report.to_key_values(), hardware_id=self.cfg.cell.name))
+                                          encode_cycle(report), hardware_id=self.cfg.cell.name))
         self._publish_status()
 
     def _on_fault(self, fault: Fault) -> None:
-        level = DiagnosticStatus.OK if not fault.active else \
-            DiagnosticStatus.WARN if fault.acknowledged is not None else DiagnosticStatus.ERROR
-        pairs = fault.to_key_values(self.cfg.cell.name) + [("fault_key", f"{self.boot_id}-{fault.id}")]
-        status = status_msg(f"{self.cfg.cell.name}/task_planner/faults", level, fault.message, pairs,
-                            hardware_id=self.cfg.cell.name)
+        update = FaultUpdate.of(fault, self.cfg.cell.name, f"{self.boot_id}-{fault.id}")
+        status = status_msg(f"{self.cfg.cell.name}/task_planner/faults", level_of(update.level), fault.message,
+                            encode_fault(update), hardware_id=self.cfg.cell.name)
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
@@ -460,17 +459,7 @@ class PlannerNode(Node):
         s = self.controller.status()
         self._last_status = s
         level = DiagnosticStatus.ERROR if s.fault else DiagnosticStatus.OK
-        pairs = [("state", s.state.value), ("job", s.job), ("parts", str(s.parts_target)),
-                 ("parts_done", str(s.parts_done)), ("part", "" if s.part is None else str(s.part)),
-                 ("run_id", s.run_id),
-                 ("last_cycle_time", "" if s.last_cycle_time is None else f"{s.last_cycle_time:.3f}"),
-                 ("fault", "" if s.fault is None else f"{s.fault.source}: {s.fault.message}"),
-                 ("fault_id", "" if s.fault is None else str(s.fault.id)),
-                 ("fault_code", "" if s.fault is None else s.fault.code.value),
-                 ("fault_acknowledged", "" if s.fault is None else str(s.fault.acknowledged is not None).lower()),
-                 ("scrap", str(s.scrap)), ("resume", s.resume),
-                 ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running))]
-        self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, pairs,
+        self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, encode_status(s),
                                            hardware_id=self.cfg.cell.name))
 
 

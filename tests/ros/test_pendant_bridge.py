@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import random
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -133,6 +134,17 @@ def planner_snapshot(rig: Rig, window: float = 0.3) -> tuple[str | None, dict[st
     while time.monotonic() < end:
         rig.client.spin_once(0.05)
     return rig.client.state, dict(rig.client.status)
+
+
+def faults_table(rig: Rig) -> list[tuple[str, str, str, float | None]]:
+    """(level, source, code, cleared) of every fault in the supervisor's production log."""
+    with sqlite3.connect(f"file:{rig.work / 'p.db'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT level, source, code, cleared FROM faults").fetchall()
+
+
+def logged_faults(rig: Rig, code: str, cleared: bool) -> int:
+    """How many faults with `code` the production log has (only the cleared ones when `cleared`)."""
+    return sum(1 for r in faults_table(rig) if r[2] == code and (r[3] is not None or not cleared))
 
 
 def states_since(link: PendantLink, mark: int) -> list[str]:
@@ -406,6 +418,7 @@ def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:
     ok(link.command("START"))
     link.wait_state("Execute", 20)
     faults = len(link.view.faults)
+    logged = logged_faults(rig, "HEARTBEAT_LOST", cleared=True)
     mark = len(link.received)
     link.stop_heartbeat()
     silent_since = time.perf_counter()
@@ -419,6 +432,11 @@ def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:
     assert warn.args[:3] == ("WARN", "HEARTBEAT_LOST", "pendant_bridge") and "heartbeat lost" in warn.args[3]
     link.wait_state("Held", 30)
     link.start_heartbeat(0.2)
+    # the bridge's fault is keyed: the supervisor logs it, and its clearing once the heartbeat is back
+    wait_until(lambda: logged_faults(rig, "HEARTBEAT_LOST", cleared=True) > logged, 10,
+               "the cleared HEARTBEAT_LOST fault in the production log")
+    [(level, source)] = {(r[0], r[1]) for r in faults_table(rig) if r[2] == "HEARTBEAT_LOST"}
+    assert (level, source) == ("WARN", "pendant_bridge")
     ok(link.command("RESUME"))
     link.wait_state("Execute", 10)
     link.wait_state("Complete", 90)  # no interrupted run left behind for the next start to resume
