@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cobot_cell.pendant.link import FdChannel, PendantLink, create_pty  # noqa: E402
 from cobot_cell.pendant.protocol import Frame  # noqa: E402
-from cobot_cell.pendant.virtual import FdChannel, PendantLink, create_pty  # noqa: E402
 from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs  # noqa: E402
 from cobot_cell.ros.client import CellClient  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env  # noqa: E402

@@ -1,7 +1,7 @@
 """pendant_bridge through real node processes: a pty pair as the serial cable, the real planner and sim drivers.
 
 One node set per module (sim cobots, task_planner, supervisor, pendant_bridge); tests bring the cell back to
-Idle before they start. The pendant side is cobot_cell.pendant.virtual.PendantLink on the pty master, a
+Idle before they start. The pendant side is cobot_cell.pendant.link.PendantLink on the pty master, a
 CellClient checks the planner independently.
 """
 
@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cobot_cell.pendant.protocol import Frame, checksum, encode
-from cobot_cell.pendant.virtual import (
+from cobot_cell.pendant.link import (
     FdChannel,
     PendantLink,
     PtyPair,
@@ -29,6 +28,7 @@ from cobot_cell.pendant.virtual import (
     parse_script,
     run_script,
 )
+from cobot_cell.pendant.protocol import Frame, checksum, encode
 from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs
 from cobot_cell.ros.client import CellClient
 from cobot_cell.ros.processes import DomainLease, NodeProcess, NodeSet, ros_env

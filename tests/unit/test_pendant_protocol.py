@@ -300,7 +300,8 @@ def test_a_flipped_bit_never_yields_another_frame(frame: Frame, data) -> None:
 
 def test_protocol_imports_no_rclpy() -> None:
     code = ("import sys; sys.modules['rclpy'] = None\n"
-            "import cobot_cell.pendant.protocol, cobot_cell.pendant.transport, cobot_cell.pendant.virtual\n"
+            "import cobot_cell.pendant.protocol, cobot_cell.pendant.transport, cobot_cell.pendant.link, "
+            "cobot_cell.pendant.virtual, cobot_cell.pendant.session\n"
             "bad = sorted(m for m in sys.modules if m.startswith('rclpy') or m.endswith('_msgs'))\n"
             "assert bad == ['rclpy'], bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
@@ -315,8 +316,8 @@ def _wait(predicate, timeout: float = 5.0) -> None:
 
 
 def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
+    from cobot_cell.pendant.link import create_pty
     from cobot_cell.pendant.transport import SerialTransport
-    from cobot_cell.pendant.virtual import create_pty
 
     events: list = []
     pty = create_pty(tmp_path / "pendant")
@@ -345,8 +346,8 @@ def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
 
 
 def test_transport_stops_reading_while_the_owner_lags_and_loses_nothing(tmp_path: Path) -> None:
+    from cobot_cell.pendant.link import FdChannel, create_pty
     from cobot_cell.pendant.transport import READ_CHUNK, SerialTransport
-    from cobot_cell.pendant.virtual import FdChannel, create_pty
 
     pty = create_pty(tmp_path / "pendant")
     t = SerialTransport(str(tmp_path / "pendant"), reconnect_min=0.05, max_pending_read=2048).start()
@@ -386,7 +387,8 @@ def test_transport_refuses_bad_settings() -> None:
 def test_pendant_script_and_cli() -> None:
     import argparse
 
-    from cobot_cell.pendant.virtual import parse_script, register_cli
+    from cobot_cell.pendant.link import parse_script
+    from cobot_cell.pendant.virtual import register_cli
 
     assert parse_script("HELLO; PARTS 2  # two\n\nRESET;WAIT Idle 5; -ACK") == [
         ["HELLO"], ["PARTS", "2"], ["RESET"], ["WAIT", "Idle", "5"], ["-ACK"]]
