@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
+from cobot_cell import waiting  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
 
 
@@ -277,14 +278,10 @@ class Children:
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.02,
                check: Callable[[], None] | None = None) -> None:
-    """Poll until predicate() holds; TimeoutError naming `what` after `timeout` s."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if check is not None:
-            check()
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
+    """Poll until predicate() holds (calling `check()` between looks); TimeoutError naming `what` after `timeout`
+    s (cobot_cell.waiting)."""
+    waiting.wait_until(predicate, timeout, what, poll=poll,
+                       step=None if check is None else lambda dt: (check(), time.sleep(dt)))
 
 
 def install_sigterm() -> None:

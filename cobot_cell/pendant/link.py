@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..waiting import wait_until
 from .protocol import (
     BRIDGE_MESSAGES,
     PROTOCOL_VERSION,
@@ -220,6 +221,11 @@ class PendantLink:
         self._hb_thread = threading.Thread(target=beat, name="pendant-hb", daemon=True)
         self._hb_thread.start()
 
+    @property
+    def heartbeating(self) -> bool:
+        """HB frames are being sent."""
+        return self._hb_thread is not None
+
     def stop_heartbeat(self) -> None:
         """Stop sending HB."""
         self._hb_stop.set()
@@ -266,13 +272,8 @@ class PendantLink:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         """Pump until predicate() holds; TimeoutError naming `what` after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what} (pendant sees state "
-                                   f"{self.view.state})")
-            self.pump(min(left, 0.05))
+        wait_until(predicate, timeout, what, step=self.pump, poll=0.05,
+                   detail=lambda: f" (pendant sees state {self.view.state})")
 
     def reply(self, seq: int, timeout: float = 5.0) -> Frame:
         """Wait for the reply to command `seq`."""

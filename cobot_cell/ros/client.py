@@ -5,7 +5,6 @@ Runs on a private rclpy Context so it never disturbs other nodes of the process;
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import rclpy
@@ -22,6 +21,7 @@ from std_srvs.srv import Trigger
 
 from ..core.reports import CycleReport
 from ..core.wire import decode_cycle, decode_fault, decode_status
+from ..waiting import wait_until
 from .common import LATCHED, REPORTS, key_values, level_name
 
 
@@ -163,11 +163,7 @@ class CellClient:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         """Spin until predicate() is true; TimeoutError naming `what` after `timeout` wall seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what} (state {self.state})")
-            self.spin_once(0.05)
+        wait_until(predicate, timeout, what, step=self.spin_once, poll=0.05, detail=lambda: f" (state {self.state})")
 
     def _call(self, client, request, timeout: float, what: str):
         self.wait_for(client.service_is_ready, timeout, f"service {client.srv_name}")

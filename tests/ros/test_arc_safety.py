@@ -162,3 +162,4 @@ def test_a_supervisor_that_connects_after_a_planner_crash_still_logs_the_restart
                 client.close()
             late.stop()
             nodes.stop()
+        assert not nodes.unclean_exits() and not late.unclean_exits(), nodes.unclean_exits() + late.unclean_exits()

@@ -43,6 +43,7 @@ def cell(tmp_path_factory):
             logs = {p.spec.fqn: p.log_path.read_text()[-2000:] for p in nodes.procs if p.log_path.exists()}
             for fqn, text in logs.items():
                 print(f"--- {fqn}\n{text}")
+    assert not nodes.unclean_exits(), nodes.unclean_exits()
 
 
 def test_command_in_wrong_state_is_refused(cell):

@@ -21,6 +21,7 @@ import pytest
 
 from cobot_cell.pendant.link import (
     FdChannel,
+    LinkClosed,
     PendantLink,
     PtyPair,
     ScriptError,
@@ -33,6 +34,7 @@ from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs
 from cobot_cell.ros.client import CellClient
 from cobot_cell.ros.processes import DomainLease, NodeProcess, NodeSet, ros_env
 from cobot_cell.skills import load_cell
+from cobot_cell.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CELL_FILE = REPO / "config" / "demo_cell.yaml"
@@ -51,6 +53,7 @@ class Rig:
     work: Path
     env: dict[str, str]
     cell: str
+    cobots: tuple[str, ...]
 
     def bridge(self) -> NodeProcess:
         return self.nodes.proc(f"/{self.cell}/pendant_bridge")
@@ -61,14 +64,6 @@ class Rig:
         self.link.start_heartbeat(0.2)
         self.link.wait_for(lambda: bool(self.link.view.hellos) and bool(self.link.view.stat), 60,
                            "the bridge's HELLO and STAT")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +88,7 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
         try:
             nodes.start()
             client = CellClient(cfg.cell.name, domain_id=lease.domain_id, node_name="pendant_test_client")
-            r = Rig(nodes, client, pty, None, work, env, cfg.cell.name)  # type: ignore[arg-type]
+            r = Rig(nodes, client, pty, None, work, env, cfg.cell.name, tuple(cfg.cobots))  # type: ignore[arg-type]
             r.attach()
             client.wait_for(lambda: client.state is not None and bool(client.status), 30, "the planner")
             yield r
@@ -104,6 +99,29 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
                 client.close()
             nodes.stop()
             (r.pty if r is not None else pty).close()
+    assert not nodes.unclean_exits(), nodes.unclean_exits()
+
+
+@pytest.fixture(autouse=True)
+def fresh(rig: Rig) -> None:
+    """Every test starts from the same place, whatever the one before it left behind: a pendant on the line and
+    beating its heart, no injected driver fault, the cell Idle with job bracket and 2 parts."""
+    try:
+        ok(rig.link.command("STATUS", timeout=2))
+    except (TimeoutError, LinkClosed, OSError, AssertionError):  # the line was left closed or stuck
+        rig.link.close()
+        rig.pty.close()
+        rig.pty = create_pty(rig.pty.path)
+        rig.attach()
+    if not rig.link.heartbeating:
+        rig.link.start_heartbeat(0.2)
+    for cobot in rig.cobots:
+        assert rig.client.set_parameter("fault", "", node=f"/{cobot}/sim_cobot") == (True, "")
+    to_idle(rig)
+    ok(rig.link.command("JOB", "bracket"))
+    ok(rig.link.command("PARTS", "2"))
+    rig.link.wait_for(lambda: (rig.link.view.stat.get("job"), rig.link.view.stat.get("parts")) == ("bracket", "2"),
+                      5, "STAT with job bracket and 2 parts")
 
 
 def ok(reply: Frame) -> Frame:

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from cobot_cell.core.reports import CycleReport, StepTiming
 from cobot_cell.core.wire import FaultUpdate, encode_cycle, encode_fault
 from cobot_cell.ros.common import LATCHED, REPORTS, key_values, level_of, status_msg
 from cobot_cell.ros.processes import DomainLease, ros_env
+from cobot_cell.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 IDEAL_CYCLE_TIME = 5.0
@@ -66,13 +66,12 @@ class Operator:
             self.kpis[st.hardware_id] = dict(key_values(st))
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
+        def spin(dt: float) -> None:
             if proc.poll() is not None:
                 raise AssertionError(f"supervisor exited with {proc.returncode} while waiting for {what}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; kpis {self.kpis}")
-            self.executor.spin_once(timeout_sec=0.05)
+            self.executor.spin_once(timeout_sec=dt)
+
+        wait_until(predicate, timeout, what, step=spin, poll=0.05, detail=lambda: f"; kpis {self.kpis}")
 
     def close(self) -> None:
         self.executor.shutdown()
