@@ -286,7 +286,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: f
 
 def install_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so `finally` blocks stop the children (run_all's timeout)."""
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
 

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     DATE,
     PYTHON,
     Children,
@@ -61,7 +61,7 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 FLOOR_JS = "/bench_floor/joint_states"
 FLOOR_REPLY = "/bench_floor/reply"
@@ -98,7 +98,7 @@ def dispatch_cell(steps: int) -> dict:
 def _spin_until_signal(node, executor, on_exit) -> None:
     stop = {"flag": False}
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         stop["flag"] = True
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

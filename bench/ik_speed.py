@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy as np  # noqa: E402
-from common import cpu_model, paired_medians  # noqa: E402
+import numpy as np
+from common import cpu_model, paired_medians
 
-from cobot_cell.motion.kinematics import UnreachableError, arm_model, fk, ik, ik_all  # noqa: E402
-from cobot_cell.motion.transforms import rotation_angle  # noqa: E402
+from cobot_cell.motion.kinematics import UnreachableError, arm_model, fk, ik, ik_all
+from cobot_cell.motion.transforms import rotation_angle
 
 UR5E = arm_model("ur5e")
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     DATE,
     REPO,
     Children,
@@ -34,7 +34,7 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 CELL_FILE = REPO / "config" / "demo_cell.yaml"
 TARGET_MB = 80.0

@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy as np  # noqa: E402
-import pydantic  # noqa: E402
-from common import cpu_model, paired_medians  # noqa: E402
+import numpy as np
+import pydantic
+from common import cpu_model, paired_medians
 
-from cobot_cell.core.validation import validate  # noqa: E402
-from cobot_cell.skills.pallet_pattern import PalletSpec, Place, plan_pallet  # noqa: E402
+from cobot_cell.core.validation import validate
+from cobot_cell.skills.pallet_pattern import PalletSpec, Place, plan_pallet
 
 PATTERNS = ("column", "interlock", "pinwheel")
 # EUR pallet, 150 x 100 x 100 mm boxes, 1.65 m high: 64 boxes x 16 layers (+ 15 slip sheets) = 1,024 places.

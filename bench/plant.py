@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     DATE,
     Children,
     Figure,
@@ -45,9 +45,9 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from cobot_cell.core.reports import CycleReport, StepTiming  # noqa: E402
-from cobot_cell.core.wire import VERSION_KEY, WIRE_VERSION, FaultUpdate, encode_cycle, encode_fault  # noqa: E402
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.core.reports import CycleReport, StepTiming
+from cobot_cell.core.wire import VERSION_KEY, WIRE_VERSION, FaultUpdate, encode_cycle, encode_fault
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "config" / "demo_cell.yaml"

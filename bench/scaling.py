@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATE, Figure, install_sigterm, machine_line, run_cell, table, write_json  # noqa: E402
+from common import DATE, Figure, install_sigterm, machine_line, run_cell, table, write_json
 
 HOME = [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]
 SPACING = 1.2

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     DATE,
     PYTHON,
     Children,
@@ -44,9 +44,9 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from cobot_cell.core.reports import CycleReport, StepTiming  # noqa: E402
-from cobot_cell.core.wire import encode_cycle  # noqa: E402
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.core.reports import CycleReport, StepTiming
+from cobot_cell.core.wire import encode_cycle
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 # Experiment (--dds-defaults): Fast DDS's own writer defaults (3 s heartbeat) instead of the package's profile
 # (config/fastdds.xml, 50 ms heartbeat, which ros_env sets for every node): an empty default profile file.
@@ -73,7 +73,7 @@ def make_report(cell: str, run_id: str, part: int) -> CycleReport:
 def _stop_flag() -> dict:
     flag = {"stop": False}
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         flag["stop"] = True
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

@@ -159,7 +159,7 @@ class SerialTransport:
         if self.notify is not None:
             try:
                 self.notify()
-            except Exception:  # noqa: BLE001 - the owner is shutting down; the event stays queued
+            except Exception:  # the owner is shutting down; the event stays queued
                 log.debug("notify failed", exc_info=True)
 
     def _close(self) -> None:

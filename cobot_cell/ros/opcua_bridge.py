@@ -214,7 +214,7 @@ class Bridge:
     async def _write(self, cell: str, tags: Any) -> None:
         try:
             self.updates += await self.server.update(cell, tags)
-        except Exception:  # noqa: BLE001 - one bad update must not stop the server
+        except Exception:  # one bad update must not stop the server
             logger.exception("updating the PackML object of cell '%s' failed", cell)
 
     async def run(self) -> None:
