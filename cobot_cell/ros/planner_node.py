@@ -19,6 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock as RosClockType
 from rclpy.clock import ClockType
+from rclpy.client import Client
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -86,12 +87,12 @@ MAX_PREPARED = 64  # trajectories converted ahead per cobot (a planned-ahead ste
 class RosCobotPort(CobotPort):
     """A cobot behind a joint trajectory controller topic, joint_states and SetBool IO services."""
 
-    def __init__(self, node: "PlannerNode", name: str, cobot: Cobot, namespace: str, params: PlannerParams):
+    def __init__(self, node: PlannerNode, name: str, cobot: Cobot, namespace: str, params: PlannerParams):
         self.name = name
         self.node = node
         self.joints = list(cobot.joints)
         self.params = params
-        self.clock = node.clock
+        self.clock: RosClock = node.clock
         self.watch = MotionWatch(name, WatchLimits(params.tolerance, params.timeout_factor, params.timeout_margin,
                                                    params.timeout_wall_min, params.stamp_trajectories), node.clock)
         self._q: np.ndarray | None = None
@@ -111,7 +112,8 @@ class RosCobotPort(CobotPort):
                                          lambda msg, io=t.io: self._on_sensed(io, msg), LATCHED)
         self.pub = node.create_publisher(JointTrajectory, f"{namespace}/{cobot.controller}/joint_trajectory", 10)
         node.create_subscription(JointState, f"{namespace}/joint_states", self._on_joint_states, STATES)
-        self.io_clients = {t.io: node.create_client(SetBool, f"{namespace}/{t.io}") for t in cobot.tools.values()}
+        self.io_clients: dict[str, Client] = {t.io: node.create_client(SetBool, f"{namespace}/{t.io}")
+                                              for t in cobot.tools.values()}
 
     def _on_joint_states(self, msg: JointState) -> None:
         if self._cols is None or len(msg.name) != len(self._cols) or any(
