@@ -4,7 +4,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 PARTS ?= 5
 RATE ?= 20
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test lint bench clean
 venv:
 	@scripts/bootstrap.sh
 
@@ -13,6 +13,11 @@ demo: venv
 
 test: venv
 	.venv/bin/python -m pytest
+
+# ruff (lint + import order) and mypy (strict on the pure layers); settings in pyproject.toml
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 bench: venv
 	.venv/bin/python bench/run_all

@@ -18,10 +18,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -29,7 +30,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
+from cobot_cell import waiting  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+
 
 def run_date(now: datetime | None = None) -> str:
     """The date (UTC, ISO 8601) of `now`, default: this moment."""
@@ -275,19 +278,15 @@ class Children:
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.02,
                check: Callable[[], None] | None = None) -> None:
-    """Poll until predicate() holds; TimeoutError naming `what` after `timeout` s."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if check is not None:
-            check()
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
+    """Poll until predicate() holds (calling `check()` between looks); TimeoutError naming `what` after `timeout`
+    s (cobot_cell.waiting)."""
+    waiting.wait_until(predicate, timeout, what, poll=poll,
+                       step=None if check is None else lambda dt: (check(), time.sleep(dt)))
 
 
 def install_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so `finally` blocks stop the children (run_all's timeout)."""
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -44,10 +43,25 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DATE, write_atomic, PYTHON, Children, Figure, install_sigterm, machine_line, median,  # noqa: E402
-                    proc_cpu_s, profile_summary, start_profile, summary_ms, table, wait_until, write_json)
+from common import (
+    DATE,
+    PYTHON,
+    Children,
+    Figure,
+    install_sigterm,
+    machine_line,
+    median,
+    proc_cpu_s,
+    profile_summary,
+    start_profile,
+    summary_ms,
+    table,
+    wait_until,
+    write_atomic,
+    write_json,
+)
 
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 FLOOR_JS = "/bench_floor/joint_states"
 FLOOR_REPLY = "/bench_floor/reply"
@@ -84,7 +98,7 @@ def dispatch_cell(steps: int) -> dict:
 def _spin_until_signal(node, executor, on_exit) -> None:
     stop = {"flag": False}
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         stop["flag"] = True
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -417,7 +431,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             if not ok:
                 raise RuntimeError(f"{cmd} refused: {msg}")
             if target:
-                client.wait_for(lambda: check() or client.state == target, 30, f"state {target}")
+                client.wait_for(lambda target=target: check() or client.state == target, 30, f"state {target}")
         t0, c0 = time.monotonic(), proc_cpu_s(planner_pid) or 0.0
         prof = None
         if args.profile:
@@ -483,7 +497,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
         print(f"  published -> probe receipt (transport)                         {summary_ms(d['transport'])}")
         flushes = [x[1] for x in inst['journal'] if x[1] > 1e-5]  # a flush with nothing deferred returns at once
         print(f"  journal write after the publish (Journal.flush with writes)   {summary_ms(flushes)}")
-        print(f"  skill plan made ahead (plan_step, per step, off the boundary) {summary_ms([x[1] for x in inst['plan']])}")
+        plans = [x[1] for x in inst['plan']]
+        print(f"  skill plan made ahead (plan_step, per step, off the boundary) {summary_ms(plans)}")
     write_json(args.json, figs, {"latencies_s": lat, "rtt_s": rtt, "relay_s": relay_lat, "wall": wall,
                                 "planner_cpu_idle": cpu_idle, "planner_cpu_job": cpu_job})
     return figs

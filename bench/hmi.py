@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     DATE,
     REPO,
     Figure,
@@ -37,12 +37,12 @@ from common import (  # noqa: E402
     wait_until,
     write_json,
 )
-from memory import bare_rss_kb  # noqa: E402
+from memory import bare_rss_kb
 
-from cobot_cell.plant.users import Role, UserStore  # noqa: E402
-from cobot_cell.ros.bringup import BringupOptions, node_specs  # noqa: E402
-from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env  # noqa: E402
-from cobot_cell.skills import load_cell  # noqa: E402
+from cobot_cell.plant.users import Role, UserStore
+from cobot_cell.ros.bringup import BringupOptions, node_specs
+from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env
+from cobot_cell.skills import load_cell
 
 CELL_FILE = REPO / "config" / "demo_cell.yaml"
 LAG_TARGET_MS = 250.0

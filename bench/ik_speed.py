@@ -16,18 +16,16 @@ import os
 import platform
 import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model, paired_medians  # noqa: E402
+import numpy as np
+from common import cpu_model, paired_medians
 
-import numpy as np  # noqa: E402
-
-from cobot_cell.motion.kinematics import UnreachableError, arm_model, fk, ik, ik_all  # noqa: E402
-from cobot_cell.motion.transforms import rotation_angle  # noqa: E402
+from cobot_cell.motion.kinematics import UnreachableError, arm_model, fk, ik, ik_all
+from cobot_cell.motion.transforms import rotation_angle
 
 UR5E = arm_model("ur5e")
 

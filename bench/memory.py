@@ -19,10 +19,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DATE, REPO, Children, Figure, install_sigterm, machine_line, proc_rss_kb,  # noqa: E402
-                    run_cell, short_fqn, table, wait_until, write_json)
+from common import (
+    DATE,
+    REPO,
+    Children,
+    Figure,
+    install_sigterm,
+    machine_line,
+    proc_rss_kb,
+    run_cell,
+    short_fqn,
+    table,
+    wait_until,
+    write_json,
+)
 
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 CELL_FILE = REPO / "config" / "demo_cell.yaml"
 TARGET_MB = 80.0

@@ -13,18 +13,16 @@ import logging
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model, paired_medians  # noqa: E402
+import numpy as np
+import pydantic
+from common import cpu_model, paired_medians
 
-import numpy as np  # noqa: E402
-import pydantic  # noqa: E402
-
-from cobot_cell.core.validation import validate  # noqa: E402
-from cobot_cell.skills.pallet_pattern import PalletSpec, Place, plan_pallet  # noqa: E402
+from cobot_cell.core.validation import validate
+from cobot_cell.skills.pallet_pattern import PalletSpec, Place, plan_pallet
 
 PATTERNS = ("column", "interlock", "pinwheel")
 # EUR pallet, 150 x 100 x 100 mm boxes, 1.65 m high: 64 boxes x 16 layers (+ 15 slip sheets) = 1,024 places.
@@ -60,11 +58,11 @@ def main() -> None:
         plan = plan_pallet(spec)
         values = [(p.index, p.layer, p.position, p.yaw, p.slip_sheet_before) for p in plan.places]
 
-        def floor() -> list[Place]:
+        def floor(values: list[tuple[int, int, tuple[float, float], float, bool]] = values) -> list[Place]:
             return [Place(i, layer, pos, yaw, sheet) for i, layer, pos, yaw, sheet in values]
 
         assert len(plan) >= 1000, len(plan)
-        t_plan, t_floor = paired_medians(lambda: plan_pallet(spec), floor, args.runs)
+        t_plan, t_floor = paired_medians(lambda spec=spec: plan_pallet(spec), floor, args.runs)
         print(f"  {pattern:<10} {len(plan):>6} {t_plan * 1e3:>9.2f} {t_floor * 1e3:>9.3f} "
               f"{t_plan / t_floor:>6.1f}x {t_plan / len(plan) * 1e6:>7.2f}")
     print()

@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cobot_cell.pendant.link import FdChannel, PendantLink, create_pty  # noqa: E402
 from cobot_cell.pendant.protocol import Frame  # noqa: E402
-from cobot_cell.pendant.virtual import FdChannel, PendantLink, create_pty  # noqa: E402
 from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs  # noqa: E402
 from cobot_cell.ros.client import CellClient  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env  # noqa: E402
@@ -54,11 +54,11 @@ def via_pendant(link: PendantLink, count: int) -> tuple[list[float], list[float]
         t0 = time.perf_counter()
         seq = link.send(kind)
 
-        def state_frame():
+        def state_frame(mark: int = mark, before: str | None = before):
             return next((r for r in link.received[mark:] if isinstance(r.item, Frame) and r.item.kind == "STATE"
                          and r.item.args[0] != before), None)
 
-        link.wait_for(lambda: state_frame() is not None and seq in link.replies, 10, f"{kind} done")
+        link.wait_for(lambda seq=seq: state_frame() is not None and seq in link.replies, 10, f"{kind} done")
         reply = next(r for r in link.received[mark:] if isinstance(r.item, Frame) and r.item.seq == seq
                      and r.item.kind in ("OK", "ERR"))
         if reply.item.kind != "OK":
@@ -82,9 +82,10 @@ def direct_calls(client: CellClient, count: int) -> list[float]:
         before = client.state
         t0 = time.perf_counter()
         future = clients[service].call_async(Trigger.Request())
-        client.wait_for(lambda: client.state != before, 10, f"{service} state change")
+        client.wait_for(lambda before=before: client.state != before, 10, f"{service} state change")
         out.append((time.perf_counter() - t0) * 1e3)
-        client.wait_for(lambda: future.done() and client.state == target, 10, f"{service} done")
+        client.wait_for(lambda future=future, target=target: future.done() and client.state == target, 10,
+                        f"{service} done")
         if not future.result().success:
             raise RuntimeError(f"{service} refused: {future.result().message}")
     return out

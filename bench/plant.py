@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     DATE,
     Children,
     Figure,
@@ -45,8 +45,9 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from cobot_cell.core.reports import CycleReport, StepTiming  # noqa: E402
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.core.reports import CycleReport, StepTiming
+from cobot_cell.core.wire import VERSION_KEY, WIRE_VERSION, FaultUpdate, encode_cycle, encode_fault
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "config" / "demo_cell.yaml"
@@ -98,15 +99,14 @@ def synthetic(args: argparse.Namespace) -> int:
         state_pub.publish(String(data=state))
         events.write(json.dumps({"cell": c, "state": state, "t": sent}) + "\n")
         status_pub.publish(status_msg(f"{c}/status", DiagnosticStatus.OK, state, [
-            ("state", state), ("job", "bracket"), ("parts", "1000"), ("parts_done", str(p)),
-            ("run_id", f"{c}-run")], hardware_id=c))
-        cycle_pub.publish(status_msg(f"{c}/cycle", DiagnosticStatus.OK, f"part {p}", report.to_key_values(),
+            (VERSION_KEY, str(WIRE_VERSION)), ("state", state), ("job", "bracket"), ("parts", "1000"),
+            ("parts_done", str(p)), ("run_id", f"{c}-run")], hardware_id=c))
+        cycle_pub.publish(status_msg(f"{c}/cycle", DiagnosticStatus.OK, f"part {p}", encode_cycle(report),
                                      hardware_id=c))
         if p % 10 == 0:
             for cleared in ("", repr(t + 2.0)):
-                pairs = [("cell", c), ("id", str(p)), ("code", "GRIP_MISSED"), ("source", "picker"),
-                         ("raised", repr(t - 1.0)), ("time", repr(t - 1.0)), ("acknowledged", ""),
-                         ("cleared", cleared), ("fault_key", f"syn-{c}-{p}")]
+                pairs = encode_fault(FaultUpdate(c, f"syn-{c}-{p}", "grip missed", t - 1.0, "GRIP_MISSED", "picker",
+                                                 id=p, cleared=float(cleared) if cleared else None))
                 diag.publish(DiagnosticArray(status=[status_msg(f"{c}/task_planner/faults", DiagnosticStatus.ERROR,
                                                                 "grip missed", pairs, hardware_id=c)]))
         nxt[c] += period

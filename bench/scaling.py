@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATE, Figure, install_sigterm, machine_line, run_cell, table, write_json  # noqa: E402
+from common import DATE, Figure, install_sigterm, machine_line, run_cell, table, write_json
 
 HOME = [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]
 SPACING = 1.2
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
     print()
     print(f"  {'cobots':>6} {'planner':>9} {'per cobot':>9} {'supervisor':>10} {'per cobot':>9} {'sim driver':>10} "
           f"{'cycle s':>8}   (CPU seconds per sim second)")
-    for n, p, s, d, wall, sim, cyc in rows:
+    for n, p, s, d, _wall, _sim, cyc in rows:
         print(f"  {n:>6} {p:>9.3f} {p / n:>9.3f} {s:>10.4f} {s / n:>9.4f} {d:>10.3f} {cyc:>8.2f}")
     if failed:
         print(f"  failed sizes (not in the table): {failed}")

@@ -21,8 +21,19 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DATE, REPO, Figure, install_sigterm, machine_line, profile_summary,  # noqa: E402
-                    run_cell, short_fqn, start_profile, table, write_json)
+from common import (
+    DATE,
+    REPO,
+    Figure,
+    install_sigterm,
+    machine_line,
+    profile_summary,
+    run_cell,
+    short_fqn,
+    start_profile,
+    table,
+    write_json,
+)
 
 CELL_FILE = REPO / "config" / "demo_cell.yaml"
 PLANNER = "/demo/task_planner"
@@ -58,7 +69,7 @@ def sim_figures(base_speed: float, base_parts: int, runs: list[tuple[float, int,
         figs.append(Figure(f"sim speed: max cycle time diff at {rate:g}x vs 1x", dc * 1e3, 1.0, "ms", "<= 1 ms",
                            dc <= 1e-3, ratio=math.nan,
                            note="per part k, |cycle time at rate R - at 1x|; floor column: the 1 ms bound"))
-    for rate, parts, speed, dc in runs:
+    for rate, _parts, speed, dc in runs:
         if math.isnan(speed):
             figs.append(Figure(f"sim speed at {rate:g}x: run failed", math.nan, math.nan, "", "(info)", None))
         elif not dc <= 1e-3:
@@ -76,7 +87,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
     base = run_cell(CELL_FILE, 1.0, args.base_parts, work / "rate_1")
     rows = [("1", base, 0.0, 0.0)]
     print(f"  1x: {base.parts} parts, wall {base.wall:.1f} s, sim span {base.sim_span:.2f} s, "
-          f"speed {base.speed:.3f}x (/clock ran at {base.sim_elapsed / base.wall:.3f}x), cycle times {[round(r.cycle_time, 3) for r in base.reports]}")
+          f"speed {base.speed:.3f}x (/clock ran at {base.sim_elapsed / base.wall:.3f}x), "
+          f"cycle times {[round(r.cycle_time, 3) for r in base.reports]}")
     for rate in args.rates:
         prof_out = {fqn: work / f"{fqn.strip('/').replace('/', '__')}_{rate:g}.pyspy.txt"
                     for fqn in (PLANNER, CLOCK_OWNER)}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import shlex
 import sqlite3
@@ -131,8 +130,9 @@ class Soak:
 
     def start(self) -> None:
         """Start the node set and the operator client."""
-        from cobot_cell.ros.client import CellClient
         from diagnostic_msgs.msg import DiagnosticArray
+
+        from cobot_cell.ros.client import CellClient
 
         self.out.mkdir(parents=True, exist_ok=True)
         for name in STALE:
@@ -331,7 +331,7 @@ class Soak:
             # (a planner restarting): wait for the next state
             before = st
             try:
-                self.wait(lambda: self.state() != before, f"a state after {before}", 2.0)
+                self.wait(lambda before=before: self.state() != before, f"a state after {before}", 2.0)
             except SoakError:
                 pass
 
@@ -537,8 +537,8 @@ class Soak:
                 self.pause(0.2)
                 if self.state() in RUNNING or self.state() == "Completing":
                     continue
-                ev = Event("unplanned", self.part() or self._last_part, "", self.now(), detail=f"cell went {self.state()}: "
-                           f"{c.status.get('fault', '')}")
+                ev = Event("unplanned", self.part() or self._last_part, "", self.now(),
+                           detail=f"cell went {self.state()}: {c.status.get('fault', '')}")
                 self.log(f"UNPLANNED: part {ev.part}: {ev.detail}")
                 t0 = self.now()
                 try:
@@ -558,7 +558,8 @@ class Soak:
                 if ev.kind == "grip_miss":
                     # the pick grips early in a part: inject as soon as the next part starts
                     current = self.part()
-                    self.wait(lambda: self.part() > current or self.state() != "Execute", "the next part", 60)
+                    self.wait(lambda current=current: self.part() > current or self.state() != "Execute",
+                              "the next part", 60)
                 else:
                     # somewhere into the part (a part takes about planned_cycle / rate wall seconds)
                     self.pause(self.rng.uniform(0.0, 0.8) * self.planned_cycle / self.args.rate)
@@ -662,7 +663,7 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
     w(f"parts           done {status.get('done', 0)}   scrap {status.get('scrap', 0)}   "
       f"in_progress {status.get('in_progress', 0)}   (production log: {info.get('logged_parts', '-')} parts)")
     if info.get("scrap_parts"):
-        w(f"scrapped        " + ", ".join(f"{p}{' (' + r + ')' if r else ''}" for p, r in info["scrap_parts"][:30]))
+        w("scrapped        " + ", ".join(f"{p}{' (' + r + ')' if r else ''}" for p, r in info["scrap_parts"][:30]))
     wall = (s.t_run1 or time.monotonic()) - (s.t_run0 or time.monotonic())
     sim = (s.sim_t1 or 0.0) - (s.sim_t0 or 0.0) if s.sim_t1 else math.nan
     w(f"time            wall {wall:.1f} s   sim {sim:.1f} s   speed-up {sim / wall if wall > 0 else math.nan:.1f}x "
@@ -689,7 +690,7 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
           f"{', '.join(f'{c} x{n}' for c, n in sorted(codes.items()))}")
     w(f"{'total':<16}{tot[0]:>7}{tot[1]:>8}{tot[2]:>10}")
     diag = list(s.diag_faults.values())
-    w(f"faults (planner /diagnostics, by code): " + ", ".join(
+    w("faults (planner /diagnostics, by code): " + ", ".join(
         f"{code} {n}/{sum(1 for f in diag if f['code'] == code and f['cleared'])}"
         for code, n in sorted(Counter(f["code"] for f in diag).items())) + "   (raised/cleared)")
     attributed = {k for e in s.events for k in e.fault_keys}
@@ -699,7 +700,7 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
         w(f"    at {f['seen']:.1f} s, part {f.get('part') or '?'}: {f['code']} on {f['source']}: {f['message'][:110]}"
           f"{'' if f['cleared'] else ' (NOT cleared)'}")
     sup = info.get("supervisor_faults") or []
-    w(f"faults (supervisor table, by code):     " + ", ".join(
+    w("faults (supervisor table, by code):     " + ", ".join(
         f"{code} {n}/{int(cl or 0)}" for code, n, ack, cl in sup) + "   (raised/cleared)")
     seen = s.client_faults_seen
     w(f"faults (CellClient.faults_seen):        {len(seen)} " + (
@@ -739,7 +740,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--deadline", type=float, default=None,
                     help="wall seconds for the whole soak (default 300 + 2 s per part)")
     ap.add_argument("--recover-timeout", type=float, default=120.0, help="wall seconds per recovery")
-    ap.add_argument("--stall", type=float, default=30.0, help="hold + unhold when no part finishes for this many wall s in Execute")
+    ap.add_argument("--stall", type=float, default=30.0,
+                    help="hold + unhold when no part finishes for this many wall s in Execute")
     args = ap.parse_args(argv)
     if args.parts < 1 or args.rate <= 0:
         ap.error("--parts must be >= 1 and --rate > 0")

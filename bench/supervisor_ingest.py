@@ -1,7 +1,7 @@
 """Supervisor ingest: cycle reports per second written to SQLite by the real supervisor node, none lost.
 
 --cells publisher processes (bare rclpy, one per cell) each publish --count cycle reports (DiagnosticStatus with
-the key/values of a 3-step part, `CycleReport.to_key_values`) on `/<cell>/cycle` with the planner's QoS
+the key/values of a 3-step part, `cobot_cell.core.wire.encode_cycle`) on `/<cell>/cycle` with the planner's QoS
 (common.REPORTS: reliable, transient local, depth 1000) as fast as they can, all starting together once each has
 matched its subscriber. Two phases in the same run, in this order: the floor, a bare rclpy subscriber process
 that only counts what arrives (no parsing, no writing), then the supervisor node (cobot_cell.ros.supervisor_node,
@@ -29,11 +29,24 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (DATE, write_atomic, PYTHON, Children, Figure, install_sigterm, machine_line, profile_summary,  # noqa: E402
-                    start_profile, table, wait_until, write_json)
+from common import (
+    DATE,
+    PYTHON,
+    Children,
+    Figure,
+    install_sigterm,
+    machine_line,
+    profile_summary,
+    start_profile,
+    table,
+    wait_until,
+    write_atomic,
+    write_json,
+)
 
-from cobot_cell.core.reports import CycleReport, StepTiming  # noqa: E402
-from cobot_cell.ros.processes import DomainLease, ros_env  # noqa: E402
+from cobot_cell.core.reports import CycleReport, StepTiming
+from cobot_cell.core.wire import encode_cycle
+from cobot_cell.ros.processes import DomainLease, ros_env
 
 # Experiment (--dds-defaults): Fast DDS's own writer defaults (3 s heartbeat) instead of the package's profile
 # (config/fastdds.xml, 50 ms heartbeat, which ros_env sets for every node): an empty default profile file.
@@ -60,7 +73,7 @@ def make_report(cell: str, run_id: str, part: int) -> CycleReport:
 def _stop_flag() -> dict:
     flag = {"stop": False}
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         flag["stop"] = True
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -85,7 +98,7 @@ def role_cell(cell: str, run_id: str, count: int, go: str, out: str) -> int:
     for part in range(1, count + 1):
         r = make_report(cell, run_id, part)
         msgs.append(status_msg(f"{cell}/cycle", DiagnosticStatus.OK, f"part {part} done in {r.cycle_time:.3f} s",
-                               r.to_key_values(), hardware_id=cell))
+                               encode_cycle(r), hardware_id=cell))
     deadline = time.monotonic() + 60
     while pub.get_subscription_count() < 1:
         ex.spin_once(timeout_sec=0.02)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -300,6 +301,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"node process ended early: {names}")
             return True
 
+        def reached(state: str) -> bool:
+            return alive() and client.state == state
+
         client.wait_for(lambda: alive() and client.state is not None, 60, "the planner's state")
         client.wait_for(lambda: alive() and client.status.get("job") == job, 30, "the planner's status")
         for cmd, target in (("reset", "Idle"), ("start", None)):
@@ -307,7 +311,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if not ok:
                 raise RuntimeError(f"{cmd} refused: {msg}")
             if target:
-                client.wait_for(lambda: alive() and client.state == target, 30, f"state {target}")
+                client.wait_for(functools.partial(reached, target), 30, f"state {target}")
         t_run0 = time.monotonic()
         budget = 60 + 5 * args.parts * planned / args.rate
         client.wait_for(lambda: alive() and client.state in ("Complete", "Aborted", "Stopped"), budget,
@@ -339,6 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   f"p95 cycle {float(sup_kpis['p95_cycle_time']):.2f} s")
     console.print(f"run: {sim_span:.1f} s of sim time in {t_run:.1f} s wall = [bold]{sim_span / t_run:.1f}x[/] "
                   f"real time; demo total {time.monotonic() - t_wall0:.1f} s wall")
+    _write_charts(str(db), cfg.cell.name, work / "charts", ideal_cycle_time=planned)
     ok = len(reports) == args.parts and all(r.status == "done" for r in reports)
     return EXIT_OK if ok else EXIT_FAIL
 
@@ -363,15 +368,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         faults = log.faults(cell=args.cell_name)
     print(render([cycle_table(reports, title=f"{len(reports)} parts"), kpi_table(kpis(reports, faults))]))
     if args.plot:
-        from .hmi.shift import load_report
-        from .supervisor.charts import write_charts
-
         cells = list(dict.fromkeys(r.cell for r in reports))
         for cell in cells:
-            out = Path(args.plot) / cell if len(cells) > 1 else Path(args.plot)
-            paths = write_charts(load_report(args.db, cell, read_only=True), out)
-            console.print(f"charts of cell '{cell}': {', '.join(str(p) for p in paths)}", markup=False)
+            _write_charts(args.db, cell, Path(args.plot) / cell if len(cells) > 1 else Path(args.plot))
     return EXIT_OK
+
+
+def _write_charts(db: str, cell: str, out: Path, ideal_cycle_time: float | None = None) -> list[Path]:
+    """Every chart of a cell's report as a PNG in `out` (read-only on the log); print where they are."""
+    from .hmi.shift import load_report
+    from .supervisor.charts import write_charts
+
+    paths = write_charts(load_report(db, cell, ideal_cycle_time=ideal_cycle_time, read_only=True), out)
+    console.print(f"charts of cell '{cell}' in {out}: {', '.join(p.name for p in paths)}", markup=False)
+    return paths
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -449,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--db", help="SQLite production log (default: in the work dir)")
         s.add_argument("--journal", help="planner's job journal, for resuming after a restart (default: in the "
                                          "work dir)")
-        s.add_argument("--out", help="work dir for node logs and parameters (default: a new temp dir)")
+        s.add_argument("--out", help="work dir for node logs and parameters, and the demo's charts/ (default: a new "
+                                     "temp dir)")
         s.add_argument("--respawn-delay", type=_delay, default=RESPAWN_DELAY, metavar="SECONDS",
                        help=f"wait this long before starting a crashed node again (default {RESPAWN_DELAY:g}; "
                             "keep it above the planner's stale_timeout, 2 s, so a driver crash is always seen)")
@@ -485,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("db", help="SQLite production log written by the supervisor")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
     s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
-                                                 "fault Pareto, downtime, Gantt, cycles, and report.png: all on one page)")
+                                                 "fault Pareto, downtime, Gantt, cycles, and report.png: all on one "
+                                                 "page)")
     s.set_defaults(func=cmd_report)
     return p
 

@@ -16,8 +16,15 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from cobot_cell.core.config import CellFileError
-from cobot_cell.ros.bringup import (DDS_PROFILE_VAR, PACKAGE, RESPAWN_DELAY, RESPAWN_MAX_RETRIES, BringupOptions,
-                                    dds_env, node_specs)
+from cobot_cell.ros.bringup import (
+    DDS_PROFILE_VAR,
+    PACKAGE,
+    RESPAWN_DELAY,
+    RESPAWN_MAX_RETRIES,
+    BringupOptions,
+    dds_env,
+    node_specs,
+)
 from cobot_cell.skills import load_cell
 
 ARGUMENTS = [

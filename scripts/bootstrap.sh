@@ -55,10 +55,11 @@ if [ "$mode" = "wheels" ]; then
     exit 1
   fi
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  pip_install -r requirements/ros-kilted.txt -r requirements/python.txt -c requirements/constraints.txt
+  pip_install -r requirements/ros-kilted.txt -r requirements/python.txt -r requirements/lint.txt \
+    -c requirements/constraints.txt
 else
   [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
-  pip_install -r requirements/python.txt -c requirements/constraints.txt
+  pip_install -r requirements/python.txt -r requirements/lint.txt -c requirements/constraints.txt
 fi
 pip_install --no-deps -e .
 precompile

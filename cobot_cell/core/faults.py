@@ -92,13 +92,11 @@ class Fault:
         """Not cleared yet."""
         return self.cleared is None
 
-    def to_key_values(self, cell: str) -> list[tuple[str, str]]:
-        """Flatten for a diagnostic_msgs/DiagnosticStatus."""
-        return [("cell", cell), ("id", str(self.id)), ("code", self.code.value), ("source", self.source),
-                ("cobot", self.cobot), ("step", self.step), ("skill", self.skill), ("time", repr(self.raised)),
-                ("raised", repr(self.raised)),
-                ("acknowledged", "" if self.acknowledged is None else repr(self.acknowledged)),
-                ("cleared", "" if self.cleared is None else repr(self.cleared))]
+    def to_key_values(self, cell: str, fault_key: str = "") -> list[tuple[str, str]]:
+        """Flatten for a diagnostic_msgs/DiagnosticStatus (cobot_cell.core.wire; the message is the status's)."""
+        from .wire import FaultUpdate, encode_fault
+
+        return encode_fault(FaultUpdate.of(self, cell, fault_key))
 
 
 KEEP_CLEARED = 200  # cleared faults a FaultBook keeps (the most recent ones), besides every active one

@@ -199,6 +199,7 @@ class CellMachine:
         return CommandRefused(command, state, f"cannot {command.value} in state {state.value}: {reason}")
 
     def _changed(self, event: EventData) -> None:
+        assert event.transition is not None  # after_state_change runs on a transition
         old = State[event.transition.source]
         new = self.state
         trigger = event.event.name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,7 +20,7 @@ class Clock(Protocol):
 class VirtualClock:
     """A clock that only moves when told to."""
 
-    def __init__(self, start: float = 0.0):
+    def __init__(self, start: float = 0.0) -> None:
         self._t = start
 
     def now(self) -> float:
@@ -42,7 +42,7 @@ class Pending:
     done: bool = False
     error: str | None = None
     started: float = 0.0
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # what the port needs to poll it (kind, trajectory, io)
     code: str = ""
     finished_at: float | None = None   # event time the command finished, when the port knows it exactly
 
@@ -63,6 +63,7 @@ class CobotPort(abc.ABC):
     """One cobot as the planner drives it."""
 
     name: str
+    clock: Clock
 
     @abc.abstractmethod
     def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
@@ -83,6 +84,7 @@ class CobotPort(abc.ABC):
     def prepare(self, trajectory: TrajectoryLike) -> None:
         """A hint: this trajectory will be moved along soon (its step is planned ahead). A port may convert it
         to its wire format now, so `move` has less to do when the step starts. Default: nothing."""
+        return None
 
     # A simulated tool's sensed state is known the instant it is switched (so a confirm ends at its start).
     sensed_instantly = False
@@ -116,14 +118,14 @@ class CobotPort(abc.ABC):
 class FakeCobot(CobotPort):
     """In-process cobot for unit tests: moves take exactly their duration on the injected clock."""
 
-    def __init__(self, name: str, clock: Clock, home: np.ndarray, io_delay: float = 0.0):
+    def __init__(self, name: str, clock: Clock, home: np.ndarray, io_delay: float = 0.0) -> None:
         self.name = name
         self.clock = clock
         self._q = np.asarray(home, dtype=float).copy()
         self.io_delay = io_delay
         self.io: dict[str, bool] = {}
         self.log: list[tuple[float, str, object]] = []
-        self._active: list[tuple[Pending, object]] = []
+        self._active: list[tuple[Pending, TrajectoryLike | None]] = []
         self.fail_io: set[str] = set()
         self.grip_miss: set[str] = set()
         self.stall = False

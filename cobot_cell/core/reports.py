@@ -45,74 +45,14 @@ class CycleReport:
         return self.end - self.start
 
     def to_key_values(self) -> list[tuple[str, str]]:
-        """Flatten into (key, value) strings for a diagnostic_msgs/DiagnosticStatus."""
-        kv = [
-            ("cell", self.cell),
-            ("job", self.job),
-            ("run_id", self.run_id),
-            ("part", str(self.part)),
-            ("status", self.status),
-            ("start", repr(self.start)),
-            ("end", repr(self.end)),
-            ("cycle_time", repr(self.cycle_time)),
-            ("steps", ",".join(s.step for s in self.steps)),
-        ]
-        if self.takt is not None:
-            kv.append(("takt", repr(self.takt)))
-        if self.bound is not None:
-            kv.append(("bound", repr(self.bound)))
-        for s in self.steps:
-            kv += [
-                (f"step.{s.step}.skill", s.skill),
-                (f"step.{s.step}.cobot", s.cobot),
-                (f"step.{s.step}.start", repr(s.start)),
-                (f"step.{s.step}.end", repr(s.end)),
-            ]
-            if s.wait:
-                kv.append((f"step.{s.step}.wait", repr(s.wait)))
-        return kv
+        """Flatten into (key, value) strings for a diagnostic_msgs/DiagnosticStatus (cobot_cell.core.wire)."""
+        from .wire import encode_cycle
+
+        return encode_cycle(self)
 
     @classmethod
-    def from_key_values(cls, pairs: list[tuple[str, str]]) -> "CycleReport":
+    def from_key_values(cls, pairs: list[tuple[str, str]]) -> CycleReport:
         """Rebuild a report from (key, value) strings; ValueError names a missing or bad key."""
-        kv = dict(pairs)
+        from .wire import decode_cycle
 
-        def get(key: str) -> str:
-            if key not in kv:
-                raise ValueError(f"cycle report: missing key '{key}'")
-            return kv[key]
-
-        def num(key: str, conv=float):
-            raw = get(key)
-            try:
-                return conv(raw)
-            except ValueError:
-                raise ValueError(f"cycle report: key '{key}' is not a number: {raw!r}") from None
-
-        status = get("status")
-        if status not in STATUSES:
-            raise ValueError(f"cycle report: key 'status' must be one of {', '.join(STATUSES)}, got {status!r}")
-        names = [n for n in get("steps").split(",") if n]
-        steps = tuple(
-            StepTiming(
-                step=n,
-                skill=get(f"step.{n}.skill"),
-                cobot=get(f"step.{n}.cobot"),
-                start=num(f"step.{n}.start"),
-                end=num(f"step.{n}.end"),
-                wait=num(f"step.{n}.wait") if f"step.{n}.wait" in kv else 0.0,
-            )
-            for n in names
-        )
-        return cls(
-            cell=get("cell"),
-            job=get("job"),
-            run_id=get("run_id"),
-            part=num("part", int),
-            start=num("start"),
-            end=num("end"),
-            status=status,
-            steps=steps,
-            takt=num("takt") if "takt" in kv else None,
-            bound=num("bound") if "bound" in kv else None,
-        )
+        return decode_cycle(pairs, cls)

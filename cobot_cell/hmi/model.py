@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core.packml import State, accepted_commands
 from ..core.reports import CycleReport
+from ..core.wire import decode_fault
 from ..supervisor.kpi import kpis
 from ..supervisor.log import FaultRecord
 from . import svg
@@ -105,28 +106,18 @@ def parse_running(text: str) -> list[RunningStep]:
 
 
 def parse_fault(pairs: Mapping[str, str], message: str = "") -> LiveFault:
-    """A fault life-cycle update (the planner's key/values) as a LiveFault; ValueError naming a bad key."""
-    def opt(key: str) -> float | None:
-        raw = pairs.get(key, "")
-        if not raw:
-            return None
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"fault update: key '{key}' is not a number: {raw!r}") from None
-
-    raised = opt("raised") if pairs.get("raised") else opt("time")
-    if raised is None or not pairs.get("fault_key"):
+    """A fault life-cycle update (the planner's key/values, cobot_cell.core.wire) as a LiveFault; ValueError
+    naming a bad key."""
+    if not pairs.get("raised") and not pairs.get("time") or not pairs.get("fault_key"):
         raise ValueError("fault update: keys 'fault_key' and 'raised' are required")
-    try:
-        fid = int(pairs.get("id", "0") or 0)
-    except ValueError:
-        raise ValueError(f"fault update: key 'id' is not a whole number: {pairs.get('id')!r}") from None
-    return LiveFault(key=pairs["fault_key"], id=fid, code=pairs.get("code", ""), source=pairs.get("source", ""),
-                     message=message, raised=raised, acknowledged=opt("acknowledged"), cleared=opt("cleared"))
+    f = decode_fault(pairs, message)
+    assert f is not None  # it has a fault_key
+    return LiveFault(key=f.fault_key, id=f.id, code=f.code, source=f.source, message=f.message, raised=f.raised,
+                     acknowledged=f.acknowledged, cleared=f.cleared)
 
 
-def step_stations(steps: Iterable[tuple[str, Mapping[str, Any]]], stations: Iterable[str]) -> dict[str, tuple[str, ...]]:
+def step_stations(steps: Iterable[tuple[str, Mapping[str, Any]]],
+                  stations: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Which stations each step uses: every parameter value (or list item) that names a station."""
     known = set(stations)
     out: dict[str, tuple[str, ...]] = {}

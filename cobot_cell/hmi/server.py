@@ -15,11 +15,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from html import escape
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .auth import PERMISSIONS, RateLimited, Session, Sessions, allowed, csrf_ok, role_name
 from .shift import ShiftReport
@@ -180,7 +180,7 @@ class _Stream:
 
 
 def _source(request: Request | Scope) -> str:
-    client = request.get("client") if isinstance(request, dict) else request.client
+    client = request.client if isinstance(request, Request) else request.get("client")
     if client is None:
         return "unknown"
     host, port = client[0], client[1]
@@ -351,7 +351,9 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
             if name == "parts" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise HttpError(400, f"parts must be a whole number >= 1, got {value!r}")
             role_check(session, request, name)
-            ok, answer = await run_in_threadpool(backend.set_parameter, name, value, session.user, _source(request))
+            checked = cast("str | int", value)  # a job name or a part count, checked above
+            ok, answer = await run_in_threadpool(backend.set_parameter, name, checked, session.user,
+                                                 _source(request))
         except HttpError as e:
             return _json_error(e)
         except TimeoutError as exc:
@@ -442,7 +444,7 @@ class _Outer:
             await PlainTextResponse("not found", status_code=404)(scope, receive, send)
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
@@ -461,7 +463,7 @@ class _Outer:
             return
         await self.inner(scope, receive, send_with_headers)
 
-    async def stream(self, scope: Scope, receive: Receive, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Server-sent events: the current snapshot at once, then each new one; ends when the browser goes."""
         source = _source(scope)
         if len(self.hub.streams) >= self.opts.max_streams:
@@ -591,7 +593,8 @@ def report_page(rep: ShiftReport, title: str) -> str:
   </section>
   <section class="wide"><h2>Downtime <small>(red: a fault was active)</small></h2>
     <div class="chartbox" id="report-downtime">{charts['downtime']}</div></section>
-  <section class="wide"><h2>Faults</h2><table id="pareto"><tr><th>code</th><th>time lost</th><th>count</th></tr>{pareto_rows}
+  <section class="wide"><h2>Faults</h2><table id="pareto">
+    <tr><th>code</th><th>time lost</th><th>count</th></tr>{pareto_rows}
   </table></section>
   <section class="wide"><h2>Cycles</h2><div class="scroll"><table id="cycles"><tr>{head}</tr>{body_rows}</table>
   </div></section>

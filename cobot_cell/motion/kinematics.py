@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from .arms import ARMS, JOINT_NAMES, arm_spec
+from .transforms import Vector
 
 __all__ = [
     "UnreachableError",
@@ -121,7 +121,7 @@ def _rigid_inverse(T: np.ndarray) -> np.ndarray:
     return out
 
 
-def _joints(model: ArmModel, q: Sequence[float], name: str) -> np.ndarray:
+def _joints(model: ArmModel, q: Vector, name: str) -> np.ndarray:
     v = np.asarray(q, dtype=float)
     if v.shape != (model.dof,):
         raise ValueError(f"{name} must have {model.dof} joint values for '{model.name}', got shape {v.shape}")
@@ -166,7 +166,7 @@ def joint_origins(model: ArmModel, q: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return out, T
 
 
-def fk(model: ArmModel, q: Sequence[float]) -> np.ndarray:
+def fk(model: ArmModel, q: Vector) -> np.ndarray:
     """4x4 pose of the flange (tool0) in the arm's base frame for joint positions q."""
     return _fk(model, _joints(model, q, "q"))
 
@@ -321,7 +321,7 @@ def ik_all(model: ArmModel, target: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def ik(model: ArmModel, target: np.ndarray, seed: Sequence[float]) -> np.ndarray:
+def ik(model: ArmModel, target: np.ndarray, seed: Vector) -> np.ndarray:
     """The solution nearest the seed (Euclidean joint distance over 2*pi equivalents within limits).
 
     Raises UnreachableError if there is none, or if the configuration nearest the seed is singular.
@@ -339,5 +339,6 @@ def ik(model: ArmModel, target: np.ndarray, seed: Sequence[float]) -> np.ndarray
             if cands[i].singular is not None:
                 raise UnreachableError(cands[i].singular)
             if _verified(model, Q[i], T06):
-                return Q[i]
+                best: np.ndarray = Q[i]
+                return best
     raise _no_solution(reasons)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
 
 import numpy as np
 
 from .kinematics import ArmModel, UnreachableError, fk, ik
-from .transforms import interpolate_pose, invert, rotation_angle
+from .transforms import Vector, interpolate_pose, invert, rotation_angle
 
 __all__ = [
     "Trajectory",
@@ -37,7 +37,7 @@ __all__ = [
     "LIMIT_RTOL",
 ]
 
-Limits = Union[float, Sequence[float], np.ndarray]
+Limits = float | Sequence[float] | np.ndarray
 
 MAX_JOINT_STEP = 0.2
 """Largest joint change (rad) allowed between two samples of a Cartesian line before it is rejected."""
@@ -85,12 +85,12 @@ class Trajectory:
     @property
     def start(self) -> np.ndarray:
         """Joint positions at t = 0."""
-        return self.positions[0].copy()
+        return np.array(self.positions[0])
 
     @property
     def final(self) -> np.ndarray:
         """Joint positions at the end."""
-        return self.positions[-1].copy()
+        return np.array(self.positions[-1])
 
     @property
     def joint_count(self) -> int:
@@ -108,26 +108,28 @@ class Trajectory:
     def sample(self, t: float) -> np.ndarray:
         """Joint positions at time t (clamped to [0, duration]); exact at knots, cubic Hermite between."""
         if self.times.size == 1 or t >= self.duration:
-            return self.positions[-1].copy()
+            return np.array(self.positions[-1])
         if t <= 0.0:
-            return self.positions[0].copy()
+            return np.array(self.positions[0])
         i, s, h = self._segment(t)
         if s == 0.0:
-            return self.positions[i].copy()
+            return np.array(self.positions[i])
         s2, s3 = s * s, s * s * s
-        return ((2 * s3 - 3 * s2 + 1) * self.positions[i] + (s3 - 2 * s2 + s) * h * self.velocities[i]
+        q: np.ndarray = ((2 * s3 - 3 * s2 + 1) * self.positions[i] + (s3 - 2 * s2 + s) * h * self.velocities[i]
                 + (-2 * s3 + 3 * s2) * self.positions[i + 1] + (s3 - s2) * h * self.velocities[i + 1])
+        return q
 
     def sample_velocity(self, t: float) -> np.ndarray:
         """Joint velocities at time t (clamped to [0, duration]), the derivative of ``sample``."""
         if self.times.size == 1 or t >= self.duration:
-            return self.velocities[-1].copy()
+            return np.array(self.velocities[-1])
         if t <= 0.0:
-            return self.velocities[0].copy()
+            return np.array(self.velocities[0])
         i, s, h = self._segment(t)
         s2 = s * s
-        return ((6 * s2 - 6 * s) / h * self.positions[i] + (3 * s2 - 4 * s + 1) * self.velocities[i]
+        v: np.ndarray = ((6 * s2 - 6 * s) / h * self.positions[i] + (3 * s2 - 4 * s + 1) * self.velocities[i]
                 + (-6 * s2 + 6 * s) / h * self.positions[i + 1] + (3 * s2 - 2 * s) * self.velocities[i + 1])
+        return v
 
 
 def _positive(value: float, name: str) -> float:
@@ -148,7 +150,7 @@ def _limits(value: Limits, name: str, joints: int) -> np.ndarray:
     return arr
 
 
-def _joint_vector(value: Sequence[float], name: str, joints: int | None = None, ref: str = "") -> np.ndarray:
+def _joint_vector(value: Vector, name: str, joints: int | None = None, ref: str = "") -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D joint vector, got shape {arr.shape}")
@@ -178,7 +180,7 @@ def _single_knot(q: np.ndarray) -> Trajectory:
     return Trajectory(np.zeros(1), q[None, :].copy(), np.zeros((1, q.size)))
 
 
-def joint_move(q0: Sequence[float], q1: Sequence[float], v_max: Limits, a_max: Limits,
+def joint_move(q0: Vector, q1: Vector, v_max: Limits, a_max: Limits,
                sample_dt: float = 0.02) -> Trajectory:
     """Synchronised rest-to-rest trapezoidal joint move from q0 to q1.
 
@@ -309,12 +311,12 @@ class PathMove:
     timing: PathTiming
 
 
-_LINES: OrderedDict[tuple, Trajectory] = OrderedDict()
+_LINES: OrderedDict[tuple[object, ...], Trajectory] = OrderedDict()
 _LINES_KEPT = 64  # recent straight lines: a pallet's places share their grasp-side lines
 _LINES_LOCK = threading.Lock()
 
 
-def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed: float, v_max: Limits,
+def linear_move(model: ArmModel, q0: Vector, T_goal: np.ndarray, speed: float, v_max: Limits,
                 a_max: Limits, base_step: float = 0.005, *, tcp: np.ndarray | None = None) -> Trajectory:
     """Straight-line move of the flange (or of the TCP at flange pose @ tcp) from fk(q0) to T_goal.
 
@@ -324,8 +326,9 @@ def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed:
     The same inputs give the same (read-only) trajectory, kept for the most recent lines.
     """
     try:
-        key: tuple | None = (model, *(np.asarray(x, dtype=float).tobytes() for x in (q0, T_goal, v_max, a_max)),
-                             float(speed), float(base_step), None if tcp is None else np.asarray(tcp, float).tobytes())
+        arrays = (np.asarray(x, dtype=float).tobytes() for x in (q0, T_goal, v_max, a_max))
+        key: tuple[object, ...] | None = (model, *arrays, float(speed), float(base_step),
+                                          None if tcp is None else np.asarray(tcp, float).tobytes())
     except (TypeError, ValueError):
         key = None  # not numbers: the checks below say what is wrong
     if key is not None:
@@ -342,7 +345,7 @@ def linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed:
     return traj
 
 
-def _linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed: float, v_max: Limits,
+def _linear_move(model: ArmModel, q0: Vector, T_goal: np.ndarray, speed: float, v_max: Limits,
                  a_max: Limits, base_step: float, *, tcp: np.ndarray | None) -> Trajectory:
     start = _joint_vector(q0, "q0", model.dof, f"arm model '{model.name}'")
     goal = np.asarray(T_goal, dtype=float)
@@ -366,7 +369,7 @@ def _linear_move(model: ArmModel, q0: Sequence[float], T_goal: np.ndarray, speed
     return _timed_path(model, start, line, n, length, v_tool, v, a, invert(tool), "linear move").trajectory
 
 
-def path_move(model: ArmModel, q0: Sequence[float], path: Callable[[float], np.ndarray], length: float,
+def path_move(model: ArmModel, q0: Vector, path: Callable[[float], np.ndarray], length: float,
               speed: float, v_max: Limits, a_max: Limits, samples: int, *, tcp: np.ndarray | None = None,
               exact: bool = False, what: str = "path") -> PathMove:
     """Move the flange (or the TCP at flange pose @ tcp) through the poses path(s), s from 0 to 1.
@@ -452,8 +455,8 @@ def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.n
         q = np.concatenate([q, q_x])[order]
         dq_ds = np.concatenate([dq_ds, d_x])[order]
 
-    times, rate = _path_times(s, T, ta, vc, sddot)
-    velocities = dq_ds * rate[:, None]
+    times, s_rate = _path_times(s, T, ta, vc, sddot)
+    velocities = dq_ds * s_rate[:, None]
     velocities[0] = 0.0
     velocities[-1] = 0.0
     # The limits were set from chords of the even samples; a knot (or a sub-chord at a switch) may be a hair

@@ -10,9 +10,12 @@ orientation). Everything is pure numpy; inputs are validated and bad shapes rais
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+# A vector of numbers as the motion functions take it: a sequence or a 1-D array.
+Vector = Sequence[float] | np.ndarray
 
 __all__ = [
     "pose_matrix",
@@ -121,7 +124,7 @@ def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
     return -q if q[0] < 0 else q
 
 
-def matrix_from_quaternion(q: Sequence[float]) -> np.ndarray:
+def matrix_from_quaternion(q: Vector) -> np.ndarray:
     """3x3 rotation of a quaternion (w, x, y, z); it is normalised first."""
     v = np.asarray(q, dtype=float)
     if v.shape != (4,):

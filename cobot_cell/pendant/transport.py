@@ -16,8 +16,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Protocol, cast
 
 import serial
 
@@ -36,13 +37,33 @@ class LinkEvent:
     text: str = ""
 
 
+class SerialDevice(Protocol):
+    """What the pendant link uses of an open pyserial port (every pyserial URL handler has it)."""
+
+    timeout: float | None
+
+    @property
+    def in_waiting(self) -> int:
+        """Bytes received and not read yet."""
+
+    def read(self, size: int = 1) -> bytes:
+        """Up to `size` bytes, waiting at most `timeout`."""
+
+    def write(self, b: bytes, /) -> int | None:
+        """Send bytes."""
+
+    def close(self) -> None:
+        """Close the port."""
+
+
 def open_serial(url: str, baud: int = 115200, parity: str = "N", timeout: float | None = 0.1,
-                write_timeout: float | None = 1.0) -> serial.SerialBase:
+                write_timeout: float | None = 1.0) -> SerialDevice:
     """Open a device path or pyserial URL (`loop://`, `/dev/ttyUSB0`, a pty) as 8 data bits, 1 stop bit."""
     if parity not in PARITIES:
         raise ValueError(f"parity must be one of {', '.join(PARITIES)}, got {parity!r}")
-    return serial.serial_for_url(url, baudrate=baud, parity=PARITIES[parity], bytesize=serial.EIGHTBITS,
+    port = serial.serial_for_url(url, baudrate=baud, parity=PARITIES[parity], bytesize=serial.EIGHTBITS,
                                  stopbits=serial.STOPBITS_ONE, timeout=timeout, write_timeout=write_timeout)
+    return cast(SerialDevice, port)  # the stubs declare in_waiting only on the OS port classes
 
 
 class SerialTransport:
@@ -70,7 +91,7 @@ class SerialTransport:
         self._events: deque[LinkEvent] = deque()
         self._pending_read = 0  # received bytes not yet polled
         self._out: queue.Queue[bytes | None] = queue.Queue()
-        self._ser: serial.SerialBase | None = None
+        self._ser: SerialDevice | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -80,7 +101,7 @@ class SerialTransport:
         """The device is open."""
         return self._ser is not None
 
-    def start(self) -> "SerialTransport":
+    def start(self) -> SerialTransport:
         """Start the reader (which opens the device) and the writer thread."""
         self._stop.clear()
         self._threads = [threading.Thread(target=self._read_loop, name="pendant-reader", daemon=True),
@@ -138,7 +159,7 @@ class SerialTransport:
         if self.notify is not None:
             try:
                 self.notify()
-            except Exception:  # noqa: BLE001 - the owner is shutting down; the event stays queued
+            except Exception:  # the owner is shutting down; the event stays queued
                 log.debug("notify failed", exc_info=True)
 
     def _close(self) -> None:
@@ -180,7 +201,7 @@ class SerialTransport:
             self._stop.wait(delay)
             delay = min(delay * 2, self.reconnect_max)
 
-    def _pump(self, ser: serial.SerialBase) -> str:
+    def _pump(self, ser: SerialDevice) -> str:
         while not self._stop.is_set():
             if self._backlogged():
                 self.paused += 1

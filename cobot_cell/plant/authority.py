@@ -33,7 +33,7 @@ class Source(str, Enum):
     REMOTE = "remote"
 
     @classmethod
-    def parse(cls, text: str) -> "Source":
+    def parse(cls, text: str) -> Source:
         """The source named `text`; ValueError naming the choices otherwise."""
         try:
             return cls(str(text).strip().lower())
@@ -71,7 +71,7 @@ class AuditRecord:
                 ("command", self.command), ("outcome", self.outcome), ("detail", self.detail)]
 
     @classmethod
-    def from_key_values(cls, pairs: list[tuple[str, str]] | dict[str, str]) -> "AuditRecord":
+    def from_key_values(cls, pairs: list[tuple[str, str]] | dict[str, str]) -> AuditRecord:
         """Parse `to_key_values` output; ValueError naming the missing or bad key."""
         kv = dict(pairs)
         try:

@@ -26,6 +26,7 @@ certificate made on first start and kept; the None policy only when allowed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import socket
@@ -143,7 +144,7 @@ class _Rules(PermissionRuleset):
 class _Session(InternalSession):
     """A session whose method calls and writes to the cells' nodes go to the PlantServer with the user."""
 
-    plant: "PlantServer"
+    plant: PlantServer
 
     async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         results = []
@@ -175,16 +176,17 @@ class _Session(InternalSession):
 class _InternalServer(InternalServer):
     """Bounded sessions of the plant's kind."""
 
-    def __init__(self, plant: "PlantServer", user_manager: _Users) -> None:
+    def __init__(self, plant: PlantServer, user_manager: _Users) -> None:
         super().__init__(user_manager=user_manager)
         self.plant = plant
 
-    def create_session(self, name: str, user: User = User(role=UserRole.Anonymous),
-                       external: bool = False) -> InternalSession:
+    def create_session(self, name: str, user: User | None = None, external: bool = False) -> InternalSession:
         if external and len(self._external_sessions) >= self.plant.options.max_sessions:
             logger.warning("OPC UA session '%s' refused: %d sessions open (the limit)", name,
                            len(self._external_sessions))
             raise ServiceError(ua.StatusCodes.BadTooManySessions)
+        if user is None:
+            user = User(role=UserRole.Anonymous)
         session = _Session(self, self.aspace, self.subscription_service, name, user=user, external=external)
         session.plant = self.plant
         return session
@@ -430,17 +432,18 @@ class PlantServer:
             # a FiniteStateMachineType instance: CurrentState (with Id, Number), AvailableStates and
             # AvailableTransitions come from the base type (OPC 10000-16); the ones missing are added
             sm = await obj(parent, machine, bname, self.types[machine])
-            cs = await _child_or(sm, "CurrentState", lambda: sm.add_variable(
-                nid(f"{machine}.CurrentState"), ua.QualifiedName("CurrentState", 0), ua.LocalizedText(""),
-                datatype=ua.NodeId(ua.ObjectIds.LocalizedText)))
+            cs = await _child_or(sm, "CurrentState", functools.partial(
+                sm.add_variable, nid(f"{machine}.CurrentState"), ua.QualifiedName("CurrentState", 0),
+                ua.LocalizedText(""), datatype=ua.NodeId(ua.ObjectIds.LocalizedText)))
             c.values[f"{machine}.CurrentState"] = cs.nodeid
             for prop, value, vtype in (("Id", ua.NodeId(), vt.NodeId), ("Number", 0, vt.UInt32)):
-                p = await _child_or(cs, prop, lambda prop=prop, value=value, vtype=vtype: cs.add_property(
-                    nid(f"{machine}.CurrentState.{prop}"), ua.QualifiedName(prop, 0), ua.Variant(value, vtype)))
+                p = await _child_or(cs, prop, functools.partial(
+                    cs.add_property, nid(f"{machine}.CurrentState.{prop}"), ua.QualifiedName(prop, 0),
+                    ua.Variant(value, vtype)))
                 c.values[f"{machine}.CurrentState.{prop}"] = p.nodeid
             for tag in ("AvailableStates", "AvailableTransitions"):
-                node = await _child_or(sm, tag, lambda tag=tag: sm.add_variable(
-                    nid(f"{machine}.{tag}"), ua.QualifiedName(tag, 0), ua.Variant([], vt.NodeId),
+                node = await _child_or(sm, tag, functools.partial(
+                    sm.add_variable, nid(f"{machine}.{tag}"), ua.QualifiedName(tag, 0), ua.Variant([], vt.NodeId),
                     datatype=ua.NodeId(ua.ObjectIds.NodeId)))
                 c.values[f"{machine}.{tag}"] = node.nodeid
             for mname in METHODS[machine]:
@@ -468,7 +471,7 @@ class PlantServer:
         await var(cell, "Cell.LastCommandReply", "LastCommandReply", "", vt.String, space=ns)
         await method(cell, "Cell.Acknowledge", "Acknowledge", [], space=ns)
         kpis = await obj(root, "KPIs", "KPIs", ua.ObjectIds.BaseObjectType, space=ns)
-        for key, bname in KPI_NAMES.items():
+        for bname in KPI_NAMES.values():
             await var(kpis, f"KPIs.{bname}", bname, math.nan, vt.Double, space=ns)
         logger.info("PackML object for cell '%s' (jobs %s)", name, ", ".join(jobs) or "unknown")
 

@@ -42,7 +42,7 @@ class Role(IntEnum):
     INTEGRATOR = 3   # plus configuration (users, authority defaults)
 
     @classmethod
-    def parse(cls, text: str) -> "Role":
+    def parse(cls, text: str) -> Role:
         """The role named `text` (case-insensitive); ValueError naming the choices otherwise."""
         try:
             return cls[str(text).strip().upper()]

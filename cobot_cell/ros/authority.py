@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -65,8 +66,7 @@ class NodeAuthority:
         self.authority = Authority(cell, on_audit=self._publish_audit, on_change=self._publish_holder)
         node.create_service(SetParameters, "authority/command", self._handle_command)
         for cmd in ("hand_over", "take_back"):
-            node.create_service(Trigger, f"authority/{cmd}",
-                                lambda req, resp, cmd=cmd: self.reply(resp, Source.LOCAL, "", cmd, lambda: ""))
+            node.create_service(Trigger, f"authority/{cmd}", functools.partial(self._handle_local, cmd))
         self._publish_holder(self.authority.holder)
 
     def reply(self, resp: Trigger.Response, source: Source, user: str, command: str,
@@ -77,6 +77,9 @@ class NodeAuthority:
         except Refused as exc:
             resp.message, resp.success = exc.reason, False
         return resp
+
+    def _handle_local(self, command: str, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        return self.reply(resp, Source.LOCAL, "", command, lambda: "")
 
     def _handle_command(self, req: SetParameters.Request, resp: SetParameters.Response) -> SetParameters.Response:
         result = SetParametersResult(successful=False)
@@ -119,7 +122,7 @@ class NodeAuthority:
             results = self.node.set_parameters(params)
         finally:
             self._param_source = None
-        for p, r in zip(params, results):
+        for r in results:
             if not r.successful:
                 raise Refused(r.reason)
         return ", ".join(f"{p.name} {p.value}" for p in params)

@@ -126,9 +126,10 @@ def heartbeat_topic(cfg: CellConfig) -> str:
     return f"/{cfg.cell.name}/heartbeat"
 
 
-def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions = BringupOptions()) -> list[NodeSpec]:
+def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions | None = None) -> list[NodeSpec]:
     """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor, and the
     pendant bridge and web HMI when asked for."""
+    opts = opts or BringupOptions()
     if opts.rate <= 0:
         raise ValueError(f"rate must be > 0, got {opts.rate}")
     if not 1 <= opts.parts <= MAX_PARTS:
@@ -212,7 +213,7 @@ def supervisor_spec(db: str | os.PathLike, cells: list[str], respawn: RespawnPol
                                                "use_sim_time": False}, respawn=respawn)
 
 
-def plant_node_specs(plant: "PlantConfig", opts: BringupOptions, work: str | os.PathLike) -> list[NodeSpec]:
+def plant_node_specs(plant: PlantConfig, opts: BringupOptions, work: str | os.PathLike) -> list[NodeSpec]:
     """A plant's node set on this computer: its local cells (the first owns /clock when simulated), one
     supervisor and the plant bridges for every cell; `opts` gives sim, rate, job and parts."""
     from ..skills import load_cell

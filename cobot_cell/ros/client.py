@@ -5,8 +5,7 @@ Runs on a private rclpy Context so it never disturbs other nodes of the process;
 
 from __future__ import annotations
 
-import time
-from typing import Callable
+from collections.abc import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -21,6 +20,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ..core.reports import CycleReport
+from ..core.wire import decode_cycle, decode_fault, decode_status
+from ..waiting import wait_until
 from .common import LATCHED, REPORTS, key_values, level_name
 
 
@@ -79,14 +80,14 @@ class CellClient:
         self.node.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         self._commands: dict[str, rclpy.client.Client] = {}
-        self._params = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
+        self._params: rclpy.client.Client = self.node.create_client(SetParameters, f"{ns}/task_planner/set_parameters")
         self._other_params: dict[str, rclpy.client.Client] = {}
         # command authority (see docs/opcua.md): who commands the cell, and the audit of every command
         self.authority: str | None = None
         self.audit: list[dict[str, str]] = []
         self.node.create_subscription(String, f"{ns}/authority", self._on_authority, LATCHED)
         self.node.create_subscription(DiagnosticStatus, f"{ns}/audit", self._on_audit, REPORTS)
-        self._command_as = self.node.create_client(SetParameters, f"{ns}/authority/command")
+        self._command_as: rclpy.client.Client = self.node.create_client(SetParameters, f"{ns}/authority/command")
 
     def _on_authority(self, msg: String) -> None:
         self.authority = msg.data
@@ -113,12 +114,15 @@ class CellClient:
         self.state = msg.data
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
-        self.status = dict(key_values(msg))
+        try:
+            self.status = decode_status(key_values(msg))
+        except ValueError as exc:
+            self.node.get_logger().warning(f"status '{msg.name}' ignored: {exc}")
 
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         try:
-            report = CycleReport.from_key_values(key_values(msg))
+            report = decode_cycle(key_values(msg))
         except ValueError as exc:  # a malformed report (another version, a bad publisher): count it, go on
             self.malformed_reports += 1
             self.node.get_logger().warning(f"malformed cycle report '{msg.name}' ignored: {exc}")
@@ -134,9 +138,13 @@ class CellClient:
         updates = []
         for st in msg.status:
             kv = dict(key_values(st))
-            key = kv.get("fault_key")
-            if key and kv.get("cell") == self.cell:
-                updates.append((key, {**kv, "message": st.message, "level": level_name(st.level)}))
+            try:
+                update = decode_fault(kv, st.message)
+            except ValueError as exc:
+                self.node.get_logger().warning(f"fault update '{st.name}' ignored: {exc}")
+                continue
+            if update is not None and update.cell == self.cell:
+                updates.append((update.fault_key, {**kv, "message": st.message, "level": level_name(st.level)}))
         return updates
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -155,11 +163,7 @@ class CellClient:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         """Spin until predicate() is true; TimeoutError naming `what` after `timeout` wall seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what} (state {self.state})")
-            self.spin_once(0.05)
+        wait_until(predicate, timeout, what, step=self.spin_once, poll=0.05, detail=lambda: f" (state {self.state})")
 
     def _call(self, client, request, timeout: float, what: str):
         self.wait_for(client.service_is_ready, timeout, f"service {client.srv_name}")
@@ -196,7 +200,7 @@ class CellClient:
         self.node.destroy_node()
         self.context.try_shutdown()
 
-    def __enter__(self) -> "CellClient":
+    def __enter__(self) -> CellClient:
         return self
 
     def __exit__(self, *exc) -> None:

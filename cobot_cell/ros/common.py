@@ -7,13 +7,16 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+N = TypeVar("N", bound=Node)  # the node class run_node builds and spins
 
 # Latched topics (cell state): a late subscriber gets the last value.
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE,
@@ -41,6 +44,14 @@ def level_name(level: bytes | int) -> str:
     if isinstance(level, int):
         level = bytes([level])
     return LEVELS.get(level, "UNKNOWN")
+
+
+def level_of(name: str) -> bytes:
+    """The DiagnosticStatus level byte of 'OK', 'WARN', 'ERROR' or 'STALE'."""
+    for byte, known in LEVELS.items():
+        if known == name:
+            return byte
+    raise ValueError(f"unknown diagnostic level {name!r}: expected one of {', '.join(LEVELS.values())}")
 
 
 def status_msg(name: str, level: bytes, message: str, pairs: Sequence[tuple[str, str]],
@@ -150,15 +161,15 @@ def spin_once_alive(executor: SingleThreadedExecutor, timeout: float) -> bool:
     return rclpy.ok(context=context)
 
 
-def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None,
-             spin: Callable[[Node], None] | None = None) -> int:
+def run_node(factory: Callable[[], N], args: Sequence[str] | None = None,
+             spin: Callable[[N], None] | None = None) -> int:
     """rclpy.init, spin one node on a single-threaded executor (or run `spin(node)`), and clean up on Ctrl-C,
     SIGTERM or shutdown. A ValueError from `factory` (bad parameters or cell file) or a StartError ends with exit 2
     and "error: <reason>"; any other error while spinning, a ValueError in a callback too, with its traceback."""
     _end_with_runner()
     stop = _StopSignals()
     stop.install()  # before rclpy.init, which chains its handler to these
-    rclpy.init(args=args)
+    rclpy.init(args=None if args is None else list(args))
     node = None
     code = 0
     try:

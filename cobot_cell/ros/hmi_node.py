@@ -9,6 +9,7 @@ thread spins ROS (and runs the commands the web side hands it); the main thread 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import queue
 import subprocess
@@ -25,7 +26,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from std_msgs.msg import String
 
-from ..core.reports import CycleReport
+from ..core.wire import decode_cycle
 from ..hmi.auth import Sessions
 from ..hmi.model import LiveModel, parse_fault, step_stations
 from ..hmi.server import ServerOptions, create_app
@@ -71,13 +72,13 @@ class HmiClient(CellClient):
             self.model.set_state(msg.data)
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
-        self.status = dict(key_values(msg))
+        super()._on_status(msg)
         if self.model:
             self.model.set_status(self.status, now=self.now())
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         try:
-            report = CycleReport.from_key_values(key_values(msg))
+            report = decode_cycle(key_values(msg))
         except ValueError as exc:
             log.warning("cycle report ignored: %s", exc)
             return
@@ -207,7 +208,7 @@ def _declare(client: CellClient, name: str, default: Any, description: str) -> A
 
 def read_params(client: CellClient) -> HmiParams:
     """Declare and read the node's parameters; ValueError naming a bad one."""
-    d = lambda *a: _declare(client, *a)
+    d = functools.partial(_declare, client)
     p = HmiParams(
         cell_file=d("cell_file", "", "cell file (YAML): cobots, stations and steps for the page's lanes"),
         host=d("host", "127.0.0.1", "address to listen on (a non-loopback address needs TLS or insecure)"),

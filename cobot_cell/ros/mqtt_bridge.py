@@ -64,7 +64,8 @@ class MqttBridgeNode(Node):
         client_id = p.client_id or f"cobot_cell-{os.uname().nodename}-{os.getpid()}"
         self.bridge_topic = f"{self.prefix}/bridge/{client_id}"
         self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.mqtt.reconnect_delay_set(p.min_backoff, p.max_backoff)
+        # paho annotates the delays as int; it only sleeps for them, so fractions of a second work
+        self.mqtt.reconnect_delay_set(p.min_backoff, p.max_backoff)  # type: ignore[arg-type]
         self.mqtt.max_queued_messages_set(0)
         self.mqtt.will_set(self.bridge_topic, "offline", qos=1, retain=True)
         self.mqtt.on_connect = self._on_connect

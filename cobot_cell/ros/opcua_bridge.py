@@ -176,8 +176,12 @@ class Bridge:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Reply] = loop.create_future()
 
+        def settle(r: Reply) -> None:
+            if not reply.done():
+                reply.set_result(r)
+
         def done(r: Reply) -> None:
-            loop.call_soon_threadsafe(lambda: reply.done() or reply.set_result(r))
+            loop.call_soon_threadsafe(settle, r)
         self.node.commands.put((cell, command, user, fields, done))
         try:
             return await asyncio.wait_for(reply, self.node.params.command_timeout)
@@ -195,7 +199,7 @@ class Bridge:
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + REFRESH
                     self.node.dirty |= set(self.node.trackers)
-                if self.node.dirty:
+                if self.node.dirty and self.loop is not None:
                     cells, self.node.dirty = self.node.dirty, set()
                     for cell in cells:
                         tags = self.node.trackers[cell].tags()
@@ -210,7 +214,7 @@ class Bridge:
     async def _write(self, cell: str, tags: Any) -> None:
         try:
             self.updates += await self.server.update(cell, tags)
-        except Exception:  # noqa: BLE001 - one bad update must not stop the server
+        except Exception:  # one bad update must not stop the server
             logger.exception("updating the PackML object of cell '%s' failed", cell)
 
     async def run(self) -> None:

@@ -19,6 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock as RosClockType
 from rclpy.clock import ClockType
+from rclpy.client import Client
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -29,19 +30,21 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from ..core.cell import CellController
 from ..core.faults import Code, Fault
 from ..core.journal import Journal
+from ..core.motion_watch import DriverClock, MotionWatch, WatchLimits
 from ..core.config import CellConfig, Cobot
 from ..core.packml import Command, State
 from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
+from ..core.wire import FaultUpdate, encode_cycle, encode_fault, encode_status
 from ..skills import make_planner
 from ..skills.schedule import estimate as estimate_steady_state
 from ..skills.zones import CellZones
 from ..skills.checked_cell import load_checked
 from ..skills.recovery import SkillRecovery
 from .authority import PRODUCT_PARAMETERS, NodeAuthority, Source
-from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, route_core_logging, run_node,
-                     split_seconds, status_msg)
+from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, level_of, route_core_logging,
+                     run_node, split_seconds, status_msg)
 
 
 @dataclass(frozen=True)
@@ -64,42 +67,12 @@ class PlannerParams:
     max_parts_in_flight: int = 0
 
 
-class RosClock:
-    """Cell time in seconds: the newest joint-state stamp while drivers report, else the node's clock.
-
-    Timing steps and motions on the drivers' own stamps keeps cycle times the same whether the planner keeps
-    up with a fast simulation or lags it by a few messages. When no joint state has arrived for
-    `stale_after` wall seconds, time goes on with the node clock so dwells and timeouts still end.
-    Never goes backwards.
-    """
+class RosClock(DriverClock):
+    """Cell time (cobot_cell.core.motion_watch.DriverClock) on the node's clock and its joint-state stamps."""
 
     def __init__(self, node: Node, stale_after: float = 3.0):
-        self._clock = node.get_clock()
-        self.stale_after = stale_after
-        self.data_time = -1.0
-        self._rx_wall = -float("inf")
-        self._last = 0.0
-
-    def node_now(self) -> float:
-        """Node time (sim time when use_sim_time) in seconds."""
-        return self._clock.now().nanoseconds * 1e-9
-
-    def observe(self, stamp: float) -> None:
-        """A driver reported data stamped `stamp`."""
-        self._rx_wall = time.monotonic()
-        if stamp > self.data_time:
-            self.data_time = stamp
-
-    @property
-    def fresh(self) -> bool:
-        """Joint states arrived within the last `stale_after` wall seconds."""
-        return time.monotonic() - self._rx_wall < self.stale_after
-
-    def now(self) -> float:
-        """Cell time in seconds."""
-        t = self.data_time if self.fresh else self.node_now()
-        self._last = max(self._last, t)
-        return self._last
+        clock = node.get_clock()
+        super().__init__(lambda: clock.now().nanoseconds * 1e-9, stale_after)
 
 
 class WallClock:
@@ -117,12 +90,14 @@ MAX_PREPARED = 64  # trajectories converted ahead per cobot (a planned-ahead ste
 class RosCobotPort(CobotPort):
     """A cobot behind a joint trajectory controller topic, joint_states and SetBool IO services."""
 
-    def __init__(self, node: "PlannerNode", name: str, cobot: Cobot, namespace: str, params: PlannerParams):
+    def __init__(self, node: PlannerNode, name: str, cobot: Cobot, namespace: str, params: PlannerParams):
         self.name = name
         self.node = node
         self.joints = list(cobot.joints)
         self.params = params
-        self.clock = node.clock
+        self.clock: RosClock = node.clock
+        self.watch = MotionWatch(name, WatchLimits(params.tolerance, params.timeout_factor, params.timeout_margin,
+                                                   params.timeout_wall_min, params.stamp_trajectories), node.clock)
         self._q: np.ndarray | None = None
         self._cols: list[int] | None = None
         self._moving: Pending | None = None
@@ -140,7 +115,8 @@ class RosCobotPort(CobotPort):
                                          lambda msg, io=t.io: self._on_sensed(io, msg), LATCHED)
         self.pub = node.create_publisher(JointTrajectory, f"{namespace}/{cobot.controller}/joint_trajectory", 10)
         node.create_subscription(JointState, f"{namespace}/joint_states", self._on_joint_states, STATES)
-        self.io_clients = {t.io: node.create_client(SetBool, f"{namespace}/{t.io}") for t in cobot.tools.values()}
+        self.io_clients: dict[str, Client] = {t.io: node.create_client(SetBool, f"{namespace}/{t.io}")
+                                              for t in cobot.tools.values()}
 
     def _on_joint_states(self, msg: JointState) -> None:
         if self._cols is None or len(msg.name) != len(self._cols) or any(
@@ -156,7 +132,7 @@ class RosCobotPort(CobotPort):
         self.last_rx = time.monotonic()
         self.stale_reported = False
         self.clock.observe(stamp)
-        if self._moving is not None and stamp >= self._moving.started + self._moving.meta["duration"]:
+        if self._moving is not None and self.watch.due(self._moving, stamp):
             self.node.on_cobot_event()
 
     def _on_sensed(self, io: str, msg: Bool) -> None:
@@ -213,10 +189,7 @@ class RosCobotPort(CobotPort):
         msg = JointTrajectory(joint_names=self.joints)
         prepared = self._prepared.pop(id(trajectory), None)
         msg.points = prepared[1] if prepared is not None and prepared[0] is trajectory else self._points(trajectory)
-        sim = self.params.stamp_trajectories
-        pending = Pending(started=start if sim and start is not None else self.clock.now(),
-                          meta={"kind": "move", "final": np.asarray(trajectory.final),
-                                "duration": float(trajectory.duration), "wall": time.monotonic()})
+        pending = self.watch.move(trajectory, start)
         if self.params.stamp_trajectories:
             msg.header.stamp.sec, msg.header.stamp.nanosec = split_seconds(pending.started)
         if len(msg.points) == 1 and trajectory.duration <= 0:
@@ -230,9 +203,7 @@ class RosCobotPort(CobotPort):
         return pending
 
     def set_io(self, io: str, value: bool, start: float | None = None) -> Pending:
-        sim = self.params.stamp_trajectories
-        pending = Pending(started=start if sim and start is not None else self.clock.now(),
-                          meta={"kind": "io", "io": io, "wall": time.monotonic()})
+        pending = self.watch.io(io, start)
         client = self.io_clients.get(io)
         if client is None or not client.service_is_ready():
             pending.fail(f"IO service '{io}' of '{self.name}' not available", "IO_MISSING")
@@ -245,48 +216,19 @@ class RosCobotPort(CobotPort):
                 pending.fail(f"IO service '{io}' of '{self.name}' failed: {exc}", "IO_FAILED")
             elif not fut.result().success:
                 pending.fail(f"IO service '{io}' of '{self.name}' refused: {fut.result().message}", "IO_FAILED")
-            else:  # a simulated output switches the instant it is commanded
-                pending.finish(pending.started if sim else None)
+            else:
+                self.watch.io_done(pending)
             self.node.on_cobot_event()
 
         future.add_done_callback(done)
         return pending
 
     def confirm(self, io: str, expected: bool, timeout: float, code: str, start: float | None = None) -> Pending:
-        pending = super().confirm(io, expected, timeout, code,
-                                  start if self.params.stamp_trajectories else None)
-        pending.meta["wall"] = time.monotonic()
-        return pending
+        pending = super().confirm(io, expected, timeout, code, self.watch.confirm_start(start))
+        return self.watch.watch_confirm(pending)
 
     def poll(self, pending: Pending) -> None:
-        if pending.meta["kind"] == "confirm":
-            if self.sensed(pending.meta["io"]) == pending.meta["expected"] or \
-                    time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min:
-                self.poll_confirm(pending)
-            return
-        if pending.done:
-            return
-        if pending.meta["kind"] == "io":
-            # A reply lost to a driver that died mid-call must not hang the step.
-            if time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min + self.params.timeout_margin:
-                pending.fail(f"IO service '{pending.meta['io']}' of '{self.name}' did not reply", "IO_FAILED")
-            return
-        if pending.meta["kind"] != "move":
-            return
-        # On this cobot's own stamps: a planner lagging behind a fast sim sees late data, not a late arm.
-        elapsed = (self.last_stamp if self.clock.fresh else self.clock.now()) - pending.started
-        duration = pending.meta["duration"]
-        if elapsed >= duration and self._q is not None and \
-                float(np.max(np.abs(self._q - pending.meta["final"]))) <= self.params.tolerance:
-            # A simulated arm follows the stamped trajectory exactly: it arrived at the planned end.
-            pending.finish(pending.started + duration if self.params.stamp_trajectories else self.last_stamp)
-            self._moving = None
-        elif elapsed > duration * self.params.timeout_factor + self.params.timeout_margin and \
-                time.monotonic() - pending.meta["wall"] > self.params.timeout_wall_min:
-            off = "no joint state" if self._q is None else \
-                f"{float(np.max(np.abs(self._q - pending.meta['final']))):.4f} rad off target"
-            pending.fail(f"motion of '{self.name}' did not arrive within {elapsed:.2f} s "
-                         f"(planned {duration:.2f} s, {off})", "MOTION_TIMEOUT")
+        if self.watch.poll(self, pending, self._q, self.last_stamp):
             self._moving = None
 
     def stop(self) -> None:
@@ -532,15 +474,13 @@ class PlannerNode(Node):
     def _on_cycle(self, report: CycleReport) -> None:
         self.cycle_pub.publish(status_msg(f"{self.cfg.cell.name}/cycle", DiagnosticStatus.OK,
                                           f"part {report.part} {report.status} in {report.cycle_time:.3f} s",
-                                          report.to_key_values(), hardware_id=self.cfg.cell.name))
+                                          encode_cycle(report), hardware_id=self.cfg.cell.name))
         self._publish_status()
 
     def _on_fault(self, fault: Fault) -> None:
-        level = DiagnosticStatus.OK if not fault.active else \
-            DiagnosticStatus.WARN if fault.acknowledged is not None else DiagnosticStatus.ERROR
-        pairs = fault.to_key_values(self.cfg.cell.name) + [("fault_key", f"{self.boot_id}-{fault.id}")]
-        status = status_msg(f"{self.cfg.cell.name}/task_planner/faults", level, fault.message, pairs,
-                            hardware_id=self.cfg.cell.name)
+        update = FaultUpdate.of(fault, self.cfg.cell.name, f"{self.boot_id}-{fault.id}")
+        status = status_msg(f"{self.cfg.cell.name}/task_planner/faults", level_of(update.level), fault.message,
+                            encode_fault(update), hardware_id=self.cfg.cell.name)
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
@@ -556,20 +496,7 @@ class PlannerNode(Node):
         s = self.controller.status()
         self._last_status = s
         level = DiagnosticStatus.ERROR if s.fault else DiagnosticStatus.OK
-        pairs = [("state", s.state.value), ("job", s.job), ("parts", str(s.parts_target)),
-                 ("parts_done", str(s.parts_done)), ("part", "" if s.part is None else str(s.part)),
-                 ("run_id", s.run_id),
-                 ("last_cycle_time", "" if s.last_cycle_time is None else f"{s.last_cycle_time:.3f}"),
-                 ("fault", "" if s.fault is None else f"{s.fault.source}: {s.fault.message}"),
-                 ("fault_id", "" if s.fault is None else str(s.fault.id)),
-                 ("fault_code", "" if s.fault is None else s.fault.code.value),
-                 ("fault_acknowledged", "" if s.fault is None else str(s.fault.acknowledged is not None).lower()),
-                 ("scrap", str(s.scrap)), ("resume", s.resume),
-                 ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running)),
-                 ("parts_in_flight", ",".join(str(p) for p in s.parts)),
-                 ("waiting", ";".join(f"{cobot}:{part}:{step}:{res}" for cobot, part, step, res in s.waiting)),
-                 ("bound", "" if s.bound is None else f"{s.bound:.3f}")]
-        self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, pairs,
+        self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, encode_status(s),
                                            hardware_id=self.cfg.cell.name))
 
 

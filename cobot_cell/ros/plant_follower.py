@@ -15,7 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from ..core.reports import CycleReport
+from ..core.wire import decode_cycle
 from .client import CellClient
 from .common import key_values
 
@@ -44,7 +44,7 @@ class CellFollower(CellClient):
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         try:
-            report = CycleReport.from_key_values(key_values(msg))
+            report = decode_cycle(key_values(msg))
         except ValueError as exc:
             logger.warning("bad cycle report of cell '%s' ignored: %s", self.cell, exc)
             return

@@ -14,9 +14,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO
 
 from .bringup import NodeSpec, RespawnPolicy, command, dds_env, params_file
 
@@ -67,7 +68,7 @@ class DomainLease:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "DomainLease":
+    def __enter__(self) -> DomainLease:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,6 +85,10 @@ class NodeProcess:
     retries: int = 0
     restart_at: float | None = None  # when it exited: when it is due to start again
     gave_up: bool = False  # exited and will not be started again
+    killed: bool = False  # ended on purpose with kill() (a crash test): not an unclean exit
+
+
+CLEAN_EXITS = (0, -signal.SIGINT)  # a node that handled Ctrl-C, or ended by it before its handler was set
 
 
 def _no_op(signum: int, frame) -> None:
@@ -125,7 +130,7 @@ class NodeSet:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    def start(self) -> "NodeSet":
+    def start(self) -> NodeSet:
         """Start every node (and, with `respawn`, the watcher that restarts them)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
@@ -194,6 +199,7 @@ class NodeSet:
     def kill(self, fqn: str) -> None:
         """SIGKILL one node (a crash: no clean-up runs) and wait for it to be gone."""
         p = self.proc(fqn)
+        p.killed = True
         p.popen.kill()
         p.popen.wait()
 
@@ -219,6 +225,24 @@ class NodeSet:
                 if p.spec.fqn == fqn:
                     return p
         raise KeyError(fqn)
+
+    def unclean_exits(self) -> list[str]:
+        """After `stop()`: why each node that did not end cleanly did not (an exit code other than 0 or SIGINT's, or a
+        traceback in its log); nodes ended with `kill()` are left out. Empty when every node ended cleanly."""
+        problems = []
+        with self._lock:
+            for p in self.procs:
+                code = p.popen.poll()
+                if p.killed:
+                    continue
+                if code is None:
+                    problems.append(f"{p.spec.fqn}: still running")
+                elif code not in CLEAN_EXITS:
+                    problems.append(f"{p.spec.fqn}: exited with {exit_text(code)} (log {p.log_path})")
+                log_text = p.log_path.read_text(errors="replace") if p.log_path.exists() else ""
+                if "Traceback (most recent call last)" in log_text:
+                    problems.append(f"{p.spec.fqn}: a traceback in its log {p.log_path}")
+        return problems
 
     def stop(self, timeout: float = 10.0) -> None:
         """Interrupt every node, wait up to `timeout` s, then kill what is left (a second Ctrl-C is ignored)."""
@@ -249,7 +273,7 @@ class NodeSet:
                 p.popen.kill()
                 p.popen.wait()
 
-    def __enter__(self) -> "NodeSet":
+    def __enter__(self) -> NodeSet:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -26,11 +26,12 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from ..core.reports import CycleReport
+from ..core.wire import FaultUpdate, decode_cycle, decode_fault
 from ..plant.authority import AuditRecord
 from ..supervisor.kpi import KpiAccumulator
 from ..supervisor.log import ProductionLog
 from ..supervisor.tally import Tally
-from .common import LATCHED, REPORTS, key_values, level_name, route_core_logging, run_node, status_msg
+from .common import LATCHED, REPORTS, key_values, route_core_logging, run_node, status_msg
 
 CYCLE_TYPE = "diagnostic_msgs/msg/DiagnosticStatus"
 MAX_BATCH = 2000  # records per transaction of the writer thread
@@ -48,42 +49,11 @@ class SupervisorParams:
     ideal_cycle_time: float
 
 
-@dataclass(frozen=True)
-class FaultUpdate:
-    """One fault life-cycle update as the planner publishes it (times in clock seconds)."""
-
-    cell: str
-    fault_key: str
-    raised: float
-    source: str
-    code: str
-    message: str
-    acknowledged: float | None
-    cleared: float | None
-
-    @classmethod
-    def from_status(cls, msg: DiagnosticStatus) -> FaultUpdate | None:
-        """The update carried by a planner fault status; None if it has no fault_key; ValueError if malformed."""
-        kv = dict(key_values(msg))
-        key = kv.get("fault_key")
-        if not key:
-            return None
-
-        def time(name: str) -> float | None:
-            raw = kv.get(name, "")
-            if raw == "":
-                return None
-            try:
-                return float(raw)
-            except ValueError:
-                raise ValueError(f"fault {key}: key '{name}' is not a number: {raw!r}") from None
-
-        raised = time("raised") if kv.get("raised") else time("time")
-        if raised is None:
-            raise ValueError(f"fault {key}: missing key 'raised'")
-        return cls(cell=kv.get("cell") or msg.hardware_id or msg.name.strip("/").split("/")[0], fault_key=key,
-                   raised=raised, source=kv.get("source", msg.name), code=kv.get("code", ""), message=msg.message,
-                   acknowledged=time("acknowledged"), cleared=time("cleared"))
+def fault_update(msg: DiagnosticStatus) -> FaultUpdate | None:
+    """The fault update a status carries (cobot_cell.core.wire); None if it has no fault_key; ValueError if
+    malformed."""
+    return decode_fault(key_values(msg), msg.message, cell=msg.hardware_id or msg.name.strip("/").split("/")[0],
+                        source=msg.name)
 
 
 @dataclass(frozen=True)
@@ -218,7 +188,7 @@ class SupervisorNode(Node):
 
     def _on_fault_status(self, msg: DiagnosticStatus) -> None:
         try:
-            record = PlannerBoot.from_status(msg) or FaultUpdate.from_status(msg)
+            record = PlannerBoot.from_status(msg) or fault_update(msg)
         except ValueError as exc:
             self.counts.add("faults_rejected")
             self.get_logger().warning(f"bad fault status '{msg.name}' ignored: {exc}")
@@ -229,7 +199,7 @@ class SupervisorNode(Node):
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         self.counts.add("received")
         try:
-            report = CycleReport.from_key_values(key_values(msg))
+            report = decode_cycle(key_values(msg))
         except ValueError as exc:
             self.counts.add("rejected")
             self.get_logger().warning(f"bad cycle report '{msg.name}' ignored: {exc}")
@@ -321,7 +291,7 @@ class SupervisorNode(Node):
     def _write_fault(self, f: FaultUpdate) -> bool:
         # in arrival order: a later update only fills what an earlier one left unset
         try:
-            fault_id = self.log.record_fault(f.cell, f.raised, "ERROR", f.source, f.code, f.message,
+            fault_id = self.log.record_fault(f.cell, f.raised, f.severity, f.source, f.code, f.message,
                                              fault_key=f.fault_key, acknowledged=f.acknowledged, cleared=f.cleared)
         except ValueError as exc:
             self.counts.add("faults_rejected")
@@ -329,7 +299,7 @@ class SupervisorNode(Node):
             return False
         acc = self._cell_kpis(f.cell)
         with self._acc_lock:
-            acc.update_fault(fault_id, f.cell, f.raised, "ERROR", f.source, f.code, f.message, f.fault_key,
+            acc.update_fault(fault_id, f.cell, f.raised, f.severity, f.source, f.code, f.message, f.fault_key,
                              f.acknowledged, f.cleared)
         self.cells.add(f.cell)
         return True
@@ -343,13 +313,13 @@ class SupervisorNode(Node):
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
             try:
-                update = FaultUpdate.from_status(st)
+                update = fault_update(st)
             except ValueError as exc:
                 self.counts.add("faults_rejected")
                 self.get_logger().warning(f"bad fault status '{st.name}' ignored: {exc}")
                 continue
-            # The status level follows the life cycle (ERROR raised, WARN acknowledged, OK cleared); the log
-            # keeps the level the planner raises faults with, ERROR, whichever update is seen first.
+            # The status level follows the life cycle (raised, acknowledged, cleared); the log keeps the fault's
+            # severity, whichever update is seen first.
             if update is not None:
                 self._put(update)
 

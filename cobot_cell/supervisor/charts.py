@@ -168,7 +168,8 @@ def _kpi_text(rep: ShiftReport) -> str:
     def f(key: str, fmt: str) -> str:
         return fmt.format(k[key]) if math.isfinite(k[key]) else "n/a"
 
-    return (f"parts {f('parts', '{:.0f}')}   scrap {f('scrap', '{:.0f}')}   mean cycle {f('mean_cycle_time', '{:.2f}')} s"
+    return (f"parts {f('parts', '{:.0f}')}   scrap {f('scrap', '{:.0f}')}   "
+            f"mean cycle {f('mean_cycle_time', '{:.2f}')} s"
             f"   p95 {f('p95_cycle_time', '{:.2f}')} s   throughput {f('throughput_per_hour', '{:.1f}')}/h   "
             f"downtime {f('downtime', '{:.1f}')} s   faults {f('faults', '{:.0f}')}   MTBF {f('mtbf', '{:.0f}')} s"
             f"   MTTR {f('mttr', '{:.1f}')} s")

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from cobot_cell.core.reports import STATUSES, CycleReport, StepTiming
 from cobot_cell.plant.authority import AuditRecord
@@ -275,7 +276,8 @@ class ProductionLog:
                     "cleared) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
-                return int(cur.lastrowid)
+                assert cur.lastrowid is not None  # set by a successful INSERT
+                return cur.lastrowid
             return int(self._conn.execute(_UPSERT_FAULT, row).fetchone()[0])
 
     def close_orphaned_faults(self, cell: str, boot: str, time: float) -> int:
@@ -340,7 +342,7 @@ class ProductionLog:
         """Logged faults, optionally of one cell, ordered by time (ties by id)."""
         return [FaultRecord(*row) for row in self._rows_by_time(f"SELECT {_FAULT_COLUMNS} FROM faults", cell)]
 
-    def _rows_by_time(self, sql: str, cell: str | None) -> list[tuple]:
+    def _rows_by_time(self, sql: str, cell: str | None) -> list[tuple[Any, ...]]:
         """Rows of `sql` (a SELECT without WHERE), optionally of one cell, ordered by (time, id)."""
         params: tuple[str, ...] = ()
         if cell is not None:

@@ -75,7 +75,9 @@ def test_demo_makes_parts_through_real_nodes(tmp_path):
     assert "part 1/2 done" in out and "part 2/2 done" in out
     assert "Production log: 2 parts" in out
     assert re.search(r"supervisor KPIs .*parts 2", out)
-    speedup = float(re.search(r"= (\d+\.\d+)x real time", out).group(1))
-    assert speedup > 5.0
+    assert re.search(r"= \d+\.\d+x real time", out)  # reported; its speed is measured in bench/, not asserted
     with sqlite3.connect(tmp_path / "production.db") as db:
         assert db.execute("SELECT COUNT(*) FROM parts WHERE status = 'done'").fetchone() == (2,)
+    charts = sorted(p.name for p in (tmp_path / "charts").iterdir())
+    assert charts == ["cycles.png", "downtime.png", "gantt.png", "oee.png", "pareto.png", "report.png", "trend.png"]
+    assert f"charts of cell 'demo' in {tmp_path / 'charts'}: " in out and all(name in out for name in charts)

@@ -104,3 +104,5 @@ def cell_rig(tmp_path):
     for rig in rigs:
         print(rig.logs())  # shown by pytest only when the test failed
         rig.close()
+    for rig in rigs:
+        assert not rig.nodes.unclean_exits(), rig.nodes.unclean_exits()  # every node ended cleanly

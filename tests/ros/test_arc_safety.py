@@ -137,7 +137,7 @@ def test_a_supervisor_that_connects_after_a_planner_crash_still_logs_the_restart
             client.wait_for(lambda: client.state == "Stopped", 60, "Stopped")
             for cmd, state in (("reset", "Idle"), ("start", "Execute")):
                 assert client.command(cmd)[0]
-                client.wait_for(lambda: client.state == state, 30, state)
+                client.wait_for(lambda state=state: client.state == state, 30, state)
             client.wait_for(lambda: client.status.get("part") == "1", 30, "part 1 under way")
             nodes.kill("/demo/task_planner")
             client.state = None
@@ -162,3 +162,4 @@ def test_a_supervisor_that_connects_after_a_planner_crash_still_logs_the_restart
                 client.close()
             late.stop()
             nodes.stop()
+        assert not nodes.unclean_exits() and not late.unclean_exits(), nodes.unclean_exits() + late.unclean_exits()

@@ -43,6 +43,7 @@ def cell(tmp_path_factory):
             logs = {p.spec.fqn: p.log_path.read_text()[-2000:] for p in nodes.procs if p.log_path.exists()}
             for fqn, text in logs.items():
                 print(f"--- {fqn}\n{text}")
+    assert not nodes.unclean_exits(), nodes.unclean_exits()
 
 
 def test_command_in_wrong_state_is_refused(cell):
@@ -100,7 +101,7 @@ def test_three_parts_through_real_nodes_are_logged_exactly_once(cell):
         parts = db.execute('SELECT part, status, cycle_time FROM parts ORDER BY part').fetchall()
         steps = db.execute("SELECT part, step FROM steps ORDER BY part, start").fetchall()
     assert [p[0] for p in parts] == [1, 2, 3] and {p[1] for p in parts} == {"done"}
-    for (part, status, cycle_time), report in zip(parts, client.reports):
+    for (_part, _status, cycle_time), report in zip(parts, client.reports):
         assert cycle_time == pytest.approx(report.cycle_time, abs=1e-9)
     assert len(steps) == 3 * PARTS
 

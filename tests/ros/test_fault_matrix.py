@@ -23,10 +23,25 @@ def _faults(rig) -> list[tuple[str, str]]:
     return rig.client.faults_seen
 
 
-def _seen(rig, code: str, source: str | None = None) -> None:
-    """Wait until the cell status has shown a fault with this code (and source)."""
-    rig.wait(lambda: any(c == code and (source is None or s == source) for c, s in _faults(rig)),
-             f"fault {code} in the cell status", 30)
+def _logged(rig) -> list[tuple[str, str]]:
+    """(code, source) of every fault in the supervisor's production log, by time."""
+    if not rig.db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{rig.db}?mode=ro", uri=True) as db:
+            return db.execute("SELECT code, source FROM faults ORDER BY time, id").fetchall()
+    except sqlite3.OperationalError:  # the supervisor is creating it
+        return []
+
+
+def _seen(rig, code: str, source: str | None = None, times: int = 1) -> None:
+    """Wait until the cell status has shown a fault with this code (and source), and the supervisor has logged
+    it in the production log's faults table (`times` times)."""
+    def count(faults: list[tuple[str, str]]) -> int:
+        return sum(1 for c, s in faults if c == code and (source is None or s == source))
+
+    rig.wait(lambda: count(_faults(rig)) >= times, f"fault {code} in the cell status", 30)
+    rig.wait(lambda: count(_logged(rig)) >= times, f"fault {code} in the production log", 30)
 
 
 def _start_resuming(rig) -> None:
@@ -98,6 +113,7 @@ def test_io_failure_is_retried_then_holds_and_recovers(cell_rig):
     rig.wait(lambda: len(_faults(rig)) >= 2, "two faults in the cell status", 30)
     codes = [c for c, _ in _faults(rig)]
     assert codes[:2] == ["IO_FAILED", "IO_FAILED"], codes  # the first failure, then the failed retry
+    _seen(rig, "IO_FAILED", times=2)
     rig.inject("welder", "")
     rig.ok("acknowledge")
     rig.ok("unhold")

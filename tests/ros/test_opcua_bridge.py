@@ -20,6 +20,7 @@ from cobot_cell.ros.bringup import BringupOptions, node_specs
 from cobot_cell.ros.opcua_bridge import design_speed
 from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env
 from cobot_cell.skills import load_cell
+from cobot_cell.waiting import wait_until_async
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo_cell.yaml"
@@ -66,23 +67,19 @@ def plant(tmp_path):
         for p in nodes.procs:
             if p.log_path.exists():
                 print(f"--- {p.spec.fqn}\n{p.log_path.read_text()[-3000:]}")
-        for p in nodes.procs:
-            assert p.popen.returncode in (0, -2), f"{p.spec.fqn} exited with {p.popen.returncode}"
-            assert "Traceback" not in p.log_path.read_text(), p.spec.fqn
+        assert not nodes.unclean_exits(), nodes.unclean_exits()
 
 
 SPUN = []   # the operator client, spun while the test awaits OPC UA (one thread: this loop's)
 
 
 async def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    """The shared wait, spinning the operator clients between looks."""
+    def spin() -> None:
         for client in SPUN:
             client.spin_once(0.0)
-        await asyncio.sleep(0.02)
+
+    await wait_until_async(predicate, timeout, what, step=spin)
 
 
 class States:

@@ -1,7 +1,7 @@
 """pendant_bridge through real node processes: a pty pair as the serial cable, the real planner and sim drivers.
 
 One node set per module (sim cobots, task_planner, supervisor, pendant_bridge); tests bring the cell back to
-Idle before they start. The pendant side is cobot_cell.pendant.virtual.PendantLink on the pty master, a
+Idle before they start. The pendant side is cobot_cell.pendant.link.PendantLink on the pty master, a
 CellClient checks the planner independently.
 """
 
@@ -11,20 +11,30 @@ import collections
 import dataclasses
 import random
 import re
+import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
+from cobot_cell.pendant.link import (
+    FdChannel,
+    LinkClosed,
+    PendantLink,
+    PtyPair,
+    ScriptError,
+    create_pty,
+    parse_script,
+    run_script,
+)
 from cobot_cell.pendant.protocol import Frame, checksum, encode
-from cobot_cell.pendant.virtual import (FdChannel, PendantLink, PtyPair, ScriptError, create_pty,
-                                        parse_script, run_script)
 from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs
 from cobot_cell.ros.client import CellClient
 from cobot_cell.ros.processes import DomainLease, NodeProcess, NodeSet, ros_env
 from cobot_cell.skills import load_cell
+from cobot_cell.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CELL_FILE = REPO / "config" / "demo_cell.yaml"
@@ -43,6 +53,7 @@ class Rig:
     work: Path
     env: dict[str, str]
     cell: str
+    cobots: tuple[str, ...]
 
     def bridge(self) -> NodeProcess:
         return self.nodes.proc(f"/{self.cell}/pendant_bridge")
@@ -53,14 +64,6 @@ class Rig:
         self.link.start_heartbeat(0.2)
         self.link.wait_for(lambda: bool(self.link.view.hellos) and bool(self.link.view.stat), 60,
                            "the bridge's HELLO and STAT")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
         try:
             nodes.start()
             client = CellClient(cfg.cell.name, domain_id=lease.domain_id, node_name="pendant_test_client")
-            r = Rig(nodes, client, pty, None, work, env, cfg.cell.name)  # type: ignore[arg-type]
+            r = Rig(nodes, client, pty, None, work, env, cfg.cell.name, tuple(cfg.cobots))  # type: ignore[arg-type]
             r.attach()
             client.wait_for(lambda: client.state is not None and bool(client.status), 30, "the planner")
             yield r
@@ -96,6 +99,29 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
                 client.close()
             nodes.stop()
             (r.pty if r is not None else pty).close()
+    assert not nodes.unclean_exits(), nodes.unclean_exits()
+
+
+@pytest.fixture(autouse=True)
+def fresh(rig: Rig) -> None:
+    """Every test starts from the same place, whatever the one before it left behind: a pendant on the line and
+    beating its heart, no injected driver fault, the cell Idle with job bracket and 2 parts."""
+    try:
+        ok(rig.link.command("STATUS", timeout=2))
+    except (TimeoutError, LinkClosed, OSError, AssertionError):  # the line was left closed or stuck
+        rig.link.close()
+        rig.pty.close()
+        rig.pty = create_pty(rig.pty.path)
+        rig.attach()
+    if not rig.link.heartbeating:
+        rig.link.start_heartbeat(0.2)
+    for cobot in rig.cobots:
+        assert rig.client.set_parameter("fault", "", node=f"/{cobot}/sim_cobot") == (True, "")
+    to_idle(rig)
+    ok(rig.link.command("JOB", "bracket"))
+    ok(rig.link.command("PARTS", "2"))
+    rig.link.wait_for(lambda: (rig.link.view.stat.get("job"), rig.link.view.stat.get("parts")) == ("bracket", "2"),
+                      5, "STAT with job bracket and 2 parts")
 
 
 def ok(reply: Frame) -> Frame:
@@ -126,6 +152,17 @@ def planner_snapshot(rig: Rig, window: float = 0.3) -> tuple[str | None, dict[st
     while time.monotonic() < end:
         rig.client.spin_once(0.05)
     return rig.client.state, dict(rig.client.status)
+
+
+def faults_table(rig: Rig) -> list[tuple[str, str, str, float | None]]:
+    """(level, source, code, cleared) of every fault in the supervisor's production log."""
+    with sqlite3.connect(f"file:{rig.work / 'p.db'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT level, source, code, cleared FROM faults").fetchall()
+
+
+def logged_faults(rig: Rig, code: str, cleared: bool) -> int:
+    """How many faults with `code` the production log has (only the cleared ones when `cleared`)."""
+    return sum(1 for r in faults_table(rig) if r[2] == code and (r[3] is not None or not cleared))
 
 
 def states_since(link: PendantLink, mark: int) -> list[str]:
@@ -287,10 +324,10 @@ def test_replayed_frames_are_not_executed_twice(rig: Rig) -> None:
         n = len(replies_to(frame.seq)) if frame.seq else len(link.view.errors)
         link.write(encode(frame))
         if frame.seq:
-            link.wait_for(lambda: len(replies_to(frame.seq)) > n, 5, "ERR SEQ")
+            link.wait_for(lambda seq=frame.seq, n=n: len(replies_to(seq)) > n, 5, "ERR SEQ")
             reply = replies_to(frame.seq)[-1]
         else:
-            link.wait_for(lambda: len(link.view.errors) > n, 5, "ERR SEQ")
+            link.wait_for(lambda n=n: len(link.view.errors) > n, 5, "ERR SEQ")
             reply = link.view.errors[-1]
         assert (reply.kind, reply.args) == ("ERR", ("SEQ", text))
     link.write(stop)  # the refusals did not replace the answer kept for a retransmission
@@ -399,6 +436,7 @@ def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:
     ok(link.command("START"))
     link.wait_state("Execute", 20)
     faults = len(link.view.faults)
+    logged = logged_faults(rig, "HEARTBEAT_LOST", cleared=True)
     mark = len(link.received)
     link.stop_heartbeat()
     silent_since = time.perf_counter()
@@ -412,6 +450,11 @@ def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:
     assert warn.args[:3] == ("WARN", "HEARTBEAT_LOST", "pendant_bridge") and "heartbeat lost" in warn.args[3]
     link.wait_state("Held", 30)
     link.start_heartbeat(0.2)
+    # the bridge's fault is keyed: the supervisor logs it, and its clearing once the heartbeat is back
+    wait_until(lambda: logged_faults(rig, "HEARTBEAT_LOST", cleared=True) > logged, 10,
+               "the cleared HEARTBEAT_LOST fault in the production log")
+    [(level, source)] = {(r[0], r[1]) for r in faults_table(rig) if r[2] == "HEARTBEAT_LOST"}
+    assert (level, source) == ("WARN", "pendant_bridge")
     ok(link.command("RESUME"))
     link.wait_state("Execute", 10)
     link.wait_state("Complete", 90)  # no interrupted run left behind for the next start to resume

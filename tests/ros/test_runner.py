@@ -17,17 +17,10 @@ import pytest
 from conftest import DEMO
 
 from cobot_cell.ros.processes import DomainLease, ros_env
+from cobot_cell.waiting import wait_until
 
 PARTS = 2
 RESPAWN_DELAY = 3.0
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -147,7 +140,7 @@ class Up:
         text = self.output()
         assert code == 0, text[-3000:]
         assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
-        _wait(lambda: not self.leftovers(), 10, "every node process to be gone")
+        wait_until(lambda: not self.leftovers(), 10, "every node process to be gone")
 
     def close(self) -> None:
         try:

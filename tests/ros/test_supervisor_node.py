@@ -8,9 +8,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -20,8 +19,10 @@ from rclpy.node import Node
 
 from cobot_cell.core.faults import Code, Fault
 from cobot_cell.core.reports import CycleReport, StepTiming
-from cobot_cell.ros.common import LATCHED, REPORTS, key_values, status_msg
+from cobot_cell.core.wire import FaultUpdate, encode_cycle, encode_fault
+from cobot_cell.ros.common import LATCHED, REPORTS, key_values, level_of, status_msg
 from cobot_cell.ros.processes import DomainLease, ros_env
+from cobot_cell.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 IDEAL_CYCLE_TIME = 5.0
@@ -34,17 +35,15 @@ def cycle(cell: str, part: int, start: float, end: float, status: str = "done") 
 
 
 def cycle_msg(report: CycleReport) -> DiagnosticStatus:
-    return status_msg(f"{report.cell}/cycle", DiagnosticStatus.OK, report.status, report.to_key_values(),
+    return status_msg(f"{report.cell}/cycle", DiagnosticStatus.OK, report.status, encode_cycle(report),
                       hardware_id=report.cell)
 
 
 def fault_array(fault: Fault, cell: str, key: str) -> DiagnosticArray:
-    """A fault update exactly as the planner publishes it (planner_node._on_fault)."""
-    level = DiagnosticStatus.OK if not fault.active else \
-        DiagnosticStatus.WARN if fault.acknowledged is not None else DiagnosticStatus.ERROR
-    pairs = fault.to_key_values(cell) + [("fault_key", key)]
-    return DiagnosticArray(status=[status_msg(f"{cell}/task_planner/faults", level, fault.message, pairs,
-                                              hardware_id=cell)])
+    """A fault update as the planner publishes it (the wire codec's encoding and level)."""
+    update = FaultUpdate.of(fault, cell, key)
+    return DiagnosticArray(status=[status_msg(f"{cell}/task_planner/faults", level_of(update.level), fault.message,
+                                              encode_fault(update), hardware_id=cell)])
 
 
 class Operator:
@@ -67,13 +66,12 @@ class Operator:
             self.kpis[st.hardware_id] = dict(key_values(st))
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
+        def spin(dt: float) -> None:
             if proc.poll() is not None:
                 raise AssertionError(f"supervisor exited with {proc.returncode} while waiting for {what}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; kpis {self.kpis}")
-            self.executor.spin_once(timeout_sec=0.05)
+            self.executor.spin_once(timeout_sec=dt)
+
+        wait_until(predicate, timeout, what, step=spin, poll=0.05, detail=lambda: f"; kpis {self.kpis}")
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -105,7 +103,7 @@ def test_supervisor_logs_parts_once_and_fault_life_cycle(tmp_path: Path) -> None
     log_path = tmp_path / "supervisor.log"
     c1 = [cycle("c1", 1, 0.0, 10.0), cycle("c1", 2, 10.0, 20.0), cycle("c1", 3, 20.0, 24.0, "scrap")]
     c2_good = cycle("c2", 1, 0.0, 8.0)
-    missing_end = [(k, v) for k, v in cycle("c2", 2, 8.0, 16.0).to_key_values() if k != "end"]
+    missing_end = [(k, v) for k, v in encode_cycle(cycle("c2", 2, 8.0, 16.0)) if k != "end"]
     nan_start = dataclasses.replace(cycle("c2", 3, 16.0, 24.0), start=float("nan"))  # parses; the log refuses it
     fault = Fault(id=1, code=Code.PROTECTIVE_STOP, message="protective stop", raised=12.0, cobot="arm", step="weld",
                   skill="weld")

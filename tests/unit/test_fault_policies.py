@@ -13,8 +13,8 @@ import functools
 import heapq
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -60,7 +60,7 @@ def cell_text(job: str | None = None, steps: dict[str, str] | None = None, weld_
     return text
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cell(job: str | None = None, weld_only: bool = False, **steps: str) -> CellConfig:
     return parse_cell(cell_text(job, steps, weld_only))[0]
 
@@ -297,7 +297,8 @@ def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> 
         assert [(e[0], e[1]) for e in after[:1]] == [(t_fail, "move")]
         assert [e[2] for e in after] == [s.trajectory.duration for s in moves] + [first_move]
     # Held: every cobot stopped, nothing moves, the position is kept
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(held_at, abs=1e-9)) for p in rig.ports.values())
+    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(held_at, abs=1e-9))
+               for p in rig.ports.values())
     sizes, q_held = rig.log_sizes(), rig.positions()
     rig.wait(5.0)
     assert rig.cell.state == State.HELD and rig.log_sizes() == sizes
@@ -340,7 +341,8 @@ def test_io_failure_with_abort_policy_aborts_after_the_retries() -> None:
     assert life(one)[:2] == ("IO_FAILED", "welder/weld_seams")
     assert life(one)[2:] == pytest.approx((arcs[0],) * 3, abs=1e-9)
     assert life(two) == ("IO_FAILED", "welder/weld_seams", arcs[1], None, None)
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arcs[1], abs=1e-9)) for p in rig.ports.values())
+    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arcs[1], abs=1e-9))
+               for p in rig.ports.values())
     assert rig.states[-2:] == [(State.EXECUTE, State.ABORTING, "abort"),
                                (State.ABORTING, State.ABORTED, "state_complete")]
     assert rig.cell.reports == [] and rig.cell.journal.ledger() == [(rig.cell.run_id, 1, "in_progress")]
@@ -479,7 +481,9 @@ def test_driver_faults_ignore_the_policy(code: Code, state: State) -> None:
     assert rig.cell.state == state
     assert life(fault) == (code.value, "welder", t, None, None) and rig.cell.fault == fault
     assert rig.faults == [fault]
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(t, abs=1e-9)) for p in rig.ports.values())  # every cobot stopped at once
+    # every cobot stopped at once
+    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(t, abs=1e-9))
+               for p in rig.ports.values())
     assert rig.retreats == [] and rig.cell.reports == []  # no retry, no scrap
     rig.wait(2.0)
     assert rig.cell.state == state

@@ -207,10 +207,11 @@ def test_any_sequence_keeps_ids_dense_and_the_life_cycle_ordered(ops: list[tuple
 def test_key_values_for_diagnostics() -> None:
     book = book_with(1)
     f = book.get(1)
-    assert f.to_key_values("demo") == [
-        ("cell", "demo"), ("id", "1"), ("code", "IO_FAILED"), ("source", "welder/s1"), ("cobot", "welder"),
-        ("step", "s1"), ("skill", "weld"), ("time", "1.0"), ("raised", "1.0"), ("acknowledged", ""),
-        ("cleared", "")]
+    assert dict(f.to_key_values("demo")) == {
+        "wire": "1", "cell": "demo", "id": "1", "code": "IO_FAILED", "source": "welder/s1", "cobot": "welder",
+        "step": "s1", "skill": "weld", "time": "1.0", "raised": "1.0", "acknowledged": "", "cleared": "",
+        "severity": "ERROR"}
+    assert dict(f.to_key_values("demo", "b-1"))["fault_key"] == "b-1"
     book.acknowledge(1, 2.25)
     g = book.clear(1, 3.5)
     assert dict(g.to_key_values("demo"))["acknowledged"] == "2.25"

@@ -21,6 +21,7 @@ from cobot_cell.hmi.model import LiveModel
 from cobot_cell.hmi.server import ServerOptions, create_app
 from cobot_cell.hmi.shift import ShiftReport
 from cobot_cell.plant.users import Role, UserStore
+from cobot_cell.waiting import wait_until
 
 
 class Users:
@@ -223,7 +224,8 @@ def test_only_integrators_change_job_and_parts(client, cell):
     (b'{"command": "reset"', "application/json", 400, "malformed JSON: Expecting ',' delimiter at line 1 column 20"),
     (b"[1, 2]", "application/json", 400, "expected a JSON object, got list"),
     (b"\xff\xfe", "application/json", 400, "malformed JSON: not UTF-8 (invalid start byte at byte 0)"),
-    (b'{"command": "reset"}', "text/plain", 415, "expected a JSON body (Content-Type application/json), got text/plain"),
+    (b'{"command": "reset"}', "text/plain", 415,
+     "expected a JSON body (Content-Type application/json), got text/plain"),
     (b'{"command": "fly"}', "application/json", 400,
      ("unknown command 'fly': expected one of reset, start, stop, hold, unhold, suspend, unsuspend, abort, clear, "
       "acknowledge")),
@@ -310,21 +312,13 @@ class Served:
 
     def __enter__(self) -> Self:
         self.thread.start()
-        wait_until(lambda: self.server.started, "the server to start")
+        wait_until(lambda: self.server.started, 10, "the server to start")
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
-def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def read_event(resp: http.client.HTTPResponse) -> dict:
@@ -354,8 +348,8 @@ def test_live_stream_follows_the_cell_and_survives_a_browser_that_leaves(cell, u
         assert read_event(stream)["state"] == "Stopped"
         gone_resp.close()   # the browser goes away mid-stream
         gone.close()
-        wait_until(lambda: "browser disconnected" in caplog.text, "the server to notice the disconnect")
-        wait_until(lambda: len(app.hub.streams) == 1, "the stream to be dropped")
+        wait_until(lambda: "browser disconnected" in caplog.text, 10, "the server to notice the disconnect")
+        wait_until(lambda: len(app.hub.streams) == 1, 10, "the stream to be dropped")
         cell.command("reset", "otto", "test")
         app.hub.notify()
         deadline = time.monotonic() + 10
@@ -364,7 +358,7 @@ def test_live_stream_follows_the_cell_and_survives_a_browser_that_leaves(cell, u
         assert event["commands"] == ["stop", "abort"]
         stream.close()
         stays.close()
-        wait_until(lambda: not app.hub.streams, "the last stream to be dropped")
+        wait_until(lambda: not app.hub.streams, 10, "the last stream to be dropped")
     assert "live stream to 127.0.0.1" in caplog.text and "closed: browser disconnected (1 open)" in caplog.text
 
 

@@ -8,8 +8,14 @@ import pytest
 
 from cobot_cell.cli import build_parser
 from cobot_cell.core.limits import MAX_PARTS
-from cobot_cell.ros.bringup import (RESPAWN_DELAY, RESPAWN_MAX_RETRIES, BringupOptions, NodeSpec, RespawnPolicy,
-                                    node_specs)
+from cobot_cell.ros.bringup import (
+    RESPAWN_DELAY,
+    RESPAWN_MAX_RETRIES,
+    BringupOptions,
+    NodeSpec,
+    RespawnPolicy,
+    node_specs,
+)
 from cobot_cell.ros.processes import NodeSet
 from cobot_cell.skills import load_cell
 

@@ -3,7 +3,6 @@ subscriptions, roles, refusals with status codes and reasons, bad input, bounded
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -16,6 +15,7 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 from cobot_cell.plant.opcua_server import PACKML_URI, PlantServer, Reply, ServerOptions
 from cobot_cell.plant.packml import CellTracker, parse_cntrl_cmd_map
 from cobot_cell.plant.users import UserStore
+from cobot_cell.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 CELL_NS = "urn:cobot_cell:plant"
@@ -53,7 +53,7 @@ class Rig:
         self.server = PlantServer(self.options, self.cell)
         self.tracker = CellTracker("demo", jobs=("bracket", "frame"), mach_speed=120.0)
 
-    async def start(self) -> "Rig":
+    async def start(self) -> Rig:
         await self.server.start()
         await self.server.add_cell("demo", ("bracket", "frame"), 120.0)
         await self.server.update("demo", self.tracker.tags())
@@ -156,17 +156,8 @@ async def test_a_subscription_sees_state_changes(rig) -> None:
         for state in ("Resetting", "Idle", "Starting", "Execute"):
             rig.tracker.on_state(state)
             await rig.server.update("demo", rig.tracker.tags())
-        await wait_for(lambda: handler.values and handler.values[-1] == 6, "Execute (6) notified")
+        await wait_until_async(lambda: bool(handler.values) and handler.values[-1] == 6, 10, "Execute (6) notified")
         assert handler.values[0] == 2
-
-
-async def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("user", [None, ("viewer", "v-pw")])
@@ -311,7 +302,7 @@ async def test_sign_and_encrypt_only_unless_none_is_allowed_and_the_certificate_
         endpoints = await Client(rig.url).connect_and_get_server_endpoints()
         assert {(e.SecurityPolicyUri.split("#")[-1], e.SecurityMode) for e in endpoints} == {
             ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}
-        with pytest.raises(Exception):
+        with pytest.raises(ua.UaError):
             async with rig.client():   # no security: no such endpoint
                 pass
         c = await _secure_client(rig, tmp_path, "urn:test:mes")

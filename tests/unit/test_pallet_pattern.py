@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cobot_cell.core.validation import validate
-from cobot_cell.skills.pallet_pattern import (PalletPlan, PalletSpec, PalletState, Place, STANDARD_PALLETS,
-                                              plan_pallet)
+from cobot_cell.skills.pallet_pattern import STANDARD_PALLETS, PalletPlan, PalletSpec, PalletState, Place, plan_pallet
 
 REPO = Path(__file__).resolve().parents[2]
 TOL = 1e-7

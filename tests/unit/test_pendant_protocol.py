@@ -7,7 +7,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,7 @@ from cobot_cell.pendant.protocol import (
     next_seq,
     sanitize,
 )
+from cobot_cell.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 P = PENDANT_MESSAGES
@@ -300,23 +300,17 @@ def test_a_flipped_bit_never_yields_another_frame(frame: Frame, data) -> None:
 
 def test_protocol_imports_no_rclpy() -> None:
     code = ("import sys; sys.modules['rclpy'] = None\n"
-            "import cobot_cell.pendant.protocol, cobot_cell.pendant.transport, cobot_cell.pendant.virtual\n"
+            "import cobot_cell.pendant.protocol, cobot_cell.pendant.transport, cobot_cell.pendant.link, "
+            "cobot_cell.pendant.virtual, cobot_cell.pendant.session\n"
             "bad = sorted(m for m in sys.modules if m.startswith('rclpy') or m.endswith('_msgs'))\n"
             "assert bad == ['rclpy'], bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 # ------------------------------------------------------------------------------------------ transport, pendant
-def _wait(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
+    from cobot_cell.pendant.link import create_pty
     from cobot_cell.pendant.transport import SerialTransport
-    from cobot_cell.pendant.virtual import create_pty
 
     events: list = []
     pty = create_pty(tmp_path / "pendant")
@@ -326,18 +320,18 @@ def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
             events.extend(t.poll())
             return sum(e.kind == kind for e in events) >= n
 
-        _wait(lambda: seen("open"))
+        wait_until(lambda: seen("open"), 5, "the device open")
         os.write(pty.master, b"$1,HB*0000\r\n")
-        _wait(lambda: seen("data") and b"".join(e.data for e in events) == b"$1,HB*0000\r\n")
+        wait_until(lambda: seen("data") and b"".join(e.data for e in events) == b"$1,HB*0000\r\n", 5, "the HB bytes")
         assert t.write(b"reply")
         got = bytearray()
-        _wait(lambda: bool(select.select([pty.master], [], [], 0.05)[0]) and got.extend(os.read(pty.master, 100))
-              or got == b"reply")
+        wait_until(lambda: bool(select.select([pty.master], [], [], 0.05)[0]) and got.extend(os.read(pty.master, 100))
+                   or got == b"reply", 5, "the reply bytes")
         pty.close()
-        _wait(lambda: seen("closed"))
+        wait_until(lambda: seen("closed"), 5, "the device closed")
         assert not t.connected and not t.write(b"lost")  # writes while away are refused, never block
         pty = create_pty(tmp_path / "pendant")
-        _wait(lambda: seen("open", 2))
+        wait_until(lambda: seen("open", 2), 5, "the device reopened")
         assert t.opens == 2
     finally:
         t.stop()
@@ -345,8 +339,8 @@ def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
 
 
 def test_transport_stops_reading_while_the_owner_lags_and_loses_nothing(tmp_path: Path) -> None:
+    from cobot_cell.pendant.link import FdChannel, create_pty
     from cobot_cell.pendant.transport import READ_CHUNK, SerialTransport
-    from cobot_cell.pendant.virtual import FdChannel, create_pty
 
     pty = create_pty(tmp_path / "pendant")
     t = SerialTransport(str(tmp_path / "pendant"), reconnect_min=0.05, max_pending_read=2048).start()
@@ -355,12 +349,13 @@ def test_transport_stops_reading_while_the_owner_lags_and_loses_nothing(tmp_path
     channel = FdChannel(pty.master, write_timeout=30.0)
     writer = threading.Thread(target=channel.write, args=(sent,))
     try:
-        _wait(lambda: any(e.kind == "open" for e in t.poll()))
+        wait_until(lambda: any(e.kind == "open" for e in t.poll()), 5, "the device open")
         writer.start()
-        _wait(lambda: t.paused > 0)  # nobody polls: the reader stopped reading
+        wait_until(lambda: t.paused > 0, 5, "the reader to pause")  # nobody polls: the reader stopped reading
         received.extend(b"".join(e.data for e in t.poll()))
         assert 2048 <= len(received) < 2048 + READ_CHUNK
-        _wait(lambda: received.extend(b"".join(e.data for e in t.poll())) or len(received) >= len(sent), 30)
+        wait_until(lambda: received.extend(b"".join(e.data for e in t.poll())) or len(received) >= len(sent), 30,
+                   "every byte")
         writer.join(30)
         assert bytes(received) == sent
         for _ in range(1000):  # the write queue never refuses while the device is open
@@ -386,7 +381,8 @@ def test_transport_refuses_bad_settings() -> None:
 def test_pendant_script_and_cli() -> None:
     import argparse
 
-    from cobot_cell.pendant.virtual import parse_script, register_cli
+    from cobot_cell.pendant.link import parse_script
+    from cobot_cell.pendant.virtual import register_cli
 
     assert parse_script("HELLO; PARTS 2  # two\n\nRESET;WAIT Idle 5; -ACK") == [
         ["HELLO"], ["PARTS", "2"], ["RESET"], ["WAIT", "Idle", "5"], ["-ACK"]]

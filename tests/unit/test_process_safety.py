@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import test_fault_policies as tfp
+
 from cobot_cell.core.faults import Code
 from cobot_cell.core.journal import Journal
 from cobot_cell.core.packml import State
@@ -69,7 +69,7 @@ def welded(ports: list[ArcCobot], cfg) -> dict[int, list[tuple[float, float]]]:
     ctx = SkillContext(cfg, "welder")
     out: dict[int, list[tuple[float, float]]] = {}
     for port in ports:
-        for p, traj, stopped in port.arc_moves:
+        for _p, traj, stopped in port.arc_moves:
             q0, q1 = np.asarray(traj.positions[0]), np.asarray(traj.final) if stopped is None else stopped
             seam = min(range(len(params.seams)), key=lambda i: locate(ctx, params, i, q0)[1])
             (u0, off0), (u1, off1) = locate(ctx, params, seam, q0), locate(ctx, params, seam, q1)
@@ -234,7 +234,7 @@ def test_a_crash_at_every_command_of_a_part_welds_each_seam_once_loads_one_blank
         path = tmp_path / f"journal{k}.db"
         old = tfp.Rig(tfp.cell(), journal=tfp.WatchedJournal(path))
         old.start()
-        old.run_until(lambda: _commands(old) >= k or old.cell.state == State.COMPLETE)
+        old.run_until(lambda old=old, k=k: _commands(old) >= k or old.cell.state == State.COMPLETE)
         if old.cell.state == State.COMPLETE:
             break
         rig = _restart_and_finish(old, path)

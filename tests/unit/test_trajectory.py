@@ -14,6 +14,7 @@ from cobot_cell.motion.trajectory import (
     LIMIT_RTOL,
     MAX_JOINT_STEP,
     Trajectory,
+    _path_rate,  # the timing rule itself, checked by brute force
     concatenate,
     joint_move,
     joint_path,
@@ -21,7 +22,6 @@ from cobot_cell.motion.trajectory import (
     path_move,
     trapezoid_times,
 )
-from cobot_cell.motion.trajectory import _path_rate  # the timing rule itself, checked by brute force
 from cobot_cell.motion.transforms import pose_matrix, rotation_angle, slerp, translation
 
 UR5E = arm_model("ur5e")
@@ -352,7 +352,7 @@ def test_a_slow_line_has_knots_at_the_phase_switches_and_never_overshoots_its_sp
     ramp = tr.times[1]
     assert 0.0 < ramp < 0.05 and tr.times[-2] == pytest.approx(tr.duration - ramp, abs=1e-12)
     # the second knot is where the ramp ends: the flange is at the cruise speed there
-    v_knot = np.linalg.norm((fk(UR5E, tr.positions[2])[:3, 3] - fk(UR5E, tr.positions[1])[:3, 3])) \
+    v_knot = np.linalg.norm(fk(UR5E, tr.positions[2])[:3, 3] - fk(UR5E, tr.positions[1])[:3, 3]) \
         / (tr.times[2] - tr.times[1])
     assert v_knot == pytest.approx(0.02, rel=1e-9)
     assert tool_speeds(tr).max() <= 0.02 * (1 + 1e-3)
