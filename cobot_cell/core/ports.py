@@ -186,7 +186,7 @@ class FakeCobot(CobotPort):
             if p.done:
                 continue
             kind = p.meta["kind"]
-            if kind == "move":
+            if kind == "move" and traj is not None:
                 due.append(p.started + (2 * traj.duration + 1.0 if self.stall else traj.duration))
             elif kind == "io":
                 due.append(p.started + self.io_delay)

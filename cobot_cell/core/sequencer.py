@@ -37,8 +37,22 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from .config import Job, Step, occupancy_windows
-from .plan import (AT_KEY, Checkpoint, Claim, Confirm, Dwell, Move, PartView, Segment, SetIo, SkillPlan, SkillState,
-                   Vacate, part_key, part_prefix, route_key)
+from .plan import (
+    AT_KEY,
+    Checkpoint,
+    Claim,
+    Confirm,
+    Dwell,
+    Move,
+    Segment,
+    SetIo,
+    SkillPlan,
+    SkillState,
+    Vacate,
+    part_key,
+    part_prefix,
+    route_key,
+)
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -162,7 +162,7 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
-StationRef = Union[str, tuple[str, ...]]
+StationRef = str | tuple[str, ...]
 """A station parameter: one station, or a group of fixtures (the part goes to whichever is free)."""
 
 

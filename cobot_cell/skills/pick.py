@@ -33,7 +33,8 @@ class PickParams(SkillParams):
 def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
     """Cross-check station references; returns {param: problem}."""
     problems = {}
-    for key, name, kinds in (("from", params.source, ("infeed", "fixture", "pallet")), ("to", params.to, ("fixture", "pallet"))):
+    for key, name, kinds in (("from", params.source, ("infeed", "fixture", "pallet")),
+                             ("to", params.to, ("fixture", "pallet"))):
         try:
             check_group(cfg, name, kinds)
         except ValueError as exc:

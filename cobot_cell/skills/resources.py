@@ -15,7 +15,8 @@ zones that could deadlock or starve (the rules are in docs/architecture.md, "Par
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -6,9 +6,10 @@ bound; `gantt` draws the timeline.
 Busy time of a resource: a cobot is busy while it runs a step, less the time it waits in it for a station or a
 zone (a wait is not work); a station while parts hold its places (divided by its capacity), and, for a one-place
 station whose parts one cobot both takes away and brings, while it is empty because that cobot is making the trip
-in between (work the station cannot overlap); a zone while a cobot is inside it. Measured over the steady-state window (the parts after the first quarter), so a start-up does not
-count. A resource cannot be busy for more than the takt, so the busiest one bounds it; work a resource cannot
-overlap (a single gripper that unloads a fixture before it loads it) shows as that resource's busy time.
+in between (work the station cannot overlap); a zone while a cobot is inside it. Measured over the steady-state
+window (the parts after the first quarter), so a start-up does not count. A resource cannot be busy for more than
+the takt, so the busiest one bounds it; work a resource cannot overlap (a single gripper that unloads a fixture
+before it loads it) shows as that resource's busy time.
 """
 
 from __future__ import annotations

@@ -39,8 +39,18 @@ from ..core.validation import After, PositiveFloat, Schema
 from ..motion.kinematics import UnreachableError
 from ..motion.trajectory import PathTiming, path_move
 from ..motion.transforms import invert, rotation_angle, slerp, translation
-from .common import (ParamError, SkillContext, SkillParams, StationRef, blame, check_group, end_of, fk, location,
-                     station_frame)
+from .common import (
+    ParamError,
+    SkillContext,
+    SkillParams,
+    StationRef,
+    blame,
+    check_group,
+    end_of,
+    fk,
+    location,
+    station_frame,
+)
 
 Point = tuple[float, float, float]
 WEAVE_SAMPLES = 24  # path samples per weave wavelength at least

@@ -84,7 +84,7 @@ def samples(traj: object) -> np.ndarray:
     """Joint vectors along a trajectory: its knots, and between them so no joint turns more than MAX_STEP."""
     positions = getattr(traj, "positions", None)
     if positions is None:
-        return np.atleast_2d(np.asarray(getattr(traj, "final"), dtype=float))
+        return np.atleast_2d(np.asarray(traj.final, dtype=float))
     pos = np.asarray(positions, dtype=float)
     out = [pos[:1]]
     for a, b in zip(pos[:-1], pos[1:]):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import test_fault_policies as tfp
 from test_process_safety import _crash
 
@@ -34,7 +33,8 @@ def three(resource_timeout: float | None = None):
     text = (REPO / "config" / "three_cobot_cell.yaml").read_text().replace(
         "        cobot: welder\n", "        cobot: welder\n        fault_policy: {retries: 0, then: scrap}\n")
     if resource_timeout is not None:
-        text = text.replace("  max_parts_in_flight: 3", f"  max_parts_in_flight: 3\n  resource_timeout: {resource_timeout}")
+        text = text.replace("  max_parts_in_flight: 3",
+                            f"  max_parts_in_flight: 3\n  resource_timeout: {resource_timeout}")
     return parse_cell(text)[0]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -22,7 +21,7 @@ from cobot_cell.core.cell import CellController
 from cobot_cell.core.config import CellConfig, Step, parse_cell
 from cobot_cell.core.journal import Journal
 from cobot_cell.core.packml import State
-from cobot_cell.core.plan import Claim, Dwell, Move, SetIo, SkillPlan, Vacate, route_key, part_key
+from cobot_cell.core.plan import Claim, Dwell, Move, SetIo, SkillPlan, Vacate, part_key, route_key
 from cobot_cell.core.ports import FakeCobot, VirtualClock
 from cobot_cell.skills.resources import check_places
 
@@ -114,8 +113,8 @@ def build(spec: Spec) -> CellConfig:
     for i, group in enumerate(spec.stages + [None]):
         dest = station_ref(group) if group is not None else "pallet"
         name = f"t{i}"
-        steps.append({"name": name, "skill": "palletise" if group is None else "pick", "cobot": f"c{spec.transfer_cobots[i]}",
-                      "after": prev_done, "params": {"from": src, "to": dest}})
+        steps.append({"name": name, "skill": "palletise" if group is None else "pick",
+                      "cobot": f"c{spec.transfer_cobots[i]}", "after": prev_done, "params": {"from": src, "to": dest}})
         prev_done = [name]
         if group is not None:
             for k, c in enumerate(spec.process[i]):
@@ -271,7 +270,7 @@ def test_parts_in_flight_respect_stations_and_zones_and_all_finish(spec: Spec) -
     assert journal.ledger() == [(cell.run_id, p, "done") for p in range(1, spec.parts + 1)]
     for zone, spans in zone_intervals(ports).items():
         spans.sort()
-        for (a0, a1, ca), (b0, b1, cb) in zip(spans, spans[1:]):
+        for (_, a1, ca), (b0, _, cb) in zip(spans, spans[1:]):
             assert ca == cb or b0 >= a1 - 1e-9, f"{zone}: {ca} in it until {a1}, {cb} from {b0}"
     for station, spans in presence(ports).items():
         if station.startswith("f"):

@@ -582,7 +582,6 @@ def test_a_finished_weld_is_not_welded_again() -> None:
 def test_a_seam_stopped_part_way_is_struck_again_one_overlap_before_where_it_stopped() -> None:
     from cobot_cell.core.plan import Move
 
-    key = "part.weld.fixture.progress"
     plan = make_planner(CFG, {"part.1.weld.fixture.progress": {"done": 0, "at": 0.06}})(
         JOB.step("weld_seams"), 1, home("welder"))
     spans = [s.process for s in plan.segments if isinstance(s, Move) and s.process is not None]
