@@ -385,8 +385,9 @@ def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, 
         last_log = time.monotonic()
         deadline = time.monotonic() + timeout
         rss_at: dict[int, dict[str, int]] = {}
-        while client.state not in ("Complete", "Aborted", "Stopped", "Held"):
+        while client.state not in ("Complete", "Aborted", "Stopped", "Held") or client.change_full_pallet():
             alive()
+            client.change_full_pallet()   # the bench's operator changes a full pallet as soon as told
             done = int(client.status.get("parts_done") or 0)
             if done in rss_at_parts and done not in rss_at:
                 rss_at[done] = {f: proc_rss_kb(pid) or 0 for f, pid in pids.items()}

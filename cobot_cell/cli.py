@@ -314,8 +314,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 client.wait_for(functools.partial(reached, target), 30, f"state {target}")
         t_run0 = time.monotonic()
         budget = 60 + 5 * args.parts * planned / args.rate
-        client.wait_for(lambda: alive() and client.state in ("Complete", "Aborted", "Stopped"), budget,
-                        "the run to complete")
+        def operator() -> bool:   # the demo's operator changes a full pallet as soon as the cell says so
+            changed = client.change_full_pallet()
+            if changed:
+                console.print(f"  pallet full: the demo's operator changed it ({changed})")
+            return True
+
+        client.wait_for(lambda: operator() and alive() and client.state in ("Complete", "Aborted", "Stopped"),
+                        budget, "the run to complete")
         t_run = time.monotonic() - t_run0
         if client.state != "Complete":
             raise RuntimeError(f"run ended in state {client.state}: {client.status.get('fault', '')}")

@@ -24,7 +24,7 @@ from .faults import FIXED_ACTIONS, Code, Fault, FaultBook, FaultPolicy
 from .journal import Interrupted, Journal
 from .limits import MAX_PARTS
 from .packml import CellMachine, Command, CommandRefused, State
-from .plan import AT_KEY, PART_STATE_PREFIX, Move, Segment, SetIo, SkillState, part_key
+from .plan import AT_KEY, PART_STATE_PREFIX, Move, Segment, SetIo, SkillState, pallet_key, part_key
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 from .sequencer import JobSequencer, Resources, StepFailure, StepPlanner, Wait, ZoneMap
@@ -68,6 +68,7 @@ class CellStatus:
     parts: tuple[int, ...] = ()   # every part in flight, oldest first
     waiting: tuple[tuple[str, int, str, str], ...] = ()   # (cobot, part, step, resource) of each resource wait
     bound: float | None = None    # the cell's takt lower bound (s per part) when known
+    blocked: bool = False         # parts wait for their outfeed: every pallet they may go on is full
 
 
 class CellController:
@@ -99,11 +100,15 @@ class CellController:
         on_wait: Callable[[Wait], None] | None = None,
         max_parts_in_flight: int | None = None,
         on_resource: Callable[[str, str, float, bool], None] | None = None,
+        pallets: Mapping[str, int] | None = None,
     ):
         self.cfg = cfg
         self.zones = zones
         self.on_wait = on_wait
         self.on_resource = on_resource
+        # pallet station -> its places (default: what the skills planner knows)
+        self.pallets = dict(pallets if pallets is not None else getattr(planner, "pallets", {}))
+        self._pallet_hold = False
         self.max_parts_in_flight = max_parts_in_flight or cfg.max_parts_in_flight
         self.bound: float | None = None  # takt lower bound, set by whoever estimated it
         self._next_part = 1
@@ -221,8 +226,33 @@ class CellController:
             part=parts[0] if parts else None, run_id=self.run_id, last_cycle_time=self.last_cycle_time,
             fault=self.fault, scrap=self.scrapped, resume=resume,
             running=tuple((r.step.cobot, r.step.name, r.start) for r in runs), parts=parts, waiting=waiting,
-            bound=self.bound,
+            bound=self.bound, blocked=bool(seq.full_pallets) if seq else False,
         )
+
+    def full_pallets(self) -> list[str]:
+        """Pallet stations whose every place is filled."""
+        return [p for p, n in self.pallets.items() if int(self.skill_state.get(pallet_key(p), 0) or 0) >= n]
+
+    def pallet_changed(self) -> str:
+        """The operator confirms a full pallet was taken away and an empty one put in its place: its place count
+        restarts at 0 (journalled), and a cell held because of it goes on. ValueError when no pallet is full."""
+        full = self.full_pallets()
+        if not full:
+            raise ValueError("no pallet is full: " + (", ".join(
+                f"{p} has {int(self.skill_state.get(pallet_key(p), 0) or 0)} of {n} places filled"
+                for p, n in self.pallets.items()) or "this cell has no pallet"))
+        for p in full:
+            self.skill_state[pallet_key(p)] = 0
+            if self.run_id:
+                self.journal.checkpoint(self.run_id, {pallet_key(p): 0})
+        if self._seq is not None:
+            self._seq.full_pallets = [p for p in self._seq.full_pallets if p not in full]
+        self._clear_faults([f for f in self.faults.active if f.code == Code.PALLET_FULL])
+        log.info("pallet(s) %s changed: place count restarts at 0", ", ".join(full))
+        if self.state == State.HELD and self._pallet_hold and not self.faults.active:
+            self._pallet_hold = False
+            self.command(Command.UNHOLD)
+        return f"pallet {', '.join(full)} changed: place count 0; state {self.state.value}"
 
     def parts_removed(self) -> str:
         """The operator confirms that scrapped parts were taken out of the cell (off their stations, out of the
@@ -443,7 +473,8 @@ class CellController:
         job = self.cfg.jobs[self.job]
         slots = {n: st.slots for n, st in self.cfg.stations.items() if st.slots is not None}
         resources = Resources(slots=slots, routes=routes_of(job), zones=self.zones,
-                              max_parts=self.max_parts_in_flight, timeout=self.cfg.cell.resource_timeout)
+                              max_parts=self.max_parts_in_flight, timeout=self.cfg.cell.resource_timeout,
+                              pallets=self.pallets)
         return JobSequencer(self.cfg.cell.name, self.job, job, self.ports, self.planner, self.clock,
                             skill_state=self.skill_state, on_checkpoint=self._on_checkpoint,
                             on_step_done=self._on_step_done, max_backdate=self.max_backdate, resources=resources,
@@ -595,6 +626,8 @@ class CellController:
             if not seq.active and self.parts_done >= self.parts_target:
                 self.machine.execute_complete()
                 return
+            if self._pallets_full(seq):
+                return
             before = len(seq.parts)
             self._start_parts()
             if not reports and len(seq.parts) == before:
@@ -628,6 +661,22 @@ class CellController:
     def _on_checkpoint(self, updates: dict[str, Any]) -> None:
         # committed now, before the next segment: process work recorded as done is never done again
         self.journal.checkpoint(self.run_id, updates)
+
+    def _pallets_full(self, seq: JobSequencer) -> bool:
+        """A full pallet is an event: the operator is told (PALLET_FULL) at once; if parts wait because every pallet
+        they may go on is full, the cell holds until the change is confirmed (pallet_changed). True if it held."""
+        told = {f.step for f in self.faults.active if f.code == Code.PALLET_FULL}
+        for p in self.full_pallets():
+            if p not in told:
+                fault = self.faults.raise_(Code.PALLET_FULL, f"pallet '{p}' is full ({self.pallets[p]} places): "
+                                           "take it away, put an empty one, then confirm (pallet_changed)",
+                                           self.clock.now(), step=p, severity="WARN")
+                self._emit_fault(fault)
+        if seq.full_pallets and self.state == State.EXECUTE:
+            self._pallet_hold = True
+            self.machine.command(Command.HOLD)
+            return True
+        return False
 
     def _cleared(self, cobot: str) -> bool:
         """Run a cobot's way home after a scrapped part, one move at a time; True once it is there (or has none)."""

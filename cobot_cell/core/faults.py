@@ -37,6 +37,7 @@ class Code(str, Enum):
     PLANNER_RESTARTED = "PLANNER_RESTARTED"    # the planner came back with a part in progress (it had crashed)
     RESOURCE_TIMEOUT = "RESOURCE_TIMEOUT"      # a step waited too long for a station place or a shared zone
     SCRAP_TO_REMOVE = "SCRAP_TO_REMOVE"        # a scrapped part is still on a station or in a gripper
+    PALLET_FULL = "PALLET_FULL"                # a pallet is full: the operator changes it and confirms
 
 
 # Faults of the robot itself: never retried automatically, the operator must act on the robot first.

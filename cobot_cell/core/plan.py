@@ -147,6 +147,12 @@ def part_key(key: str, part: int) -> str:
     return f"{PART_STATE_PREFIX}{part}.{key[len(PART_STATE_PREFIX):]}" if key.startswith(PART_STATE_PREFIX) else key
 
 
+def pallet_key(station: str) -> str:
+    """Skill-state key of a pallet station's fill: how many of its places are filled (its next place index); the
+    cell's, kept across parts and runs until the operator confirms the pallet was changed."""
+    return f"pallet.{station}.next"
+
+
 AT_KEY = PART_STATE_PREFIX + "at"
 """A part's skill-state key naming the limited station it is on ('' once lifted off)."""
 

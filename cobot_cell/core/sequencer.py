@@ -49,6 +49,7 @@ from .plan import (
     SkillPlan,
     SkillState,
     Vacate,
+    pallet_key,
     part_key,
     part_prefix,
     route_key,
@@ -91,6 +92,7 @@ class Resources:
     zones: ZoneMap | None = None
     max_parts: int = 1
     timeout: float = INF                                        # clock seconds a resource wait may last
+    pallets: Mapping[str, int] = field(default_factory=dict)    # pallet station -> its places
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,8 @@ class JobSequencer:
         self._index = {s.name: i for i, s in enumerate(job.steps)}
         # resources: who holds what
         self.occupancy: dict[str, list[int]] = {s: [] for s in self.res.slots}   # station -> parts on it
-        self.reserved: dict[str, list[int]] = {s: [] for s in self.res.slots}    # station -> parts on their way
+        self.reserved: dict[str, list[int]] = {s: [] for s in [*self.res.slots, *self.res.pallets]}  # on their way
+        self.full_pallets: list[str] = []   # pallets a ready step waits for, every one of its group full
         self.zone_holder: dict[str, str] = {}                                    # zone -> cobot
         self.held: dict[str, frozenset[str]] = {c: frozenset() for c in self.ports}
         self.blocked_cobots: set[str] = set()  # cobots that may not start a step now (the controller says why)
@@ -506,6 +509,8 @@ class JobSequencer:
 
     def _note_blocked(self, prog: PartProgress, step: Step) -> None:
         group = self.res.routes[step.name].dest
+        if all(s in self.res.pallets for s in group):
+            return   # full pallets: an event for the operator (the controller holds the cell), not a timeout
         resource = group[0] if len(group) == 1 else "|".join(group)
         since = prog.blocked.setdefault(step.name, (resource, self.clock.now()))[1]
         if self.clock.now() - since > self.res.timeout:
@@ -529,6 +534,9 @@ class JobSequencer:
         """The station the step will put the part on ('' when it is not a limited station), reserving its slot;
         None when no station of its group may be reserved now."""
         route = self.res.routes.get(step.name)
+        pallets = tuple(s for s in route.dest if s in self.res.pallets) if route is not None else ()
+        if pallets:
+            return self._pallet(step, part, pallets)
         group = self._limited(route.dest) if route is not None else ()
         if not group:
             return ""
@@ -544,6 +552,24 @@ class JobSequencer:
                 return station
         return None
 
+    def pallet_fill(self, pallet: str) -> int:
+        """Places of a pallet filled (and the next place's index)."""
+        return int(self.skill_state.get(pallet_key(pallet), 0) or 0)
+
+    def _pallet(self, step: Step, part: int, group: tuple[str, ...]) -> str | None:
+        """The pallet of a group the part goes on: the first with a place neither filled nor promised to a part on
+        its way; None (and the group in `full_pallets`) when every one is full."""
+        for pallet in group:
+            if part in self.reserved[pallet]:
+                return pallet
+        for pallet in group:
+            if self.pallet_fill(pallet) + len(self.reserved[pallet]) < self.res.pallets[pallet]:
+                return pallet
+        for pallet in group:
+            if pallet not in self.full_pallets and self.pallet_fill(pallet) >= self.res.pallets[pallet]:
+                self.full_pallets.append(pallet)
+        return None
+
     def _event_time(self, t: float) -> float:
         now = self.clock.now()
         return t if now - self.max_backdate <= t <= now else now
@@ -556,9 +582,10 @@ class JobSequencer:
             ready.append(self._released.get(dest, -INF))
         now = self._event_time(max(ready))
         if dest:
-            if prog.part not in self.reserved[dest] and prog.part not in self.occupancy[dest]:
+            if prog.part not in self.reserved[dest] and prog.part not in self.occupancy.get(dest, ()):
                 self.reserved[dest].append(prog.part)
-            group = self._limited(self.res.routes[step.name].dest)
+            group = self.res.routes[step.name].dest
+            group = tuple(s for s in group if s in self.res.pallets) or self._limited(group)
             if len(group) > 1 and self.skill_state.get(part_key(route_key(group), prog.part)) != dest:
                 self._checkpoint(prog.part, {route_key(group): dest})
         start_q = self.expected_q.get(step.cobot)
@@ -824,6 +851,9 @@ class JobSequencer:
         prog = self.parts[run.part]
         self._cobot_free[s.cobot] = now
         timing = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now, wait=run.waited)
+        for pallet in self.res.pallets:   # placed: its pallet's fill now counts it
+            if run.part in self.reserved[pallet]:
+                self.reserved[pallet].remove(run.part)
         prog.done[s.name] = timing
         del prog.running[s.name]
         if self.on_step_done:

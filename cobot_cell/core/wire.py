@@ -230,7 +230,9 @@ def encode_status(s: CellStatus) -> list[tuple[str, str]]:
             ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running)),
             ("parts_in_flight", ",".join(str(p) for p in s.parts)),
             ("waiting", ";".join(f"{cobot}:{part}:{step}:{res}" for cobot, part, step, res in s.waiting)),
-            ("bound", "" if s.bound is None else f"{s.bound:.3f}")]
+            ("bound", "" if s.bound is None else f"{s.bound:.3f}"),
+            # waits on the outfeed (every pallet full) / the infeed (no infeed sensing: never reported)
+            ("blocked", str(s.blocked).lower()), ("starved", "false")]
 
 
 def decode_status(pairs: Pairs | Mapping[str, str]) -> dict[str, str]:

@@ -100,7 +100,7 @@ def _table(*specs: MessageSpec) -> dict[str, MessageSpec]:
 
 
 CELL_COMMANDS = ("START", "STOP", "HOLD", "UNHOLD", "RESUME", "SUSPEND", "UNSUSPEND", "RESET", "ABORT", "CLEAR",
-                 "ACK", "REAPPROACH")
+                 "ACK", "REAPPROACH", "PALLET", "REMOVED")
 """Argument-less commands that act on the cell."""
 
 PENDANT_MESSAGES: dict[str, MessageSpec] = _table(

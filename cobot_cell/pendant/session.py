@@ -98,6 +98,10 @@ def cell_request(frame: Frame, state: str | None) -> CellRequest | str:
         return CellRequest(service=service)
     if kind == "ACK":
         return CellRequest(service="acknowledge", refused=Reason.NOFAULT)
+    if kind == "PALLET":
+        return CellRequest(service="pallet_changed")
+    if kind == "REMOVED":
+        return CellRequest(service="parts_removed")
     return CellRequest(service=kind.lower())
 
 

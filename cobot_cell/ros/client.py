@@ -5,6 +5,7 @@ Runs on a private rclpy Context so it never disturbs other nodes of the process;
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import rclpy
@@ -161,6 +162,8 @@ class CellClient:
         """Process whatever has arrived (waits at most `timeout` s)."""
         self.executor.spin_once(timeout_sec=timeout)
 
+    _pallet_asked = -float("inf")
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         """Spin until predicate() is true; TimeoutError naming `what` after `timeout` wall seconds."""
         wait_until(predicate, timeout, what, step=self.spin_once, poll=0.05, detail=lambda: f" (state {self.state})")
@@ -170,6 +173,15 @@ class CellClient:
         future = client.call_async(request)
         self.wait_for(future.done, timeout, what)
         return future.result()
+
+    def change_full_pallet(self) -> str | None:
+        """Be the operator of a simulated cell: when the status shows a full pallet (PALLET_FULL), confirm it was
+        changed (the `pallet_changed` service, at most every 0.5 s wall). The cell's reply, or None."""
+        if self.status.get("fault_code") != "PALLET_FULL" or time.monotonic() < self._pallet_asked + 0.5:
+            return None
+        self._pallet_asked = time.monotonic()
+        ok, message = self.command("pallet_changed")
+        return message if ok else None
 
     def command(self, name: str, timeout: float = 10.0) -> tuple[bool, str]:
         """Call a cell service (a PackML command, acknowledge, reapproach); returns (success, message)."""

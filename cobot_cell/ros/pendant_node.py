@@ -43,6 +43,9 @@ TICK = 0.05
 
 
 @dataclass(frozen=True)
+EXTRA_SERVICES = ("acknowledge", "reapproach", "pallet_changed", "parts_removed")
+
+
 class BridgeParams:
     """Parameters of the pendant_bridge node, read once at start."""
 
@@ -104,7 +107,7 @@ class PendantBridge(Node):
             command_timeout=p.command_timeout, frame_timeout=p.frame_timeout, error_rate=p.error_rate)
 
         self._triggers: dict[str, Client] = {name: self.create_client(Trigger, name)
-                                             for name in [c.value for c in Command] + ["acknowledge", "reapproach"]}
+                                             for name in [c.value for c in Command] + list(EXTRA_SERVICES)}
         self._set_params: Client = self.create_client(SetParameters, "task_planner/set_parameters")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.session = PendantSession(session_params, self, time.monotonic, self._cell_time,

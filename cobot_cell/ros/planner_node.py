@@ -37,7 +37,7 @@ from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..core.wire import FaultUpdate, encode_cycle, encode_fault, encode_status
-from ..skills import make_planner
+from ..skills import make_planner, pallet_places
 from ..skills.schedule import estimate as estimate_steady_state
 from ..skills.zones import CellZones
 from ..skills.checked_cell import load_checked
@@ -303,7 +303,7 @@ class PlannerNode(Node):
             recovery=SkillRecovery(self.cfg), skill_state=skill_state, settle_time=1.0,
             max_backdate=self.params.max_backdate, boot_id=self.boot_id,
             zones=CellZones(self.cfg) if self.cfg.zones else None,
-            max_parts_in_flight=self.params.max_parts_in_flight or None,
+            max_parts_in_flight=self.params.max_parts_in_flight or None, pallets=pallet_places(self.cfg),
         )
         self._bounds: dict[str, float] = {}
         self._step_params = step_params
@@ -315,11 +315,12 @@ class PlannerNode(Node):
         self.create_service(Trigger, "acknowledge", self._handle_acknowledge)
         self.create_service(Trigger, "reapproach", self._handle_reapproach)
         self.create_service(Trigger, "parts_removed", self._handle_parts_removed)
+        self.create_service(Trigger, "pallet_changed", self._handle_pallet_changed)
         # command authority: every command, local or remote, passes through it (see docs/opcua.md)
         self.authority = NodeAuthority(self, self.cfg.cell.name, {
             **{cmd: (lambda cmd=cmd: self._command(cmd)) for cmd in COMMANDS},
             "acknowledge": self._acknowledge, "reapproach": self.controller.reapproach,
-            "parts_removed": self.controller.parts_removed})
+            "parts_removed": self.controller.parts_removed, "pallet_changed": self.controller.pallet_changed})
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate
@@ -392,6 +393,9 @@ class PlannerNode(Node):
 
     def _handle_parts_removed(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         return self.authority.reply(resp, Source.LOCAL, "", "parts_removed", self.controller.parts_removed)
+
+    def _handle_pallet_changed(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        return self.authority.reply(resp, Source.LOCAL, "", "pallet_changed", self.controller.pallet_changed)
 
     def _set_bound(self) -> None:
         """The selected job's takt lower bound, from the steady-state estimate (computed once per job)."""

@@ -8,6 +8,7 @@ validate, on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,13 @@ def make_planner(cfg: CellConfig, state: dict | None = None,
             cache[key] = step_params(step)
         return plan_step(cfg, step, part, q, cache[key], state)
 
+    planner.pallets = pallet_places(cfg)  # type: ignore[attr-defined]  # for the controller: places per pallet
     return planner
+
+
+def pallet_places(cfg: CellConfig) -> dict[str, int]:
+    """Places of each pallet station's pattern."""
+    return {name: len(pallet_plan(st)) for name, st in cfg.stations.items() if st.pallet is not None}
 
 
 def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[ConfigIssue]:
@@ -129,27 +136,33 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             except ValueError as exc:
                 add(("jobs", jname, "steps", i, "cobot"), f"{exc} (needed by skill '{step.skill}')")
                 continue
-            if not problems and step.skill in HANDLING and _handling_problems(cfg, jname, i, step, p, add):
+            if not problems and step.skill in HANDLING and \
+                    any([_handling_problems(cfg, jname, i, step, v, add) for v in _variants(step, p)]):
                 continue
             if not problems:
                 params[step.name] = p
         if len(params) != len(job.steps):
             continue
         # Reachability: plan the job from home, chaining each cobot's end position; every pallet place.
-        places = max((len(pallet_plan(cfg.stations[p.to])) for s, p in params.items()
-                      if job.step(s).skill == "palletise"), default=1)
+        places = max((len(pallet_plan(cfg.stations[v.to])) for s, p in params.items()
+                      if job.step(s).skill == "palletise" for v in _variants(job.step(s), p)), default=1)
         q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
-        for part in range(1, places + 1):
+        variants = {name: _variants(job.step(name), p) for name, p in params.items()}
+        rounds = [(part, k) for k in range(max(len(v) for v in variants.values())) for part in range(1, places + 1)]
+        for part, k in rounds:   # every place of every pallet of a group
             failed = False
             for name in topological_order(job):
                 step = job.step(name)
-                if part > 1 and step.skill != "palletise":
+                if (part > 1 or k > 0) and step.skill != "palletise":
+                    continue
+                p = variants[name][min(k, len(variants[name]) - 1)]
+                if step.skill == "palletise" and part > len(pallet_plan(cfg.stations[p.to])):
                     continue
                 try:
-                    plan = plan_step(cfg, step, part, q[step.cobot], params[name])
+                    plan = plan_step(cfg, step, part, q[step.cobot], p)
                 except ParamError as exc:
                     add(("jobs", jname, "steps", index[name], "params", *exc.loc),
-                        str(exc) + _stack_hint(cfg, step, params[name], part, exc.loc))
+                        str(exc) + _stack_hint(cfg, step, p, part, exc.loc))
                     failed = True
                     break
                 except ValueError as exc:
@@ -181,6 +194,13 @@ def _check_resources(cfg: CellConfig, jname: str, job: Any, params: dict[str, Sk
         plans[name] = plan_step(cfg, step, 1, q[step.cobot], params[name])
         q[step.cobot] = plans[name].end_q
     check_zones(cfg, jname, job, plans, CellZones(cfg), add)
+
+
+def _variants(step: Step, p: Any) -> list[Any]:
+    """A palletise step's parameters once per pallet of its `to` group (one pallet: as they are)."""
+    if step.skill != "palletise" or isinstance(p.to, str):
+        return [p]
+    return [dataclasses.replace(p, to=name) for name in p.to]
 
 
 def _stack_hint(cfg: CellConfig, step: Step, p: Any, part: int, loc: tuple[str | int, ...]) -> str:

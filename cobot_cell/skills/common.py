@@ -179,8 +179,8 @@ def check_group(cfg: CellConfig, value: Any, kinds: tuple[str, ...]) -> tuple[st
         found = {n: cfg.stations[n].kind for n in names}
         if len(set(found.values())) > 1:
             raise ValueError("a station group mixes kinds: " + ", ".join(f"{n} is {_a(k)}" for n, k in found.items()))
-        if "fixture" not in found.values():
-            raise ValueError(f"only fixtures can be grouped (these are {next(iter(found.values()))}s)")
+        if next(iter(found.values())) not in ("fixture", "pallet"):
+            raise ValueError(f"only fixtures or pallets can be grouped (these are {next(iter(found.values()))}s)")
     return names
 
 

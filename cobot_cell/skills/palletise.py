@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.config import CellConfig, PalletSpec, Station
-from ..core.plan import Checkpoint, SkillPlan
-from .common import SkillContext, check_group, check_station, location, station_frame, tcp_down_at
+from ..core.plan import Checkpoint, SkillPlan, pallet_key
+from .common import SkillContext, check_group, destination, location, station_frame, tcp_down_at
 from .pallet_pattern import PalletPlan, plan_pallet
 from .pick import PickParams, pick_and_place
 from .pick import state_key as stage_key
@@ -39,34 +39,40 @@ def check(cfg: CellConfig, params: PalletiseParams) -> dict[str, str]:
         check_group(cfg, params.source, ("infeed", "fixture"))
     except ValueError as exc:
         problems["from"] = str(exc)
-    if not isinstance(params.to, str):
-        problems["to"] = "expected one pallet station (pallets are not grouped)"
-    else:
-        try:
-            check_station(cfg, params.to, ("pallet",))
-        except ValueError as exc:
-            problems["to"] = str(exc)
-    if "to" not in problems:
-        spec = cfg.stations[params.to].pallet
-        if spec is not None and params.grasp_height > spec.box.height:
+    try:
+        pallets = check_group(cfg, params.to, ("pallet",))
+    except ValueError as exc:
+        problems["to"] = str(exc)
+        pallets = ()
+    for name in pallets:
+        spec = cfg.stations[name].pallet
+        if spec is not None and params.grasp_height > spec.box.height and "grasp_height" not in problems:
             problems["grasp_height"] = (f"{params.grasp_height:g} m is above the top of the {spec.box.height:g} m "
-                                        f"box (stations.{params.to}.pallet.box.height)")
+                                        f"box (stations.{name}.pallet.box.height)")
     return problems
 
 
 def state_key(pallet: str) -> str:
-    """Skill-state key of a pallet's next place index."""
-    return f"pallet.{pallet}.next"
+    """Skill-state key of a pallet's next place index (`core.plan.pallet_key`)."""
+    return pallet_key(pallet)
 
 
 def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
          state: dict | None = None) -> SkillPlan:
     """Pick the part from `from` and place it on the pallet's next place (explicit state; without it, the place
-    of part number `part`), the tool turned by the box's yaw; the next index is recorded once the part is released
-    (0 after the last place: the next part starts a new pallet)."""
-    station = ctx.station(params.to)
+    of part number `part`), the tool turned by the box's yaw; the next index is recorded once the part is released.
+    `to` may be a group of pallets: the part goes to the one the sequencer chose (a pallet that is not full). A full
+    pallet stays full until the operator confirms it was changed (the controller then sets its index back to 0);
+    planning onto it is an error."""
+    to = destination(params.to, state)
+    station = ctx.station(to)
     layout = pallet_plan(station)
-    index = int(state.get(state_key(params.to), 0) if state is not None else part - 1) % len(layout)
+    if state is not None:
+        index = int(state.get(state_key(to), 0))
+        if index >= len(layout):
+            raise ValueError(f"pallet '{to}' is full ({len(layout)} places): change it, then confirm")
+    else:
+        index = (part - 1) % len(layout)
     place = layout.place(index)
     spec = station.pallet
     assert spec is not None
@@ -75,9 +81,9 @@ def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
     x, y, top = place.position
     # The box is held `grasp_height` above its bottom face; it is released resting on the layer below.
     target = tcp_down_at(station_frame(station), (x, y, top - spec.box.height + params.grasp_height), yaw=place.yaw)
-    key = stage_key("palletise", source, params.to) if state is not None else ""
+    key = stage_key("palletise", source, to) if state is not None else ""
     return pick_and_place(ctx, q, grasp, target, params.approach, params.approach_speed, params.settle,
                           params.return_home, f"palletise place {index} (layer {place.layer} of "
-                          f"stations.{params.to}.pallet)",
-                          placed=Checkpoint(state_key(params.to), (index + 1) % len(layout), "pallet place filled"),
+                          f"stations.{to}.pallet)",
+                          placed=Checkpoint(state_key(to), index + 1, "pallet place filled"),
                           key=key, stage=state.get(key) if state is not None else None, source=source)

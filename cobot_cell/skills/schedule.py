@@ -28,7 +28,7 @@ from ..core.plan import MISSING, PART_STATE_PREFIX, SkillState, part_key, part_p
 from ..core.ports import FakeCobot, VirtualClock
 from ..core.reports import CycleReport
 from ..core.sequencer import Wait
-from . import make_planner, validated_params
+from . import make_planner, pallet_places, validated_params
 from .zones import CellZones
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Timeline:
     waits: list[Wait] = field(default_factory=list)
     holds: list[tuple[str, str, float, float]] = field(default_factory=list)  # (resource, holder, start, end)
     moves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # cobot -> move intervals
+    pallet_changes: list[float] = field(default_factory=list)   # when a full pallet was changed
     end: float = 0.0
 
     def steps(self) -> list[tuple[str, int, str, float, float]]:
@@ -115,7 +116,8 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
     cell = CellController(cfg, ports, plan, clock, job=job, parts=parts, skill_state=state,
                           zones=CellZones(cfg) if cfg.zones else None, on_cycle=tl.reports.append,
                           on_wait=tl.waits.append, on_resource=on_resource,
-                          max_parts_in_flight=max_parts_in_flight, process_off_timeout=float("inf"))
+                          max_parts_in_flight=max_parts_in_flight, process_off_timeout=float("inf"),
+                          pallets=pallet_places(cfg))
     cell.command("reset")
     cell.command("start")
     stuck = 0
@@ -137,6 +139,9 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
             raise RuntimeError(f"the simulated cell stopped making progress at t = {now:.3f} s "
                                f"(state {cell.state.value}, {cell.status().waiting or 'no waits'})")
         cell.update()
+        if cell.full_pallets():   # the model's operator changes a full pallet at once
+            tl.pallet_changes.append(clock.now())
+            cell.pallet_changed()
     if cell.state != State.COMPLETE:
         fault = cell.fault
         raise RuntimeError(f"the simulated run ended {cell.state.value}"

@@ -28,7 +28,7 @@ from cobot_cell.core.plan import Dwell, Move, Segment, SkillPlan
 from cobot_cell.core.ports import FakeCobot, VirtualClock
 from cobot_cell.core.reports import CycleReport
 from cobot_cell.motion.trajectory import joint_move
-from cobot_cell.skills import load_cell, make_planner
+from cobot_cell.skills import load_cell, make_planner, pallet_places
 from cobot_cell.skills.common import SkillContext
 from cobot_cell.skills.recovery import SkillRecovery
 
@@ -98,6 +98,7 @@ class Rig:
         self.faults: list[Fault] = []
         self.removes_scrap = True   # the operator takes a scrapped part out as soon as told, and confirms
         self.removed: list[str] = []
+        kwargs.setdefault("pallets", pallet_places(self.cfg))
         self.cell = CellController(self.cfg, self.ports, self.plan, self.clock, parts=parts, journal=journal,
                                    recovery=self, skill_state=self.skill_state,
                                    on_state=lambda *a: self.states.append(a), on_cycle=self.cycles.append,

@@ -263,3 +263,61 @@ def test_the_cells_in_config_validate_and_their_homes_are_outside_every_zone() -
     for cfg in (THREE, DUAL):
         zones = CellZones(cfg)
         assert all(not zones.at(n, np.asarray(c.home)) for n, c in cfg.cobots.items())
+
+
+# ---------------------------------------------------------------------------------------------- full pallets
+
+TWO_PALLETS = (REPO / "config" / "demo_cell.yaml").read_text().replace("""jobs:
+""", """  pallet_b:
+    kind: pallet
+    pose: {xyz: [-0.50, 0.0, 0.0], rpy: [0.0, 0.0, 1.5707963]}
+    pallet:
+      pallet: {length: 0.40, width: 0.30}
+      box: {length: 0.20, width: 0.15, height: 0.06}
+      pattern: column
+      max_height: 0.12
+
+jobs:
+""").replace("params: {from: fixture, to: pallet}", "params: {from: fixture, to: [pallet, pallet_b]}")
+
+
+def test_a_full_pallet_holds_the_cell_until_the_operator_confirms_the_change(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    r = rig(DEMO, 10, journal=tfp.WatchedJournal(path))
+    r.start()
+    r.run_until(lambda: r.cell.state != State.EXECUTE, limit=80_000)
+    # eight places filled: the ninth part waits for the pallet, the cell holds saying why
+    assert r.cell.state == State.HELD and r.cell.parts_done == 8
+    fault = r.cell.fault
+    assert fault is not None and fault.code == Code.PALLET_FULL and fault.severity == "WARN"
+    assert "pallet 'pallet' is full (8 places)" in fault.message and "pallet_changed" in fault.message
+    assert r.cell.status().blocked
+    assert r.cell.skill_state["pallet.pallet.next"] == 8
+    assert r.cell.pallet_changed() == "pallet pallet changed: place count 0; state Execute"
+    assert r.cell.skill_state["pallet.pallet.next"] == 0 and not r.cell.status().blocked
+    assert Journal(path).skill_state(r.cell.run_id)["pallet.pallet.next"] == 0   # journalled
+    r.run_until(lambda: r.cell.state == State.COMPLETE, limit=40_000)
+    assert r.cell.parts_done == 10 and r.cell.skill_state["pallet.pallet.next"] == 2
+    with pytest.raises(ValueError, match="no pallet is full: pallet has 2 of 8 places filled"):
+        r.cell.pallet_changed()
+
+
+def test_with_a_second_pallet_the_cell_goes_on_there_and_asks_for_the_full_one_to_be_changed(tmp_path: Path) -> None:
+    cfg = load_cell_text(TWO_PALLETS, tmp_path)
+    r = rig(cfg, 12)
+    r.start()
+    r.run_until(lambda: r.cell.parts_done == 10 or r.cell.state != State.EXECUTE, limit=80_000)
+    assert r.cell.state == State.EXECUTE   # no hold: parts 9 and 10 went on pallet_b
+    assert r.cell.skill_state["pallet.pallet.next"] == 8 and r.cell.skill_state["pallet.pallet_b.next"] == 2
+    told = [f for f in r.cell.faults.active if f.code == Code.PALLET_FULL]
+    assert [f.message.split(":")[0] for f in told] == ["pallet 'pallet' is full (8 places)"]
+    assert r.cell.pallet_changed().startswith("pallet pallet changed")
+    r.run_until(lambda: r.cell.state == State.COMPLETE, limit=40_000)
+    # the next part goes to the first pallet of the group with a free place again
+    assert r.cell.skill_state["pallet.pallet.next"] == 2 and r.cell.skill_state["pallet.pallet_b.next"] == 2
+
+
+def load_cell_text(text: str, tmp_path: Path):
+    path = tmp_path / "cell.yaml"
+    path.write_text(text)
+    return load_cell(path)

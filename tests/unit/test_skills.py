@@ -393,9 +393,12 @@ def test_palletise_takes_the_place_from_the_skill_state_and_checkpoints_the_next
     # the gripper's grip is confirmed right after closing
     grip = next(k for k, s in enumerate(plan.segments) if isinstance(s, SetIo) and s.value)
     assert isinstance(plan.segments[grip + 1], Dwell) and isinstance(plan.segments[grip + 2], Confirm)
+    # the last place fills the pallet: it stays full (no wrap-around) until the operator confirms the change
     last = make_planner(CFG, {"pallet.pallet.next": PLACES - 1})(step, 1, home("picker"))
     assert [s.updates().get("pallet.pallet.next") for s in last.segments if isinstance(s, Checkpoint)] == [
-        None, None, 0]
+        None, None, PLACES]
+    with pytest.raises(ValueError, match=f"pallet 'pallet' is full \\({PLACES} places\\): change it, then confirm"):
+        make_planner(CFG, {"pallet.pallet.next": PLACES})(step, 1, home("picker"))
 
 
 ROTATED = edit("pallet: {length: 0.40, width: 0.30}", "pallet: {length: 0.30, width: 0.40}",

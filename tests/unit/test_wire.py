@@ -141,13 +141,15 @@ def test_a_bad_fault_update_names_the_key(change: dict[str, str], message: str) 
 
 def test_cell_status_encodes_what_displays_show_and_decodes_by_version() -> None:
     s = CellStatus(State.HELD, "bracket", 10, 4, 5, "r-7", 7.91234, FAULT, scrap=1, resume="weld",
-                   running=(("welder", "weld", 40.5),))
+                   running=(("welder", "weld", 40.5),), parts=(5, 6), waiting=(("picker", 6, "load_blank", "fixture"),),
+                   bound=38.25, blocked=True)
     kv = encode_status(s)
     assert decode_status(kv) == {
         "wire": "1", "state": "Held", "job": "bracket", "parts": "10", "parts_done": "4", "part": "5",
         "run_id": "r-7", "last_cycle_time": "7.912", "fault": "picker/load_blank: grip not confirmed",
         "fault_id": "7", "fault_code": "GRIP_MISSED", "fault_acknowledged": "true", "scrap": "1",
-        "resume": "weld", "running": "welder:weld@40.5"}
+        "resume": "weld", "running": "welder:weld@40.5", "parts_in_flight": "5,6",
+        "waiting": "picker:6:load_blank:fixture", "bound": "38.250", "blocked": "true", "starved": "false"}
     idle = dict(encode_status(CellStatus(State.IDLE, "bracket", 1, 0, None, "", None, None)))
     assert (idle["part"], idle["last_cycle_time"], idle["fault"], idle["fault_acknowledged"]) == ("", "", "", "")
     with pytest.raises(ValueError) as err:
