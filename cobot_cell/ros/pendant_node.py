@@ -42,10 +42,10 @@ LIVE_REPORTS = QoSProfile(depth=50, durability=DurabilityPolicy.VOLATILE, reliab
 TICK = 0.05
 
 
-@dataclass(frozen=True)
 EXTRA_SERVICES = ("acknowledge", "reapproach", "pallet_changed", "parts_removed")
 
 
+@dataclass(frozen=True)
 class BridgeParams:
     """Parameters of the pendant_bridge node, read once at start."""
 
