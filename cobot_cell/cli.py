@@ -132,7 +132,8 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         enabling_device=bool(getattr(args, "enabling_device", False)), **_plant_options(args),
         hmi=getattr(args, "hmi", None) or "", hmi_insecure=bool(getattr(args, "insecure", False)),
         hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or "",
-        respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries))
+        respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries,
+        backend=getattr(args, "backend", None) or "kinematic"))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo, respawn=True)
 
 
@@ -418,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--respawn-max-retries", type=_retries, default=RESPAWN_MAX_RETRIES, metavar="N",
                        help=f"restarts per node before the cell is stopped (default {RESPAWN_MAX_RETRIES}; 0: never "
                             "restart, -1: no limit)")
+        s.add_argument("--backend", choices=("kinematic", "mujoco"), default="kinematic",
+                       help="sim drivers: kinematic (trajectories followed exactly) or mujoco (the cell's physics "
+                            "twin: servos, grips, collisions; docs/simulation.md)")
         if name == "up":
             s.add_argument("--pendant-port", help="serial device of a teach pendant: also start the pendant bridge "
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")

@@ -35,12 +35,18 @@ class Code(str, Enum):
     NOT_READY = "NOT_READY"
     PROCESS_TOOL_ON = "PROCESS_TOOL_ON"        # a process tool (the arc) not confirmed off when it must be
     PLANNER_RESTARTED = "PLANNER_RESTARTED"    # the planner came back with a part in progress (it had crashed)
+    COLLISION = "COLLISION"                    # the physics sim saw two bodies touch that must not (a cobot stopped)
 
 
 # Faults of the robot itself: never retried automatically, the operator must act on the robot first.
-DRIVER_CODES = frozenset({Code.PROTECTIVE_STOP, Code.ESTOP, Code.DRIVER_ERROR, Code.STALE_JOINT_STATES})
+DRIVER_CODES = frozenset({Code.PROTECTIVE_STOP, Code.ESTOP, Code.DRIVER_ERROR, Code.STALE_JOINT_STATES,
+                          Code.COLLISION})
 
 Action = Literal["hold", "abort", "scrap"]
+
+DRIVER_FAULT_KEYS: dict[str, Code] = {"protective_stop": Code.PROTECTIVE_STOP, "estop": Code.ESTOP,
+                                      "collision": Code.COLLISION}
+"""A sim driver's `fault` diagnostic value -> the code the planner raises (any other ERROR: DRIVER_ERROR)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +60,7 @@ class FaultPolicy(Checked):
 # What driver faults do whatever the step policy says (documented in docs/faults.md).
 DRIVER_ACTIONS: dict[Code, Action] = {
     Code.PROTECTIVE_STOP: "hold",
+    Code.COLLISION: "hold",
     Code.ESTOP: "abort",
     Code.DRIVER_ERROR: "abort",
     Code.STALE_JOINT_STATES: "abort",
