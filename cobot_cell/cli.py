@@ -117,7 +117,29 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         t.add_row(e.step, e.skill, e.cobot, f"{e.duration:.2f}", f"{end[e.step]:.2f}")
     console.print(t)
     console.print(f"part cycle time: [bold]{max(end.values()):.2f} s[/]")
+    if args.check_collisions:
+        return _check_collisions(cfg, args.cell, job, args.parts)
     return EXIT_OK
+
+
+def _check_collisions(cfg: CellConfig, cell_file: str, job: str, parts: int) -> int:
+    """Replay the planned schedule of every cobot in the physics twin's geometry; report the first collision."""
+    from .twin.model import TwinError, build
+    from .twin.replay import first_collision, plan_timeline
+
+    try:
+        twin = build(cfg, cell_file)
+    except TwinError as exc:
+        err.print(f"[bold red]twin:[/] {escape(str(exc))}")
+        return EXIT_USAGE
+    timeline = plan_timeline(cfg, job, parts)
+    hit = first_collision(twin, timeline)
+    if hit is None:
+        console.print(f"collision check: [bold]clean[/] ({parts} part{'s' * (parts > 1)}, {timeline.end:.2f} s of "
+                      f"planned motion of {', '.join(cfg.cobots)} replayed in the twin)")
+        return EXIT_OK
+    err.print(f"[bold red]{escape(hit.message)}[/]")
+    return EXIT_FAIL
 
 
 # ------------------------------------------------------------------------------------------ up / demo
@@ -394,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("estimate", help="predicted duration per step and per part, without ROS")
     s.add_argument("cell", help="cell file (YAML)")
     s.add_argument("job", nargs="?", help="job name (default: the first job)")
+    s.add_argument("--check-collisions", action="store_true",
+                   help="also replay every cobot's planned moves in the physics twin's geometry and report the first "
+                        "collision with its step, part and time (exit 1)")
+    s.add_argument("--parts", type=_part_count, default=3, help="parts replayed by --check-collisions (default 3)")
     s.set_defaults(func=cmd_estimate)
 
     for name, func, helptext in (
