@@ -155,7 +155,9 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         hmi=getattr(args, "hmi", None) or "", hmi_insecure=bool(getattr(args, "insecure", False)),
         hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or "",
         respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries,
-        backend=getattr(args, "backend", None) or "kinematic"))
+        backend=getattr(args, "backend", None) or "kinematic",
+        foxglove=-1 if getattr(args, "foxglove", None) is None else args.foxglove,
+        record=getattr(args, "record", None) or ""))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo, respawn=True)
 
 
@@ -345,6 +347,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.db).exists():
         err.print(f"no production log at {args.db}")
         return EXIT_USAGE
+    if args.db.endswith(".mcap"):
+        return _report_recording(args)
     try:
         log = ProductionLog(args.db, read_only=True)  # never changes the file (it may be another program's)
     except ValueError as exc:
@@ -363,6 +367,20 @@ def cmd_report(args: argparse.Namespace) -> int:
             out = Path(args.plot) / cell if len(cells) > 1 else Path(args.plot)
             paths = write_charts(load_report(args.db, cell, read_only=True), out)
             console.print(f"charts of cell '{cell}': {', '.join(str(p) for p in paths)}", markup=False)
+    return EXIT_OK
+
+
+def _report_recording(args: argparse.Namespace) -> int:
+    """The cycle table of an MCAP recording (`--record`)."""
+    from .supervisor.report import cycle_table, render
+    from .twin.record import read_cycles
+
+    try:
+        reports = read_cycles(args.db, args.cell_name)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return EXIT_USAGE
+    print(render([cycle_table(reports, title=f"{len(reports)} parts (recording {args.db})")]))
     return EXIT_OK
 
 
@@ -385,6 +403,17 @@ _positive_float = _number(float, "a number", lambda v: v > 0, "> 0")
 _part_count = _number(int, "a whole number", lambda v: 1 <= v <= MAX_PARTS, f"from 1 to {MAX_PARTS}")
 _delay = _number(float, "a number of seconds", lambda v: v >= 0, ">= 0")
 _retries = _number(int, "a whole number", lambda v: v >= -1, ">= -1 (-1: no limit)")
+
+
+_port = _number(int, "a port number", lambda v: 0 <= v <= 65535, "from 0 to 65535")
+
+
+def _mcap_path(text: str) -> str:
+    if not text.endswith(".mcap"):
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .mcap, got {text!r}")
+    if not Path(text).resolve().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no directory {Path(text).resolve().parent} for {text}")
+    return text
 
 
 def _address(text: str) -> str:
@@ -448,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--backend", choices=("kinematic", "mujoco"), default="kinematic",
                        help="sim drivers: kinematic (trajectories followed exactly) or mujoco (the cell's physics "
                             "twin: servos, grips, collisions; docs/simulation.md)")
+        s.add_argument("--foxglove", nargs="?", const=8765, type=_port, metavar="PORT",
+                       help="serve the cell live to Foxglove on ws://127.0.0.1:PORT (default 8765; loopback only)")
+        s.add_argument("--record", metavar="FILE.mcap", type=_mcap_path,
+                       help="record joint states, the URDF, PackML state, cycle reports, faults and KPIs to an MCAP "
+                            "file (`cobot-cell report FILE.mcap` reads its cycle table back)")
         if name == "up":
             s.add_argument("--pendant-port", help="serial device of a teach pendant: also start the pendant bridge "
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
@@ -473,8 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_users(sub)
     register_plant(sub)
 
-    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log (opened read-only)")
-    s.add_argument("db", help="SQLite production log written by the supervisor")
+    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log (opened read-only), or the "
+                                      "cycle table of an MCAP recording")
+    s.add_argument("db", help="SQLite production log written by the supervisor, or an MCAP recording (FILE.mcap)")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
     s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
                                                  "fault Pareto, downtime, Gantt, cycles, and report.png: all on one page)")

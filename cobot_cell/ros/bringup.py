@@ -119,6 +119,8 @@ class BringupOptions:
     mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
     owns_clock: bool = True   # the cell's first sim driver publishes /clock (one cell per plant does)
     backend: str = "kinematic"  # sim drivers: kinematic (one per cobot) or mujoco (one physics twin per cell)
+    foxglove: int = -1        # port of the Foxglove live server on 127.0.0.1 (-1 = none, 0 = any free port)
+    record: str = ""          # MCAP file the foxglove node records the cell's channels to ("" = none)
 
 
 def heartbeat_topic(cfg: CellConfig) -> str:
@@ -198,6 +200,13 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                         "use_sim_time": sim_time},
             respawn=respawn,
         ))
+    if opts.foxglove >= 0 or opts.record:
+        specs.append(NodeSpec(
+            executable="foxglove", module="cobot_cell.ros.foxglove_node", name="foxglove",
+            namespace="/" + cfg.cell.name,
+            parameters={"cell_file": str(Path(cell_file).resolve()), "port": int(opts.foxglove),
+                        "record": str(Path(opts.record).resolve()) if opts.record else "", "use_sim_time": sim_time},
+            respawn=respawn))
     if opts.supervisor:
         specs.append(supervisor_spec(opts.db, [cfg.cell.name], respawn))
     specs += plant_specs([cfg.cell.name], [str(Path(cell_file).resolve())], opts)
