@@ -22,12 +22,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Header
+from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.faults import Code
-from .common import LATCHED, STATES, status_msg
+from .common import LATCHED, STATE_CHANGES, STATES, status_msg
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -90,6 +90,9 @@ class TwinDriver:
         self.hb_timeout = float(d("heartbeat_timeout", 0.5, "wall seconds without a heartbeat before process IO "
                                                            "is dropped"))
         self.feed = bool(d("feed", True, "infeed stations present a new part whenever they are empty"))
+        self.wait_wall = float(d("wait_wall", 0.5, "after a cobot's move ends or an output switches, simulated time "
+                                                   "advances one joint-state sample per clock tick until its next "
+                                                   "command, for at most this many wall seconds"))
         if not cell_file:
             raise ValueError("parameter cell_file: the mujoco backend needs the cell file")
         if self.rate <= 0 or self.clock_hz <= 0 or self.state_rate <= 0 or self.hb_timeout <= 0:
@@ -103,6 +106,8 @@ class TwinDriver:
         self.collision: dict[str, str] = {}
         self.dropped: dict[str, str] = {}
         self.rejected = {name: 0 for name in self.cfg.cobots}
+        self.waiting: dict[str, float] = {}
+        """cobot -> wall deadline: simulated time stands still until its next command (or the deadline)."""
         self._hb_wall = -math.inf
         self._sim0 = self._t = 0.0
         self._wall0: float | None = None
@@ -139,6 +144,8 @@ class TwinDriver:
         else:
             node.create_subscription(Clock, "/clock", self._on_clock, 10)
         node.create_subscription(Header, self.heartbeat_topic, self._on_heartbeat, 10)
+        # a state change (Starting, Execute, ...) is the planner's turn too: it plans the next steps
+        node.create_subscription(String, f"/{self.cfg.cell.name}/state", self._on_cell_state, STATE_CHANGES)
         import rclpy
 
         node.create_timer(min(0.05, self.hb_timeout / 4), self._watch_heartbeat,
@@ -160,6 +167,14 @@ class TwinDriver:
         now = time.monotonic()
         if self._wall0 is None:
             self._wall0 = now
+        if self.waiting:
+            self.waiting = {c: dl for c, dl in self.waiting.items() if dl > now}
+            if self.waiting:  # the planner's turn: one joint-state sample per tick, and no catching up afterwards
+                target = self._t + 1.0 / self.state_rate
+                self._sim0 = target - self.rate * (now - self._wall0)
+                self._advance_to(target)
+                self._publish_clock()
+                return
         target = self._sim0 + self.rate * (now - self._wall0)
         step = self.rate / self.clock_hz
         if target - self._t > MAX_CATCH_UP * step:  # the host stalled (or physics is slower): slow down
@@ -168,7 +183,10 @@ class TwinDriver:
         if target <= self._t:
             return
         self._advance_to(target)
-        if self._clock_fd is not None:
+        self._publish_clock()
+
+    def _publish_clock(self) -> None:
+        if self._clock_fd is not None:  # on file before anyone sees it: a restart never repeats a time
             os.pwrite(self._clock_fd, f"{self._t:24.9f}\n".encode(), 0)
         self.clock_pub.publish(Clock(clock=_time_msg(self._t)))
 
@@ -181,10 +199,18 @@ class TwinDriver:
         if self._next_sample is None:
             self._next_sample = math.ceil(self.twin.t / period - 1e-9) * period
         while self._next_sample <= t + 1e-9:
+            moving = [n for n in self.cfg.cobots if self.twin.moving(n)]
             self.twin.step_to(self._next_sample)
             self._events()
             self._publish_states(self._next_sample)
+            reached = self._next_sample
             self._next_sample = round((self._next_sample + period) / period) * period
+            ended = [n for n in moving if not self.twin.moving(n)]
+            if ended and self.publish_clock:  # the planner's turn: stop here until it has answered
+                deadline = time.monotonic() + self.wait_wall
+                self.waiting.update({n: deadline for n in ended})
+                self._t = reached
+                return
         self.twin.step_to(t)
         self._events()
         self._t = t
@@ -234,6 +260,7 @@ class TwinDriver:
             self.node.get_logger().error(f"{cobot}: trajectory rejected: {parsed}")
             return
         times, pos, vel = parsed
+        self.waiting.pop(cobot, None)
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.twin.follow(cobot, times, pos, vel, start=stamp if stamp > 0 else self.twin.t)
 
@@ -251,6 +278,9 @@ class TwinDriver:
             resp.success, resp.message = True, f"{io} on"
             return resp
         result = self.twin.set_io(cobot, io, bool(req.data))
+        if self.publish_clock:
+            self.waiting[cobot] = time.monotonic() + self.wait_wall
+
         sensed = self.twin.sensed(cobot, io)
         self.io_pub[(cobot, io)].publish(Bool(data=sensed))
         if result is not None and req.data and not result.held:
@@ -259,6 +289,11 @@ class TwinDriver:
         resp.message = f"{io} {'on' if req.data else 'off'}" + (
             f" ({result.reason})" if result is not None and req.data and not result.held else "")
         return resp
+
+    def _on_cell_state(self, msg: String) -> None:
+        if self.publish_clock:
+            deadline = time.monotonic() + self.wait_wall
+            self.waiting.update({n: deadline for n in self.cfg.cobots})
 
     def _on_heartbeat(self, msg: Header) -> None:
         self._hb_wall = time.monotonic()
