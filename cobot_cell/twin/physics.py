@@ -36,7 +36,7 @@ ARM_TOLERANCE = 0.0005
 DROP_SPEED = 0.05
 """A released part moving slower than this (m/s) has come to rest."""
 SETTLE_TIME = 0.2
-"""A released part is looked at no sooner than this (s) after it is let go."""
+"""A released part is at rest once it has moved slower than DROP_SPEED for this long (s)."""
 
 
 class Reference:
@@ -448,7 +448,10 @@ class Twin:
     def _watch_released(self) -> None:
         for part, (cobot, since) in list(self.released.items()):
             dof = self.tm.part_dof[part]
-            if self.t - since < SETTLE_TIME or np.linalg.norm(self.d.qvel[dof:dof + 3]) > DROP_SPEED:
+            if np.linalg.norm(self.d.qvel[dof:dof + 6]) > DROP_SPEED:
+                self.released[part] = (cobot, self.t)  # still moving: at rest only SETTLE_TIME after it stops
+                continue
+            if self.t - since < SETTLE_TIME:
                 continue
             del self.released[part]
             pos = self.part_position(part)

@@ -11,6 +11,7 @@ The replay moves the arms and tools only: parts are not in it (the physics backe
 from __future__ import annotations
 
 import heapq
+from collections import deque
 import logging
 from dataclasses import dataclass
 
@@ -86,7 +87,7 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
     clock = VirtualClock(0.0)
     planner = make_planner(cfg)
     due: list[float] = []
-    owner: dict[int, tuple[str, int]] = {}
+    owner: dict[int, deque[tuple[str, int]]] = {}  # a trajectory object may be planned again (cached, next part)
     moves: dict[str, list[TimedMove]] = {name: [] for name in cfg.cobots}
 
     def plan(step, part, q):
@@ -94,7 +95,7 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
         t = clock.now()
         for seg in p.segments:
             if isinstance(seg, Move):
-                owner[id(seg.trajectory)] = (step.name, part)
+                owner.setdefault(id(seg.trajectory), deque()).append((step.name, part))
                 t += seg.trajectory.duration
             elif isinstance(seg, Dwell):
                 t += seg.seconds
@@ -104,7 +105,8 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
     class Recording(FakeCobot):
         def move(self, trajectory, start=None):
             pending = super().move(trajectory, start)
-            step, part = owner.get(id(trajectory), ("", 0))
+            queue = owner.get(id(trajectory))
+            step, part = queue.popleft() if queue else ("", 0)
             times = np.asarray(getattr(trajectory, "times", [0.0, trajectory.duration]), dtype=float)
             positions = getattr(trajectory, "positions", None)
             if positions is None:
