@@ -40,6 +40,8 @@ class TimedMove:
     """Knot times (s) from t_start."""
     positions: np.ndarray
     """Joint positions (rad) at the knots, one row per knot."""
+    velocities: np.ndarray | None = None
+    """Joint velocities (rad/s) at the knots, when the trajectory has them."""
 
     def at(self, t: float) -> np.ndarray:
         """Joint positions at cell time t (linear between knots, clamped to the ends)."""
@@ -111,8 +113,10 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
             positions = getattr(trajectory, "positions", None)
             if positions is None:
                 positions = np.vstack([self.joint_positions(), np.asarray(trajectory.final, dtype=float)])
-            moves[self.name].append(TimedMove(pending.started, pending.started + float(trajectory.duration), step,
-                                              part, times, np.asarray(positions, dtype=float)))
+            velocities = getattr(trajectory, "velocities", None)
+            moves[self.name].append(TimedMove(
+                pending.started, pending.started + float(trajectory.duration), step, part, times,
+                np.asarray(positions, dtype=float), None if velocities is None else np.asarray(velocities, dtype=float)))
             return pending
 
     ports = {n: Recording(n, clock, np.asarray(c.home, dtype=float)) for n, c in cfg.cobots.items()}

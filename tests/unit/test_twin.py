@@ -12,7 +12,8 @@ import pytest
 from cobot_cell.core.config import CellFileError
 from cobot_cell.motion.trajectory import joint_move
 from cobot_cell.twin.model import TwinError, build_from_file, build_from_text
-from cobot_cell.twin.physics import GRIP_TOLERANCE, Twin
+from cobot_cell.twin.model import TIMESTEP
+from cobot_cell.twin.physics import CONTROL_STEPS, GRIP_TOLERANCE, Twin
 
 REPO = Path(__file__).resolve().parents[2]
 CELLS = sorted((REPO / "config").glob("*.yaml"))
@@ -84,7 +85,8 @@ def test_a_long_move_tracks_the_command_within_two_milliradians() -> None:
     twin.follow("picker", traj.times, traj.positions, traj.velocities)
     twin.step_to(traj.duration + 0.3)
     errors = np.asarray(twin.errors["picker"])
-    assert len(errors) == int((traj.duration + 0.3) / 0.002 + 1e-9)
+    steps = int((traj.duration + 0.3) / TIMESTEP + 1e-9)
+    assert len(errors) == -(-steps // CONTROL_STEPS)  # one sample per servo update
     assert errors.max() < 0.002
     assert np.max(np.abs(twin.joint_positions("picker") - goal)) < 1e-4
     assert not twin.moving("picker") and twin.events().collisions == []
