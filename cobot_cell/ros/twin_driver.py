@@ -28,19 +28,12 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ..core.faults import Code
 from .common import LATCHED, STATE_CHANGES, STATES, status_msg
+from .sim_cobot_node import FAULTS, MAX_CATCH_UP, _time_msg, read_clock_file
 
 if TYPE_CHECKING:
     from rclpy.node import Node
 
-MAX_CATCH_UP = 5
-TWIN_FAULTS = {
-    "": "ok",
-    "protective_stop": "protective stop",
-    "estop": "emergency stop",
-    "stale": "joint states stopped (driver hung)",
-    "io_fail": "IO fault: outputs do not switch",
-    "grip_miss": "gripper closes on nothing (no part sensed)",
-}
+TWIN_FAULTS = FAULTS  # the faults the kinematic sim can be told to have, injected per cobot here
 STOPPING = ("protective_stop", "estop", "collision")
 
 
@@ -114,8 +107,6 @@ class TwinDriver:
         self._next_sample: float | None = None
         self._clock_fd: int | None = None
         if self.publish_clock and clock_file:
-            from .sim_cobot_node import read_clock_file
-
             self._t = self._sim0 = read_clock_file(clock_file)
             self._clock_fd = os.open(clock_file, os.O_WRONLY | os.O_CREAT, 0o644)
         self.twin.t = self._t
@@ -380,8 +371,3 @@ class TwinDriver:
             arr.header.stamp = _time_msg(self.twin.t)
             self.diag_pub.publish(arr)
 
-
-def _time_msg(t: float):
-    from .sim_cobot_node import _time_msg as convert
-
-    return convert(t)
