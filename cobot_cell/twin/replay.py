@@ -113,10 +113,10 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
             positions = getattr(trajectory, "positions", None)
             if positions is None:
                 positions = np.vstack([self.joint_positions(), np.asarray(trajectory.final, dtype=float)])
-            velocities = getattr(trajectory, "velocities", None)
+            vel = getattr(trajectory, "velocities", None)
             moves[self.name].append(TimedMove(
                 pending.started, pending.started + float(trajectory.duration), step, part, times,
-                np.asarray(positions, dtype=float), None if velocities is None else np.asarray(velocities, dtype=float)))
+                np.asarray(positions, dtype=float), None if vel is None else np.asarray(vel, dtype=float)))
             return pending
 
     ports = {n: Recording(n, clock, np.asarray(c.home, dtype=float)) for n, c in cfg.cobots.items()}

@@ -257,3 +257,19 @@ def test_the_cell_controller_runs_parts_on_the_twin_close_to_the_estimate() -> N
     stacked = [i for i, s in enumerate(twin.part_state) if s == "free" and twin.part_position(i)[2] < 0.5]
     assert len(stacked) == 2  # both cartons stay where they were put on the pallet
     assert twin.events().collisions == []
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+def test_estimate_check_collisions_names_the_first_collision_or_says_clean(tmp_path: Path, capsys) -> None:
+    from cobot_cell.cli import EXIT_FAIL, EXIT_OK, main
+
+    overlap = tmp_path / "overlap.yaml"
+    overlap.write_text(OVERLAP, encoding="utf-8")
+    assert main(["estimate", str(overlap), "--check-collisions", "--parts", "1"]) == EXIT_FAIL
+    out = capsys.readouterr()
+    assert "collision at t=" in out.err and "picker in step 'load_blank' of part 1" in out.err
+    assert "welder in step 'weld_seams' of part 1" in out.err
+    assert main(["estimate", str(REPO / "config" / "ur10e_eur_pallet.yaml"), "--check-collisions",
+                 "--parts", "2"]) == EXIT_OK
+    assert "collision check: clean (2 parts, " in capsys.readouterr().out
