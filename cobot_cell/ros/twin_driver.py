@@ -99,8 +99,9 @@ class TwinDriver:
         self.collision: dict[str, str] = {}
         self.dropped: dict[str, str] = {}
         self.rejected = {name: 0 for name in self.cfg.cobots}
-        self.waiting: dict[str, float] = {}
-        """cobot -> wall deadline: simulated time stands still until its next command (or the deadline)."""
+        self.waiting: dict[str, tuple[float, float]] = {}
+        """cobot -> (wall deadline, simulated time it began): the planner's turn, until its next command."""
+        self.wall_in = {"physics": 0.0, "planner's turn": 0.0}
         self._hb_wall = -math.inf
         self._sim0 = self._t = 0.0
         self._wall0: float | None = None
@@ -159,12 +160,13 @@ class TwinDriver:
         if self._wall0 is None:
             self._wall0 = now
         if self.waiting:
-            self.waiting = {c: dl for c, dl in self.waiting.items() if dl > now}
+            self.waiting = {c: w for c, w in self.waiting.items() if w[0] > now}
             if self.waiting:  # the planner's turn: one joint-state sample per tick, and no catching up afterwards
                 target = self._t + 1.0 / self.state_rate
                 self._sim0 = target - self.rate * (now - self._wall0)
                 self._advance_to(target)
                 self._publish_clock()
+                self.wall_in["planner's turn"] += time.monotonic() - now
                 return
         target = self._sim0 + self.rate * (now - self._wall0)
         step = self.rate / self.clock_hz
@@ -175,6 +177,7 @@ class TwinDriver:
             return
         self._advance_to(target)
         self._publish_clock()
+        self.wall_in["physics"] += time.monotonic() - now
 
     def _publish_clock(self) -> None:
         if self._clock_fd is not None:  # on file before anyone sees it: a restart never repeats a time
@@ -199,7 +202,7 @@ class TwinDriver:
             ended = [n for n in moving if not self.twin.moving(n)]
             if ended and self.publish_clock:  # the planner's turn: stop here until it has answered
                 deadline = time.monotonic() + self.wait_wall
-                self.waiting.update({n: deadline for n in ended})
+                self.waiting.update({n: (deadline, reached) for n in ended})
                 self._t = reached
                 return
         self.twin.step_to(t)
@@ -251,7 +254,7 @@ class TwinDriver:
             self.node.get_logger().error(f"{cobot}: trajectory rejected: {parsed}")
             return
         times, pos, vel = parsed
-        self.waiting.pop(cobot, None)
+        self._planner_answered(cobot)
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.twin.follow(cobot, times, pos, vel, start=stamp if stamp > 0 else self.twin.t)
 
@@ -270,7 +273,8 @@ class TwinDriver:
             return resp
         result = self.twin.set_io(cobot, io, bool(req.data))
         if self.publish_clock:
-            self.waiting[cobot] = time.monotonic() + self.wait_wall
+            self._planner_answered(cobot)
+            self.waiting[cobot] = (time.monotonic() + self.wait_wall, self.twin.t)
 
         sensed = self.twin.sensed(cobot, io)
         self.io_pub[(cobot, io)].publish(Bool(data=sensed))
@@ -281,10 +285,14 @@ class TwinDriver:
             f" ({result.reason})" if result is not None and req.data and not result.held else "")
         return resp
 
+    def _planner_answered(self, cobot: str) -> None:
+        """A command for `cobot` came: its turn is over."""
+        self.waiting.pop(cobot, None)
+
     def _on_cell_state(self, msg: String) -> None:
         if self.publish_clock:
             deadline = time.monotonic() + self.wait_wall
-            self.waiting.update({n: deadline for n in self.cfg.cobots})
+            self.waiting.update({n: (deadline, self.twin.t) for n in self.cfg.cobots})
 
     def _on_heartbeat(self, msg: Header) -> None:
         self._hb_wall = time.monotonic()
@@ -344,6 +352,7 @@ class TwinDriver:
             pairs = [("moving", str(self.twin.moving(name)).lower()), ("rejected_trajectories",
                                                                        str(self.rejected[name])),
                      ("backend", "mujoco")]
+            pairs += [(f"wall_s.{k.replace(' ', '_').replace(chr(39), '')}", f"{v:.2f}") for k, v in self.wall_in.items()]
             message = TWIN_FAULTS[fault]
             level = DiagnosticStatus.ERROR if fault in ("protective_stop", "estop") else \
                 DiagnosticStatus.WARN if fault else DiagnosticStatus.OK
