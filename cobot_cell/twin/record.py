@@ -75,9 +75,9 @@ class Recorder:
         try:
             if port is not None:
                 self.server = foxglove.start_server(name=name, host=host, port=port, context=self.context)
-        except Exception:
+        except RuntimeError as exc:  # the SDK's FoxgloveError, e.g. the port is taken
             self.close()
-            raise
+            raise ValueError(f"cannot serve Foxglove on {host}:{port}: {exc}") from None
         self.channels = {
             topic: foxglove.Channel(topic, message_encoding="json", context=self.context, schema=foxglove.Schema(
                 name=schema, encoding="jsonschema", data=json.dumps(SCHEMAS[schema]).encode()))

@@ -56,6 +56,12 @@ def test_recorder_arguments_are_checked(tmp_path: Path) -> None:
         Recorder(TOPICS, record=tmp_path / "run.db")
     with pytest.raises(ValueError, match="no directory"):
         Recorder(TOPICS, record=tmp_path / "missing" / "run.mcap")
+    first = Recorder(TOPICS, port=0)
+    try:
+        with pytest.raises(ValueError, match=f"^cannot serve Foxglove on 127.0.0.1:{first.port}: .*in use"):
+            Recorder(TOPICS, port=first.port)
+    finally:
+        first.close()
 
 
 def test_a_websocket_client_sees_the_channels_and_receives_joint_states() -> None:
