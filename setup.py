@@ -35,6 +35,7 @@ setup(
             "hmi = cobot_cell.ros.hmi_node:main",
             "opcua_bridge = cobot_cell.ros.opcua_bridge:main",
             "mqtt_bridge = cobot_cell.ros.mqtt_bridge:main",
+            "foxglove = cobot_cell.ros.foxglove_node:main",
         ],
     },
 )

@@ -321,14 +321,16 @@ class CellRun:
 def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, job: str = "",
              timeout: float | None = None, log: Callable[[str], None] = print,
              during: Callable[[dict[str, int]], None] | None = None,
-             rss_at_parts: Sequence[int] = (), planner_params: dict[str, Any] | None = None) -> CellRun:
+             rss_at_parts: Sequence[int] = (), planner_params: dict[str, Any] | None = None,
+             backend: str = "kinematic") -> CellRun:
     """Run a cell file through its real node set (sim drivers, planner, supervisor) for `parts` parts.
 
     Like `cobot-cell demo`: node_specs + NodeSet + CellClient, reset + start, wait for Complete and for the
     supervisor to have logged every part; CPU and RSS of every node are sampled from /proc around the run.
     `during(pids)` is called once the cell is executing (e.g. to attach a profiler); RSS is also sampled when
     the planner's status first shows each of `rss_at_parts` parts done. `planner_params` are added to the
-    planner's parameters (a bench setting, e.g. a longer stale_timeout on an overloaded machine).
+    planner's parameters (a bench setting, e.g. a longer stale_timeout on an overloaded machine). `backend`: the
+    sim drivers (kinematic, or mujoco: the physics twin).
     """
     from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs
     from cobot_cell.ros.client import CellClient
@@ -350,7 +352,7 @@ def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, 
     nodes = client = None
     try:
         specs = node_specs(cfg, cell_file, BringupOptions(rate=rate, parts=parts, job=job, db=str(db),
-                                                          journal=str(journal)))
+                                                          journal=str(journal), backend=backend))
         if planner_params:
             specs = [NodeSpec(s.executable, s.module, s.name, s.namespace, {**s.parameters, **planner_params})
                      if s.name == "task_planner" else s for s in specs]

@@ -147,7 +147,29 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.gantt:
         path = gantt(ss, args.gantt, cfg.cell.name)
         console.print(f"Gantt chart: {path}")
+    if args.check_collisions:
+        return _check_collisions(cfg, args.cell, job, args.parts or 3)
     return EXIT_OK
+
+
+def _check_collisions(cfg: CellConfig, cell_file: str, job: str, parts: int) -> int:
+    """Replay the planned schedule of every cobot in the physics twin's geometry; report the first collision."""
+    from .twin.model import TwinError, build
+    from .twin.replay import first_collision, plan_timeline
+
+    try:
+        twin = build(cfg, cell_file)
+    except TwinError as exc:
+        err.print(f"[bold red]twin:[/] {escape(str(exc))}")
+        return EXIT_USAGE
+    timeline = plan_timeline(cfg, job, parts)
+    hit = first_collision(twin, timeline)
+    if hit is None:
+        console.print(f"collision check: [bold]clean[/] ({parts} part{'s' * (parts > 1)}, {timeline.end:.2f} s of "
+                      f"planned motion of {', '.join(cfg.cobots)} replayed in the twin)")
+        return EXIT_OK
+    err.print(f"[bold red]{escape(hit.message)}[/]")
+    return EXIT_FAIL
 
 
 # ------------------------------------------------------------------------------------------ up / demo
@@ -163,7 +185,10 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
         enabling_device=bool(getattr(args, "enabling_device", False)), **_plant_options(args),
         hmi=getattr(args, "hmi", None) or "", hmi_insecure=bool(getattr(args, "insecure", False)),
         hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or "",
-        respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries))
+        respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries,
+        backend=getattr(args, "backend", None) or "kinematic",
+        foxglove=-1 if getattr(args, "foxglove", None) is None else args.foxglove,
+        record=getattr(args, "record", None) or ""))
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo, respawn=True)
 
 
@@ -364,6 +389,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.db).exists():
         err.print(f"no production log at {args.db}")
         return EXIT_USAGE
+    if args.db.endswith(".mcap"):
+        return _report_recording(args)
     try:
         log = ProductionLog(args.db, read_only=True)  # never changes the file (it may be another program's)
     except ValueError as exc:
@@ -390,6 +417,20 @@ def _write_charts(db: str, cell: str, out: Path, ideal_cycle_time: float | None 
     return paths
 
 
+def _report_recording(args: argparse.Namespace) -> int:
+    """The cycle table of an MCAP recording (`--record`)."""
+    from .supervisor.report import cycle_table, render
+    from .twin.record import read_cycles
+
+    try:
+        reports = read_cycles(args.db, args.cell_name)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return EXIT_USAGE
+    print(render([cycle_table(reports, title=f"{len(reports)} parts (recording {args.db})")]))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------ main
 def _number(convert: Callable[[str], float], what: str, ok: Callable[[float], bool], bound: str):
     """An argparse type: `convert` the text, then check it is `ok` (else: expected <what> <bound>)."""
@@ -409,6 +450,17 @@ _positive_float = _number(float, "a number", lambda v: v > 0, "> 0")
 _part_count = _number(int, "a whole number", lambda v: 1 <= v <= MAX_PARTS, f"from 1 to {MAX_PARTS}")
 _delay = _number(float, "a number of seconds", lambda v: v >= 0, ">= 0")
 _retries = _number(int, "a whole number", lambda v: v >= -1, ">= -1 (-1: no limit)")
+
+
+_port = _number(int, "a port number", lambda v: 0 <= v <= 65535, "from 0 to 65535")
+
+
+def _mcap_path(text: str) -> str:
+    if not text.endswith(".mcap"):
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .mcap, got {text!r}")
+    if not Path(text).resolve().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no directory {Path(text).resolve().parent} for {text}")
+    return text
 
 
 def _address(text: str) -> str:
@@ -441,10 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "bottleneck, utilisation), without ROS")
     s.add_argument("cell", help="cell file (YAML)")
     s.add_argument("job", nargs="?", help="job name (default: the first job)")
-    s.add_argument("--parts", type=_part_count, help="parts to simulate (default: enough for the steady state)")
+    s.add_argument("--parts", type=_part_count, help="parts to simulate (default: enough for the steady state); "
+                                                      "--check-collisions replays this many (default 3)")
     s.add_argument("--max-parts-in-flight", type=_part_count,
                    help="parts in flight at most (default: the cell file's; 1: one part at a time)")
     s.add_argument("--gantt", metavar="FILE", help="write a Gantt chart of the steady state (PNG)")
+    s.add_argument("--check-collisions", action="store_true",
+                   help="also replay every cobot's planned moves in the physics twin's geometry and report the first "
+                        "collision with its step, part and time (exit 1)")
     s.set_defaults(func=cmd_estimate)
 
     for name, func, helptext in (
@@ -473,6 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--respawn-max-retries", type=_retries, default=RESPAWN_MAX_RETRIES, metavar="N",
                        help=f"restarts per node before the cell is stopped (default {RESPAWN_MAX_RETRIES}; 0: never "
                             "restart, -1: no limit)")
+        s.add_argument("--backend", choices=("kinematic", "mujoco"), default="kinematic",
+                       help="sim drivers: kinematic (trajectories followed exactly) or mujoco (the cell's physics "
+                            "twin: servos, grips, collisions; docs/simulation.md)")
+        s.add_argument("--foxglove", nargs="?", const=8765, type=_port, metavar="PORT",
+                       help="serve the cell live to Foxglove on ws://127.0.0.1:PORT (default 8765; loopback only)")
+        s.add_argument("--record", metavar="FILE.mcap", type=_mcap_path,
+                       help="record joint states, the URDF, PackML state, cycle reports, faults and KPIs to an MCAP "
+                            "file (`cobot-cell report FILE.mcap` reads its cycle table back)")
         if name == "up":
             s.add_argument("--pendant-port", help="serial device of a teach pendant: also start the pendant bridge "
                                                   "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
@@ -498,8 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_users(sub)
     register_plant(sub)
 
-    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log (opened read-only)")
-    s.add_argument("db", help="SQLite production log written by the supervisor")
+    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log (opened read-only), or the "
+                                      "cycle table of an MCAP recording")
+    s.add_argument("db", help="SQLite production log written by the supervisor, or an MCAP recording (FILE.mcap)")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
     s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
                                                  "fault Pareto, downtime, Gantt, cycles, and report.png: all on one "

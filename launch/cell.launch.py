@@ -56,6 +56,10 @@ ARGUMENTS = [
     ("allow_none", "false", "the OPC UA server also offers the None security policy", ["true", "false"]),
     ("mqtt", "", "MQTT broker URL, e.g. mqtt://127.0.0.1:1883 (empty: no MQTT publishing)", None),
     ("mqtt_prefix", "plant/area", "<site>/<area> of the MQTT topic tree", None),
+    ("backend", "kinematic", "sim drivers (sim:=true): kinematic (one per cobot) or mujoco (the cell's physics twin)",
+     ["kinematic", "mujoco"]),
+    ("foxglove", "-1", "port of the Foxglove live server on 127.0.0.1 (-1: none, 0: any free port)", None),
+    ("record", "", "MCAP file recording the cell's channels (empty: none)", None),
 ]
 
 
@@ -81,7 +85,8 @@ def _nodes(context, *args, **kwargs):
                           hmi_key=arg("hmi_key"), opcua=arg("opcua"),
                           users=arg("users"), allow_none=arg("allow_none") == "true", mqtt=arg("mqtt"),
                           mqtt_prefix=arg("mqtt_prefix"), respawn_delay=float(arg("respawn_delay")),
-                          respawn_max_retries=int(arg("respawn_max_retries")))
+                          respawn_max_retries=int(arg("respawn_max_retries")), backend=arg("backend"),
+                          foxglove=int(arg("foxglove")), record=arg("record"))
     # the package's Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is already set
     env = dds_env({DDS_PROFILE_VAR: os.environ.get(DDS_PROFILE_VAR, "")})
     return [

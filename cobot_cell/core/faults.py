@@ -38,12 +38,18 @@ class Code(str, Enum):
     RESOURCE_TIMEOUT = "RESOURCE_TIMEOUT"      # a step waited too long for a station place or a shared zone
     SCRAP_TO_REMOVE = "SCRAP_TO_REMOVE"        # a scrapped part is still on a station or in a gripper
     PALLET_FULL = "PALLET_FULL"                # a pallet is full: the operator changes it and confirms
+    COLLISION = "COLLISION"                    # the physics sim saw two bodies touch that must not (a cobot stopped)
 
 
 # Faults of the robot itself: never retried automatically, the operator must act on the robot first.
-DRIVER_CODES = frozenset({Code.PROTECTIVE_STOP, Code.ESTOP, Code.DRIVER_ERROR, Code.STALE_JOINT_STATES})
+DRIVER_CODES = frozenset({Code.PROTECTIVE_STOP, Code.ESTOP, Code.DRIVER_ERROR, Code.STALE_JOINT_STATES,
+                          Code.COLLISION})
 
 Action = Literal["hold", "abort", "scrap"]
+
+DRIVER_FAULT_KEYS: dict[str, Code] = {"protective_stop": Code.PROTECTIVE_STOP, "estop": Code.ESTOP,
+                                      "collision": Code.COLLISION}
+"""A sim driver's `fault` diagnostic value -> the code the planner raises (any other ERROR: DRIVER_ERROR)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +63,7 @@ class FaultPolicy(Checked):
 # What driver faults do whatever the step policy says (documented in docs/faults.md).
 DRIVER_ACTIONS: dict[Code, Action] = {
     Code.PROTECTIVE_STOP: "hold",
+    Code.COLLISION: "hold",
     Code.ESTOP: "abort",
     Code.DRIVER_ERROR: "abort",
     Code.STALE_JOINT_STATES: "abort",

@@ -119,6 +119,9 @@ class BringupOptions:
     mqtt: str = ""            # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
     mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
     owns_clock: bool = True   # the cell's first sim driver publishes /clock (one cell per plant does)
+    backend: str = "kinematic"  # sim drivers: kinematic (one per cobot) or mujoco (one physics twin per cell)
+    foxglove: int = -1        # port of the Foxglove live server on 127.0.0.1 (-1 = none, 0 = any free port)
+    record: str = ""          # MCAP file the foxglove node records the cell's channels to ("" = none)
 
 
 def heartbeat_topic(cfg: CellConfig) -> str:
@@ -140,7 +143,11 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
     journal = Path(opts.journal or f"{cfg.cell.name}.journal.db").resolve()  # the planner's default, made absolute
     specs: list[NodeSpec] = []
     sim_time = opts.sim
-    if opts.sim:
+    if opts.backend not in ("kinematic", "mujoco"):
+        raise ValueError(f"backend must be kinematic or mujoco, got {opts.backend!r}")
+    if opts.sim and opts.backend == "mujoco":
+        specs.append(twin_spec(cfg, cell_file, opts, journal, respawn))
+    elif opts.sim:
         for i, (name, cobot) in enumerate(cfg.cobots.items()):
             owner = i == 0 and opts.owns_clock
             specs.append(NodeSpec(
@@ -166,7 +173,9 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
         executable="task_planner", module="cobot_cell.ros.planner_node", name="task_planner",
         namespace="/" + cfg.cell.name,
         parameters={"cell_file": str(Path(cell_file).resolve()), "job": opts.job, "parts": int(opts.parts),
-                    "use_sim_time": sim_time, "stamp_trajectories": opts.sim,
+                    "use_sim_time": sim_time,
+                    # the physics twin starts a move when it arrives and the planner waits for the arm's arrival
+                    "stamp_trajectories": opts.sim and opts.backend != "mujoco",
                     # two wall seconds of planner lag keep event time at any rate
                     "max_backdate": max(30.0, 2.0 * float(opts.rate)) if opts.sim else 30.0,
                     "journal": str(Path(opts.journal).resolve()) if opts.journal else "",
@@ -194,10 +203,30 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                         "use_sim_time": sim_time},
             respawn=respawn,
         ))
+    if opts.foxglove >= 0 or opts.record:
+        specs.append(NodeSpec(
+            executable="foxglove", module="cobot_cell.ros.foxglove_node", name="foxglove",
+            namespace="/" + cfg.cell.name,
+            parameters={"cell_file": str(Path(cell_file).resolve()), "port": int(opts.foxglove),
+                        "record": str(Path(opts.record).resolve()) if opts.record else "", "use_sim_time": sim_time},
+            respawn=respawn))
     if opts.supervisor:
         specs.append(supervisor_spec(opts.db, [cfg.cell.name], respawn))
     specs += plant_specs([cfg.cell.name], [str(Path(cell_file).resolve())], opts)
     return specs
+
+
+def twin_spec(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions, journal: Path,
+              respawn: RespawnPolicy = RespawnPolicy()) -> NodeSpec:
+    """The physics sim driver of a whole cell (sim_cobot with backend mujoco), serving every cobot's topics."""
+    return NodeSpec(
+        executable="sim_cobot", module="cobot_cell.ros.sim_cobot_node", name="sim_twin",
+        namespace="/" + cfg.cell.name,
+        parameters={"backend": "mujoco", "cell_file": str(Path(cell_file).resolve()),
+                    "heartbeat_topic": heartbeat_topic(cfg), "publish_clock": opts.owns_clock,
+                    "rate": float(opts.rate), "use_sim_time": not opts.owns_clock,
+                    **({"clock_file": str(journal.with_suffix(".clock"))} if opts.owns_clock else {})},
+        respawn=respawn)
 
 
 def _respawn(opts: BringupOptions) -> RespawnPolicy:

@@ -5,6 +5,8 @@ Same interface as a joint_trajectory_controller on real hardware or in Gazebo:
 tool IO as std_srvs/SetBool services, health on `/diagnostics`. An empty trajectory stops the arm where it is.
 Each IO also reports its sensed state on `<io>/state` (std_msgs/Bool, latched): for a gripper, part present.
 Faults are injected with the `fault` parameter (see FAULTS); an empty value clears them.
+With `backend: mujoco` the node is the cell's physics twin instead (cobot_cell.ros.twin_driver): one node serving
+every cobot of the cell file `cell_file`.
 With `publish_clock` the node owns `/clock` and runs simulated time at `rate` x real time: every wall tick
 (`clock_hz`) sets simulated time to rate x the wall time since start (a late tick catches up, at most
 MAX_CATCH_UP ticks at once, so a stalled host slows the simulation instead of jumping it). Joint states are sampled at exact multiples of
@@ -35,6 +37,7 @@ from trajectory_msgs.msg import JointTrajectory
 from .common import LATCHED, STATES, run_node, split_seconds, status_msg
 
 MAX_CATCH_UP = 5  # /clock ticks a late timer may catch up at once
+BACKENDS = ("kinematic", "mujoco")
 
 # Faults the sim can be told to have (parameter `fault`), as a test or an integrator would provoke them.
 FAULTS = {
@@ -147,6 +150,15 @@ class SimCobotNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_cobot")
         d = self._declare
+        backend = d("backend", "kinematic", "kinematic (this node, one per cobot, trajectories followed exactly) or "
+                                            "mujoco (one node for the whole cell's physics twin: docs/simulation.md)")
+        if backend not in BACKENDS:
+            raise ValueError(f"parameter backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "mujoco":
+            from .twin_driver import TwinDriver
+
+            self.twin = TwinDriver(self)
+            return
         self.params = SimParams(
             joint_names=tuple(d("joint_names", [""], "joint names, in controller order")),
             initial_positions=tuple(d("initial_positions", [0.0], "start positions (rad), one per joint")),

@@ -234,7 +234,7 @@ def test_policy_defaults_and_bounds() -> None:
 
 def test_driver_faults_have_fixed_actions() -> None:
     assert DRIVER_ACTIONS == {Code.PROTECTIVE_STOP: "hold", Code.ESTOP: "abort", Code.DRIVER_ERROR: "abort",
-                              Code.STALE_JOINT_STATES: "abort"}
+                              Code.STALE_JOINT_STATES: "abort", Code.COLLISION: "hold"}
     assert DRIVER_CODES == frozenset(DRIVER_ACTIONS)
     assert all(c.value == c.name for c in Code)  # the cell maps step failure codes by name
 

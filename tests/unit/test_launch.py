@@ -95,7 +95,8 @@ def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
     assert set(args) == {"cell", "sim", "rate", "job", "parts", "max_parts_in_flight", "db", "journal", "supervisor",
                          "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries", "hmi",
-                         "hmi_insecure", "hmi_cert", "hmi_key", "opcua", "users", "allow_none", "mqtt", "mqtt_prefix"}
+                         "hmi_insecure", "hmi_cert", "hmi_key", "opcua", "users", "allow_none", "mqtt", "mqtt_prefix",
+                         "backend", "foxglove", "record"}
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name
@@ -175,6 +176,22 @@ def test_hmi_only_when_asked(launch_module):
     assert hmi.kwargs["namespace"] == "/demo" and (params["host"], params["port"]) == ("0.0.0.0", 8443)
     assert params["insecure"] is True and params["use_sim_time"] is True
     assert "hmi" in _console_scripts()
+
+
+def test_the_physics_twin_is_one_driver_for_the_cell_and_foxglove_only_when_asked(launch_module, tmp_path):
+    nodes = _nodes(launch_module.generate_launch_description(), backend="mujoco")
+    assert [n.kwargs["executable"] for n in nodes] == ["sim_cobot", "task_planner", "supervisor"]
+    twin = nodes[0].kwargs
+    assert (twin["name"], twin["namespace"]) == ("sim_twin", "/demo")
+    params = twin["parameters"][0]
+    assert (params["backend"], params["cell_file"], params["publish_clock"]) == ("mujoco", str(DEMO), True)
+    assert nodes[1].kwargs["parameters"][0]["stamp_trajectories"] is False  # moves end when the arm arrives
+    nodes = _nodes(launch_module.generate_launch_description(), foxglove="8765", record=str(tmp_path / "r.mcap"))
+    (fox,) = [n for n in nodes if n.kwargs["executable"] == "foxglove"]
+    assert fox.kwargs["parameters"][0] == {"cell_file": str(DEMO), "port": 8765, "record": str(tmp_path / "r.mcap"),
+                                           "use_sim_time": True}
+    assert "foxglove" in _console_scripts()
+    assert launch_module.ARGUMENTS[-3][3] == ["kinematic", "mujoco"]
 
 
 def test_plant_bridges_only_when_asked(launch_module):

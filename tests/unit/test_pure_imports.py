@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 BLOCKED = ("rclpy", "std_msgs", "sensor_msgs", "trajectory_msgs", "diagnostic_msgs", "std_srvs", "rosgraph_msgs")
 PURE_PACKAGES = ("cobot_cell.core", "cobot_cell.skills", "cobot_cell.motion", "cobot_cell.supervisor",
-                 "cobot_cell.pendant", "cobot_cell.plant", "cobot_cell.hmi")
+                 "cobot_cell.pendant", "cobot_cell.plant", "cobot_cell.hmi", "cobot_cell.twin")
 PURE_MODULES = ("cobot_cell.ros.bringup", "cobot_cell.ros.processes", "cobot_cell.ros.gazebo")
 
 # Discovers every module of the pure packages (new modules are covered without editing this test), imports
