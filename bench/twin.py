@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATE, REPO, Figure, install_sigterm, machine_line, table, write_json  # noqa: E402
+from common import DATE, REPO, Figure, install_sigterm, machine_line, table, write_json
 
 
 def physics_only(cell_file: Path, parts: int) -> dict:

@@ -28,7 +28,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..core.cell import CellController
-from ..core.faults import Code, Fault
+from ..core.faults import DRIVER_FAULT_KEYS, Code, Fault
 from ..core.journal import Journal
 from ..core.motion_watch import DriverClock, MotionWatch, WatchLimits
 from ..core.config import CellConfig, Cobot
@@ -427,8 +427,7 @@ class PlannerNode(Node):
             if level_name(st.level) == "ERROR":
                 if port.health is None:
                     kv = dict(key_values(st))
-                    code = {"protective_stop": Code.PROTECTIVE_STOP, "estop": Code.ESTOP}.get(
-                        kv.get("fault", ""), Code.DRIVER_ERROR)
+                    code = DRIVER_FAULT_KEYS.get(kv.get("fault", ""), Code.DRIVER_ERROR)
                     port.health = (code.value, st.message)
                     self.controller.raise_fault(code, f"driver reports {st.message}", cobot=cobot)
             elif port.health is not None:

@@ -62,7 +62,7 @@ def parse_trajectory(msg: JointTrajectory, index: dict[str, int], q: np.ndarray
 class TwinDriver:
     """Attaches the physics backend to a sim_cobot node: parameters, topics, services and the physics clock."""
 
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         from ..skills import load_cell
         from ..twin.model import build
         from ..twin.physics import Twin
@@ -352,7 +352,8 @@ class TwinDriver:
             pairs = [("moving", str(self.twin.moving(name)).lower()), ("rejected_trajectories",
                                                                        str(self.rejected[name])),
                      ("backend", "mujoco")]
-            pairs += [(f"wall_s.{k.replace(' ', '_').replace(chr(39), '')}", f"{v:.2f}") for k, v in self.wall_in.items()]
+            pairs += [(f"wall_s.{k.replace(' ', '_').replace(chr(39), '')}", f"{v:.2f}")
+                      for k, v in self.wall_in.items()]
             message = TWIN_FAULTS[fault]
             level = DiagnosticStatus.ERROR if fault in ("protective_stop", "estop") else \
                 DiagnosticStatus.WARN if fault else DiagnosticStatus.OK

@@ -192,8 +192,10 @@ def estimate(cfg: CellConfig, job: str, parts: int | None = None, max_parts_in_f
     first, last = (len(done) // 4, len(done) - 2) if len(done) >= 4 else (0, len(done) - 1)
     w0, w1 = ends[first], ends[last]
     count = last - first
-    if count <= 0:  # one or two parts: the takt is the cycle
+    window = (done[first].part + 1, done[last].part)
+    if count <= 0:  # one part: the takt is its cycle
         w0, w1, count = done[0].start, done[0].end, 1
+        window = (done[0].part, done[0].part)
     span = w1 - w0
     takt = span / count
     busy: dict[str, float] = {}
@@ -220,7 +222,7 @@ def estimate(cfg: CellConfig, job: str, parts: int | None = None, max_parts_in_f
     util = {r: (b / span if span > 0 else 0.0) for r, b in busy.items()}
     return Estimate(job=job, parts=n, max_parts_in_flight=wip,
                     cycle_times=tuple(r.cycle_time for r in tl.reports), takt=takt, busy=per_part,
-                    utilisation=util, kinds=kinds, timeline=tl, window=(done[first].part + 1, done[last].part))
+                    utilisation=util, kinds=kinds, timeline=tl, window=window)
 
 
 def gantt(est: Estimate, path: str | Path, cell: str = "", parts: int | None = None) -> Path:

@@ -236,7 +236,7 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
     # servos: position + velocity feed-forward through ctrl (see physics), forces limited to the arm's efforts
     from ..motion.arms import arm_spec
 
-    for name, cobot in cfg.cobots.items():
+    for cobot in cfg.cobots.values():
         effort = arm_spec(cobot.model).effort
         for j, joint in enumerate(cobot.joints):
             act = spec.add_actuator(name=f"{joint}_servo", target=joint)

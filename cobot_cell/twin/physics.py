@@ -381,10 +381,10 @@ class Twin:
             q, dq, ddq = self.refs[name].sample(t_ref)
             d.ctrl[c.actuators] = q + self._kv_kp[name] * dq
             acc[c.dof] = ddq
-        for name, c in self.tm.cobots.items() if self.keep_errors else ():
+        for name in self.tm.cobots if self.keep_errors else ():
             refs.append(self.refs[name].sample(t_next)[0])
         mj.mj_mulM(m, d, self._ff, acc)
-        for (cobot, io), part in self.held.items():  # payload compensation: the held part's weight and inertia
+        for (_, io), part in self.held.items():  # payload compensation: the held part's weight and inertia
             tool0 = int(m.eq_obj1id[self.tm.welds[(io, part)]])
             mj.mj_jac(m, d, self._jacp, None, d.xipos[self.tm.parts[part]], tool0)
             self._ff += self.tm.part_mass * (self._jacp.T @ (self._jacp @ acc - m.opt.gravity))
@@ -447,7 +447,7 @@ class Twin:
         """One of the cobot's grippers has its TCP at the part (about to take it, or just let it go)."""
         half = np.asarray(self.tm.part_box) / 2 + GRIP_TOLERANCE
         b = self.tm.parts[part]
-        for io, tool in self.tm.cobots[cobot].tools.items():
+        for tool in self.tm.cobots[cobot].tools.values():
             if tool.kind == "gripper":
                 local = self.d.xmat[b].reshape(3, 3).T @ (self.d.site_xpos[tool.site] - self.d.xpos[b])
                 if np.all(np.abs(local) <= half):

@@ -11,8 +11,8 @@ The replay moves the arms and tools only: parts are not in it (the physics backe
 from __future__ import annotations
 
 import heapq
-from collections import deque
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,12 +82,14 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
     """
     from ..core.cell import CellController
     from ..core.packml import State
-    from ..core.plan import Dwell, Move
+    from ..core.plan import Dwell, Move, SkillState
     from ..core.ports import FakeCobot, VirtualClock
-    from ..skills import make_planner
+    from ..skills import make_planner, pallet_places
+    from ..skills.zones import CellZones
 
     clock = VirtualClock(0.0)
-    planner = make_planner(cfg)
+    state = SkillState()   # the controller's skill state: station groups, per-part progress, pallet places
+    planner = make_planner(cfg, state)
     due: list[float] = []
     owner: dict[int, deque[tuple[str, int]]] = {}  # a trajectory object may be planned again (cached, next part)
     moves: dict[str, list[TimedMove]] = {name: [] for name in cfg.cobots}
@@ -120,7 +122,9 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
             return pending
 
     ports = {n: Recording(n, clock, np.asarray(c.home, dtype=float)) for n, c in cfg.cobots.items()}
-    cell = CellController(cfg, ports, plan, clock, job=job, parts=parts)
+    # the same resources as the planner: zones, pallets, parts in flight
+    cell = CellController(cfg, ports, plan, clock, job=job, parts=parts, skill_state=state,
+                          zones=CellZones(cfg) if cfg.zones else None, pallets=pallet_places(cfg))
     cell.command("reset")
     cell.command("start")
     for _ in range(2_000_000):
@@ -131,6 +135,8 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
             heapq.heappop(due)
         clock.advance((min(due[0], now + max_dt) if due else now + max_dt) - now)
         cell.update()
+        if cell.full_pallets():   # the operator changes a full pallet at once
+            cell.pallet_changed()
     if cell.state != State.COMPLETE:
         raise RuntimeError(f"the planned run did not complete: state {cell.state.value}")
     return Timeline(moves, {n: np.asarray(c.home, dtype=float) for n, c in cfg.cobots.items()})

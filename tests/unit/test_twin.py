@@ -11,8 +11,7 @@ import pytest
 
 from cobot_cell.core.config import CellFileError
 from cobot_cell.motion.trajectory import joint_move
-from cobot_cell.twin.model import TwinError, build_from_file, build_from_text
-from cobot_cell.twin.model import TIMESTEP
+from cobot_cell.twin.model import TIMESTEP, TwinError, build_from_file, build_from_text
 from cobot_cell.twin.physics import CONTROL_STEPS, GRIP_TOLERANCE, Twin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,13 +24,13 @@ OVERLAP = DEMO.replace("        after: [load_blank]\n", "")
 V, A = np.full(6, 1.0), np.full(6, 2.0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def twin_model(text: str = DEMO, name: str = "demo.yaml"):
     """Built once per cell text (building renders the xacro)."""
     return build_from_text(text, name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cell_model(path: Path):
     """A config/ cell's twin, built once (parsed without planning every pallet place: `load_cell` does that)."""
     from cobot_cell.core.config import parse_cell
