@@ -103,6 +103,8 @@ class ServerOptions:
     allow_none: bool = False
     max_sessions: int = 10
     cntrl_cmd_map: dict[int, str] = field(default_factory=dict)
+    # told of every command refused for the user's role (cell, user, command, reason): the cell's audit trail
+    on_refused: Callable[[str, str, str, str], None] | None = None
 
 
 class PlantUser(User):
@@ -598,6 +600,15 @@ class PlantServer:
             logger.error("command %s to cell '%s' failed: %s", command, cell, exc)
             return Reply(False, f"the cell did not answer: {exc}", "timeout")
 
+    def _refused(self, cell: str, user: Any, command: str) -> None:
+        """Tell the audit trail about a command refused for the user's role."""
+        if self.options.on_refused is not None:
+            try:
+                self.options.on_refused(cell, getattr(user, "name", None) or "", command,
+                                        f"BadUserAccessDenied: {_who(user)} may not command (operator role needed)")
+            except Exception:  # noqa: BLE001 - the audit must not break the server
+                logger.exception("auditing a refused %s on cell '%s' failed", command, cell)
+
     async def call(self, req: ua.CallMethodRequest, user: Any) -> ua.CallMethodResult:
         """A method call on a cell's object, with the session's user."""
         m = self.methods[req.MethodId]
@@ -607,6 +618,7 @@ class PlantServer:
         if _level(user) < Role.OPERATOR:
             logger.warning("OPC UA %s refused for %s on cell '%s': commands need the operator role", m.name,
                            _who(user), m.cell)
+            self._refused(m.cell, user, m.name)
             res.StatusCode = ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
             return res
         try:
@@ -691,6 +703,7 @@ class PlantServer:
         if _level(user) < Role.OPERATOR:
             logger.warning("OPC UA CntrlCmd write refused for %s on cell '%s': commands need the operator role",
                            _who(user), cell)
+            self._refused(cell, user, "CntrlCmd")
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         variant = wv.Value.Value if wv.Value is not None else None
         if variant is None or variant.VariantType != ua.VariantType.Int32:

@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+from ..plant.authority import REFUSED, AuditRecord, Source
 from ..plant.opcua_server import DEFAULT_ENDPOINT, PlantServer, Reply, ServerOptions
 from ..plant.packml import CellTracker, parse_cntrl_cmd_map
 from ..plant.users import UserStore, default_path
 from .client import command_reply
-from .common import StartError, route_core_logging, run_node, spin_once_alive
+from .common import REPORTS, StartError, route_core_logging, run_node, spin_once_alive, status_msg
 from .plant_follower import CellFollower
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,10 @@ class BridgeNode(Node):
         self.dirty: set[str] = set(self.params.cells)
         self.followers = {c: CellFollower(c, self, self._on_event) for c in self.params.cells}
         self.commands: queue.SimpleQueue[tuple[str, str, str, dict, Any]] = queue.SimpleQueue()
+        # commands the server refused for the user's role go into the cell's audit trail, as the planner's own do
+        self.refusals: queue.SimpleQueue[AuditRecord] = queue.SimpleQueue()
+        self.audit_pubs = {c: self.create_publisher(DiagnosticStatus, f"/{c}/audit", REPORTS)
+                           for c in self.params.cells}
 
     def _declare(self, name: str, default: Any, description: str) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -136,8 +142,21 @@ class BridgeNode(Node):
             return
         self.dirty.add(cell)
 
+    def refused(self, cell: str, user: str, command: str, reason: str) -> None:
+        """A command the server refused for the user's role (any thread): audited on the ROS thread."""
+        self.refusals.put(AuditRecord(time.time(), cell, Source.REMOTE.value, user, command, REFUSED, reason))
+
     def send_commands(self) -> None:
         """Pass queued OPC UA commands to the cells (without waiting for their replies)."""
+        while True:
+            try:
+                rec = self.refusals.get_nowait()
+            except queue.Empty:
+                break
+            if rec.cell in self.audit_pubs:
+                self.audit_pubs[rec.cell].publish(status_msg(f"{rec.cell}/audit", DiagnosticStatus.WARN,
+                                                             f"{rec.command} {rec.outcome}", rec.to_key_values(),
+                                                             hardware_id=rec.cell))
         while True:
             try:
                 cell, command, user, fields, done = self.commands.get_nowait()
@@ -167,7 +186,8 @@ class Bridge:
         self.server = PlantServer(ServerOptions(
             endpoint=p.endpoint, pki_dir=Path(p.pki_dir).expanduser() if p.pki_dir else
             Path.home() / ".config" / "cobot_cell" / "opcua", users=UserStore(p.users or None),
-            allow_none=p.allow_none, max_sessions=p.max_sessions, cntrl_cmd_map=node.cntrl_cmd_map), self._sink)
+            allow_none=p.allow_none, max_sessions=p.max_sessions, cntrl_cmd_map=node.cntrl_cmd_map,
+            on_refused=node.refused), self._sink)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = threading.Event()
         self.updates = 0

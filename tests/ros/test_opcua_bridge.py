@@ -229,7 +229,7 @@ def test_a_shift_through_opc_ua(plant) -> None:
             assert (await a["current"].read_value()).Text == "Cleared"
             counts = (await a["processed"].read_value())[0]
             assert (counts.Name, counts.ID, counts.Count) == ("bracket", 1, PARTS)
-            # the supervisor's KPIs (OEE stays NaN: no ideal cycle time was given to the supervisor)
+            # the supervisor's KPIs (OEE against the takt bound the planner sends with each cycle report)
             await asyncio.wait_for(_until(n["parts"].read_value, lambda x: x == PARTS), 30)
             assert 0.0 < await n["availability"].read_value() <= 1.0
         finally:
@@ -246,6 +246,8 @@ def test_a_shift_through_opc_ua(plant) -> None:
     audit = [(r["source"], r["user"], r["command"], r["outcome"]) for r in cell.audit]
     assert ("remote", "op", "reset", "refused") in audit and ("remote", "op", "start", "accepted") in audit
     assert ("remote", "op", "acknowledge", "accepted") in audit
+    # the commands refused for the session's role are in the cell's audit too (anonymous: no user name)
+    assert ("remote", "viewer", "Reset", "refused") in audit and ("remote", "", "Start", "refused") in audit
 
 
 async def _until(read, check, period: float = 0.1):
