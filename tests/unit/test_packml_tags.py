@@ -135,3 +135,16 @@ def test_stop_reason_is_set_when_the_acting_state_passed_between_two_status_upda
     t.on_state("Held")  # Holding was over before the status showed it
     tags = t.tags()
     assert (tags.stop_reason.id, tags.stop_reason.trigger) == (3, True)
+
+
+def test_equipment_blocked_follows_the_planners_full_pallet_status() -> None:
+    from cobot_cell.core.cell import CellStatus
+    from cobot_cell.core.packml import State
+    from cobot_cell.core.wire import decode_status, encode_status
+
+    t = CellTracker("c")
+    t.on_status(decode_status(encode_status(CellStatus(State.EXECUTE, "bracket", 10, 3, 4, "r", None, None))))
+    assert (t.tags().blocked, t.tags().starved) == (False, False)
+    t.on_status(decode_status(encode_status(CellStatus(State.HELD, "bracket", 10, 8, 9, "r", None, None,
+                                                       blocked=True))))
+    assert (t.tags().blocked, t.tags().starved) == (True, False)
