@@ -3,13 +3,14 @@ SHELL := /bin/bash
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 PARTS ?= 5
 RATE ?= 20
+CELL ?= config/demo_cell.yaml
 
 .PHONY: venv demo test lint bench clean
 venv:
 	@scripts/bootstrap.sh
 
 demo: venv
-	.venv/bin/cobot-cell demo config/demo_cell.yaml --parts $(PARTS) --rate $(RATE)
+	.venv/bin/cobot-cell demo $(CELL) --parts $(PARTS) --rate $(RATE)
 
 test: venv
 	.venv/bin/python -m pytest
