@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -217,7 +218,7 @@ class CellController:
     def status(self) -> CellStatus:
         """Snapshot of the cell."""
         seq = self._seq
-        resume = self.interrupted.describe() if self._resumable() else ""
+        resume = self.interrupted.describe() if self.interrupted is not None and self._resumable() else ""
         runs = seq.runs() if seq else []
         parts = tuple(sorted(seq.parts)) if seq else ()
         waiting = tuple((c, p, s, r) for c, (p, s, r) in seq.waiting().items()) if seq else ()
@@ -443,9 +444,9 @@ class CellController:
             for part, done in sorted(i.in_progress.items()):
                 self._seq.start_part(part, self.run_id, done=done, resume=True)
             for key, value in i.skill_state.items():  # station places: parts in flight, and scrapped ones
-                part = _part_of(key)
-                if part is not None and key == part_key(AT_KEY, part) and value:
-                    self._seq.restore_station(str(value), part)
+                owner = _part_of(key)
+                if owner is not None and key == part_key(AT_KEY, owner) and value:
+                    self._seq.restore_station(str(value), owner)
             log.info("resuming %s", i.describe())
         else:
             if self.interrupted is not None:

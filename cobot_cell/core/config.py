@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal
 
 import yaml
 from annotated_types import Ge, MinLen
@@ -356,7 +357,7 @@ class Zone(Checked):
     margin: PositiveFloat = 0.2
     height: PositiveFloat = 0.45
 
-    def boxes(self, stations: dict[str, "Station"]) -> list[tuple[tuple[float, float, float],
+    def boxes(self, stations: dict[str, Station]) -> list[tuple[tuple[float, float, float],
                                                                  tuple[float, float, float]]]:
         """The zone's volume as (min corner, max corner) boxes in the cell frame."""
         if self.box is not None:
@@ -446,7 +447,7 @@ def format_path(loc: Sequence[Any]) -> str:
     return out
 
 
-_PYDANTIC_MESSAGES = {
+_PYDANTIC_MESSAGES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "extra_forbidden": lambda e: "unknown key",
     "unexpected_keyword_argument": lambda e: "unknown key",  # a key that is not a field of a dataclass
     "dataclass_type": lambda e: f"input should be a valid dictionary or instance of {e['ctx']['class_name']}",
@@ -458,15 +459,15 @@ _NO_INPUT = ("missing", "extra_forbidden", "unexpected_keyword_argument", "value
 """Error types whose message is not followed by the input (`, got ...`)."""
 
 
-def _issues_from_pydantic(errors: list[dict[str, Any]], lines: "_LineIndex") -> list[ConfigIssue]:
+def _issues_from_pydantic(errors: Sequence[Mapping[str, Any]], lines: _LineIndex) -> list[ConfigIssue]:
     """Issues for pydantic errors; a fixed-length list that is too short or too long is one issue."""
 
-    def missing_item(err: dict[str, Any]) -> bool:
+    def missing_item(err: Mapping[str, Any]) -> bool:
         loc = err["loc"]
         return err["type"] == "missing" and bool(loc) and isinstance(loc[-1], int) and isinstance(err["input"], list)
 
     expected: dict[tuple[Any, ...], int] = {}
-    for err in filter(missing_item, errors):
+    for err in [e for e in errors if missing_item(e)]:
         parent = tuple(err["loc"][:-1])
         expected[parent] = max(expected.get(parent, 0), err["loc"][-1] + 1)
     # A list whose items failed is reported by those items, not also as "too short" (pydantic counts only the
@@ -493,7 +494,7 @@ def _issues_from_pydantic(errors: list[dict[str, Any]], lines: "_LineIndex") -> 
     return issues
 
 
-def _issue_from_pydantic(err: dict[str, Any], lines: "_LineIndex") -> ConfigIssue:
+def _issue_from_pydantic(err: Mapping[str, Any], lines: _LineIndex) -> ConfigIssue:
     loc = tuple(err["loc"])
     conv = _PYDANTIC_MESSAGES.get(err["type"])
     msg = conv(err) if conv else err["msg"]
@@ -575,7 +576,8 @@ def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, _Lin
     duplicates = _duplicate_keys(root)
     if not isinstance(data, dict):
         raise CellFileError(
-            source, [ConfigIssue("", f"expected a mapping with keys cell, cobots, stations, jobs; got {type(data).__name__}")]
+            source, [ConfigIssue("", "expected a mapping with keys cell, cobots, stations, jobs; "
+                                     f"got {type(data).__name__}")]
         )
     from pydantic import ValidationError
 
@@ -662,14 +664,14 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
         if (zone.box is None) == (not zone.stations):
             add(("zones", name), "expected either a box (min, max) or the stations the zone covers")
         if zone.box is not None:
-            lo, hi = zone.box.min, zone.box.max
-            flat = [axis for axis, a, b in zip("xyz", lo, hi) if not a < b]
+            corner_lo, corner_hi = zone.box.min, zone.box.max
+            flat = [axis for axis, a, b in zip("xyz", corner_lo, corner_hi, strict=True) if not a < b]
             if flat:
                 add(("zones", name, "box"), f"the box has no volume: min must be below max in {', '.join(flat)} "
-                    f"(min {list(lo)}, max {list(hi)})")
-        for k, st in enumerate(zone.stations):
-            if st not in cfg.stations:
-                add(("zones", name, "stations", k), f"unknown station '{st}': expected one of "
+                    f"(min {list(corner_lo)}, max {list(corner_hi)})")
+        for k, covered in enumerate(zone.stations):
+            if covered not in cfg.stations:
+                add(("zones", name, "stations", k), f"unknown station '{covered}': expected one of "
                     f"{', '.join(cfg.stations) or '(no stations)'}")
         if len(set(zone.stations)) != len(zone.stations):
             add(("zones", name, "stations"), "a station is named twice")

@@ -13,8 +13,9 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .plan import AT_KEY, part_key, part_prefix
 from .reports import StepTiming
@@ -106,7 +107,7 @@ class Journal:
     class _Tx:
         """One transaction under the lock; deferred writes go first, and leave the backlog only once committed."""
 
-        def __init__(self, journal: "Journal"):
+        def __init__(self, journal: Journal):
             self.j = journal
             self.taken = 0
 
@@ -127,7 +128,7 @@ class Journal:
             self.taken = len(j._backlog)
             return j._db
 
-        def __exit__(self, exc_type, *_):
+        def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
             try:
                 self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
                 if not exc_type:
@@ -135,7 +136,7 @@ class Journal:
             finally:
                 self.j._lock.release()
 
-    def _tx(self) -> "Journal._Tx":
+    def _tx(self) -> Journal._Tx:
         return Journal._Tx(self)
 
     def close(self) -> None:
@@ -210,7 +211,9 @@ class Journal:
     def checkpoint(self, run_id: str, skill_state: dict[str, Any], defer: bool = False) -> None:
         """Skill state inside a step (e.g. the weld seam just finished); defer as for `step_done`."""
         state = self._state_rows(run_id, skill_state)
-        self._write(lambda db: db.executemany("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", state), defer)
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", state)
+        self._write(write, defer)
 
     @staticmethod
     def _state_rows(run_id: str, state: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -238,7 +241,9 @@ class Journal:
     def alive(self, time: float, defer: bool = False) -> None:
         """The planner is alive at clock time `time` (written periodically: the time a crash is dated at)."""
         value = json.dumps(float(time))
-        self._write(lambda db: db.execute("INSERT OR REPLACE INTO planner VALUES ('last_alive', ?)", (value,)), defer)
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO planner VALUES ('last_alive', ?)", (value,))
+        self._write(write, defer)
 
     def boot(self, boot_id: str) -> tuple[str | None, float | None]:
         """A planner incarnation starts: record its boot id; returns the previous one's (boot id, last alive)."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence, Union
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class Confirm:
 MISSING = object()
 
 
-class SkillState(dict):
+class SkillState(dict[str, Any]):
     """The skills' explicit state (next pallet place, next weld seam), shared by the skills and the sequencer.
 
     While `recording()`, it notes every key read and the value seen, so a plan made ahead of time can be
@@ -220,7 +221,7 @@ class Vacate:
     label: str = "vacate station"
 
 
-Segment = Union[Move, SetIo, Dwell, Confirm, Checkpoint, Claim, Vacate]
+Segment = Move | SetIo | Dwell | Confirm | Checkpoint | Claim | Vacate
 
 
 @dataclass(frozen=True)

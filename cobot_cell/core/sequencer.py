@@ -31,8 +31,9 @@ may have changed; it never blocks and reads time from the injected clock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -406,9 +407,9 @@ class JobSequencer:
                 break
             if isinstance(seg, SetIo) and seg.process:  # struck, no process move done: from the first one's start
                 nxt = next((m for m in segs[j:] if isinstance(m, Move) and m.process is not None), None)
-                span = nxt.process if nxt is not None else None
-                if span is not None:
-                    record = (span.key, span.record(span.start))
+                first = nxt.process if nxt is not None else None
+                if first is not None:
+                    record = (first.key, first.record(first.start))
                 break
         if record is not None:
             self._checkpoint(run.part, {record[0]: record[1]})
@@ -633,7 +634,10 @@ class JobSequencer:
         for k in [i for i, s in enumerate(segs) if isinstance(s, Claim)]:
             claim = segs[k]
             j = k
-            while j > 0 and isinstance(segs[j - 1], Move) and zones.at(cobot, segs[j - 1].trajectory.final):
+            while j > 0:
+                prev = segs[j - 1]
+                if not (isinstance(prev, Move) and zones.at(cobot, prev.trajectory.final)):
+                    break
                 j -= 1
             if j < k:
                 del segs[k]

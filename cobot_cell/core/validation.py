@@ -9,7 +9,8 @@ A process that only uses validated data (the task_planner) never imports pydanti
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Callable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Annotated, Any, TypeVar, cast
 
 from annotated_types import Gt
 
@@ -25,7 +26,7 @@ class Checked:
     __pydantic_config__ = {"extra": "forbid", "allow_inf_nan": False}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(cls: Any) -> Any:
     from pydantic import TypeAdapter
 
@@ -34,7 +35,8 @@ def _adapter(cls: Any) -> Any:
 
 def validate(cls: type[T], data: Any) -> T:
     """`data` (plain YAML values) checked and converted into a `cls`; pydantic.ValidationError lists the problems."""
-    return _adapter(cls).validate_python(data)
+    result: T = _adapter(cast(Hashable, cls)).validate_python(data)
+    return result
 
 
 class After:

@@ -17,9 +17,9 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.client import Client
 from rclpy.clock import Clock as RosClockType
 from rclpy.clock import ClockType
-from rclpy.client import Client
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -28,23 +28,34 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..core.cell import CellController
+from ..core.config import CellConfig, Cobot
 from ..core.faults import DRIVER_FAULT_KEYS, Code, Fault
 from ..core.journal import Journal
 from ..core.motion_watch import DriverClock, MotionWatch, WatchLimits
-from ..core.config import CellConfig, Cobot
 from ..core.packml import Command, State
 from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..core.wire import FaultUpdate, encode_cycle, encode_fault, encode_status
 from ..skills import make_planner, pallet_places
-from ..skills.schedule import estimate as estimate_steady_state
-from ..skills.zones import CellZones
 from ..skills.checked_cell import load_checked
 from ..skills.recovery import SkillRecovery
+from ..skills.schedule import estimate as estimate_steady_state
+from ..skills.zones import CellZones
 from .authority import PRODUCT_PARAMETERS, NodeAuthority, Source
-from .common import (LATCHED, REPORTS, STATE_CHANGES, STATES, key_values, level_name, level_of, route_core_logging,
-                     run_node, split_seconds, status_msg)
+from .common import (
+    LATCHED,
+    REPORTS,
+    STATE_CHANGES,
+    STATES,
+    key_values,
+    level_name,
+    level_of,
+    route_core_logging,
+    run_node,
+    split_seconds,
+    status_msg,
+)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ With `backend: mujoco` the node is the cell's physics twin instead (cobot_cell.r
 every cobot of the cell file `cell_file`.
 With `publish_clock` the node owns `/clock` and runs simulated time at `rate` x real time: every wall tick
 (`clock_hz`) sets simulated time to rate x the wall time since start (a late tick catches up, at most
-MAX_CATCH_UP ticks at once, so a stalled host slows the simulation instead of jumping it). Joint states are sampled at exact multiples of
-1 / state_rate of simulated time (a burst per tick when the sim runs faster than real time), so they are the
-same at any rate; other sim nodes follow `/clock` and sample the same way.
+MAX_CATCH_UP ticks at once, so a stalled host slows the simulation instead of jumping it). Joint states are
+sampled at exact multiples of 1 / state_rate of simulated time (a burst per tick when the sim runs faster than
+real time), so they are the same at any rate; other sim nodes follow `/clock` and sample the same way.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from rcl_interfaces.msg import SetParametersResult
 from std_msgs.msg import Bool, Header
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory

@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..core.config import (CellConfig, CellFileError, ConfigIssue, KNOWN_SKILLS, Step, _issues_from_pydantic,
-                           _LineIndex, format_path, parse_cell, read_cell_text, topological_order)
+from ..core.config import (
+    KNOWN_SKILLS,
+    CellConfig,
+    CellFileError,
+    ConfigIssue,
+    Step,
+    _issues_from_pydantic,
+    _LineIndex,
+    format_path,
+    parse_cell,
+    read_cell_text,
+    topological_order,
+)
 from ..core.plan import PartView, SkillPlan
 from ..core.validation import validate
 from ..motion.arms import arm_spec
@@ -53,14 +65,16 @@ def step_params(step: Step) -> SkillParams:
 
 
 def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: SkillParams | None = None,
-              state: dict | None = None) -> SkillPlan:
+              state: dict[str, Any] | None = None) -> SkillPlan:
     """Plan one step of one part for its cobot, starting from joint positions q (skill state: see make_planner)."""
     params = params or step_params(step)
     view = PartView(state, part) if state is not None else None
-    return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), view)
+    plan: SkillPlan = SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float),
+                                              view)
+    return plan
 
 
-def make_planner(cfg: CellConfig, state: dict | None = None,
+def make_planner(cfg: CellConfig, state: dict[str, Any] | None = None,
                  params: Mapping[tuple[str, str], SkillParams] | None = None,
                  ) -> Callable[[Step, int, np.ndarray], SkillPlan]:
     """A step planner for the sequencer, with each step's parameters validated once.

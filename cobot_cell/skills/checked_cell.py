@@ -35,7 +35,8 @@ def load_checked(path: str | Path) -> tuple[CellConfig, dict[tuple[str, str], Sk
             logger.handle(record)
     if outcome == "error":
         raise value
-    return value
+    checked: tuple[CellConfig, dict[tuple[str, str], SkillParams]] = value
+    return checked
 
 
 def _run(args: list[str]) -> tuple[int, bytes]:
@@ -70,7 +71,7 @@ def _travels(exc: Exception) -> bool:
     """The exception survives a pickle round trip (else it is left to the traceback on stderr)."""
     try:
         return type(pickle.loads(pickle.dumps(exc))) is type(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever pickling raises, the exception does not travel
         return False
 
 

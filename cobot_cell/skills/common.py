@@ -6,14 +6,15 @@ import contextlib
 import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..core.config import CellConfig, Cobot, Station, Tool, station_group
-from ..core.validation import Checked
 from ..core.plan import AT_KEY, Move, Segment, route_key
+from ..core.validation import Checked
 from ..motion.arms import arm_spec
 from ..motion.kinematics import ArmModel, arm_model, fk, ik
 from ..motion.trajectory import Trajectory, joint_move, linear_move
@@ -100,7 +101,8 @@ class SkillContext:
 
     def flange_target(self, tcp_world: np.ndarray, tool: Tool) -> np.ndarray:
         """Flange pose in the cobot's base frame that puts the tool's TCP at a cell-frame pose."""
-        return invert(self.base_frame) @ tcp_world @ invert(translation(*tool.tcp))
+        target: np.ndarray = invert(self.base_frame) @ tcp_world @ invert(translation(*tool.tcp))
+        return target
 
     def solve(self, tcp_world: np.ndarray, tool: Tool, seed: np.ndarray, what: str) -> np.ndarray:
         """Joint positions for a TCP pose; ValueError saying which target is out of reach."""
@@ -145,7 +147,7 @@ def tcp_down_at(frame: np.ndarray, offset: tuple[float, float, float], up: float
     """TCP pose pointing down at a point given in a station frame, lifted `up` metres along cell z."""
     p = frame @ np.array([offset[0], offset[1], offset[2], 1.0])
     rot = pose_matrix((0.0, 0.0, 0.0), (0.0, 0.0, yaw + math.atan2(frame[1, 0], frame[0, 0]))) @ DOWN
-    out = rot.copy()
+    out: np.ndarray = rot.copy()
     out[:3, 3] = p[:3] + np.array([0.0, 0.0, up])
     return out
 
@@ -209,8 +211,9 @@ def check_station(cfg: CellConfig, name: Any, kinds: tuple[str, ...]) -> str:
     kind = cfg.stations[name].kind
     if kind not in kinds:
         raise ValueError(f"station '{name}' is {_a(kind)}: expected {' or '.join(_a(k) for k in kinds)}")
-    return name
+    return str(name)
 
 
-__all__ = ["ParamError", "blame", "SkillParams", "SkillContext", "station_frame", "tcp_down_at", "end_of", "check_station", "fk",
+__all__ = ["ParamError", "blame", "SkillParams", "SkillContext", "station_frame", "tcp_down_at", "end_of",
+           "check_station", "fk",
            "Trajectory", "StationRef", "check_group", "destination", "location"]

@@ -45,13 +45,21 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..core.config import (CUSTOM_PALLET_HEIGHT, STANDARD_PALLETS, ApproachSide, BoxSize, PalletSize, PalletSpec,
-                           PatternName)
+from ..core.config import (
+    CUSTOM_PALLET_HEIGHT,
+    STANDARD_PALLETS,
+    ApproachSide,
+    BoxSize,
+    PalletSize,
+    PalletSpec,
+    PatternName,
+)
 
 __all__ = ["STANDARD_PALLETS", "CUSTOM_PALLET_HEIGHT", "PalletSize", "BoxSize", "PalletSpec", "Pattern",
            "ApproachSide", "Place", "PalletState", "PalletPlan", "plan_pallet"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def state_key(pallet: str) -> str:
 
 
 def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
-         state: dict | None = None) -> SkillPlan:
+         state: dict[str, Any] | None = None) -> SkillPlan:
     """Pick the part from `from` and place it on the pallet's next place (explicit state; without it, the place
     of part number `part`), the tool turned by the box's yaw; the next index is recorded once the part is released.
     `to` may be a group of pallets: the part goes to the one the sequencer chose (a pallet that is not full). A full

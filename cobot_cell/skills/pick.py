@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from annotated_types import Ge, Le
 
-from typing import Any
-
 from ..core.config import CellConfig
 from ..core.plan import PART_STATE_PREFIX, Checkpoint, Claim, Confirm, Dwell, Segment, SetIo, SkillPlan, Vacate
 from ..core.validation import PositiveFloat
-from .common import (SkillContext, SkillParams, StationRef, blame, check_group, destination, end_of, location,
-                     station_frame, tcp_down_at)
+from .common import (
+    SkillContext,
+    SkillParams,
+    StationRef,
+    blame,
+    check_group,
+    destination,
+    end_of,
+    location,
+    station_frame,
+    tcp_down_at,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +126,8 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
     return SkillPlan(tuple(segs), end_of(segs, q))
 
 
-def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray, state: dict | None = None) -> SkillPlan:
+def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray,
+         state: dict[str, Any] | None = None) -> SkillPlan:
     """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin (with state,
     resumed at the part's recorded stage)."""
     h = (0.0, 0.0, params.grasp_height)

@@ -127,7 +127,10 @@ def check_zones(cfg: CellConfig, jname: str, job: Job, plans: dict[str, SkillPla
             elif isinstance(seg, Claim):
                 # where the sequencer waits for the place: before the moves into zones that lead to the Claim
                 j = k
-                while j > 0 and isinstance(segs[j - 1], Move) and zones.at(step.cobot, segs[j - 1].trajectory.final):
+                while j > 0:
+                    before = segs[j - 1]
+                    if not (isinstance(before, Move) and zones.at(step.cobot, before.trajectory.final)):
+                        break
                     j -= 1
                 prev = next((s for s in reversed(segs[:j]) if isinstance(s, Move)), None)
                 inside = zones.at(step.cobot, prev.trajectory.final) if prev is not None else start

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..core.cell import CellController
-from ..core.config import CellConfig
+from ..core.config import CellConfig, Step
 from ..core.packml import State
-from ..core.plan import MISSING, PART_STATE_PREFIX, SkillState, part_key, part_prefix
+from ..core.plan import MISSING, PART_STATE_PREFIX, SkillPlan, SkillState, part_key, part_prefix
 from ..core.ports import FakeCobot, VirtualClock
 from ..core.reports import CycleReport
 from ..core.sequencer import Wait
@@ -88,9 +88,9 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
              for n, c in cfg.cobots.items()}
     state = SkillState()
     planner = make_planner(cfg, state, params if params is not None else validated_params(cfg))
-    memo: dict[Any, list[tuple[Any, dict[str, Any]]]] = {}
+    memo: dict[Any, list[tuple[SkillPlan, dict[str, Any]]]] = {}
 
-    def plan(step, part, q):  # plans are deterministic in (step, start, skill state read): reuse them
+    def plan(step: Step, part: int, q: np.ndarray) -> SkillPlan:  # deterministic in (step, start, state read)
         key = (step.name, np.round(q, 12).tobytes())
         for p, reads in memo.get(key, []):   # reads by part-relative key: the same for every part
             if all(dict.get(state, part_key(k, part), MISSING) == v for k, v in reads.items()):
@@ -127,8 +127,9 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
         now = clock.now()
         due = [t for t in (p.next_event() for p in ports.values()) if t is not None]
         seq = cell._seq
-        if seq is not None and seq.next_event() is not None:
-            due.append(seq.next_event())
+        nxt = seq.next_event() if seq is not None else None
+        if nxt is not None:
+            due.append(nxt)
         later = [t for t in due if t > now + 1e-12]
         if due and min(due) <= now + 1e-12 and stuck < 3:
             stuck += 1       # something is due now: update without moving the clock
@@ -149,7 +150,7 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
     for (resource, holder), t in open_holds.items():
         tl.holds.append((resource, holder, t, clock.now()))
     for name, port in ports.items():
-        tl.moves[name] = [(t, t + d) for t, kind, d in port.log if kind == "move"]
+        tl.moves[name] = [(t, t + float(d)) for t, kind, d in port.log if kind == "move"]  # type: ignore[arg-type]
     tl.end = clock.now()
     return tl
 
@@ -259,10 +260,10 @@ def gantt(est: Estimate, path: str | Path, cell: str = "", parts: int | None = N
                     edgecolor="red", lw=0.6)
     for resource, holder, h0, h1 in tl.holds:
         if resource in y and h1 >= t0 and h0 <= t1:
-            part = int(holder.split()[1]) if holder.startswith("part ") else None
-            c = colour.get(part, "lightgrey") if part is not None else "lightgrey"
+            held_by = int(holder.split()[1]) if holder.startswith("part ") else None
+            c = colour.get(held_by, "lightgrey") if held_by is not None else "lightgrey"
             ax.barh(y[resource], h1 - h0, left=h0 - t0, height=0.5, color=c, edgecolor="black", lw=0.4)
-            if part is None and h1 - h0 > 0.05 * (t1 - t0):
+            if held_by is None and h1 - h0 > 0.05 * (t1 - t0):
                 ax.text((h0 + h1) / 2 - t0, y[resource], holder, ha="center", va="center", fontsize=7)
     ax.set_yticks([y[lane] for lane in lanes])
     ax.set_yticklabels([f"{lane} ({est.kinds[lane]}, {est.utilisation[lane]:.0%})" for lane in lanes])

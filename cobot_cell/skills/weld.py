@@ -26,9 +26,11 @@ ParamError naming `speed`, so a cell file with such a seam fails validation.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Union
+from typing import Annotated, Any
 
 import numpy as np
 from annotated_types import Ge, Le, MinLen
@@ -89,13 +91,13 @@ def _seam_union() -> Any:
     from pydantic import Discriminator, Tag
 
     return Annotated[
-        Union[Annotated[tuple[Point, ...], Tag("polyline")], Annotated[ArcSeam, Tag("arc seam")]],
+        Annotated[tuple[Point, ...], Tag("polyline")] | Annotated[ArcSeam, Tag("arc seam")],
         Discriminator(_seam_kind, custom_error_type="seam",
                       custom_error_message="expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}"),
     ]
 
 
-Seam = Annotated[Union[tuple[Point, ...], ArcSeam], Schema(_seam_union)]
+Seam = Annotated[tuple[Point, ...] | ArcSeam, Schema(_seam_union)]
 """A polyline or an arc seam, told apart by shape (a list or a mapping)."""
 LOC_TAGS = frozenset({"polyline", "arc seam"})
 """Union tags pydantic puts in error locations; they are not YAML keys."""
@@ -226,7 +228,8 @@ def _least_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     v = np.cross(a, b)
     c = float(a @ b)
     vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+    rot: np.ndarray = np.eye(3) + vx + vx @ vx / (1.0 + c)
+    return rot
 
 
 class _Torch:
@@ -296,6 +299,11 @@ def progress(value: Any) -> tuple[int, float, bool]:
     return int(value.get("done", 0)), float(value.get("at", 0.0)), bool(value.get("arc", False))
 
 
+def _record_at(seam: int, at: float) -> dict[str, Any]:
+    """The record of seam `seam` interrupted `at` metres along it (the arc was on)."""
+    return record(seam, at)
+
+
 def record(done: int, at: float = 0.0, arc: bool = False) -> dict[str, Any]:
     """A weld progress record (see `progress`)."""
     out: dict[str, Any] = {"done": done, "at": round(float(at), 6)}
@@ -306,7 +314,8 @@ def record(done: int, at: float = 0.0, arc: bool = False) -> dict[str, Any]:
 
 def _back_along_axis(pose: np.ndarray, distance: float) -> np.ndarray:
     """The pose moved `distance` back along its own z axis (away from the work)."""
-    return pose @ translation(0.0, 0.0, -distance)
+    back: np.ndarray = pose @ translation(0.0, 0.0, -distance)
+    return back
 
 
 def _start_of(torch: _Torch, pieces: list[SeamPiece], u: float) -> np.ndarray:
@@ -377,7 +386,8 @@ def _seam_moves(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece], q: np
             continue
 
         def path(s: float, piece: SeamPiece = piece, length: float = length, u0: float = u0) -> np.ndarray:
-            return base_inv @ torch.pose(piece, u0 + s * (length - u0))
+            flange: np.ndarray = base_inv @ torch.pose(piece, u0 + s * (length - u0))
+            return flange
 
         try:
             move = path_move(ctx.model, cur, path, length - u0, speed, ctx.v_max, ctx.a_max,
@@ -388,7 +398,7 @@ def _seam_moves(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece], q: np
         if move.timing.limit != "speed":
             raise _too_fast(ctx, torch, move.timing, i)
         span = ProcessSpan(key, i, offset - length + u0, offset, locate,
-                           lambda u, i=i: record(i, u)) if key else None
+                           functools.partial(_record_at, i)) if key else None
         segs.append(Move(move.trajectory, f"seam {i} weld {k + 1}", span))
         cur = end_of(segs, cur)
     return segs
@@ -438,7 +448,8 @@ def _too_fast(ctx: SkillContext, torch: _Torch, timing: PathTiming, i: int) -> P
                       f"(at most {timing.max_speed:.3g} m/s there: {timing.limit} limit)")
 
 
-def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state: dict | None = None) -> SkillPlan:
+def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray,
+         state: dict[str, Any] | None = None) -> SkillPlan:
     """Weld every seam in order at `speed`, with gas pre-/post-flow dwells around the arc; with state, start at
     the next seam not yet welded (a resumed part) and record each finished seam."""
     tool_name, tool = ctx.tool("torch")

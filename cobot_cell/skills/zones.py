@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..core.config import CellConfig
-from ..core.plan import Move
+from ..core.plan import Move, TrajectoryLike
 from ..motion.kinematics import arm_model, joint_origins
 from ..motion.transforms import pose_matrix
 
@@ -51,7 +51,8 @@ class CellZones:
         u = np.linspace(0.0, 1.0, POINTS_PER_LINK)[None, :, None]
         pts = np.concatenate([seg[:, :1] + (seg[:, 1:2] - seg[:, :1]) * u for seg in chain], axis=1)
         homo = np.concatenate([pts, np.ones((n, pts.shape[1], 1))], axis=2)
-        return np.einsum("ij,npj->npi", base, homo)[..., :3]
+        out: np.ndarray = np.einsum("ij,npj->npi", base, homo)[..., :3]
+        return out
 
     def _zones(self, cobot: str, q: np.ndarray) -> frozenset[str]:
         if not self.names:
@@ -80,11 +81,12 @@ class CellZones:
         return zones
 
 
-def samples(traj: object) -> np.ndarray:
+def samples(traj: TrajectoryLike) -> np.ndarray:
     """Joint vectors along a trajectory: its knots, and between them so no joint turns more than MAX_STEP."""
     positions = getattr(traj, "positions", None)
     if positions is None:
-        return np.atleast_2d(np.asarray(traj.final, dtype=float))
+        final: np.ndarray = np.asarray(traj.final, dtype=float)
+        return np.atleast_2d(final)
     pos = np.asarray(positions, dtype=float)
     out = [pos[:1]]
     for a, b in zip(pos[:-1], pos[1:]):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import functools
 import heapq
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -46,7 +46,7 @@ DT = 0.05
 PLACES = 8
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def planned_cycle(part: int, job: str = "bracket") -> float:
     """Planned cycle time of a part of a chain job: the sum of its step estimates."""
     return sum(e.duration for e in estimate(CFG, job, part=part))
@@ -312,7 +312,8 @@ def test_abort_clear_reset() -> None:
     run_into_a_long_move(rig, "picker")
     now = rig.clock.now()
     assert rig.cell.command("abort") == State.ABORTED
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(now, abs=1e-9)) for p in rig.ports.values())
+    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(now, abs=1e-9))
+               for p in rig.ports.values())
     assert rig.cell.fault is None and rig.faults == []  # an operator abort is not a fault
     assert rig.cell.command("clear") == State.STOPPED
     assert rig.cell.command("reset") == State.IDLE
@@ -341,7 +342,8 @@ def test_step_failure_raises_a_fault_and_aborts() -> None:
     fault = ("IO_FAILED", "welder/weld_seams", "IO service 'torch/arc' failed", arc_at)
     assert [what(f) for f in rig.faults] == [fault]
     assert what(rig.cell.fault) == fault and what(rig.cell.status().fault) == fault
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arc_at, abs=1e-9)) for p in rig.ports.values())
+    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arc_at, abs=1e-9))
+               for p in rig.ports.values())
     assert rig.states[-2:] == [(State.EXECUTE, State.ABORTING, "abort"),
                                (State.ABORTING, State.ABORTED, "state_complete")]
     assert rig.cell.reports == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,7 @@ def test_load_cell_file_reads_the_demo_and_reports_an_unreadable_file(tmp_path: 
 
 def test_models_are_frozen() -> None:
     cfg, _ = parse_cell(DEMO)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.cell.name = "other"  # type: ignore[misc]
 
 
@@ -540,7 +541,8 @@ def test_find_cycle_ignores_unknown_dependencies() -> None:
 
 
 def test_a_list_with_a_bad_item_is_not_also_called_too_short():
-    text = "cell: {name: demo}\ncobots: {}\njobs:\n  j:\n    steps:\n      - {name: s, skill: weld, cobot: c, colour: red}\n"
+    text = ("cell: {name: demo}\ncobots: {}\njobs:\n  j:\n    steps:\n"
+            "      - {name: s, skill: weld, cobot: c, colour: red}\n")
     with pytest.raises(CellFileError) as exc:
         parse_cell(text, "x.yaml")
     assert [str(i) for i in exc.value.issues] == [
@@ -583,7 +585,8 @@ def test_the_planner_load_path_reports_a_file_that_is_not_utf8(tmp_path: Path) -
     path.write_bytes(DEMO.encode("utf-16"))
     with pytest.raises(CellFileError) as err:
         load_checked(path)
-    assert str(err.value) == f"{path}: 1 error\n  line 1: not UTF-8 text: byte 0xff at offset 0 (save the file as UTF-8)"
+    assert str(err.value) == (f"{path}: 1 error\n  line 1: not UTF-8 text: byte 0xff at offset 0 "
+                              "(save the file as UTF-8)")
 
 
 @pytest.mark.parametrize("value, shown", [(".nan", "nan"), (".inf", "inf"), ("-.inf", "-inf")])

@@ -8,9 +8,9 @@ end times can be compared exactly with the planned ones.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -19,8 +19,8 @@ from cobot_cell.core.config import Job, Step
 from cobot_cell.core.plan import Dwell, Move, Segment, SetIo, SkillPlan, SkillState
 from cobot_cell.core.ports import FakeCobot, VirtualClock
 from cobot_cell.core.reports import CycleReport
-from cobot_cell.core.validation import validate
 from cobot_cell.core.sequencer import JobSequencer, StepFailure
+from cobot_cell.core.validation import validate
 
 DT = 0.125
 Q0 = np.zeros(6)

@@ -599,7 +599,8 @@ def test_a_seam_stopped_part_way_is_struck_again_one_overlap_before_where_it_sto
     assert u == pytest.approx(0.05, abs=1e-6) and off < 1e-6
 
 
-FAST_SEAM = "            - [[0.35, -0.2, 0.05], [0.35, 0.2, 0.05]]"  # near the welder's base axis: the pan joint is busy
+# near the welder's base axis: the pan joint is busy
+FAST_SEAM = "            - [[0.35, -0.2, 0.05], [0.35, 0.2, 0.05]]"
 
 
 @pytest.mark.parametrize("edits, path, needle, message", [
