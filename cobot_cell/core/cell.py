@@ -820,7 +820,7 @@ class CellController:
             # only the scrapped part's cobots stop; its place on a station (or in a gripper) stays taken until the
             # operator confirms it was removed (parts_removed)
             running = list(seq.parts[part].running.values())
-            holding = {r.step.cobot for r in running if _holding(r.segments[:r.index + 1])}
+            holding = {r.step.cobot for r in running if _holding(r.segments[:r.index + 1], self.ports[r.step.cobot])}
             prog = seq.abandon(part)
             assert prog is not None
             cobots = {r.step.cobot for r in running}
@@ -887,9 +887,10 @@ def _part_of(key: str) -> int | None:
     return int(head) if key.startswith(PART_STATE_PREFIX) and head.isdigit() and rest else None
 
 
-def _holding(segments: Sequence[Segment]) -> bool:
-    """After these segments the tool holds a part: the last non-process output switched was switched on."""
+def _holding(segments: Sequence[Segment], port: CobotPort) -> bool:
+    """After these segments the tool holds a part: the last non-process output switched was switched on, and the
+    tool does not sense that it holds nothing (a missed grip)."""
     for seg in reversed(segments):
         if isinstance(seg, SetIo) and not seg.process:
-            return seg.value
+            return seg.value and port.sensed(seg.io) is not False
     return False

@@ -424,6 +424,8 @@ def test_grip_miss_is_detected_by_the_confirm_and_scraps_the_part() -> None:
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert [(r.part, r.status, len(r.steps)) for r in rig.cell.reports] == [(1, "scrap", 0), (2, "done", 3)]
     assert rig.cell.journal.ledger() == [(rig.cell.run_id, 1, "scrap"), (rig.cell.run_id, 2, "done")]
+    # a missed grip leaves nothing to take out: no part in the gripper, none on a fixture
+    assert rig.removed == [] and Code.SCRAP_TO_REMOVE not in [f.code for f in rig.cell.faults.faults]
 
 
 def test_grip_miss_with_the_default_policy_retries_once_then_holds() -> None:
