@@ -18,6 +18,7 @@ test: venv
 # ruff (lint + import order) and mypy (strict on the pure layers); settings in pyproject.toml
 lint: venv
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
 bench: venv

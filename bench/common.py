@@ -67,16 +67,23 @@ def machine() -> dict[str, Any]:
         mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
     except (OSError, ValueError, IndexError):
         mem_kb = 0
-    return {"cpu": cpu_model(), "nproc": ncpu, "mem_gb": round(mem_kb / 1048576, 1),
-            "python": platform.python_version(), "kernel": platform.release(),
-            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    return {
+        "cpu": cpu_model(),
+        "nproc": ncpu,
+        "mem_gb": round(mem_kb / 1048576, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
 
 
 def machine_line() -> str:
     """One line describing the machine and its load now."""
     m = machine()
-    return (f"machine: {m['cpu']}, nproc {m['nproc']}, {m['mem_gb']} GB, Linux {m['kernel']}, "
-            f"python {m['python']}, load average {m['loadavg']}")
+    return (
+        f"machine: {m['cpu']}, nproc {m['nproc']}, {m['mem_gb']} GB, Linux {m['kernel']}, "
+        f"python {m['python']}, load average {m['loadavg']}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -134,8 +141,10 @@ def summary_ms(values_s: Sequence[float]) -> str:
     """'n, median / p90 / p99 / max' of durations given in seconds, shown in ms."""
     if not values_s:
         return "n 0"
-    return (f"n {len(values_s):4d}  median {median(values_s) * 1e3:7.3f}  p90 {pct(values_s, 0.9) * 1e3:7.3f}  "
-            f"p99 {pct(values_s, 0.99) * 1e3:7.3f}  max {max(values_s) * 1e3:7.3f} ms")
+    return (
+        f"n {len(values_s):4d}  median {median(values_s) * 1e3:7.3f}  p90 {pct(values_s, 0.9) * 1e3:7.3f}  "
+        f"p99 {pct(values_s, 0.99) * 1e3:7.3f}  max {max(values_s) * 1e3:7.3f} ms"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -147,8 +156,8 @@ class Figure:
     value: float
     floor: float
     unit: str
-    target: str              # e.g. "<= 1.2x floor", ">= 20x", "<= 80 MB"
-    met: bool | None         # None: no target (informational)
+    target: str  # e.g. "<= 1.2x floor", ">= 20x", "<= 80 MB"
+    met: bool | None  # None: no target (informational)
     ratio: float | None = None
     note: str = ""
 
@@ -179,13 +188,24 @@ def table(figures: Sequence[Figure], title: str = "") -> str:
     rows = [head]
     for f in figures:
         met = "-" if f.met is None else ("yes" if f.met else "NO")
-        rows.append((f.name, _num(f.value, f.unit), _num(f.floor, f.unit),
-                     "-" if f.ratio is None or math.isnan(f.ratio) else f"{f.ratio:.2f}x", f.target, met))
+        rows.append(
+            (
+                f.name,
+                _num(f.value, f.unit),
+                _num(f.floor, f.unit),
+                "-" if f.ratio is None or math.isnan(f.ratio) else f"{f.ratio:.2f}x",
+                f.target,
+                met,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [title] if title else []
     for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) if i < 4 else c
-                               for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i in (0, 4) else c.rjust(w) if i < 4 else c for i, (c, w) in enumerate(zip(r, widths))
+            ).rstrip()
+        )
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     notes = [f"  {f.name}: {f.note}" for f in figures if f.note]
@@ -237,8 +257,9 @@ class Children:
         log_path = self.work / f"{name}.log"
         out = open(log_path, "w")
         try:
-            p = subprocess.Popen([PYTHON, *argv], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+            p = subprocess.Popen(
+                [PYTHON, *argv], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         finally:
             out.close()
         child = Child(name, p, log_path)
@@ -258,8 +279,9 @@ class Children:
         try:
             return child.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"helper {child.name} did not finish within {timeout:g} s "
-                               f"(log {child.log_path})") from None
+            raise RuntimeError(
+                f"helper {child.name} did not finish within {timeout:g} s (log {child.log_path})"
+            ) from None
 
     def stop(self, child: Child | None = None, timeout: float = 5.0) -> None:
         """SIGINT one helper (or all), then SIGKILL what is left after `timeout` s."""
@@ -276,18 +298,26 @@ class Children:
                 c.popen.wait()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.02,
-               check: Callable[[], None] | None = None) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    poll: float = 0.02,
+    check: Callable[[], None] | None = None,
+) -> None:
     """Poll until predicate() holds (calling `check()` between looks); TimeoutError naming `what` after `timeout`
     s (cobot_cell.waiting)."""
-    waiting.wait_until(predicate, timeout, what, poll=poll,
-                       step=None if check is None else lambda dt: (check(), time.sleep(dt)))
+    waiting.wait_until(
+        predicate, timeout, what, poll=poll, step=None if check is None else lambda dt: (check(), time.sleep(dt))
+    )
 
 
 def install_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so `finally` blocks stop the children (run_all's timeout)."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -298,14 +328,14 @@ class CellRun:
 
     rate: float
     parts: int
-    wall: float                       # s from the start command to Complete
-    sim_elapsed: float                # s of /clock time over the same span
-    reports: list = field(default_factory=list)   # CycleReport from the production log, by part
-    rss_kb: dict[str, int] = field(default_factory=dict)    # node fqn -> VmRSS at the end
-    hwm_kb: dict[str, int] = field(default_factory=dict)    # node fqn -> VmHWM (peak RSS) at the end
-    cpu_s: dict[str, float] = field(default_factory=dict)   # node fqn -> CPU s used during the run
+    wall: float  # s from the start command to Complete
+    sim_elapsed: float  # s of /clock time over the same span
+    reports: list = field(default_factory=list)  # CycleReport from the production log, by part
+    rss_kb: dict[str, int] = field(default_factory=dict)  # node fqn -> VmRSS at the end
+    hwm_kb: dict[str, int] = field(default_factory=dict)  # node fqn -> VmHWM (peak RSS) at the end
+    cpu_s: dict[str, float] = field(default_factory=dict)  # node fqn -> CPU s used during the run
     pids: dict[str, int] = field(default_factory=dict)
-    rss_at: dict[int, dict[str, int]] = field(default_factory=dict)   # parts done -> node fqn -> VmRSS kB
+    rss_at: dict[int, dict[str, int]] = field(default_factory=dict)  # parts done -> node fqn -> VmRSS kB
 
     @property
     def sim_span(self) -> float:
@@ -318,11 +348,19 @@ class CellRun:
         return self.sim_span / self.wall
 
 
-def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, job: str = "",
-             timeout: float | None = None, log: Callable[[str], None] = print,
-             during: Callable[[dict[str, int]], None] | None = None,
-             rss_at_parts: Sequence[int] = (), planner_params: dict[str, Any] | None = None,
-             backend: str = "kinematic") -> CellRun:
+def run_cell(
+    cell_file: str | os.PathLike,
+    rate: float,
+    parts: int,
+    work: Path,
+    job: str = "",
+    timeout: float | None = None,
+    log: Callable[[str], None] = print,
+    during: Callable[[dict[str, int]], None] | None = None,
+    rss_at_parts: Sequence[int] = (),
+    planner_params: dict[str, Any] | None = None,
+    backend: str = "kinematic",
+) -> CellRun:
     """Run a cell file through its real node set (sim drivers, planner, supervisor) for `parts` parts.
 
     Like `cobot-cell demo`: node_specs + NodeSet + CellClient, reset + start, wait for Complete and for the
@@ -351,11 +389,18 @@ def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, 
     lease = DomainLease()
     nodes = client = None
     try:
-        specs = node_specs(cfg, cell_file, BringupOptions(rate=rate, parts=parts, job=job, db=str(db),
-                                                          journal=str(journal), backend=backend))
+        specs = node_specs(
+            cfg,
+            cell_file,
+            BringupOptions(rate=rate, parts=parts, job=job, db=str(db), journal=str(journal), backend=backend),
+        )
         if planner_params:
-            specs = [NodeSpec(s.executable, s.module, s.name, s.namespace, {**s.parameters, **planner_params})
-                     if s.name == "task_planner" else s for s in specs]
+            specs = [
+                NodeSpec(s.executable, s.module, s.name, s.namespace, {**s.parameters, **planner_params})
+                if s.name == "task_planner"
+                else s
+                for s in specs
+            ]
         nodes = NodeSet(specs, work / "nodes", ros_env(lease.domain_id, work / "ros_log"), python=PYTHON)
         nodes.start()
         pids = {p.spec.fqn: p.popen.pid for p in nodes.procs}
@@ -363,13 +408,16 @@ def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, 
         def alive() -> bool:
             dead = nodes.dead()
             if dead:
-                raise RuntimeError("node ended early: " + ", ".join(
-                    f"{p.spec.fqn} (exit {p.popen.returncode}, log {p.log_path})" for p in dead))
+                raise RuntimeError(
+                    "node ended early: "
+                    + ", ".join(f"{p.spec.fqn} (exit {p.popen.returncode}, log {p.log_path})" for p in dead)
+                )
             return True
 
         client = CellClient(cell, domain_id=lease.domain_id, use_sim_time=True, node_name="bench_operator")
-        client.wait_for(lambda: alive() and client.state is not None and client.status.get("job") == job, 90,
-                        "the planner's state")
+        client.wait_for(
+            lambda: alive() and client.state is not None and client.status.get("job") == job, 90, "the planner's state"
+        )
         ok, msg = client.command("reset")
         if not ok:
             raise RuntimeError(f"reset refused: {msg}")
@@ -381,21 +429,22 @@ def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, 
         if not ok:
             raise RuntimeError(f"start refused: {msg}")
         if during is not None:
-            client.wait_for(lambda: alive() and client.state in ("Execute", "Complete", "Aborted"), 30,
-                            "state Execute")
+            client.wait_for(lambda: alive() and client.state in ("Execute", "Complete", "Aborted"), 30, "state Execute")
             during(pids)
         last_log = time.monotonic()
         deadline = time.monotonic() + timeout
         rss_at: dict[int, dict[str, int]] = {}
         while client.state not in ("Complete", "Aborted", "Stopped", "Held") or client.change_full_pallet():
             alive()
-            client.change_full_pallet()   # the bench's operator changes a full pallet as soon as told
+            client.change_full_pallet()  # the bench's operator changes a full pallet as soon as told
             done = int(client.status.get("parts_done") or 0)
             if done in rss_at_parts and done not in rss_at:
                 rss_at[done] = {f: proc_rss_kb(pid) or 0 for f, pid in pids.items()}
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run of {parts} parts at {rate:g}x not complete after {timeout:.0f} s "
-                                   f"(state {client.state}, parts done {client.status.get('parts_done')})")
+                raise TimeoutError(
+                    f"run of {parts} parts at {rate:g}x not complete after {timeout:.0f} s "
+                    f"(state {client.state}, parts done {client.status.get('parts_done')})"
+                )
             client.spin_once(0.05)
             if time.monotonic() - last_log > 15:
                 last_log = time.monotonic()
@@ -404,8 +453,11 @@ def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, 
         cpu1 = {f: proc_cpu_s(pid) or 0.0 for f, pid in pids.items()}
         if client.state != "Complete":
             raise RuntimeError(f"run ended in state {client.state}: {client.status.get('fault', '')}")
-        client.wait_for(lambda: alive() and client.kpis.get(cell, {}).get("parts") == str(parts), 60,
-                        "the supervisor to log every part")
+        client.wait_for(
+            lambda: alive() and client.kpis.get(cell, {}).get("parts") == str(parts),
+            60,
+            "the supervisor to log every part",
+        )
         rss = {f: proc_rss_kb(pid) or 0 for f, pid in pids.items()}
         hwm = {f: proc_rss_kb(pid, "VmHWM") or 0 for f, pid in pids.items()}
     finally:
@@ -416,8 +468,18 @@ def run_cell(cell_file: str | os.PathLike, rate: float, parts: int, work: Path, 
         lease.release()
     with ProductionLog(db) as plog:
         reports = sorted(plog.parts(cell=cell), key=lambda r: r.part)
-    return CellRun(rate=rate, parts=parts, wall=t1 - t0, sim_elapsed=s1 - s0, reports=reports, rss_kb=rss,
-                   hwm_kb=hwm, cpu_s={f: cpu1[f] - cpu0[f] for f in pids}, pids=pids, rss_at=rss_at)
+    return CellRun(
+        rate=rate,
+        parts=parts,
+        wall=t1 - t0,
+        sim_elapsed=s1 - s0,
+        reports=reports,
+        rss_kb=rss,
+        hwm_kb=hwm,
+        cpu_s={f: cpu1[f] - cpu0[f] for f in pids},
+        pids=pids,
+        rss_at=rss_at,
+    )
 
 
 def short_fqn(fqn: str) -> str:
@@ -433,6 +495,7 @@ def py_spy() -> str | None:
     if cand.exists():
         return str(cand)
     from shutil import which
+
     return which("py-spy")
 
 
@@ -441,9 +504,25 @@ def start_profile(pid: int, seconds: float, out: Path, rate: int = 250) -> subpr
     exe = py_spy()
     if exe is None:
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-                             "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def profile_summary(raw: Path, top: int = 12, match: str = "") -> str:

@@ -74,8 +74,10 @@ def dispatch_cell(steps: int) -> dict:
     cobots, stations = {}, {}
     for name, x, yaw, sx in (("a", 0.0, 0.0, 0.45), ("b", 1.1, 3.14159265, 0.65)):
         cobots[name] = {
-            "model": "ur5e", "joints": [f"{name}_joint_{k}" for k in range(1, 7)],
-            "base": {"xyz": [x, 0.0, 0.0], "rpy": [0.0, 0.0, yaw]}, "home": HOME,
+            "model": "ur5e",
+            "joints": [f"{name}_joint_{k}" for k in range(1, 7)],
+            "base": {"xyz": [x, 0.0, 0.0], "rpy": [0.0, 0.0, yaw]},
+            "home": HOME,
             "limits": {"velocity": [1.2, 1.2, 1.5, 2.0, 2.0, 2.0], "acceleration": [2.5, 2.5, 3.0, 4.0, 4.0, 4.0]},
             "tools": {"gripper": {"kind": "gripper", "io": "gripper/grip", "tcp": [0.0, 0.0, 0.15]}},
         }
@@ -84,14 +86,28 @@ def dispatch_cell(steps: int) -> dict:
     job = []
     for k in range(steps):
         c = "ab"[k % 2]
-        step = {"name": f"s{k:03d}", "skill": "pick", "cobot": c,
-                "params": {"from": f"{c}_here", "to": f"{c}_there", "approach": 0.001, "approach_speed": 0.25,
-                           "settle": 0.0, "return_home": False}}
+        step = {
+            "name": f"s{k:03d}",
+            "skill": "pick",
+            "cobot": c,
+            "params": {
+                "from": f"{c}_here",
+                "to": f"{c}_there",
+                "approach": 0.001,
+                "approach_speed": 0.25,
+                "settle": 0.0,
+                "return_home": False,
+            },
+        }
         if k:
             step["after"] = [f"s{k - 1:03d}"]
         job.append(step)
-    return {"cell": {"name": "dispatch", "description": "bench: near-zero pick steps, chained across two cobots"},
-            "cobots": cobots, "stations": stations, "jobs": {"tiny": {"steps": job}}}
+    return {
+        "cell": {"name": "dispatch", "description": "bench: near-zero pick steps, chained across two cobots"},
+        "cobots": cobots,
+        "stations": stations,
+        "jobs": {"tiny": {"steps": job}},
+    }
 
 
 # ---------------------------------------------------------------------------------------------- child roles
@@ -100,6 +116,7 @@ def _spin_until_signal(node, executor, on_exit) -> None:
 
     def handler(signum, frame):
         stop["flag"] = True
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     try:
@@ -137,16 +154,25 @@ def role_probe(out: str, cobots: list[str]) -> int:
         def cb(m):
             t = now()
             last = m.points[-1].time_from_start if m.points else None
-            rec.append((t, m.header.stamp.sec, m.header.stamp.nanosec,
-                        (last.sec + last.nanosec * 1e-9) if last else 0.0, len(m.points)))
+            rec.append(
+                (
+                    t,
+                    m.header.stamp.sec,
+                    m.header.stamp.nanosec,
+                    (last.sec + last.nanosec * 1e-9) if last else 0.0,
+                    len(m.points),
+                )
+            )
+
         return cb
 
     for c in cobots:
         node.create_subscription(JointState, f"/{c}/joint_states", on_js(c), STATES)
         node.create_subscription(JointTrajectory, f"/{c}/joint_trajectory_controller/joint_trajectory", on_tr(c), 10)
     node.create_subscription(JointState, FLOOR_JS, lambda m: floor_js.append((now(), m.header.stamp.sec)), STATES)
-    node.create_subscription(JointTrajectory, FLOOR_REPLY, lambda m: floor_reply.append((now(), m.header.stamp.sec)),
-                             10)
+    node.create_subscription(
+        JointTrajectory, FLOOR_REPLY, lambda m: floor_reply.append((now(), m.header.stamp.sec)), 10
+    )
     ex = SingleThreadedExecutor()
     ex.add_node(node)
 
@@ -154,6 +180,7 @@ def role_probe(out: str, cobots: list[str]) -> int:
         write_atomic(out, json.dumps({"js": js, "tr": tr, "floor_js": floor_js, "floor_reply": floor_reply}))
         node.destroy_node()
         rclpy.try_shutdown()
+
     Path(out + ".ready").write_text("1")
     _spin_until_signal(node, ex, dump)
     return 0
@@ -174,13 +201,18 @@ def role_relay() -> int:
     node = Node("bench_relay")
     pub = node.create_publisher(JointTrajectory, FLOOR_REPLY, 10)
     names = [f"j{k}" for k in range(6)]
-    points = [JointTrajectoryPoint(positions=[0.1 * k] * 6, velocities=[0.0] * 6,
-                                   time_from_start=Duration(sec=0, nanosec=20_000_000 * k)) for k in range(6)]
+    points = [
+        JointTrajectoryPoint(
+            positions=[0.1 * k] * 6, velocities=[0.0] * 6, time_from_start=Duration(sec=0, nanosec=20_000_000 * k)
+        )
+        for k in range(6)
+    ]
 
     def on_js(msg):
         reply = JointTrajectory(joint_names=names, points=points)
         reply.header.stamp = msg.header.stamp
         pub.publish(reply)
+
     node.create_subscription(JointState, FLOOR_JS, on_js, STATES)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
@@ -209,6 +241,7 @@ def role_source(out: str, count: int, hz: float, seq0: int = 0) -> int:
         t0 = sent.pop(msg.header.stamp.sec, None)
         if t0 is not None:
             rtt.append(t - t0)
+
     node.create_subscription(JointTrajectory, FLOOR_REPLY, on_reply, 10)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
@@ -277,6 +310,7 @@ def instrumented_planner(out: str) -> int:
                 return fn(*a, **k)
             finally:
                 rec[key].append((t0, now() - t0))
+
         return wrapper
 
     port_cls._on_joint_states, port_cls.move = _on_joint_states, _move
@@ -311,7 +345,7 @@ def analyse(probe: dict, warmup_steps: int = 2) -> dict:
         if prev is not None and step >= warmup_steps:
             end = prev["start"] + prev["dur"]
             if abs(end - t["start"]) > 1e-6:
-                unmatched += 1   # not the event-time successor of the previous trajectory
+                unmatched += 1  # not the event-time successor of the previous trajectory
             else:
                 seen = next((w for w, s in js[prev["cobot"]] if s >= end - 1e-9), None)
                 if seen is None:
@@ -329,8 +363,9 @@ def decompose(probe: dict, inst: dict, warmup_steps: int = 2) -> dict[str, list[
     for t, c, stamp in inst["js"]:
         js_entry.setdefault((c, round(stamp, 6)), t)
     moves = {(c, round(start, 6)): t for t, c, start, _ in inst["move"]}
-    trajs = sorted(((w, c, s + n * 1e-9, d) for c, recs in probe["tr"].items() for w, s, n, d, k in recs if k),
-                   key=lambda x: x[0])
+    trajs = sorted(
+        ((w, c, s + n * 1e-9, d) for c, recs in probe["tr"].items() for w, s, n, d, k in recs if k), key=lambda x: x[0]
+    )
     js = {c: [(w, s + n * 1e-9) for w, s, n in recs] for c, recs in probe["js"].items()}
     out: dict[str, list[float]] = {"queue": [], "process": [], "transport": [], "total": []}
     step, prev = 0, None
@@ -390,16 +425,28 @@ def run(args: argparse.Namespace) -> list[Figure]:
     script = str(Path(__file__).resolve())
     probe_out = work / "probe.json"
     try:
-        specs = node_specs(cfg, cell_file, BringupOptions(rate=1.0, parts=1, db=str(work / "production.db"),
-                                                          journal=str(work / "journal.db")))
+        specs = node_specs(
+            cfg,
+            cell_file,
+            BringupOptions(rate=1.0, parts=1, db=str(work / "production.db"), journal=str(work / "journal.db")),
+        )
         node_env = env
-        if args.decompose:   # the planner runs as `python -m dispatch_overhead` with timestamps added
+        if args.decompose:  # the planner runs as `python -m dispatch_overhead` with timestamps added
             from cobot_cell.ros.bringup import NodeSpec
-            specs = [NodeSpec(s.executable, "dispatch_overhead", s.name, s.namespace, s.parameters)
-                     if s.name == "task_planner" else s for s in specs]
-            node_env = {**env, "BENCH_INSTRUMENTED_PLANNER": str(work / "planner_timestamps.json"),
-                        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
-                                                                    env.get("PYTHONPATH", "")]))}
+
+            specs = [
+                NodeSpec(s.executable, "dispatch_overhead", s.name, s.namespace, s.parameters)
+                if s.name == "task_planner"
+                else s
+                for s in specs
+            ]
+            node_env = {
+                **env,
+                "BENCH_INSTRUMENTED_PLANNER": str(work / "planner_timestamps.json"),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")])
+                ),
+            }
         nodes = NodeSet(specs, work / "nodes", node_env, python=PYTHON)
         nodes.start()
         probe = kids.start("probe", [script, "--role", "probe", "--file", str(probe_out), "--cobots", "a,b"])
@@ -411,16 +458,19 @@ def run(args: argparse.Namespace) -> list[Figure]:
             dead = nodes.dead()
             if dead:
                 raise RuntimeError(f"node {dead[0].spec.fqn} ended early (log {dead[0].log_path})")
+
         client.wait_for(lambda: check() or client.state is not None, 90, "the planner's state")
         wait_until(lambda: Path(str(probe_out) + ".ready").exists(), 60, "the probe", check=check)
 
         def floor_phase(tag: str, seq0: int) -> None:
             f = work / f"source_{tag}.json"
-            src = kids.start(f"source_{tag}", [script, "--role", "source", "--file", str(f),
-                                               "--count", str(args.floor_count), "--seq0", str(seq0)])
+            src = kids.start(
+                f"source_{tag}",
+                [script, "--role", "source", "--file", str(f), "--count", str(args.floor_count), "--seq0", str(seq0)],
+            )
             if kids.wait(src, 60 + args.floor_count / 50) != 0:
                 kids.check()
-            rtt.extend(json.loads(f.read_text())["rtt"][10:])   # first replies: discovery warm-up
+            rtt.extend(json.loads(f.read_text())["rtt"][10:])  # first replies: discovery warm-up
 
         planner_pid = nodes.proc(f"/{cfg.cell.name}/task_planner").popen.pid
         c0, w0 = proc_cpu_s(planner_pid) or 0.0, time.monotonic()
@@ -436,8 +486,11 @@ def run(args: argparse.Namespace) -> list[Figure]:
         prof = None
         if args.profile:
             prof = start_profile(planner_pid, args.steps * 0.4, work / "planner.pyspy.txt")
-        client.wait_for(lambda: check() or client.state in ("Complete", "Aborted", "Held", "Stopped"),
-                        60 + args.steps * 2.0, "the job to complete")
+        client.wait_for(
+            lambda: check() or client.state in ("Complete", "Aborted", "Held", "Stopped"),
+            60 + args.steps * 2.0,
+            "the job to complete",
+        )
         wall = time.monotonic() - t0
         cpu_job = ((proc_cpu_s(planner_pid) or 0.0) - c0) / wall
         if client.state != "Complete":
@@ -461,10 +514,14 @@ def run(args: argparse.Namespace) -> list[Figure]:
     res = analyse(data)
     relay_lat = floor_from_probe(data)[10:]
     lat = res["lat"]
-    print(f"job: {res['steps_seen']} steps seen, {res['trajectories']} trajectories, {wall:.1f} s wall; "
-          f"{res['unmatched']} transitions without a matching predecessor")
-    print(f"planner CPU: {cpu_idle * 100:.0f}% of a core while the cell is idle (sim drivers publishing), "
-          f"{cpu_job * 100:.0f}% during the job")
+    print(
+        f"job: {res['steps_seen']} steps seen, {res['trajectories']} trajectories, {wall:.1f} s wall; "
+        f"{res['unmatched']} transitions without a matching predecessor"
+    )
+    print(
+        f"planner CPU: {cpu_idle * 100:.0f}% of a core while the cell is idle (sim drivers publishing), "
+        f"{cpu_job * 100:.0f}% during the job"
+    )
     print("latency, completion seen -> next trajectory at the drivers (probe receipts, CLOCK_MONOTONIC):")
     print(f"  step boundary (end step, start next, publish)       {summary_ms(lat['boundary'])}")
     print(f"  move -> move inside a step                          {summary_ms(lat['move_move'])}")
@@ -474,14 +531,40 @@ def run(args: argparse.Namespace) -> list[Figure]:
     print(f"  probe: JointState seen -> reply seen (like for like) {summary_ms(relay_lat)}")
     b, f_rtt, f_like = median(lat["boundary"]), median(rtt), median(relay_lat)
     figs = [
-        Figure("dispatch: step boundary latency (median)", b * 1e3, f_rtt * 1e3, "ms", "<= 1.2x floor",
-               b <= 1.2 * f_rtt, note="floor: bare rclpy pub -> sub -> reply round trip between 2 processes"),
-        Figure("dispatch: step boundary latency, like-for-like floor", b * 1e3, f_like * 1e3, "ms", "(info)", None,
-               note="floor: bare relay timed at the same probe points (seen -> reply seen)"),
-        Figure("dispatch: move -> move in a step (median)", median(lat["move_move"]) * 1e3, f_rtt * 1e3, "ms",
-               "(info)", None),
-        Figure("dispatch: move -> IO -> move in a step (median)", median(lat["move_io_move"]) * 1e3, f_rtt * 1e3,
-               "ms", "(info)", None),
+        Figure(
+            "dispatch: step boundary latency (median)",
+            b * 1e3,
+            f_rtt * 1e3,
+            "ms",
+            "<= 1.2x floor",
+            b <= 1.2 * f_rtt,
+            note="floor: bare rclpy pub -> sub -> reply round trip between 2 processes",
+        ),
+        Figure(
+            "dispatch: step boundary latency, like-for-like floor",
+            b * 1e3,
+            f_like * 1e3,
+            "ms",
+            "(info)",
+            None,
+            note="floor: bare relay timed at the same probe points (seen -> reply seen)",
+        ),
+        Figure(
+            "dispatch: move -> move in a step (median)",
+            median(lat["move_move"]) * 1e3,
+            f_rtt * 1e3,
+            "ms",
+            "(info)",
+            None,
+        ),
+        Figure(
+            "dispatch: move -> IO -> move in a step (median)",
+            median(lat["move_io_move"]) * 1e3,
+            f_rtt * 1e3,
+            "ms",
+            "(info)",
+            None,
+        ),
     ]
     print()
     print(table(figs, f"dispatch overhead ({DATE}), ratio = value / floor measured in this run"))
@@ -495,25 +578,39 @@ def run(args: argparse.Namespace) -> list[Figure]:
         print(f"  probe seen -> planner's joint-state callback starts (queueing)  {summary_ms(d['queue'])}")
         print(f"  callback -> next trajectory published (processing)            {summary_ms(d['process'])}")
         print(f"  published -> probe receipt (transport)                         {summary_ms(d['transport'])}")
-        flushes = [x[1] for x in inst['journal'] if x[1] > 1e-5]  # a flush with nothing deferred returns at once
+        flushes = [x[1] for x in inst["journal"] if x[1] > 1e-5]  # a flush with nothing deferred returns at once
         print(f"  journal write after the publish (Journal.flush with writes)   {summary_ms(flushes)}")
-        plans = [x[1] for x in inst['plan']]
+        plans = [x[1] for x in inst["plan"]]
         print(f"  skill plan made ahead (plan_step, per step, off the boundary) {summary_ms(plans)}")
-    write_json(args.json, figs, {"latencies_s": lat, "rtt_s": rtt, "relay_s": relay_lat, "wall": wall,
-                                "planner_cpu_idle": cpu_idle, "planner_cpu_job": cpu_job})
+    write_json(
+        args.json,
+        figs,
+        {
+            "latencies_s": lat,
+            "rtt_s": rtt,
+            "relay_s": relay_lat,
+            "wall": wall,
+            "planner_cpu_idle": cpu_idle,
+            "planner_cpu_job": cpu_job,
+        },
+    )
     return figs
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=200, help="steps in the job (default 200; --quick: 60)")
     ap.add_argument("--floor-count", type=int, default=300, help="floor round trips per floor phase (two phases)")
     ap.add_argument("--quick", action="store_true", help="60 steps, 150 floor round trips per phase")
     ap.add_argument("--profile", action="store_true", help="record the planner with py-spy during the job")
     ap.add_argument("--profile-top", type=int, default=25)
-    ap.add_argument("--decompose", action="store_true",
-                    help="run the planner with timestamps around its dispatch path and split the latency")
+    ap.add_argument(
+        "--decompose",
+        action="store_true",
+        help="run the planner with timestamps around its dispatch path and split the latency",
+    )
     ap.add_argument("--out", default="", help="work dir (default: a new temp dir)")
     ap.add_argument("--json", default="", help="write the figures as JSON (for bench/run_all)")
     ap.add_argument("--role", choices=("probe", "relay", "source"), help=argparse.SUPPRESS)

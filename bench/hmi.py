@@ -48,9 +48,17 @@ CELL_FILE = REPO / "config" / "demo_cell.yaml"
 LAG_TARGET_MS = 250.0
 RSS_MARGIN_MB = 30.0
 SSE_CLIENTS = 3
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 
 
 def free_port() -> int:
@@ -106,7 +114,7 @@ def lags(ros: list[tuple[float, tuple]], page: list[tuple[float, tuple]]) -> tup
         i = next((j for j in range(matched + 1, len(ros)) if ros[j][1] == key), None)
         if i is None:
             continue
-        out += [max(0.0, t_page - t_ros) for t_ros, _ in ros[matched + 1:i + 1]]
+        out += [max(0.0, t_page - t_ros) for t_ros, _ in ros[matched + 1 : i + 1]]
         matched = i
     return out, len(ros) - 1 - matched
 
@@ -141,14 +149,25 @@ def run(args: argparse.Namespace) -> list[Figure]:
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_hmi_"))
     work.mkdir(parents=True, exist_ok=True)
     print(machine_line())
-    print(f"hmi: demo cell with its HMI, {args.parts} parts at {args.rate:g}x, {SSE_CLIENTS} live-data clients + a "
-          f"browser; work dir {work}")
+    print(
+        f"hmi: demo cell with its HMI, {args.parts} parts at {args.rate:g}x, {SSE_CLIENTS} live-data clients + a "
+        f"browser; work dir {work}"
+    )
     floor_before = bare_rss_kb(work)
     UserStore(work / "users.json").add("bench", "bench-pw-1", Role.OPERATOR)
     port = free_port()
     cfg = load_cell(CELL_FILE)
-    specs = node_specs(cfg, CELL_FILE, BringupOptions(rate=args.rate, parts=args.parts, db=str(work / "production.db"),
-                                                      journal=str(work / "journal.db"), hmi=f"127.0.0.1:{port}"))
+    specs = node_specs(
+        cfg,
+        CELL_FILE,
+        BringupOptions(
+            rate=args.rate,
+            parts=args.parts,
+            db=str(work / "production.db"),
+            journal=str(work / "journal.db"),
+            hmi=f"127.0.0.1:{port}",
+        ),
+    )
     lease = DomainLease()
     env = ros_env(lease.domain_id, work / "ros_log")
     env["COBOT_CELL_USERS"] = str(work / "users.json")
@@ -212,7 +231,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
 
             wait_until(lambda: driver.find_element(By.ID, "state").text == "Stopped", 30, "the browser's page")
         wait_until(lambda: all(r.events for r in readers), 30, "the live clients' first event")
-        t_ready[0] = time.monotonic()   # statuses from here on are timed
+        t_ready[0] = time.monotonic()  # statuses from here on are timed
         hmi_pid = next(p.popen.pid for p in nodes.procs if p.spec.executable == "hmi")
         for cmd, target in (("reset", "Idle"), ("start", None)):
             ok, msg = client.command(cmd)
@@ -223,8 +242,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
         client.wait_for(lambda: client.state == "Complete", 120 + 60 * args.parts / args.rate, "the run")
         wall = time.monotonic() - t0
         done = status_key("Complete", args.parts, [])
-        client.wait_for(lambda: all(any(k == done for _, k in seen) for seen in page_seen), 10,
-                        "the page to show Complete")   # spinning: this process times the last changes too
+        client.wait_for(
+            lambda: all(any(k == done for _, k in seen) for seen in page_seen), 10, "the page to show Complete"
+        )  # spinning: this process times the last changes too
         rss = proc_rss_kb(hmi_pid) or 0
         hwm = proc_rss_kb(hmi_pid, "VmHWM") or 0
     finally:
@@ -245,29 +265,56 @@ def run(args: argparse.Namespace) -> list[Figure]:
         missed += never
         err = f", error {readers[i].error}" if readers[i].error else ""
         print(f"  client {i + 1}: {readers[i].events} live events, lag {summary_ms(lag)}{err}")
-    print(f"  run: {args.parts} parts in {wall:.1f} s wall; {len(ros_seen)} status changes timed; "
-          f"{missed} never shown" + (f" (the last: {ros_seen[-1][1]})" if missed else ""))
-    print(f"  bare rclpy node: {floor_before / 1024:.1f} MB before, {floor_after / 1024:.1f} MB after; "
-          f"hmi node {rss / 1024:.1f} MB (peak {hwm / 1024:.1f} MB)")
+    print(
+        f"  run: {args.parts} parts in {wall:.1f} s wall; {len(ros_seen)} status changes timed; "
+        f"{missed} never shown" + (f" (the last: {ros_seen[-1][1]})" if missed else "")
+    )
+    print(
+        f"  bare rclpy node: {floor_before / 1024:.1f} MB before, {floor_after / 1024:.1f} MB after; "
+        f"hmi node {rss / 1024:.1f} MB (peak {hwm / 1024:.1f} MB)"
+    )
     p95 = pct(all_lags, 0.95) * 1000 if all_lags else float("nan")
     p50 = pct(all_lags, 0.5) * 1000 if all_lags else float("nan")
     figs = [
-        Figure(f"hmi: live-data lag p95 at {args.rate:g}x ({SSE_CLIENTS} clients + browser)", p95, p50, "ms",
-               f"<= {LAG_TARGET_MS:g} ms", p95 <= LAG_TARGET_MS,
-               note="floor: the median lag of the same run"),
-        Figure("hmi: node RSS", rss / 1024, floor / 1024, "MB", f"<= bare + {RSS_MARGIN_MB:g} MB",
-               rss / 1024 <= floor / 1024 + RSS_MARGIN_MB, note="floor: bare rclpy node measured in this run"),
+        Figure(
+            f"hmi: live-data lag p95 at {args.rate:g}x ({SSE_CLIENTS} clients + browser)",
+            p95,
+            p50,
+            "ms",
+            f"<= {LAG_TARGET_MS:g} ms",
+            p95 <= LAG_TARGET_MS,
+            note="floor: the median lag of the same run",
+        ),
+        Figure(
+            "hmi: node RSS",
+            rss / 1024,
+            floor / 1024,
+            "MB",
+            f"<= bare + {RSS_MARGIN_MB:g} MB",
+            rss / 1024 <= floor / 1024 + RSS_MARGIN_MB,
+            note="floor: bare rclpy node measured in this run",
+        ),
     ]
     print()
     print(table(figs, f"hmi ({DATE})"))
-    write_json(args.json, figs, {"lags_s": all_lags, "rss_kb": rss, "hwm_kb": hwm,
-                                 "bare_kb": [floor_before, floor_after], "statuses": len(ros_seen)})
+    write_json(
+        args.json,
+        figs,
+        {
+            "lags_s": all_lags,
+            "rss_kb": rss,
+            "hwm_kb": hwm,
+            "bare_kb": [floor_before, floor_after],
+            "statuses": len(ros_seen),
+        },
+    )
     return figs
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--parts", type=int, default=10, help="parts (default 10)")
     ap.add_argument("--rate", type=float, default=20.0, help="sim rate (default 20)")
     ap.add_argument("--quick", action="store_true", help="5 parts")

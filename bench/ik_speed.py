@@ -51,8 +51,9 @@ def jacobian(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         origins.append(T[:3, 3].copy())
         axes.append(T[:3, 2].copy())
         ct, st, ca, sa = math.cos(th), math.sin(th), math.cos(al), math.sin(al)
-        T = T @ np.array([[ct, -st * ca, st * sa, a * ct], [st, ct * ca, -ct * sa, a * st], [0, sa, ca, d],
-                          [0, 0, 0, 1]])
+        T = T @ np.array(
+            [[ct, -st * ca, st * sa, a * ct], [st, ct * ca, -ct * sa, a * st], [0, sa, ca, d], [0, 0, 0, 1]]
+        )
     J = np.empty((6, 6))
     for i, (o, z) in enumerate(zip(origins, axes)):
         J[:3, i] = np.cross(z, T[:3, 3] - o)
@@ -60,8 +61,9 @@ def jacobian(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return T, J
 
 
-def numeric_ik(target: np.ndarray, seed: np.ndarray, tol: float = 1e-10, max_iter: int = 200,
-               damping: float = 1e-3) -> tuple[np.ndarray | None, int]:
+def numeric_ik(
+    target: np.ndarray, seed: np.ndarray, tol: float = 1e-10, max_iter: int = 200, damping: float = 1e-3
+) -> tuple[np.ndarray | None, int]:
     """Damped least-squares IK: one solution near the seed, or None if it does not converge."""
     q = seed.copy()
     for k in range(1, max_iter + 1):
@@ -72,7 +74,7 @@ def numeric_ik(target: np.ndarray, seed: np.ndarray, tol: float = 1e-10, max_ite
         err = np.concatenate([dp, dw])
         if np.linalg.norm(err) < tol:
             return q, k
-        q = q + J.T @ np.linalg.solve(J @ J.T + damping ** 2 * np.eye(6), err)
+        q = q + J.T @ np.linalg.solve(J @ J.T + damping**2 * np.eye(6), err)
     return None, max_iter
 
 
@@ -106,15 +108,19 @@ def main() -> None:
         ("numeric DLS, random seed", lambda: [numeric_ik(T, s) for T, s in zip(targets[:few], far[:few])]),
     ]
     print()
-    print(f"{n} random reachable poses of the ur5e model (away from singularities), median of {args.runs} runs,"
-          " each timed alternately with FK of the same poses")
+    print(
+        f"{n} random reachable poses of the ur5e model (away from singularities), median of {args.runs} runs,"
+        " each timed alternately with FK of the same poses"
+    )
     print(f"  {'':<26} {'us/call':>9} {'calls/s':>10} {'FK us/call':>11} {'FK calls/s':>11} {'ratio':>7}")
     for name, fn in cases + cases_numeric:
         count = n if (name, fn) in cases else few
         t_case, t_fk = paired_medians(fn, fk_all, args.runs)
         per, per_fk = t_case / count, t_fk / n
-        print(f"  {name:<26} {per * 1e6:>9.1f} {1 / per:>10.0f} {per_fk * 1e6:>11.1f} {1 / per_fk:>11.0f} "
-              f"{per / per_fk:>6.1f}x")
+        print(
+            f"  {name:<26} {per * 1e6:>9.1f} {1 / per:>10.0f} {per_fk * 1e6:>11.1f} {1 / per_fk:>11.0f} "
+            f"{per / per_fk:>6.1f}x"
+        )
 
     print()
     print("accuracy: FK of the solution against the target")
@@ -131,9 +137,11 @@ def main() -> None:
             F = fk(UR5E, q)
             dp.append(float(np.linalg.norm(F[:3, 3] - T[:3, 3])))
             dr.append(rotation_angle(F, T))
-    print(f"  closed form: max position error {max(dp):.1e} m, max rotation error {max(dr):.1e} rad "
-          f"over {len(dp)} solutions; solutions per pose: mean {np.mean(counts):.2f}, "
-          f"{np.mean(np.array(counts) == 8):.0%} of poses have all 8")
+    print(
+        f"  closed form: max position error {max(dp):.1e} m, max rotation error {max(dr):.1e} rad "
+        f"over {len(dp)} solutions; solutions per pose: mean {np.mean(counts):.2f}, "
+        f"{np.mean(np.array(counts) == 8):.0%} of poses have all 8"
+    )
     for label, seeds in (("near", near), ("random", far)):
         iters, fails, errs, other_branch = [], 0, [], 0
         for T, s, q0 in zip(targets[:few], seeds[:few], qs[:few]):
@@ -146,9 +154,11 @@ def main() -> None:
             errs.append(float(np.linalg.norm(F[:3, 3] - T[:3, 3])))
             d = np.remainder(q - q0 + math.pi, 2 * math.pi) - math.pi
             other_branch += int(np.max(np.abs(d)) > 1e-6)
-        print(f"  numeric DLS, {label} seed: median {statistics.median(iters):.0f} iterations, "
-              f"{fails}/{few} did not converge in 200, max position error {max(errs, default=math.nan):.1e} m, "
-              f"{other_branch}/{few - fails} landed on another branch than the pose's own")
+        print(
+            f"  numeric DLS, {label} seed: median {statistics.median(iters):.0f} iterations, "
+            f"{fails}/{few} did not converge in 200, max position error {max(errs, default=math.nan):.1e} m, "
+            f"{other_branch}/{few - fails} landed on another branch than the pose's own"
+        )
     try:
         ik(UR5E, fk(UR5E, np.array([0.2, -1.3, 1.5, -1.0, 0.0, 0.7])), np.array([0.2, -1.3, 1.5, -1.0, 0.0, 0.7]))
     except UnreachableError as exc:

@@ -86,29 +86,45 @@ def run(args: argparse.Namespace) -> list[Figure]:
     r = run_cell(CELL_FILE, args.rate, args.parts, work / "cell", rss_at_parts=(1,))
     floor_after = bare_rss_kb(work)
     floor = max(floor_before, floor_after)
-    print(f"  run: {r.parts} parts in {r.wall:.1f} s wall ({r.speed:.1f}x), all done: "
-          f"{all(x.status == 'done' for x in r.reports)}")
+    print(
+        f"  run: {r.parts} parts in {r.wall:.1f} s wall ({r.speed:.1f}x), all done: "
+        f"{all(x.status == 'done' for x in r.reports)}"
+    )
     print(f"  bare rclpy node (floor): {floor_before / 1024:.1f} MB before, {floor_after / 1024:.1f} MB after the run")
     after1 = r.rss_at.get(1, {})
     print(f"  {'node':<24} {'after part 1':>12} {f'after {r.parts}':>12} {'peak (HWM)':>11}")
     for fqn in r.pids:
         a1 = after1.get(fqn)
-        print(f"  {short_fqn(fqn):<24} {(f'{a1 / 1024:.1f} MB' if a1 else '-'):>12} "
-              f"{r.rss_kb[fqn] / 1024:>9.1f} MB {r.hwm_kb[fqn] / 1024:>8.1f} MB")
-    figs = [Figure(f"memory: {short_fqn(fqn)} RSS after {r.parts} parts", r.rss_kb[fqn] / 1024, floor / 1024, "MB",
-                   f"<= {TARGET_MB:g} MB", r.rss_kb[fqn] / 1024 <= TARGET_MB)
-            for fqn in r.pids]
+        print(
+            f"  {short_fqn(fqn):<24} {(f'{a1 / 1024:.1f} MB' if a1 else '-'):>12} "
+            f"{r.rss_kb[fqn] / 1024:>9.1f} MB {r.hwm_kb[fqn] / 1024:>8.1f} MB"
+        )
+    figs = [
+        Figure(
+            f"memory: {short_fqn(fqn)} RSS after {r.parts} parts",
+            r.rss_kb[fqn] / 1024,
+            floor / 1024,
+            "MB",
+            f"<= {TARGET_MB:g} MB",
+            r.rss_kb[fqn] / 1024 <= TARGET_MB,
+        )
+        for fqn in r.pids
+    ]
     figs[0].note = "floor: bare rclpy node (init + Node + 1 subscription) measured in this run"
     print()
     print(table(figs, f"memory ({DATE})"))
-    write_json(args.json, figs, {"rss_kb": r.rss_kb, "hwm_kb": r.hwm_kb, "rss_after_part_1": after1,
-                                 "bare_kb": [floor_before, floor_after]})
+    write_json(
+        args.json,
+        figs,
+        {"rss_kb": r.rss_kb, "hwm_kb": r.hwm_kb, "rss_after_part_1": after1, "bare_kb": [floor_before, floor_after]},
+    )
     return figs
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--parts", type=int, default=100, help="parts (default 100)")
     ap.add_argument("--rate", type=float, default=20.0, help="sim rate (default 20)")
     ap.add_argument("--quick", action="store_true", help="20 parts")

@@ -40,8 +40,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def row(name: str, ms: list[float]) -> str:
-    return (f"{name:<47} n={len(ms):<4} median {statistics.median(ms):6.2f}  p90 {pct(ms, 0.90):6.2f}  "
-            f"p99 {pct(ms, 0.99):6.2f}  max {max(ms):6.2f} ms")
+    return (
+        f"{name:<47} n={len(ms):<4} median {statistics.median(ms):6.2f}  p90 {pct(ms, 0.90):6.2f}  "
+        f"p99 {pct(ms, 0.99):6.2f}  max {max(ms):6.2f} ms"
+    )
 
 
 def via_pendant(link: PendantLink, count: int) -> tuple[list[float], list[float]]:
@@ -55,12 +57,21 @@ def via_pendant(link: PendantLink, count: int) -> tuple[list[float], list[float]
         seq = link.send(kind)
 
         def state_frame(mark: int = mark, before: str | None = before):
-            return next((r for r in link.received[mark:] if isinstance(r.item, Frame) and r.item.kind == "STATE"
-                         and r.item.args[0] != before), None)
+            return next(
+                (
+                    r
+                    for r in link.received[mark:]
+                    if isinstance(r.item, Frame) and r.item.kind == "STATE" and r.item.args[0] != before
+                ),
+                None,
+            )
 
         link.wait_for(lambda seq=seq: state_frame() is not None and seq in link.replies, 10, f"{kind} done")
-        reply = next(r for r in link.received[mark:] if isinstance(r.item, Frame) and r.item.seq == seq
-                     and r.item.kind in ("OK", "ERR"))
+        reply = next(
+            r
+            for r in link.received[mark:]
+            if isinstance(r.item, Frame) and r.item.seq == seq and r.item.kind in ("OK", "ERR")
+        )
         if reply.item.kind != "OK":
             raise RuntimeError(f"{kind} refused: {reply.item.args}")
         to_state.append((state_frame().t - t0) * 1e3)
@@ -84,8 +95,9 @@ def direct_calls(client: CellClient, count: int) -> list[float]:
         future = clients[service].call_async(Trigger.Request())
         client.wait_for(lambda before=before: client.state != before, 10, f"{service} state change")
         out.append((time.perf_counter() - t0) * 1e3)
-        client.wait_for(lambda future=future, target=target: future.done() and client.state == target, 10,
-                        f"{service} done")
+        client.wait_for(
+            lambda future=future, target=target: future.done() and client.state == target, 10, f"{service} done"
+        )
         if not future.result().success:
             raise RuntimeError(f"{service} refused: {future.result().message}")
     return out
@@ -103,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     pty = create_pty(work / "pendant")
     with DomainLease() as lease:
         specs = node_specs(cfg, CELL_FILE, BringupOptions(rate=20.0, parts=2, db=str(work / "p.db")))
-        specs.append(NodeSpec("pendant_bridge", "cobot_cell.ros.pendant_node", "pendant_bridge",
-                              f"/{cfg.cell.name}", {"port": str(work / "pendant")}))
+        specs.append(
+            NodeSpec(
+                "pendant_bridge",
+                "cobot_cell.ros.pendant_node",
+                "pendant_bridge",
+                f"/{cfg.cell.name}",
+                {"port": str(work / "pendant")},
+            )
+        )
         nodes = NodeSet(specs, work / "nodes", ros_env(lease.domain_id, work / "log"))
         link = client = None
         try:
@@ -128,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                 client.close()
             nodes.stop()
             pty.close()
-    print(f"pendant bridge latency, {args.count} commands (RESET/STOP alternating), cell '{cfg.cell.name}', "
-          f"real node processes, pty line")
+    print(
+        f"pendant bridge latency, {args.count} commands (RESET/STOP alternating), cell '{cfg.cell.name}', "
+        f"real node processes, pty line"
+    )
     print(row("pendant command -> STATE frame back", to_state))
     print(row("pendant command -> OK reply", to_reply))
     print(row("direct: Trigger call -> state topic (baseline)", base))

@@ -67,14 +67,22 @@ def synthetic(args: argparse.Namespace) -> int:
     names = args.names.split(",")
     rclpy.init()
     node = rclpy.create_node("synthetic_cells")
-    pubs = {c: (node.create_publisher(String, f"/{c}/state", STATE_CHANGES),
-                node.create_publisher(DiagnosticStatus, f"/{c}/status", LATCHED),
-                node.create_publisher(DiagnosticStatus, f"/{c}/cycle", REPORTS)) for c in names}
+    pubs = {
+        c: (
+            node.create_publisher(String, f"/{c}/state", STATE_CHANGES),
+            node.create_publisher(DiagnosticStatus, f"/{c}/status", LATCHED),
+            node.create_publisher(DiagnosticStatus, f"/{c}/cycle", REPORTS),
+        )
+        for c in names
+    }
     diag = node.create_publisher(DiagnosticArray, "/diagnostics", 100)
     # subscribers: the supervisor, the bridge and the bench's own rclpy floor
-    wait_until(lambda: all(p[2].get_subscription_count() >= 2 and p[0].get_subscription_count() >= 2
-                           for p in pubs.values()), 60, "the supervisor and the bridge to match")
-    time.sleep(0.5)   # the bench's floor subscriber and the OPC UA subscription settle (not a synchronisation)
+    wait_until(
+        lambda: all(p[2].get_subscription_count() >= 2 and p[0].get_subscription_count() >= 2 for p in pubs.values()),
+        60,
+        "the supervisor and the bridge to match",
+    )
+    time.sleep(0.5)  # the bench's floor subscriber and the OPC UA subscription settle (not a synchronisation)
     period = CYCLE / args.rate
     start = time.monotonic()
     nxt = {c: start + period * i / len(names) for i, c in enumerate(names)}
@@ -89,30 +97,71 @@ def synthetic(args: argparse.Namespace) -> int:
         part[c] += 1
         p = part[c]
         t = sim0 + p * CYCLE
-        report = CycleReport(c, "bracket", f"{c}-run", p, t - CYCLE, t, "done",
-                             (StepTiming("load_blank", "pick", "picker", t - CYCLE, t - CYCLE + 9.8),
-                              StepTiming("weld_seams", "weld", "welder", t - CYCLE + 9.8, t - 8.9),
-                              StepTiming("palletise", "palletise", "picker", t - 8.9, t)))
+        report = CycleReport(
+            c,
+            "bracket",
+            f"{c}-run",
+            p,
+            t - CYCLE,
+            t,
+            "done",
+            (
+                StepTiming("load_blank", "pick", "picker", t - CYCLE, t - CYCLE + 9.8),
+                StepTiming("weld_seams", "weld", "welder", t - CYCLE + 9.8, t - 8.9),
+                StepTiming("palletise", "palletise", "picker", t - 8.9, t),
+            ),
+        )
         state_pub, status_pub, cycle_pub = pubs[c]
         state = STATES[p % 2]
         sent = time.monotonic()
         state_pub.publish(String(data=state))
         events.write(json.dumps({"cell": c, "state": state, "t": sent}) + "\n")
-        status_pub.publish(status_msg(f"{c}/status", DiagnosticStatus.OK, state, [
-            (VERSION_KEY, str(WIRE_VERSION)), ("state", state), ("job", "bracket"), ("parts", "1000"),
-            ("parts_done", str(p)), ("run_id", f"{c}-run")], hardware_id=c))
-        cycle_pub.publish(status_msg(f"{c}/cycle", DiagnosticStatus.OK, f"part {p}", encode_cycle(report),
-                                     hardware_id=c))
+        status_pub.publish(
+            status_msg(
+                f"{c}/status",
+                DiagnosticStatus.OK,
+                state,
+                [
+                    (VERSION_KEY, str(WIRE_VERSION)),
+                    ("state", state),
+                    ("job", "bracket"),
+                    ("parts", "1000"),
+                    ("parts_done", str(p)),
+                    ("run_id", f"{c}-run"),
+                ],
+                hardware_id=c,
+            )
+        )
+        cycle_pub.publish(
+            status_msg(f"{c}/cycle", DiagnosticStatus.OK, f"part {p}", encode_cycle(report), hardware_id=c)
+        )
         if p % 10 == 0:
             for cleared in ("", repr(t + 2.0)):
-                pairs = encode_fault(FaultUpdate(c, f"syn-{c}-{p}", "grip missed", t - 1.0, "GRIP_MISSED", "picker",
-                                                 id=p, cleared=float(cleared) if cleared else None))
-                diag.publish(DiagnosticArray(status=[status_msg(f"{c}/task_planner/faults", DiagnosticStatus.ERROR,
-                                                                "grip missed", pairs, hardware_id=c)]))
+                pairs = encode_fault(
+                    FaultUpdate(
+                        c,
+                        f"syn-{c}-{p}",
+                        "grip missed",
+                        t - 1.0,
+                        "GRIP_MISSED",
+                        "picker",
+                        id=p,
+                        cleared=float(cleared) if cleared else None,
+                    )
+                )
+                diag.publish(
+                    DiagnosticArray(
+                        status=[
+                            status_msg(
+                                f"{c}/task_planner/faults", DiagnosticStatus.ERROR, "grip missed", pairs, hardware_id=c
+                            )
+                        ]
+                    )
+                )
         nxt[c] += period
     events.close()
     Path(args.events + ".done").write_text(json.dumps(part))
-    time.sleep(2.0)   # keep the writers alive while late readers catch up (transient local)
+    time.sleep(2.0)  # keep the writers alive while late readers catch up (transient local)
     node.destroy_node()
     rclpy.shutdown()
     return 0
@@ -135,9 +184,9 @@ class Floor:
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("plant_bench_floor", context=self.context)
         for c in cells:
-            self.node.create_subscription(String, f"/{c}/state",
-                                          lambda m, c=c: self.seen.append((c, m.data, time.monotonic())),
-                                          STATE_CHANGES)
+            self.node.create_subscription(
+                String, f"/{c}/state", lambda m, c=c: self.seen.append((c, m.data, time.monotonic())), STATE_CHANGES
+            )
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.stop = threading.Event()
@@ -193,13 +242,15 @@ async def opcua_watch(url: str, cells: list[str], seen: list, ready: threading.E
         ns = await client.get_namespace_index(PACKML_URI)
         nodes = {}
         for c in cells:
-            n = await client.nodes.objects.get_child([f"{ns}:PackMLObjects", f"{ns}:{c}", f"{ns}:Status",
-                                                      f"{ns}:StateCurrent"])
+            n = await client.nodes.objects.get_child(
+                [f"{ns}:PackMLObjects", f"{ns}:{c}", f"{ns}:Status", f"{ns}:StateCurrent"]
+            )
             nodes[n.nodeid] = c
 
         class Handler:
             def datachange_notification(self, node, val, data) -> None:
                 seen.append((nodes[node.nodeid], names.get(val, ""), time.monotonic()))
+
         sub = await client.create_subscription(10, Handler())
         # queue 10 per item: under load a late publish must not fold two state changes into one notification
         await sub.subscribe_data_change([client.get_node(n) for n in nodes], queuesize=10)
@@ -209,7 +260,7 @@ async def opcua_watch(url: str, cells: list[str], seen: list, ready: threading.E
     finally:
         try:
             await client.disconnect()
-        except ConnectionError:   # the server went first
+        except ConnectionError:  # the server went first
             pass
 
 
@@ -234,8 +285,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
     db = work / "production.db"
     cfg = load_cell(DEMO)
     parts = math.ceil(args.duration * args.rate / CYCLE) + 2
-    specs = node_specs(cfg, DEMO, BringupOptions(rate=args.rate, parts=parts, supervisor=False,
-                                                 journal=str(work / "demo.journal.db")))
+    specs = node_specs(
+        cfg, DEMO, BringupOptions(rate=args.rate, parts=parts, supervisor=False, journal=str(work / "demo.journal.db"))
+    )
     specs.append(supervisor_spec(db, cells))
     bridge = plant_specs(cells, [], BringupOptions(opcua=url, allow_none=True))[0]
     bridge.parameters["pki_dir"] = str(work / "pki")
@@ -252,8 +304,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
         client.wait_for(lambda: client.state == "Stopped", 60, "the demo cell")
         sup, brg = nodes.proc("/supervisor").popen.pid, nodes.proc("/opcua_bridge").popen.pid
         floor = Floor(lease.domain_id, synthetic_cells)
-        watcher = threading.Thread(target=lambda: asyncio.run(opcua_watch(url, cells, opc_seen, ready, done)),
-                                   daemon=True)
+        watcher = threading.Thread(
+            target=lambda: asyncio.run(opcua_watch(url, cells, opc_seen, ready, done)), daemon=True
+        )
         watcher.start()
         wait_until(ready.is_set, 120, "the OPC UA subscription")
         idle_rss = {pid: proc_rss_kb(pid) for pid in (sup, brg)}
@@ -264,10 +317,27 @@ def run(args: argparse.Namespace) -> list[Figure]:
         client.wait_for(lambda: client.state == "Execute", 30, "Execute")
         t0 = time.monotonic()
         events = work / "events.jsonl"
-        helpers.start("synthetic", [__file__, "--synthetic", "--names", ",".join(synthetic_cells), "--rate",
-                                    str(args.rate), "--duration", str(args.duration), "--events", str(events)])
-        wait_until(lambda: Path(str(events) + ".done").exists(), args.duration + 120, "the synthetic cells",
-                   check=lambda: (helpers.check(), client.spin_once(0.0)))
+        helpers.start(
+            "synthetic",
+            [
+                __file__,
+                "--synthetic",
+                "--names",
+                ",".join(synthetic_cells),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(args.duration),
+                "--events",
+                str(events),
+            ],
+        )
+        wait_until(
+            lambda: Path(str(events) + ".done").exists(),
+            args.duration + 120,
+            "the synthetic cells",
+            check=lambda: (helpers.check(), client.spin_once(0.0)),
+        )
         t1 = time.monotonic()
         cpu1 = {pid: proc_cpu_s(pid) for pid in (sup, brg)}
         end_rss = {pid: proc_rss_kb(pid) for pid in (sup, brg)}
@@ -277,6 +347,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         def logged() -> dict[str, int]:
             with sqlite3.connect(db) as conn:
                 return dict(conn.execute("SELECT cell, count(*) FROM parts GROUP BY cell").fetchall())
+
         try:
             wait_until(lambda: all(logged().get(c, 0) >= n for c, n in published.items()), 30, "ingest")
         except TimeoutError:
@@ -284,7 +355,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         counts = logged()
         lost = sum(max(0, n - counts.get(c, 0)) for c, n in published.items())
         lost += max(0, real_parts - counts.get("demo", 0))
-        time.sleep(0.5)   # the last notifications (a measurement window, not a synchronisation)
+        time.sleep(0.5)  # the last notifications (a measurement window, not a synchronisation)
         done.set()
         evs = [json.loads(line) for line in events.read_text().splitlines()]
         opc, opc_missing = latencies(evs, opc_seen)
@@ -304,8 +375,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
     wall = t1 - t0
     total = sum(published.values()) + real_parts
     print(f"work dir {work} (events.jsonl: state changes published, seen.json: received)")
-    print(f"{args.cells} cells ({len(synthetic_cells)} synthetic) at {args.rate:g}x for {wall:.1f} s wall: "
-          f"{total} parts published ({real_parts} by the real cell), {sum(counts.values())} logged, lost {lost}")
+    print(
+        f"{args.cells} cells ({len(synthetic_cells)} synthetic) at {args.rate:g}x for {wall:.1f} s wall: "
+        f"{total} parts published ({real_parts} by the real cell), {sum(counts.values())} logged, lost {lost}"
+    )
     print(f"OPC UA state updates   {summary_ms(opc)}  (no notification: {opc_missing})")
     print(f"DDS floor (rclpy sub)  {summary_ms(dds)}  (not received: {dds_missing})")
     per_cell = {}
@@ -313,14 +386,30 @@ def run(args: argparse.Namespace) -> list[Figure]:
         cpu = (cpu1[pid] - cpu0[pid]) / wall
         mem = (end_rss[pid] - idle_rss[pid]) / 1024 / args.cells
         per_cell[name] = (cpu / args.cells, mem)
-        print(f"{name:13s} CPU {cpu * 100:5.1f} % of a core ({cpu / args.cells * 100:.2f} %/cell), "
-              f"RSS {idle_rss[pid] / 1024:.1f} -> {end_rss[pid] / 1024:.1f} MB ({mem:.2f} MB/cell)")
+        print(
+            f"{name:13s} CPU {cpu * 100:5.1f} % of a core ({cpu / args.cells * 100:.2f} %/cell), "
+            f"RSS {idle_rss[pid] / 1024:.1f} -> {end_rss[pid] / 1024:.1f} MB ({mem:.2f} MB/cell)"
+        )
     p99, floor99 = pct(opc, 0.99), pct(dds, 0.99)
     return [
-        Figure("plant: parts lost (ingest)", float(lost), 0.0, "parts", "= 0", lost == 0,
-               note=f"{total} parts of {args.cells} cells at {args.rate:g}x"),
-        Figure("plant: OPC UA state update p99", p99 * 1e3, floor99 * 1e3, "ms", "<= 100 ms", p99 <= 0.1,
-               note=f"floor: DDS alone; median {pct(opc, 0.5) * 1e3:.1f} ms, {opc_missing} without notification"),
+        Figure(
+            "plant: parts lost (ingest)",
+            float(lost),
+            0.0,
+            "parts",
+            "= 0",
+            lost == 0,
+            note=f"{total} parts of {args.cells} cells at {args.rate:g}x",
+        ),
+        Figure(
+            "plant: OPC UA state update p99",
+            p99 * 1e3,
+            floor99 * 1e3,
+            "ms",
+            "<= 100 ms",
+            p99 <= 0.1,
+            note=f"floor: DDS alone; median {pct(opc, 0.5) * 1e3:.1f} ms, {opc_missing} without notification",
+        ),
         Figure("plant: supervisor CPU per cell", per_cell["supervisor"][0] * 100, math.nan, "% core", "", None),
         Figure("plant: supervisor memory per cell", per_cell["supervisor"][1], math.nan, "MB", "", None),
         Figure("plant: OPC UA bridge CPU per cell", per_cell["opcua_bridge"][0] * 100, math.nan, "% core", "", None),

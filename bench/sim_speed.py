@@ -60,43 +60,85 @@ def sim_figures(base_speed: float, base_parts: int, runs: list[tuple[float, int,
     good = [r for r in runs if r[3] <= 1e-3]
     figs = []
     if not good:
-        figs.append(Figure("sim speed (demo cell, fastest rate with 1x cycle times)", math.nan, base_speed, "x",
-                           ">= 20x", False, note="no rate completed with cycle times equal to the 1x run"))
+        figs.append(
+            Figure(
+                "sim speed (demo cell, fastest rate with 1x cycle times)",
+                math.nan,
+                base_speed,
+                "x",
+                ">= 20x",
+                False,
+                note="no rate completed with cycle times equal to the 1x run",
+            )
+        )
     else:
         rate, parts, speed, dc = max(good, key=lambda r: r[2])
-        figs.append(Figure(f"sim speed (demo cell at {rate:g}x, {parts} parts)", speed, base_speed, "x", ">= 20x",
-                           speed >= 20.0, note=f"floor: the 1x run of {base_parts} part(s) measured in this run"))
-        figs.append(Figure(f"sim speed: max cycle time diff at {rate:g}x vs 1x", dc * 1e3, 1.0, "ms", "<= 1 ms",
-                           dc <= 1e-3, ratio=math.nan,
-                           note="per part k, |cycle time at rate R - at 1x|; floor column: the 1 ms bound"))
+        figs.append(
+            Figure(
+                f"sim speed (demo cell at {rate:g}x, {parts} parts)",
+                speed,
+                base_speed,
+                "x",
+                ">= 20x",
+                speed >= 20.0,
+                note=f"floor: the 1x run of {base_parts} part(s) measured in this run",
+            )
+        )
+        figs.append(
+            Figure(
+                f"sim speed: max cycle time diff at {rate:g}x vs 1x",
+                dc * 1e3,
+                1.0,
+                "ms",
+                "<= 1 ms",
+                dc <= 1e-3,
+                ratio=math.nan,
+                note="per part k, |cycle time at rate R - at 1x|; floor column: the 1 ms bound",
+            )
+        )
     for rate, _parts, speed, dc in runs:
         if math.isnan(speed):
             figs.append(Figure(f"sim speed at {rate:g}x: run failed", math.nan, math.nan, "", "(info)", None))
         elif not dc <= 1e-3:
-            figs.append(Figure(f"sim speed at {rate:g}x: cycle times differ from 1x by", dc * 1e3, 1.0, "ms",
-                               "(info)", None, ratio=math.nan,
-                               note=f"{speed:.1f}x reached, but event time broke (see docs/performance.md)"))
+            figs.append(
+                Figure(
+                    f"sim speed at {rate:g}x: cycle times differ from 1x by",
+                    dc * 1e3,
+                    1.0,
+                    "ms",
+                    "(info)",
+                    None,
+                    ratio=math.nan,
+                    note=f"{speed:.1f}x reached, but event time broke (see docs/performance.md)",
+                )
+            )
     return figs
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_sim_speed_"))
     print(machine_line())
-    print(f"simulation speed: demo cell, 1x for {args.base_parts} part(s), then rates {args.rates} for "
-          f"{args.parts} parts each; work dir {work}")
+    print(
+        f"simulation speed: demo cell, 1x for {args.base_parts} part(s), then rates {args.rates} for "
+        f"{args.parts} parts each; work dir {work}"
+    )
     base = run_cell(CELL_FILE, 1.0, args.base_parts, work / "rate_1")
     rows = [("1", base, 0.0, 0.0)]
-    print(f"  1x: {base.parts} parts, wall {base.wall:.1f} s, sim span {base.sim_span:.2f} s, "
-          f"speed {base.speed:.3f}x (/clock ran at {base.sim_elapsed / base.wall:.3f}x), "
-          f"cycle times {[round(r.cycle_time, 3) for r in base.reports]}")
+    print(
+        f"  1x: {base.parts} parts, wall {base.wall:.1f} s, sim span {base.sim_span:.2f} s, "
+        f"speed {base.speed:.3f}x (/clock ran at {base.sim_elapsed / base.wall:.3f}x), "
+        f"cycle times {[round(r.cycle_time, 3) for r in base.reports]}"
+    )
     for rate in args.rates:
-        prof_out = {fqn: work / f"{fqn.strip('/').replace('/', '__')}_{rate:g}.pyspy.txt"
-                    for fqn in (PLANNER, CLOCK_OWNER)}
+        prof_out = {
+            fqn: work / f"{fqn.strip('/').replace('/', '__')}_{rate:g}.pyspy.txt" for fqn in (PLANNER, CLOCK_OWNER)
+        }
 
         def attach(pids, prof_out=prof_out, rate=rate):
             if args.profile:
                 for fqn, out in prof_out.items():
                     start_profile(pids[fqn], max(2.0, args.parts * 39.6 / rate * 0.8), out)
+
         try:
             fast = run_cell(CELL_FILE, rate, args.parts, work / f"rate_{rate:g}", during=attach)
         except (RuntimeError, TimeoutError) as exc:
@@ -105,38 +147,62 @@ def run(args: argparse.Namespace) -> list[Figure]:
             continue
         dc, ds = cycle_diff(fast, base), step_diff(fast, base)
         rows.append((f"{rate:g}", fast, dc, ds))
-        print(f"  {rate:g}x: {fast.parts} parts, wall {fast.wall:.1f} s, sim span {fast.sim_span:.2f} s, "
-              f"speed {fast.speed:.1f}x (/clock ran at {fast.sim_elapsed / fast.wall:.1f}x), "
-              f"max cycle diff {dc * 1e3:.3f} ms, max step diff {ds * 1e3:.3f} ms; CPU share of a core: "
-              + ", ".join(f"{short_fqn(f)} {c / fast.wall * 100:.0f}%" for f, c in fast.cpu_s.items()))
+        print(
+            f"  {rate:g}x: {fast.parts} parts, wall {fast.wall:.1f} s, sim span {fast.sim_span:.2f} s, "
+            f"speed {fast.speed:.1f}x (/clock ran at {fast.sim_elapsed / fast.wall:.1f}x), "
+            f"max cycle diff {dc * 1e3:.3f} ms, max step diff {ds * 1e3:.3f} ms; CPU share of a core: "
+            + ", ".join(f"{short_fqn(f)} {c / fast.wall * 100:.0f}%" for f, c in fast.cpu_s.items())
+        )
         if args.profile:
             for fqn, out in prof_out.items():
                 if out.exists():
                     print(f"  profile of {fqn} at {rate:g}x (py-spy, inclusive share of non-idle samples):")
                     print(profile_summary(out, top=args.profile_top))
     print()
-    print(f"  {'rate':>5} {'parts':>5} {'wall s':>7} {'sim s':>8} {'sim/wall':>8} {'planner CPU':>11} "
-          f"{'max cycle diff':>14} {'max step diff':>13}")
+    print(
+        f"  {'rate':>5} {'parts':>5} {'wall s':>7} {'sim s':>8} {'sim/wall':>8} {'planner CPU':>11} "
+        f"{'max cycle diff':>14} {'max step diff':>13}"
+    )
     for rate, r, dc, ds in rows:
         if r is None:
             print(f"  {rate:>5} failed")
             continue
-        print(f"  {rate:>5} {r.parts:>5} {r.wall:>7.1f} {r.sim_span:>8.2f} {r.speed:>7.2f}x "
-              f"{r.cpu_s[PLANNER] / r.wall * 100:>10.0f}% {dc * 1e3:>11.3f} ms {ds * 1e3:>10.3f} ms")
-    figs = sim_figures(base.speed, base.parts, [(float(rate), r.parts if r else 0, r.speed if r else math.nan, dc)
-                                                 for rate, r, dc, _ in rows[1:]])
+        print(
+            f"  {rate:>5} {r.parts:>5} {r.wall:>7.1f} {r.sim_span:>8.2f} {r.speed:>7.2f}x "
+            f"{r.cpu_s[PLANNER] / r.wall * 100:>10.0f}% {dc * 1e3:>11.3f} ms {ds * 1e3:>10.3f} ms"
+        )
+    figs = sim_figures(
+        base.speed,
+        base.parts,
+        [(float(rate), r.parts if r else 0, r.speed if r else math.nan, dc) for rate, r, dc, _ in rows[1:]],
+    )
     print()
     print(table(figs, f"simulation speed ({DATE})"))
-    write_json(args.json, figs, {"runs": [{"rate": rate, "wall": r.wall, "sim_span": r.sim_span,
-                                           "cycle_times": [x.cycle_time for x in r.reports],
-                                           "planner_cpu": r.cpu_s.get(PLANNER), "max_cycle_diff": dc}
-                                          for rate, r, dc, _ in rows if r is not None]})
+    write_json(
+        args.json,
+        figs,
+        {
+            "runs": [
+                {
+                    "rate": rate,
+                    "wall": r.wall,
+                    "sim_span": r.sim_span,
+                    "cycle_times": [x.cycle_time for x in r.reports],
+                    "planner_cpu": r.cpu_s.get(PLANNER),
+                    "max_cycle_diff": dc,
+                }
+                for rate, r, dc, _ in rows
+                if r is not None
+            ]
+        },
+    )
     return figs
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rates", default="20,40,80", help="sim rates to try, comma separated (default 20,40,80)")
     ap.add_argument("--parts", type=int, default=5, help="parts per fast run (default 5)")
     ap.add_argument("--base-parts", type=int, default=2, help="parts of the 1x run (default 2, ~80 s wall)")

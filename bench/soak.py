@@ -46,8 +46,16 @@ KILL_KINDS = ("kill_welder", "kill_planner")
 WELDER = "/welder/sim_cobot"
 RUNNING = ("Execute", "Complete")
 # Files of an earlier soak in --out that would change this one (a journal with an open run would be resumed).
-STALE = ("journal.db", "journal.db-wal", "journal.db-shm", "production.db", "production.db-wal",
-         "production.db-shm", "events.json", "summary.json")
+STALE = (
+    "journal.db",
+    "journal.db-wal",
+    "journal.db-shm",
+    "production.db",
+    "production.db-wal",
+    "production.db-shm",
+    "events.json",
+    "summary.json",
+)
 
 
 class SoakError(RuntimeError):
@@ -64,7 +72,7 @@ class Incarnation:
     rss_end: int | None = None
     rss_max: int = 0
     cpu_end: float | None = None
-    ended: str = "running"   # running | killed | stopped
+    ended: str = "running"  # running | killed | stopped
 
 
 @dataclass
@@ -108,9 +116,9 @@ class Soak:
         self.need_start_sample: set[str] = set()
         self.expect_dead: set[str] = set()
         self.notes: list[str] = []
-        self.health_seen: dict[str, float] = {}   # diagnostics status name -> last seen (monotonic)
-        self.client_faults_seen: list[tuple[str, str]] = []   # CellClient.faults_seen at the end
-        self.diag_faults: dict[str, dict] = {}   # fault_key -> code, source, first_seen (wall), cleared
+        self.health_seen: dict[str, float] = {}  # diagnostics status name -> last seen (monotonic)
+        self.client_faults_seen: list[tuple[str, str]] = []  # CellClient.faults_seen at the end
+        self.diag_faults: dict[str, dict] = {}  # fault_key -> code, source, first_seen (wall), cleared
         self.t0 = time.monotonic()
         self.t_run0: float | None = None
         self.t_run1: float | None = None
@@ -140,16 +148,22 @@ class Soak:
         for log_file in self.out.glob("*.log"):
             log_file.unlink()
         self.lease = DomainLease()
-        specs = node_specs(self.cfg, self.cell_file, BringupOptions(
-            rate=self.args.rate, parts=self.args.parts, db=str(self.db), journal=str(self.journal)))
+        specs = node_specs(
+            self.cfg,
+            self.cell_file,
+            BringupOptions(rate=self.args.rate, parts=self.args.parts, db=str(self.db), journal=str(self.journal)),
+        )
         self.nodes = NodeSet(specs, self.out, ros_env(self.lease.domain_id, self.out / "ros_log"))
-        self.log(f"cell '{self.cell}' job '{self.job}' (planned {self.planned_cycle:.2f} s/part from home), "
-                 f"{len(specs)} nodes, rate {self.args.rate:g}x, ROS_DOMAIN_ID {self.lease.domain_id}, out {self.out}")
+        self.log(
+            f"cell '{self.cell}' job '{self.job}' (planned {self.planned_cycle:.2f} s/part from home), "
+            f"{len(specs)} nodes, rate {self.args.rate:g}x, ROS_DOMAIN_ID {self.lease.domain_id}, out {self.out}"
+        )
         self.nodes.start()
         for p in self.nodes.procs:
             self.incarnations.append(Incarnation(p.spec.fqn, p.popen.pid))
-        self.client = CellClient(self.cell, domain_id=self.lease.domain_id, use_sim_time=True,
-                                 node_name="soak_operator")
+        self.client = CellClient(
+            self.cell, domain_id=self.lease.domain_id, use_sim_time=True, node_name="soak_operator"
+        )
         self.client.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 200)
 
     def close(self) -> None:
@@ -170,23 +184,33 @@ class Soak:
     def _on_diagnostics(self, msg) -> None:
         for st in msg.status:
             if not st.name.endswith("task_planner/faults"):
-                self.health_seen[st.name] = time.monotonic()   # a driver's health: it is up
+                self.health_seen[st.name] = time.monotonic()  # a driver's health: it is up
                 continue
             kv = {v.key: v.value for v in st.values}
             key = kv.get("fault_key")
             if not key:
                 continue
-            f = self.diag_faults.setdefault(key, {"code": kv.get("code", ""), "source": kv.get("source", ""),
-                                                  "message": st.message, "seen": self.now(),
-                                                  "part": self.client.status.get("part", ""), "cleared": False,
-                                                  "acknowledged": False})
+            f = self.diag_faults.setdefault(
+                key,
+                {
+                    "code": kv.get("code", ""),
+                    "source": kv.get("source", ""),
+                    "message": st.message,
+                    "seen": self.now(),
+                    "part": self.client.status.get("part", ""),
+                    "cleared": False,
+                    "acknowledged": False,
+                },
+            )
             f["cleared"] = f["cleared"] or bool(kv.get("cleared"))
             f["acknowledged"] = f["acknowledged"] or bool(kv.get("acknowledged"))
 
     def _check(self) -> None:
         if time.monotonic() > self.deadline:
-            raise SoakError(f"soak deadline of {self.args.deadline:g} s passed (state {self.client.state}, "
-                            f"status {self.client.status})")
+            raise SoakError(
+                f"soak deadline of {self.args.deadline:g} s passed (state {self.client.state}, "
+                f"status {self.client.status})"
+            )
         for p in self.nodes.dead():
             if p.spec.fqn not in self.expect_dead:
                 raise SoakError(f"node {p.spec.fqn} died (exit {p.popen.returncode}); log {p.log_path}")
@@ -197,8 +221,10 @@ class Soak:
         while not predicate():
             self._check()
             if time.monotonic() > end:
-                raise SoakError(f"timed out after {timeout:g} s waiting for {what} (state {self.client.state}, "
-                                f"fault {self.client.status.get('fault', '')!r})")
+                raise SoakError(
+                    f"timed out after {timeout:g} s waiting for {what} (state {self.client.state}, "
+                    f"fault {self.client.status.get('fault', '')!r})"
+                )
             self.client.spin_once(0.02)
 
     def pause(self, seconds: float) -> None:
@@ -227,8 +253,7 @@ class Soak:
             try:
                 ok, reason = self.client.set_parameter("fault", fault, node=f"/{cobot}/sim_cobot", timeout=3.0)
             except TimeoutError as exc:
-                self.note(f"setting fault {fault!r} on /{cobot}/sim_cobot: no reply (attempt {attempt}/{tries}): "
-                          f"{exc}")
+                self.note(f"setting fault {fault!r} on /{cobot}/sim_cobot: no reply (attempt {attempt}/{tries}): {exc}")
                 continue
             if not ok:
                 raise SoakError(f"setting fault {fault!r} on {cobot} refused: {reason}")
@@ -303,9 +328,11 @@ class Soak:
         while self.state() not in RUNNING:
             self._check()
             if time.monotonic() > end:
-                raise SoakError(f"{ev.kind} at part {ev.part}: cell not back in production after {timeout:g} s "
-                                f"(state {self.state()}, fault {self.client.status.get('fault', '')!r}, "
-                                f"actions {ev.actions})")
+                raise SoakError(
+                    f"{ev.kind} at part {ev.part}: cell not back in production after {timeout:g} s "
+                    f"(state {self.state()}, fault {self.client.status.get('fault', '')!r}, "
+                    f"actions {ev.actions})"
+                )
             st = self.state()
             if time.monotonic() - last_cmd < 0.25:
                 self.client.spin_once(0.02)
@@ -352,14 +379,16 @@ class Soak:
             self.recover(ev, clear=(ev.target,))
         elif k == "io_fail":
             self.inject(ev.target, k)
-            self.wait(lambda: self.new_faults(t0, "IO_FAILED") or self.state() not in ("Execute",),
-                      "an IO failure", 60)
+            self.wait(lambda: self.new_faults(t0, "IO_FAILED") or self.state() not in ("Execute",), "an IO failure", 60)
             if ev.detail == "transient":  # the robot recovers by itself: the retry should succeed
                 self.inject(ev.target, "")
                 ev.actions.append(f"clear {ev.target} fault (transient)")
                 goal = ev.part
-                self.wait(lambda: self.parts_done() >= goal or self.state() not in ("Execute",),
-                          f"part {goal} to finish after the retry", 60)
+                self.wait(
+                    lambda: self.parts_done() >= goal or self.state() not in ("Execute",),
+                    f"part {goal} to finish after the retry",
+                    60,
+                )
                 ev.outcome = "retried" if self.state() in RUNNING else self.state()
                 self.recover(ev)
             else:
@@ -369,16 +398,17 @@ class Soak:
         elif k == "grip_miss":
             self.inject(ev.target, k)
             scrap0 = int(self.client.status.get("scrap", "0") or 0)
-            self.wait(lambda: self.new_faults(t0, "GRIP_MISSED") or self.state() not in ("Execute",),
-                      "a grip miss", 60)
+            self.wait(lambda: self.new_faults(t0, "GRIP_MISSED") or self.state() not in ("Execute",), "a grip miss", 60)
             self.inject(ev.target, "")
             ev.actions.append(f"clear {ev.target} fault")
             goal = self.part()
-            self.wait(lambda: self.parts_done() >= goal or self.state() not in ("Execute",),
-                      f"part {goal} to end", 60)
+            self.wait(lambda: self.parts_done() >= goal or self.state() not in ("Execute",), f"part {goal} to end", 60)
             scrap1 = int(self.client.status.get("scrap", "0") or 0)
-            ev.outcome = f"scrap (+{scrap1 - scrap0})" if scrap1 > scrap0 else \
-                ("retried" if self.state() in RUNNING else self.state())
+            ev.outcome = (
+                f"scrap (+{scrap1 - scrap0})"
+                if scrap1 > scrap0
+                else ("retried" if self.state() in RUNNING else self.state())
+            )
             self.recover(ev)
         elif k == "kill_welder":
             self.kill(WELDER)
@@ -412,29 +442,39 @@ class Soak:
             raise ValueError(f"unknown event {k}")
 
     def run_event(self, ev: Event) -> None:
-        self.log(f"part {ev.part}: inject {ev.kind}{' on ' + ev.target if ev.target else ''}"
-                 f"{' (' + ev.detail + ')' if ev.detail else ''}")
+        self.log(
+            f"part {ev.part}: inject {ev.kind}{' on ' + ev.target if ev.target else ''}"
+            f"{' (' + ev.detail + ')' if ev.detail else ''}"
+        )
         t0 = self.now()
         try:
             self._run_event(ev)
         finally:
             ev.recovery_s = self.now() - t0
-            self.pause(0.3)   # late fault life-cycle updates
+            self.pause(0.3)  # late fault life-cycle updates
             ev.faults = [f"{f['code']}@{f['source']}" for f in self.new_faults(t0)]
             ev.fault_keys = [key for key, f in self.diag_faults.items() if f["seen"] >= t0]
             self.events.append(ev)
         keys = ev.fault_keys
         try:
-            self.wait(lambda: all(self.diag_faults[key]["cleared"] for key in keys) or self.state() == "Complete",
-                      "the event's faults to be cleared", 10)
+            self.wait(
+                lambda: all(self.diag_faults[key]["cleared"] for key in keys) or self.state() == "Complete",
+                "the event's faults to be cleared",
+                10,
+            )
         except SoakError:
-            left = [f"{self.diag_faults[k]['code']}: {self.diag_faults[k]['message']}" for k in keys
-                    if not self.diag_faults[k]["cleared"]]
+            left = [
+                f"{self.diag_faults[k]['code']}: {self.diag_faults[k]['message']}"
+                for k in keys
+                if not self.diag_faults[k]["cleared"]
+            ]
             ev.error = f"back in {self.state()} but fault(s) left active: {'; '.join(left)}"
             self.note(f"{ev.kind} at part {ev.part}: {ev.error}")
         ev.recovered = self.state() in RUNNING and not ev.error
-        self.log(f"  -> {ev.outcome}; faults {', '.join(ev.faults) or 'none'}; back in {self.state()} after "
-                 f"{ev.recovery_s:.1f} s ({'; '.join(ev.actions)})")
+        self.log(
+            f"  -> {ev.outcome}; faults {', '.join(ev.faults) or 'none'}; back in {self.state()} after "
+            f"{ev.recovery_s:.1f} s ({'; '.join(ev.actions)})"
+        )
 
     def schedule(self) -> list[Event]:
         """Random faults about every --fault-every parts, with the kills spread evenly among them."""
@@ -488,8 +528,10 @@ class Soak:
         self.sim_t0 = c.node.get_clock().now().nanoseconds * 1e-9
         self.wait(lambda: self.parts_done() >= 1, "the first part", 120)
         self.sample_rss(start=True)
-        self.log("first part done: RSS start sampled " + ", ".join(
-            f"{i.fqn} {i.rss_start / 1024:.1f} MB" for i in self.incarnations if i.rss_start))
+        self.log(
+            "first part done: RSS start sampled "
+            + ", ".join(f"{i.fqn} {i.rss_start / 1024:.1f} MB" for i in self.incarnations if i.rss_start)
+        )
         queue = list(schedule)
         next_rss = 50
         while self.state() != "Complete":
@@ -505,17 +547,26 @@ class Soak:
                     self.need_start_sample.clear()
                 if done >= next_rss:
                     self.sample_rss()
-                    self.log(f"{done}/{self.args.parts} parts, scrap {c.status.get('scrap')}, "
-                             f"sim t {c.node.get_clock().now().nanoseconds * 1e-9:.0f} s, RSS " + ", ".join(
-                                 f"{i.fqn.split('/')[1]} {i.rss_end / 1024:.0f}" for i in self.incarnations
-                                 if i.ended == "running" and i.rss_end) + " MB")
+                    self.log(
+                        f"{done}/{self.args.parts} parts, scrap {c.status.get('scrap')}, "
+                        f"sim t {c.node.get_clock().now().nanoseconds * 1e-9:.0f} s, RSS "
+                        + ", ".join(
+                            f"{i.fqn.split('/')[1]} {i.rss_end / 1024:.0f}"
+                            for i in self.incarnations
+                            if i.ended == "running" and i.rss_end
+                        )
+                        + " MB"
+                    )
                     next_rss += 50
             elif self.state() == "Execute" and time.monotonic() - self._last_progress[1] > self.args.stall:
                 # the planner waits for something that will not come: an operator holds and unholds
-                ev = Event("unplanned", self.part(), "", self.now(),
-                           detail=f"stalled in Execute for {self.args.stall:g} s")
-                self.note(f"part {ev.part}: no part finished for {self.args.stall:g} s in Execute "
-                          f"(status {c.status}); hold + unhold")
+                ev = Event(
+                    "unplanned", self.part(), "", self.now(), detail=f"stalled in Execute for {self.args.stall:g} s"
+                )
+                self.note(
+                    f"part {ev.part}: no part finished for {self.args.stall:g} s in Execute "
+                    f"(status {c.status}); hold + unhold"
+                )
                 t0 = self.now()
                 try:
                     self.command("hold", ev)
@@ -537,8 +588,13 @@ class Soak:
                 self.pause(0.2)
                 if self.state() in RUNNING or self.state() == "Completing":
                     continue
-                ev = Event("unplanned", self.part() or self._last_part, "", self.now(),
-                           detail=f"cell went {self.state()}: {c.status.get('fault', '')}")
+                ev = Event(
+                    "unplanned",
+                    self.part() or self._last_part,
+                    "",
+                    self.now(),
+                    detail=f"cell went {self.state()}: {c.status.get('fault', '')}",
+                )
                 self.log(f"UNPLANNED: part {ev.part}: {ev.detail}")
                 t0 = self.now()
                 try:
@@ -558,8 +614,9 @@ class Soak:
                 if ev.kind == "grip_miss":
                     # the pick grips early in a part: inject as soon as the next part starts
                     current = self.part()
-                    self.wait(lambda current=current: self.part() > current or self.state() != "Execute",
-                              "the next part", 60)
+                    self.wait(
+                        lambda current=current: self.part() > current or self.state() != "Execute", "the next part", 60
+                    )
                 else:
                     # somewhere into the part (a part takes about planned_cycle / rate wall seconds)
                     self.pause(self.rng.uniform(0.0, 0.8) * self.planned_cycle / self.args.rate)
@@ -571,10 +628,12 @@ class Soak:
                 self._last_progress = (self.parts_done(), time.monotonic())
         self.t_run1 = time.monotonic()
         self.sim_t1 = c.node.get_clock().now().nanoseconds * 1e-9
-        self.log(f"Complete: {self.parts_done()} parts in {self.t_run1 - self.t_run0:.1f} s wall; "
-                 f"{len(queue)} planned event(s) not reached")
+        self.log(
+            f"Complete: {self.parts_done()} parts in {self.t_run1 - self.t_run0:.1f} s wall; "
+            f"{len(queue)} planned event(s) not reached"
+        )
         self.wait(lambda: self._logged_parts() >= self.args.parts, "the supervisor to log every part", 60)
-        self.pause(1.5)   # last fault updates to the supervisor
+        self.pause(1.5)  # last fault updates to the supervisor
         self.sample_rss()
 
     def _logged_parts(self) -> int:
@@ -628,18 +687,23 @@ def check_ledger(journal: Path, db: Path, cell: str, parts: int) -> tuple[bool, 
         problems.append(f"no production log at {db}")
         return not problems, problems, info
     with sqlite3.connect(db) as d:
-        logged = d.execute("SELECT run_id, part, status FROM parts WHERE cell = ? ORDER BY run_id, part",
-                           (cell,)).fetchall()
+        logged = d.execute(
+            "SELECT run_id, part, status FROM parts WHERE cell = ? ORDER BY run_id, part", (cell,)
+        ).fetchall()
         info["supervisor_faults"] = d.execute(
             "SELECT code, COUNT(*), SUM(acknowledged IS NOT NULL), SUM(cleared IS NOT NULL) FROM faults "
-            "WHERE cell = ? GROUP BY code ORDER BY code", (cell,)).fetchall()
+            "WHERE cell = ? GROUP BY code ORDER BY code",
+            (cell,),
+        ).fetchall()
     lset = {(r, p, s) for r, p, s, _ in ledger}
     pset = set(logged)
     if lset != pset:
         only_l = sorted(lset - pset)
         only_p = sorted(pset - lset)
-        problems.append(f"production log differs from the ledger: only in ledger {only_l[:10]}, "
-                        f"only in production log {only_p[:10]}")
+        problems.append(
+            f"production log differs from the ledger: only in ledger {only_l[:10]}, "
+            f"only in production log {only_p[:10]}"
+        )
     info["logged_parts"] = len(logged)
     return not problems, problems, info
 
@@ -654,21 +718,27 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
     w = lines.append
     rule = "-" * 96
     w(rule)
-    w(f"SOAK  cell {s.cell} / job {s.job}   parts {a.parts}   rate {a.rate:g}x   fault every {a.fault_every}   "
-      f"seed {a.seed}   kills {a.kills} each")
+    w(
+        f"SOAK  cell {s.cell} / job {s.job}   parts {a.parts}   rate {a.rate:g}x   fault every {a.fault_every}   "
+        f"seed {a.seed}   kills {a.kills} each"
+    )
     if version:
         w(f"code            {version}")
     w(rule)
     status = info.get("ledger_status", {})
-    w(f"parts           done {status.get('done', 0)}   scrap {status.get('scrap', 0)}   "
-      f"in_progress {status.get('in_progress', 0)}   (production log: {info.get('logged_parts', '-')} parts)")
+    w(
+        f"parts           done {status.get('done', 0)}   scrap {status.get('scrap', 0)}   "
+        f"in_progress {status.get('in_progress', 0)}   (production log: {info.get('logged_parts', '-')} parts)"
+    )
     if info.get("scrap_parts"):
         w("scrapped        " + ", ".join(f"{p}{' (' + r + ')' if r else ''}" for p, r in info["scrap_parts"][:30]))
     wall = (s.t_run1 or time.monotonic()) - (s.t_run0 or time.monotonic())
     sim = (s.sim_t1 or 0.0) - (s.sim_t0 or 0.0) if s.sim_t1 else math.nan
-    w(f"time            wall {wall:.1f} s   sim {sim:.1f} s   speed-up {sim / wall if wall > 0 else math.nan:.1f}x "
-      f"(sim rate {a.rate:g}x)   wall/part {wall / max(1, a.parts):.2f} s   "
-      f"sim/part {sim / max(1, a.parts):.2f} s (planned {s.planned_cycle:.2f} s from home)")
+    w(
+        f"time            wall {wall:.1f} s   sim {sim:.1f} s   speed-up {sim / wall if wall > 0 else math.nan:.1f}x "
+        f"(sim rate {a.rate:g}x)   wall/part {wall / max(1, a.parts):.2f} s   "
+        f"sim/part {sim / max(1, a.parts):.2f} s (planned {s.planned_cycle:.2f} s from home)"
+    )
     w(rule)
     w(f"{'injected':<16}{'events':>7}{'raised':>8}{'recovered':>10}{'recov. s mean/max':>19}   outcomes / fault codes")
     kinds = list(FAULT_KINDS) + list(KILL_KINDS) + ["unplanned"]
@@ -685,33 +755,51 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
         rs = [e.recovery_s for e in evs if not math.isnan(e.recovery_s)]
         outcomes = Counter(e.outcome for e in evs)
         codes = Counter(f.split("@")[0] for e in evs for f in e.faults)
-        w(f"{k:<16}{len(evs):>7}{raised:>8}{rec:>10}{(sum(rs) / len(rs) if rs else 0):>10.1f} /{max(rs or [0]):>6.1f}"
-          f"   {', '.join(f'{o} x{n}' for o, n in outcomes.items())} | "
-          f"{', '.join(f'{c} x{n}' for c, n in sorted(codes.items()))}")
+        w(
+            f"{k:<16}{len(evs):>7}{raised:>8}{rec:>10}{(sum(rs) / len(rs) if rs else 0):>10.1f} /{max(rs or [0]):>6.1f}"
+            f"   {', '.join(f'{o} x{n}' for o, n in outcomes.items())} | "
+            f"{', '.join(f'{c} x{n}' for c, n in sorted(codes.items()))}"
+        )
     w(f"{'total':<16}{tot[0]:>7}{tot[1]:>8}{tot[2]:>10}")
     diag = list(s.diag_faults.values())
-    w("faults (planner /diagnostics, by code): " + ", ".join(
-        f"{code} {n}/{sum(1 for f in diag if f['code'] == code and f['cleared'])}"
-        for code, n in sorted(Counter(f["code"] for f in diag).items())) + "   (raised/cleared)")
+    w(
+        "faults (planner /diagnostics, by code): "
+        + ", ".join(
+            f"{code} {n}/{sum(1 for f in diag if f['code'] == code and f['cleared'])}"
+            for code, n in sorted(Counter(f["code"] for f in diag).items())
+        )
+        + "   (raised/cleared)"
+    )
     attributed = {k for e in s.events for k in e.fault_keys}
     stray = [f for k, f in s.diag_faults.items() if k not in attributed]
     w(f"faults outside injected events (retried or scrapped by policy, cell kept running): {len(stray)}")
     for f in stray:
-        w(f"    at {f['seen']:.1f} s, part {f.get('part') or '?'}: {f['code']} on {f['source']}: {f['message'][:110]}"
-          f"{'' if f['cleared'] else ' (NOT cleared)'}")
+        w(
+            f"    at {f['seen']:.1f} s, part {f.get('part') or '?'}: {f['code']} on {f['source']}: {f['message'][:110]}"
+            f"{'' if f['cleared'] else ' (NOT cleared)'}"
+        )
     sup = info.get("supervisor_faults") or []
-    w("faults (supervisor table, by code):     " + ", ".join(
-        f"{code} {n}/{int(cl or 0)}" for code, n, ack, cl in sup) + "   (raised/cleared)")
+    w(
+        "faults (supervisor table, by code):     "
+        + ", ".join(f"{code} {n}/{int(cl or 0)}" for code, n, ack, cl in sup)
+        + "   (raised/cleared)"
+    )
     seen = s.client_faults_seen
-    w(f"faults (CellClient.faults_seen):        {len(seen)} " + (
-        "(" + ", ".join(f"{c} {n}" for c, n in sorted(Counter(c for c, _ in seen).items())) + ")" if seen else ""))
+    w(
+        f"faults (CellClient.faults_seen):        {len(seen)} "
+        + ("(" + ", ".join(f"{c} {n}" for c, n in sorted(Counter(c for c, _ in seen).items())) + ")" if seen else "")
+    )
     w(rule)
-    w(f"{'node process':<24}{'pid':>8}{'RSS start MB':>14}{'RSS end MB':>12}{'growth MB':>11}{'max MB':>9}"
-      f"{'CPU s':>8}   ended")
+    w(
+        f"{'node process':<24}{'pid':>8}{'RSS start MB':>14}{'RSS end MB':>12}{'growth MB':>11}{'max MB':>9}"
+        f"{'CPU s':>8}   ended"
+    )
     for inc in s.incarnations:
         growth = "-" if inc.rss_start is None or inc.rss_end is None else f"{(inc.rss_end - inc.rss_start) / 1024:+.1f}"
-        w(f"{inc.fqn:<24}{inc.pid:>8}{mb(inc.rss_start):>14}{mb(inc.rss_end):>12}{growth:>11}{mb(inc.rss_max):>9}"
-          f"{(f'{inc.cpu_end:.0f}' if inc.cpu_end is not None else '-'):>8}   {inc.ended}")
+        w(
+            f"{inc.fqn:<24}{inc.pid:>8}{mb(inc.rss_start):>14}{mb(inc.rss_end):>12}{growth:>11}{mb(inc.rss_max):>9}"
+            f"{(f'{inc.cpu_end:.0f}' if inc.cpu_end is not None else '-'):>8}   {inc.ended}"
+        )
     w(rule)
     for n in s.notes:
         w(f"note: {n}")
@@ -723,25 +811,36 @@ def report(s: Soak, ok_ledger: bool, problems: list[str], info: dict, error: str
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--parts", type=int, default=1000, help="parts in the run (default 1000)")
-    ap.add_argument("--rate", type=float, default=25.0,
-                    help="sim rate (x real time). Default 25: on a 2-core host the highest at which the planner "
-                         "keeps up (sim time per part = cycle time); at 30-40 it falls behind the sim by more than "
-                         "the sequencer's MAX_BACKDATE and cycle times jump, and parts per wall second do not rise")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=25.0,
+        help="sim rate (x real time). Default 25: on a 2-core host the highest at which the planner "
+        "keeps up (sim time per part = cycle time); at 30-40 it falls behind the sim by more than "
+        "the sequencer's MAX_BACKDATE and cycle times jump, and parts per wall second do not rise",
+    )
     ap.add_argument("--fault-every", type=int, default=20, help="inject a fault about every N parts (0: none)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fault schedule and timing")
     ap.add_argument("--out", default="", help="work dir: node logs, journal.db, production.db, summary.json")
     ap.add_argument("--cell", default=str(CELL_FILE), help="cell file (default bench/soak_cell.yaml)")
-    ap.add_argument("--kills", type=int, default=None,
-                    help="kill -9 + restart of the welder driver and of the planner, each this many times "
-                         "(default 1, 2 from 500 parts)")
-    ap.add_argument("--deadline", type=float, default=None,
-                    help="wall seconds for the whole soak (default 300 + 2 s per part)")
+    ap.add_argument(
+        "--kills",
+        type=int,
+        default=None,
+        help="kill -9 + restart of the welder driver and of the planner, each this many times "
+        "(default 1, 2 from 500 parts)",
+    )
+    ap.add_argument(
+        "--deadline", type=float, default=None, help="wall seconds for the whole soak (default 300 + 2 s per part)"
+    )
     ap.add_argument("--recover-timeout", type=float, default=120.0, help="wall seconds per recovery")
-    ap.add_argument("--stall", type=float, default=30.0,
-                    help="hold + unhold when no part finishes for this many wall s in Execute")
+    ap.add_argument(
+        "--stall", type=float, default=30.0, help="hold + unhold when no part finishes for this many wall s in Execute"
+    )
     args = ap.parse_args(argv)
     if args.parts < 1 or args.rate <= 0:
         ap.error("--parts must be >= 1 and --rate > 0")
@@ -751,6 +850,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.deadline = 300.0 + 2.0 * args.parts
     if not args.out:
         import tempfile
+
         args.out = tempfile.mkdtemp(prefix="cobot_cell_soak_")
     return args
 
@@ -761,13 +861,18 @@ def code_version() -> str:
 
     def git(*a: str) -> str:
         try:
-            return subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), *a], capture_output=True,
-                                  text=True, timeout=10).stdout.rstrip()
+            return subprocess.run(
+                ["git", "--no-optional-locks", "-C", str(REPO), *a], capture_output=True, text=True, timeout=10
+            ).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "cobot_cell", "bench/soak_cell.yaml").splitlines()
-             if len(line) > 3]
+    dirty = [
+        line[3:]
+        for line in git("status", "--porcelain", "--", "cobot_cell", "bench/soak_cell.yaml").splitlines()
+        if len(line) > 3
+    ]
     return f"HEAD {head}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else " (clean)")
 
 
@@ -795,10 +900,23 @@ def main(argv: list[str] | None = None) -> int:
     print(text, flush=True)
     (s.out / "report.txt").write_text(text + "\n")
     (s.out / "events.json").write_text(json.dumps([asdict(e) for e in s.events], indent=1))
-    (s.out / "summary.json").write_text(json.dumps({
-        "args": vars(args), "code": version, "ledger_pass": ok, "problems": problems, "error": error, "notes": s.notes,
-        "incarnations": [asdict(i) for i in s.incarnations], "faults": s.diag_faults,
-        "info": {k: v for k, v in info.items() if k != "runs"}}, indent=1, default=str))
+    (s.out / "summary.json").write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "code": version,
+                "ledger_pass": ok,
+                "problems": problems,
+                "error": error,
+                "notes": s.notes,
+                "incarnations": [asdict(i) for i in s.incarnations],
+                "faults": s.diag_faults,
+                "info": {k: v for k, v in info.items() if k != "runs"},
+            },
+            indent=1,
+            default=str,
+        )
+    )
     all_recovered = all(e.recovered for e in s.events if e.kind != "unplanned")
     return 0 if ok and not error and all_recovered else 1
 

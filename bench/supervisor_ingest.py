@@ -54,8 +54,11 @@ EMPTY_PROFILE_XML = """<?xml version="1.0" encoding="UTF-8" ?>
 <dds xmlns="http://www.eprosima.com"><profiles/></dds>
 """
 
-STEPS = (("load_blank", "pick", "picker", 9.8), ("weld_seams", "weld", "welder", 20.88),
-         ("palletise", "palletise", "picker", 8.92))
+STEPS = (
+    ("load_blank", "pick", "picker", 9.8),
+    ("weld_seams", "weld", "welder", 20.88),
+    ("palletise", "palletise", "picker", 8.92),
+)
 
 
 def make_report(cell: str, run_id: str, part: int) -> CycleReport:
@@ -65,8 +68,9 @@ def make_report(cell: str, run_id: str, part: int) -> CycleReport:
     for name, skill, cobot, d in STEPS:
         steps.append(StepTiming(name, skill, cobot, s, s + d + part * 1e-6))
         s = s + d + part * 1e-6
-    return CycleReport(cell=cell, job="bracket", run_id=run_id, part=part, start=t, end=s, status="done",
-                       steps=tuple(steps))
+    return CycleReport(
+        cell=cell, job="bracket", run_id=run_id, part=part, start=t, end=s, status="done", steps=tuple(steps)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- child roles
@@ -75,6 +79,7 @@ def _stop_flag() -> dict:
 
     def handler(signum, frame):
         flag["stop"] = True
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return flag
@@ -97,8 +102,15 @@ def role_cell(cell: str, run_id: str, count: int, go: str, out: str) -> int:
     msgs = []
     for part in range(1, count + 1):
         r = make_report(cell, run_id, part)
-        msgs.append(status_msg(f"{cell}/cycle", DiagnosticStatus.OK, f"part {part} done in {r.cycle_time:.3f} s",
-                               encode_cycle(r), hardware_id=cell))
+        msgs.append(
+            status_msg(
+                f"{cell}/cycle",
+                DiagnosticStatus.OK,
+                f"part {part} done in {r.cycle_time:.3f} s",
+                encode_cycle(r),
+                hardware_id=cell,
+            )
+        )
     deadline = time.monotonic() + 60
     while pub.get_subscription_count() < 1:
         ex.spin_once(timeout_sec=0.02)
@@ -117,7 +129,7 @@ def role_cell(cell: str, run_id: str, count: int, go: str, out: str) -> int:
     t_last = time.monotonic()
     write_atomic(out, json.dumps({"t_first": t_first, "t_last": t_last, "count": count}))
     end = time.monotonic() + 300
-    while not flag["stop"] and time.monotonic() < end:   # keep the writer (and its history) alive
+    while not flag["stop"] and time.monotonic() < end:  # keep the writer (and its history) alive
         ex.spin_once(timeout_sec=0.1)
     node.destroy_node()
     rclpy.try_shutdown()
@@ -143,6 +155,7 @@ def role_floor(cells: list[str], total: int, out: str) -> int:
         if got["first"] is None:
             got["first"] = t
         got["last"] = t
+
     for c in cells:
         node.create_subscription(DiagnosticStatus, f"/{c}/cycle", cb, REPORTS)
     ex = SingleThreadedExecutor()
@@ -157,8 +170,9 @@ def role_floor(cells: list[str], total: int, out: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- phases
-def publish_phase(kids: Children, script: str, work: Path, cells: list[str], run_id: str, count: int,
-                  tag: str) -> float:
+def publish_phase(
+    kids: Children, script: str, work: Path, cells: list[str], run_id: str, count: int, tag: str
+) -> float:
     """Start the cell publishers, wait until each matched a subscriber, let them go; first publish time."""
     go = work / f"go_{tag}"
     go.unlink(missing_ok=True)
@@ -166,10 +180,25 @@ def publish_phase(kids: Children, script: str, work: Path, cells: list[str], run
     for c, o in zip(cells, outs):
         for f in (o, Path(str(o) + ".ready")):
             f.unlink(missing_ok=True)
-        kids.start(f"cell_{tag}_{c}", [script, "--role", "cell", "--cell", c, "--run-id", run_id,
-                                       "--count", str(count), "--go", str(go), "--file", str(o)])
-    wait_until(lambda: all(Path(str(o) + ".ready").exists() for o in outs), 90, "publishers matched",
-               check=kids.check)
+        kids.start(
+            f"cell_{tag}_{c}",
+            [
+                script,
+                "--role",
+                "cell",
+                "--cell",
+                c,
+                "--run-id",
+                run_id,
+                "--count",
+                str(count),
+                "--go",
+                str(go),
+                "--file",
+                str(o),
+            ],
+        )
+    wait_until(lambda: all(Path(str(o) + ".ready").exists() for o in outs), 90, "publishers matched", check=kids.check)
     go.write_text("1")
     wait_until(lambda: all(o.exists() for o in outs), 120, "publishers done", check=kids.check)
     data = [json.loads(o.read_text()) for o in outs]
@@ -181,10 +210,18 @@ def verify(db: Path, cells: list[str], run_id: str, count: int) -> tuple[int, in
     problems: list[str] = []
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        parts = {(c, p): (s, e, ct, st) for c, p, s, e, ct, st in con.execute(
-            'SELECT cell, part, "start", "end", cycle_time, status FROM parts WHERE run_id = ?', (run_id,))}
-        steps = {(c, p, n): (sk, cb, s, e) for c, p, n, sk, cb, s, e in con.execute(
-            'SELECT cell, part, step, skill, cobot, "start", "end" FROM steps WHERE run_id = ?', (run_id,))}
+        parts = {
+            (c, p): (s, e, ct, st)
+            for c, p, s, e, ct, st in con.execute(
+                'SELECT cell, part, "start", "end", cycle_time, status FROM parts WHERE run_id = ?', (run_id,)
+            )
+        }
+        steps = {
+            (c, p, n): (sk, cb, s, e)
+            for c, p, n, sk, cb, s, e in con.execute(
+                'SELECT cell, part, step, skill, cobot, "start", "end" FROM steps WHERE run_id = ?', (run_id,)
+            )
+        }
     finally:
         con.close()
     for c in cells:
@@ -212,8 +249,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
     total = args.cells * args.count
     script = str(Path(__file__).resolve())
     print(machine_line())
-    print(f"supervisor ingest: {args.cells} cells x {args.count} cycle reports = {total}, published as fast as "
-          f"possible (REPORTS QoS); work dir {work}")
+    print(
+        f"supervisor ingest: {args.cells} cells x {args.count} cycle reports = {total}, published as fast as "
+        f"possible (REPORTS QoS); work dir {work}"
+    )
     if args.dds_defaults:
         xml = work / "fastdds_defaults.xml"
         xml.write_text(EMPTY_PROFILE_XML)
@@ -230,8 +269,20 @@ def run(args: argparse.Namespace) -> list[Figure]:
         try:
             fout = work / f"floor_{rnd}.json"
             fout.unlink(missing_ok=True)
-            kids.start(f"floor_{rnd}", [script, "--role", "floor", "--cell-names", ",".join(cells),
-                                        "--total", str(total), "--file", str(fout)])
+            kids.start(
+                f"floor_{rnd}",
+                [
+                    script,
+                    "--role",
+                    "floor",
+                    "--cell-names",
+                    ",".join(cells),
+                    "--total",
+                    str(total),
+                    "--file",
+                    str(fout),
+                ],
+            )
             t_first, t_pub_end = publish_phase(kids, script, work, cells, f"floor{rnd}", args.count, f"f{rnd}")
             wait_until(fout.exists, 120, "the floor subscriber to receive every report", check=kids.check)
             got = json.loads(fout.read_text())
@@ -252,8 +303,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
         kids = Children(env, work)
         nodes = None
         try:
-            spec = NodeSpec("supervisor", "cobot_cell.ros.supervisor_node", "supervisor", "/",
-                            {"db": str(db), "cells": cells, "use_sim_time": False})
+            spec = NodeSpec(
+                "supervisor",
+                "cobot_cell.ros.supervisor_node",
+                "supervisor",
+                "/",
+                {"db": str(db), "cells": cells, "use_sim_time": False},
+            )
             nodes = NodeSet([spec], work / f"sup_{rnd}", env, python=PYTHON).start()
             wait_until(db.exists, 60, "the supervisor's log")
             prof = None
@@ -291,9 +347,11 @@ def run(args: argparse.Namespace) -> list[Figure]:
         lost.append(total - parts)
         problems_all += problems
         sup_rates.append(total / (t_done - t_first) if n >= total else math.nan)
-        print(f"  round {rnd + 1}: floor {floor_rates[-1]:,.0f} reports/s received; supervisor "
-              f"{sup_rates[-1]:,.0f} reports/s written; log holds {parts}/{total} parts, {steps}/{total * 3} steps, "
-              f"{len(problems)} content mismatches; publishers alone {pub_rates[-1]:,.0f} reports/s")
+        print(
+            f"  round {rnd + 1}: floor {floor_rates[-1]:,.0f} reports/s received; supervisor "
+            f"{sup_rates[-1]:,.0f} reports/s written; log holds {parts}/{total} parts, {steps}/{total * 3} steps, "
+            f"{len(problems)} content mismatches; publishers alone {pub_rates[-1]:,.0f} reports/s"
+        )
     for p in problems_all[:10]:
         print(f"    {p}")
     sup = min(sup_rates)
@@ -301,33 +359,54 @@ def run(args: argparse.Namespace) -> list[Figure]:
     ok_all = sum(lost) == 0 and not problems_all
     tag = " (Fast DDS defaults, 3 s heartbeat)" if args.dds_defaults else ""
     figs = [
-        Figure(f"supervisor ingest{tag}: reports/s written to SQLite", sup, flo, "/s",
-               "(info)" if args.dds_defaults else ">= 2,000/s", None if args.dds_defaults else sup >= 2000 and ok_all,
-               note=f"floor: bare rclpy subscriber receiving the same reports without writing; worst of "
-                    f"{args.rounds} round(s) vs best floor"),
-        Figure(f"supervisor ingest{tag}: reports lost or altered", float(sum(lost) + len(problems_all)), 0.0, "", "0",
-               ok_all, ratio=math.nan, note=f"{args.rounds} x {total} reports read back from the log and compared"),
+        Figure(
+            f"supervisor ingest{tag}: reports/s written to SQLite",
+            sup,
+            flo,
+            "/s",
+            "(info)" if args.dds_defaults else ">= 2,000/s",
+            None if args.dds_defaults else sup >= 2000 and ok_all,
+            note=f"floor: bare rclpy subscriber receiving the same reports without writing; worst of "
+            f"{args.rounds} round(s) vs best floor",
+        ),
+        Figure(
+            f"supervisor ingest{tag}: reports lost or altered",
+            float(sum(lost) + len(problems_all)),
+            0.0,
+            "",
+            "0",
+            ok_all,
+            ratio=math.nan,
+            note=f"{args.rounds} x {total} reports read back from the log and compared",
+        ),
     ]
     print()
     print(table(figs, f"supervisor ingest ({DATE})"))
     if args.profile:
         print("\nsupervisor profile during round 1 (py-spy, inclusive share of non-idle samples):")
         print(profile_summary(work / "supervisor.pyspy.txt", top=args.profile_top))
-    write_json(args.json, figs, {"floor_rates": floor_rates, "supervisor_rates": sup_rates, "lost": lost,
-                                 "publish_rates": pub_rates})
+    write_json(
+        args.json,
+        figs,
+        {"floor_rates": floor_rates, "supervisor_rates": sup_rates, "lost": lost, "publish_rates": pub_rates},
+    )
     return figs
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--cells", type=int, default=4, help="publishing cells (processes), default 4")
     ap.add_argument("--count", type=int, default=1000, help="reports per cell, <= 1000 (the QoS depth)")
     ap.add_argument("--rounds", type=int, default=2, help="floor + supervisor rounds (default 2)")
     ap.add_argument("--quick", action="store_true", help="3 cells x 400 reports, 1 round")
     ap.add_argument("--profile", action="store_true", help="record the supervisor with py-spy (round 1)")
-    ap.add_argument("--dds-defaults", action="store_true",
-                    help="experiment: Fast DDS's default 3 s writer heartbeat instead of the package's profile")
+    ap.add_argument(
+        "--dds-defaults",
+        action="store_true",
+        help="experiment: Fast DDS's default 3 s writer heartbeat instead of the package's profile",
+    )
     ap.add_argument("--profile-top", type=int, default=30)
     ap.add_argument("--out", default="", help="work dir (default: a new temp dir)")
     ap.add_argument("--json", default="", help="write the figures as JSON (for bench/run_all)")

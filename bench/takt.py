@@ -52,33 +52,57 @@ def bench_cell(name: str, path: Path, args: argparse.Namespace, work: Path) -> l
     cfg = load_cell(path)
     job = next(iter(cfg.jobs))
     est = estimate(cfg, job, parts=args.parts)
-    print(f"\n{name}: estimate over {args.parts} parts: takt {est.takt:.3f} s, bound {est.bound:.3f} s "
-          f"({est.bottleneck}), up to {est.max_parts_in_flight} part(s) in flight", flush=True)
+    print(
+        f"\n{name}: estimate over {args.parts} parts: takt {est.takt:.3f} s, bound {est.bound:.3f} s "
+        f"({est.bottleneck}), up to {est.max_parts_in_flight} part(s) in flight",
+        flush=True,
+    )
     piped = run_cell(path, args.rate, args.parts, work / f"{name}_pipelined")
     takt = window_takt(piped.reports)
     print(f"{name}: real nodes, pipelined: takt {takt:.3f} s at {piped.speed:.1f}x", flush=True)
-    serial = run_cell(path, args.rate, args.parts, work / f"{name}_serial",
-                      planner_params={"max_parts_in_flight": 1})
+    serial = run_cell(path, args.rate, args.parts, work / f"{name}_serial", planner_params={"max_parts_in_flight": 1})
     takt1 = window_takt(serial.reports)
     print(f"{name}: real nodes, one part at a time: takt {takt1:.3f} s at {serial.speed:.1f}x", flush=True)
     target = BOUND_TARGET.get(name)
     figures = [
-        Figure(f"{name}: takt / bound", takt / est.bound, 1.0, "x", f"<= {target}" if target else "",
-               takt / est.bound <= target if target else None,
-               note=f"takt {takt:.2f} s, bound {est.bound:.2f} s ({est.bottleneck})"),
-        Figure(f"{name}: estimate error", abs(est.takt / takt - 1.0) * 100, 0.0, "%", "<= 1%",
-               abs(est.takt / takt - 1.0) <= 0.01, note=f"estimated {est.takt:.2f} s"),
-        Figure(f"{name}: gain over one part at a time", takt1 / takt, 1.0, "x", ">= 0.999" if name == "demo" else "",
-               takt1 / takt >= 0.999 if name == "demo" else None, note=f"one at a time {takt1:.2f} s"),
-        Figure(f"{name}: sim rate", min(piped.speed, serial.speed), args.rate, "x", "", None,
-               note=f"asked {args.rate:g}x"),
+        Figure(
+            f"{name}: takt / bound",
+            takt / est.bound,
+            1.0,
+            "x",
+            f"<= {target}" if target else "",
+            takt / est.bound <= target if target else None,
+            note=f"takt {takt:.2f} s, bound {est.bound:.2f} s ({est.bottleneck})",
+        ),
+        Figure(
+            f"{name}: estimate error",
+            abs(est.takt / takt - 1.0) * 100,
+            0.0,
+            "%",
+            "<= 1%",
+            abs(est.takt / takt - 1.0) <= 0.01,
+            note=f"estimated {est.takt:.2f} s",
+        ),
+        Figure(
+            f"{name}: gain over one part at a time",
+            takt1 / takt,
+            1.0,
+            "x",
+            ">= 0.999" if name == "demo" else "",
+            takt1 / takt >= 0.999 if name == "demo" else None,
+            note=f"one at a time {takt1:.2f} s",
+        ),
+        Figure(
+            f"{name}: sim rate", min(piped.speed, serial.speed), args.rate, "x", "", None, note=f"asked {args.rate:g}x"
+        ),
     ]
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--parts", type=int, default=20, help="parts per run (default 20)")
     ap.add_argument("--rate", type=float, default=20.0, help="sim rate (default 20)")
     ap.add_argument("--cells", default=",".join(CELLS), help="cells to run (default: demo,three,dual)")

@@ -66,9 +66,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         t.add_column(escape(col))
     for name, st in cfg.stations.items():
         plan = pallet_plan(st) if st.pallet else None
-        t.add_row(name, st.kind, ", ".join(f"{v:g}" for v in st.pose.xyz),
-                  f"{len(plan)} ({plan.boxes_per_layer}/layer x {plan.layers}, {plan.pattern_used}, "
-                  f"fill {plan.fill_ratio:.0%})" if plan else "")
+        t.add_row(
+            name,
+            st.kind,
+            ", ".join(f"{v:g}" for v in st.pose.xyz),
+            f"{len(plan)} ({plan.boxes_per_layer}/layer x {plan.layers}, {plan.pattern_used}, "
+            f"fill {plan.fill_ratio:.0%})"
+            if plan
+            else "",
+        )
     console.print(t)
     for jname, job in cfg.jobs.items():
         est = {e.step: e.duration for e in estimate(cfg, jname)}
@@ -122,28 +128,35 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     console.print(f"part cycle time, one part alone: [bold]{max(end.values()):.2f} s[/]")
     try:
         ss = steady_state(cfg, job, parts=args.parts, max_parts_in_flight=args.max_parts_in_flight)
-        serial = steady_state(cfg, job, parts=args.parts, max_parts_in_flight=1) if ss.max_parts_in_flight > 1 \
-            else ss
+        serial = steady_state(cfg, job, parts=args.parts, max_parts_in_flight=1) if ss.max_parts_in_flight > 1 else ss
     except RuntimeError as exc:
         err.print(f"[bold red]the simulated run failed:[/] {escape(str(exc))}", markup=True)
         return EXIT_FAIL
-    cycles = ss.cycle_times[ss.window[0] - 1:ss.window[1]]
-    t = Table(title=f"Steady state: {ss.parts} parts simulated, up to {ss.max_parts_in_flight} in flight, measured "
-                    f"over parts {ss.window[0]}-{ss.window[1]}", title_justify="left")
+    cycles = ss.cycle_times[ss.window[0] - 1 : ss.window[1]]
+    t = Table(
+        title=f"Steady state: {ss.parts} parts simulated, up to {ss.max_parts_in_flight} in flight, measured "
+        f"over parts {ss.window[0]}-{ss.window[1]}",
+        title_justify="left",
+    )
     for col in ("resource", "kind", "busy per part [s]", "utilisation"):
         t.add_column(escape(col), justify="right" if col in ("busy per part [s]", "utilisation") else "left")
     for r in sorted(ss.busy, key=lambda r: -ss.busy[r]):
         mark = " (bottleneck)" if r == ss.bottleneck else ""
         t.add_row(r + mark, ss.kinds[r], f"{ss.busy[r]:.2f}", f"{ss.utilisation[r]:.0%}")
     console.print(t)
-    console.print(f"cycle time per part: mean {sum(cycles) / len(cycles):.2f} s (min {min(cycles):.2f}, max "
-                  f"{max(cycles):.2f})")
-    console.print(f"takt: [bold]{ss.takt:.2f} s[/] = {ss.parts_per_hour:.1f} parts/h; bound {ss.bound:.2f} s "
-                  f"({ss.bottleneck}, {ss.kinds[ss.bottleneck]}): takt / bound = {ss.takt / ss.bound:.3f}")
+    console.print(
+        f"cycle time per part: mean {sum(cycles) / len(cycles):.2f} s (min {min(cycles):.2f}, max {max(cycles):.2f})"
+    )
+    console.print(
+        f"takt: [bold]{ss.takt:.2f} s[/] = {ss.parts_per_hour:.1f} parts/h; bound {ss.bound:.2f} s "
+        f"({ss.bottleneck}, {ss.kinds[ss.bottleneck]}): takt / bound = {ss.takt / ss.bound:.3f}"
+    )
     if serial is not ss:
-        console.print(f"one part at a time (max_parts_in_flight: 1): takt {serial.takt:.2f} s = "
-                      f"{serial.parts_per_hour:.1f} parts/h; parts in flight make {serial.takt / ss.takt:.2f}x "
-                      "as many parts per hour")
+        console.print(
+            f"one part at a time (max_parts_in_flight: 1): takt {serial.takt:.2f} s = "
+            f"{serial.parts_per_hour:.1f} parts/h; parts in flight make {serial.takt / ss.takt:.2f}x "
+            "as many parts per hour"
+        )
     if args.gantt:
         path = gantt(ss, args.gantt, cfg.cell.name)
         console.print(f"Gantt chart: {path}")
@@ -165,8 +178,10 @@ def _check_collisions(cfg: CellConfig, cell_file: str, job: str, parts: int) -> 
     timeline = plan_timeline(cfg, job, parts)
     hit = first_collision(twin, timeline)
     if hit is None:
-        console.print(f"collision check: [bold]clean[/] ({parts} part{'s' * (parts > 1)}, {timeline.end:.2f} s of "
-                      f"planned motion of {', '.join(cfg.cobots)} replayed in the twin)")
+        console.print(
+            f"collision check: [bold]clean[/] ({parts} part{'s' * (parts > 1)}, {timeline.end:.2f} s of "
+            f"planned motion of {', '.join(cfg.cobots)} replayed in the twin)"
+        )
         return EXIT_OK
     err.print(f"[bold red]{escape(hit.message)}[/]")
     return EXIT_FAIL
@@ -177,18 +192,31 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
     from .ros.bringup import BringupOptions, node_specs
     from .ros.processes import NodeSet, ros_env
 
-    specs = node_specs(cfg, args.cell, BringupOptions(
-        sim=True, rate=args.rate, job=args.job or "", parts=args.parts, db=str(args.db or work / "production.db"),
-        max_parts_in_flight=args.max_parts_in_flight or 0,
-        journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
-        pendant_port=getattr(args, "pendant_port", None) or "",
-        enabling_device=bool(getattr(args, "enabling_device", False)), **_plant_options(args),
-        hmi=getattr(args, "hmi", None) or "", hmi_insecure=bool(getattr(args, "insecure", False)),
-        hmi_cert=getattr(args, "hmi_cert", None) or "", hmi_key=getattr(args, "hmi_key", None) or "",
-        respawn_delay=args.respawn_delay, respawn_max_retries=args.respawn_max_retries,
-        backend=getattr(args, "backend", None) or "kinematic",
-        foxglove=-1 if getattr(args, "foxglove", None) is None else args.foxglove,
-        record=getattr(args, "record", None) or ""))
+    specs = node_specs(
+        cfg,
+        args.cell,
+        BringupOptions(
+            sim=True,
+            rate=args.rate,
+            job=args.job or "",
+            parts=args.parts,
+            db=str(args.db or work / "production.db"),
+            max_parts_in_flight=args.max_parts_in_flight or 0,
+            journal=str(args.journal or work / f"{cfg.cell.name}.journal.db"),
+            pendant_port=getattr(args, "pendant_port", None) or "",
+            enabling_device=bool(getattr(args, "enabling_device", False)),
+            **_plant_options(args),
+            hmi=getattr(args, "hmi", None) or "",
+            hmi_insecure=bool(getattr(args, "insecure", False)),
+            hmi_cert=getattr(args, "hmi_cert", None) or "",
+            hmi_key=getattr(args, "hmi_key", None) or "",
+            respawn_delay=args.respawn_delay,
+            respawn_max_retries=args.respawn_max_retries,
+            backend=getattr(args, "backend", None) or "kinematic",
+            foxglove=-1 if getattr(args, "foxglove", None) is None else args.foxglove,
+            record=getattr(args, "record", None) or "",
+        ),
+    )
     return NodeSet(specs, work, ros_env(domain, work / "ros_log"), echo=echo, respawn=True)
 
 
@@ -205,24 +233,43 @@ def _show_runner_log() -> None:
 
 def _plant_options(args: argparse.Namespace) -> dict:
     """BringupOptions of the plant bridges (`up --opcua/--mqtt`)."""
-    return {"opcua": getattr(args, "opcua", None) or "", "users": getattr(args, "users", None) or "",
-            "allow_none": bool(getattr(args, "allow_none", False)), "mqtt": getattr(args, "mqtt", None) or "",
-            "mqtt_prefix": getattr(args, "mqtt_prefix", None) or "plant/area"}
+    return {
+        "opcua": getattr(args, "opcua", None) or "",
+        "users": getattr(args, "users", None) or "",
+        "allow_none": bool(getattr(args, "allow_none", False)),
+        "mqtt": getattr(args, "mqtt", None) or "",
+        "mqtt_prefix": getattr(args, "mqtt_prefix", None) or "plant/area",
+    }
 
 
 def _add_plant_arguments(s: argparse.ArgumentParser) -> None:
     """`up` options that start the plant bridges (docs/opcua.md, docs/plant.md)."""
     from .plant import DEFAULT_OPCUA_ENDPOINT as DEFAULT_ENDPOINT
 
-    s.add_argument("--opcua", nargs="?", const=DEFAULT_ENDPOINT, metavar="ENDPOINT",
-                   help=f"also start the OPC UA server (PackML, OPC 30050) on ENDPOINT (default {DEFAULT_ENDPOINT})")
-    s.add_argument("--users", metavar="FILE", help="user file of the OPC UA server (default: "
-                                                   "~/.config/cobot_cell/users.json; see `cobot-cell users`)")
-    s.add_argument("--allow-none", action="store_true",
-                   help="the OPC UA server also offers the None security policy (no signing, no encryption)")
+    s.add_argument(
+        "--opcua",
+        nargs="?",
+        const=DEFAULT_ENDPOINT,
+        metavar="ENDPOINT",
+        help=f"also start the OPC UA server (PackML, OPC 30050) on ENDPOINT (default {DEFAULT_ENDPOINT})",
+    )
+    s.add_argument(
+        "--users",
+        metavar="FILE",
+        help="user file of the OPC UA server (default: ~/.config/cobot_cell/users.json; see `cobot-cell users`)",
+    )
+    s.add_argument(
+        "--allow-none",
+        action="store_true",
+        help="the OPC UA server also offers the None security policy (no signing, no encryption)",
+    )
     s.add_argument("--mqtt", metavar="URL", help="also publish to the MQTT broker at URL (mqtt://HOST:PORT)")
-    s.add_argument("--mqtt-prefix", metavar="SITE/AREA", default="plant/area",
-                   help="<site>/<area> of the MQTT topic tree (default: %(default)s)")
+    s.add_argument(
+        "--mqtt-prefix",
+        metavar="SITE/AREA",
+        default="plant/area",
+        help="<site>/<area> of the MQTT topic tree (default: %(default)s)",
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -244,8 +291,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     # From here on, SIGINT and SIGTERM (once or more: a terminal and `ros2 launch` each send one) only ask for
     # the stop; they never interrupt it, so no node is left behind.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    console.print(f"cell '{cfg.cell.name}' up: {len(nodes.specs)} nodes, rate {args.rate:g}x, "
-                  f"work dir {work} (Ctrl-C to stop)")
+    console.print(
+        f"cell '{cfg.cell.name}' up: {len(nodes.specs)} nodes, rate {args.rate:g}x, work dir {work} (Ctrl-C to stop)"
+    )
     if getattr(args, "hmi", None):
         from .hmi.tls import is_loopback, parse_address
 
@@ -258,8 +306,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             failed = nodes.failed()
             if failed:
                 for p in failed:
-                    err.print(f"node {p.spec.fqn} exited with {exit_text(p.popen.returncode)} and is not restarted: "
-                              "stopping the cell")
+                    err.print(
+                        f"node {p.spec.fqn} exited with {exit_text(p.popen.returncode)} and is not restarted: "
+                        "stopping the cell"
+                    )
                 return EXIT_FAIL
             time.sleep(0.1)
         err.print(f"{received[0]}: stopping {len(nodes.specs)} nodes")
@@ -302,9 +352,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.db = str(db)
     nodes = _node_set(cfg, args, work, domain, echo=False)
     _show_runner_log()
-    console.print(f"[bold]cobot_cell demo[/]: cell '{cfg.cell.name}', job '{job}', {args.parts} parts, "
-                  f"sim at {args.rate:g}x real time, {len(nodes.specs)} node processes "
-                  f"(ROS_DOMAIN_ID {domain}, loopback only)")
+    console.print(
+        f"[bold]cobot_cell demo[/]: cell '{cfg.cell.name}', job '{job}', {args.parts} parts, "
+        f"sim at {args.rate:g}x real time, {len(nodes.specs)} node processes "
+        f"(ROS_DOMAIN_ID {domain}, loopback only)"
+    )
     console.print(f"work dir {work} (node logs, production log)")
     t_wall0 = time.monotonic()
     client = None
@@ -314,8 +366,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         def show(r) -> None:
             steps = "  ".join(f"{s.step} {s.duration:.2f}" for s in r.steps)
-            console.print(f"  part {r.part}/{args.parts} done at t={r.end:7.2f} s (sim): cycle "
-                          f"{r.cycle_time:.2f} s  ({steps})", markup=False, soft_wrap=True)
+            console.print(
+                f"  part {r.part}/{args.parts} done at t={r.end:7.2f} s (sim): cycle {r.cycle_time:.2f} s  ({steps})",
+                markup=False,
+                soft_wrap=True,
+            )
 
         client.on_report = show
 
@@ -339,19 +394,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 client.wait_for(functools.partial(reached, target), 30, f"state {target}")
         t_run0 = time.monotonic()
         budget = 60 + 5 * args.parts * planned / args.rate
-        def operator() -> bool:   # the demo's operator changes a full pallet as soon as the cell says so
+
+        def operator() -> bool:  # the demo's operator changes a full pallet as soon as the cell says so
             changed = client.change_full_pallet()
             if changed:
                 console.print(f"  pallet full: the demo's operator changed it ({changed})")
             return True
 
-        client.wait_for(lambda: operator() and alive() and client.state in ("Complete", "Aborted", "Stopped"),
-                        budget, "the run to complete")
+        client.wait_for(
+            lambda: operator() and alive() and client.state in ("Complete", "Aborted", "Stopped"),
+            budget,
+            "the run to complete",
+        )
         t_run = time.monotonic() - t_run0
         if client.state != "Complete":
             raise RuntimeError(f"run ended in state {client.state}: {client.status.get('fault', '')}")
-        client.wait_for(lambda: alive() and client.kpis.get(cfg.cell.name, {}).get("parts") == str(args.parts),
-                        30, "the supervisor to log every part")
+        client.wait_for(
+            lambda: alive() and client.kpis.get(cfg.cell.name, {}).get("parts") == str(args.parts),
+            30,
+            "the supervisor to log every part",
+        )
         sup_kpis = dict(client.kpis[cfg.cell.name])
     except (RuntimeError, TimeoutError) as exc:
         err.print(f"[bold red]demo failed:[/] {exc}")
@@ -366,14 +428,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         reports = log.parts(cell=cfg.cell.name)
         faults = log.faults(cell=cfg.cell.name)
     sim_span = max(r.end for r in reports) - min(r.start for r in reports)
-    print(render([cycle_table(reports, title=f"Production log: {len(reports)} parts ({db})"),
-                  kpi_table(kpis(reports, faults, ideal_cycle_time=planned),
-                            title=f"KPIs (ideal cycle: takt bound {planned:.2f} s)")]))
-    console.print(f"supervisor KPIs (topic /supervisor/kpis): parts {sup_kpis.get('parts')}, "
-                  f"mean cycle {float(sup_kpis['mean_cycle_time']):.2f} s, "
-                  f"p95 cycle {float(sup_kpis['p95_cycle_time']):.2f} s")
-    console.print(f"run: {sim_span:.1f} s of sim time in {t_run:.1f} s wall = [bold]{sim_span / t_run:.1f}x[/] "
-                  f"real time; demo total {time.monotonic() - t_wall0:.1f} s wall")
+    print(
+        render(
+            [
+                cycle_table(reports, title=f"Production log: {len(reports)} parts ({db})"),
+                kpi_table(
+                    kpis(reports, faults, ideal_cycle_time=planned),
+                    title=f"KPIs (ideal cycle: takt bound {planned:.2f} s)",
+                ),
+            ]
+        )
+    )
+    console.print(
+        f"supervisor KPIs (topic /supervisor/kpis): parts {sup_kpis.get('parts')}, "
+        f"mean cycle {float(sup_kpis['mean_cycle_time']):.2f} s, "
+        f"p95 cycle {float(sup_kpis['p95_cycle_time']):.2f} s"
+    )
+    console.print(
+        f"run: {sim_span:.1f} s of sim time in {t_run:.1f} s wall = [bold]{sim_span / t_run:.1f}x[/] "
+        f"real time; demo total {time.monotonic() - t_wall0:.1f} s wall"
+    )
     _write_charts(str(db), cfg.cell.name, work / "charts", ideal_cycle_time=planned)
     ok = len(reports) == args.parts and all(r.status == "done" for r in reports)
     return EXIT_OK if ok else EXIT_FAIL
@@ -434,6 +508,7 @@ def _report_recording(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ main
 def _number(convert: Callable[[str], float], what: str, ok: Callable[[float], bool], bound: str):
     """An argparse type: `convert` the text, then check it is `ok` (else: expected <what> <bound>)."""
+
     def parse(text: str):
         try:
             v = convert(text)
@@ -480,8 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cobot-cell",
         description="ROS 2 cell controller for collaborative robots: check cell files, run cells in "
-                    "simulation, report production.",
-        epilog="Exit codes: 0 ok, 1 run failed, 2 bad input (cell file, arguments).")
+        "simulation, report production.",
+        epilog="Exit codes: 0 ok, 1 run failed, 2 bad input (cell file, arguments).",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -489,64 +565,134 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cell", help="cell file (YAML)")
     s.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("estimate", help="predicted step durations, and the steady state with parts in flight (takt, "
-                                        "bottleneck, utilisation), without ROS")
+    s = sub.add_parser(
+        "estimate",
+        help="predicted step durations, and the steady state with parts in flight (takt, "
+        "bottleneck, utilisation), without ROS",
+    )
     s.add_argument("cell", help="cell file (YAML)")
     s.add_argument("job", nargs="?", help="job name (default: the first job)")
-    s.add_argument("--parts", type=_part_count, help="parts to simulate (default: enough for the steady state); "
-                                                      "--check-collisions replays this many (default 3)")
-    s.add_argument("--max-parts-in-flight", type=_part_count,
-                   help="parts in flight at most (default: the cell file's; 1: one part at a time)")
+    s.add_argument(
+        "--parts",
+        type=_part_count,
+        help="parts to simulate (default: enough for the steady state); "
+        "--check-collisions replays this many (default 3)",
+    )
+    s.add_argument(
+        "--max-parts-in-flight",
+        type=_part_count,
+        help="parts in flight at most (default: the cell file's; 1: one part at a time)",
+    )
     s.add_argument("--gantt", metavar="FILE", help="write a Gantt chart of the steady state (PNG)")
-    s.add_argument("--check-collisions", action="store_true",
-                   help="also replay every cobot's planned moves in the physics twin's geometry and report the first "
-                        "collision with its step, part and time (exit 1)")
+    s.add_argument(
+        "--check-collisions",
+        action="store_true",
+        help="also replay every cobot's planned moves in the physics twin's geometry and report the first "
+        "collision with its step, part and time (exit 1)",
+    )
     s.set_defaults(func=cmd_estimate)
 
     for name, func, helptext in (
-            ("up", cmd_up, "run the cell's nodes (sim drivers, planner, supervisor) as processes, restarting a "
-                           "crashed one, until Ctrl-C or SIGTERM; use `ros2 launch cobot_cell cell.launch.py` "
-                           "where ROS 2 launch is installed"),
-            ("demo", cmd_demo, "simulate the cell making parts through the real nodes, then print the cycle "
-                               "table and KPIs")):
+        (
+            "up",
+            cmd_up,
+            "run the cell's nodes (sim drivers, planner, supervisor) as processes, restarting a "
+            "crashed one, until Ctrl-C or SIGTERM; use `ros2 launch cobot_cell cell.launch.py` "
+            "where ROS 2 launch is installed",
+        ),
+        (
+            "demo",
+            cmd_demo,
+            "simulate the cell making parts through the real nodes, then print the cycle table and KPIs",
+        ),
+    ):
         s = sub.add_parser(name, help=helptext, description=helptext)
         s.add_argument("cell", nargs="?", default=_default_cell(), help="cell file (default: the demo cell)")
         s.add_argument("--job", help="job to run (default: the first job of the cell file)")
-        s.add_argument("--parts", type=_part_count, default=5 if name == "demo" else 1,
-                       help="parts per run (1 to 999999999)")
-        s.add_argument("--rate", type=_positive_float, default=20.0 if name == "demo" else 1.0,
-                       help="simulated seconds per wall second")
-        s.add_argument("--max-parts-in-flight", type=_part_count,
-                       help="parts in flight at most (default: the cell file's; 1: one part at a time)")
+        s.add_argument(
+            "--parts", type=_part_count, default=5 if name == "demo" else 1, help="parts per run (1 to 999999999)"
+        )
+        s.add_argument(
+            "--rate",
+            type=_positive_float,
+            default=20.0 if name == "demo" else 1.0,
+            help="simulated seconds per wall second",
+        )
+        s.add_argument(
+            "--max-parts-in-flight",
+            type=_part_count,
+            help="parts in flight at most (default: the cell file's; 1: one part at a time)",
+        )
         s.add_argument("--db", help="SQLite production log (default: in the work dir)")
-        s.add_argument("--journal", help="planner's job journal, for resuming after a restart (default: in the "
-                                         "work dir)")
-        s.add_argument("--out", help="work dir for node logs and parameters, and the demo's charts/ (default: a new "
-                                     "temp dir)")
-        s.add_argument("--respawn-delay", type=_delay, default=RESPAWN_DELAY, metavar="SECONDS",
-                       help=f"wait this long before starting a crashed node again (default {RESPAWN_DELAY:g}; "
-                            "keep it above the planner's stale_timeout, 2 s, so a driver crash is always seen)")
-        s.add_argument("--respawn-max-retries", type=_retries, default=RESPAWN_MAX_RETRIES, metavar="N",
-                       help=f"restarts per node before the cell is stopped (default {RESPAWN_MAX_RETRIES}; 0: never "
-                            "restart, -1: no limit)")
-        s.add_argument("--backend", choices=("kinematic", "mujoco"), default="kinematic",
-                       help="sim drivers: kinematic (trajectories followed exactly) or mujoco (the cell's physics "
-                            "twin: servos, grips, collisions; docs/simulation.md)")
-        s.add_argument("--foxglove", nargs="?", const=8765, type=_port, metavar="PORT",
-                       help="serve the cell live to Foxglove on ws://127.0.0.1:PORT (default 8765; loopback only)")
-        s.add_argument("--record", metavar="FILE.mcap", type=_mcap_path,
-                       help="record joint states, the URDF, PackML state, cycle reports, faults and KPIs to an MCAP "
-                            "file (`cobot-cell report FILE.mcap` reads its cycle table back)")
+        s.add_argument(
+            "--journal", help="planner's job journal, for resuming after a restart (default: in the work dir)"
+        )
+        s.add_argument(
+            "--out", help="work dir for node logs and parameters, and the demo's charts/ (default: a new temp dir)"
+        )
+        s.add_argument(
+            "--respawn-delay",
+            type=_delay,
+            default=RESPAWN_DELAY,
+            metavar="SECONDS",
+            help=f"wait this long before starting a crashed node again (default {RESPAWN_DELAY:g}; "
+            "keep it above the planner's stale_timeout, 2 s, so a driver crash is always seen)",
+        )
+        s.add_argument(
+            "--respawn-max-retries",
+            type=_retries,
+            default=RESPAWN_MAX_RETRIES,
+            metavar="N",
+            help=f"restarts per node before the cell is stopped (default {RESPAWN_MAX_RETRIES}; 0: never "
+            "restart, -1: no limit)",
+        )
+        s.add_argument(
+            "--backend",
+            choices=("kinematic", "mujoco"),
+            default="kinematic",
+            help="sim drivers: kinematic (trajectories followed exactly) or mujoco (the cell's physics "
+            "twin: servos, grips, collisions; docs/simulation.md)",
+        )
+        s.add_argument(
+            "--foxglove",
+            nargs="?",
+            const=8765,
+            type=_port,
+            metavar="PORT",
+            help="serve the cell live to Foxglove on ws://127.0.0.1:PORT (default 8765; loopback only)",
+        )
+        s.add_argument(
+            "--record",
+            metavar="FILE.mcap",
+            type=_mcap_path,
+            help="record joint states, the URDF, PackML state, cycle reports, faults and KPIs to an MCAP "
+            "file (`cobot-cell report FILE.mcap` reads its cycle table back)",
+        )
         if name == "up":
-            s.add_argument("--pendant-port", help="serial device of a teach pendant: also start the pendant bridge "
-                                                  "(with `cobot-cell pendant --create-pty PATH`, use PATH)")
-            s.add_argument("--enabling-device", action="store_true",
-                           help="the pendant is an enabling device: losing its heartbeat in Execute holds the cell")
-            s.add_argument("--hmi", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT", type=_address,
-                           help="also start the web HMI (default 127.0.0.1:8080); a non-loopback address serves "
-                                "HTTPS (self-signed certificate generated and kept, or --hmi-cert/--hmi-key)")
-            s.add_argument("--insecure", action="store_true",
-                           help="serve the HMI as plain HTTP on a non-loopback address (logged as a warning)")
+            s.add_argument(
+                "--pendant-port",
+                help="serial device of a teach pendant: also start the pendant bridge "
+                "(with `cobot-cell pendant --create-pty PATH`, use PATH)",
+            )
+            s.add_argument(
+                "--enabling-device",
+                action="store_true",
+                help="the pendant is an enabling device: losing its heartbeat in Execute holds the cell",
+            )
+            s.add_argument(
+                "--hmi",
+                nargs="?",
+                const="127.0.0.1:8080",
+                metavar="HOST:PORT",
+                type=_address,
+                help="also start the web HMI (default 127.0.0.1:8080); a non-loopback address serves "
+                "HTTPS (self-signed certificate generated and kept, or --hmi-cert/--hmi-key)",
+            )
+            s.add_argument(
+                "--insecure",
+                action="store_true",
+                help="serve the HMI as plain HTTP on a non-loopback address (logged as a warning)",
+            )
             s.add_argument("--hmi-cert", help="TLS certificate of the HMI (PEM)")
             s.add_argument("--hmi-key", help="TLS private key of the HMI (PEM)")
             _add_plant_arguments(s)
@@ -562,13 +708,20 @@ def build_parser() -> argparse.ArgumentParser:
     register_users(sub)
     register_plant(sub)
 
-    s = sub.add_parser("report", help="print the cycle table and KPIs of a production log (opened read-only), or the "
-                                      "cycle table of an MCAP recording")
+    s = sub.add_parser(
+        "report",
+        help="print the cycle table and KPIs of a production log (opened read-only), or the "
+        "cycle table of an MCAP recording",
+    )
     s.add_argument("db", help="SQLite production log written by the supervisor, or an MCAP recording (FILE.mcap)")
     s.add_argument("--cell", dest="cell_name", help="only this cell")
-    s.add_argument("--plot", metavar="DIR", help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
-                                                 "fault Pareto, downtime, Gantt, cycles, and report.png: all on one "
-                                                 "page)")
+    s.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="also write every chart as a PNG into DIR (cycle-time trend, OEE, "
+        "fault Pareto, downtime, Gantt, cycles, and report.png: all on one "
+        "page)",
+    )
     s.set_defaults(func=cmd_report)
     return p
 

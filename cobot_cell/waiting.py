@@ -23,9 +23,16 @@ def _holds(predicate: Callable[[], bool], ignore: tuple[type[BaseException], ...
         return False  # not ready yet
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *,
-               step: Callable[[float], object] | None = None, poll: float = POLL,
-               detail: Callable[[], str] | None = None, ignore: tuple[type[BaseException], ...] = ()) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    step: Callable[[float], object] | None = None,
+    poll: float = POLL,
+    detail: Callable[[], str] | None = None,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> None:
     """Until predicate() holds, call `step(poll)` (spin an executor, pump a link; default: sleep `poll` s).
 
     After `timeout` wall seconds: TimeoutError "timed out after <timeout> s waiting for <what><detail()>".
@@ -42,9 +49,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *,
             step(min(poll, left))
 
 
-async def wait_until_async(predicate: Callable[[], bool], timeout: float, what: str, *,
-                           step: Callable[[], object] | None = None, poll: float = POLL,
-                           detail: Callable[[], str] | None = None) -> None:
+async def wait_until_async(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    step: Callable[[], object] | None = None,
+    poll: float = POLL,
+    detail: Callable[[], str] | None = None,
+) -> None:
     """`wait_until` for a coroutine: awaits `poll` s between looks (after `step()`, when given), on the loop's
     clock."""
     loop = asyncio.get_running_loop()

@@ -66,10 +66,10 @@ class CellStatus:
     scrap: int = 0
     resume: str = ""
     running: tuple[tuple[str, str, float], ...] = ()  # (cobot, step, start) of each step under way
-    parts: tuple[int, ...] = ()   # every part in flight, oldest first
-    waiting: tuple[tuple[str, int, str, str], ...] = ()   # (cobot, part, step, resource) of each resource wait
-    bound: float | None = None    # the cell's takt lower bound (s per part) when known
-    blocked: bool = False         # parts wait for their outfeed: every pallet they may go on is full
+    parts: tuple[int, ...] = ()  # every part in flight, oldest first
+    waiting: tuple[tuple[str, int, str, str], ...] = ()  # (cobot, part, step, resource) of each resource wait
+    bound: float | None = None  # the cell's takt lower bound (s per part) when known
+    blocked: bool = False  # parts wait for their outfeed: every pallet they may go on is full
 
 
 class CellController:
@@ -113,7 +113,7 @@ class CellController:
         self.max_parts_in_flight = max_parts_in_flight or cfg.max_parts_in_flight
         self.bound: float | None = None  # takt lower bound, set by whoever estimated it
         self._next_part = 1
-        self._gated: set[str] = set()     # cobots that stopped for a scrapped part: process tools off first
+        self._gated: set[str] = set()  # cobots that stopped for a scrapped part: process tools off first
         self._scrap_held: dict[str, int] = {}  # cobot -> scrapped part still in its gripper
         # cobots that stopped for a scrapped part go back to their home pose (out of shared zones) before going on
         self._clearing: dict[str, tuple[list[Segment], Pending | None]] = {}
@@ -152,8 +152,13 @@ class CellController:
         self._expected_q: dict[str, np.ndarray] = {}
         self._reapproach: dict[str, tuple[list[Segment], Pending | None]] = {}
         # Process tools (the arc): switched off and confirmed off on their state topics before unplanned motion.
-        self.process_tools = [(c, t.io) for c, cobot in cfg.cobots.items() if c in self.ports
-                              for t in cobot.tools.values() if t.is_process]
+        self.process_tools = [
+            (c, t.io)
+            for c, cobot in cfg.cobots.items()
+            if c in self.ports
+            for t in cobot.tools.values()
+            if t.is_process
+        ]
         self.process_off_timeout = process_off_timeout
         self._off_pending: dict[tuple[str, str], tuple[Pending, float]] = {}
         self._off_since: float | None = None
@@ -167,8 +172,11 @@ class CellController:
             self.job, self.parts_target = self.interrupted.job, self.interrupted.parts_target
             log.warning("journal: %s; reset + start resumes it", self.interrupted.describe())
         elif self.interrupted is not None:
-            log.warning("journal: run %s is of unknown job '%s': it will be abandoned", self.interrupted.run_id,
-                        self.interrupted.job)
+            log.warning(
+                "journal: run %s is of unknown job '%s': it will be abandoned",
+                self.interrupted.run_id,
+                self.interrupted.job,
+            )
         self.last_alive = last_alive
         self._restart_fault: Fault | None = None
         if self.interrupted is not None and self.interrupted.in_progress:
@@ -176,7 +184,8 @@ class CellController:
             # the part resumes (or is abandoned), so the downtime counts in MTBF/MTTR.
             at = last_alive if last_alive is not None else self.clock.now()
             self._restart_fault = self.faults.raise_(
-                Code.PLANNER_RESTARTED, f"planner restarted with {self.interrupted.describe()}", at)
+                Code.PLANNER_RESTARTED, f"planner restarted with {self.interrupted.describe()}", at
+            )
             self._emit_fault(self._restart_fault)
 
     # ------------------------------------------------------------------ settings
@@ -223,11 +232,21 @@ class CellController:
         parts = tuple(sorted(seq.parts)) if seq else ()
         waiting = tuple((c, p, s, r) for c, (p, s, r) in seq.waiting().items()) if seq else ()
         return CellStatus(
-            state=self.state, job=self.job, parts_target=self.parts_target, parts_done=self.parts_done,
-            part=parts[0] if parts else None, run_id=self.run_id, last_cycle_time=self.last_cycle_time,
-            fault=self.fault, scrap=self.scrapped, resume=resume,
-            running=tuple((r.step.cobot, r.step.name, r.start) for r in runs), parts=parts, waiting=waiting,
-            bound=self.bound, blocked=bool(seq.full_pallets) if seq else False,
+            state=self.state,
+            job=self.job,
+            parts_target=self.parts_target,
+            parts_done=self.parts_done,
+            part=parts[0] if parts else None,
+            run_id=self.run_id,
+            last_cycle_time=self.last_cycle_time,
+            fault=self.fault,
+            scrap=self.scrapped,
+            resume=resume,
+            running=tuple((r.step.cobot, r.step.name, r.start) for r in runs),
+            parts=parts,
+            waiting=waiting,
+            bound=self.bound,
+            blocked=bool(seq.full_pallets) if seq else False,
         )
 
     def full_pallets(self) -> list[str]:
@@ -239,9 +258,16 @@ class CellController:
         restarts at 0 (journalled), and a cell held because of it goes on. ValueError when no pallet is full."""
         full = self.full_pallets()
         if not full:
-            raise ValueError("no pallet is full: " + (", ".join(
-                f"{p} has {int(self.skill_state.get(pallet_key(p), 0) or 0)} of {n} places filled"
-                for p, n in self.pallets.items()) or "this cell has no pallet"))
+            raise ValueError(
+                "no pallet is full: "
+                + (
+                    ", ".join(
+                        f"{p} has {int(self.skill_state.get(pallet_key(p), 0) or 0)} of {n} places filled"
+                        for p, n in self.pallets.items()
+                    )
+                    or "this cell has no pallet"
+                )
+            )
         for p in full:
             self.skill_state[pallet_key(p)] = 0
             if self.run_id:
@@ -343,8 +369,10 @@ class CellController:
             self.journal.alive(self.clock.now(), defer=True)
         if self._reapproach:
             self._run_reapproach()
-        elif self.state in (State.HELD, State.SUSPENDED, State.STOPPED, State.ABORTED) and \
-                self.wall_clock.now() < self._settle_until:
+        elif (
+            self.state in (State.HELD, State.SUSPENDED, State.STOPPED, State.ABORTED)
+            and self.wall_clock.now() < self._settle_until
+        ):
             self._snapshot_expected(settling=True)
         for _ in range(len(State)):  # settle chains of instantly completing acting states
             before = self.state
@@ -456,8 +484,11 @@ class CellController:
             self.scrapped = 0
             self._next_part = 1
             # The cell's own state (a half-full pallet) carries over from the last run; a part's does not.
-            cell_state = {k: v for k, v in {**self.journal.last_skill_state(), **self.skill_state}.items()
-                          if not k.startswith(PART_STATE_PREFIX)}
+            cell_state = {
+                k: v
+                for k, v in {**self.journal.last_skill_state(), **self.skill_state}.items()
+                if not k.startswith(PART_STATE_PREFIX)
+            }
             self.skill_state.clear()
             self.skill_state.update(cell_state)
             self.journal.begin_run(self.run_id, self.job, self.parts_target, now)
@@ -473,19 +504,43 @@ class CellController:
     def _new_sequencer(self) -> JobSequencer:
         job = self.cfg.jobs[self.job]
         slots = {n: st.slots for n, st in self.cfg.stations.items() if st.slots is not None}
-        resources = Resources(slots=slots, routes=routes_of(job), zones=self.zones,
-                              max_parts=self.max_parts_in_flight, timeout=self.cfg.cell.resource_timeout,
-                              pallets=self.pallets)
-        return JobSequencer(self.cfg.cell.name, self.job, job, self.ports, self.planner, self.clock,
-                            skill_state=self.skill_state, on_checkpoint=self._on_checkpoint,
-                            on_step_done=self._on_step_done, max_backdate=self.max_backdate, resources=resources,
-                            on_wait=self.on_wait, on_resource=self.on_resource)
+        resources = Resources(
+            slots=slots,
+            routes=routes_of(job),
+            zones=self.zones,
+            max_parts=self.max_parts_in_flight,
+            timeout=self.cfg.cell.resource_timeout,
+            pallets=self.pallets,
+        )
+        return JobSequencer(
+            self.cfg.cell.name,
+            self.job,
+            job,
+            self.ports,
+            self.planner,
+            self.clock,
+            skill_state=self.skill_state,
+            on_checkpoint=self._on_checkpoint,
+            on_step_done=self._on_step_done,
+            max_backdate=self.max_backdate,
+            resources=resources,
+            on_wait=self.on_wait,
+            on_resource=self.on_resource,
+        )
 
     def _abandon_run(self, i: Interrupted, now: float) -> None:
         for part, done in sorted(i.in_progress.items()):
             if self.journal.part_finished(i.run_id, part, "scrap", now, "run abandoned"):
-                report = CycleReport(cell=self.cfg.cell.name, job=i.job, run_id=i.run_id, part=part, start=now,
-                                     end=now, status="scrap", steps=tuple(done.values()))
+                report = CycleReport(
+                    cell=self.cfg.cell.name,
+                    job=i.job,
+                    run_id=i.run_id,
+                    part=part,
+                    start=now,
+                    end=now,
+                    status="scrap",
+                    steps=tuple(done.values()),
+                )
                 self._publish_report(report)
         self.journal.end_run(i.run_id, "abandoned", now)
         log.warning("abandoned %s", i.describe())
@@ -528,9 +583,14 @@ class CellController:
         if off:
             cobot, (actual, expected, d) = max(off.items(), key=lambda kv: kv[1][2])
             joint = self.cfg.cobots[cobot].joints[int(np.argmax(np.abs(actual - expected)))]
-            raise CommandRefused(cmd, self.state, (
-                f"cannot {cmd}: cobot '{cobot}' is {d:.3f} rad ({joint}) from where the cell left it "
-                f"(tolerance {self.resume_tolerance:g} rad): call reapproach to bring it back slowly"))
+            raise CommandRefused(
+                cmd,
+                self.state,
+                (
+                    f"cannot {cmd}: cobot '{cobot}' is {d:.3f} rad ({joint}) from where the cell left it "
+                    f"(tolerance {self.resume_tolerance:g} rad): call reapproach to bring it back slowly"
+                ),
+            )
 
     def _snapshot_expected(self, settling: bool = False) -> None:
         """Remember where every cobot is when the cell stops moving (held, suspended, stopped, aborted).
@@ -551,8 +611,11 @@ class CellController:
         for part, step in seq.interrupted_steps():
             actual = self.ports[step.cobot].joint_positions()
             start_q = seq.step_start_q(step.name, part)
-            recovery = list(self.recovery.retreat(step, actual, start_q)) \
-                if self.recovery is not None and actual is not None else []
+            recovery = (
+                list(self.recovery.retreat(step, actual, start_q))
+                if self.recovery is not None and actual is not None
+                else []
+            )
             seq.restart_step(step.name, recovery, part)
 
     def _run_reapproach(self) -> None:
@@ -567,8 +630,11 @@ class CellController:
                     continue
                 if pending.error:
                     del self._reapproach[cobot]
-                    self.raise_fault(Code(pending.code) if pending.code in Code.__members__ else Code.MOTION_TIMEOUT,
-                                     f"reapproach failed: {pending.error}", cobot=cobot)
+                    self.raise_fault(
+                        Code(pending.code) if pending.code in Code.__members__ else Code.MOTION_TIMEOUT,
+                        f"reapproach failed: {pending.error}",
+                        cobot=cobot,
+                    )
                     continue
             moves = [s for s in segs if isinstance(s, Move)]
             if not moves:
@@ -654,8 +720,7 @@ class CellController:
 
     def _on_step_done(self, run_id: str, part: int, timing: StepTiming, q: np.ndarray | None) -> None:
         # deferred: written by update() right after the next step is dispatched (a crash in between redoes it)
-        self.journal.step_done(run_id, part, timing, None if q is None else list(q), dict(self.skill_state),
-                               defer=True)
+        self.journal.step_done(run_id, part, timing, None if q is None else list(q), dict(self.skill_state), defer=True)
         if q is not None:
             self._expected_q[timing.cobot] = np.asarray(q)
 
@@ -669,9 +734,14 @@ class CellController:
         told = {f.step for f in self.faults.active if f.code == Code.PALLET_FULL}
         for p in self.full_pallets():
             if p not in told:
-                fault = self.faults.raise_(Code.PALLET_FULL, f"pallet '{p}' is full ({self.pallets[p]} places): "
-                                           "take it away, put an empty one, then confirm (pallet_changed)",
-                                           self.clock.now(), step=p, severity="WARN")
+                fault = self.faults.raise_(
+                    Code.PALLET_FULL,
+                    f"pallet '{p}' is full ({self.pallets[p]} places): "
+                    "take it away, put an empty one, then confirm (pallet_changed)",
+                    self.clock.now(),
+                    step=p,
+                    severity="WARN",
+                )
                 self._emit_fault(fault)
         if seq.full_pallets and self.state == State.EXECUTE:
             self._pallet_hold = True
@@ -701,7 +771,7 @@ class CellController:
         del self._clearing[cobot]
         seq = self._seq
         if seq is not None:
-            seq.expected_q.pop(cobot, None)   # its next step is planned from where it is
+            seq.expected_q.pop(cobot, None)  # its next step is planned from where it is
             seq.rezone()
         return True
 
@@ -745,9 +815,13 @@ class CellController:
             return False
         on = [f"{c}/{io}" for c, io in self.process_tools if self.ports[c].sensed(io) is not False]
         if not any(f.code == Code.PROCESS_TOOL_ON for f in self.faults.active):
-            fault = self.faults.raise_(Code.PROCESS_TOOL_ON, f"process tool {', '.join(on)} not confirmed off "
-                                       f"within {self.process_off_timeout:g} s: check it before going on",
-                                       self.clock.now(), cobot=on[0].split("/")[0] if on else "")
+            fault = self.faults.raise_(
+                Code.PROCESS_TOOL_ON,
+                f"process tool {', '.join(on)} not confirmed off "
+                f"within {self.process_off_timeout:g} s: check it before going on",
+                self.clock.now(),
+                cobot=on[0].split("/")[0] if on else "",
+            )
             self._emit_fault(fault)
         if self.state in (State.STOPPING, State.ABORTING):
             return True
@@ -780,8 +854,7 @@ class CellController:
                         self.skill_state[key] = value
                         self.journal.checkpoint(self.run_id, {key: value})
                         keys.discard(key)
-                        log.info("part %d: process work of step %s stopped at %.4f m (%s)", part, step.name, u,
-                                 key)
+                        log.info("part %d: process work of step %s stopped at %.4f m (%s)", part, step.name, u, key)
 
     # ------------------------------------------------------------------ faults
     def _policy(self, step_name: str) -> FaultPolicy:
@@ -793,8 +866,9 @@ class CellController:
         seq = self._seq
         assert seq is not None
         code = Code(failure.code) if failure.code in Code.__members__ else Code.SKILL_ERROR
-        fault = self.faults.raise_(code, failure.reason, failure.time, cobot=failure.cobot, step=failure.step,
-                                   skill=failure.skill)
+        fault = self.faults.raise_(
+            code, failure.reason, failure.time, cobot=failure.cobot, step=failure.step, skill=failure.skill
+        )
         self._emit_fault(fault)
         policy = self._policy(failure.step)
         key = (failure.part, failure.step)
@@ -804,8 +878,11 @@ class CellController:
             step = self.cfg.jobs[self.job].step(failure.step)
             actual = self.ports[failure.cobot].joint_positions()
             start_q = seq.step_start_q(failure.step, failure.part)
-            recovery = list(self.recovery.retreat(step, actual, start_q)) \
-                if self.recovery is not None and actual is not None else []
+            recovery = (
+                list(self.recovery.retreat(step, actual, start_q))
+                if self.recovery is not None and actual is not None
+                else []
+            )
             log.warning("retry %d/%d of step %s (part %d)", used + 1, policy.retries, failure.step, key[0])
             seq.restart_step(failure.step, recovery, failure.part)
             self._clear_faults([fault], at=fault.raised)  # handled by the policy the moment it happened
@@ -820,7 +897,7 @@ class CellController:
             # only the scrapped part's cobots stop; its place on a station (or in a gripper) stays taken until the
             # operator confirms it was removed (parts_removed)
             running = list(seq.parts[part].running.values())
-            holding = {r.step.cobot for r in running if _holding(r.segments[:r.index + 1], self.ports[r.step.cobot])}
+            holding = {r.step.cobot for r in running if _holding(r.segments[: r.index + 1], self.ports[r.step.cobot])}
             prog = seq.abandon(part)
             assert prog is not None
             cobots = {r.step.cobot for r in running}
@@ -839,10 +916,16 @@ class CellController:
             places = [s for s, parts in seq.occupancy.items() if part in parts]
             places += [f"{c}'s gripper" for c in holding]
             if places:  # the cell goes on around it; the place comes free once the operator confirms
-                left = self.faults.raise_(Code.SCRAP_TO_REMOVE, f"scrapped part {part} is still on "
-                                          f"{' and '.join(places)}: take it out, then confirm (parts_removed)",
-                                          self.clock.now(), cobot=fault.cobot, step=fault.step, skill=fault.skill,
-                                          severity="WARN")
+                left = self.faults.raise_(
+                    Code.SCRAP_TO_REMOVE,
+                    f"scrapped part {part} is still on "
+                    f"{' and '.join(places)}: take it out, then confirm (parts_removed)",
+                    self.clock.now(),
+                    cobot=fault.cobot,
+                    step=fault.step,
+                    skill=fault.skill,
+                    severity="WARN",
+                )
                 self._emit_fault(left)
             return
         if action in ("hold", "scrap") and st in (State.EXECUTE, State.UNHOLDING, State.UNSUSPENDING):
@@ -883,7 +966,7 @@ class CellController:
 
 def _part_of(key: str) -> int | None:
     """The part number of a part's skill-state key (`part.<n>.…`), else None."""
-    head, _, rest = key[len(PART_STATE_PREFIX):].partition(".")
+    head, _, rest = key[len(PART_STATE_PREFIX) :].partition(".")
     return int(head) if key.startswith(PART_STATE_PREFIX) and head.isdigit() and rest else None
 
 

@@ -132,9 +132,15 @@ class Tool(Checked):
     mass: Annotated[float, Ge(0.0)] | None = None
     com: tuple[float, float, float] = (0.0, 0.0, 0.0)
     shape: Annotated[ToolShape | None, After(_one_shape)] = None
-    process: bool | None = field(default=None, metadata={"description": (
-        "a process tool (the welding arc): switched off and confirmed off on its state topic before any "
-        "unplanned motion; default: true for a torch, false otherwise")})
+    process: bool | None = field(
+        default=None,
+        metadata={
+            "description": (
+                "a process tool (the welding arc): switched off and confirmed off on its state topic before any "
+                "unplanned motion; default: true for a torch, false otherwise"
+            )
+        },
+    )
 
     @property
     def is_process(self) -> bool:
@@ -162,8 +168,9 @@ class Cobot(Checked):
     tools: dict[str, Tool] = field(default_factory=dict)
     namespace: Annotated[str | None, After(_namespace)] = None
     controller: Annotated[str, After(_relative_ros_name)] = "joint_trajectory_controller"
-    payload_curve: Annotated[tuple[tuple[Annotated[float, Ge(0.0)], Annotated[float, Ge(0.0)]], ...] | None,
-                             After(_increasing_offsets)] = None
+    payload_curve: Annotated[
+        tuple[tuple[Annotated[float, Ge(0.0)], Annotated[float, Ge(0.0)]], ...] | None, After(_increasing_offsets)
+    ] = None
 
 
 # ---------------------------------------------------------------------------------------------- pallets
@@ -221,20 +228,23 @@ def _box_fits(box: BoxSize, d: dict[str, Any]) -> BoxSize:
         return box
     name, length, width = pallet_dims(d["pallet"])
     o, e = d["overhang"], _PALLET_EPS
-    fits = [box.length <= length + 2 * o + e and box.width <= width + 2 * o + e,
-            box.width <= length + 2 * o + e and box.length <= width + 2 * o + e]
+    fits = [
+        box.length <= length + 2 * o + e and box.width <= width + 2 * o + e,
+        box.width <= length + 2 * o + e and box.length <= width + 2 * o + e,
+    ]
     if not any(fits):
         with_overhang = f" with {o:.3f} m overhang" if o > 0 else ""
-        raise ValueError(f"box {box.length:.3f} x {box.width:.3f} m does not fit on the {name} pallet "
-                         f"{length:.3f} x {width:.3f} m in either orientation{with_overhang}")
+        raise ValueError(
+            f"box {box.length:.3f} x {box.width:.3f} m does not fit on the {name} pallet "
+            f"{length:.3f} x {width:.3f} m in either orientation{with_overhang}"
+        )
     return box
 
 
 def _one_layer(max_height: float, d: dict[str, Any]) -> float:
     box = d.get("box")
     if box is not None and box.height > max_height + _PALLET_EPS:
-        raise ValueError(f"{max_height:.3f} m is below the box height {box.height:.3f} m: "
-                         "not even one layer fits")
+        raise ValueError(f"{max_height:.3f} m is below the box height {box.height:.3f} m: not even one layer fits")
     return max_height
 
 
@@ -245,8 +255,10 @@ def _layers_fit(layers: int | None, d: dict[str, Any]) -> int | None:
     reach = layers * d["box"].height + (layers - 1) * sheet
     if reach > d["max_height"] + _PALLET_EPS:
         sheets = " (+ slip sheets)" if d["slip_sheets"] else ""
-        raise ValueError(f"{layers} layers of {d['box'].height:.3f} m{sheets} reach {reach:.3f} m, "
-                         f"above max_height {d['max_height']:.3f} m")
+        raise ValueError(
+            f"{layers} layers of {d['box'].height:.3f} m{sheets} reach {reach:.3f} m, "
+            f"above max_height {d['max_height']:.3f} m"
+        )
     return layers
 
 
@@ -260,25 +272,31 @@ class PalletSpec(Checked):
 
     # Field order matters: the cross-field checks read only fields declared before them.
     pallet: Annotated[Literal["EUR", "US"] | PalletSize, Plain(_pallet)] = field(
-        default="EUR",
-        metadata=_doc("'EUR' (1.200 x 0.800 m), 'US' (1.219 x 1.016 m) or a custom {length, width} in m"))
+        default="EUR", metadata=_doc("'EUR' (1.200 x 0.800 m), 'US' (1.219 x 1.016 m) or a custom {length, width} in m")
+    )
     pallet_height: PositiveFloat | None = field(
-        default=None, metadata=_doc("deck height above the floor (m); default EUR 0.144, US 0.140, custom 0.144"))
+        default=None, metadata=_doc("deck height above the floor (m); default EUR 0.144, US 0.140, custom 0.144")
+    )
     overhang: Annotated[float, Ge(0.0)] = field(
-        default=0.0, metadata=_doc("how far a box may reach past each pallet edge (m)"))
+        default=0.0, metadata=_doc("how far a box may reach past each pallet edge (m)")
+    )
     gap: Annotated[float, Ge(0.0)] = field(default=0.0, metadata=_doc("space kept between neighbouring boxes (m)"))
     box: Annotated[BoxSize, After(_box_fits, fields=True)] = field(
-        metadata=_doc("box length, width, height (m); the label is on the +x (length) end"))
+        metadata=_doc("box length, width, height (m); the label is on the +x (length) end")
+    )
     pattern: PatternName = field(default="column", metadata=_doc("column, interlock or pinwheel"))
     max_height: Annotated[PositiveFloat, After(_one_layer, fields=True)] = field(
-        metadata=_doc("stack height limit above the pallet deck (m)"))
+        metadata=_doc("stack height limit above the pallet deck (m)")
+    )
     slip_sheets: bool = field(default=False, metadata=_doc("lay a slip sheet between layers"))
     slip_sheet_thickness: PositiveFloat = field(default=0.002, metadata=_doc("slip sheet thickness (m)"))
     layers: Annotated[PositiveInt | None, After(_layers_fit, fields=True)] = field(
-        default=None, metadata=_doc("number of layers; default: as many as fit max_height"))
+        default=None, metadata=_doc("number of layers; default: as many as fit max_height")
+    )
     label_out: bool = field(default=False, metadata=_doc("turn boxes so labels face the nearer pallet edge"))
     mirror: bool = field(
-        default=False, metadata=_doc("mirror the pattern about the pallet's y axis (right-hand pallet)"))
+        default=False, metadata=_doc("mirror the pattern about the pallet's y axis (right-hand pallet)")
+    )
     approach_side: ApproachSide = field(default="-y", metadata=_doc("side of the pallet the gripper comes in from"))
 
     @property
@@ -357,8 +375,9 @@ class Zone(Checked):
     margin: PositiveFloat = 0.2
     height: PositiveFloat = 0.45
 
-    def boxes(self, stations: dict[str, Station]) -> list[tuple[tuple[float, float, float],
-                                                                 tuple[float, float, float]]]:
+    def boxes(
+        self, stations: dict[str, Station]
+    ) -> list[tuple[tuple[float, float, float], tuple[float, float, float]]]:
         """The zone's volume as (min corner, max corner) boxes in the cell frame."""
         if self.box is not None:
             return [(self.box.min, self.box.max)]
@@ -405,10 +424,20 @@ class CellInfo(Checked):
 
     name: Annotated[str, After(_cell_name)]
     description: str = ""
-    max_parts_in_flight: PositiveInt | None = field(default=None, metadata={"description": (
-        "work-in-process limit: parts started and not yet finished (default: the fixtures' total capacity)")})
-    resource_timeout: PositiveFloat = field(default=300.0, metadata={"description": (
-        "clock seconds a step may wait for a station or zone before a RESOURCE_TIMEOUT fault")})
+    max_parts_in_flight: PositiveInt | None = field(
+        default=None,
+        metadata={
+            "description": (
+                "work-in-process limit: parts started and not yet finished (default: the fixtures' total capacity)"
+            )
+        },
+    )
+    resource_timeout: PositiveFloat = field(
+        default=300.0,
+        metadata={
+            "description": ("clock seconds a step may wait for a station or zone before a RESOURCE_TIMEOUT fault")
+        },
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -435,6 +464,7 @@ class CellConfig(Checked):
 
 
 # ---------------------------------------------------------------------------------------------- loading
+
 
 def format_path(loc: Sequence[Any]) -> str:
     """`('jobs', 'bracket', 'steps', 2, 'cobot')` -> `jobs.bracket.steps[2].cobot`."""
@@ -480,15 +510,23 @@ def _issues_from_pydantic(errors: Sequence[Mapping[str, Any]], lines: _LineIndex
         if missing_item(err):
             if loc[:-1] in expected:
                 n = expected.pop(loc[:-1])
-                issues.append(ConfigIssue(format_path(loc[:-1]), f"expected {n} values, got {len(err['input'])}",
-                                          lines.line(loc[:-1])))
+                issues.append(
+                    ConfigIssue(
+                        format_path(loc[:-1]), f"expected {n} values, got {len(err['input'])}", lines.line(loc[:-1])
+                    )
+                )
         elif err["type"] == "too_long" and err.get("ctx", {}).get("field_type") == "Tuple":
             n, got = err["ctx"]["max_length"], err["ctx"]["actual_length"]
             issues.append(ConfigIssue(format_path(loc), f"expected {n} values, got {got}", lines.line(loc)))
         elif err["type"] == "too_short":
             n, got = err["ctx"]["min_length"], err["ctx"]["actual_length"]
-            issues.append(ConfigIssue(format_path(loc), f"expected at least {n} entr{'y' if n == 1 else 'ies'}, "
-                                      f"got {got}", lines.line(loc)))
+            issues.append(
+                ConfigIssue(
+                    format_path(loc),
+                    f"expected at least {n} entr{'y' if n == 1 else 'ies'}, got {got}",
+                    lines.line(loc),
+                )
+            )
         else:
             issues.append(_issue_from_pydantic(err, lines))
     return issues
@@ -533,8 +571,9 @@ class _LineIndex:
         return found
 
 
-def _duplicate_keys(node: yaml.Node | None, loc: tuple[Any, ...] = (),
-                    seen: set[int] | None = None) -> list[ConfigIssue]:
+def _duplicate_keys(
+    node: yaml.Node | None, loc: tuple[Any, ...] = (), seen: set[int] | None = None
+) -> list[ConfigIssue]:
     """Keys given twice in one mapping (YAML loaders silently keep the last one)."""
     issues: list[ConfigIssue] = []
     seen = set() if seen is None else seen
@@ -548,8 +587,9 @@ def _duplicate_keys(node: yaml.Node | None, loc: tuple[Any, ...] = (),
                 continue
             line = k.start_mark.line + 1
             if k.value in first:
-                issues.append(ConfigIssue(format_path((*loc, k.value)),
-                                          f"duplicate key (first on line {first[k.value]})", line))
+                issues.append(
+                    ConfigIssue(format_path((*loc, k.value)), f"duplicate key (first on line {first[k.value]})", line)
+                )
             else:
                 first[k.value] = line
             issues += _duplicate_keys(v, (*loc, k.value), seen)
@@ -576,8 +616,8 @@ def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, _Lin
     duplicates = _duplicate_keys(root)
     if not isinstance(data, dict):
         raise CellFileError(
-            source, [ConfigIssue("", "expected a mapping with keys cell, cobots, stations, jobs; "
-                                     f"got {type(data).__name__}")]
+            source,
+            [ConfigIssue("", f"expected a mapping with keys cell, cobots, stations, jobs; got {type(data).__name__}")],
         )
     from pydantic import ValidationError
 
@@ -601,9 +641,16 @@ def read_cell_text(path: str | Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise CellFileError(str(path), [ConfigIssue(
-            "", f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)",
-            line)]) from None
+        raise CellFileError(
+            str(path),
+            [
+                ConfigIssue(
+                    "",
+                    f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)",
+                    line,
+                )
+            ],
+        ) from None
 
 
 def load_cell_file(path: str | Path) -> CellConfig:
@@ -623,24 +670,31 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
         if not NAME_RE.match(name):
             add(("cobots", name), f"bad cobot name: expected {NAME_HINT}")
         dof = ARM_DOF[cobot.model]
-        for key, values in (("joints", cobot.joints), ("home", cobot.home),
-                            ("limits.velocity", cobot.limits.velocity),
-                            ("limits.acceleration", cobot.limits.acceleration)):
+        for key, values in (
+            ("joints", cobot.joints),
+            ("home", cobot.home),
+            ("limits.velocity", cobot.limits.velocity),
+            ("limits.acceleration", cobot.limits.acceleration),
+        ):
             if values is not None and len(values) != dof:
                 add(("cobots", name, *key.split(".")), f"expected {dof} values for a {cobot.model}, got {len(values)}")
         if len(set(cobot.joints)) != len(cobot.joints):
             add(("cobots", name, "joints"), "joint names must be unique")
         position = cobot.limits.position
         if position is not None and len(position) != dof:
-            add(("cobots", name, "limits", "position"), f"expected {dof} [min, max] pairs for a {cobot.model}, "
-                f"got {len(position)}")
+            add(
+                ("cobots", name, "limits", "position"),
+                f"expected {dof} [min, max] pairs for a {cobot.model}, got {len(position)}",
+            )
         elif position is not None:
             for i, (lo, hi) in enumerate(position):
                 if not lo < hi:
                     add(("cobots", name, "limits", "position", i), f"expected min < max, got [{lo:g}, {hi:g}]")
                 elif i < len(cobot.home) and not lo <= cobot.home[i] <= hi:
-                    add(("cobots", name, "home", i), f"{cobot.home[i]:g} is outside limits.position[{i}] "
-                        f"[{lo:g}, {hi:g}]")
+                    add(
+                        ("cobots", name, "home", i),
+                        f"{cobot.home[i]:g} is outside limits.position[{i}] [{lo:g}, {hi:g}]",
+                    )
     all_joints: dict[str, str] = {}
     for name, cobot in cfg.cobots.items():
         for j in cobot.joints:
@@ -649,15 +703,21 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
             all_joints[j] = name
     for name, st in cfg.stations.items():
         if st.legacy_pattern is not None:
-            add(("stations", name, "pattern"), "replaced by 'pallet': a pallet, a box and a pattern name "
-                "(column, interlock or pinwheel), see docs/cell-file.md")
+            add(
+                ("stations", name, "pattern"),
+                "replaced by 'pallet': a pallet, a box and a pattern name "
+                "(column, interlock or pinwheel), see docs/cell-file.md",
+            )
         elif st.kind == "pallet" and st.pallet is None:
             add(("stations", name, "pallet"), "a pallet station needs a pallet (pallet, box, max_height)")
         if st.kind != "pallet" and st.pallet is not None:
             add(("stations", name, "pallet"), f"only a pallet station has a pallet (this one is {st.kind})")
         if st.kind != "fixture" and st.capacity is not None:
-            add(("stations", name, "capacity"), f"only a fixture has a capacity (this one is {st.kind}: "
-                + ("it supplies parts)" if st.kind == "infeed" else "its places are its pattern's)"))
+            add(
+                ("stations", name, "capacity"),
+                f"only a fixture has a capacity (this one is {st.kind}: "
+                + ("it supplies parts)" if st.kind == "infeed" else "its places are its pattern's)"),
+            )
     for name, zone in cfg.zones.items():
         if not NAME_RE.match(name):
             add(("zones", name), f"bad zone name: expected {NAME_HINT}")
@@ -667,12 +727,17 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
             corner_lo, corner_hi = zone.box.min, zone.box.max
             flat = [axis for axis, a, b in zip("xyz", corner_lo, corner_hi, strict=True) if not a < b]
             if flat:
-                add(("zones", name, "box"), f"the box has no volume: min must be below max in {', '.join(flat)} "
-                    f"(min {list(corner_lo)}, max {list(corner_hi)})")
+                add(
+                    ("zones", name, "box"),
+                    f"the box has no volume: min must be below max in {', '.join(flat)} "
+                    f"(min {list(corner_lo)}, max {list(corner_hi)})",
+                )
         for k, covered in enumerate(zone.stations):
             if covered not in cfg.stations:
-                add(("zones", name, "stations", k), f"unknown station '{covered}': expected one of "
-                    f"{', '.join(cfg.stations) or '(no stations)'}")
+                add(
+                    ("zones", name, "stations", k),
+                    f"unknown station '{covered}': expected one of {', '.join(cfg.stations) or '(no stations)'}",
+                )
         if len(set(zone.stations)) != len(zone.stations):
             add(("zones", name, "stations"), "a station is named twice")
     cobot_names = ", ".join(cfg.cobots)
@@ -692,8 +757,10 @@ def check_references(cfg: CellConfig, lines: _LineIndex | None = None) -> list[C
         for i, step in enumerate(job.steps):
             for k, dep in enumerate(step.after):
                 if dep not in seen:
-                    add(("jobs", jname, "steps", i, "after", k),
-                        f"unknown step '{dep}': expected one of {', '.join(seen)}")
+                    add(
+                        ("jobs", jname, "steps", i, "after", k),
+                        f"unknown step '{dep}': expected one of {', '.join(seen)}",
+                    )
                 elif dep == step.name:
                     add(("jobs", jname, "steps", i, "after", k), f"step '{dep}' cannot come after itself")
         cycle = find_cycle(job) if len(seen) == len(job.steps) else None  # names must be unique first
@@ -715,7 +782,7 @@ def find_cycle(job: Job) -> list[str] | None:
             if d not in deps:
                 continue
             if state.get(d) == 1:
-                cyc = stack[stack.index(d):] + [d]
+                cyc = stack[stack.index(d) :] + [d]
                 return list(reversed(cyc))
             if d not in state:
                 found = visit(d)
@@ -746,8 +813,11 @@ def routes_of(job: Job) -> dict[str, Any]:
     """Each step's route: the stations its `from` and `to` parameters name (a step that moves a part)."""
     from .sequencer import Route
 
-    return {s.name: Route(source=station_group(s.params.get("from")), dest=station_group(s.params.get("to")))
-            for s in job.steps if "to" in s.params or "from" in s.params}
+    return {
+        s.name: Route(source=station_group(s.params.get("from")), dest=station_group(s.params.get("to")))
+        for s in job.steps
+        if "to" in s.params or "from" in s.params
+    }
 
 
 def occupancy_windows(job: Job) -> dict[str, set[str]]:
@@ -769,8 +839,7 @@ def occupancy_windows(job: Job) -> dict[str, set[str]]:
         for station in r.source:
             for put, r2 in routes.items():
                 if station in r2.dest and put in up(take):
-                    out.setdefault(station, set()).update(
-                        {n for n in up(take) if put in up(n)} | {take})
+                    out.setdefault(station, set()).update({n for n in up(take) if put in up(n)} | {take})
     return out
 
 

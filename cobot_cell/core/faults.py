@@ -33,22 +33,24 @@ class Code(str, Enum):
     GRIP_MISSED = "GRIP_MISSED"
     SKILL_ERROR = "SKILL_ERROR"
     NOT_READY = "NOT_READY"
-    PROCESS_TOOL_ON = "PROCESS_TOOL_ON"        # a process tool (the arc) not confirmed off when it must be
-    PLANNER_RESTARTED = "PLANNER_RESTARTED"    # the planner came back with a part in progress (it had crashed)
-    RESOURCE_TIMEOUT = "RESOURCE_TIMEOUT"      # a step waited too long for a station place or a shared zone
-    SCRAP_TO_REMOVE = "SCRAP_TO_REMOVE"        # a scrapped part is still on a station or in a gripper
-    PALLET_FULL = "PALLET_FULL"                # a pallet is full: the operator changes it and confirms
-    COLLISION = "COLLISION"                    # the physics sim saw two bodies touch that must not (a cobot stopped)
+    PROCESS_TOOL_ON = "PROCESS_TOOL_ON"  # a process tool (the arc) not confirmed off when it must be
+    PLANNER_RESTARTED = "PLANNER_RESTARTED"  # the planner came back with a part in progress (it had crashed)
+    RESOURCE_TIMEOUT = "RESOURCE_TIMEOUT"  # a step waited too long for a station place or a shared zone
+    SCRAP_TO_REMOVE = "SCRAP_TO_REMOVE"  # a scrapped part is still on a station or in a gripper
+    PALLET_FULL = "PALLET_FULL"  # a pallet is full: the operator changes it and confirms
+    COLLISION = "COLLISION"  # the physics sim saw two bodies touch that must not (a cobot stopped)
 
 
 # Faults of the robot itself: never retried automatically, the operator must act on the robot first.
-DRIVER_CODES = frozenset({Code.PROTECTIVE_STOP, Code.ESTOP, Code.DRIVER_ERROR, Code.STALE_JOINT_STATES,
-                          Code.COLLISION})
+DRIVER_CODES = frozenset({Code.PROTECTIVE_STOP, Code.ESTOP, Code.DRIVER_ERROR, Code.STALE_JOINT_STATES, Code.COLLISION})
 
 Action = Literal["hold", "abort", "scrap"]
 
-DRIVER_FAULT_KEYS: dict[str, Code] = {"protective_stop": Code.PROTECTIVE_STOP, "estop": Code.ESTOP,
-                                      "collision": Code.COLLISION}
+DRIVER_FAULT_KEYS: dict[str, Code] = {
+    "protective_stop": Code.PROTECTIVE_STOP,
+    "estop": Code.ESTOP,
+    "collision": Code.COLLISION,
+}
 """A sim driver's `fault` diagnostic value -> the code the planner raises (any other ERROR: DRIVER_ERROR)."""
 
 
@@ -130,11 +132,27 @@ class FaultBook:
         """The kept faults (every active one and the recently cleared ones), by id."""
         return sorted([*self._active.values(), *self._cleared.values()], key=lambda f: f.id)
 
-    def raise_(self, code: Code, message: str, time: float, cobot: str = "", step: str = "", skill: str = "",
-               severity: str = "ERROR") -> Fault:
+    def raise_(
+        self,
+        code: Code,
+        message: str,
+        time: float,
+        cobot: str = "",
+        step: str = "",
+        skill: str = "",
+        severity: str = "ERROR",
+    ) -> Fault:
         """Record a new fault."""
-        fault = Fault(id=self._next_id, code=code, message=message, raised=time, cobot=cobot, step=step,
-                      skill=skill, severity=severity)
+        fault = Fault(
+            id=self._next_id,
+            code=code,
+            message=message,
+            raised=time,
+            cobot=cobot,
+            step=step,
+            skill=skill,
+            severity=severity,
+        )
         self._next_id += 1
         self._active[fault.id] = fault
         log.error("fault %d %s on %s: %s", fault.id, code.value, fault.source, message)
@@ -166,8 +184,7 @@ class FaultBook:
 
     def acknowledge(self, fault_id: int | None, time: float) -> list[Fault]:
         """Acknowledge one fault (or every unacknowledged active one); ValueError if there is none."""
-        targets = [self.get(fault_id)] if fault_id is not None else \
-            [f for f in self.active if f.acknowledged is None]
+        targets = [self.get(fault_id)] if fault_id is not None else [f for f in self.active if f.acknowledged is None]
         if fault_id is not None and (not targets[0].active or targets[0].acknowledged is not None):
             raise ValueError(f"fault {fault_id} is already {'cleared' if not targets[0].active else 'acknowledged'}")
         if not targets:
@@ -179,10 +196,13 @@ class FaultBook:
         f = self.get(fault_id)
         if not f.active:
             return None
-        return self._update(replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time,
-                                    cleared=time))
+        return self._update(
+            replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time, cleared=time)
+        )
 
     def clear_all(self, time: float) -> list[Fault]:
         """Clear every active fault (recovery done); acknowledges those not acknowledged."""
-        return [self._update(replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time,
-                                     cleared=time)) for f in self.active]
+        return [
+            self._update(replace(f, acknowledged=f.acknowledged if f.acknowledged is not None else time, cleared=time))
+            for f in self.active
+        ]

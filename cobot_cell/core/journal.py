@@ -61,7 +61,7 @@ class Interrupted:
     cobot_q: dict[str, list[float]] = field(default_factory=dict)
     skill_state: dict[str, Any] = field(default_factory=dict)
     in_progress: dict[int, dict[str, StepTiming]] = field(default_factory=dict)  # every part in flight
-    last_part: int = 0   # the highest part number the run has started
+    last_part: int = 0  # the highest part number the run has started
 
     def station_of(self, part: int) -> str:
         """The limited station (a fixture) a part in flight was left on ('' if none)."""
@@ -74,10 +74,13 @@ class Interrupted:
         parts = []
         for part, steps in sorted(self.in_progress.items()):
             where = self.station_of(part)
-            parts.append(f"part {part} interrupted after {', '.join(steps) or 'no step'}"
-                         + (f" (on {where})" if where else ""))
-        return (f"run {self.run_id} of job '{self.job}': {'; '.join(parts)} "
-                f"({self.parts_finished}/{self.parts_target} parts finished)")
+            parts.append(
+                f"part {part} interrupted after {', '.join(steps) or 'no step'}" + (f" (on {where})" if where else "")
+            )
+        return (
+            f"run {self.run_id} of job '{self.job}': {'; '.join(parts)} "
+            f"({self.parts_finished}/{self.parts_target} parts finished)"
+        )
 
 
 class Journal:
@@ -101,8 +104,9 @@ class Journal:
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
-                raise ValueError(f"journal {self.path}: schema version {row[0]} is not supported "
-                                 f"(expected {SCHEMA_VERSION})")
+                raise ValueError(
+                    f"journal {self.path}: schema version {row[0]} is not supported (expected {SCHEMA_VERSION})"
+                )
 
     class _Tx:
         """One transaction under the lock; deferred writes go first, and leave the backlog only once committed."""
@@ -132,7 +136,7 @@ class Journal:
             try:
                 self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
                 if not exc_type:
-                    del self.j._backlog[:self.taken]
+                    del self.j._backlog[: self.taken]
             finally:
                 self.j._lock.release()
 
@@ -167,14 +171,25 @@ class Journal:
         skill state of its own (keys `part.<n>.`)."""
         prefix = part_prefix(part)
         with self._tx() as db:
-            cur = db.execute("INSERT INTO ledger (run_id, part, status, started) VALUES (?, ?, 'in_progress', ?) "
-                             "ON CONFLICT (run_id, part) DO NOTHING", (run_id, part, time))
+            cur = db.execute(
+                "INSERT INTO ledger (run_id, part, status, started) VALUES (?, ?, 'in_progress', ?) "
+                "ON CONFLICT (run_id, part) DO NOTHING",
+                (run_id, part, time),
+            )
             if cur.rowcount == 1:
-                db.execute("DELETE FROM skill_state WHERE run_id = ? AND substr(key, 1, ?) = ?",
-                           (run_id, len(prefix), prefix))
+                db.execute(
+                    "DELETE FROM skill_state WHERE run_id = ? AND substr(key, 1, ?) = ?", (run_id, len(prefix), prefix)
+                )
 
-    def step_done(self, run_id: str, part: int, timing: StepTiming, q: list[float] | None,
-                  skill_state: dict[str, Any] | None = None, defer: bool = False) -> None:
+    def step_done(
+        self,
+        run_id: str,
+        part: int,
+        timing: StepTiming,
+        q: list[float] | None,
+        skill_state: dict[str, Any] | None = None,
+        defer: bool = False,
+    ) -> None:
         """A step boundary: the step's timing, where its cobot is, and the skills' state, atomically.
 
         defer: queue it for the next `flush` (or any other journal call), so a caller can dispatch the next
@@ -185,8 +200,10 @@ class Journal:
         state = self._state_rows(run_id, skill_state or {})
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute('INSERT OR REPLACE INTO steps_done VALUES (?, ?, ?, ?, ?, ?, ?)',
-                       (run_id, part, timing.step, timing.skill, timing.cobot, timing.start, timing.end))
+            db.execute(
+                "INSERT OR REPLACE INTO steps_done VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, part, timing.step, timing.skill, timing.cobot, timing.start, timing.end),
+            )
             if pose is not None:
                 db.execute("INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)", (run_id, timing.cobot, pose))
             db.executemany("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", state)
@@ -205,14 +222,18 @@ class Journal:
         """Where the cobots are (at the start of a run)."""
         with self._tx() as db:
             for cobot, q in poses.items():
-                db.execute("INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)",
-                           (run_id, cobot, json.dumps([float(v) for v in q])))
+                db.execute(
+                    "INSERT OR REPLACE INTO cobot_pose VALUES (?, ?, ?)",
+                    (run_id, cobot, json.dumps([float(v) for v in q])),
+                )
 
     def checkpoint(self, run_id: str, skill_state: dict[str, Any], defer: bool = False) -> None:
         """Skill state inside a step (e.g. the weld seam just finished); defer as for `step_done`."""
         state = self._state_rows(run_id, skill_state)
+
         def write(db: sqlite3.Connection) -> None:
             db.executemany("INSERT OR REPLACE INTO skill_state VALUES (?, ?, ?)", state)
+
         self._write(write, defer)
 
     @staticmethod
@@ -225,12 +246,15 @@ class Journal:
             raise ValueError(f"part status must be done or scrap, got {status!r}")
         prefix = part_prefix(part)
         with self._tx() as db:
-            cur = db.execute("UPDATE ledger SET status = ?, ended = ?, reason = ? "
-                             "WHERE run_id = ? AND part = ? AND status = 'in_progress'",
-                             (status, time, reason, run_id, part))
+            cur = db.execute(
+                "UPDATE ledger SET status = ?, ended = ?, reason = ? "
+                "WHERE run_id = ? AND part = ? AND status = 'in_progress'",
+                (status, time, reason, run_id, part),
+            )
             if cur.rowcount == 1 and status == "done":  # a scrapped part's place stays recorded until removed
-                db.execute("DELETE FROM skill_state WHERE run_id = ? AND substr(key, 1, ?) = ?",
-                           (run_id, len(prefix), prefix))
+                db.execute(
+                    "DELETE FROM skill_state WHERE run_id = ? AND substr(key, 1, ?) = ?", (run_id, len(prefix), prefix)
+                )
             return cur.rowcount == 1
 
     def end_run(self, run_id: str, status: str, time: float) -> None:
@@ -241,8 +265,10 @@ class Journal:
     def alive(self, time: float, defer: bool = False) -> None:
         """The planner is alive at clock time `time` (written periodically: the time a crash is dated at)."""
         value = json.dumps(float(time))
+
         def write(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO planner VALUES ('last_alive', ?)", (value,))
+
         self._write(write, defer)
 
     def boot(self, boot_id: str) -> tuple[str | None, float | None]:
@@ -260,40 +286,64 @@ class Journal:
         self.flush()
         with self._lock:
             db = self._db
-            row = db.execute("SELECT run_id, job, parts_target FROM runs WHERE status = 'open' "
-                             "ORDER BY started DESC LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT run_id, job, parts_target FROM runs WHERE status = 'open' ORDER BY started DESC LIMIT 1"
+            ).fetchone()
             if row is None:
                 return None
             run_id, job, target = row
-            finished = db.execute("SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status != 'in_progress'",
-                                  (run_id,)).fetchone()[0]
-            scrapped = db.execute("SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status = 'scrap'",
-                                  (run_id,)).fetchone()[0]
-            parts = [r[0] for r in db.execute("SELECT part FROM ledger WHERE run_id = ? AND status = 'in_progress' "
-                                              "ORDER BY part", (run_id,))]
+            finished = db.execute(
+                "SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status != 'in_progress'", (run_id,)
+            ).fetchone()[0]
+            scrapped = db.execute(
+                "SELECT COUNT(*) FROM ledger WHERE run_id = ? AND status = 'scrap'", (run_id,)
+            ).fetchone()[0]
+            parts = [
+                r[0]
+                for r in db.execute(
+                    "SELECT part FROM ledger WHERE run_id = ? AND status = 'in_progress' ORDER BY part", (run_id,)
+                )
+            ]
             last = db.execute("SELECT MAX(part) FROM ledger WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
             in_progress: dict[int, dict[str, StepTiming]] = {p: {} for p in parts}
             for p, step, skill, cobot, start, end in db.execute(
-                    'SELECT part, step, skill, cobot, "start", "end" FROM steps_done WHERE run_id = ? ORDER BY "end"',
-                    (run_id,)):
+                'SELECT part, step, skill, cobot, "start", "end" FROM steps_done WHERE run_id = ? ORDER BY "end"',
+                (run_id,),
+            ):
                 if p in in_progress:
                     in_progress[p][step] = StepTiming(step=step, skill=skill, cobot=cobot, start=start, end=end)
             part = parts[0] if parts else None
             steps = in_progress.get(part, {}) if part is not None else {}
-            poses = {c: json.loads(q) for c, q in db.execute(
-                "SELECT cobot, q FROM cobot_pose WHERE run_id = ?", (run_id,))}
-            state = {k: json.loads(v) for k, v in db.execute(
-                "SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))}
-        return Interrupted(run_id=run_id, job=job, parts_target=target, parts_finished=finished, part=part,
-                           steps_done=steps, cobot_q=poses, skill_state=state, parts_scrapped=scrapped,
-                           in_progress=in_progress, last_part=last)
+            poses = {
+                c: json.loads(q) for c, q in db.execute("SELECT cobot, q FROM cobot_pose WHERE run_id = ?", (run_id,))
+            }
+            state = {
+                k: json.loads(v)
+                for k, v in db.execute("SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))
+            }
+        return Interrupted(
+            run_id=run_id,
+            job=job,
+            parts_target=target,
+            parts_finished=finished,
+            part=part,
+            steps_done=steps,
+            cobot_q=poses,
+            skill_state=state,
+            parts_scrapped=scrapped,
+            in_progress=in_progress,
+            last_part=last,
+        )
 
     def ledger(self, run_id: str | None = None) -> list[tuple[str, int, str]]:
         """(run_id, part, status) rows, ordered by run start and part."""
         self.flush()
         with self._lock:
-            sql = ("SELECT l.run_id, l.part, l.status FROM ledger l JOIN runs r USING (run_id) "
-                   + ("WHERE l.run_id = ? " if run_id else "") + "ORDER BY r.started, l.part")
+            sql = (
+                "SELECT l.run_id, l.part, l.status FROM ledger l JOIN runs r USING (run_id) "
+                + ("WHERE l.run_id = ? " if run_id else "")
+                + "ORDER BY r.started, l.part"
+            )
             return [tuple(r) for r in self._db.execute(sql, (run_id,) if run_id else ())]
 
     def last_skill_state(self) -> dict[str, Any]:
@@ -307,5 +357,7 @@ class Journal:
         """The skills' state of a run."""
         self.flush()
         with self._lock:
-            return {k: json.loads(v) for k, v in self._db.execute(
-                "SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))}
+            return {
+                k: json.loads(v)
+                for k, v in self._db.execute("SELECT key, value FROM skill_state WHERE run_id = ?", (run_id,))
+            }

@@ -33,8 +33,9 @@ class DriverClock:
     seconds, time goes on with the node clock so dwells and timeouts still end. Never goes backwards.
     """
 
-    def __init__(self, node_now: Callable[[], float], stale_after: float = 3.0,
-                 wall: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, node_now: Callable[[], float], stale_after: float = 3.0, wall: Callable[[], float] = time.monotonic
+    ) -> None:
         if not stale_after > 0:
             raise ValueError(f"stale_after must be > 0, got {stale_after}")
         self._node_now = node_now
@@ -71,9 +72,9 @@ class WatchLimits:
     """How long a command may take. `stamped`: trajectories carry their planned start (simulated drivers on
     /clock follow them exactly, so a move ends at its planned end and a switched output at its command)."""
 
-    tolerance: float         # rad: largest joint error at which a move counts as arrived
-    timeout_factor: float    # a move fails after its planned duration x this + timeout_margin
-    timeout_margin: float    # s (clock)
+    tolerance: float  # rad: largest joint error at which a move counts as arrived
+    timeout_factor: float  # a move fails after its planned duration x this + timeout_margin
+    timeout_margin: float  # s (clock)
     timeout_wall_min: float  # wall s: nothing fails sooner after dispatch (a lagging planner sees old data)
     stamped: bool = False
 
@@ -88,8 +89,9 @@ class WatchLimits:
 class MotionWatch:
     """The rules for one cobot's commands in flight: build their Pending, then finish or fail it on poll."""
 
-    def __init__(self, cobot: str, limits: WatchLimits, clock: DriverClock,
-                 wall: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, cobot: str, limits: WatchLimits, clock: DriverClock, wall: Callable[[], float] = time.monotonic
+    ) -> None:
         self.cobot = cobot
         self.limits = limits
         self.clock = clock
@@ -100,9 +102,15 @@ class MotionWatch:
 
     def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
         """A move sent now (planned to start at `start`: used when trajectories are stamped)."""
-        return Pending(started=self._start(start),
-                       meta={"kind": "move", "final": np.asarray(trajectory.final, dtype=float),
-                             "duration": float(trajectory.duration), "wall": self._wall()})
+        return Pending(
+            started=self._start(start),
+            meta={
+                "kind": "move",
+                "final": np.asarray(trajectory.final, dtype=float),
+                "duration": float(trajectory.duration),
+                "wall": self._wall(),
+            },
+        )
 
     def io(self, io: str, start: float | None = None) -> Pending:
         """An IO service call made now."""
@@ -154,7 +162,9 @@ class MotionWatch:
             return True
         if elapsed > duration * lim.timeout_factor + lim.timeout_margin and wall_age > lim.timeout_wall_min:
             off = "no joint state" if q is None else f"{error:.4f} rad off target"
-            pending.fail(f"motion of '{self.cobot}' did not arrive within {elapsed:.2f} s "
-                         f"(planned {duration:.2f} s, {off})", MOTION_TIMEOUT)
+            pending.fail(
+                f"motion of '{self.cobot}' did not arrive within {elapsed:.2f} s (planned {duration:.2f} s, {off})",
+                MOTION_TIMEOUT,
+            )
             return True
         return False

@@ -95,7 +95,6 @@ _COMMAND_RULES: dict[Command, tuple[frozenset[State], State]] = {
 }
 
 
-
 def accepted_commands(state: State) -> list[Command]:
     """Commands a state accepts, in Command declaration order (what an HMI offers as buttons)."""
     return [cmd for cmd, (sources, _) in _COMMAND_RULES.items() if state in sources]
@@ -130,12 +129,9 @@ class CellMachine:
         self._on_change = on_change
         self._model = _CellModel()
         transitions: list[dict[str, object]] = [
-            {"trigger": cmd.value, "source": list(src), "dest": dest}
-            for cmd, (src, dest) in _COMMAND_RULES.items()
+            {"trigger": cmd.value, "source": list(src), "dest": dest} for cmd, (src, dest) in _COMMAND_RULES.items()
         ]
-        transitions += [
-            {"trigger": _STATE_COMPLETE, "source": src, "dest": dest} for src, dest in _SC_TARGETS.items()
-        ]
+        transitions += [{"trigger": _STATE_COMPLETE, "source": src, "dest": dest} for src, dest in _SC_TARGETS.items()]
         transitions.append({"trigger": _EXECUTE_COMPLETE, "source": State.EXECUTE, "dest": State.COMPLETING})
         self._machine = Machine(
             model=self._model,

@@ -145,7 +145,7 @@ PART_STATE_PREFIX = "part."
 
 def part_key(key: str, part: int) -> str:
     """Where a skill's `part.<key>` of part `part` is stored (other keys are the cell's and stay as they are)."""
-    return f"{PART_STATE_PREFIX}{part}.{key[len(PART_STATE_PREFIX):]}" if key.startswith(PART_STATE_PREFIX) else key
+    return f"{PART_STATE_PREFIX}{part}.{key[len(PART_STATE_PREFIX) :]}" if key.startswith(PART_STATE_PREFIX) else key
 
 
 def pallet_key(station: str) -> str:

@@ -44,7 +44,7 @@ class Pending:
     started: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)  # what the port needs to poll it (kind, trajectory, io)
     code: str = ""
-    finished_at: float | None = None   # event time the command finished, when the port knows it exactly
+    finished_at: float | None = None  # event time the command finished, when the port knows it exactly
 
     def finish(self, at: float | None = None) -> None:
         """Mark the command done (at event time `at`, when known)."""
@@ -95,8 +95,10 @@ class CobotPort(abc.ABC):
 
     def confirm(self, io: str, expected: bool, timeout: float, code: str, start: float | None = None) -> Pending:
         """Wait (up to `timeout` clock seconds) for a tool's sensed state to equal `expected`."""
-        return Pending(started=self.clock.now() if start is None else start,
-                       meta={"kind": "confirm", "io": io, "expected": expected, "timeout": timeout, "code": code})
+        return Pending(
+            started=self.clock.now() if start is None else start,
+            meta={"kind": "confirm", "io": io, "expected": expected, "timeout": timeout, "code": code},
+        )
 
     def poll_confirm(self, pending: Pending) -> None:
         """Shared logic of a confirm: done when sensed as expected, failed with its code after the timeout."""
@@ -106,8 +108,11 @@ class CobotPort(abc.ABC):
         if self.sensed(io) == expected:
             pending.finish(pending.started if self.sensed_instantly else None)
         elif self.clock.now() - pending.started >= pending.meta["timeout"] - 1e-9:
-            pending.fail(f"'{io}' of '{self.name}' not confirmed within {pending.meta['timeout']:g} s "
-                         f"(expected {'on' if expected else 'off'})", pending.meta["code"])
+            pending.fail(
+                f"'{io}' of '{self.name}' not confirmed within {pending.meta['timeout']:g} s "
+                f"(expected {'on' if expected else 'off'})",
+                pending.meta["code"],
+            )
 
     def poll(self, pending: Pending) -> None:
         """Update a pending command; called by the sequencer on every update."""
@@ -133,16 +138,16 @@ class FakeCobot(CobotPort):
     sensed_instantly = True
 
     def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
-        p = Pending(started=self.clock.now() if start is None else start,
-                    meta={"kind": "move", "trajectory": trajectory})
+        p = Pending(
+            started=self.clock.now() if start is None else start, meta={"kind": "move", "trajectory": trajectory}
+        )
         self.log.append((p.started, "move", trajectory.duration))
         self._active = [(a, t) for a, t in self._active if not a.done]
         self._active.append((p, trajectory))
         return p
 
     def set_io(self, io: str, value: bool, start: float | None = None) -> Pending:
-        p = Pending(started=self.clock.now() if start is None else start,
-                    meta={"kind": "io", "io": io, "value": value})
+        p = Pending(started=self.clock.now() if start is None else start, meta={"kind": "io", "io": io, "value": value})
         self.log.append((p.started, f"io:{io}", value))
         self._active.append((p, None))
         self._active = [(a, t) for a, t in self._active if not a.done]

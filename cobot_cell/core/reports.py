@@ -16,7 +16,7 @@ class StepTiming:
     cobot: str
     start: float
     end: float
-    wait: float = 0.0   # clock seconds within the step spent waiting for a station or a zone
+    wait: float = 0.0  # clock seconds within the step spent waiting for a station or a zone
 
     @property
     def duration(self) -> float:
@@ -36,7 +36,7 @@ class CycleReport:
     end: float
     status: str = "done"
     steps: tuple[StepTiming, ...] = field(default_factory=tuple)
-    takt: float | None = None   # clock seconds since the run's previous part was finished (none for the first)
+    takt: float | None = None  # clock seconds since the run's previous part was finished (none for the first)
     bound: float | None = None  # the cell's takt lower bound when the part was made (the OEE's ideal cycle)
 
     @property

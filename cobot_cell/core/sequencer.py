@@ -88,12 +88,12 @@ class Route:
 class Resources:
     """What the sequencer schedules besides cobots: limited stations (slots), step routes, zones, the WIP limit."""
 
-    slots: Mapping[str, int] = field(default_factory=dict)      # station -> parts it holds (limited ones only)
-    routes: Mapping[str, Route] = field(default_factory=dict)   # step name -> route
+    slots: Mapping[str, int] = field(default_factory=dict)  # station -> parts it holds (limited ones only)
+    routes: Mapping[str, Route] = field(default_factory=dict)  # step name -> route
     zones: ZoneMap | None = None
     max_parts: int = 1
-    timeout: float = INF                                        # clock seconds a resource wait may last
-    pallets: Mapping[str, int] = field(default_factory=dict)    # pallet station -> its places
+    timeout: float = INF  # clock seconds a resource wait may last
+    pallets: Mapping[str, int] = field(default_factory=dict)  # pallet station -> its places
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,8 @@ class _Running:
     pending: Pending | None = None
     dwell_until: float | None = None
     interrupted: bool = False
-    t: float = 0.0   # event time at which the next segment starts
-    waiting: tuple[str, float] | None = None   # (resource, since) while a segment waits for it
+    t: float = 0.0  # event time at which the next segment starts
+    waiting: tuple[str, float] | None = None  # (resource, since) while a segment waits for it
     waited: float = 0.0
 
 
@@ -186,23 +186,23 @@ class JobSequencer:
         self.max_backdate = MAX_BACKDATE if max_backdate is None else max_backdate
         # Plans made ahead, while the cobot is still busy: (part, step) -> (start q, plan, state keys read).
         self._plans: dict[tuple[int, str], tuple[np.ndarray, SkillPlan | None, dict[str, Any]]] = {}
-        self._cobot_free: dict[str, float] = {}   # event time each cobot's last step ended
-        self._slot_t = -INF                        # event time a part last finished (a WIP slot opened)
-        self._last_end: float | None = None        # end of the last part finished (for the takt)
+        self._cobot_free: dict[str, float] = {}  # event time each cobot's last step ended
+        self._slot_t = -INF  # event time a part last finished (a WIP slot opened)
+        self._last_end: float | None = None  # end of the last part finished (for the takt)
         self._not_before = -INF
         self.on_checkpoint = on_checkpoint
         self.on_step_done = on_step_done
         self.on_wait = on_wait
-        self.on_resource = on_resource   # (resource, holder, event time, taken): a station place or zone changes hands
+        self.on_resource = on_resource  # (resource, holder, event time, taken): a station place or zone changes hands
         self._index = {s.name: i for i, s in enumerate(job.steps)}
         # resources: who holds what
-        self.occupancy: dict[str, list[int]] = {s: [] for s in self.res.slots}   # station -> parts on it
+        self.occupancy: dict[str, list[int]] = {s: [] for s in self.res.slots}  # station -> parts on it
         self.reserved: dict[str, list[int]] = {s: [] for s in [*self.res.slots, *self.res.pallets]}  # on their way
-        self.full_pallets: list[str] = []   # pallets a ready step waits for, every one of its group full
-        self.zone_holder: dict[str, str] = {}                                    # zone -> cobot
+        self.full_pallets: list[str] = []  # pallets a ready step waits for, every one of its group full
+        self.zone_holder: dict[str, str] = {}  # zone -> cobot
         self.held: dict[str, frozenset[str]] = {c: frozenset() for c in self.ports}
         self.blocked_cobots: set[str] = set()  # cobots that may not start a step now (the controller says why)
-        self._released: dict[str, float] = {}     # resource -> event time it was last released
+        self._released: dict[str, float] = {}  # resource -> event time it was last released
         # station -> the steps that run while a part is on it (up to the one that takes it off)
         self._windows = {st: [job.step(n) for n in names] for st, names in occupancy_windows(job).items()}
 
@@ -223,11 +223,11 @@ class JobSequencer:
             now = self.clock.now()
             for run in self.runs():
                 if run.pending is None and run.dwell_until is None:
-                    run.t = max(run.t, now)   # the next segment starts now, not when the last one ended
+                    run.t = max(run.t, now)  # the next segment starts now, not when the last one ended
                 if run.waiting is not None:
                     run.waiting = (run.waiting[0], max(run.waiting[1], now))
             self._cobot_free = {c: max(t, now) for c, t in self._cobot_free.items()}
-            self._not_before = now   # steps that became ready during the pause start now
+            self._not_before = now  # steps that became ready during the pause start now
         self._paused = value
 
     @property
@@ -268,8 +268,9 @@ class JobSequencer:
         return [(p, s, res) for p in sorted(self.parts) for s, (res, _) in self.parts[p].blocked.items()]
 
     # ------------------------------------------------------------------ commands
-    def start_part(self, part: int, run_id: str, done: Mapping[str, StepTiming] | None = None,
-                   resume: bool = False) -> None:
+    def start_part(
+        self, part: int, run_id: str, done: Mapping[str, StepTiming] | None = None, resume: bool = False
+    ) -> None:
         """Begin a part (or resume it with the steps already done, its skill state kept: it may have got part-way
         through a step); steps are dispatched on the next update."""
         if part in self.parts:
@@ -384,7 +385,7 @@ class JobSequencer:
     @staticmethod
     def in_process(run: _Running) -> bool:
         """The step is between switching a process tool on and off (the arc is, or is about to be, on)."""
-        for seg in reversed(run.segments[:run.index + 1]):
+        for seg in reversed(run.segments[: run.index + 1]):
             if isinstance(seg, SetIo) and seg.process:
                 return seg.value
         return False
@@ -413,8 +414,9 @@ class JobSequencer:
                 break
         if record is not None:
             self._checkpoint(run.part, {record[0]: record[1]})
-            log.info("part %d: step %s stopped during process work: %s = %s", run.part, run.step.name, record[0],
-                     record[1])
+            log.info(
+                "part %d: step %s stopped during process work: %s = %s", run.part, run.step.name, record[0], record[1]
+            )
 
     def interrupted_steps(self) -> list[tuple[int, Step]]:
         """Running steps stopped by interrupt() or a failure, waiting to be redone: (part, step)."""
@@ -453,15 +455,17 @@ class JobSequencer:
         reports: list[CycleReport] = []
         if self.failure is not None:
             return reports
-        for _ in range(8):   # again while a pass frees a resource another run waits for (woken in this update)
+        for _ in range(8):  # again while a pass frees a resource another run waits for (woken in this update)
             released = len(self._released), sum(self._released.values())
             for run in self.runs():
                 if run.part in self.parts and run.step.name in self.parts[run.part].running:
                     self._advance(run)
                 if self.failure is not None:
                     return reports
-            if not any(r.waiting for r in self.runs()) or \
-                    (len(self._released), sum(self._released.values())) == released:
+            if (
+                not any(r.waiting for r in self.runs())
+                or (len(self._released), sum(self._released.values())) == released
+            ):
                 break
         if not self.paused:
             self._start_ready_steps()
@@ -485,8 +489,11 @@ class JobSequencer:
     def _ready(self, prog: PartProgress) -> list[Step]:
         """Steps of a part not done nor running whose `after` steps are all done, in file order."""
         done, running = prog.done, prog.running
-        return [s for s in self.job.steps
-                if s.name not in done and s.name not in running and all(d in done for d in s.after)]
+        return [
+            s
+            for s in self.job.steps
+            if s.name not in done and s.name not in running and all(d in done for d in s.after)
+        ]
 
     def _start_ready_steps(self) -> None:
         started = True
@@ -511,18 +518,24 @@ class JobSequencer:
     def _note_blocked(self, prog: PartProgress, step: Step) -> None:
         group = self.res.routes[step.name].dest
         if all(s in self.res.pallets for s in group):
-            return   # full pallets: an event for the operator (the controller holds the cell), not a timeout
+            return  # full pallets: an event for the operator (the controller holds the cell), not a timeout
         resource = group[0] if len(group) == 1 else "|".join(group)
         since = prog.blocked.setdefault(step.name, (resource, self.clock.now()))[1]
         if self.clock.now() - since > self.res.timeout:
             holders = "; ".join(f"{s}: {self._holder_of(s)}" for s in group)
-            self._fail_step(step, prog.part, f"no free place on {resource} for {self.clock.now() - since:.1f} s "
-                            f"({holders})", "RESOURCE_TIMEOUT")
+            self._fail_step(
+                step,
+                prog.part,
+                f"no free place on {resource} for {self.clock.now() - since:.1f} s ({holders})",
+                "RESOURCE_TIMEOUT",
+            )
 
     def _holder_of(self, resource: str) -> str:
         if resource in self.occupancy:
-            taken = [f"part {p}" + ("" if p in self.parts else " (scrapped, to be removed)")
-                     for p in self.occupancy[resource]]
+            taken = [
+                f"part {p}" + ("" if p in self.parts else " (scrapped, to be removed)")
+                for p in self.occupancy[resource]
+            ]
             taken += [f"part {p} (on its way)" for p in self.reserved[resource]]
             return "held by " + ", ".join(taken) if taken else "free"
         holder = self.zone_holder.get(resource)
@@ -542,13 +555,19 @@ class JobSequencer:
         if not group:
             return ""
         chosen = self.skill_state.get(part_key(route_key(group), part)) if len(group) > 1 else group[0]
-        for station in ([chosen] if chosen in group and part in self.reserved[chosen] else group):
+        for station in [chosen] if chosen in group and part in self.reserved[chosen] else group:
             if part in self.reserved[station] or part in self.occupancy[station]:
-                return station   # reserved already (a resumed or restarted step)
+                return station  # reserved already (a resumed or restarted step)
             # places that will not come free for this cobot: reserved ones, scrapped parts not yet removed, and
             # parts that still need this cobot before they leave (it cannot wait for itself)
-            stuck = [p for p in self.occupancy[station] if p not in self.parts or any(
-                w.cobot == step.cobot and w.name not in self.parts[p].done for w in self._windows.get(station, ()))]
+            stuck = [
+                p
+                for p in self.occupancy[station]
+                if p not in self.parts
+                or any(
+                    w.cobot == step.cobot and w.name not in self.parts[p].done for w in self._windows.get(station, ())
+                )
+            ]
             if len(self.reserved[station]) + len(stuck) < self.res.slots[station]:
                 return station
         return None
@@ -607,8 +626,7 @@ class JobSequencer:
         run.segments = plan.segments
         if blocked is not None and now > blocked[1] and self.on_wait:  # idle before the step: not in its time
             self.on_wait(Wait(step.cobot, prog.part, step.name, blocked[0], blocked[1], now))
-        log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot,
-                  len(plan.segments))
+        log.debug("part %d: step %s started on %s (%d segments)", prog.part, step.name, step.cobot, len(plan.segments))
         self._advance(run)
 
     def _fresh_plan(self, step: Step, part: int, start_q: np.ndarray) -> SkillPlan:
@@ -619,8 +637,12 @@ class JobSequencer:
         cached = self._plans.pop((part, step.name), None)
         if cached is not None:
             q0, plan, reads = cached
-            if plan is not None and np.allclose(q0, start_q, rtol=0.0, atol=1e-9) and \
-                    isinstance(self.skill_state, SkillState) and self.skill_state.unchanged(reads):
+            if (
+                plan is not None
+                and np.allclose(q0, start_q, rtol=0.0, atol=1e-9)
+                and isinstance(self.skill_state, SkillState)
+                and self.skill_state.unchanged(reads)
+            ):
                 return plan
         return self._fresh_plan(step, part, start_q)
 
@@ -691,14 +713,14 @@ class JobSequencer:
                     return
                 seg = run.segments[run.index]
                 if run.pending.error and isinstance(seg, SetIo) and seg.confirmed:
-                    log.info("step %s: %s refused (%s); its state decides", run.step.name, seg.label,
-                             run.pending.error)
+                    log.info("step %s: %s refused (%s); its state decides", run.step.name, seg.label, run.pending.error)
                 elif run.pending.error:
                     self._record_process(run)
                     self._fail(run, run.pending.error, run.pending.code, run.pending.finished_at)
                     return
-                run.t = self._event_time(run.pending.finished_at if run.pending.finished_at is not None
-                                         else self.clock.now())
+                run.t = self._event_time(
+                    run.pending.finished_at if run.pending.finished_at is not None else self.clock.now()
+                )
                 run.pending = None
                 if isinstance(seg, Move):
                     self._moved(run, seg)
@@ -745,11 +767,20 @@ class JobSequencer:
         if run.waiting is None or run.waiting[0] != resource:
             self._end_wait(run, now)
             run.waiting = (resource, run.t)
-            log.debug("part %d: step %s on %s waits for %s (%s)", run.part, run.step.name, run.step.cobot, resource,
-                      self._holder_of(resource))
+            log.debug(
+                "part %d: step %s on %s waits for %s (%s)",
+                run.part,
+                run.step.name,
+                run.step.cobot,
+                resource,
+                self._holder_of(resource),
+            )
         elif now - run.waiting[1] > self.res.timeout:
-            self._fail(run, f"waited {now - run.waiting[1]:.1f} s for {resource} ({self._holder_of(resource)})",
-                       "RESOURCE_TIMEOUT")
+            self._fail(
+                run,
+                f"waited {now - run.waiting[1]:.1f} s for {resource} ({self._holder_of(resource)})",
+                "RESOURCE_TIMEOUT",
+            )
         return False
 
     def _got(self, run: _Running, resource: str) -> None:
@@ -855,7 +886,7 @@ class JobSequencer:
         prog = self.parts[run.part]
         self._cobot_free[s.cobot] = now
         timing = StepTiming(step=s.name, skill=s.skill, cobot=s.cobot, start=run.start, end=now, wait=run.waited)
-        for pallet in self.res.pallets:   # placed: its pallet's fill now counts it
+        for pallet in self.res.pallets:  # placed: its pallet's fill now counts it
             if run.part in self.reserved[pallet]:
                 self.reserved[pallet].remove(run.part)
         prog.done[s.name] = timing
@@ -869,9 +900,15 @@ class JobSequencer:
         self._fail_step(run.step, run.part, reason, code, at)
 
     def _fail_step(self, step: Step, part: int, reason: str, code: str = "", at: float | None = None) -> None:
-        self.failure = StepFailure(step=step.name, cobot=step.cobot, skill=step.skill, reason=reason,
-                                   time=self._event_time(at) if at is not None else self.clock.now(), code=code,
-                                   part=part)
+        self.failure = StepFailure(
+            step=step.name,
+            cobot=step.cobot,
+            skill=step.skill,
+            reason=reason,
+            time=self._event_time(at) if at is not None else self.clock.now(),
+            code=code,
+            part=part,
+        )
         log.warning("part %d: step %s on %s failed: %s", part, step.name, step.cobot, reason)
 
     def _finish(self, prog: PartProgress) -> CycleReport:
@@ -893,6 +930,13 @@ class JobSequencer:
         if status == "done":
             self._last_end = end
         return CycleReport(
-            cell=self.cell, job=self.job_name, run_id=prog.run_id, part=prog.part,
-            start=min((t.start for t in steps), default=now), end=end, status=status, steps=steps, takt=takt,
+            cell=self.cell,
+            job=self.job_name,
+            run_id=prog.run_id,
+            part=prog.part,
+            start=min((t.start for t in steps), default=now),
+            end=end,
+            status=status,
+            steps=steps,
+            takt=takt,
         )

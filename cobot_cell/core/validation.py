@@ -52,8 +52,9 @@ class After:
         from pydantic_core import core_schema
 
         if self.fields:
-            return core_schema.with_info_after_validator_function(lambda v, info: self.check(v, info.data),
-                                                                  handler(source))
+            return core_schema.with_info_after_validator_function(
+                lambda v, info: self.check(v, info.data), handler(source)
+            )
         return core_schema.no_info_after_validator_function(self.check, handler(source))
 
 

@@ -41,8 +41,10 @@ def _version(kv: Mapping[str, str], what: str) -> int:
     except ValueError:
         raise ValueError(f"{what}: key '{VERSION_KEY}' is not a whole number: {raw!r}") from None
     if version not in SUPPORTED:
-        raise ValueError(f"{what}: wire format version {version} not supported (this reader: "
-                         f"{', '.join(str(v) for v in sorted(SUPPORTED))})")
+        raise ValueError(
+            f"{what}: wire format version {version} not supported (this reader: "
+            f"{', '.join(str(v) for v in sorted(SUPPORTED))})"
+        )
     return version
 
 
@@ -76,8 +78,9 @@ def _parse(raw: str, kind: Any, what: str, key: str) -> Any:
         try:
             return kind(raw)
         except ValueError:
-            raise ValueError(f"{what}: key '{key}' must be one of {', '.join(str(m.value) for m in kind)}, "
-                             f"got {raw!r}") from None
+            raise ValueError(
+                f"{what}: key '{key}' must be one of {', '.join(str(m.value) for m in kind)}, got {raw!r}"
+            ) from None
     try:
         return kind(raw)  # a non-finite float passes: the reader decides (the production log refuses it)
     except ValueError:
@@ -101,8 +104,9 @@ def _encode(obj: object, prefix: str = "", skip: tuple[str, ...] = ()) -> list[t
     return [(prefix + f.name, _text(getattr(obj, f.name))) for f, _ in _fields(type(obj)) if f.name not in skip]
 
 
-def _decode(cls: type, get: Callable[[str], str | None], what: str, prefix: str = "",
-            given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _decode(
+    cls: type, get: Callable[[str], str | None], what: str, prefix: str = "", given: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Keyword arguments of `cls` from wire keys (`given` ones are filled in already)."""
     out: dict[str, Any] = dict(given or {})
     for f, kind in _fields(cls):
@@ -120,8 +124,12 @@ def _decode(cls: type, get: Callable[[str], str | None], what: str, prefix: str 
 # ------------------------------------------------------------------------------------------ cycle reports
 def encode_cycle(report: CycleReport) -> list[tuple[str, str]]:
     """A cycle report as key/values: its fields, the derived cycle_time, the step names and each step's fields."""
-    kv = [(VERSION_KEY, str(WIRE_VERSION)), *_encode(report, skip=("steps",)),
-          ("cycle_time", repr(report.cycle_time)), ("steps", ",".join(s.step for s in report.steps))]
+    kv = [
+        (VERSION_KEY, str(WIRE_VERSION)),
+        *_encode(report, skip=("steps",)),
+        ("cycle_time", repr(report.cycle_time)),
+        ("steps", ",".join(s.step for s in report.steps)),
+    ]
     for s in report.steps:
         kv += _encode(s, f"step.{s.step}.", skip=("step",))
     return kv
@@ -179,9 +187,21 @@ class FaultUpdate:
     @classmethod
     def of(cls, fault: Fault, cell: str, fault_key: str) -> FaultUpdate:
         """The update that says where a core fault is now."""
-        return cls(cell=cell, fault_key=fault_key, code=fault.code.value, message=fault.message, raised=fault.raised,
-                   source=fault.source, severity=fault.severity, id=fault.id, cobot=fault.cobot, step=fault.step,
-                   skill=fault.skill, acknowledged=fault.acknowledged, cleared=fault.cleared)
+        return cls(
+            cell=cell,
+            fault_key=fault_key,
+            code=fault.code.value,
+            message=fault.message,
+            raised=fault.raised,
+            source=fault.source,
+            severity=fault.severity,
+            id=fault.id,
+            cobot=fault.cobot,
+            step=fault.step,
+            skill=fault.skill,
+            acknowledged=fault.acknowledged,
+            cleared=fault.cleared,
+        )
 
 
 def encode_fault(update: FaultUpdate) -> list[tuple[str, str]]:
@@ -191,8 +211,9 @@ def encode_fault(update: FaultUpdate) -> list[tuple[str, str]]:
     return kv if update.fault_key else [(k, v) for k, v in kv if k != "fault_key"]
 
 
-def decode_fault(pairs: Pairs | Mapping[str, str], message: str, cell: str = "",
-                 source: str = "") -> FaultUpdate | None:
+def decode_fault(
+    pairs: Pairs | Mapping[str, str], message: str, cell: str = "", source: str = ""
+) -> FaultUpdate | None:
     """The fault update in a status's key/values (message from the status; cell and source as fallbacks when
     the keys are empty); None when it carries no fault_key (not a fault update); ValueError if malformed."""
     kv = dict(pairs.items() if isinstance(pairs, Mapping) else pairs)
@@ -217,22 +238,29 @@ def decode_fault(pairs: Pairs | Mapping[str, str], message: str, cell: str = "",
 def encode_status(s: CellStatus) -> list[tuple[str, str]]:
     """The cell's status as key/values (the planner's `status` topic)."""
     f = s.fault
-    return [(VERSION_KEY, str(WIRE_VERSION)),
-            ("state", s.state.value), ("job", s.job), ("parts", str(s.parts_target)),
-            ("parts_done", str(s.parts_done)), ("part", "" if s.part is None else str(s.part)),
-            ("run_id", s.run_id),
-            ("last_cycle_time", "" if s.last_cycle_time is None else f"{s.last_cycle_time:.3f}"),
-            ("fault", "" if f is None else f"{f.source}: {f.message}"),
-            ("fault_id", "" if f is None else str(f.id)),
-            ("fault_code", "" if f is None else f.code.value),
-            ("fault_acknowledged", "" if f is None else str(f.acknowledged is not None).lower()),
-            ("scrap", str(s.scrap)), ("resume", s.resume),
-            ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running)),
-            ("parts_in_flight", ",".join(str(p) for p in s.parts)),
-            ("waiting", ";".join(f"{cobot}:{part}:{step}:{res}" for cobot, part, step, res in s.waiting)),
-            ("bound", "" if s.bound is None else f"{s.bound:.3f}"),
-            # waits on the outfeed (every pallet full) / the infeed (no infeed sensing: never reported)
-            ("blocked", str(s.blocked).lower()), ("starved", "false")]
+    return [
+        (VERSION_KEY, str(WIRE_VERSION)),
+        ("state", s.state.value),
+        ("job", s.job),
+        ("parts", str(s.parts_target)),
+        ("parts_done", str(s.parts_done)),
+        ("part", "" if s.part is None else str(s.part)),
+        ("run_id", s.run_id),
+        ("last_cycle_time", "" if s.last_cycle_time is None else f"{s.last_cycle_time:.3f}"),
+        ("fault", "" if f is None else f"{f.source}: {f.message}"),
+        ("fault_id", "" if f is None else str(f.id)),
+        ("fault_code", "" if f is None else f.code.value),
+        ("fault_acknowledged", "" if f is None else str(f.acknowledged is not None).lower()),
+        ("scrap", str(s.scrap)),
+        ("resume", s.resume),
+        ("running", ";".join(f"{cobot}:{step}@{start!r}" for cobot, step, start in s.running)),
+        ("parts_in_flight", ",".join(str(p) for p in s.parts)),
+        ("waiting", ";".join(f"{cobot}:{part}:{step}:{res}" for cobot, part, step, res in s.waiting)),
+        ("bound", "" if s.bound is None else f"{s.bound:.3f}"),
+        # waits on the outfeed (every pallet full) / the infeed (no infeed sensing: never reported)
+        ("blocked", str(s.blocked).lower()),
+        ("starved", "false"),
+    ]
 
 
 def decode_status(pairs: Pairs | Mapping[str, str]) -> dict[str, str]:

@@ -24,8 +24,12 @@ logger = logging.getLogger(__name__)
 
 # Command -> name of the least role that may send it: operators run, hold and acknowledge (every PackML command),
 # integrators also change the job and the part count.
-PERMISSIONS: dict[str, str] = {**{c.value: "OPERATOR" for c in Command}, ACKNOWLEDGE: "OPERATOR",
-                               "job": "INTEGRATOR", "parts": "INTEGRATOR"}
+PERMISSIONS: dict[str, str] = {
+    **{c.value: "OPERATOR" for c in Command},
+    ACKNOWLEDGE: "OPERATOR",
+    "job": "INTEGRATOR",
+    "parts": "INTEGRATOR",
+}
 
 
 class UserCheck(Protocol):
@@ -70,9 +74,15 @@ def role_name(role: IntEnum) -> str:
 class Sessions:
     """Server-side sessions with idle and absolute expiry, per-session CSRF tokens and a login rate limit."""
 
-    def __init__(self, users: UserCheck, idle_timeout: float = 900.0, max_age: float = 8 * 3600.0,
-                 max_failures: int = 5, failure_window: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        users: UserCheck,
+        idle_timeout: float = 900.0,
+        max_age: float = 8 * 3600.0,
+        max_failures: int = 5,
+        failure_window: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """`max_failures` failed logins within `failure_window` s from one source, or for one user name, lock that
         source or name out until the oldest failure leaves the window."""
         self.users = users
@@ -115,8 +125,15 @@ class Sessions:
                         del self._failures[k]
                 return None
             self._expire(now)
-            session = Session(id=secrets.token_urlsafe(32), user=name, role=role, csrf=secrets.token_urlsafe(32),
-                              source=source, created=now, last_seen=now)
+            session = Session(
+                id=secrets.token_urlsafe(32),
+                user=name,
+                role=role,
+                csrf=secrets.token_urlsafe(32),
+                source=source,
+                created=now,
+                last_seen=now,
+            )
             self._sessions[session.id] = session
             return session
 

@@ -112,12 +112,21 @@ def parse_fault(pairs: Mapping[str, str], message: str = "") -> LiveFault:
         raise ValueError("fault update: keys 'fault_key' and 'raised' are required")
     f = decode_fault(pairs, message)
     assert f is not None  # it has a fault_key
-    return LiveFault(key=f.fault_key, id=f.id, code=f.code, source=f.source, message=f.message, raised=f.raised,
-                     acknowledged=f.acknowledged, cleared=f.cleared)
+    return LiveFault(
+        key=f.fault_key,
+        id=f.id,
+        code=f.code,
+        source=f.source,
+        message=f.message,
+        raised=f.raised,
+        acknowledged=f.acknowledged,
+        cleared=f.cleared,
+    )
 
 
-def step_stations(steps: Iterable[tuple[str, Mapping[str, Any]]],
-                  stations: Iterable[str]) -> dict[str, tuple[str, ...]]:
+def step_stations(
+    steps: Iterable[tuple[str, Mapping[str, Any]]], stations: Iterable[str]
+) -> dict[str, tuple[str, ...]]:
     """Which stations each step uses: every parameter value (or list item) that names a station."""
     known = set(stations)
     out: dict[str, tuple[str, ...]] = {}
@@ -151,9 +160,14 @@ def bottleneck_bound(reports: Sequence[CycleReport]) -> float | None:
     return max(statistics.median(v) for v in per_cobot.values())
 
 
-def gantt_bars(reports: Iterable[CycleReport], current: Sequence[tuple[str, str, float, float | None]],
-               stations: Mapping[str, Sequence[str]], step_colours: dict[str, int], now: float,
-               part: int | None = None) -> list[svg.Bar]:
+def gantt_bars(
+    reports: Iterable[CycleReport],
+    current: Sequence[tuple[str, str, float, float | None]],
+    stations: Mapping[str, Sequence[str]],
+    step_colours: dict[str, int],
+    now: float,
+    part: int | None = None,
+) -> list[svg.Bar]:
     """Gantt bars: each step on its cobot's lane, each cobot's idle time within a part as a wait, and each station
     held by a part (from the first to the last step that uses it). `current`: (step, cobot, start, end or None if
     still running) of the part under way, which has no cycle report yet; running steps end at `now`."""
@@ -168,10 +182,20 @@ def gantt_bars(reports: Iterable[CycleReport], current: Sequence[tuple[str, str,
         for step, cobot, a, b, live in sorted(steps, key=lambda s: s[2]):
             ready = free.get(cobot, start)
             if a - ready > 1e-6:
-                bars.append(svg.Bar(cobot, ready, a, "wait", "wait",
-                                    title=f"{cobot} waits {a - ready:.1f} s (part {label})"))
-            bars.append(svg.Bar(cobot, a, b, step, "running" if live else "step", colour(step),
-                                f"part {label} {step} on {cobot}: {a:.1f}-{b:.1f} s{' (running)' if live else ''}"))
+                bars.append(
+                    svg.Bar(cobot, ready, a, "wait", "wait", title=f"{cobot} waits {a - ready:.1f} s (part {label})")
+                )
+            bars.append(
+                svg.Bar(
+                    cobot,
+                    a,
+                    b,
+                    step,
+                    "running" if live else "step",
+                    colour(step),
+                    f"part {label} {step} on {cobot}: {a:.1f}-{b:.1f} s{' (running)' if live else ''}",
+                )
+            )
             free[cobot] = max(free.get(cobot, start), b)
             for st in stations.get(step, ()):
                 span = held.setdefault(st, [a, b])
@@ -182,8 +206,11 @@ def gantt_bars(reports: Iterable[CycleReport], current: Sequence[tuple[str, str,
     for r in reports:
         part_bars(str(r.part), r.start, [(s.step, s.cobot, s.start, s.end, False) for s in r.steps])
     if current:
-        part_bars("?" if part is None else str(part), min(c[2] for c in current),
-                  [(step, cobot, a, max(now, a) if b is None else b, b is None) for step, cobot, a, b in current])
+        part_bars(
+            "?" if part is None else str(part),
+            min(c[2] for c in current),
+            [(step, cobot, a, max(now, a) if b is None else b, b is None) for step, cobot, a, b in current],
+        )
     return bars
 
 
@@ -194,9 +221,16 @@ def _finite(v: float) -> float | None:
 class LiveModel:
     """Everything the live page shows, kept up to date from the cell's messages; `snapshot()` renders it."""
 
-    def __init__(self, cell: str, cobots: Sequence[str], stations: Mapping[str, Sequence[str]] | None = None,
-                 window: float = 300.0, ideal_cycle_time: float | None = None, max_reports: int = 500,
-                 trend_parts: int = 50) -> None:
+    def __init__(
+        self,
+        cell: str,
+        cobots: Sequence[str],
+        stations: Mapping[str, Sequence[str]] | None = None,
+        window: float = 300.0,
+        ideal_cycle_time: float | None = None,
+        max_reports: int = 500,
+        trend_parts: int = 50,
+    ) -> None:
         """`stations`: step name -> stations it uses; `window`: seconds of the Gantt; `ideal_cycle_time`: the OEE
         performance reference (default: the bottleneck bound of the parts seen)."""
         if window <= 0:
@@ -224,7 +258,7 @@ class LiveModel:
         self._colours: dict[str, int] = {}
         self.latest_time = 0.0
         self.authority = ""
-        self.on_change: Callable[[], None] | None = None   # called (under the lock) after every change
+        self.on_change: Callable[[], None] | None = None  # called (under the lock) after every change
 
     # ------------------------------------------------------------------ inputs
     def _bump(self, t: float | None = None) -> None:
@@ -252,7 +286,7 @@ class LiveModel:
         with self._lock:
             self.status = dict(pairs)
             if self.state is None and pairs.get("state"):
-                self.state = pairs["state"]   # the state topic has the last word: the two topics are not ordered
+                self.state = pairs["state"]  # the state topic has the last word: the two topics are not ordered
             try:
                 running = parse_running(pairs.get("running", ""))
             except ValueError as exc:
@@ -289,7 +323,7 @@ class LiveModel:
         with self._lock:
             self.faults[fault.key] = fault
             if len(self.faults) > 200:  # keep the active ones and the newest cleared ones
-                for key in [k for k, f in self.faults.items() if not f.active][:len(self.faults) - 200]:
+                for key in [k for k, f in self.faults.items() if not f.active][: len(self.faults) - 200]:
                     del self.faults[key]
             self._bump(fault.raised)
 
@@ -312,18 +346,19 @@ class LiveModel:
         bg, fg = PACKML_COLOURS.get(state or "", UNKNOWN_COLOURS)
         reports = list(self.reports)
         active = sorted((f for f in self.faults.values() if f.active), key=lambda f: f.raised)
-        bound = bottleneck_bound(reports[-self.trend_parts:])
+        bound = bottleneck_bound(reports[-self.trend_parts :])
         k = self._oee(reports, bound)
         t0 = now - self.window
         recent = [r for r in reports if r.end >= t0]
         part = _int(s.get("part"))
-        current = [] if any((r.run_id, r.part) == (s.get("run_id"), part) for r in recent) \
-            else list(self._current.values())
+        current = (
+            [] if any((r.run_id, r.part) == (s.get("run_id"), part) for r in recent) else list(self._current.values())
+        )
         bars = gantt_bars(recent, current, self.stations, self._colours, now, part)
         lanes = self.cobots + self.station_lanes
         # until the window fills, the chart spans the data shown (at least 10 s)
         t0 = min(now - 10.0, max(t0, min((b.start for b in bars), default=t0)))
-        trend_pts = [(str(r.part), r.cycle_time, r.status) for r in reports[-self.trend_parts:]]
+        trend_pts = [(str(r.part), r.cycle_time, r.status) for r in reports[-self.trend_parts :]]
         return {
             "cell": self.cell,
             "version": self.version,
@@ -341,25 +376,58 @@ class LiveModel:
             "fault": s.get("fault", ""),
             "resume": s.get("resume", ""),
             "authority": self.authority,
-            "steps": [{"cobot": c, "step": next((x.step for x in self.running if x.cobot == c), ""),
-                       "since": next((x.start for x in self.running if x.cobot == c), None)} for c in self.cobots],
-            "faults": [{"key": f.key, "id": f.id, "code": f.code, "source": f.source, "message": f.message,
-                        "raised": f.raised, "acknowledged": f.acknowledged is not None} for f in active],
+            "steps": [
+                {
+                    "cobot": c,
+                    "step": next((x.step for x in self.running if x.cobot == c), ""),
+                    "since": next((x.start for x in self.running if x.cobot == c), None),
+                }
+                for c in self.cobots
+            ],
+            "faults": [
+                {
+                    "key": f.key,
+                    "id": f.id,
+                    "code": f.code,
+                    "source": f.source,
+                    "message": f.message,
+                    "raised": f.raised,
+                    "acknowledged": f.acknowledged is not None,
+                }
+                for f in active
+            ],
             "bottleneck_bound": bound,
             "oee": k,
             "charts": {
                 "gantt": svg.gantt(lanes, bars, t0, now, title=f"Last {self.window / 60:g} min"),
                 "trend": svg.trend(trend_pts, bound),
-                "oee": svg.factors([("OEE", k["oee"]), ("availability", k["availability"]),
-                                    ("performance", k["performance"]), ("quality", k["quality"])]),
+                "oee": svg.factors(
+                    [
+                        ("OEE", k["oee"]),
+                        ("availability", k["availability"]),
+                        ("performance", k["performance"]),
+                        ("quality", k["quality"]),
+                    ]
+                ),
             },
         }
 
     def _oee(self, reports: Sequence[CycleReport], bound: float | None) -> dict[str, float | None]:
-        faults = [FaultRecord(id=f.id, cell=self.cell, time=f.raised, level="ERROR", source=f.source, code=f.code,
-                              message=f.message, fault_key=f.key, acknowledged=f.acknowledged,
-                              cleared=f.cleared if f.cleared is None or f.cleared >= f.raised else f.raised)
-                  for f in self.faults.values()]
+        faults = [
+            FaultRecord(
+                id=f.id,
+                cell=self.cell,
+                time=f.raised,
+                level="ERROR",
+                source=f.source,
+                code=f.code,
+                message=f.message,
+                fault_key=f.key,
+                acknowledged=f.acknowledged,
+                cleared=f.cleared if f.cleared is None or f.cleared >= f.raised else f.raised,
+            )
+            for f in self.faults.values()
+        ]
         if reports:
             t0 = min(r.start for r in reports)
             faults = [f for f in faults if (f.cleared if f.cleared is not None else math.inf) >= t0]

@@ -39,7 +39,7 @@ CSRF_HEADER = "x-csrf-token"
 VIEWING = frozenset({"/api/live", "/api/stream", "/report", "/report.csv", "/report.png"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; form-action 'self'",
+    "frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -78,7 +78,7 @@ class ServerOptions:
     heartbeat: float = 1.0
     max_streams: int = 32
     title: str = "cobot_cell HMI"
-    open_viewing: bool = True   # False (off loopback): live data and reports need a login too (any role)
+    open_viewing: bool = True  # False (off loopback): live data and reports need a login too (any role)
 
 
 class HttpError(Exception):
@@ -188,8 +188,9 @@ def _source(request: Request | Scope) -> str:
 
 
 def _json_error(e: HttpError) -> JSONResponse:
-    return JSONResponse({"ok": False, "message": e.message}, status_code=e.status,
-                        headers={**e.headers, "Cache-Control": "no-store"})
+    return JSONResponse(
+        {"ok": False, "message": e.message}, status_code=e.status, headers={**e.headers, "Cache-Control": "no-store"}
+    )
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -225,13 +226,19 @@ def _static(name: str) -> bytes:
     return resources.files("cobot_cell.hmi").joinpath("static", name).read_bytes()
 
 
-def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = ServerOptions(),
-               audit: Callable[[str, str, str, str, bool, str], None] | None = None) -> _Outer:
+def create_app(
+    backend: Backend,
+    sessions: Sessions,
+    opts: ServerOptions = ServerOptions(),
+    audit: Callable[[str, str, str, str, bool, str], None] | None = None,
+) -> _Outer:
     """The HMI app. `audit(user, source, command, argument, accepted, answer)` is called for every command tried
     by a logged-in user (the backend records accepted ones with the cell); refusals before the cell are logged."""
     hub = Hub(backend, opts)
-    assets = {"hmi.js": (_static("hmi.js"), "text/javascript; charset=utf-8"),
-              "hmi.css": (_static("hmi.css"), "text/css; charset=utf-8")}
+    assets = {
+        "hmi.js": (_static("hmi.js"), "text/javascript; charset=utf-8"),
+        "hmi.css": (_static("hmi.css"), "text/css; charset=utf-8"),
+    }
 
     def session_of(request: Request) -> Session | None:
         return sessions.get(request.cookies.get(COOKIE))
@@ -252,8 +259,9 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
             raise HttpError(403, "log in to send commands (no session, or it expired)")
         check_origin(request)
         if not csrf_ok(session, request.headers.get(CSRF_HEADER)):
-            logger.warning("command %s from %s (%s) refused: missing or wrong CSRF token", command, session.user,
-                           _source(request))
+            logger.warning(
+                "command %s from %s (%s) refused: missing or wrong CSRF token", command, session.user, _source(request)
+            )
             raise HttpError(403, "missing or wrong CSRF token: reload the page")
         return session
 
@@ -271,8 +279,16 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
 
     async def session_info(request: Request) -> Response:
         s = session_of(request)
-        body = {"user": None} if s is None else {"user": s.user, "role": role_name(s.role), "csrf": s.csrf,
-                                                 "commands": sorted(c for c in PERMISSIONS if allowed(s.role, c))}
+        body = (
+            {"user": None}
+            if s is None
+            else {
+                "user": s.user,
+                "role": role_name(s.role),
+                "csrf": s.csrf,
+                "commands": sorted(c for c in PERMISSIONS if allowed(s.role, c)),
+            }
+        )
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def login(request: Request) -> Response:
@@ -281,11 +297,16 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
             data = await read_json(request, opts.max_body)
             user, password = data.get("user"), data.get("password")
             if not isinstance(user, str) or not isinstance(password, str) or not user:
-                raise HttpError(400, "expected {\"user\": string, \"password\": string}")
+                raise HttpError(400, 'expected {"user": string, "password": string}')
             try:
                 # rate-limited per address (not per connection: the port changes with every connection)
-                s = await run_in_threadpool(sessions.login, user, password, _source(request),
-                                            request.client.host if request.client else "unknown")
+                s = await run_in_threadpool(
+                    sessions.login,
+                    user,
+                    password,
+                    _source(request),
+                    request.client.host if request.client else "unknown",
+                )
             except RateLimited as exc:
                 logger.warning("login of %r from %s refused: %s", user, _source(request), exc)
                 raise HttpError(429, str(exc), {"Retry-After": str(math.ceil(exc.retry_after))}) from None
@@ -295,11 +316,19 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
         except HttpError as e:
             return _json_error(e)
         logger.info("%s logged in as %s from %s", s.user, role_name(s.role), s.source)
-        resp = JSONResponse({"ok": True, "user": s.user, "role": role_name(s.role), "csrf": s.csrf,
-                             "commands": sorted(c for c in PERMISSIONS if allowed(s.role, c))},
-                            headers={"Cache-Control": "no-store"})
-        resp.set_cookie(COOKIE, s.id, httponly=True, samesite="strict", secure=opts.secure, path="/",
-                        max_age=int(sessions.max_age))
+        resp = JSONResponse(
+            {
+                "ok": True,
+                "user": s.user,
+                "role": role_name(s.role),
+                "csrf": s.csrf,
+                "commands": sorted(c for c in PERMISSIONS if allowed(s.role, c)),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+        resp.set_cookie(
+            COOKIE, s.id, httponly=True, samesite="strict", secure=opts.secure, path="/", max_age=int(sessions.max_age)
+        )
         return resp
 
     async def logout(request: Request) -> Response:
@@ -334,8 +363,14 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
             return _json_error(HttpError(504, f"the cell did not answer: {exc}"))
         if audit:
             audit(session.user, _source(request), name, "", ok, answer)
-        logger.info("command %s by %s from %s: %s (%s)", name, session.user, _source(request),
-                    "accepted" if ok else "refused", answer)
+        logger.info(
+            "command %s by %s from %s: %s (%s)",
+            name,
+            session.user,
+            _source(request),
+            "accepted" if ok else "refused",
+            answer,
+        )
         hub.notify()
         return JSONResponse({"ok": ok, "message": answer}, status_code=200 if ok else 409)
 
@@ -352,16 +387,22 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
                 raise HttpError(400, f"parts must be a whole number >= 1, got {value!r}")
             role_check(session, request, name)
             checked = cast("str | int", value)  # a job name or a part count, checked above
-            ok, answer = await run_in_threadpool(backend.set_parameter, name, checked, session.user,
-                                                 _source(request))
+            ok, answer = await run_in_threadpool(backend.set_parameter, name, checked, session.user, _source(request))
         except HttpError as e:
             return _json_error(e)
         except TimeoutError as exc:
             return _json_error(HttpError(504, f"the cell did not answer: {exc}"))
         if audit:
             audit(session.user, _source(request), name, str(value), ok, answer)
-        logger.info("parameter %s=%r by %s from %s: %s %s", name, value, session.user, _source(request),
-                    "accepted" if ok else "refused", answer)
+        logger.info(
+            "parameter %s=%r by %s from %s: %s %s",
+            name,
+            value,
+            session.user,
+            _source(request),
+            "accepted" if ok else "refused",
+            answer,
+        )
         hub.notify()
         return JSONResponse({"ok": ok, "message": answer or f"{name} set to {value}"}, status_code=200 if ok else 409)
 
@@ -392,8 +433,11 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
             return PlainTextResponse(e.message, status_code=e.status)
         rep = await run_in_threadpool(backend.report, run)
         name = f"{rep.cell}-{run or 'all'}-cycles.csv"
-        return Response(rep.csv(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            rep.csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     async def report_png(request: Request) -> Response:
         try:
@@ -408,11 +452,17 @@ def create_app(backend: Backend, sessions: Sessions, opts: ServerOptions = Serve
         return Response(png, media_type="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     routes = [
-        Route("/", index), Route("/report", report), Route("/report.csv", report_csv),
-        Route("/report.png", report_png), Route("/static/{name:str}", asset),
-        Route("/api/live", live), Route("/api/session", session_info),
-        Route("/api/login", login, methods=["POST"]), Route("/api/logout", logout, methods=["POST"]),
-        Route("/api/command", command, methods=["POST"]), Route("/api/parameter", parameter, methods=["POST"]),
+        Route("/", index),
+        Route("/report", report),
+        Route("/report.csv", report_csv),
+        Route("/report.png", report_png),
+        Route("/static/{name:str}", asset),
+        Route("/api/live", live),
+        Route("/api/session", session_info),
+        Route("/api/login", login, methods=["POST"]),
+        Route("/api/logout", logout, methods=["POST"]),
+        Route("/api/command", command, methods=["POST"]),
+        Route("/api/parameter", parameter, methods=["POST"]),
     ]
 
     @contextlib.asynccontextmanager
@@ -440,7 +490,7 @@ class _Outer:
             await self.inner(scope, receive, send)
             return
         path = scope["path"]
-        if path.startswith("/static/") and path[len("/static/"):] not in ("hmi.js", "hmi.css"):
+        if path.startswith("/static/") and path[len("/static/") :] not in ("hmi.js", "hmi.css"):
             await PlainTextResponse("not found", status_code=404)(scope, receive, send)
             return
 
@@ -448,15 +498,22 @@ class _Outer:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
-                            if k.lower().encode() not in present]
+                headers += [
+                    (k.lower().encode(), v.encode())
+                    for k, v in SECURITY_HEADERS.items()
+                    if k.lower().encode() not in present
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
-        if not self.opts.open_viewing and path in VIEWING and \
-                self.sessions.get(Request(scope).cookies.get(COOKIE)) is None:
+        if (
+            not self.opts.open_viewing
+            and path in VIEWING
+            and self.sessions.get(Request(scope).cookies.get(COOKIE)) is None
+        ):
             await JSONResponse({"ok": False, "message": "log in to view the cell"}, status_code=401)(
-                scope, receive, send_with_headers)
+                scope, receive, send_with_headers
+            )
             return
         if path == "/api/stream" and scope["method"] == "GET":
             await self.stream(scope, receive, send_with_headers)
@@ -486,10 +543,18 @@ class _Outer:
 
         watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
-                                    (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]})
-            stream.offer(await run_in_threadpool(self.hub.render))   # the current state at once, never a stale one
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-store"),
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
+            stream.offer(await run_in_threadpool(self.hub.render))  # the current state at once, never a stale one
             while True:
                 await stream.ready.wait()
                 stream.ready.clear()
@@ -511,10 +576,12 @@ class _Outer:
 # ------------------------------------------------------------------------------------------ pages
 def _page(title: str, body: str, script: bool) -> str:
     js = '<script src="/static/hmi.js" defer></script>' if script else ""
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{escape(title)}</title><link rel="stylesheet" href="/static/hmi.css">{js}</head>'
-            f"<body>{body}</body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(title)}</title><link rel="stylesheet" href="/static/hmi.css">{js}</head>'
+        f"<body>{body}</body></html>"
+    )
 
 
 def live_page(title: str) -> str:
@@ -554,12 +621,22 @@ def _fmt(v: float, fmt: str) -> str:
     return "n/a" if not math.isfinite(v) else fmt.format(v)
 
 
-KPI_ROWS = (("parts", "parts done", "{:.0f}"), ("scrap", "scrap", "{:.0f}"),
-            ("mean_cycle_time", "mean cycle time", "{:.2f} s"), ("p95_cycle_time", "p95 cycle time", "{:.2f} s"),
-            ("throughput_per_hour", "throughput", "{:.1f} parts/h"), ("span", "production time", "{:.1f} s"),
-            ("downtime", "downtime", "{:.1f} s"), ("faults", "faults", "{:.0f}"), ("mtbf", "MTBF", "{:.1f} s"),
-            ("mttr", "MTTR", "{:.1f} s"), ("availability", "availability", "{:.1%}"),
-            ("performance", "performance", "{:.1%}"), ("quality", "quality", "{:.1%}"), ("oee", "OEE", "{:.1%}"))
+KPI_ROWS = (
+    ("parts", "parts done", "{:.0f}"),
+    ("scrap", "scrap", "{:.0f}"),
+    ("mean_cycle_time", "mean cycle time", "{:.2f} s"),
+    ("p95_cycle_time", "p95 cycle time", "{:.2f} s"),
+    ("throughput_per_hour", "throughput", "{:.1f} parts/h"),
+    ("span", "production time", "{:.1f} s"),
+    ("downtime", "downtime", "{:.1f} s"),
+    ("faults", "faults", "{:.0f}"),
+    ("mtbf", "MTBF", "{:.1f} s"),
+    ("mttr", "MTTR", "{:.1f} s"),
+    ("availability", "availability", "{:.1%}"),
+    ("performance", "performance", "{:.1%}"),
+    ("quality", "quality", "{:.1%}"),
+    ("oee", "OEE", "{:.1%}"),
+)
 
 
 def report_page(rep: ShiftReport, title: str) -> str:
@@ -567,32 +644,36 @@ def report_page(rep: ShiftReport, title: str) -> str:
     k = rep.kpis()
     charts = rep.charts()
     q = f"?run={quote(rep.run_id)}" if rep.run_id else ""
-    runs = "".join(f'<a href="/report?run={quote(r)}"{" class=current" if r == rep.run_id else ""}>{escape(r)} '
-                   f"({n})</a> " for r, n in rep.runs)
-    kpi_rows = "".join(f"<tr><th>{escape(label)}</th><td>{escape(_fmt(k[key], fmt))}</td></tr>"
-                       for key, label, fmt in KPI_ROWS)
+    runs = "".join(
+        f'<a href="/report?run={quote(r)}"{" class=current" if r == rep.run_id else ""}>{escape(r)} ({n})</a> '
+        for r, n in rep.runs
+    )
+    kpi_rows = "".join(
+        f"<tr><th>{escape(label)}</th><td>{escape(_fmt(k[key], fmt))}</td></tr>" for key, label, fmt in KPI_ROWS
+    )
     rows = rep.rows()
     head = "".join(f"<th>{escape(h)}</th>" for h in (rows[0].keys() if rows else ()))
     body_rows = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
-    pareto_rows = "".join(f"<tr><td>{escape(c)}</td><td>{lost:.1f} s</td><td>{n}</td></tr>"
-                          for c, lost, n in rep.pareto())
+    pareto_rows = "".join(
+        f"<tr><td>{escape(c)}</td><td>{lost:.1f} s</td><td>{n}</td></tr>" for c, lost, n in rep.pareto()
+    )
     bound = f"{rep.bound:.2f} s" if rep.bound else "n/a"
     body = f"""
 <header class="banner report-banner"><div class="state"><strong>Shift report</strong> cell {escape(rep.cell)}
-  {f'run {escape(rep.run_id)}' if rep.run_id else 'all runs'}</div>
+  {f"run {escape(rep.run_id)}" if rep.run_id else "all runs"}</div>
   <div class="counter"><span id="report-parts">{len(rep.reports)}</span> parts</div>
   <div class="who"><a class="button" id="csv" href="/report.csv{q}">CSV</a>
     <a class="button" id="png" href="/report.png{q}">PNG</a> <a class="button" href="/">Live</a></div></header>
-<p class="runs">runs: <a href="/report"{' class=current' if not rep.run_id else ''}>all</a> {runs}</p>
+<p class="runs">runs: <a href="/report"{" class=current" if not rep.run_id else ""}>all</a> {runs}</p>
 <main class="report">
   <section><h2>KPIs</h2><table id="kpis">{kpi_rows}<tr><th>bottleneck bound</th><td>{bound}</td></tr></table></section>
-  <section><h2>OEE</h2><div class="chartbox" id="report-oee">{charts['oee']}</div></section>
+  <section><h2>OEE</h2><div class="chartbox" id="report-oee">{charts["oee"]}</div></section>
   <section><h2>Fault Pareto <small>(time lost per code)</small></h2>
-    <div class="chartbox" id="report-pareto">{charts['pareto']}</div></section>
-  <section class="wide"><h2>Cycle time per part</h2><div class="chartbox" id="report-trend">{charts['trend']}</div>
+    <div class="chartbox" id="report-pareto">{charts["pareto"]}</div></section>
+  <section class="wide"><h2>Cycle time per part</h2><div class="chartbox" id="report-trend">{charts["trend"]}</div>
   </section>
   <section class="wide"><h2>Downtime <small>(red: a fault was active)</small></h2>
-    <div class="chartbox" id="report-downtime">{charts['downtime']}</div></section>
+    <div class="chartbox" id="report-downtime">{charts["downtime"]}</div></section>
   <section class="wide"><h2>Faults</h2><table id="pareto">
     <tr><th>code</th><th>time lost</th><th>count</th></tr>{pareto_rows}
   </table></section>

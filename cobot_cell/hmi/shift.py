@@ -26,7 +26,7 @@ class ShiftReport:
     reports: tuple[CycleReport, ...]
     faults: tuple[FaultRecord, ...]
     ideal_cycle_time: float | None = None
-    runs: tuple[tuple[str, int], ...] = field(default_factory=tuple)   # (run id, parts) of the cell's log
+    runs: tuple[tuple[str, int], ...] = field(default_factory=tuple)  # (run id, parts) of the cell's log
 
     @property
     def span(self) -> tuple[float, float]:
@@ -79,8 +79,16 @@ class ShiftReport:
         rows = []
         for r in self.reports:
             d = {s.step: s.duration for s in r.steps}
-            row = {"cell": r.cell, "job": r.job, "run": r.run_id, "part": str(r.part), "status": r.status,
-                   "start [s]": f"{r.start:.3f}", "end [s]": f"{r.end:.3f}", "cycle time [s]": f"{r.cycle_time:.3f}"}
+            row = {
+                "cell": r.cell,
+                "job": r.job,
+                "run": r.run_id,
+                "part": str(r.part),
+                "status": r.status,
+                "start [s]": f"{r.start:.3f}",
+                "end [s]": f"{r.end:.3f}",
+                "cycle time [s]": f"{r.cycle_time:.3f}",
+            }
             row.update({f"{n} [s]": f"{d[n]:.3f}" if n in d else "" for n in names})
             rows.append(row)
         return rows
@@ -88,8 +96,9 @@ class ShiftReport:
     def csv(self) -> str:
         """The cycle table as CSV (header row first)."""
         names = self.step_names()
-        header = ["cell", "job", "run", "part", "status", "start [s]", "end [s]", "cycle time [s]"] + \
-            [f"{n} [s]" for n in names]
+        header = ["cell", "job", "run", "part", "status", "start [s]", "end [s]", "cycle time [s]"] + [
+            f"{n} [s]" for n in names
+        ]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
         writer.writeheader()
@@ -105,17 +114,23 @@ class ShiftReport:
             return k[key] if math.isfinite(k[key]) else None
 
         return {
-            "trend": svg.trend([(str(r.part), r.cycle_time, r.status) for r in self.reports], self.bound,
-                               width=1000),
-            "oee": svg.factors([("OEE", v("oee")), ("availability", v("availability")),
-                                ("performance", v("performance")), ("quality", v("quality"))]),
+            "trend": svg.trend([(str(r.part), r.cycle_time, r.status) for r in self.reports], self.bound, width=1000),
+            "oee": svg.factors(
+                [
+                    ("OEE", v("oee")),
+                    ("availability", v("availability")),
+                    ("performance", v("performance")),
+                    ("quality", v("quality")),
+                ]
+            ),
             "pareto": svg.pareto(self.pareto()),
             "downtime": svg.timeline(self.downtime_intervals(), t0, t1),
         }
 
 
-def load_report(db: str, cell: str, run_id: str | None = None, ideal_cycle_time: float | None = None,
-                read_only: bool = False) -> ShiftReport:
+def load_report(
+    db: str, cell: str, run_id: str | None = None, ideal_cycle_time: float | None = None, read_only: bool = False
+) -> ShiftReport:
     """Read a shift report from a production log: one run, or (run_id None) the cell's whole log."""
     with ProductionLog(db, read_only=read_only) as log:
         everything = log.parts(cell=cell, with_steps=False)
@@ -130,6 +145,11 @@ def load_report(db: str, cell: str, run_id: str | None = None, ideal_cycle_time:
         faults = [f for f in faults if f.time <= t1 and (f.cleared is None or f.cleared >= t0)]
     elif run_id:
         faults = []
-    return ShiftReport(cell=cell, run_id=run_id, reports=tuple(reports), faults=tuple(faults),
-                       ideal_cycle_time=ideal_cycle_time, runs=tuple(runs.items()))
-
+    return ShiftReport(
+        cell=cell,
+        run_id=run_id,
+        reports=tuple(reports),
+        faults=tuple(faults),
+        ideal_cycle_time=ideal_cycle_time,
+        runs=tuple(runs.items()),
+    )

@@ -39,7 +39,7 @@ def parse_address(text: str, default_port: int = 8080) -> tuple[str, int]:
         end = text.find("]")
         if end < 0:
             raise ValueError(f"bad address {text!r}: missing ']' after an IPv6 host")
-        host, rest = text[1:end], text[end + 1:]
+        host, rest = text[1:end], text[end + 1 :]
         if rest and not rest.startswith(":"):
             raise ValueError(f"bad address {text!r}: expected ':PORT' after ']'")
         port = rest[1:]
@@ -68,8 +68,9 @@ class Listen:
         return "https" if self.cert else "http"
 
 
-def plan_listen(host: str, port: int, cert: str = "", key: str = "", insecure: bool = False,
-                cert_dir: str | os.PathLike[str] = ".") -> Listen:
+def plan_listen(
+    host: str, port: int, cert: str = "", key: str = "", insecure: bool = False, cert_dir: str | os.PathLike[str] = "."
+) -> Listen:
     """How to serve: TLS with the given files, else on a non-loopback address a kept self-signed certificate
     (generated now if missing), or plain HTTP when `insecure` (logged as a warning) or on loopback."""
     if bool(cert) != bool(key):
@@ -82,8 +83,11 @@ def plan_listen(host: str, port: int, cert: str = "", key: str = "", insecure: b
     if is_loopback(host):
         return Listen(host, port, None, None)
     if insecure:
-        logger.warning("serving plain HTTP on %s:%d, a non-loopback address (insecure: passwords and sessions "
-                       "travel unencrypted)", host, port)
+        logger.warning(
+            "serving plain HTTP on %s:%d, a non-loopback address (insecure: passwords and sessions travel unencrypted)",
+            host,
+            port,
+        )
         return Listen(host, port, None, None)
     c, k = self_signed(cert_dir, host)
     return Listen(host, port, str(c), str(k))
@@ -97,12 +101,14 @@ def self_signed(directory: str | os.PathLike[str], host: str) -> tuple[Path, Pat
         logger.info("TLS: using the self-signed certificate %s", cert)
         return cert, key
     d.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", __name__, str(d), host], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", __name__, str(d), host], capture_output=True, text=True, timeout=120, check=False
+    )
     if done.returncode != 0 or not cert.is_file():
         raise RuntimeError(f"could not generate a TLS certificate in {d}: {done.stderr.strip() or done.returncode}")
-    logger.warning("TLS: generated a self-signed certificate for %s in %s (browsers warn until it is trusted)",
-                   host, cert)
+    logger.warning(
+        "TLS: generated a self-signed certificate for %s in %s (browsers warn until it is trusted)", host, cert
+    )
     return cert, key
 
 
@@ -122,17 +128,26 @@ def _generate(directory: Path, host: str) -> None:
         names.append(x509.DNSName(host))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"cobot_cell HMI {host}")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     key_path = directory / KEY_NAME
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     (directory / CERT_NAME).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 

@@ -27,8 +27,14 @@ from dataclasses import dataclass
 
 __all__ = ["ARMS", "DEFAULT_ACCELERATION", "JOINT_NAMES", "ArmSpec", "arm_spec"]
 
-JOINT_NAMES = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
-               "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")
+JOINT_NAMES = (
+    "shoulder_pan_joint",
+    "shoulder_lift_joint",
+    "elbow_joint",
+    "wrist_1_joint",
+    "wrist_2_joint",
+    "wrist_3_joint",
+)
 DEFAULT_ACCELERATION = 1.4
 """rad/s^2 for every joint: URScript movej's default acceleration (UR publishes no joint acceleration limit)."""
 
@@ -100,33 +106,94 @@ _UR10E_DH = (0.1807, -0.6127, -0.57155, 0.17415, 0.11985, 0.11655)
 _UR10E_MASSES = (7.369, 13.051, 3.989, 2.1, 1.98, 0.615)
 _UR20_MASSES = (16.343, 29.632, 7.879, 3.054, 3.126, 0.846)
 
-ARMS: dict[str, ArmSpec] = {spec.name: spec for spec in (
-    ArmSpec("ur3e", (0.15185, -0.24355, -0.2132, 0.13105, 0.08535, 0.0921),
-            _deg(180, 180, 180, 360, 360, 360), (54, 54, 28, 9, 9, 9),
-            (1.98, 3.4445, 1.437, 0.871, 0.805, 0.261), payload=3.0, reach=0.500),
-    ArmSpec("ur5e", _UR5E_DH, _deg(180, 180, 180, 180, 180, 180), (150, 150, 150, 28, 28, 28),
-            _UR5E_MASSES, payload=5.0, reach=0.850),
-    # UR7e: the UR5e arm with a 7.5 kg rating (same kinematics and joints).
-    ArmSpec("ur7e", _UR5E_DH, _deg(180, 180, 180, 180, 180, 180), (150, 150, 150, 28, 28, 28),
-            _UR5E_MASSES, payload=7.5, reach=0.850),
-    # UR10e: 10 kg as first rated; arms labelled 12.5 kg are the UR12e (same kinematics and joints).
-    ArmSpec("ur10e", _UR10E_DH, _deg(120, 120, 180, 180, 180, 180), (330, 330, 150, 54, 54, 54),
-            _UR10E_MASSES, payload=10.0, reach=1.300),
-    ArmSpec("ur12e", _UR10E_DH, _deg(120, 120, 180, 180, 180, 180), (330, 330, 150, 54, 54, 54),
-            _UR10E_MASSES, payload=12.5, reach=1.300),
-    ArmSpec("ur15", (0.2186, -0.6475, -0.5164, 0.1824, 0.1361, 0.1434),
-            _deg(180, 180, 240, 300, 300, 300), (433, 433, 204, 70, 70, 70),
-            (9.9883, 14.9255, 6.1015, 2.089, 2.0869, 1.0666), payload=15.0, reach=1.300),
-    ArmSpec("ur16e", (0.1807, -0.4784, -0.36, 0.17415, 0.11985, 0.11655),
-            _deg(120, 120, 180, 180, 180, 180), (330, 330, 150, 54, 54, 54),
-            (7.369, 10.45, 4.321, 2.18, 2.033, 0.907), payload=16.0, reach=0.900),
-    ArmSpec("ur20", (0.2363, -0.862, -0.7287, 0.201, 0.1593, 0.1543),
-            _deg(120, 120, 150, 210, 210, 210), (738, 738, 433, 107, 107, 107),
-            _UR20_MASSES, payload=20.0, reach=1.750),
-    ArmSpec("ur30", (0.2363, -0.637, -0.5037, 0.201, 0.1593, 0.1543),
-            _deg(120, 120, 150, 210, 210, 210), (738, 738, 433, 107, 107, 107),
-            _UR20_MASSES, payload=30.0, reach=1.300),
-)}
+ARMS: dict[str, ArmSpec] = {
+    spec.name: spec
+    for spec in (
+        ArmSpec(
+            "ur3e",
+            (0.15185, -0.24355, -0.2132, 0.13105, 0.08535, 0.0921),
+            _deg(180, 180, 180, 360, 360, 360),
+            (54, 54, 28, 9, 9, 9),
+            (1.98, 3.4445, 1.437, 0.871, 0.805, 0.261),
+            payload=3.0,
+            reach=0.500,
+        ),
+        ArmSpec(
+            "ur5e",
+            _UR5E_DH,
+            _deg(180, 180, 180, 180, 180, 180),
+            (150, 150, 150, 28, 28, 28),
+            _UR5E_MASSES,
+            payload=5.0,
+            reach=0.850,
+        ),
+        # UR7e: the UR5e arm with a 7.5 kg rating (same kinematics and joints).
+        ArmSpec(
+            "ur7e",
+            _UR5E_DH,
+            _deg(180, 180, 180, 180, 180, 180),
+            (150, 150, 150, 28, 28, 28),
+            _UR5E_MASSES,
+            payload=7.5,
+            reach=0.850,
+        ),
+        # UR10e: 10 kg as first rated; arms labelled 12.5 kg are the UR12e (same kinematics and joints).
+        ArmSpec(
+            "ur10e",
+            _UR10E_DH,
+            _deg(120, 120, 180, 180, 180, 180),
+            (330, 330, 150, 54, 54, 54),
+            _UR10E_MASSES,
+            payload=10.0,
+            reach=1.300,
+        ),
+        ArmSpec(
+            "ur12e",
+            _UR10E_DH,
+            _deg(120, 120, 180, 180, 180, 180),
+            (330, 330, 150, 54, 54, 54),
+            _UR10E_MASSES,
+            payload=12.5,
+            reach=1.300,
+        ),
+        ArmSpec(
+            "ur15",
+            (0.2186, -0.6475, -0.5164, 0.1824, 0.1361, 0.1434),
+            _deg(180, 180, 240, 300, 300, 300),
+            (433, 433, 204, 70, 70, 70),
+            (9.9883, 14.9255, 6.1015, 2.089, 2.0869, 1.0666),
+            payload=15.0,
+            reach=1.300,
+        ),
+        ArmSpec(
+            "ur16e",
+            (0.1807, -0.4784, -0.36, 0.17415, 0.11985, 0.11655),
+            _deg(120, 120, 180, 180, 180, 180),
+            (330, 330, 150, 54, 54, 54),
+            (7.369, 10.45, 4.321, 2.18, 2.033, 0.907),
+            payload=16.0,
+            reach=0.900,
+        ),
+        ArmSpec(
+            "ur20",
+            (0.2363, -0.862, -0.7287, 0.201, 0.1593, 0.1543),
+            _deg(120, 120, 150, 210, 210, 210),
+            (738, 738, 433, 107, 107, 107),
+            _UR20_MASSES,
+            payload=20.0,
+            reach=1.750,
+        ),
+        ArmSpec(
+            "ur30",
+            (0.2363, -0.637, -0.5037, 0.201, 0.1593, 0.1543),
+            _deg(120, 120, 150, 210, 210, 210),
+            (738, 738, 433, 107, 107, 107),
+            _UR20_MASSES,
+            payload=30.0,
+            reach=1.300,
+        ),
+    )
+}
 
 
 def arm_spec(name: str) -> ArmSpec:

@@ -105,12 +105,14 @@ def arm_model(name: str) -> ArmModel:
 
 def _dh(theta: float, d: float, a: float, alpha: float) -> np.ndarray:
     ct, st, ca, sa = math.cos(theta), math.sin(theta), math.cos(alpha), math.sin(alpha)
-    return np.array([
-        [ct, -st * ca, st * sa, a * ct],
-        [st, ct * ca, -ct * sa, a * st],
-        [0.0, sa, ca, d],
-        [0.0, 0.0, 0.0, 1.0],
-    ])
+    return np.array(
+        [
+            [ct, -st * ca, st * sa, a * ct],
+            [st, ct * ca, -ct * sa, a * st],
+            [0.0, sa, ca, d],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
 
 
 def _rigid_inverse(T: np.ndarray) -> np.ndarray:
@@ -174,8 +176,14 @@ def fk(model: ArmModel, q: Vector) -> np.ndarray:
 def _is_ur_family(model: ArmModel) -> bool:
     d, a, al = model.d, model.a, model.alpha
     return (
-        d[1] == 0.0 and d[2] == 0.0 and a[0] == 0.0 and a[3] == 0.0 and a[4] == 0.0 and a[5] == 0.0
-        and a[1] != 0.0 and a[2] != 0.0
+        d[1] == 0.0
+        and d[2] == 0.0
+        and a[0] == 0.0
+        and a[3] == 0.0
+        and a[4] == 0.0
+        and a[5] == 0.0
+        and a[1] != 0.0
+        and a[2] != 0.0
         and all(abs(x - y) < 1e-12 for x, y in zip(al, _UR_ALPHA))
     )
 
@@ -188,8 +196,8 @@ def _wrap(angle: float) -> float:
 
 @dataclass
 class _Candidate:
-    q: np.ndarray           # each angle in (-pi, pi]
-    singular: str | None    # reason when the branch is singular (q is then one of infinitely many)
+    q: np.ndarray  # each angle in (-pi, pi]
+    singular: str | None  # reason when the branch is singular (q is then one of infinitely many)
 
 
 _Reason = tuple[str, float, str]  # (kind, how far off, message): one message per kind, the least far off
@@ -209,14 +217,22 @@ def _solve(model: ArmModel, T06: np.ndarray, q6_hint: float) -> tuple[list[_Cand
     p05 = T06[:3, 3] - d6 * T06[:3, 2]
     r = math.hypot(p05[0], p05[1])
     if r < abs(d4) - 1e-9:
-        reasons.append(("axis", abs(d4) - r, f"out of reach: wrist centre is {r:.4f} m from the base axis, "
-                        f"{abs(d4) - r:.2g} m inside the {abs(d4):.4f} m shoulder offset"))
+        reasons.append(
+            (
+                "axis",
+                abs(d4) - r,
+                f"out of reach: wrist centre is {r:.4f} m from the base axis, "
+                f"{abs(d4) - r:.2g} m inside the {abs(d4):.4f} m shoulder offset",
+            )
+        )
         return cands, reasons
     perp = math.sqrt(max(r * r - d4 * d4, 0.0))
     shoulder = None
     if perp < SHOULDER_TOL:
-        shoulder = (f"shoulder singularity: wrist centre {perp:.2e} m from the plane of the joint 1 and 2 axes "
-                    f"(< {SHOULDER_TOL:g} m)")
+        shoulder = (
+            f"shoulder singularity: wrist centre {perp:.2e} m from the plane of the joint 1 and 2 axes "
+            f"(< {SHOULDER_TOL:g} m)"
+        )
     phi = math.atan2(p05[1], p05[0])
     for sign1 in (1.0, -1.0):
         q1 = _wrap(phi + math.atan2(d4, sign1 * perp))
@@ -243,11 +259,23 @@ def _solve(model: ArmModel, T06: np.ndarray, q6_hint: float) -> tuple[list[_Cand
             if abs(c3) > 1.0 + 1e-9:
                 reach = math.hypot(px, py)
                 if c3 > 0:
-                    reasons.append(("far", reach, f"out of reach: wrist is {reach:.4f} m from the shoulder, "
-                                    f"the arm reaches {abs(a2) + abs(a3):.4f} m"))
+                    reasons.append(
+                        (
+                            "far",
+                            reach,
+                            f"out of reach: wrist is {reach:.4f} m from the shoulder, "
+                            f"the arm reaches {abs(a2) + abs(a3):.4f} m",
+                        )
+                    )
                 else:
-                    reasons.append(("near", -reach, f"out of reach: wrist is {reach:.4f} m from the shoulder, "
-                                    f"closer than the {abs(abs(a2) - abs(a3)):.4f} m the elbow folds to"))
+                    reasons.append(
+                        (
+                            "near",
+                            -reach,
+                            f"out of reach: wrist is {reach:.4f} m from the shoulder, "
+                            f"closer than the {abs(abs(a2) - abs(a3)):.4f} m the elbow folds to",
+                        )
+                    )
                 continue
             c3 = max(-1.0, min(1.0, c3))
             s3_abs = math.sqrt(1.0 - c3 * c3)

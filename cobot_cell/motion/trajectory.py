@@ -115,8 +115,12 @@ class Trajectory:
         if s == 0.0:
             return np.array(self.positions[i])
         s2, s3 = s * s, s * s * s
-        q: np.ndarray = ((2 * s3 - 3 * s2 + 1) * self.positions[i] + (s3 - 2 * s2 + s) * h * self.velocities[i]
-                + (-2 * s3 + 3 * s2) * self.positions[i + 1] + (s3 - s2) * h * self.velocities[i + 1])
+        q: np.ndarray = (
+            (2 * s3 - 3 * s2 + 1) * self.positions[i]
+            + (s3 - 2 * s2 + s) * h * self.velocities[i]
+            + (-2 * s3 + 3 * s2) * self.positions[i + 1]
+            + (s3 - s2) * h * self.velocities[i + 1]
+        )
         return q
 
     def sample_velocity(self, t: float) -> np.ndarray:
@@ -127,8 +131,12 @@ class Trajectory:
             return np.array(self.velocities[0])
         i, s, h = self._segment(t)
         s2 = s * s
-        v: np.ndarray = ((6 * s2 - 6 * s) / h * self.positions[i] + (3 * s2 - 4 * s + 1) * self.velocities[i]
-                + (-6 * s2 + 6 * s) / h * self.positions[i + 1] + (3 * s2 - 2 * s) * self.velocities[i + 1])
+        v: np.ndarray = (
+            (6 * s2 - 6 * s) / h * self.positions[i]
+            + (3 * s2 - 4 * s + 1) * self.velocities[i]
+            + (-6 * s2 + 6 * s) / h * self.positions[i + 1]
+            + (3 * s2 - 2 * s) * self.velocities[i + 1]
+        )
         return v
 
 
@@ -180,8 +188,7 @@ def _single_knot(q: np.ndarray) -> Trajectory:
     return Trajectory(np.zeros(1), q[None, :].copy(), np.zeros((1, q.size)))
 
 
-def joint_move(q0: Vector, q1: Vector, v_max: Limits, a_max: Limits,
-               sample_dt: float = 0.02) -> Trajectory:
+def joint_move(q0: Vector, q1: Vector, v_max: Limits, a_max: Limits, sample_dt: float = 0.02) -> Trajectory:
     """Synchronised rest-to-rest trapezoidal joint move from q0 to q1.
 
     The slowest joint sets the duration. Every joint follows that joint's profile shape scaled to its own
@@ -235,16 +242,18 @@ def joint_move(q0: Vector, q1: Vector, v_max: Limits, a_max: Limits,
     return Trajectory(times, positions, velocities)
 
 
-def _trapezoid_eval(t: np.ndarray, T: float, ta: np.ndarray, vc: np.ndarray,
-                    dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _trapezoid_eval(
+    t: np.ndarray, T: float, ta: np.ndarray, vc: np.ndarray, dist: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance covered and speed at times t of rest-to-rest trapezoids (broadcast over joints)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         acc = np.where(ta > 0.0, vc / ta, 0.0)
     accel = t < ta
     decel = t > T - ta
     tr = T - t
-    pos = np.where(accel, 0.5 * acc * t * t,
-                   np.where(decel, dist - 0.5 * acc * tr * tr, 0.5 * acc * ta * ta + vc * (t - ta)))
+    pos = np.where(
+        accel, 0.5 * acc * t * t, np.where(decel, dist - 0.5 * acc * tr * tr, 0.5 * acc * ta * ta + vc * (t - ta))
+    )
     vel = np.where(accel, acc * t, np.where(decel, acc * tr, vc))
     return pos, vel
 
@@ -316,8 +325,17 @@ _LINES_KEPT = 64  # recent straight lines: a pallet's places share their grasp-s
 _LINES_LOCK = threading.Lock()
 
 
-def linear_move(model: ArmModel, q0: Vector, T_goal: np.ndarray, speed: float, v_max: Limits,
-                a_max: Limits, base_step: float = 0.005, *, tcp: np.ndarray | None = None) -> Trajectory:
+def linear_move(
+    model: ArmModel,
+    q0: Vector,
+    T_goal: np.ndarray,
+    speed: float,
+    v_max: Limits,
+    a_max: Limits,
+    base_step: float = 0.005,
+    *,
+    tcp: np.ndarray | None = None,
+) -> Trajectory:
     """Straight-line move of the flange (or of the TCP at flange pose @ tcp) from fk(q0) to T_goal.
 
     Position is interpolated linearly and orientation by slerp, with samples at most base_step metres apart
@@ -327,8 +345,13 @@ def linear_move(model: ArmModel, q0: Vector, T_goal: np.ndarray, speed: float, v
     """
     try:
         arrays = (np.asarray(x, dtype=float).tobytes() for x in (q0, T_goal, v_max, a_max))
-        key: tuple[object, ...] | None = (model, *arrays, float(speed), float(base_step),
-                                          None if tcp is None else np.asarray(tcp, float).tobytes())
+        key: tuple[object, ...] | None = (
+            model,
+            *arrays,
+            float(speed),
+            float(base_step),
+            None if tcp is None else np.asarray(tcp, float).tobytes(),
+        )
     except (TypeError, ValueError):
         key = None  # not numbers: the checks below say what is wrong
     if key is not None:
@@ -345,8 +368,17 @@ def linear_move(model: ArmModel, q0: Vector, T_goal: np.ndarray, speed: float, v
     return traj
 
 
-def _linear_move(model: ArmModel, q0: Vector, T_goal: np.ndarray, speed: float, v_max: Limits,
-                 a_max: Limits, base_step: float, *, tcp: np.ndarray | None) -> Trajectory:
+def _linear_move(
+    model: ArmModel,
+    q0: Vector,
+    T_goal: np.ndarray,
+    speed: float,
+    v_max: Limits,
+    a_max: Limits,
+    base_step: float,
+    *,
+    tcp: np.ndarray | None,
+) -> Trajectory:
     start = _joint_vector(q0, "q0", model.dof, f"arm model '{model.name}'")
     goal = np.asarray(T_goal, dtype=float)
     if goal.shape != (4, 4) or not np.all(np.isfinite(goal)):
@@ -369,9 +401,20 @@ def _linear_move(model: ArmModel, q0: Vector, T_goal: np.ndarray, speed: float, 
     return _timed_path(model, start, line, n, length, v_tool, v, a, invert(tool), "linear move").trajectory
 
 
-def path_move(model: ArmModel, q0: Vector, path: Callable[[float], np.ndarray], length: float,
-              speed: float, v_max: Limits, a_max: Limits, samples: int, *, tcp: np.ndarray | None = None,
-              exact: bool = False, what: str = "path") -> PathMove:
+def path_move(
+    model: ArmModel,
+    q0: Vector,
+    path: Callable[[float], np.ndarray],
+    length: float,
+    speed: float,
+    v_max: Limits,
+    a_max: Limits,
+    samples: int,
+    *,
+    tcp: np.ndarray | None = None,
+    exact: bool = False,
+    what: str = "path",
+) -> PathMove:
     """Move the flange (or the TCP at flange pose @ tcp) through the poses path(s), s from 0 to 1.
 
     path(0) must be where q0 puts the flange (TCP). `length` (m) is what `speed` (m/s) refers to, e.g. the
@@ -413,9 +456,19 @@ def _tool(tcp: np.ndarray | None) -> np.ndarray:
     return tool
 
 
-def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.ndarray], n: int, length: float,
-                v_tool: float, v: np.ndarray, a: np.ndarray, tool_inv: np.ndarray, what: str,
-                exact: bool = False) -> PathMove:
+def _timed_path(
+    model: ArmModel,
+    start: np.ndarray,
+    path: Callable[[float], np.ndarray],
+    n: int,
+    length: float,
+    v_tool: float,
+    v: np.ndarray,
+    a: np.ndarray,
+    tool_inv: np.ndarray,
+    what: str,
+    exact: bool = False,
+) -> PathMove:
     q = _path_samples(model, start, path, tool_inv, n, what)
     finest = float(np.max(np.abs(np.diff(q, axis=0))))
     if finest > _KNOT_JOINT_STEP:
@@ -425,7 +478,7 @@ def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.n
         q = _path_samples(model, start, path, tool_inv, n, what)
 
     ds = 1.0 / n
-    g = (np.abs(np.diff(q, axis=0)) / ds).max(axis=0)            # max |dq/ds| per joint
+    g = (np.abs(np.diff(q, axis=0)) / ds).max(axis=0)  # max |dq/ds| per joint
     h = (np.abs(np.diff(q, n=2, axis=0)).max(axis=0) / (ds * ds)) if n >= 2 else np.zeros(model.dof)
     rate, sddot, timing = _path_rate(model.joint_names, g, h, v, a, length, v_tool, exact)
     if rate == 0.0:  # no joint moves at all (sub-numerical path)
@@ -438,8 +491,9 @@ def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.n
     # Knots at the phase switches too: a knot interval that spans the end of the ramp would make the
     # controller's cubic overshoot the cruise speed (by ~27 % on a short ramp).
     s_acc = 0.5 * sddot * ta * ta
-    extra = [x for x in ((0.5,) if 2.0 * ta >= T else (s_acc, 1.0 - s_acc))
-             if 0.0 < x < 1.0 and np.min(np.abs(s - x)) > 1e-9]
+    extra = [
+        x for x in ((0.5,) if 2.0 * ta >= T else (s_acc, 1.0 - s_acc)) if 0.0 < x < 1.0 and np.min(np.abs(s - x)) > 1e-9
+    ]
     if extra:
         i = np.minimum((np.array(extra) * n).astype(int), n - 1)
         q_x = np.empty((len(extra), model.dof))
@@ -470,8 +524,16 @@ def _timed_path(model: ArmModel, start: np.ndarray, path: Callable[[float], np.n
     return PathMove(Trajectory(times, q, velocities), timing)
 
 
-def _path_rate(names: Sequence[str], g: np.ndarray, h: np.ndarray, v: np.ndarray, a: np.ndarray, length: float,
-               v_tool: float, exact: bool) -> tuple[float, float, PathTiming]:
+def _path_rate(
+    names: Sequence[str],
+    g: np.ndarray,
+    h: np.ndarray,
+    v: np.ndarray,
+    a: np.ndarray,
+    length: float,
+    v_tool: float,
+    exact: bool,
+) -> tuple[float, float, PathTiming]:
     """Cruise rate ds/dt and ramp acceleration of the path parameter, and the timing they give.
 
     With |q'| <= g and |q''| <= h per joint (per unit s), a cruise rate r needs g r <= v and h r^2 <= a, and a
@@ -525,8 +587,9 @@ def _path_rate(names: Sequence[str], g: np.ndarray, h: np.ndarray, v: np.ndarray
     return rate, ramp(rate), PathTiming(length, length * rate, length * joint_cap, limit)
 
 
-def _path_samples(model: ArmModel, start: np.ndarray, path: Callable[[float], np.ndarray], tool_inv: np.ndarray,
-                  n: int, what: str) -> np.ndarray:
+def _path_samples(
+    model: ArmModel, start: np.ndarray, path: Callable[[float], np.ndarray], tool_inv: np.ndarray, n: int, what: str
+) -> np.ndarray:
     """IK at n + 1 evenly spaced poses of the path, each seeded by the previous; rejects jumps."""
     s = np.linspace(0.0, 1.0, n + 1)
     q = np.empty((n + 1, model.dof))
@@ -542,16 +605,19 @@ def _path_samples(model: ArmModel, start: np.ndarray, path: Callable[[float], np
         if jump[j] > MAX_JOINT_STEP:
             raise UnreachableError(
                 f"{what} blocked at {s[i]:.1%} of the path: {model.joint_names[j]} would jump "
-                f"{jump[j]:.3f} rad between samples (> {MAX_JOINT_STEP:g}; singularity or configuration change)")
+                f"{jump[j]:.3f} rad between samples (> {MAX_JOINT_STEP:g}; singularity or configuration change)"
+            )
     return q
 
 
 def _path_times(s: np.ndarray, T: float, ta: float, vc: float, acc: float) -> tuple[np.ndarray, np.ndarray]:
     """Times at which a rest-to-rest trapezoid over s in [0, 1] passes each s, and ds/dt there."""
     s_acc = 0.5 * acc * ta * ta
-    t = np.where(s <= s_acc, np.sqrt(2.0 * np.maximum(s, 0.0) / acc),
-                 np.where(s >= 1.0 - s_acc, T - np.sqrt(2.0 * np.maximum(1.0 - s, 0.0) / acc),
-                          ta + (s - s_acc) / vc))
+    t = np.where(
+        s <= s_acc,
+        np.sqrt(2.0 * np.maximum(s, 0.0) / acc),
+        np.where(s >= 1.0 - s_acc, T - np.sqrt(2.0 * np.maximum(1.0 - s, 0.0) / acc), ta + (s - s_acc) / vc),
+    )
     t[0], t[-1] = 0.0, T
     rate = np.where(t < ta, acc * t, np.where(t > T - ta, acc * (T - t), vc))
     return t, np.clip(rate, 0.0, vc)

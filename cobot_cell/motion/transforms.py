@@ -51,11 +51,13 @@ def rpy_matrix(rpy: Sequence[float]) -> np.ndarray:
     """3x3 rotation of fixed-axis roll, pitch, yaw: Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
     r, p, y = _vector3(rpy, "rpy")
     cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
-    return np.array([
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr],
-    ])
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
 
 
 def pose_matrix(xyz: Sequence[float], rpy: Sequence[float]) -> np.ndarray:
@@ -133,11 +135,13 @@ def matrix_from_quaternion(q: Vector) -> np.ndarray:
     if not n > 1e-12:
         raise ValueError("q must be a non-zero quaternion")
     w, x, y, z = v / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def rotation_angle(R0: np.ndarray, R1: np.ndarray) -> float:

@@ -272,8 +272,14 @@ class PendantLink:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         """Pump until predicate() holds; TimeoutError naming `what` after `timeout` s."""
-        wait_until(predicate, timeout, what, step=self.pump, poll=0.05,
-                   detail=lambda: f" (pendant sees state {self.view.state})")
+        wait_until(
+            predicate,
+            timeout,
+            what,
+            step=self.pump,
+            poll=0.05,
+            detail=lambda: f" (pendant sees state {self.view.state})",
+        )
 
     def reply(self, seq: int, timeout: float = 5.0) -> Frame:
         """Wait for the reply to command `seq`."""
@@ -313,8 +319,9 @@ def parse_script(text: str) -> list[list[str]]:
     return steps
 
 
-def run_script(link: PendantLink, steps: list[list[str]], timeout: float = 10.0,
-               echo: Callable[[str], None] | None = None) -> None:
+def run_script(
+    link: PendantLink, steps: list[list[str]], timeout: float = 10.0, echo: Callable[[str], None] | None = None
+) -> None:
     """Run script steps; raise ScriptError on the first failure.
 
     Steps: `CMD [ARG]` sends a command and requires OK (`-CMD` accepts ERR too); `WAIT <State> [s]`
@@ -329,8 +336,11 @@ def run_script(link: PendantLink, steps: list[list[str]], timeout: float = 10.0,
                 say(f"state {args[0]}")
             elif op.upper() == "PARTS_DONE":
                 n = int(args[0])
-                link.wait_for(functools.partial(_parts_done_at_least, link, n),
-                              float(args[1]) if len(args) > 1 else timeout, f"{n} parts done")
+                link.wait_for(
+                    functools.partial(_parts_done_at_least, link, n),
+                    float(args[1]) if len(args) > 1 else timeout,
+                    f"{n} parts done",
+                )
                 say(f"{n} parts done")
             elif op.upper() == "SLEEP":
                 end = time.monotonic() + float(args[0])
@@ -339,8 +349,9 @@ def run_script(link: PendantLink, steps: list[list[str]], timeout: float = 10.0,
             else:
                 tolerate = op.startswith("-")
                 kind = op.lstrip("-").upper()
-                reply = link.hello(timeout) if kind == "HELLO" and not args else link.command(kind, *args,
-                                                                                             timeout=timeout)
+                reply = (
+                    link.hello(timeout) if kind == "HELLO" and not args else link.command(kind, *args, timeout=timeout)
+                )
                 say(f"{' '.join([kind, *args])} -> {reply.kind} {' '.join(reply.args)}")
                 if reply.kind != "OK" and not tolerate:
                     raise ScriptError(f"{' '.join(words)}: {' '.join(reply.args)}")

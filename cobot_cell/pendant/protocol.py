@@ -32,17 +32,17 @@ MAX_BODY = MAX_FRAME - _OVERHEAD
 class Reason(str, Enum):
     """Reason codes of ERR replies."""
 
-    FORMAT = "FORMAT"            # not a frame: no checksum, bad sequence field, data outside a frame, cut short
-    CHECKSUM = "CHECKSUM"        # checksum does not match
-    TOOLONG = "TOOLONG"          # more than MAX_FRAME bytes before LF
-    ASCII = "ASCII"              # a byte outside printable ASCII (0x20-0x7E) inside a frame
-    UNKNOWN = "UNKNOWN"          # unknown message type
-    BADARG = "BADARG"            # wrong number of arguments or a malformed argument
-    SEQ = "SEQ"                  # stale or reused sequence number
-    VERSION = "VERSION"          # HELLO with an unsupported protocol version
-    REFUSED = "REFUSED"          # the cell refused the command (the planner's reason follows)
-    NOFAULT = "NOFAULT"          # ACK with no fault to acknowledge
-    BUSY = "BUSY"                # command queue full
+    FORMAT = "FORMAT"  # not a frame: no checksum, bad sequence field, data outside a frame, cut short
+    CHECKSUM = "CHECKSUM"  # checksum does not match
+    TOOLONG = "TOOLONG"  # more than MAX_FRAME bytes before LF
+    ASCII = "ASCII"  # a byte outside printable ASCII (0x20-0x7E) inside a frame
+    UNKNOWN = "UNKNOWN"  # unknown message type
+    BADARG = "BADARG"  # wrong number of arguments or a malformed argument
+    SEQ = "SEQ"  # stale or reused sequence number
+    VERSION = "VERSION"  # HELLO with an unsupported protocol version
+    REFUSED = "REFUSED"  # the cell refused the command (the planner's reason follows)
+    NOFAULT = "NOFAULT"  # ACK with no fault to acknowledge
+    BUSY = "BUSY"  # command queue full
     UNAVAILABLE = "UNAVAILABLE"  # the cell's services did not answer
 
 
@@ -99,8 +99,22 @@ def _table(*specs: MessageSpec) -> dict[str, MessageSpec]:
     return {s.kind: s for s in specs}
 
 
-CELL_COMMANDS = ("START", "STOP", "HOLD", "UNHOLD", "RESUME", "SUSPEND", "UNSUSPEND", "RESET", "ABORT", "CLEAR",
-                 "ACK", "REAPPROACH", "PALLET", "REMOVED")
+CELL_COMMANDS = (
+    "START",
+    "STOP",
+    "HOLD",
+    "UNHOLD",
+    "RESUME",
+    "SUSPEND",
+    "UNSUSPEND",
+    "RESET",
+    "ABORT",
+    "CLEAR",
+    "ACK",
+    "REAPPROACH",
+    "PALLET",
+    "REMOVED",
+)
 """Argument-less commands that act on the cell."""
 
 PENDANT_MESSAGES: dict[str, MessageSpec] = _table(
@@ -119,14 +133,39 @@ BRIDGE_MESSAGES: dict[str, MessageSpec] = _table(
     MessageSpec("ERR", (Arg("code", "word"), Arg("text", "text", optional=True))),
     MessageSpec("HB"),
     MessageSpec("STATE", (Arg("state", "word"),)),
-    MessageSpec("STAT", (Arg("state", "word"), Arg("job", "text", optional=True), Arg("parts_done", "uint"),
-                         Arg("parts", "uint"), Arg("part", "uint", optional=True),
-                         Arg("last_cycle_time", "num", optional=True), Arg("fault_code", "word", optional=True),
-                         Arg("fault_ack", "uint", optional=True), Arg("fault", "text", optional=True))),
-    MessageSpec("CYCLE", (Arg("part", "uint"), Arg("status", "word"), Arg("cycle_time", "num"),
-                          Arg("job", "text", optional=True), Arg("run_id", "text", optional=True))),
-    MessageSpec("FAULT", (Arg("level", "word"), Arg("code", "word", optional=True),
-                          Arg("source", "text", optional=True), Arg("text", "text", optional=True))),
+    MessageSpec(
+        "STAT",
+        (
+            Arg("state", "word"),
+            Arg("job", "text", optional=True),
+            Arg("parts_done", "uint"),
+            Arg("parts", "uint"),
+            Arg("part", "uint", optional=True),
+            Arg("last_cycle_time", "num", optional=True),
+            Arg("fault_code", "word", optional=True),
+            Arg("fault_ack", "uint", optional=True),
+            Arg("fault", "text", optional=True),
+        ),
+    ),
+    MessageSpec(
+        "CYCLE",
+        (
+            Arg("part", "uint"),
+            Arg("status", "word"),
+            Arg("cycle_time", "num"),
+            Arg("job", "text", optional=True),
+            Arg("run_id", "text", optional=True),
+        ),
+    ),
+    MessageSpec(
+        "FAULT",
+        (
+            Arg("level", "word"),
+            Arg("code", "word", optional=True),
+            Arg("source", "text", optional=True),
+            Arg("text", "text", optional=True),
+        ),
+    ),
 )
 """Bridge -> pendant: what a pendant decodes."""
 
@@ -138,8 +177,12 @@ _ARG_RE = {
     "num": re.compile(rf"-?[0-9]{{1,{DIGITS}}}(\.[0-9]{{1,{DIGITS}}})?"),
     "word": re.compile(r"[A-Za-z0-9_.:/-]+"),
 }
-_ARG_WHAT = {"int": "a whole number", "uint": "a whole number >= 0", "num": "a decimal number",
-             "word": "a word (letters digits _ . : / -)"}
+_ARG_WHAT = {
+    "int": "a whole number",
+    "uint": "a whole number >= 0",
+    "num": "a decimal number",
+    "word": "a word (letters digits _ . : / -)",
+}
 _KIND_RE = re.compile(r"[A-Z][A-Z0-9]{0,15}")
 FIELD_CHARS = frozenset(range(0x20, 0x7F)) - {START, STAR, SEP}
 """Bytes allowed inside a field: printable ASCII without `$`, `*` and `,`."""
@@ -178,8 +221,9 @@ def _check_field(value: str, what: str) -> None:
         raise ValueError(f"{what} must be a string, got {type(value).__name__}")
     for ch in value:
         if ord(ch) not in FIELD_CHARS:
-            raise ValueError(f"{what} {value!r}: character {ch!r} is not allowed in a field "
-                             f"(printable ASCII without '$', '*', ',')")
+            raise ValueError(
+                f"{what} {value!r}: character {ch!r} is not allowed in a field (printable ASCII without '$', '*', ',')"
+            )
 
 
 def encode(frame: Frame, table: Mapping[str, MessageSpec] | None = None) -> bytes:
@@ -227,7 +271,7 @@ def encode_fitted(frame: Frame, table: Mapping[str, MessageSpec] | None = None) 
         if room < 1:
             raise ValueError(f"{frame.kind}: the arguments before the last do not fit in {MAX_FRAME} bytes")
         if len(args[-1]) > room:
-            args[-1] = args[-1][:room - 1] + "~"
+            args[-1] = args[-1][: room - 1] + "~"
     return encode(Frame(frame.seq, frame.kind, tuple(args)), table)
 
 
@@ -247,8 +291,8 @@ class Decoder:
     def __init__(self, table: Mapping[str, MessageSpec] | None = None):
         self.table = table
         self._buf: bytearray | None = None  # inside a frame: the bytes after '$'
-        self._skipping = False              # after TOOLONG: drop bytes up to LF
-        self._junk = 0                      # non-blank bytes outside a frame since the last report
+        self._skipping = False  # after TOOLONG: drop bytes up to LF
+        self._junk = 0  # non-blank bytes outside a frame since the last report
         self._junk_non_ascii = False
         self._bad: tuple[int, int] | None = None  # (offset, byte) of the first non-printable byte in the frame
 
@@ -319,14 +363,16 @@ class Decoder:
         star = buf.rfind(b"*")
         if star < 0:
             return FrameError(Reason.FORMAT, "no checksum before CRLF")
-        given = bytes(buf[star + 1:])
+        given = bytes(buf[star + 1 :])
         if len(given) != 4 or any(c not in b"0123456789ABCDEFabcdef" for c in given):
             return FrameError(Reason.FORMAT, f"checksum {given.decode('ascii')!r} is not 4 hex digits")
         body = bytes(buf[:star])
         expected = checksum(body)
         if int(given, 16) != expected:
-            return FrameError(Reason.CHECKSUM, f"checksum {given.decode('ascii').upper()} does not match the "
-                                               f"frame (expected {expected:04X})")
+            return FrameError(
+                Reason.CHECKSUM,
+                f"checksum {given.decode('ascii').upper()} does not match the frame (expected {expected:04X})",
+            )
         if b"*" in body:
             return FrameError(Reason.FORMAT, "asterisk inside a field")
         fields = body.decode("ascii").split(",")
@@ -365,9 +411,9 @@ def next_seq(seq: int) -> int:
 class Admit(str, Enum):
     """What to do with a sequenced command."""
 
-    NEW = "new"        # execute it
+    NEW = "new"  # execute it
     REPEAT = "repeat"  # a retransmission of the last command: resend its reply, do not execute again
-    STALE = "stale"    # refuse with ERR SEQ
+    STALE = "stale"  # refuse with ERR SEQ
 
 
 class SequenceGuard:

@@ -49,13 +49,13 @@ class SessionParams:
     """How the session behaves (the pendant_bridge node's parameters); times in wall seconds."""
 
     cell: str
-    version: str = ""                # the bridge's version, in its HELLO
-    enabling_device: bool = False    # hold the cell when the pendant's heartbeat is lost during Execute
+    version: str = ""  # the bridge's version, in its HELLO
+    enabling_device: bool = False  # hold the cell when the pendant's heartbeat is lost during Execute
     heartbeat_timeout: float = 1.0
     heartbeat_period: float = 0.5
     command_timeout: float = 5.0
     frame_timeout: float = 1.0
-    error_rate: int = 20             # most ERR replies per second to malformed input
+    error_rate: int = 20  # most ERR replies per second to malformed input
     max_queued: int = 16
 
     def __post_init__(self) -> None:
@@ -171,7 +171,7 @@ class Counters:
 
 @dataclass
 class _Watchdog:
-    last_rx: float = -math.inf    # wall time of the last valid frame (the heartbeat)
+    last_rx: float = -math.inf  # wall time of the last valid frame (the heartbeat)
     held_at: float = -math.inf
     fault: PendantFault | None = None
     raised: int = 0
@@ -181,8 +181,14 @@ class _Watchdog:
 class PendantSession:
     """One pendant on one serial line: frames in, replies and cell news out, cell calls through the link."""
 
-    def __init__(self, params: SessionParams, link: CellLink, wall: Callable[[], float],
-                 cell_time: Callable[[], float], session_id: str = "") -> None:
+    def __init__(
+        self,
+        params: SessionParams,
+        link: CellLink,
+        wall: Callable[[], float],
+        cell_time: Callable[[], float],
+        session_id: str = "",
+    ) -> None:
         self.params = params
         self.link = link
         self._wall = wall
@@ -255,8 +261,11 @@ class PendantSession:
         if kind == "HELLO":
             version = int(frame.args[0])
             if version != PROTOCOL_VERSION:
-                self._error(frame.seq, Reason.VERSION,
-                            f"protocol version {version} not supported: the bridge speaks {PROTOCOL_VERSION}")
+                self._error(
+                    frame.seq,
+                    Reason.VERSION,
+                    f"protocol version {version} not supported: the bridge speaks {PROTOCOL_VERSION}",
+                )
                 return
             self.guard.restart(frame.seq)
             device = frame.arg(1)
@@ -283,8 +292,13 @@ class PendantSession:
             now = self._wall()
             if now - self._busy_logged_at >= 1.0:
                 self._busy_logged_at = now
-                logger.warning("ERR BUSY to %s (seq %d): %d commands already waiting; %d BUSY replies so far",
-                               kind, frame.seq, limit, self.counters.busy_replies)
+                logger.warning(
+                    "ERR BUSY to %s (seq %d): %d commands already waiting; %d BUSY replies so far",
+                    kind,
+                    frame.seq,
+                    limit,
+                    self.counters.busy_replies,
+                )
             return
         self._queue.append(frame)
         self._run_queue()
@@ -334,9 +348,17 @@ class PendantSession:
         if not s:
             return
         ack = {"true": "1", "false": "0"}.get(s.get("fault_acknowledged", ""), "")
-        fields = (s.get("state", self.state or ""), s.get("job", ""), s.get("parts_done", "0"),
-                  s.get("parts", "0"), s.get("part", ""), s.get("last_cycle_time", ""),
-                  word(s.get("fault_code", "")), ack, s.get("fault", ""))
+        fields = (
+            s.get("state", self.state or ""),
+            s.get("job", ""),
+            s.get("parts_done", "0"),
+            s.get("parts", "0"),
+            s.get("part", ""),
+            s.get("last_cycle_time", ""),
+            word(s.get("fault_code", "")),
+            ack,
+            s.get("fault", ""),
+        )
         if force or fields != self._sent_stat:
             self._sent_stat = fields
             self._send(None, "STAT", *fields)
@@ -422,8 +444,7 @@ class PendantSession:
         dropped = self.counters.dropped_errors
         if dropped != self._reported_drops and now - self._reported_at > 5.0:
             self._reported_drops, self._reported_at = dropped, now
-            logger.warning("%d ERR replies to malformed input dropped so far (more than %d/s)", dropped,
-                           p.error_rate)
+            logger.warning("%d ERR replies to malformed input dropped so far (more than %d/s)", dropped, p.error_rate)
         self._watch()
 
     def _watch(self) -> None:
@@ -436,8 +457,13 @@ class PendantSession:
         if age <= p.heartbeat_timeout or now - self._dog.held_at < p.heartbeat_timeout:
             return
         self._dog.held_at = now
-        why = "no pendant connected" if not self.connected else \
-            "no frame from the pendant yet" if math.isinf(age) else f"no frame from the pendant for {age:.2f} s"
+        why = (
+            "no pendant connected"
+            if not self.connected
+            else "no frame from the pendant yet"
+            if math.isinf(age)
+            else f"no frame from the pendant for {age:.2f} s"
+        )
         text = f"pendant heartbeat lost ({why}): holding the cell"
         logger.warning(text)
         if self._dog.fault is None:

@@ -56,29 +56,48 @@ class SerialDevice(Protocol):
         """Close the port."""
 
 
-def open_serial(url: str, baud: int = 115200, parity: str = "N", timeout: float | None = 0.1,
-                write_timeout: float | None = 1.0) -> SerialDevice:
+def open_serial(
+    url: str, baud: int = 115200, parity: str = "N", timeout: float | None = 0.1, write_timeout: float | None = 1.0
+) -> SerialDevice:
     """Open a device path or pyserial URL (`loop://`, `/dev/ttyUSB0`, a pty) as 8 data bits, 1 stop bit."""
     if parity not in PARITIES:
         raise ValueError(f"parity must be one of {', '.join(PARITIES)}, got {parity!r}")
-    port = serial.serial_for_url(url, baudrate=baud, parity=PARITIES[parity], bytesize=serial.EIGHTBITS,
-                                 stopbits=serial.STOPBITS_ONE, timeout=timeout, write_timeout=write_timeout)
+    port = serial.serial_for_url(
+        url,
+        baudrate=baud,
+        parity=PARITIES[parity],
+        bytesize=serial.EIGHTBITS,
+        stopbits=serial.STOPBITS_ONE,
+        timeout=timeout,
+        write_timeout=write_timeout,
+    )
     return cast(SerialDevice, port)  # the stubs declare in_waiting only on the OS port classes
 
 
 class SerialTransport:
     """Keeps a serial line open: reopens it with exponential backoff when it fails, until `stop()`."""
 
-    def __init__(self, url: str, baud: int = 115200, parity: str = "N", notify: Callable[[], None] | None = None,
-                 reconnect_min: float = 0.2, reconnect_max: float = 5.0, max_pending_writes: int = 256,
-                 max_pending_read: int = 4096, stall_timeout: float = 10.0):
+    def __init__(
+        self,
+        url: str,
+        baud: int = 115200,
+        parity: str = "N",
+        notify: Callable[[], None] | None = None,
+        reconnect_min: float = 0.2,
+        reconnect_max: float = 5.0,
+        max_pending_writes: int = 256,
+        max_pending_read: int = 4096,
+        stall_timeout: float = 10.0,
+    ):
         if parity not in PARITIES:
             raise ValueError(f"parity must be one of {', '.join(PARITIES)}, got {parity!r}")
         if not 0 < reconnect_min <= reconnect_max:
             raise ValueError(f"reconnect delays must satisfy 0 < min <= max, got {reconnect_min}, {reconnect_max}")
         if max_pending_writes < 1 or max_pending_read < 1 or stall_timeout <= 0:
-            raise ValueError(f"max_pending_writes and max_pending_read must be >= 1 and stall_timeout > 0, got "
-                             f"{max_pending_writes}, {max_pending_read}, {stall_timeout}")
+            raise ValueError(
+                f"max_pending_writes and max_pending_read must be >= 1 and stall_timeout > 0, got "
+                f"{max_pending_writes}, {max_pending_read}, {stall_timeout}"
+            )
         self.url, self.baud, self.parity = url, baud, parity
         self.max_pending_writes, self.max_pending_read = max_pending_writes, max_pending_read
         self.stall_timeout = stall_timeout
@@ -104,8 +123,10 @@ class SerialTransport:
     def start(self) -> SerialTransport:
         """Start the reader (which opens the device) and the writer thread."""
         self._stop.clear()
-        self._threads = [threading.Thread(target=self._read_loop, name="pendant-reader", daemon=True),
-                         threading.Thread(target=self._write_loop, name="pendant-writer", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read_loop, name="pendant-reader", daemon=True),
+            threading.Thread(target=self._write_loop, name="pendant-writer", daemon=True),
+        ]
         for t in self._threads:
             t.start()
         return self

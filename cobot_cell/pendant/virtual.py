@@ -31,11 +31,22 @@ from .transport import PARITIES
 
 # ------------------------------------------------------------------------------------------ interactive pendant
 KEYS: dict[str, str] = {
-    "s": "START", "h": "HOLD", "r": "RESUME", "x": "STOP", "z": "RESET", "a": "ACK",
-    "u": "SUSPEND", "b": "ABORT", "c": "CLEAR", "e": "REAPPROACH", "i": "STATUS",
+    "s": "START",
+    "h": "HOLD",
+    "r": "RESUME",
+    "x": "STOP",
+    "z": "RESET",
+    "a": "ACK",
+    "u": "SUSPEND",
+    "b": "ABORT",
+    "c": "CLEAR",
+    "e": "REAPPROACH",
+    "i": "STATUS",
 }
-HELP = ("keys: s start  h hold  r resume  x stop  z reset  a ack fault  u suspend  b abort  c clear  "
-        "e reapproach  i status  j job  p parts  q quit")
+HELP = (
+    "keys: s start  h hold  r resume  x stop  z reset  a ack fault  u suspend  b abort  c clear  "
+    "e reapproach  i status  j job  p parts  q quit"
+)
 
 
 def status_line(link: PendantLink) -> str:
@@ -47,10 +58,11 @@ def status_line(link: PendantLink) -> str:
     cycle = f"{s['last_cycle_time']} s" if s.get("last_cycle_time") else "-"
     fault = "-"
     if s.get("fault"):
-        fault = f"{s.get('fault_code') or 'FAULT'}{' (acknowledged)' if s.get('fault_ack') == '1' else ''} " \
-                f"{s['fault']}"
-    return (f"[{v.cell or '?'}] {v.state or '?':<12} job {s.get('job') or '?'}  parts {parts}  "
-            f"last cycle {cycle}  fault {fault}  ({linked})")
+        fault = f"{s.get('fault_code') or 'FAULT'}{' (acknowledged)' if s.get('fault_ack') == '1' else ''} {s['fault']}"
+    return (
+        f"[{v.cell or '?'}] {v.state or '?':<12} job {s.get('job') or '?'}  parts {parts}  "
+        f"last cycle {cycle}  fault {fault}  ({linked})"
+    )
 
 
 def run_interactive(link: PendantLink, out=sys.stdout, stdin=sys.stdin) -> int:
@@ -137,8 +149,11 @@ def cmd_pendant(args: argparse.Namespace) -> int:
             script = sys.stdin.read()
         if script is not None:
             if args.wait_bridge > 0:
-                link.wait_for(lambda: bool(link.view.hellos) and bool(link.view.stat), args.wait_bridge,
-                              "the bridge's HELLO and the cell's status")
+                link.wait_for(
+                    lambda: bool(link.view.hellos) and bool(link.view.stat),
+                    args.wait_bridge,
+                    "the bridge's HELLO and the cell's status",
+                )
             run_script(link, parse_script(script), args.timeout, echo=lambda s: print(s, flush=True))
             return 0
         return run_interactive(link)
@@ -155,16 +170,25 @@ def cmd_pendant(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers) -> None:
     """Add the `pendant` subcommand to the `cobot-cell` argparse subparsers."""
-    text = ("virtual teach pendant on a serial line: interactive (keys for the commands, live status line) "
-            "or scripted (--script)")
-    s = subparsers.add_parser("pendant", help=text, description=text,
-                              epilog="Script steps: CMD [ARG] (must be OK; -CMD tolerates ERR), WAIT <State> [s], "
-                                     "PARTS_DONE <n> [s], SLEEP <s>; separated by ';' or newlines. Example: "
-                                     "'HELLO; PARTS 2; RESET; WAIT Idle; START; PARTS_DONE 2 120'")
+    text = (
+        "virtual teach pendant on a serial line: interactive (keys for the commands, live status line) "
+        "or scripted (--script)"
+    )
+    s = subparsers.add_parser(
+        "pendant",
+        help=text,
+        description=text,
+        epilog="Script steps: CMD [ARG] (must be OK; -CMD tolerates ERR), WAIT <State> [s], "
+        "PARTS_DONE <n> [s], SLEEP <s>; separated by ';' or newlines. Example: "
+        "'HELLO; PARTS 2; RESET; WAIT Idle; START; PARTS_DONE 2 120'",
+    )
     where = s.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial device or pyserial URL of the line to the bridge")
-    where.add_argument("--create-pty", metavar="PATH",
-                       help="create a pty pair and link its device to PATH (set the bridge's port to PATH)")
+    where.add_argument(
+        "--create-pty",
+        metavar="PATH",
+        help="create a pty pair and link its device to PATH (set the bridge's port to PATH)",
+    )
     s.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     s.add_argument("--parity", choices=sorted(PARITIES), default="N", help="parity (default N)")
     s.add_argument("--device", default="virtual-pendant", help="device name sent in HELLO")
@@ -172,6 +196,10 @@ def register_cli(subparsers) -> None:
     s.add_argument("--script", help="run these steps instead of the interactive pendant")
     s.add_argument("--script-file", help="run the steps in this file")
     s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply or state")
-    s.add_argument("--wait-bridge", type=float, default=0.0,
-                   help="scripted: first wait up to this many seconds for the bridge (HELLO) and the cell (STAT)")
+    s.add_argument(
+        "--wait-bridge",
+        type=float,
+        default=0.0,
+        help="scripted: first wait up to this many seconds for the bridge (HELLO) and the cell (STAT)",
+    )
     s.set_defaults(func=cmd_pendant)

@@ -62,13 +62,20 @@ class AuditRecord:
     source: str
     user: str
     command: str
-    outcome: str   # accepted | refused
-    detail: str    # the reply or the reason for refusal
+    outcome: str  # accepted | refused
+    detail: str  # the reply or the reason for refusal
 
     def to_key_values(self) -> list[tuple[str, str]]:
         """The record as (key, value) strings for a DiagnosticStatus or a JSON object."""
-        return [("time", repr(self.time)), ("cell", self.cell), ("source", self.source), ("user", self.user),
-                ("command", self.command), ("outcome", self.outcome), ("detail", self.detail)]
+        return [
+            ("time", repr(self.time)),
+            ("cell", self.cell),
+            ("source", self.source),
+            ("user", self.user),
+            ("command", self.command),
+            ("outcome", self.outcome),
+            ("detail", self.detail),
+        ]
 
     @classmethod
     def from_key_values(cls, pairs: list[tuple[str, str]] | dict[str, str]) -> AuditRecord:
@@ -88,15 +95,20 @@ class AuditRecord:
 
 def _clip(text: str) -> str:
     text = str(text)
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 3] + "..."
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
 class Authority:
     """Which source commands the cell, and the audit of every command."""
 
-    def __init__(self, cell: str, holder: Source = Source.LOCAL, clock: Callable[[], float] = time.time,
-                 on_audit: Callable[[AuditRecord], None] | None = None,
-                 on_change: Callable[[Source], None] | None = None) -> None:
+    def __init__(
+        self,
+        cell: str,
+        holder: Source = Source.LOCAL,
+        clock: Callable[[], float] = time.time,
+        on_audit: Callable[[AuditRecord], None] | None = None,
+        on_change: Callable[[Source], None] | None = None,
+    ) -> None:
         """Start with `holder` in charge; `on_audit` gets every record, `on_change` every change of holder."""
         self.cell = cell
         self._holder = holder
@@ -128,10 +140,14 @@ class Authority:
             return
         if src is self._holder or (src is Source.LOCAL and command in ALWAYS_LOCAL):
             return
-        raise Refused(f"{src.value} command '{command}' refused: the cell takes commands from the "
-                      f"{self._holder.value} operator" + (" (the local operator hands authority over)"
-                                                          if src is Source.REMOTE else
-                                                          " (take authority back first)"), AUTHORITY)
+        raise Refused(
+            f"{src.value} command '{command}' refused: the cell takes commands from the "
+            f"{self._holder.value} operator"
+            + (
+                " (the local operator hands authority over)" if src is Source.REMOTE else " (take authority back first)"
+            ),
+            AUTHORITY,
+        )
 
     def execute(self, source: Source | str, user: str, command: str, action: Callable[[], str]) -> str:
         """Check, run `action` (which raises Refused or ValueError to refuse) and audit; returns the action's reply.
@@ -164,8 +180,7 @@ class Authority:
         return f"authority {holder.value}"
 
     def _audit(self, source: str, user: str, command: str, outcome: str, detail: str) -> None:
-        rec = AuditRecord(self._clock(), self.cell, _clip(source), _clip(user), _clip(command), outcome,
-                          _clip(detail))
+        rec = AuditRecord(self._clock(), self.cell, _clip(source), _clip(user), _clip(command), outcome, _clip(detail))
         logger.info("command %s from %s user '%s': %s (%s)", rec.command, rec.source, rec.user, outcome, rec.detail)
         if self.on_audit is not None:
             self.on_audit(rec)

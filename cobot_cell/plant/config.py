@@ -119,12 +119,19 @@ def load_plant(path: str | Path) -> PlantConfig:
             raise PlantFileError(f"{where}.name: {c['name']!r} differs from the cell file's cell.name {name!r}")
         for ns in ("/" + name, *spaces):
             if ns in owner:
-                raise PlantFileError(f"{where}.file: namespace {ns} of cell '{name}' is already used by "
-                                     f"{owner[ns]} (give each cell a unique cell.name and cobot namespaces)")
+                raise PlantFileError(
+                    f"{where}.file: namespace {ns} of cell '{name}' is already used by "
+                    f"{owner[ns]} (give each cell a unique cell.name and cobot namespaces)"
+                )
             owner[ns] = f"cell '{name}'"
         cells.append(PlantCell(name, file, host == "local", jobs, spaces))
-    return PlantConfig(path=path, site=site, area=area, db=(base / str(plant.get("db", "production.db"))).resolve(),
-                       opcua=str(plant.get("opcua") or ""), mqtt=str(plant.get("mqtt") or ""),
-                       users=str((base / plant["users"]).resolve()) if plant.get("users") else "",
-                       cells=tuple(cells))
-
+    return PlantConfig(
+        path=path,
+        site=site,
+        area=area,
+        db=(base / str(plant.get("db", "production.db"))).resolve(),
+        opcua=str(plant.get("opcua") or ""),
+        mqtt=str(plant.get("mqtt") or ""),
+        users=str((base / plant["users"]).resolve()) if plant.get("users") else "",
+        cells=tuple(cells),
+    )

@@ -75,10 +75,20 @@ def _number(text: str) -> float | None:
 
 def cycle_payload(r: CycleReport) -> dict[str, Any]:
     """A cycle report as JSON data (key: run_id/part)."""
-    return {"key": f"{r.run_id}/{r.part}", "cell": r.cell, "job": r.job, "run_id": r.run_id, "part": r.part,
-            "status": r.status, "start": r.start, "end": r.end, "cycle_time": r.cycle_time,
-            "steps": [{"step": s.step, "skill": s.skill, "cobot": s.cobot, "start": s.start, "end": s.end}
-                      for s in r.steps]}
+    return {
+        "key": f"{r.run_id}/{r.part}",
+        "cell": r.cell,
+        "job": r.job,
+        "run_id": r.run_id,
+        "part": r.part,
+        "status": r.status,
+        "start": r.start,
+        "end": r.end,
+        "cycle_time": r.cycle_time,
+        "steps": [
+            {"step": s.step, "skill": s.skill, "cobot": s.cobot, "start": s.start, "end": s.end} for s in r.steps
+        ],
+    }
 
 
 def event_message(prefix: str, cell: str, kind: str, data: Any, now: float | None = None) -> Message | None:
@@ -118,7 +128,7 @@ class Outbox:
         self.limit = limit
         self._queue: deque[Message] = deque()
         self._unacked: dict[int, Message] = {}
-        self._early: set[int] = set()   # acknowledged before `sent` recorded them (the client's thread was quick)
+        self._early: set[int] = set()  # acknowledged before `sent` recorded them (the client's thread was quick)
         self._lock = threading.Lock()
         self.dropped = 0
         self.acked = 0

@@ -121,8 +121,9 @@ class _Users:
     def __init__(self, store: UserStore | None) -> None:
         self.store = store
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
         if username is None:
             return PlantUser(UserRole.Anonymous, None, Role.VIEWER)
         role = self.store.verify(username, password or "") if self.store is not None else None
@@ -184,8 +185,9 @@ class _InternalServer(InternalServer):
 
     def create_session(self, name: str, user: User | None = None, external: bool = False) -> InternalSession:
         if external and len(self._external_sessions) >= self.plant.options.max_sessions:
-            logger.warning("OPC UA session '%s' refused: %d sessions open (the limit)", name,
-                           len(self._external_sessions))
+            logger.warning(
+                "OPC UA session '%s' refused: %d sessions open (the limit)", name, len(self._external_sessions)
+            )
             raise ServiceError(ua.StatusCodes.BadTooManySessions)
         if user is None:
             user = User(role=UserRole.Anonymous)
@@ -213,8 +215,8 @@ class _CellNodes:
 
     name: str
     jobs: tuple[str, ...]
-    values: dict[str, ua.NodeId] = field(default_factory=dict)   # tag path -> variable
-    last: dict[str, Any] = field(default_factory=dict)           # tag path -> last value written
+    values: dict[str, ua.NodeId] = field(default_factory=dict)  # tag path -> variable
+    last: dict[str, Any] = field(default_factory=dict)  # tag path -> last value written
 
 
 @dataclass(frozen=True)
@@ -234,12 +236,12 @@ class PlantServer:
         self.server = Server(iserver=self.iserver)
         self.cells: dict[str, _CellNodes] = {}
         self.methods: dict[ua.NodeId, _Method] = {}
-        self.writable: dict[ua.NodeId, str] = {}   # CntrlCmd node -> cell
+        self.writable: dict[ua.NodeId, str] = {}  # CntrlCmd node -> cell
         self.own_namespaces: set[int] = set()
         self.types: dict[str, ua.NodeId] = {}
         self.state_ids: dict[str, ua.NodeId] = {}
         self.transition_ids: dict[str, ua.NodeId] = {}
-        self._dt: dict[str, Any] = {}   # data type name -> generated class
+        self._dt: dict[str, Any] = {}  # data type name -> generated class
         self._started = False
 
     # ------------------------------------------------------------------ set-up
@@ -264,20 +266,29 @@ class PlantServer:
         self.own_namespaces = {self.packml_ns, self.ns}
         await self._data_types()
         await self._object_types()
-        self.folder = await self.server.nodes.objects.add_folder(ua.NodeId("PackMLObjects", self.packml_ns),
-                                                                 ua.QualifiedName("PackMLObjects", self.packml_ns))
+        self.folder = await self.server.nodes.objects.add_folder(
+            ua.NodeId("PackMLObjects", self.packml_ns), ua.QualifiedName("PackMLObjects", self.packml_ns)
+        )
         await self.server.start()
         self._started = True
-        logger.info("OPC UA server on %s (security: Basic256Sha256 Sign & Encrypt%s)", opts.endpoint,
-                    ", None" if opts.allow_none else "")
+        logger.info(
+            "OPC UA server on %s (security: Basic256Sha256 Sign & Encrypt%s)",
+            opts.endpoint,
+            ", None" if opts.allow_none else "",
+        )
 
     async def _certificate(self, host: str) -> None:
         pki = self.options.pki_dir
         pki.mkdir(parents=True, exist_ok=True, mode=0o700)
         key, cert = pki / "server_key.pem", pki / "server_cert.der"
-        await setup_self_signed_certificate(key, cert, APP_URI, socket.gethostname() if host == "0.0.0.0" else host,
-                                            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-                                            {"commonName": "cobot_cell opcua_bridge", "organizationName": "cobot_cell"})
+        await setup_self_signed_certificate(
+            key,
+            cert,
+            APP_URI,
+            socket.gethostname() if host == "0.0.0.0" else host,
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"commonName": "cobot_cell opcua_bridge", "organizationName": "cobot_cell"},
+        )
         key.chmod(0o600)
         await self.server.load_certificate(str(cert))
         await self.server.load_private_key(str(key))
@@ -295,39 +306,92 @@ class PlantServer:
             try:
                 await validator.validate(certificate, app)
             except ServiceError as exc:
-                logger.warning("client certificate of '%s' refused: %s", app.ApplicationUri,
-                               ua.StatusCode(exc.code).name)
+                logger.warning(
+                    "client certificate of '%s' refused: %s", app.ApplicationUri, ua.StatusCode(exc.code).name
+                )
                 raise
+
         self.server.set_certificate_validator(check)
 
     async def _data_types(self) -> None:
         """OPC 30050 section 6.3 data types, in the PackML namespace."""
         s, ns, vt = self.server, self.packml_ns, ua.VariantType
         eu = ua.NodeId(ua.ObjectIds.EUInformation)
-        desc, _ = await new_struct(s, ns, "PackMLDescriptorDataType", [
-            new_struct_field("ID", vt.Int32), new_struct_field("Name", vt.String), new_struct_field("Unit", eu),
-            new_struct_field("Value", vt.Float)])
-        ingr, _ = await new_struct(s, ns, "PackMLIngredientsDataType", [
-            new_struct_field("IngredientID", vt.Int32), new_struct_field("Parameter", desc, array=True)])
-        await new_struct(s, ns, "PackMLProductDataType", [
-            new_struct_field("ProductID", vt.Int32), new_struct_field("ProcessVariables", desc, array=True),
-            new_struct_field("Ingredients", ingr, array=True)])
-        await new_struct(s, ns, "PackMLCountDataType", [
-            new_struct_field("ID", vt.Int32), new_struct_field("Name", vt.String), new_struct_field("Unit", eu),
-            new_struct_field("Count", vt.Int32), new_struct_field("AccCount", vt.Int32)])
-        await new_struct(s, ns, "PackMLAlarmDataType", [
-            new_struct_field("ID", vt.Int32), new_struct_field("Value", vt.Int32),
-            new_struct_field("Message", vt.String), new_struct_field("Category", vt.Int32),
-            new_struct_field("DateTime", vt.DateTime), new_struct_field("AckDateTime", vt.DateTime),
-            new_struct_field("Trigger", vt.Boolean)])
-        await new_struct(s, ns, "PackMLRemoteInterfaceDataType", [
-            new_struct_field("Number", vt.Int32), new_struct_field("ControlCmdNumber", vt.Int32),
-            new_struct_field("CmdValue", vt.Int32), new_struct_field("Parameter", desc, array=True)])
+        desc, _ = await new_struct(
+            s,
+            ns,
+            "PackMLDescriptorDataType",
+            [
+                new_struct_field("ID", vt.Int32),
+                new_struct_field("Name", vt.String),
+                new_struct_field("Unit", eu),
+                new_struct_field("Value", vt.Float),
+            ],
+        )
+        ingr, _ = await new_struct(
+            s,
+            ns,
+            "PackMLIngredientsDataType",
+            [new_struct_field("IngredientID", vt.Int32), new_struct_field("Parameter", desc, array=True)],
+        )
+        await new_struct(
+            s,
+            ns,
+            "PackMLProductDataType",
+            [
+                new_struct_field("ProductID", vt.Int32),
+                new_struct_field("ProcessVariables", desc, array=True),
+                new_struct_field("Ingredients", ingr, array=True),
+            ],
+        )
+        await new_struct(
+            s,
+            ns,
+            "PackMLCountDataType",
+            [
+                new_struct_field("ID", vt.Int32),
+                new_struct_field("Name", vt.String),
+                new_struct_field("Unit", eu),
+                new_struct_field("Count", vt.Int32),
+                new_struct_field("AccCount", vt.Int32),
+            ],
+        )
+        await new_struct(
+            s,
+            ns,
+            "PackMLAlarmDataType",
+            [
+                new_struct_field("ID", vt.Int32),
+                new_struct_field("Value", vt.Int32),
+                new_struct_field("Message", vt.String),
+                new_struct_field("Category", vt.Int32),
+                new_struct_field("DateTime", vt.DateTime),
+                new_struct_field("AckDateTime", vt.DateTime),
+                new_struct_field("Trigger", vt.Boolean),
+            ],
+        )
+        await new_struct(
+            s,
+            ns,
+            "PackMLRemoteInterfaceDataType",
+            [
+                new_struct_field("Number", vt.Int32),
+                new_struct_field("ControlCmdNumber", vt.Int32),
+                new_struct_field("CmdValue", vt.Int32),
+                new_struct_field("Parameter", desc, array=True),
+            ],
+        )
         modes = await new_enum(s, ns, "ProductionMaintenanceModeEnum", [MODES[i] for i in sorted(MODES)])
         self.types["ProductionMaintenanceModeEnum"] = modes.nodeid
         classes = await s.load_data_type_definitions()
-        for name in ("PackMLDescriptorDataType", "PackMLIngredientsDataType", "PackMLProductDataType",
-                     "PackMLCountDataType", "PackMLAlarmDataType", "PackMLRemoteInterfaceDataType"):
+        for name in (
+            "PackMLDescriptorDataType",
+            "PackMLIngredientsDataType",
+            "PackMLProductDataType",
+            "PackMLCountDataType",
+            "PackMLAlarmDataType",
+            "PackMLRemoteInterfaceDataType",
+        ):
             self._dt[name] = classes[name] if name in classes else getattr(ua, name)
             self.types[name] = self._dt[name].data_type
 
@@ -338,21 +402,28 @@ class PlantServer:
         ns = self.packml_ns
         for name in ("PackMLBaseObjectType", "PackMLStatusObjectType", "PackMLAdminObjectType"):
             self.types[name] = (await base_obj.add_object_type(ua.NodeId(name, ns), ua.QualifiedName(name, ns))).nodeid
-        for machine, type_name in ((BASE, "PackMLBaseStateMachineType"), (MACHINE, "PackMLMachineStateMachineType"),
-                                   (EXECUTE, "PackMLExecuteStateMachineType")):
+        for machine, type_name in (
+            (BASE, "PackMLBaseStateMachineType"),
+            (MACHINE, "PackMLMachineStateMachineType"),
+            (EXECUTE, "PackMLExecuteStateMachineType"),
+        ):
             t = await fsm.add_object_type(ua.NodeId(type_name, ns), ua.QualifiedName(type_name, ns))
             self.types[machine] = t.nodeid
             for state in STATES[machine]:
-                node = await t.add_object(ua.NodeId(f"{type_name}.{state}", ns), ua.QualifiedName(state, ns),
-                                          ua.ObjectIds.StateType)
+                node = await t.add_object(
+                    ua.NodeId(f"{type_name}.{state}", ns), ua.QualifiedName(state, ns), ua.ObjectIds.StateType
+                )
                 await (await node.get_child("0:StateNumber")).write_value(
-                    ua.Variant(state_number(state), ua.VariantType.UInt32))
+                    ua.Variant(state_number(state), ua.VariantType.UInt32)
+                )
                 self.state_ids[state] = node.nodeid
             for number, tr in enumerate(TRANSITIONS[machine], start=1):
-                node = await t.add_object(ua.NodeId(f"{type_name}.{tr.name}", ns), ua.QualifiedName(tr.name, ns),
-                                          ua.ObjectIds.TransitionType)
+                node = await t.add_object(
+                    ua.NodeId(f"{type_name}.{tr.name}", ns), ua.QualifiedName(tr.name, ns), ua.ObjectIds.TransitionType
+                )
                 await (await node.get_child("0:TransitionNumber")).write_value(
-                    ua.Variant(number, ua.VariantType.UInt32))
+                    ua.Variant(number, ua.VariantType.UInt32)
+                )
                 await node.add_reference(self.state_ids[tr.source], ua.ObjectIds.FromState)
                 await node.add_reference(self.state_ids[tr.target], ua.ObjectIds.ToState)
                 self.transition_ids[tr.name] = node.nodeid
@@ -369,10 +440,19 @@ class PlantServer:
         def nid(path: str) -> ua.NodeId:
             return ua.NodeId(f"{name}.{path}", ns)
 
-        async def var(parent: Any, path: str, bname: str, value: Any, vtype: ua.VariantType,
-                      datatype: ua.NodeId | None = None, space: int = pns, writable: bool = False) -> Any:
-            node = await parent.add_variable(nid(path), ua.QualifiedName(bname, space), ua.Variant(value, vtype),
-                                             datatype=datatype)
+        async def var(
+            parent: Any,
+            path: str,
+            bname: str,
+            value: Any,
+            vtype: ua.VariantType,
+            datatype: ua.NodeId | None = None,
+            space: int = pns,
+            writable: bool = False,
+        ) -> Any:
+            node = await parent.add_variable(
+                nid(path), ua.QualifiedName(bname, space), ua.Variant(value, vtype), datatype=datatype
+            )
             if writable:
                 await node.set_writable(True)
             c.values[path] = node.nodeid
@@ -391,27 +471,56 @@ class PlantServer:
         await root.add_property(nid("TagID"), ua.QualifiedName("TagID", pns), name)
         # Status (6.2.2)
         st = await obj(root, "Status", "Status", self.types["PackMLStatusObjectType"])
-        await var(st, "Status.UnitModeCurrent", "UnitModeCurrent", PRODUCE, vt.Int32,
-                  self.types["ProductionMaintenanceModeEnum"])
-        await st.add_property(nid("Status.UnitSupportedModes"), ua.QualifiedName("UnitSupportedModes", pns),
-                              ua.Variant(self.types["ProductionMaintenanceModeEnum"], vt.NodeId))
+        await var(
+            st,
+            "Status.UnitModeCurrent",
+            "UnitModeCurrent",
+            PRODUCE,
+            vt.Int32,
+            self.types["ProductionMaintenanceModeEnum"],
+        )
+        await st.add_property(
+            nid("Status.UnitSupportedModes"),
+            ua.QualifiedName("UnitSupportedModes", pns),
+            ua.Variant(self.types["ProductionMaintenanceModeEnum"], vt.NodeId),
+        )
         await var(st, "Status.UnitModeRequested", "UnitModeRequested", False, vt.Boolean)
         await var(st, "Status.UnitModeChangeInProcess", "UnitModeChangeInProcess", False, vt.Boolean)
         await var(st, "Status.StateRequested", "StateRequested", 0, vt.Int32)
         await var(st, "Status.StateChangeInProcess", "StateChangeInProcess", False, vt.Boolean)
         await var(st, "Status.StateCurrent", "StateCurrent", STATE_NUMBERS["Stopped"], vt.Int32)
         for tag in ("MachSpeed", "CurMachSpeed"):
-            node = await st.add_variable(nid(f"Status.{tag}"), ua.QualifiedName(tag, pns), ua.Variant(0.0, vt.Float),
-                                         datatype=ua.NodeId(ua.ObjectIds.Float))
+            node = await st.add_variable(
+                nid(f"Status.{tag}"),
+                ua.QualifiedName(tag, pns),
+                ua.Variant(0.0, vt.Float),
+                datatype=ua.NodeId(ua.ObjectIds.Float),
+            )
             c.values[f"Status.{tag}"] = node.nodeid
             await node.add_property(0, "EURange", ua.Variant(ua.Range(0.0, max(design_speed, 1.0) * 2), ext))
-            await node.add_property(0, "EngineeringUnits", ua.Variant(ua.EUInformation(
-                NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact", UnitId=-1,
-                DisplayName=ua.LocalizedText("parts/h"), Description=ua.LocalizedText("parts per hour")), ext))
+            await node.add_property(
+                0,
+                "EngineeringUnits",
+                ua.Variant(
+                    ua.EUInformation(
+                        NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+                        UnitId=-1,
+                        DisplayName=ua.LocalizedText("parts/h"),
+                        Description=ua.LocalizedText("parts per hour"),
+                    ),
+                    ext,
+                ),
+            )
         await var(st, "Status.EquipmentBlocked", "EquipmentBlocked", False, vt.Boolean)
         await var(st, "Status.EquipmentStarved", "EquipmentStarved", False, vt.Boolean)
-        await var(st, "Status.Parameter", "Parameter", [self._descriptor(1, "parts", 0)], ext,
-                  self.types["PackMLDescriptorDataType"])
+        await var(
+            st,
+            "Status.Parameter",
+            "Parameter",
+            [self._descriptor(1, "parts", 0)],
+            ext,
+            self.types["PackMLDescriptorDataType"],
+        )
         await var(st, "Status.Product", "Product", [self._product(0, 0)], ext, self.types["PackMLProductDataType"])
         # Admin (6.2.3)
         ad = await obj(root, "Admin", "Admin", self.types["PackMLAdminObjectType"])
@@ -434,19 +543,42 @@ class PlantServer:
             # a FiniteStateMachineType instance: CurrentState (with Id, Number), AvailableStates and
             # AvailableTransitions come from the base type (OPC 10000-16); the ones missing are added
             sm = await obj(parent, machine, bname, self.types[machine])
-            cs = await _child_or(sm, "CurrentState", functools.partial(
-                sm.add_variable, nid(f"{machine}.CurrentState"), ua.QualifiedName("CurrentState", 0),
-                ua.LocalizedText(""), datatype=ua.NodeId(ua.ObjectIds.LocalizedText)))
+            cs = await _child_or(
+                sm,
+                "CurrentState",
+                functools.partial(
+                    sm.add_variable,
+                    nid(f"{machine}.CurrentState"),
+                    ua.QualifiedName("CurrentState", 0),
+                    ua.LocalizedText(""),
+                    datatype=ua.NodeId(ua.ObjectIds.LocalizedText),
+                ),
+            )
             c.values[f"{machine}.CurrentState"] = cs.nodeid
             for prop, value, vtype in (("Id", ua.NodeId(), vt.NodeId), ("Number", 0, vt.UInt32)):
-                p = await _child_or(cs, prop, functools.partial(
-                    cs.add_property, nid(f"{machine}.CurrentState.{prop}"), ua.QualifiedName(prop, 0),
-                    ua.Variant(value, vtype)))
+                p = await _child_or(
+                    cs,
+                    prop,
+                    functools.partial(
+                        cs.add_property,
+                        nid(f"{machine}.CurrentState.{prop}"),
+                        ua.QualifiedName(prop, 0),
+                        ua.Variant(value, vtype),
+                    ),
+                )
                 c.values[f"{machine}.CurrentState.{prop}"] = p.nodeid
             for tag in ("AvailableStates", "AvailableTransitions"):
-                node = await _child_or(sm, tag, functools.partial(
-                    sm.add_variable, nid(f"{machine}.{tag}"), ua.QualifiedName(tag, 0), ua.Variant([], vt.NodeId),
-                    datatype=ua.NodeId(ua.ObjectIds.NodeId)))
+                node = await _child_or(
+                    sm,
+                    tag,
+                    functools.partial(
+                        sm.add_variable,
+                        nid(f"{machine}.{tag}"),
+                        ua.QualifiedName(tag, 0),
+                        ua.Variant([], vt.NodeId),
+                        datatype=ua.NodeId(ua.ObjectIds.NodeId),
+                    ),
+                )
                 c.values[f"{machine}.{tag}"] = node.nodeid
             for mname in METHODS[machine]:
                 args = [self._arg("Parameter", "PackMLDescriptorDataType", array=True)] if mname == "Start" else []
@@ -455,11 +587,16 @@ class PlantServer:
         # Methods of the base object (6.2.1)
         await method(root, "SetUnitMode", "SetUnitMode", [self._arg("RequestedMode", ua.ObjectIds.Int32)])
         await method(root, "SetMachSpeed", "SetMachSpeed", [self._arg("RequestedMachineSpeed", ua.ObjectIds.Float)])
-        await method(root, "SetParameter", "SetParameter",
-                     [self._arg("Parameter", "PackMLDescriptorDataType", array=True)])
+        await method(
+            root, "SetParameter", "SetParameter", [self._arg("Parameter", "PackMLDescriptorDataType", array=True)]
+        )
         await method(root, "SetProduct", "SetProduct", [self._arg("Product", "PackMLProductDataType", array=True)])
-        await method(root, "RemoteCommand", "RemoteCommand",
-                     [self._arg("RemoteInterface", "PackMLRemoteInterfaceDataType", array=True)])
+        await method(
+            root,
+            "RemoteCommand",
+            "RemoteCommand",
+            [self._arg("RemoteInterface", "PackMLRemoteInterfaceDataType", array=True)],
+        )
         # cobot_cell extensions: TR88 Command.CntrlCmd, the cell's own facts, KPIs
         cmd = await obj(root, "Command", "Command", ua.ObjectIds.BaseObjectType, space=ns)
         await var(cmd, "Command.CntrlCmd", "CntrlCmd", 0, vt.Int32, space=ns, writable=True)
@@ -489,17 +626,20 @@ class PlantServer:
         return self._dt["PackMLDescriptorDataType"](ID=id_, Name=name, Unit=ua.EUInformation(), Value=float(value))
 
     def _product(self, product_id: int, parts: int) -> Any:
-        return self._dt["PackMLProductDataType"](ProductID=product_id,
-                                                 ProcessVariables=[self._descriptor(1, "parts", parts)],
-                                                 Ingredients=[])
+        return self._dt["PackMLProductDataType"](
+            ProductID=product_id, ProcessVariables=[self._descriptor(1, "parts", parts)], Ingredients=[]
+        )
 
     def _alarm(self, a: Alarm) -> Any:
-        return self._dt["PackMLAlarmDataType"](ID=a.id, Value=a.value, Message=a.message, Category=a.category,
-                                               DateTime=_utc(a.time) if a.time else datetime(1601, 1, 1,
-                                                                                           tzinfo=timezone.utc),
-                                               AckDateTime=_utc(a.ack_time) if a.ack_time else
-                                               datetime(1601, 1, 1, tzinfo=timezone.utc),
-                                               Trigger=a.trigger)
+        return self._dt["PackMLAlarmDataType"](
+            ID=a.id,
+            Value=a.value,
+            Message=a.message,
+            Category=a.category,
+            DateTime=_utc(a.time) if a.time else datetime(1601, 1, 1, tzinfo=timezone.utc),
+            AckDateTime=_utc(a.ack_time) if a.ack_time else datetime(1601, 1, 1, tzinfo=timezone.utc),
+            Trigger=a.trigger,
+        )
 
     def _count(self, n: Count) -> Any:
         unit = ua.EUInformation(DisplayName=ua.LocalizedText("parts"))
@@ -533,8 +673,7 @@ class PlantServer:
             "Admin.ModeCurrentTime": ua.Variant(_by_mode(t.mode_current_time), vt.Int32),
             "Admin.ModeCumulativeTime": ua.Variant(_by_mode(t.mode_cumulative_time), vt.Int32),
             "Admin.StateCurrentTime": ua.Variant(_by_mode_state({t.state_number: t.state_current_time}), vt.Int32),
-            "Admin.StateCumulativeTime": ua.Variant(_by_mode_state(dict(enumerate(t.state_cumulative_time))),
-                                                    vt.Int32),
+            "Admin.StateCumulativeTime": ua.Variant(_by_mode_state(dict(enumerate(t.state_cumulative_time))), vt.Int32),
             "Cell.Authority": ua.Variant(t.authority, vt.String),
             "Cell.Job": ua.Variant(t.job, vt.String),
             "Cell.PartsTarget": ua.Variant(t.parts_target, vt.Int32),
@@ -553,8 +692,9 @@ class PlantServer:
                 v[f"{machine}.CurrentState.Id"] = ua.Variant(self.state_ids[current], vt.NodeId)
                 v[f"{machine}.CurrentState.Number"] = ua.Variant(state_number(current), vt.UInt32)
             v[f"{machine}.AvailableStates"] = ua.Variant([self.state_ids[s] for s in STATES[machine]], vt.NodeId)
-            v[f"{machine}.AvailableTransitions"] = ua.Variant([self.transition_ids[n] for n in t.available[machine]],
-                                                              vt.NodeId)
+            v[f"{machine}.AvailableTransitions"] = ua.Variant(
+                [self.transition_ids[n] for n in t.available[machine]], vt.NodeId
+            )
         return v
 
     async def update(self, cell: str, tags: CellTags) -> int:
@@ -567,8 +707,9 @@ class PlantServer:
             c.last[path] = value
             now = datetime.now(timezone.utc)
             if isinstance(value, ua.DataValue):
-                dv = ua.DataValue(Value=value.Value, StatusCode=value.StatusCode, SourceTimestamp=now,
-                                  ServerTimestamp=now)
+                dv = ua.DataValue(
+                    Value=value.Value, StatusCode=value.StatusCode, SourceTimestamp=now, ServerTimestamp=now
+                )
             else:
                 dv = ua.DataValue(Value=value, SourceTimestamp=now, ServerTimestamp=now)
             await self.server.write_attribute_value(c.values[path], dv)
@@ -582,15 +723,20 @@ class PlantServer:
 
     async def _reply(self, cell: str, who: str, command: str, reply: Reply) -> ua.StatusCode:
         text = f"{command} by {who}: {'accepted' if reply.ok else 'refused'}: {reply.text}"
-        await self.server.write_attribute_value(self.cells[cell].values["Cell.LastCommandReply"],
-                                                ua.DataValue(ua.Variant(text, ua.VariantType.String)))
+        await self.server.write_attribute_value(
+            self.cells[cell].values["Cell.LastCommandReply"], ua.DataValue(ua.Variant(text, ua.VariantType.String))
+        )
         if reply.ok:
             logger.info("OPC UA %s", text)
             return ua.StatusCode(ua.StatusCodes.Good)
         logger.warning("OPC UA %s", text)
-        code = {"authority": ua.StatusCodes.BadRequestNotAllowed, "input": ua.StatusCodes.BadInvalidArgument,
-                "unsupported": ua.StatusCodes.BadNotSupported, "range": ua.StatusCodes.BadOutOfRange,
-                "timeout": ua.StatusCodes.BadTimeout}.get(reply.kind, ua.StatusCodes.BadInvalidState)
+        code = {
+            "authority": ua.StatusCodes.BadRequestNotAllowed,
+            "input": ua.StatusCodes.BadInvalidArgument,
+            "unsupported": ua.StatusCodes.BadNotSupported,
+            "range": ua.StatusCodes.BadOutOfRange,
+            "timeout": ua.StatusCodes.BadTimeout,
+        }.get(reply.kind, ua.StatusCodes.BadInvalidState)
         return ua.StatusCode(code)
 
     async def _command(self, cell: str, user: Any, command: str, **fields: Any) -> Reply:
@@ -604,8 +750,12 @@ class PlantServer:
         """Tell the audit trail about a command refused for the user's role."""
         if self.options.on_refused is not None:
             try:
-                self.options.on_refused(cell, getattr(user, "name", None) or "", command,
-                                        f"BadUserAccessDenied: {_who(user)} may not command (operator role needed)")
+                self.options.on_refused(
+                    cell,
+                    getattr(user, "name", None) or "",
+                    command,
+                    f"BadUserAccessDenied: {_who(user)} may not command (operator role needed)",
+                )
             except Exception:
                 logger.exception("auditing a refused %s on cell '%s' failed", command, cell)
 
@@ -616,8 +766,9 @@ class PlantServer:
         args = list(req.InputArguments or [])
         res.InputArgumentResults = [ua.StatusCode() for _ in args]
         if _level(user) < Role.OPERATOR:
-            logger.warning("OPC UA %s refused for %s on cell '%s': commands need the operator role", m.name,
-                           _who(user), m.cell)
+            logger.warning(
+                "OPC UA %s refused for %s on cell '%s': commands need the operator role", m.name, _who(user), m.cell
+            )
             self._refused(m.cell, user, m.name)
             res.StatusCode = ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
             return res
@@ -626,7 +777,7 @@ class PlantServer:
         except _BadInput as exc:
             res.StatusCode = await self._reply(m.cell, _who(user), m.name, Reply(False, str(exc), exc.kind))
             return res
-        if command is None:   # accepted without asking the cell (SetUnitMode Produce)
+        if command is None:  # accepted without asking the cell (SetUnitMode Produce)
             res.StatusCode = await self._reply(m.cell, _who(user), m.name, Reply(True, "no change"))
             return res
         reply = await self._command(m.cell, user, command, **fields)
@@ -635,15 +786,17 @@ class PlantServer:
 
     def _parse_call(self, m: _Method, args: list[ua.Variant]) -> tuple[str | None, dict[str, Any]]:
         values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
-        expected = (0, 1) if m.name == "Start" else (0,) if m.name in METHOD_COMMANDS or m.name == "Acknowledge" \
-            else (1,)
+        expected = (
+            (0, 1) if m.name == "Start" else (0,) if m.name in METHOD_COMMANDS or m.name == "Acknowledge" else (1,)
+        )
         if len(values) not in expected:
-            raise _BadInput(f"{m.name} takes {' or '.join(map(str, expected))} argument(s), got {len(values)}",
-                            "input")
+            raise _BadInput(f"{m.name} takes {' or '.join(map(str, expected))} argument(s), got {len(values)}", "input")
         if m.name in METHOD_COMMANDS:
             if m.name == "Start" and values and values[0]:
-                raise _BadInput("Start takes no parameters here: set the job and part count with SetProduct or "
-                                "SetParameter first", "input")
+                raise _BadInput(
+                    "Start takes no parameters here: set the job and part count with SetProduct or SetParameter first",
+                    "input",
+                )
             return METHOD_COMMANDS[m.name], {}
         if m.name == "Acknowledge":
             return "acknowledge", {}
@@ -652,15 +805,24 @@ class PlantServer:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise _BadInput("SetUnitMode: RequestedMode must be an Int32", "input")
             if value != PRODUCE:
-                raise _BadInput(f"SetUnitMode: mode {value} ({MODES.get(value, 'unknown')}) is not supported: the "
-                                f"cell has one mode, {MODES[PRODUCE]} ({PRODUCE})", "unsupported")
+                raise _BadInput(
+                    f"SetUnitMode: mode {value} ({MODES.get(value, 'unknown')}) is not supported: the "
+                    f"cell has one mode, {MODES[PRODUCE]} ({PRODUCE})",
+                    "unsupported",
+                )
             return None, {}
         if m.name == "SetMachSpeed":
-            raise _BadInput("SetMachSpeed: the cell runs its jobs at their planned speed (MachSpeed); choose the "
-                            "job and part count with SetProduct", "unsupported")
+            raise _BadInput(
+                "SetMachSpeed: the cell runs its jobs at their planned speed (MachSpeed); choose the "
+                "job and part count with SetProduct",
+                "unsupported",
+            )
         if m.name == "SetParameter":
-            return "set_product", {"parts": self._parts(_items(value, "SetParameter", self._dt[
-                "PackMLDescriptorDataType"]), "SetParameter")}
+            return "set_product", {
+                "parts": self._parts(
+                    _items(value, "SetParameter", self._dt["PackMLDescriptorDataType"]), "SetParameter"
+                )
+            }
         if m.name == "SetProduct":
             products = _items(value, "SetProduct", self._dt["PackMLProductDataType"])
             if len(products) != 1:
@@ -668,8 +830,11 @@ class PlantServer:
             p = products[0]
             jobs = self.cells[m.cell].jobs
             if not 1 <= p.ProductID <= len(jobs):
-                raise _BadInput(f"SetProduct: ProductID {p.ProductID} is not a job of cell '{m.cell}': expected "
-                                + ", ".join(f"{i} ({j})" for i, j in enumerate(jobs, 1)), "range")
+                raise _BadInput(
+                    f"SetProduct: ProductID {p.ProductID} is not a job of cell '{m.cell}': expected "
+                    + ", ".join(f"{i} ({j})" for i, j in enumerate(jobs, 1)),
+                    "range",
+                )
             fields: dict[str, Any] = {"job": jobs[p.ProductID - 1]}
             if p.ProcessVariables:
                 fields["parts"] = self._parts(p.ProcessVariables, "SetProduct")
@@ -693,16 +858,20 @@ class PlantServer:
     def _cntrl_cmd(self, number: Any) -> str:
         mapping = self.options.cntrl_cmd_map
         if not isinstance(number, int) or isinstance(number, bool) or number not in mapping:
-            raise _BadInput(f"CntrlCmd {number!r} is not mapped to a command: expected one of "
-                            + ", ".join(f"{n} ({c})" for n, c in sorted(mapping.items())), "range")
+            raise _BadInput(
+                f"CntrlCmd {number!r} is not mapped to a command: expected one of "
+                + ", ".join(f"{n} ({c})" for n, c in sorted(mapping.items())),
+                "range",
+            )
         return mapping[number]
 
     async def write_command(self, wv: ua.WriteValue, user: Any) -> ua.StatusCode:
         """A write to a cell's Command.CntrlCmd: the mapped command, if the user may command."""
         cell = self.writable[wv.NodeId]
         if _level(user) < Role.OPERATOR:
-            logger.warning("OPC UA CntrlCmd write refused for %s on cell '%s': commands need the operator role",
-                           _who(user), cell)
+            logger.warning(
+                "OPC UA CntrlCmd write refused for %s on cell '%s': commands need the operator role", _who(user), cell
+            )
             self._refused(cell, user, "CntrlCmd")
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         variant = wv.Value.Value if wv.Value is not None else None
@@ -752,4 +921,3 @@ def _by_mode_state(by_state: dict[int, int]) -> list[list[int]]:
     for number, seconds in by_state.items():
         rows[PRODUCE][number] = int(seconds)
     return rows
-

@@ -23,9 +23,23 @@ logger = logging.getLogger(__name__)
 
 # ISA-TR88.00.02 state numbers, as OPC 30050 gives them in each state's StateNumber property (0 is Undefined).
 STATE_NUMBERS: dict[str, int] = {
-    "Clearing": 1, "Stopped": 2, "Starting": 3, "Idle": 4, "Suspended": 5, "Execute": 6, "Stopping": 7,
-    "Aborting": 8, "Aborted": 9, "Holding": 10, "Held": 11, "Unholding": 12, "Suspending": 13,
-    "Unsuspending": 14, "Resetting": 15, "Completing": 16, "Complete": 17,
+    "Clearing": 1,
+    "Stopped": 2,
+    "Starting": 3,
+    "Idle": 4,
+    "Suspended": 5,
+    "Execute": 6,
+    "Stopping": 7,
+    "Aborting": 8,
+    "Aborted": 9,
+    "Holding": 10,
+    "Held": 11,
+    "Unholding": 12,
+    "Suspending": 13,
+    "Unsuspending": 14,
+    "Resetting": 15,
+    "Completing": 16,
+    "Complete": 17,
 }
 # The two parent states OPC 30050 adds: Running (holds the Execute state machine), Cleared (holds MachineState).
 PARENT_STATE_NUMBERS: dict[str, int] = {"Running": 18, "Cleared": 19}
@@ -49,43 +63,71 @@ class Transition:
 STATES: dict[str, tuple[str, ...]] = {
     BASE: ("Aborting", "Aborted", "Cleared"),
     MACHINE: ("Clearing", "Stopped", "Stopping", "Running"),
-    EXECUTE: ("Idle", "Starting", "Execute", "Completing", "Complete", "Resetting", "Holding", "Held", "Unholding",
-              "Suspending", "Suspended", "Unsuspending"),
+    EXECUTE: (
+        "Idle",
+        "Starting",
+        "Execute",
+        "Completing",
+        "Complete",
+        "Resetting",
+        "Holding",
+        "Held",
+        "Unholding",
+        "Suspending",
+        "Suspended",
+        "Unsuspending",
+    ),
 }
 TRANSITIONS: dict[str, tuple[Transition, ...]] = {
-    BASE: (Transition("ClearedToAborting", "Cleared", "Aborting", "Abort"),
-           Transition("AbortingToAborted", "Aborting", "Aborted"),
-           Transition("AbortedToCleared", "Aborted", "Cleared", "Clear")),
-    MACHINE: (Transition("ClearingToStopped", "Clearing", "Stopped"),
-              Transition("StoppedToRunning", "Stopped", "Running", "Reset"),
-              Transition("RunningToStopping", "Running", "Stopping", "Stop"),
-              Transition("StoppingToStopped", "Stopping", "Stopped")),
-    EXECUTE: (Transition("ResettingToIdle", "Resetting", "Idle"),
-              Transition("IdleToStarting", "Idle", "Starting", "Start"),
-              Transition("StartingToExecute", "Starting", "Execute"),
-              Transition("ExecuteToCompleting", "Execute", "Completing"),
-              Transition("CompletingToComplete", "Completing", "Complete"),
-              Transition("CompleteToResetting", "Complete", "Resetting", "Reset"),
-              Transition("ExecuteToHolding", "Execute", "Holding", "Hold"),
-              Transition("HoldingToHeld", "Holding", "Held"),
-              Transition("HeldToUnholding", "Held", "Unholding", "Unhold"),
-              Transition("UnholdingToExecute", "Unholding", "Execute"),
-              Transition("ExecuteToSuspending", "Execute", "Suspending", "Suspend"),
-              Transition("SuspendingToSuspended", "Suspending", "Suspended"),
-              Transition("SuspendedToUnsuspending", "Suspended", "Unsuspending", "Unsuspend"),
-              Transition("UnsuspendingToExecute", "Unsuspending", "Execute")),
+    BASE: (
+        Transition("ClearedToAborting", "Cleared", "Aborting", "Abort"),
+        Transition("AbortingToAborted", "Aborting", "Aborted"),
+        Transition("AbortedToCleared", "Aborted", "Cleared", "Clear"),
+    ),
+    MACHINE: (
+        Transition("ClearingToStopped", "Clearing", "Stopped"),
+        Transition("StoppedToRunning", "Stopped", "Running", "Reset"),
+        Transition("RunningToStopping", "Running", "Stopping", "Stop"),
+        Transition("StoppingToStopped", "Stopping", "Stopped"),
+    ),
+    EXECUTE: (
+        Transition("ResettingToIdle", "Resetting", "Idle"),
+        Transition("IdleToStarting", "Idle", "Starting", "Start"),
+        Transition("StartingToExecute", "Starting", "Execute"),
+        Transition("ExecuteToCompleting", "Execute", "Completing"),
+        Transition("CompletingToComplete", "Completing", "Complete"),
+        Transition("CompleteToResetting", "Complete", "Resetting", "Reset"),
+        Transition("ExecuteToHolding", "Execute", "Holding", "Hold"),
+        Transition("HoldingToHeld", "Holding", "Held"),
+        Transition("HeldToUnholding", "Held", "Unholding", "Unhold"),
+        Transition("UnholdingToExecute", "Unholding", "Execute"),
+        Transition("ExecuteToSuspending", "Execute", "Suspending", "Suspend"),
+        Transition("SuspendingToSuspended", "Suspending", "Suspended"),
+        Transition("SuspendedToUnsuspending", "Suspended", "Unsuspending", "Unsuspend"),
+        Transition("UnsuspendingToExecute", "Unsuspending", "Execute"),
+    ),
 }
 # PackML command methods of each state machine (OPC 30050 tables; Reset is on MachineState, for Stopped, and on
 # ExecuteState, for Complete) and the cell command each stands for.
 METHODS: dict[str, tuple[str, ...]] = {
-    BASE: ("Abort", "Clear"), MACHINE: ("Stop", "Reset"),
+    BASE: ("Abort", "Clear"),
+    MACHINE: ("Stop", "Reset"),
     EXECUTE: ("Reset", "Start", "Hold", "Unhold", "Suspend", "Unsuspend"),
 }
 METHOD_COMMANDS: dict[str, str] = {m: m.lower() for names in METHODS.values() for m in names}
 
 # TR88 PackTags Command.CntrlCmd numbers (ISA-TR88.00.02 Table "Command tags"); clients differ, so configurable.
-DEFAULT_CNTRL_CMD: dict[int, str] = {1: "reset", 2: "start", 3: "stop", 4: "hold", 5: "unhold", 6: "suspend",
-                                     7: "unsuspend", 8: "abort", 9: "clear"}
+DEFAULT_CNTRL_CMD: dict[int, str] = {
+    1: "reset",
+    2: "start",
+    3: "stop",
+    4: "hold",
+    5: "unhold",
+    6: "suspend",
+    7: "unsuspend",
+    8: "abort",
+    9: "clear",
+}
 CELL_COMMANDS = ("reset", "start", "stop", "hold", "unhold", "suspend", "unsuspend", "abort", "clear")
 
 # ProductionMaintenanceModeEnum (OPC 30050 section 6.3): the cell has one mode, Produce.
@@ -158,13 +200,32 @@ class Alarm:
 
 NO_ALARM = Alarm(0, 0, "", 0, 0.0, None, False)
 # Fault codes as Alarm.Value numbers (Message carries the code's name too); unknown codes get 0.
-FAULT_CODES = ("PROTECTIVE_STOP", "ESTOP", "DRIVER_ERROR", "STALE_JOINT_STATES", "MOTION_TIMEOUT", "IO_MISSING",
-               "IO_FAILED", "GRIP_MISSED", "SKILL_ERROR", "NOT_READY")
+FAULT_CODES = (
+    "PROTECTIVE_STOP",
+    "ESTOP",
+    "DRIVER_ERROR",
+    "STALE_JOINT_STATES",
+    "MOTION_TIMEOUT",
+    "IO_MISSING",
+    "IO_FAILED",
+    "GRIP_MISSED",
+    "SKILL_ERROR",
+    "NOT_READY",
+)
 CATEGORY_ALARM, CATEGORY_WARNING = 1, 2
 KPI_NAMES: dict[str, str] = {
-    "oee": "OEE", "availability": "Availability", "performance": "Performance", "quality": "Quality",
-    "mtbf": "MTBF", "mttr": "MTTR", "mean_cycle_time": "MeanCycleTime", "p95_cycle_time": "P95CycleTime",
-    "parts": "Parts", "scrap": "Scrap", "throughput_per_hour": "ThroughputPerHour", "downtime": "Downtime",
+    "oee": "OEE",
+    "availability": "Availability",
+    "performance": "Performance",
+    "quality": "Quality",
+    "mtbf": "MTBF",
+    "mttr": "MTTR",
+    "mean_cycle_time": "MeanCycleTime",
+    "p95_cycle_time": "P95CycleTime",
+    "parts": "Parts",
+    "scrap": "Scrap",
+    "throughput_per_hour": "ThroughputPerHour",
+    "downtime": "Downtime",
 }
 STOPPING_STATES = ("Holding", "Suspending", "Stopping", "Aborting")
 STOPPED_STATES = ("Held", "Suspended", "Stopped", "Aborted")
@@ -195,7 +256,7 @@ class CellTags:
     alarms: tuple[Alarm, ...]
     state_current_time: int
     mode_current_time: int
-    state_cumulative_time: tuple[int, ...]   # indexed by state number 0..17
+    state_cumulative_time: tuple[int, ...]  # indexed by state number 0..17
     mode_cumulative_time: int
     kpis: dict[str, float]
     authority: str
@@ -242,8 +303,8 @@ class CellTracker:
     _started: float = 0.0
     _cumulative: list[float] = field(default_factory=lambda: [0.0] * (max(STATE_NUMBERS.values()) + 1))
     _counted: set[tuple[str, int]] = field(default_factory=set)
-    _run_counts: dict[tuple[str, str], int] = field(default_factory=dict)   # (job, status) this run
-    _acc_counts: dict[tuple[str, str], int] = field(default_factory=dict)   # (job, status) since start
+    _run_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (job, status) this run
+    _acc_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (job, status) since start
     _run_id: str = ""
     _recent: deque[float] = field(default_factory=lambda: deque(maxlen=SPEED_WINDOW))
     _faults: dict[str, _FaultSeen] = field(default_factory=dict)
@@ -313,9 +374,8 @@ class CellTracker:
             seen.cleared = True
         if self._stop_reason.trigger and self._stop_reason.id == seen.id:
             self._stop_reason = self._alarm(seen)
-        if not seen.cleared and self.state in STOPPING_STATES + STOPPED_STATES \
-                and self._stop_reason is NO_ALARM:
-            self._stop_reason = self._alarm(seen)   # the fault came just after the stop it caused
+        if not seen.cleared and self.state in STOPPING_STATES + STOPPED_STATES and self._stop_reason is NO_ALARM:
+            self._stop_reason = self._alarm(seen)  # the fault came just after the stop it caused
 
     def on_kpis(self, kv: Mapping[str, str]) -> None:
         """The supervisor's KPI key/values for this cell."""
@@ -324,8 +384,15 @@ class CellTracker:
     def _alarm(self, f: _FaultSeen) -> Alarm:
         value = FAULT_CODES.index(f.code) + 1 if f.code in FAULT_CODES else 0
         category = CATEGORY_WARNING if f.ack_seen is not None else CATEGORY_ALARM
-        return Alarm(f.id, value, f"{f.code}: {f.message}" if f.message else f.code, category, f.first_seen,
-                     f.ack_seen, not f.cleared)
+        return Alarm(
+            f.id,
+            value,
+            f"{f.code}: {f.message}" if f.message else f.code,
+            category,
+            f.first_seen,
+            f.ack_seen,
+            not f.cleared,
+        )
 
     def _first_active(self) -> Alarm | None:
         active = [f for f in self._faults.values() if not f.cleared]
@@ -333,8 +400,15 @@ class CellTracker:
 
     def _counts(self, statuses: tuple[str, ...]) -> tuple[Count, ...]:
         jobs = list(self.jobs) + sorted({j for j, _ in self._acc_counts} - set(self.jobs))
-        return tuple(Count(self.job_id(j), j, sum(self._run_counts.get((j, s), 0) for s in statuses),
-                           sum(self._acc_counts.get((j, s), 0) for s in statuses)) for j in jobs)
+        return tuple(
+            Count(
+                self.job_id(j),
+                j,
+                sum(self._run_counts.get((j, s), 0) for s in statuses),
+                sum(self._acc_counts.get((j, s), 0) for s in statuses),
+            )
+            for j in jobs
+        )
 
     def tags(self) -> CellTags:
         """The tags now."""
@@ -351,19 +425,31 @@ class CellTracker:
                 return int(text or 0)
             except ValueError:
                 return 0
+
         job = self.status.get("job", "")
         return CellTags(
-            state=self.state, state_number=STATE_NUMBERS[self.state], machines=machines,
+            state=self.state,
+            state_number=STATE_NUMBERS[self.state],
+            machines=machines,
             available={m: available_transitions(m, s) for m, s in machines.items()},
-            unit_mode=PRODUCE, mach_speed=float(self.mach_speed), cur_mach_speed=cur_speed,
-            blocked=_bool(self.status.get("blocked")), starved=_bool(self.status.get("starved")),
-            job=job, product_id=self.job_id(job), parts_target=whole(self.status.get("parts")),
+            unit_mode=PRODUCE,
+            mach_speed=float(self.mach_speed),
+            cur_mach_speed=cur_speed,
+            blocked=_bool(self.status.get("blocked")),
+            starved=_bool(self.status.get("starved")),
+            job=job,
+            product_id=self.job_id(job),
+            parts_target=whole(self.status.get("parts")),
             parts_done=whole(self.status.get("parts_done")),
-            processed=self._counts(("done", "scrap")), defective=self._counts(("scrap",)),
+            processed=self._counts(("done", "scrap")),
+            defective=self._counts(("scrap",)),
             stop_reason=self._stop_reason,
             warnings=tuple(self._alarm(f) for f in active if f.ack_seen is not None),
             alarms=tuple(self._alarm(f) for f in active if f.ack_seen is None),
-            state_current_time=int(now - self._entered), mode_current_time=int(now - self._started),
-            state_cumulative_time=tuple(int(v) for v in cumulative), mode_cumulative_time=int(now - self._started),
-            kpis=dict(self.kpis) or {name: math.nan for name in KPI_NAMES}, authority=self.authority,
+            state_current_time=int(now - self._entered),
+            mode_current_time=int(now - self._started),
+            state_cumulative_time=tuple(int(v) for v in cumulative),
+            mode_cumulative_time=int(now - self._started),
+            kpis=dict(self.kpis) or {name: math.nan for name in KPI_NAMES},
+            authority=self.authority,
         )

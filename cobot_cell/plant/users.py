@@ -37,9 +37,9 @@ SALT_BYTES, HASH_BYTES = 16, 32
 class Role(IntEnum):
     """What a user may do; a higher role may do everything a lower one may."""
 
-    VIEWER = 1       # read only
-    OPERATOR = 2     # commands (start, stop, ...), job and part count
-    INTEGRATOR = 3   # plus configuration (users, authority defaults)
+    VIEWER = 1  # read only
+    OPERATOR = 2  # commands (start, stop, ...), job and part count
+    INTEGRATOR = 3  # plus configuration (users, authority defaults)
 
     @classmethod
     def parse(cls, text: str) -> Role:
@@ -47,8 +47,9 @@ class Role(IntEnum):
         try:
             return cls[str(text).strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown role {text!r}: expected one of {', '.join(r.name.lower() for r in cls)}") \
-                from None
+            raise ValueError(
+                f"unknown role {text!r}: expected one of {', '.join(r.name.lower() for r in cls)}"
+            ) from None
 
     @property
     def label(self) -> str:
@@ -67,8 +68,9 @@ def default_path() -> Path:
 def check_name(name: str) -> str:
     """`name` if it is a valid user name, else ValueError saying what is allowed."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ValueError(f"invalid user name {name!r}: 1-64 characters, letters, digits and _ . @ -, "
-                         "starting with a letter or digit")
+        raise ValueError(
+            f"invalid user name {name!r}: 1-64 characters, letters, digits and _ . @ -, starting with a letter or digit"
+        )
     return name
 
 
@@ -92,8 +94,9 @@ class _Entry:
 
 
 def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024,
-                          dklen=HASH_BYTES)
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=HASH_BYTES
+    )
 
 
 class UserStore:
@@ -139,16 +142,26 @@ class UserStore:
         for name, e in data["users"].items():
             try:
                 check_name(name)
-                users[name] = _Entry(Role.parse(e["role"]), bytes.fromhex(e["salt"]), bytes.fromhex(e["hash"]),
-                                     int(e["n"]), int(e["r"]), int(e["p"]))
+                users[name] = _Entry(
+                    Role.parse(e["role"]),
+                    bytes.fromhex(e["salt"]),
+                    bytes.fromhex(e["hash"]),
+                    int(e["n"]),
+                    int(e["r"]),
+                    int(e["p"]),
+                )
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{where}: users.{name}: {exc}") from None
         return users
 
     def _write(self) -> None:
-        data = {"version": FILE_VERSION, "users": {
-            name: {"role": e.role.label, "salt": e.salt.hex(), "hash": e.hash.hex(), "n": e.n, "r": e.r, "p": e.p}
-            for name, e in sorted(self._users.items())}}
+        data = {
+            "version": FILE_VERSION,
+            "users": {
+                name: {"role": e.role.label, "salt": e.salt.hex(), "hash": e.hash.hex(), "n": e.n, "r": e.r, "p": e.p}
+                for name, e in sorted(self._users.items())
+            },
+        }
         directory = self.path.parent
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
@@ -175,8 +188,7 @@ class UserStore:
         check_password(password)
         role = role if isinstance(role, Role) else Role.parse(role)
         salt = os.urandom(SALT_BYTES)
-        entry = _Entry(role, salt, _derive(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P), SCRYPT_N, SCRYPT_R,
-                       SCRYPT_P)
+        entry = _Entry(role, salt, _derive(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P), SCRYPT_N, SCRYPT_R, SCRYPT_P)
         with self._lock:
             self._reload()
             self._users[name] = entry
@@ -252,15 +264,17 @@ def cmd_users(args: argparse.Namespace) -> int:
 def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add `cobot-cell users` to the CLI."""
     helptext = "manage the users of the plant servers (OPC UA, web HMI): add, remove, list"
-    p = sub.add_parser("users", help=helptext, description=helptext + f". Default file: {default_path()} "
-                                                                       f"(or ${USERS_VAR}).")
+    p = sub.add_parser(
+        "users", help=helptext, description=helptext + f". Default file: {default_path()} (or ${USERS_VAR})."
+    )
     p.add_argument("--users", metavar="FILE", help="user file (default: %(default)s)", default=str(default_path()))
     acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = acts.add_parser("add", help="add a user or change their password and role")
     a.add_argument("name", help="user name")
     a.add_argument("--role", default="operator", help="viewer, operator or integrator (default: %(default)s)")
-    a.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin "
-                                                                  "instead of prompting")
+    a.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin instead of prompting"
+    )
     r = acts.add_parser("remove", help="remove a user")
     r.add_argument("name", help="user name")
     acts.add_parser("list", help="list users and their roles")

@@ -30,9 +30,13 @@ from .common import LATCHED, REPORTS, status_msg
 
 SET_PRODUCT = "set_product"
 PRODUCT_PARAMETERS = ("job", "parts")
-_FIELDS = {"command": ParameterType.PARAMETER_STRING, "source": ParameterType.PARAMETER_STRING,
-           "user": ParameterType.PARAMETER_STRING, "job": ParameterType.PARAMETER_STRING,
-           "parts": ParameterType.PARAMETER_INTEGER}
+_FIELDS = {
+    "command": ParameterType.PARAMETER_STRING,
+    "source": ParameterType.PARAMETER_STRING,
+    "user": ParameterType.PARAMETER_STRING,
+    "job": ParameterType.PARAMETER_STRING,
+    "parts": ParameterType.PARAMETER_INTEGER,
+}
 
 
 def command_fields(request: SetParameters.Request) -> dict[str, str | int]:
@@ -43,8 +47,10 @@ def command_fields(request: SetParameters.Request) -> dict[str, str | int]:
         if kind is None:
             raise ValueError(f"authority/command: unknown field '{p.name}' (expected {', '.join(_FIELDS)})")
         if p.value.type != kind:
-            raise ValueError(f"authority/command: field '{p.name}' must be "
-                             f"{'an integer' if kind == ParameterType.PARAMETER_INTEGER else 'a string'}")
+            raise ValueError(
+                f"authority/command: field '{p.name}' must be "
+                f"{'an integer' if kind == ParameterType.PARAMETER_INTEGER else 'a string'}"
+            )
         fields[p.name] = p.value.integer_value if kind == ParameterType.PARAMETER_INTEGER else p.value.string_value
     if not fields.get("command"):
         raise ValueError("authority/command: field 'command' is required")
@@ -69,8 +75,9 @@ class NodeAuthority:
             node.create_service(Trigger, f"authority/{cmd}", functools.partial(self._handle_local, cmd))
         self._publish_holder(self.authority.holder)
 
-    def reply(self, resp: Trigger.Response, source: Source, user: str, command: str,
-              action: Callable[[], str]) -> Trigger.Response:
+    def reply(
+        self, resp: Trigger.Response, source: Source, user: str, command: str, action: Callable[[], str]
+    ) -> Trigger.Response:
         """Run a command through the authority and fill a Trigger reply."""
         try:
             resp.message, resp.success = self.authority.execute(source, user, command, action), True
@@ -108,8 +115,11 @@ class NodeAuthority:
 
     def _unknown(self, cmd: str) -> Callable[[], str]:
         def refuse() -> str:
-            raise Refused(f"unknown command '{cmd}': expected one of "
-                          f"{', '.join([*self.actions, *AUTHORITY_COMMANDS, SET_PRODUCT])}")
+            raise Refused(
+                f"unknown command '{cmd}': expected one of "
+                f"{', '.join([*self.actions, *AUTHORITY_COMMANDS, SET_PRODUCT])}"
+            )
+
         return refuse
 
     def _set_product(self, fields: dict[str, str | int]) -> str:
@@ -141,8 +151,11 @@ class NodeAuthority:
 
     def _publish_audit(self, rec: AuditRecord) -> None:
         level = DiagnosticStatus.WARN if rec.outcome == REFUSED else DiagnosticStatus.OK
-        self.audit_pub.publish(status_msg(f"{rec.cell}/audit", level, f"{rec.command} {rec.outcome}",
-                                          rec.to_key_values(), hardware_id=rec.cell))
+        self.audit_pub.publish(
+            status_msg(
+                f"{rec.cell}/audit", level, f"{rec.command} {rec.outcome}", rec.to_key_values(), hardware_id=rec.cell
+            )
+        )
 
     def _publish_holder(self, holder: Source) -> None:
         self.state_pub.publish(String(data=holder.value))

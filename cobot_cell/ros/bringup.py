@@ -61,8 +61,9 @@ class RespawnPolicy:
         if not self.delay >= 0:
             raise ValueError(f"respawn delay must be >= 0 s, got {self.delay}")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < -1:
-            raise ValueError(f"respawn max retries must be a whole number >= -1 (-1: no limit), got "
-                             f"{self.max_retries!r}")
+            raise ValueError(
+                f"respawn max retries must be a whole number >= -1 (-1: no limit), got {self.max_retries!r}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -101,7 +102,7 @@ class BringupOptions:
     rate: float = 1.0
     job: str = ""
     parts: int = 1
-    max_parts_in_flight: int = 0   # 0: the cell file's; 1: one part at a time
+    max_parts_in_flight: int = 0  # 0: the cell file's; 1: one part at a time
     db: str = "production.db"
     journal: str = ""
     supervisor: bool = True
@@ -109,19 +110,19 @@ class BringupOptions:
     enabling_device: bool = False
     respawn_delay: float = RESPAWN_DELAY
     respawn_max_retries: int = RESPAWN_MAX_RETRIES
-    hmi: str = ""            # HOST:PORT of the web HMI; empty: no HMI
+    hmi: str = ""  # HOST:PORT of the web HMI; empty: no HMI
     hmi_insecure: bool = False
     hmi_cert: str = ""
     hmi_key: str = ""
-    opcua: str = ""           # OPC UA endpoint of an opcua_bridge for the cell ("" = none)
-    users: str = ""           # user file of the plant servers ("" = the default)
+    opcua: str = ""  # OPC UA endpoint of an opcua_bridge for the cell ("" = none)
+    users: str = ""  # user file of the plant servers ("" = the default)
     allow_none: bool = False  # the OPC UA server also offers the None security policy
-    mqtt: str = ""            # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
+    mqtt: str = ""  # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
     mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
-    owns_clock: bool = True   # the cell's first sim driver publishes /clock (one cell per plant does)
+    owns_clock: bool = True  # the cell's first sim driver publishes /clock (one cell per plant does)
     backend: str = "kinematic"  # sim drivers: kinematic (one per cobot) or mujoco (one physics twin per cell)
-    foxglove: int = -1        # port of the Foxglove live server on 127.0.0.1 (-1 = none, 0 = any free port)
-    record: str = ""          # MCAP file the foxglove node records the cell's channels to ("" = none)
+    foxglove: int = -1  # port of the Foxglove live server on 127.0.0.1 (-1 = none, 0 = any free port)
+    record: str = ""  # MCAP file the foxglove node records the cell's channels to ("" = none)
 
 
 def heartbeat_topic(cfg: CellConfig) -> str:
@@ -150,83 +151,135 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
     elif opts.sim:
         for i, (name, cobot) in enumerate(cfg.cobots.items()):
             owner = i == 0 and opts.owns_clock
-            specs.append(NodeSpec(
-                executable="sim_cobot", module="cobot_cell.ros.sim_cobot_node", name="sim_cobot",
-                namespace=cfg.cobot_namespace(name),
+            specs.append(
+                NodeSpec(
+                    executable="sim_cobot",
+                    module="cobot_cell.ros.sim_cobot_node",
+                    name="sim_cobot",
+                    namespace=cfg.cobot_namespace(name),
+                    parameters={
+                        "joint_names": list(cobot.joints),
+                        "initial_positions": [float(v) for v in cobot.home],
+                        "io_names": [t.io for t in cobot.tools.values()] or [""],
+                        "process_io": [t.io for t in cobot.tools.values() if t.is_process] or [""],
+                        "heartbeat_topic": heartbeat_topic(cfg),
+                        "controller": cobot.controller,
+                        "publish_clock": owner,
+                        "rate": float(opts.rate),
+                        "use_sim_time": not owner,
+                        # a respawned clock owner goes on from the last time it sent (docs/faults.md)
+                        **({"clock_file": str(journal.with_suffix(".clock"))} if owner else {}),
+                        **payload_params(cfg, name, opts.job),
+                    },
+                    respawn=respawn,
+                )
+            )
+    specs.append(
+        NodeSpec(
+            executable="task_planner",
+            module="cobot_cell.ros.planner_node",
+            name="task_planner",
+            namespace="/" + cfg.cell.name,
+            parameters={
+                "cell_file": str(Path(cell_file).resolve()),
+                "job": opts.job,
+                "parts": int(opts.parts),
+                "use_sim_time": sim_time,
+                # the physics twin starts a move when it arrives and the planner waits for the arm's arrival
+                "stamp_trajectories": opts.sim and opts.backend != "mujoco",
+                # two wall seconds of planner lag keep event time at any rate
+                "max_backdate": max(30.0, 2.0 * float(opts.rate)) if opts.sim else 30.0,
+                "journal": str(Path(opts.journal).resolve()) if opts.journal else "",
+                "max_parts_in_flight": int(opts.max_parts_in_flight),
+            },
+            respawn=respawn,
+        )
+    )
+    if opts.pendant_port:
+        specs.append(
+            NodeSpec(
+                executable="pendant_bridge",
+                module="cobot_cell.ros.pendant_node",
+                name="pendant_bridge",
+                namespace="/" + cfg.cell.name,
                 parameters={
-                    "joint_names": list(cobot.joints),
-                    "initial_positions": [float(v) for v in cobot.home],
-                    "io_names": [t.io for t in cobot.tools.values()] or [""],
-                    "process_io": [t.io for t in cobot.tools.values() if t.is_process] or [""],
-                    "heartbeat_topic": heartbeat_topic(cfg),
-                    "controller": cobot.controller,
-                    "publish_clock": owner,
-                    "rate": float(opts.rate),
-                    "use_sim_time": not owner,
-                    # a respawned clock owner goes on from the last time it sent (docs/faults.md)
-                    **({"clock_file": str(journal.with_suffix(".clock"))} if owner else {}),
-                    **payload_params(cfg, name, opts.job),
+                    "port": opts.pendant_port,
+                    "enabling_device": bool(opts.enabling_device),
+                    "use_sim_time": sim_time,
                 },
                 respawn=respawn,
-            ))
-    specs.append(NodeSpec(
-        executable="task_planner", module="cobot_cell.ros.planner_node", name="task_planner",
-        namespace="/" + cfg.cell.name,
-        parameters={"cell_file": str(Path(cell_file).resolve()), "job": opts.job, "parts": int(opts.parts),
-                    "use_sim_time": sim_time,
-                    # the physics twin starts a move when it arrives and the planner waits for the arm's arrival
-                    "stamp_trajectories": opts.sim and opts.backend != "mujoco",
-                    # two wall seconds of planner lag keep event time at any rate
-                    "max_backdate": max(30.0, 2.0 * float(opts.rate)) if opts.sim else 30.0,
-                    "journal": str(Path(opts.journal).resolve()) if opts.journal else "",
-                    "max_parts_in_flight": int(opts.max_parts_in_flight)},
-        respawn=respawn,
-    ))
-    if opts.pendant_port:
-        specs.append(NodeSpec(
-            executable="pendant_bridge", module="cobot_cell.ros.pendant_node", name="pendant_bridge",
-            namespace="/" + cfg.cell.name,
-            parameters={"port": opts.pendant_port, "enabling_device": bool(opts.enabling_device),
-                        "use_sim_time": sim_time},
-            respawn=respawn,
-        ))
+            )
+        )
     if opts.hmi:
         from ..hmi.tls import parse_address
 
         host, port = parse_address(opts.hmi)
-        specs.append(NodeSpec(
-            executable="hmi", module="cobot_cell.ros.hmi_node", name="hmi", namespace="/" + cfg.cell.name,
-            parameters={"cell_file": str(Path(cell_file).resolve()), "host": host, "port": port,
-                        "db": str(Path(opts.db).resolve()) if opts.supervisor else "",
-                        "insecure": bool(opts.hmi_insecure), "cert": opts.hmi_cert, "key": opts.hmi_key,
-                        "users": str(Path(opts.users).resolve()) if opts.users else "",
-                        "use_sim_time": sim_time},
-            respawn=respawn,
-        ))
+        specs.append(
+            NodeSpec(
+                executable="hmi",
+                module="cobot_cell.ros.hmi_node",
+                name="hmi",
+                namespace="/" + cfg.cell.name,
+                parameters={
+                    "cell_file": str(Path(cell_file).resolve()),
+                    "host": host,
+                    "port": port,
+                    "db": str(Path(opts.db).resolve()) if opts.supervisor else "",
+                    "insecure": bool(opts.hmi_insecure),
+                    "cert": opts.hmi_cert,
+                    "key": opts.hmi_key,
+                    "users": str(Path(opts.users).resolve()) if opts.users else "",
+                    "use_sim_time": sim_time,
+                },
+                respawn=respawn,
+            )
+        )
     if opts.foxglove >= 0 or opts.record:
-        specs.append(NodeSpec(
-            executable="foxglove", module="cobot_cell.ros.foxglove_node", name="foxglove",
-            namespace="/" + cfg.cell.name,
-            parameters={"cell_file": str(Path(cell_file).resolve()), "port": int(opts.foxglove),
-                        "record": str(Path(opts.record).resolve()) if opts.record else "", "use_sim_time": sim_time},
-            respawn=respawn))
+        specs.append(
+            NodeSpec(
+                executable="foxglove",
+                module="cobot_cell.ros.foxglove_node",
+                name="foxglove",
+                namespace="/" + cfg.cell.name,
+                parameters={
+                    "cell_file": str(Path(cell_file).resolve()),
+                    "port": int(opts.foxglove),
+                    "record": str(Path(opts.record).resolve()) if opts.record else "",
+                    "use_sim_time": sim_time,
+                },
+                respawn=respawn,
+            )
+        )
     if opts.supervisor:
         specs.append(supervisor_spec(opts.db, [cfg.cell.name], respawn))
     specs += plant_specs([cfg.cell.name], [str(Path(cell_file).resolve())], opts)
     return specs
 
 
-def twin_spec(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions, journal: Path,
-              respawn: RespawnPolicy = RespawnPolicy()) -> NodeSpec:
+def twin_spec(
+    cfg: CellConfig,
+    cell_file: str | os.PathLike,
+    opts: BringupOptions,
+    journal: Path,
+    respawn: RespawnPolicy = RespawnPolicy(),
+) -> NodeSpec:
     """The physics sim driver of a whole cell (sim_cobot with backend mujoco), serving every cobot's topics."""
     return NodeSpec(
-        executable="sim_cobot", module="cobot_cell.ros.sim_cobot_node", name="sim_twin",
+        executable="sim_cobot",
+        module="cobot_cell.ros.sim_cobot_node",
+        name="sim_twin",
         namespace="/" + cfg.cell.name,
-        parameters={"backend": "mujoco", "cell_file": str(Path(cell_file).resolve()),
-                    "heartbeat_topic": heartbeat_topic(cfg), "publish_clock": opts.owns_clock,
-                    "rate": float(opts.rate), "use_sim_time": not opts.owns_clock,
-                    **({"clock_file": str(journal.with_suffix(".clock"))} if opts.owns_clock else {})},
-        respawn=respawn)
+        parameters={
+            "backend": "mujoco",
+            "cell_file": str(Path(cell_file).resolve()),
+            "heartbeat_topic": heartbeat_topic(cfg),
+            "publish_clock": opts.owns_clock,
+            "rate": float(opts.rate),
+            "use_sim_time": not opts.owns_clock,
+            **({"clock_file": str(journal.with_suffix(".clock"))} if opts.owns_clock else {}),
+        },
+        respawn=respawn,
+    )
 
 
 def _respawn(opts: BringupOptions) -> RespawnPolicy:
@@ -237,9 +290,14 @@ def supervisor_spec(db: str | os.PathLike, cells: list[str], respawn: RespawnPol
     """The supervisor of some cells (it also finds cells that appear later)."""
     # wall time: the supervisor times nothing itself (reports carry their clock times), and following /clock
     # would wake it on every tick for nothing
-    return NodeSpec(executable="supervisor", module="cobot_cell.ros.supervisor_node", name="supervisor",
-                    namespace="/", parameters={"db": str(Path(db).resolve()), "cells": list(cells),
-                                               "use_sim_time": False}, respawn=respawn)
+    return NodeSpec(
+        executable="supervisor",
+        module="cobot_cell.ros.supervisor_node",
+        name="supervisor",
+        namespace="/",
+        parameters={"db": str(Path(db).resolve()), "cells": list(cells), "use_sim_time": False},
+        respawn=respawn,
+    )
 
 
 def plant_node_specs(plant: PlantConfig, opts: BringupOptions, work: str | os.PathLike) -> list[NodeSpec]:
@@ -250,13 +308,25 @@ def plant_node_specs(plant: PlantConfig, opts: BringupOptions, work: str | os.Pa
     specs: list[NodeSpec] = []
     local = [c for c in plant.cells if c.local]
     for i, c in enumerate(local):
-        cell_opts = replace(opts, supervisor=False, owns_clock=i == 0, opcua="", mqtt="", db=str(plant.db),
-                            job=opts.job if opts.job in c.jobs else "",
-                            journal=str(Path(work) / f"{c.name}.journal.db"))
+        cell_opts = replace(
+            opts,
+            supervisor=False,
+            owns_clock=i == 0,
+            opcua="",
+            mqtt="",
+            db=str(plant.db),
+            job=opts.job if opts.job in c.jobs else "",
+            journal=str(Path(work) / f"{c.name}.journal.db"),
+        )
         specs += node_specs(load_cell(c.file), c.file, cell_opts)
     specs.append(supervisor_spec(plant.db, [c.name for c in plant.cells], _respawn(opts)))
-    bridges = replace(opts, opcua=opts.opcua or plant.opcua, mqtt=opts.mqtt or plant.mqtt,
-                      users=opts.users or plant.users, mqtt_prefix=plant.prefix)
+    bridges = replace(
+        opts,
+        opcua=opts.opcua or plant.opcua,
+        mqtt=opts.mqtt or plant.mqtt,
+        users=opts.users or plant.users,
+        mqtt_prefix=plant.prefix,
+    )
     specs += plant_specs([c.name for c in plant.cells], [str(c.file) for c in plant.cells], bridges)
     return specs
 
@@ -265,19 +335,39 @@ def plant_specs(cells: list[str], cell_files: list[str], opts: BringupOptions) -
     """The plant bridges for some cells: an opcua_bridge if opts.opcua, an mqtt_bridge if opts.mqtt."""
     specs = []
     if opts.opcua:
-        specs.append(NodeSpec(
-            executable="opcua_bridge", module="cobot_cell.ros.opcua_bridge", name="opcua_bridge", namespace="/",
-            parameters={"cells": list(cells), "cell_files": list(cell_files) or [""], "endpoint": opts.opcua,
-                        "users": opts.users, "allow_none": bool(opts.allow_none), "use_sim_time": False},
-            respawn=_respawn(opts),
-        ))
+        specs.append(
+            NodeSpec(
+                executable="opcua_bridge",
+                module="cobot_cell.ros.opcua_bridge",
+                name="opcua_bridge",
+                namespace="/",
+                parameters={
+                    "cells": list(cells),
+                    "cell_files": list(cell_files) or [""],
+                    "endpoint": opts.opcua,
+                    "users": opts.users,
+                    "allow_none": bool(opts.allow_none),
+                    "use_sim_time": False,
+                },
+                respawn=_respawn(opts),
+            )
+        )
     if opts.mqtt:
-        specs.append(NodeSpec(
-            executable="mqtt_bridge", module="cobot_cell.ros.mqtt_bridge", name="mqtt_bridge", namespace="/",
-            parameters={"cells": list(cells), "broker": opts.mqtt, "prefix": opts.mqtt_prefix,
-                        "use_sim_time": False},
-            respawn=_respawn(opts),
-        ))
+        specs.append(
+            NodeSpec(
+                executable="mqtt_bridge",
+                module="cobot_cell.ros.mqtt_bridge",
+                name="mqtt_bridge",
+                namespace="/",
+                parameters={
+                    "cells": list(cells),
+                    "broker": opts.mqtt,
+                    "prefix": opts.mqtt_prefix,
+                    "use_sim_time": False,
+                },
+                respawn=_respawn(opts),
+            )
+        )
     return specs
 
 
@@ -287,8 +377,11 @@ def payload_params(cfg: CellConfig, cobot: str, job: str = "") -> dict[str, Any]
     part = cfg.jobs[job or next(iter(cfg.jobs))].part
     if not grippers:
         return {}
-    return {"tool_mass": float(grippers[0].mass or 0.0), "part_mass": float(part.mass) if part else 0.0,
-            "part_io": grippers[0].io}
+    return {
+        "tool_mass": float(grippers[0].mass or 0.0),
+        "part_mass": float(part.mass) if part else 0.0,
+        "part_io": grippers[0].io,
+    }
 
 
 def params_file(spec: NodeSpec, directory: str | os.PathLike) -> Path:
@@ -300,5 +393,15 @@ def params_file(spec: NodeSpec, directory: str | os.PathLike) -> Path:
 
 def command(spec: NodeSpec, params_path: str | os.PathLike, python: str = sys.executable) -> list[str]:
     """The process command that runs a node spec without `ros2 run` (this interpreter, module entry point)."""
-    return [python, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}", "-r", f"__ns:={spec.namespace}",
-            "--params-file", str(params_path)]
+    return [
+        python,
+        "-m",
+        spec.module,
+        "--ros-args",
+        "-r",
+        f"__node:={spec.name}",
+        "-r",
+        f"__ns:={spec.namespace}",
+        "--params-file",
+        str(params_path),
+    ]

@@ -29,8 +29,11 @@ from .common import LATCHED, REPORTS, key_values, level_name
 def _value(value: str | int) -> ParameterValue:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise TypeError("value must be a str or an int")
-    return (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
-            else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
+    return (
+        ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        if isinstance(value, str)
+        else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    )
 
 
 def command_request(command: str, source: str, user: str, **fields: str | int) -> SetParameters.Request:
@@ -49,8 +52,15 @@ def command_reply(resp: SetParameters.Response) -> tuple[bool, str, str]:
 class CellClient:
     """Commands one cell's planner and collects its state, status, cycle reports and the supervisor's KPIs."""
 
-    def __init__(self, cell: str | None, domain_id: int | None = None, use_sim_time: bool | None = False,
-                 node_name: str = "cell_client", node: Node | None = None, args: list[str] | None = None):
+    def __init__(
+        self,
+        cell: str | None,
+        domain_id: int | None = None,
+        use_sim_time: bool | None = False,
+        node_name: str = "cell_client",
+        node: Node | None = None,
+        args: list[str] | None = None,
+    ):
         """Follow `cell` on a private context, or on `node` (shared by many cells; its owner spins it). `args`: ROS
         arguments of the private context (remappings, a parameters file); use_sim_time None leaves it to them;
         cell None: the node's namespace names the cell (a node started in the cell's namespace, like the hmi)."""
@@ -69,10 +79,10 @@ class CellClient:
         self.state: str | None = None
         self.status: dict[str, str] = {}
         self.reports: list[CycleReport] = []
-        self.malformed_reports = 0   # cycle reports that could not be read (logged and skipped)
+        self.malformed_reports = 0  # cycle reports that could not be read (logged and skipped)
         self.kpis: dict[str, dict[str, str]] = {}
-        self.faults_seen: list[tuple[str, str]] = []   # (code, source) of each fault the cell raised, in order
-        self.faults: dict[str, dict[str, str]] = {}     # fault_key -> latest key/values (raised/ack/cleared)
+        self.faults_seen: list[tuple[str, str]] = []  # (code, source) of each fault the cell raised, in order
+        self.faults: dict[str, dict[str, str]] = {}  # fault_key -> latest key/values (raised/ack/cleared)
         self.on_report: Callable[[CycleReport], None] | None = None
         ns = f"/{self.cell}"
         self.node.create_subscription(String, f"{ns}/state", self._on_state, LATCHED)
@@ -96,12 +106,14 @@ class CellClient:
     def _on_audit(self, msg: DiagnosticStatus) -> None:
         self.audit.append(dict(key_values(msg)))
 
-    def command_as(self, command: str, source: str, user: str, timeout: float = 10.0,
-                   **fields: str | int) -> tuple[bool, str]:
+    def command_as(
+        self, command: str, source: str, user: str, timeout: float = 10.0, **fields: str | int
+    ) -> tuple[bool, str]:
         """A command through the cell's authority with its source (local/remote) and user; extra fields
         (job, parts) for set_product. Returns (success, reply or reason)."""
-        resp = self._call(self._command_as, command_request(command, source, user, **fields), timeout,
-                          f"reply to '{command}'")
+        resp = self._call(
+            self._command_as, command_request(command, source, user, **fields), timeout, f"reply to '{command}'"
+        )
         return command_reply(resp)[:2]
 
     def command_as_async(self, command: str, source: str, user: str, **fields: str | int):
@@ -119,7 +131,6 @@ class CellClient:
             self.status = decode_status(key_values(msg))
         except ValueError as exc:
             self.node.get_logger().warning(f"status '{msg.name}' ignored: {exc}")
-
 
     def _on_cycle(self, msg: DiagnosticStatus) -> None:
         try:
@@ -190,8 +201,9 @@ class CellClient:
         resp = self._call(self._commands[name], Trigger.Request(), timeout, f"reply to '{name}'")
         return resp.success, resp.message
 
-    def set_parameter(self, name: str, value: str | int | float | bool, timeout: float = 10.0,
-                      node: str | None = None) -> tuple[bool, str]:
+    def set_parameter(
+        self, name: str, value: str | int | float | bool, timeout: float = 10.0, node: str | None = None
+    ) -> tuple[bool, str]:
         """Set one parameter of the planner (job, parts) or of another node (fully qualified name);
         returns (successful, reason)."""
         req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])

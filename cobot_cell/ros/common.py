@@ -19,15 +19,27 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 N = TypeVar("N", bound=Node)  # the node class run_node builds and spins
 
 # Latched topics (cell state): a late subscriber gets the last value.
-LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE,
-                     history=HistoryPolicy.KEEP_LAST)
+LATCHED = QoSProfile(
+    depth=1,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    reliability=ReliabilityPolicy.RELIABLE,
+    history=HistoryPolicy.KEEP_LAST,
+)
 # Cell state: every change kept for a moment so a slow subscriber (the pendant) misses no transition;
 # transient local, so a late subscriber gets the recent changes, the current state last.
-STATE_CHANGES = QoSProfile(depth=20, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                           reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+STATE_CHANGES = QoSProfile(
+    depth=20,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    reliability=ReliabilityPolicy.RELIABLE,
+    history=HistoryPolicy.KEEP_LAST,
+)
 # Cycle reports: reliable and kept for late joiners, so a supervisor started late still logs every part.
-REPORTS = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                     reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+REPORTS = QoSProfile(
+    depth=1000,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    reliability=ReliabilityPolicy.RELIABLE,
+    history=HistoryPolicy.KEEP_LAST,
+)
 STATES = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 LEVELS = {b"\x00": "OK", b"\x01": "WARN", b"\x02": "ERROR", b"\x03": "STALE"}
@@ -54,11 +66,17 @@ def level_of(name: str) -> bytes:
     raise ValueError(f"unknown diagnostic level {name!r}: expected one of {', '.join(LEVELS.values())}")
 
 
-def status_msg(name: str, level: bytes, message: str, pairs: Sequence[tuple[str, str]],
-               hardware_id: str = "") -> DiagnosticStatus:
+def status_msg(
+    name: str, level: bytes, message: str, pairs: Sequence[tuple[str, str]], hardware_id: str = ""
+) -> DiagnosticStatus:
     """Build a DiagnosticStatus from (key, value) strings."""
-    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
-                            values=[KeyValue(key=k, value=v) for k, v in pairs])
+    return DiagnosticStatus(
+        level=level,
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=v) for k, v in pairs],
+    )
 
 
 def key_values(msg: DiagnosticStatus) -> list[tuple[str, str]]:
@@ -161,8 +179,9 @@ def spin_once_alive(executor: SingleThreadedExecutor, timeout: float) -> bool:
     return rclpy.ok(context=context)
 
 
-def run_node(factory: Callable[[], N], args: Sequence[str] | None = None,
-             spin: Callable[[N], None] | None = None) -> int:
+def run_node(
+    factory: Callable[[], N], args: Sequence[str] | None = None, spin: Callable[[N], None] | None = None
+) -> int:
     """rclpy.init, spin one node on a single-threaded executor (or run `spin(node)`), and clean up on Ctrl-C,
     SIGTERM or shutdown. A ValueError from `factory` (bad parameters or cell file) or a StartError ends with exit 2
     and "error: <reason>"; any other error while spinning, a ValueError in a callback too, with its traceback."""

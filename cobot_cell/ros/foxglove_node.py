@@ -47,7 +47,8 @@ class FoxgloveNode(Node):
             cell_file=d("cell_file", "", "cell file (YAML)"),
             record=d("record", "", "MCAP file to record to ('' = no recording)"),
             port=int(d("port", -1, "WebSocket port of the live server on 127.0.0.1 (-1 = no server, 0 = any)")),
-            state_hz=float(d("state_hz", 25.0, "joint states logged per second of cell time, per cobot")))
+            state_hz=float(d("state_hz", 25.0, "joint states logged per second of cell time, per cobot")),
+        )
         if not p.cell_file:
             raise ValueError("parameter cell_file: required")
         if p.state_hz <= 0:
@@ -56,26 +57,34 @@ class FoxgloveNode(Node):
         self.cell = cfg.cell.name
         namespaces = [cfg.cobot_namespace(n) for n in cfg.cobots]
         self.urdf = render_urdf(p.cell_file)
-        self.recorder = Recorder(cell_topics(self.cell, namespaces), record=p.record or None,
-                                 port=None if p.port < 0 else p.port, name=f"cobot_cell {self.cell}")
+        self.recorder = Recorder(
+            cell_topics(self.cell, namespaces),
+            record=p.record or None,
+            port=None if p.port < 0 else p.port,
+            name=f"cobot_cell {self.cell}",
+        )
         self._last: dict[str, float] = {}
         for ns in namespaces:
             topic = f"{ns.rstrip('/')}/joint_states"
-            self.create_subscription(JointState, topic, lambda msg, topic=topic: self._on_joint_states(topic, msg),
-                                     STATES)
+            self.create_subscription(
+                JointState, topic, lambda msg, topic=topic: self._on_joint_states(topic, msg), STATES
+            )
         self.create_subscription(String, f"/{self.cell}/state", self._on_state, STATE_CHANGES)
-        self.create_subscription(DiagnosticStatus, f"/{self.cell}/cycle",
-                                 lambda msg: self._on_status(f"/{self.cell}/cycle", msg), REPORTS)
-        self.create_subscription(DiagnosticStatus, f"/{self.cell}/faults",
-                                 lambda msg: self._on_status(f"/{self.cell}/faults", msg), REPORTS)
+        self.create_subscription(
+            DiagnosticStatus, f"/{self.cell}/cycle", lambda msg: self._on_status(f"/{self.cell}/cycle", msg), REPORTS
+        )
+        self.create_subscription(
+            DiagnosticStatus, f"/{self.cell}/faults", lambda msg: self._on_status(f"/{self.cell}/faults", msg), REPORTS
+        )
         self.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
         self._urdf_wall = -float("inf")
         self._send_urdf()
         import rclpy
 
         self.create_timer(1.0, self._send_urdf, clock=rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.STEADY_TIME))
-        where = ([f"recording to {p.record}"] if p.record else []) + \
-            ([f"serving ws://127.0.0.1:{self.recorder.port}"] if self.recorder.port is not None else [])
+        where = ([f"recording to {p.record}"] if p.record else []) + (
+            [f"serving ws://127.0.0.1:{self.recorder.port}"] if self.recorder.port is not None else []
+        )
         self.get_logger().info(f"foxglove up: cell '{self.cell}', {' and '.join(where)}")
 
     def _now(self) -> float:
@@ -101,8 +110,9 @@ class FoxgloveNode(Node):
 
     def _on_kpis(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
-            self.recorder.key_values("/supervisor/kpis", self._now(), key_values(st), st.name,
-                                     level_name(st.level), st.message)
+            self.recorder.key_values(
+                "/supervisor/kpis", self._now(), key_values(st), st.name, level_name(st.level), st.message
+            )
 
     def destroy_node(self) -> None:
         """Finish the recording and stop the server."""

@@ -49,8 +49,15 @@ class ControllerSpec:
 
     def spawner_arguments(self, params_file: str | os.PathLike[str]) -> list[str]:
         """Arguments of `ros2 run controller_manager spawner` for this controller."""
-        args = [self.name, "--controller-manager", CONTROLLER_MANAGER, "--param-file", str(params_file),
-                "--controller-manager-timeout", "60"]
+        args = [
+            self.name,
+            "--controller-manager",
+            CONTROLLER_MANAGER,
+            "--param-file",
+            str(params_file),
+            "--controller-manager-timeout",
+            "60",
+        ]
         if self.remaps:
             args += ["--controller-ros-args", " ".join(f"-r {a}:={b}" for a, b in self.remaps)]
         return args
@@ -69,11 +76,26 @@ def controllers(cfg: CellConfig) -> list[ControllerSpec]:
         ns = cfg.cobot_namespace(name).rstrip("/")
         joints = list(cobot.joints)
         jsb, jtc = f"{name}_joint_state_broadcaster", f"{name}_joint_trajectory_controller"
-        out.append(ControllerSpec(jsb, JSB_TYPE, {"joints": joints, "interfaces": ["position", "velocity"]},
-                                  (("/joint_states", f"{ns}/joint_states"),)))
-        out.append(ControllerSpec(jtc, JTC_TYPE, {
-            "joints": joints, "command_interfaces": ["position"], "state_interfaces": ["position", "velocity"],
-        }, ((f"/{jtc}/joint_trajectory", trajectory_topic(cfg, name)),)))
+        out.append(
+            ControllerSpec(
+                jsb,
+                JSB_TYPE,
+                {"joints": joints, "interfaces": ["position", "velocity"]},
+                (("/joint_states", f"{ns}/joint_states"),),
+            )
+        )
+        out.append(
+            ControllerSpec(
+                jtc,
+                JTC_TYPE,
+                {
+                    "joints": joints,
+                    "command_interfaces": ["position"],
+                    "state_interfaces": ["position", "velocity"],
+                },
+                ((f"/{jtc}/joint_trajectory", trajectory_topic(cfg, name)),),
+            )
+        )
     return out
 
 
@@ -102,8 +124,12 @@ def write_controllers_yaml(cfg: CellConfig, directory: str | os.PathLike[str]) -
 def cell_nodes(cfg: CellConfig, cell_file: str | os.PathLike[str], opts: BringupOptions) -> list[NodeSpec]:
     """Planner (and pendant bridge, supervisor) as for real arms, on Gazebo's simulated time."""
     specs = node_specs(cfg, cell_file, replace(opts, sim=False))
-    return [replace(s, parameters={**s.parameters, "use_sim_time": True})
-            if s.executable in ("task_planner", "pendant_bridge") else s for s in specs]
+    return [
+        replace(s, parameters={**s.parameters, "use_sim_time": True})
+        if s.executable in ("task_planner", "pendant_bridge")
+        else s
+        for s in specs
+    ]
 
 
 def tool_io_nodes(cfg: CellConfig, job: str = "") -> list[tuple[NodeSpec, list[tuple[str, str]]]]:
@@ -114,11 +140,23 @@ def tool_io_nodes(cfg: CellConfig, job: str = "") -> list[tuple[NodeSpec, list[t
             continue
         ns = cfg.cobot_namespace(name).rstrip("/")
         spec = NodeSpec(
-            executable="sim_cobot", module="cobot_cell.ros.sim_cobot_node", name=TOOL_IO_NODE, namespace=ns or "/",
-            parameters={"joint_names": list(cobot.joints), "initial_positions": [float(v) for v in cobot.home],
-                        "io_names": [t.io for t in cobot.tools.values()], "controller": cobot.controller,
-                        "publish_clock": False, "use_sim_time": True, **payload_params(cfg, name, job)})
-        remaps = [(f"{ns}/joint_states", f"{ns}/{TOOL_IO_NODE}/joint_states"),
-                  (trajectory_topic(cfg, name), f"{ns}/{TOOL_IO_NODE}/joint_trajectory")]
+            executable="sim_cobot",
+            module="cobot_cell.ros.sim_cobot_node",
+            name=TOOL_IO_NODE,
+            namespace=ns or "/",
+            parameters={
+                "joint_names": list(cobot.joints),
+                "initial_positions": [float(v) for v in cobot.home],
+                "io_names": [t.io for t in cobot.tools.values()],
+                "controller": cobot.controller,
+                "publish_clock": False,
+                "use_sim_time": True,
+                **payload_params(cfg, name, job),
+            },
+        )
+        remaps = [
+            (f"{ns}/joint_states", f"{ns}/{TOOL_IO_NODE}/joint_states"),
+            (trajectory_topic(cfg, name), f"{ns}/{TOOL_IO_NODE}/joint_trajectory"),
+        ]
         out.append((spec, remaps))
     return out

@@ -171,12 +171,16 @@ class CellBackend:
         return self.model.version
 
     def command(self, name: str, user: str, source: str) -> tuple[bool, str]:
-        return self._on_ros(lambda: self.client.command_as(name, "local", f"{user}@hmi {source}",
-                                                           timeout=COMMAND_TIMEOUT))
+        return self._on_ros(
+            lambda: self.client.command_as(name, "local", f"{user}@hmi {source}", timeout=COMMAND_TIMEOUT)
+        )
 
     def set_parameter(self, name: str, value: str | int, user: str, source: str) -> tuple[bool, str]:
-        return self._on_ros(lambda: self.client.command_as("set_product", "local", f"{user}@hmi {source}",
-                                                           timeout=COMMAND_TIMEOUT, **{name: value}))
+        return self._on_ros(
+            lambda: self.client.command_as(
+                "set_product", "local", f"{user}@hmi {source}", timeout=COMMAND_TIMEOUT, **{name: value}
+            )
+        )
 
     def report(self, run_id: str | None) -> ShiftReport:
         if not self.params.db or not Path(self.params.db).exists():
@@ -188,8 +192,16 @@ class CellBackend:
             raise ValueError(f"no production log at {self.params.db or '(none configured)'}")
         with tempfile.TemporaryDirectory(prefix="hmi_png_") as tmp:
             out = Path(tmp) / "report.png"
-            cmd = [sys.executable, "-m", "cobot_cell.supervisor.charts", self.params.db, "--sheet", str(out),
-                   "--cell", self.client.cell]
+            cmd = [
+                sys.executable,
+                "-m",
+                "cobot_cell.supervisor.charts",
+                self.params.db,
+                "--sheet",
+                str(out),
+                "--cell",
+                self.client.cell,
+            ]
             if run_id:
                 cmd += ["--run", run_id]
             if self.params.ideal_cycle_time:
@@ -197,8 +209,9 @@ class CellBackend:
             # matplotlib in a child process: the HMI process never loads it (memory)
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
             if done.returncode != 0 or not out.is_file():
-                raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else
-                                   f"exit code {done.returncode}")
+                raise RuntimeError(
+                    done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
+                )
             return out.read_bytes()
 
 
@@ -218,11 +231,13 @@ def read_params(client: CellClient) -> HmiParams:
         cert=d("cert", "", "TLS certificate (PEM); with key"),
         key=d("key", "", "TLS private key (PEM); with cert"),
         insecure=d("insecure", False, "serve plain HTTP on a non-loopback address (logged as a warning)"),
-        cert_dir=d("cert_dir", "", "where a self-signed certificate is generated and kept (default: next to "
-                                   "the user file)"),
+        cert_dir=d(
+            "cert_dir", "", "where a self-signed certificate is generated and kept (default: next to the user file)"
+        ),
         window=d("window", 300.0, "seconds of the live Gantt"),
-        ideal_cycle_time=d("ideal_cycle_time", 0.0, "ideal cycle time for OEE performance (0: the bottleneck "
-                                                    "bound of the parts made)"),
+        ideal_cycle_time=d(
+            "ideal_cycle_time", 0.0, "ideal cycle time for OEE performance (0: the bottleneck bound of the parts made)"
+        ),
         session_idle=d("session_idle", 900.0, "seconds without a request before a login expires"),
     )
     if not 0 < p.port < 65536:
@@ -272,23 +287,37 @@ def main(args: list[str] | None = None) -> int:
             cobots = list(cfg.cobots)
             for job in cfg.jobs.values():
                 stations.update(step_stations(((s.name, s.params) for s in job.steps), cfg.stations))
-        model = LiveModel(client.cell, cobots, stations, window=params.window,
-                          ideal_cycle_time=params.ideal_cycle_time or None)
+        model = LiveModel(
+            client.cell, cobots, stations, window=params.window, ideal_cycle_time=params.ideal_cycle_time or None
+        )
         client.model = model
         users = UserStore(params.users or None)
         cert_dir = params.cert_dir or str(users.path.parent)
         listen = plan_listen(params.host, params.port, params.cert, params.key, params.insecure, cert_dir)
         backend = CellBackend(client, model, params)
-        app = create_app(backend, Sessions(users, idle_timeout=params.session_idle),
-                         ServerOptions(secure=listen.cert is not None, title=f"{client.cell} HMI",
-                                       open_viewing=is_loopback(listen.host)))
+        app = create_app(
+            backend,
+            Sessions(users, idle_timeout=params.session_idle),
+            ServerOptions(
+                secure=listen.cert is not None, title=f"{client.cell} HMI", open_viewing=is_loopback(listen.host)
+            ),
+        )
         model.on_change = app.hub.notify
         if not users.roles():
             log.warning("no users in %s: the page is view-only until `cobot-cell users add` creates one", users.path)
         log.info("HMI of cell '%s' on %s://%s:%d/", client.cell, listen.scheme, listen.host, listen.port)
         backend.start()
-        _Server(app, host=listen.host, port=listen.port, ssl_certfile=listen.cert, ssl_keyfile=listen.key,
-                log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2).run()
+        _Server(
+            app,
+            host=listen.host,
+            port=listen.port,
+            ssl_certfile=listen.cert,
+            ssl_keyfile=listen.key,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        ).run()
         return 0
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

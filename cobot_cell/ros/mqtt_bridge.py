@@ -57,8 +57,9 @@ class MqttBridgeNode(Node):
         self.host, self.port = broker_address(p.broker)
         self.prefix = check_prefix(p.prefix)
         if not 0 < p.min_backoff <= p.max_backoff:
-            raise ValueError(f"parameters min_backoff/max_backoff: need 0 < min <= max, got {p.min_backoff}, "
-                             f"{p.max_backoff}")
+            raise ValueError(
+                f"parameters min_backoff/max_backoff: need 0 < min <= max, got {p.min_backoff}, {p.max_backoff}"
+            )
         self.outbox = Outbox(p.buffer)
         self.connected = False
         client_id = p.client_id or f"cobot_cell-{os.uname().nodename}-{os.getpid()}"
@@ -95,8 +96,7 @@ class MqttBridgeNode(Node):
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         if self.connected:
-            self.get_logger().warning(f"MQTT broker {self.params.broker} went away ({reason}); buffering, "
-                                      "reconnecting")
+            self.get_logger().warning(f"MQTT broker {self.params.broker} went away ({reason}); buffering, reconnecting")
         self.connected = False
 
     def _on_publish(self, client, userdata, mid, reason, properties) -> None:

@@ -85,41 +85,60 @@ class BridgeNode(Node):
         d = self._declare
         self.params = BridgeParams(
             cells=tuple(c for c in d("cells", [""], "cells to serve (names, = their namespaces)") if c),
-            cell_files=tuple(c for c in d("cell_files", [""], "cell files of the cells, same order "
-                                                                "(job names for SetProduct); optional") if c),
-            endpoint=d("endpoint", DEFAULT_ENDPOINT, "OPC UA endpoint (opc.tcp://HOST:PORT/PATH); loopback by "
-                                                     "default"),
-            pki_dir=d("pki_dir", "", "directory of the server certificate and key, made on first start "
-                                     "(default ~/.config/cobot_cell/opcua); trusted/ holds client certificates"),
+            cell_files=tuple(
+                c
+                for c in d(
+                    "cell_files", [""], "cell files of the cells, same order (job names for SetProduct); optional"
+                )
+                if c
+            ),
+            endpoint=d("endpoint", DEFAULT_ENDPOINT, "OPC UA endpoint (opc.tcp://HOST:PORT/PATH); loopback by default"),
+            pki_dir=d(
+                "pki_dir",
+                "",
+                "directory of the server certificate and key, made on first start "
+                "(default ~/.config/cobot_cell/opcua); trusted/ holds client certificates",
+            ),
             users=d("users", "", f"user file (default {default_path()})"),
             allow_none=d("allow_none", False, "also offer the None security policy (no signing, no encryption)"),
             max_sessions=d("max_sessions", 10, "sessions at once; more are refused with BadTooManySessions"),
-            cntrl_cmd_map=d("cntrl_cmd_map", "", "CntrlCmd numbers, e.g. '1=reset,2=start,3=stop' (default: "
-                                                 "the TR88 numbering 1 reset .. 9 clear)"),
+            cntrl_cmd_map=d(
+                "cntrl_cmd_map",
+                "",
+                "CntrlCmd numbers, e.g. '1=reset,2=start,3=stop' (default: the TR88 numbering 1 reset .. 9 clear)",
+            ),
             command_timeout=d("command_timeout", 5.0, "seconds a command waits for the cell's reply"),
-            mach_speed=d("mach_speed", 0.0, "target parts/h shown as MachSpeed (0: the planned rate of each "
-                                            "cell's first job, from its cell file)"),
+            mach_speed=d(
+                "mach_speed",
+                0.0,
+                "target parts/h shown as MachSpeed (0: the planned rate of each cell's first job, from its cell file)",
+            ),
         )
         if not self.params.cells:
             raise ValueError("parameter cells: at least one cell is required")
         if self.params.cell_files and len(self.params.cell_files) != len(self.params.cells):
-            raise ValueError(f"parameter cell_files: {len(self.params.cell_files)} files for "
-                             f"{len(self.params.cells)} cells")
+            raise ValueError(
+                f"parameter cell_files: {len(self.params.cell_files)} files for {len(self.params.cells)} cells"
+            )
         if self.params.max_sessions < 1:
             raise ValueError(f"parameter max_sessions: must be >= 1, got {self.params.max_sessions}")
         self.cntrl_cmd_map = parse_cntrl_cmd_map(self.params.cntrl_cmd_map)
         self.jobs = {c: jobs_of(f) for c, f in zip(self.params.cells, self.params.cell_files)}
-        self.speeds = {c: self.params.mach_speed or (design_speed(f) if f else 0.0)
-                       for c, f in zip(self.params.cells, self.params.cell_files or [""] * len(self.params.cells))}
-        self.trackers = {c: CellTracker(c, jobs=self.jobs.get(c, ()), mach_speed=self.speeds[c])
-                         for c in self.params.cells}
+        self.speeds = {
+            c: self.params.mach_speed or (design_speed(f) if f else 0.0)
+            for c, f in zip(self.params.cells, self.params.cell_files or [""] * len(self.params.cells))
+        }
+        self.trackers = {
+            c: CellTracker(c, jobs=self.jobs.get(c, ()), mach_speed=self.speeds[c]) for c in self.params.cells
+        }
         self.dirty: set[str] = set(self.params.cells)
         self.followers = {c: CellFollower(c, self, self._on_event) for c in self.params.cells}
         self.commands: queue.SimpleQueue[tuple[str, str, str, dict, Any]] = queue.SimpleQueue()
         # commands the server refused for the user's role go into the cell's audit trail, as the planner's own do
         self.refusals: queue.SimpleQueue[AuditRecord] = queue.SimpleQueue()
-        self.audit_pubs = {c: self.create_publisher(DiagnosticStatus, f"/{c}/audit", REPORTS)
-                           for c in self.params.cells}
+        self.audit_pubs = {
+            c: self.create_publisher(DiagnosticStatus, f"/{c}/audit", REPORTS) for c in self.params.cells
+        }
 
     def _declare(self, name: str, default: Any, description: str) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -154,9 +173,15 @@ class BridgeNode(Node):
             except queue.Empty:
                 break
             if rec.cell in self.audit_pubs:
-                self.audit_pubs[rec.cell].publish(status_msg(f"{rec.cell}/audit", DiagnosticStatus.WARN,
-                                                             f"{rec.command} {rec.outcome}", rec.to_key_values(),
-                                                             hardware_id=rec.cell))
+                self.audit_pubs[rec.cell].publish(
+                    status_msg(
+                        f"{rec.cell}/audit",
+                        DiagnosticStatus.WARN,
+                        f"{rec.command} {rec.outcome}",
+                        rec.to_key_values(),
+                        hardware_id=rec.cell,
+                    )
+                )
         while True:
             try:
                 cell, command, user, fields, done = self.commands.get_nowait()
@@ -174,6 +199,7 @@ class BridgeNode(Node):
                 else:
                     ok, text, kind = command_reply(fut.result())
                     done(Reply(ok, text, kind))
+
             future.add_done_callback(finished)
 
 
@@ -183,11 +209,18 @@ class Bridge:
     def __init__(self, node: BridgeNode) -> None:
         self.node = node
         p = node.params
-        self.server = PlantServer(ServerOptions(
-            endpoint=p.endpoint, pki_dir=Path(p.pki_dir).expanduser() if p.pki_dir else
-            Path.home() / ".config" / "cobot_cell" / "opcua", users=UserStore(p.users or None),
-            allow_none=p.allow_none, max_sessions=p.max_sessions, cntrl_cmd_map=node.cntrl_cmd_map,
-            on_refused=node.refused), self._sink)
+        self.server = PlantServer(
+            ServerOptions(
+                endpoint=p.endpoint,
+                pki_dir=Path(p.pki_dir).expanduser() if p.pki_dir else Path.home() / ".config" / "cobot_cell" / "opcua",
+                users=UserStore(p.users or None),
+                allow_none=p.allow_none,
+                max_sessions=p.max_sessions,
+                cntrl_cmd_map=node.cntrl_cmd_map,
+                on_refused=node.refused,
+            ),
+            self._sink,
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = threading.Event()
         self.updates = 0
@@ -202,12 +235,12 @@ class Bridge:
 
         def done(r: Reply) -> None:
             loop.call_soon_threadsafe(settle, r)
+
         self.node.commands.put((cell, command, user, fields, done))
         try:
             return await asyncio.wait_for(reply, self.node.params.command_timeout)
         except asyncio.TimeoutError:
-            return Reply(False, f"cell '{cell}' did not reply within {self.node.params.command_timeout:g} s",
-                         "timeout")
+            return Reply(False, f"cell '{cell}' did not reply within {self.node.params.command_timeout:g} s", "timeout")
 
     def _ros_thread(self) -> None:
         executor = SingleThreadedExecutor(context=self.node.context)
@@ -243,7 +276,7 @@ class Bridge:
         self._done = asyncio.Event()
         try:
             await self.server.start()
-        except OSError as exc:   # the port is taken, the address is not this host's, ...
+        except OSError as exc:  # the port is taken, the address is not this host's, ...
             raise StartError(f"parameter endpoint: cannot serve {self.node.params.endpoint}: {exc}") from None
         except ValueError as exc:  # not an opc.tcp URL
             raise StartError(f"parameter endpoint: {exc}") from None
@@ -251,8 +284,9 @@ class Bridge:
             await self.server.add_cell(cell, self.node.jobs.get(cell, ()), self.node.speeds[cell])
         thread = threading.Thread(target=self._ros_thread, name="ros", daemon=True)
         thread.start()
-        self.node.get_logger().info(f"OPC UA server for {', '.join(self.node.params.cells)} on "
-                                    f"{self.node.params.endpoint}")
+        self.node.get_logger().info(
+            f"OPC UA server for {', '.join(self.node.params.cells)} on {self.node.params.endpoint}"
+        )
         try:
             await self._done.wait()
         finally:

@@ -37,8 +37,12 @@ from ..pendant.transport import PARITIES, SerialTransport
 from .common import LATCHED, STATE_CHANGES, key_values, level_name, level_of, route_core_logging, run_node, status_msg
 
 # New cycle reports only: the planner's topic keeps 1000 for late joiners, the pendant wants live ones.
-LIVE_REPORTS = QoSProfile(depth=50, durability=DurabilityPolicy.VOLATILE, reliability=ReliabilityPolicy.RELIABLE,
-                          history=HistoryPolicy.KEEP_LAST)
+LIVE_REPORTS = QoSProfile(
+    depth=50,
+    durability=DurabilityPolicy.VOLATILE,
+    reliability=ReliabilityPolicy.RELIABLE,
+    history=HistoryPolicy.KEEP_LAST,
+)
 TICK = 0.05
 
 
@@ -71,16 +75,22 @@ class PendantBridge(Node):
         route_core_logging(self)
         d = self._declare
         self.params = BridgeParams(
-            port=d("port", "", "serial device or pyserial URL of the pendant, e.g. /dev/ttyUSB0, "
-                               "/dev/serial/by-id/..., a pty path"),
+            port=d(
+                "port",
+                "",
+                "serial device or pyserial URL of the pendant, e.g. /dev/ttyUSB0, /dev/serial/by-id/..., a pty path",
+            ),
             baud=d("baud", 115200, "baud rate"),
             parity=d("parity", "N", "parity: N (none), E (even) or O (odd); 8 data bits, 1 stop bit"),
             cell=d("cell", "", "cell name shown on the pendant (default: the node's namespace)"),
-            enabling_device=d("enabling_device", False,
-                              "the pendant is the cell's enabling device: hold the cell when its heartbeat is "
-                              "lost during Execute"),
-            heartbeat_timeout=d("heartbeat_timeout", 1.0, "seconds without a valid frame that count as a lost "
-                                                          "pendant heartbeat"),
+            enabling_device=d(
+                "enabling_device",
+                False,
+                "the pendant is the cell's enabling device: hold the cell when its heartbeat is lost during Execute",
+            ),
+            heartbeat_timeout=d(
+                "heartbeat_timeout", 1.0, "seconds without a valid frame that count as a lost pendant heartbeat"
+            ),
             heartbeat_period=d("heartbeat_period", 0.5, "seconds between the bridge's own HB frames"),
             reconnect_min=d("reconnect_min", 0.2, "first delay (s) before reopening a lost device"),
             reconnect_max=d("reconnect_max", 5.0, "longest delay (s) between reopening attempts"),
@@ -102,27 +112,42 @@ class PendantBridge(Node):
             raise ValueError("parameter reconnect_min: must not exceed reconnect_max")
         self.cell = p.cell or self.get_namespace().strip("/").split("/")[-1] or "cell"
         session_params = SessionParams(
-            cell=self.cell, version=__version__, enabling_device=p.enabling_device,
-            heartbeat_timeout=p.heartbeat_timeout, heartbeat_period=p.heartbeat_period,
-            command_timeout=p.command_timeout, frame_timeout=p.frame_timeout, error_rate=p.error_rate)
+            cell=self.cell,
+            version=__version__,
+            enabling_device=p.enabling_device,
+            heartbeat_timeout=p.heartbeat_timeout,
+            heartbeat_period=p.heartbeat_period,
+            command_timeout=p.command_timeout,
+            frame_timeout=p.frame_timeout,
+            error_rate=p.error_rate,
+        )
 
-        self._triggers: dict[str, Client] = {name: self.create_client(Trigger, name)
-                                             for name in [c.value for c in Command] + list(EXTRA_SERVICES)}
+        self._triggers: dict[str, Client] = {
+            name: self.create_client(Trigger, name) for name in [c.value for c in Command] + list(EXTRA_SERVICES)
+        }
         self._set_params: Client = self.create_client(SetParameters, "task_planner/set_parameters")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.session = PendantSession(session_params, self, time.monotonic, self._cell_time,
-                                      session_id=os.urandom(4).hex())
+        self.session = PendantSession(
+            session_params, self, time.monotonic, self._cell_time, session_id=os.urandom(4).hex()
+        )
         self.create_subscription(String, "state", self._on_state, STATE_CHANGES)
         self.create_subscription(DiagnosticStatus, "status", self._on_status, LATCHED)
         self.create_subscription(DiagnosticStatus, "cycle", self._on_cycle, LIVE_REPORTS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self._wake = self.create_guard_condition(self._on_link)
         self.create_timer(TICK, self.session.tick)
-        self.transport = SerialTransport(p.port, p.baud, p.parity, notify=self._wake.trigger,
-                                         reconnect_min=p.reconnect_min, reconnect_max=p.reconnect_max).start()
+        self.transport = SerialTransport(
+            p.port,
+            p.baud,
+            p.parity,
+            notify=self._wake.trigger,
+            reconnect_min=p.reconnect_min,
+            reconnect_max=p.reconnect_max,
+        ).start()
         self.get_logger().info(
             f"pendant bridge for cell '{self.cell}' on {p.port} ({p.baud} 8{p.parity}1), protocol "
-            f"{PROTOCOL_VERSION}" + (", enabling device" if p.enabling_device else ""))
+            f"{PROTOCOL_VERSION}" + (", enabling device" if p.enabling_device else "")
+        )
 
     def _declare(self, name: str, default: Any, description: str) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -208,18 +233,34 @@ class PendantBridge(Node):
 
     def fault(self, fault: PendantFault) -> None:
         """Publish the session's fault update on /diagnostics, keyed, so the production log has it."""
-        update = FaultUpdate(cell=self.cell, fault_key=fault.key, message=fault.message, raised=fault.raised,
-                             code=fault.code, source=fault.source, severity=fault.severity, cleared=fault.cleared)
-        arr = DiagnosticArray(status=[status_msg(f"{self.cell}/pendant_bridge", level_of(update.level),
-                                                 fault.message, encode_fault(update), hardware_id=self.cell)])
+        update = FaultUpdate(
+            cell=self.cell,
+            fault_key=fault.key,
+            message=fault.message,
+            raised=fault.raised,
+            code=fault.code,
+            source=fault.source,
+            severity=fault.severity,
+            cleared=fault.cleared,
+        )
+        arr = DiagnosticArray(
+            status=[
+                status_msg(
+                    f"{self.cell}/pendant_bridge",
+                    level_of(update.level),
+                    fault.message,
+                    encode_fault(update),
+                    hardware_id=self.cell,
+                )
+            ]
+        )
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
 
     def _on_hold_done(self, future: Future) -> None:
         resp = future.result() if future.exception() is None else None
         if resp is None or not resp.success:
-            self.get_logger().error(f"hold on heartbeat loss refused: "
-                                    f"{resp.message if resp else future.exception()}")
+            self.get_logger().error(f"hold on heartbeat loss refused: {resp.message if resp else future.exception()}")
 
     # ------------------------------------------------------------------ cell side
     def _on_state(self, msg: String) -> None:

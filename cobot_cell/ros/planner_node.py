@@ -107,8 +107,17 @@ class RosCobotPort(CobotPort):
         self.joints = list(cobot.joints)
         self.params = params
         self.clock: RosClock = node.clock
-        self.watch = MotionWatch(name, WatchLimits(params.tolerance, params.timeout_factor, params.timeout_margin,
-                                                   params.timeout_wall_min, params.stamp_trajectories), node.clock)
+        self.watch = MotionWatch(
+            name,
+            WatchLimits(
+                params.tolerance,
+                params.timeout_factor,
+                params.timeout_margin,
+                params.timeout_wall_min,
+                params.stamp_trajectories,
+            ),
+            node.clock,
+        )
         self._q: np.ndarray | None = None
         self._cols: list[int] | None = None
         self._moving: Pending | None = None
@@ -116,22 +125,27 @@ class RosCobotPort(CobotPort):
         self.last_rx = -float("inf")
         self.sensed_instantly = params.stamp_trajectories
         self.namespace = namespace
-        self.health: tuple[str, str] | None = None   # (code, message) while the driver reports a fault
+        self.health: tuple[str, str] | None = None  # (code, message) while the driver reports a fault
         self.stale_reported = False
         self._sensed: dict[str, bool] = {}
         self._prepared: dict[int, tuple[TrajectoryLike, list[JointTrajectoryPoint]]] = {}
         for t in cobot.tools.values():
             if t.confirm or t.is_process:  # part present; a process tool confirmed off
-                node.create_subscription(Bool, f"{namespace}/{t.io}/state",
-                                         lambda msg, io=t.io: self._on_sensed(io, msg), LATCHED)
+                node.create_subscription(
+                    Bool, f"{namespace}/{t.io}/state", lambda msg, io=t.io: self._on_sensed(io, msg), LATCHED
+                )
         self.pub = node.create_publisher(JointTrajectory, f"{namespace}/{cobot.controller}/joint_trajectory", 10)
         node.create_subscription(JointState, f"{namespace}/joint_states", self._on_joint_states, STATES)
-        self.io_clients: dict[str, Client] = {t.io: node.create_client(SetBool, f"{namespace}/{t.io}")
-                                              for t in cobot.tools.values()}
+        self.io_clients: dict[str, Client] = {
+            t.io: node.create_client(SetBool, f"{namespace}/{t.io}") for t in cobot.tools.values()
+        }
 
     def _on_joint_states(self, msg: JointState) -> None:
-        if self._cols is None or len(msg.name) != len(self._cols) or any(
-                msg.name[c] != j for c, j in zip(self._cols, self.joints)):
+        if (
+            self._cols is None
+            or len(msg.name) != len(self._cols)
+            or any(msg.name[c] != j for c, j in zip(self._cols, self.joints))
+        ):
             try:
                 self._cols = [list(msg.name).index(j) for j in self.joints]
             except ValueError:
@@ -178,15 +192,19 @@ class RosCobotPort(CobotPort):
     def _points(trajectory: TrajectoryLike) -> list[JointTrajectoryPoint]:
         points = []
         last_ns = -1
-        for t, p, v in zip(np.asarray(trajectory.times), np.asarray(trajectory.positions),
-                           np.asarray(trajectory.velocities)):
+        for t, p, v in zip(
+            np.asarray(trajectory.times), np.asarray(trajectory.positions), np.asarray(trajectory.velocities)
+        ):
             sec, nanosec = split_seconds(float(t))
             ns = sec * 1_000_000_000 + nanosec
             if ns <= last_ns:  # knots closer than a nanosecond: a controller needs strictly increasing times
                 continue
             last_ns = ns
-            points.append(JointTrajectoryPoint(positions=p.tolist(), velocities=v.tolist(),
-                                               time_from_start=Duration(sec=sec, nanosec=nanosec)))
+            points.append(
+                JointTrajectoryPoint(
+                    positions=p.tolist(), velocities=v.tolist(), time_from_start=Duration(sec=sec, nanosec=nanosec)
+                )
+            )
         return points
 
     def prepare(self, trajectory: TrajectoryLike) -> None:
@@ -266,24 +284,39 @@ class PlannerNode(Node):
             timeout_factor=d("timeout_factor", 1.5, "a motion fails after planned duration x this + margin"),
             timeout_margin=d("timeout_margin", 2.0, "seconds added to the motion timeout"),
             start_timeout=d("start_timeout", 15.0, "wall seconds Starting waits for every driver to be ready"),
-            stamp_trajectories=d("stamp_trajectories", False,
-                                 "stamp each trajectory with its planned start (cell time) instead of 'now'; "
-                                 "for simulated drivers sharing /clock, so timings do not depend on "
-                                 "planner lag. Leave false for real controllers"),
+            stamp_trajectories=d(
+                "stamp_trajectories",
+                False,
+                "stamp each trajectory with its planned start (cell time) instead of 'now'; "
+                "for simulated drivers sharing /clock, so timings do not depend on "
+                "planner lag. Leave false for real controllers",
+            ),
             journal=d("journal", "", "SQLite journal of job progress (default: <cell>.journal.db here)"),
-            max_backdate=d("max_backdate", 30.0, "clock seconds an event time may lag the clock before the clock "
-                                                  "is used instead (raise with the sim rate)"),
+            max_backdate=d(
+                "max_backdate",
+                30.0,
+                "clock seconds an event time may lag the clock before the clock "
+                "is used instead (raise with the sim rate)",
+            ),
             stale_timeout=d("stale_timeout", 2.0, "wall seconds without joint states before a driver is stale"),
-            timeout_wall_min=d("timeout_wall_min", 2.0,
-                               "a motion or confirmation never fails sooner than this many wall seconds after "
-                               "dispatch (a planner lagging a fast sim sees data older than its command)"),
-            max_parts_in_flight=d("max_parts_in_flight", 0,
-                                  "parts in flight at most (0: the cell file's cell.max_parts_in_flight, else the "
-                                  "fixtures' total capacity; 1: one part at a time)"),
+            timeout_wall_min=d(
+                "timeout_wall_min",
+                2.0,
+                "a motion or confirmation never fails sooner than this many wall seconds after "
+                "dispatch (a planner lagging a fast sim sees data older than its command)",
+            ),
+            max_parts_in_flight=d(
+                "max_parts_in_flight",
+                0,
+                "parts in flight at most (0: the cell file's cell.max_parts_in_flight, else the "
+                "fixtures' total capacity; 1: one part at a time)",
+            ),
         )
         if self.params.max_parts_in_flight < 0:
-            raise ValueError(f"parameter max_parts_in_flight: expected 0 (the cell file's) or more, got "
-                             f"{self.params.max_parts_in_flight}")
+            raise ValueError(
+                f"parameter max_parts_in_flight: expected 0 (the cell file's) or more, got "
+                f"{self.params.max_parts_in_flight}"
+            )
         if not self.params.cell_file:
             raise ValueError("parameter cell_file: a cell file is required")
         # Checked in a child process: this one never imports pydantic (memory).
@@ -307,14 +340,27 @@ class PlannerNode(Node):
         journal_path = self.params.journal or f"{self.cfg.cell.name}.journal.db"
         skill_state = SkillState()
         self.controller = CellController(
-            self.cfg, self.ports, make_planner(self.cfg, skill_state, step_params), self.clock,
-            job=self.params.job or None, parts=self.params.parts,
-            on_state=self._on_state, on_cycle=self._on_cycle, on_fault=self._on_fault, ready_check=self._ready,
-            start_timeout=self.params.start_timeout, wall_clock=WallClock(), journal=Journal(journal_path),
-            recovery=SkillRecovery(self.cfg), skill_state=skill_state, settle_time=1.0,
-            max_backdate=self.params.max_backdate, boot_id=self.boot_id,
+            self.cfg,
+            self.ports,
+            make_planner(self.cfg, skill_state, step_params),
+            self.clock,
+            job=self.params.job or None,
+            parts=self.params.parts,
+            on_state=self._on_state,
+            on_cycle=self._on_cycle,
+            on_fault=self._on_fault,
+            ready_check=self._ready,
+            start_timeout=self.params.start_timeout,
+            wall_clock=WallClock(),
+            journal=Journal(journal_path),
+            recovery=SkillRecovery(self.cfg),
+            skill_state=skill_state,
+            settle_time=1.0,
+            max_backdate=self.params.max_backdate,
+            boot_id=self.boot_id,
             zones=CellZones(self.cfg) if self.cfg.zones else None,
-            max_parts_in_flight=self.params.max_parts_in_flight or None, pallets=pallet_places(self.cfg),
+            max_parts_in_flight=self.params.max_parts_in_flight or None,
+            pallets=pallet_places(self.cfg),
         )
         self._bounds: dict[str, float] = {}
         self._step_params = step_params
@@ -328,10 +374,17 @@ class PlannerNode(Node):
         self.create_service(Trigger, "parts_removed", self._handle_parts_removed)
         self.create_service(Trigger, "pallet_changed", self._handle_pallet_changed)
         # command authority: every command, local or remote, passes through it (see docs/opcua.md)
-        self.authority = NodeAuthority(self, self.cfg.cell.name, {
-            **{cmd: (lambda cmd=cmd: self._command(cmd)) for cmd in COMMANDS},
-            "acknowledge": self._acknowledge, "reapproach": self.controller.reapproach,
-            "parts_removed": self.controller.parts_removed, "pallet_changed": self.controller.pallet_changed})
+        self.authority = NodeAuthority(
+            self,
+            self.cfg.cell.name,
+            {
+                **{cmd: (lambda cmd=cmd: self._command(cmd)) for cmd in COMMANDS},
+                "acknowledge": self._acknowledge,
+                "reapproach": self.controller.reapproach,
+                "parts_removed": self.controller.parts_removed,
+                "pallet_changed": self.controller.pallet_changed,
+            },
+        )
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate
@@ -340,8 +393,10 @@ class PlannerNode(Node):
         # Wall-clock heartbeat whatever the sim rate: a driver drops its process tools when it stops.
         self.create_timer(HEARTBEAT_PERIOD, self._beat, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         self._publish_state()
-        self.get_logger().info(f"cell '{self.cfg.cell.name}' loaded: job '{self.controller.job}', "
-                               f"{self.controller.parts_target} part(s), cobots {', '.join(self.ports)}")
+        self.get_logger().info(
+            f"cell '{self.cfg.cell.name}' loaded: job '{self.controller.job}', "
+            f"{self.controller.parts_target} part(s), cobots {', '.join(self.ports)}"
+        )
 
     def _declare(self, name: str, default, description: str):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -353,10 +408,21 @@ class PlannerNode(Node):
         """Tell the supervisor this planner started: faults a previous, dead incarnation left open are closed
         at the last moment the journal saw it alive."""
         c = self.controller
-        pairs = [("cell", self.cfg.cell.name), ("boot", self.boot_id), ("previous_boot", c.previous_boot or ""),
-                 ("last_alive", "" if c.last_alive is None else repr(c.last_alive))]
-        self.faults_pub.publish(status_msg(f"{self.cfg.cell.name}/task_planner/boot", DiagnosticStatus.OK,
-                                           "planner started", pairs, hardware_id=self.cfg.cell.name))
+        pairs = [
+            ("cell", self.cfg.cell.name),
+            ("boot", self.boot_id),
+            ("previous_boot", c.previous_boot or ""),
+            ("last_alive", "" if c.last_alive is None else repr(c.last_alive)),
+        ]
+        self.faults_pub.publish(
+            status_msg(
+                f"{self.cfg.cell.name}/task_planner/boot",
+                DiagnosticStatus.OK,
+                "planner started",
+                pairs,
+                hardware_id=self.cfg.cell.name,
+            )
+        )
 
     # ------------------------------------------------------------------ callbacks
     def _ready(self) -> str | None:
@@ -413,14 +479,17 @@ class PlannerNode(Node):
         job = self.controller.job
         if job not in self._bounds:
             try:
-                est = estimate_steady_state(self.cfg, job, max_parts_in_flight=self.controller.max_parts_in_flight,
-                                            params=self._step_params)
+                est = estimate_steady_state(
+                    self.cfg, job, max_parts_in_flight=self.controller.max_parts_in_flight, params=self._step_params
+                )
             except Exception as exc:  # noqa: BLE001 - the cell runs without it; OEE then has no ideal cycle
                 self.get_logger().warning(f"job '{job}': no takt bound ({exc})")
                 return
             self._bounds[job] = est.bound
-            self.get_logger().info(f"job '{job}': takt bound {est.bound:.2f} s ({est.bottleneck}), estimated takt "
-                                   f"{est.takt:.2f} s with up to {est.max_parts_in_flight} part(s) in flight")
+            self.get_logger().info(
+                f"job '{job}': takt bound {est.bound:.2f} s ({est.bottleneck}), estimated takt "
+                f"{est.takt:.2f} s with up to {est.max_parts_in_flight} part(s) in flight"
+            )
         self.controller.bound = self._bounds[job]
 
     def _cobot_of(self, status_name: str) -> str | None:
@@ -447,14 +516,22 @@ class PlannerNode(Node):
         self._update()
 
     def _watch_drivers(self) -> None:
-        running = self.controller.state in (State.EXECUTE, State.HOLDING, State.UNHOLDING, State.SUSPENDING,
-                                            State.UNSUSPENDING, State.COMPLETING)
+        running = self.controller.state in (
+            State.EXECUTE,
+            State.HOLDING,
+            State.UNHOLDING,
+            State.SUSPENDING,
+            State.UNSUSPENDING,
+            State.COMPLETING,
+        )
         for name, port in self.ports.items():
             if running and port.joint_positions() is not None and port.stale and not port.stale_reported:
                 port.stale_reported = True
                 self.controller.raise_fault(
                     Code.STALE_JOINT_STATES,
-                    f"no joint states from '{name}' for {time.monotonic() - port.last_rx:.1f} s", cobot=name)
+                    f"no joint states from '{name}' for {time.monotonic() - port.last_rx:.1f} s",
+                    cobot=name,
+                )
         self._update()
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -486,15 +563,26 @@ class PlannerNode(Node):
         self._publish_state()
 
     def _on_cycle(self, report: CycleReport) -> None:
-        self.cycle_pub.publish(status_msg(f"{self.cfg.cell.name}/cycle", DiagnosticStatus.OK,
-                                          f"part {report.part} {report.status} in {report.cycle_time:.3f} s",
-                                          encode_cycle(report), hardware_id=self.cfg.cell.name))
+        self.cycle_pub.publish(
+            status_msg(
+                f"{self.cfg.cell.name}/cycle",
+                DiagnosticStatus.OK,
+                f"part {report.part} {report.status} in {report.cycle_time:.3f} s",
+                encode_cycle(report),
+                hardware_id=self.cfg.cell.name,
+            )
+        )
         self._publish_status()
 
     def _on_fault(self, fault: Fault) -> None:
         update = FaultUpdate.of(fault, self.cfg.cell.name, f"{self.boot_id}-{fault.id}")
-        status = status_msg(f"{self.cfg.cell.name}/task_planner/faults", level_of(update.level), fault.message,
-                            encode_fault(update), hardware_id=self.cfg.cell.name)
+        status = status_msg(
+            f"{self.cfg.cell.name}/task_planner/faults",
+            level_of(update.level),
+            fault.message,
+            encode_fault(update),
+            hardware_id=self.cfg.cell.name,
+        )
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
@@ -510,8 +598,11 @@ class PlannerNode(Node):
         s = self.controller.status()
         self._last_status = s
         level = DiagnosticStatus.ERROR if s.fault else DiagnosticStatus.OK
-        self.status_pub.publish(status_msg(f"{self.cfg.cell.name}/status", level, s.state.value, encode_status(s),
-                                           hardware_id=self.cfg.cell.name))
+        self.status_pub.publish(
+            status_msg(
+                f"{self.cfg.cell.name}/status", level, s.state.value, encode_status(s), hardware_id=self.cfg.cell.name
+            )
+        )
 
 
 def main(args=None) -> int:

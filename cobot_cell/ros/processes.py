@@ -114,9 +114,17 @@ class NodeSet:
     node runs in its own session, so signals reach it only from the runner: one SIGINT when stopping.
     """
 
-    def __init__(self, specs: Sequence[NodeSpec], work_dir: str | os.PathLike, env: dict[str, str],
-                 python: str = sys.executable, echo: bool = False, respawn: bool = False,
-                 clock: Callable[[], float] = time.monotonic, watch_period: float = WATCH_PERIOD):
+    def __init__(
+        self,
+        specs: Sequence[NodeSpec],
+        work_dir: str | os.PathLike,
+        env: dict[str, str],
+        python: str = sys.executable,
+        echo: bool = False,
+        respawn: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        watch_period: float = WATCH_PERIOD,
+    ):
         self.specs = list(specs)
         self.work_dir = Path(work_dir)
         self.env = {**env, RUNNER_PID_VAR: str(os.getpid())}
@@ -146,8 +154,13 @@ class NodeSet:
         pfile = params_file(spec, self.work_dir)
         log_path = self.work_dir / f"{spec.fqn.strip('/').replace('/', '__')}.log"
         out = None if self.echo else open(log_path, "a")
-        popen = subprocess.Popen(command(spec, pfile, self.python), env=self.env, stdout=out,
-                                 stderr=subprocess.STDOUT if out else None, start_new_session=True)
+        popen = subprocess.Popen(
+            command(spec, pfile, self.python),
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
         if out:
             out.close()
         return NodeProcess(spec, popen, log_path)
@@ -176,12 +189,22 @@ class NodeSet:
                     if p.restart_at is None:
                         p.gave_up = True
                         if policy.enabled:
-                            log.error("node %s exited with %s; not restarted again (%d restarts used)",
-                                      p.spec.fqn, exit_text(p.popen.returncode), p.retries)
+                            log.error(
+                                "node %s exited with %s; not restarted again (%d restarts used)",
+                                p.spec.fqn,
+                                exit_text(p.popen.returncode),
+                                p.retries,
+                            )
                         continue
                     limit = "no limit" if policy.max_retries < 0 else f"{policy.max_retries}"
-                    log.warning("node %s exited with %s; restarting it in %g s (restart %d of %s)", p.spec.fqn,
-                                exit_text(p.popen.returncode), policy.delay, p.retries + 1, limit)
+                    log.warning(
+                        "node %s exited with %s; restarting it in %g s (restart %d of %s)",
+                        p.spec.fqn,
+                        exit_text(p.popen.returncode),
+                        policy.delay,
+                        p.retries + 1,
+                        limit,
+                    )
                 if now >= p.restart_at:
                     new = self._spawn(p.spec)
                     new.retries = p.retries + 1
@@ -193,8 +216,11 @@ class NodeSet:
     def failed(self) -> list[NodeProcess]:
         """Nodes that exited and will not be started again (no respawn, or its retries used up)."""
         with self._lock:
-            return [p for p in self.procs if p.popen.poll() is not None
-                    and (p.gave_up or not (self.respawn and p.spec.respawn.enabled))]
+            return [
+                p
+                for p in self.procs
+                if p.popen.poll() is not None and (p.gave_up or not (self.respawn and p.spec.respawn.enabled))
+            ]
 
     def kill(self, fqn: str) -> None:
         """SIGKILL one node (a crash: no clean-up runs) and wait for it to be gone."""

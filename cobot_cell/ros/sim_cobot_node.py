@@ -149,8 +149,12 @@ class SimCobotNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_cobot")
         d = self._declare
-        backend = d("backend", "kinematic", "kinematic (this node, one per cobot, trajectories followed exactly) or "
-                                            "mujoco (one node for the whole cell's physics twin: docs/simulation.md)")
+        backend = d(
+            "backend",
+            "kinematic",
+            "kinematic (this node, one per cobot, trajectories followed exactly) or "
+            "mujoco (one node for the whole cell's physics twin: docs/simulation.md)",
+        )
         if backend not in BACKENDS:
             raise ValueError(f"parameter backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
         if backend == "mujoco":
@@ -162,30 +166,44 @@ class SimCobotNode(Node):
             joint_names=tuple(d("joint_names", [""], "joint names, in controller order")),
             initial_positions=tuple(d("initial_positions", [0.0], "start positions (rad), one per joint")),
             io_names=tuple(d("io_names", [""], "tool IO services (std_srvs/SetBool), e.g. gripper/grip")),
-            process_io=tuple(d("process_io", [""], "IO of process tools (the arc): dropped, with the motion, on "
-                                                    "e-stop, protective stop or a silent planner")),
+            process_io=tuple(
+                d(
+                    "process_io",
+                    [""],
+                    "IO of process tools (the arc): dropped, with the motion, on "
+                    "e-stop, protective stop or a silent planner",
+                )
+            ),
             heartbeat_topic=d("heartbeat_topic", "", "the planner's heartbeat (std_msgs/Header); '' = not watched"),
-            heartbeat_timeout=d("heartbeat_timeout", 0.5, "wall seconds without a heartbeat before process IO "
-                                                          "is dropped"),
+            heartbeat_timeout=d(
+                "heartbeat_timeout", 0.5, "wall seconds without a heartbeat before process IO is dropped"
+            ),
             controller=d("controller", "joint_trajectory_controller", "controller namespace of the topic"),
             state_rate=d("state_rate", 100.0, "joint_states rate (Hz of node time)"),
             publish_clock=d("publish_clock", False, "own /clock and run simulated time"),
             rate=d("rate", 1.0, "simulated seconds per wall second when publishing /clock"),
             clock_hz=d("clock_hz", 100.0, "/clock ticks per wall second when publishing /clock"),
-            clock_file=d("clock_file", "", "with publish_clock: file that keeps the last /clock time; a restarted "
-                                           "owner goes on from it, so /clock never goes back (empty: start at 0)"),
+            clock_file=d(
+                "clock_file",
+                "",
+                "with publish_clock: file that keeps the last /clock time; a restarted "
+                "owner goes on from it, so /clock never goes back (empty: start at 0)",
+            ),
         )
         # carried payload (kg) reported in diagnostics: the tool's mass, plus the part's while part_io holds one
-        self.payload = (float(d("tool_mass", 0.0, "mass of the mounted tool (kg), for the payload report")),
-                        float(d("part_mass", 0.0, "mass of the part the gripper carries (kg)")),
-                        str(d("part_io", "", "the gripper IO whose part counts in the payload")))
+        self.payload = (
+            float(d("tool_mass", 0.0, "mass of the mounted tool (kg), for the payload report")),
+            float(d("part_mass", 0.0, "mass of the part the gripper carries (kg)")),
+            str(d("part_io", "", "the gripper IO whose part counts in the payload")),
+        )
         p = self.params
         joints = [j for j in p.joint_names if j]
         if not joints:
             raise ValueError("parameter joint_names: at least one joint name is required")
         if len(p.initial_positions) != len(joints):
-            raise ValueError(f"parameter initial_positions: expected {len(joints)} values, got "
-                             f"{len(p.initial_positions)}")
+            raise ValueError(
+                f"parameter initial_positions: expected {len(joints)} values, got {len(p.initial_positions)}"
+            )
         if p.state_rate <= 0 or p.rate <= 0 or p.clock_hz <= 0 or p.heartbeat_timeout <= 0:
             raise ValueError("parameters state_rate, rate, clock_hz and heartbeat_timeout must be > 0")
         unknown = [io for io in p.process_io if io and io not in p.io_names]
@@ -230,16 +248,23 @@ class SimCobotNode(Node):
             self.create_timer(1.0 / p.state_rate, lambda: self._advance_to(self._now()))
         if p.heartbeat_topic:
             self.create_subscription(Header, p.heartbeat_topic, self._on_heartbeat, 10)
-            self.create_timer(min(0.05, p.heartbeat_timeout / 4), self._watch_heartbeat,
-                              clock=rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.STEADY_TIME))
-        self.declare_parameter("fault", "", ParameterDescriptor(
-            description="inject a fault: " + ", ".join(f"'{k}' ({v})" for k, v in FAULTS.items())))
+            self.create_timer(
+                min(0.05, p.heartbeat_timeout / 4),
+                self._watch_heartbeat,
+                clock=rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.STEADY_TIME),
+            )
+        self.declare_parameter(
+            "fault",
+            "",
+            ParameterDescriptor(description="inject a fault: " + ", ".join(f"'{k}' ({v})" for k, v in FAULTS.items())),
+        )
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_health)
         self.get_logger().info(
             f"sim cobot up: {len(joints)} joints, IO {sorted(self.io_state) or 'none'}"
             + (f", owning /clock at {p.rate:g}x" if p.publish_clock else "")
-            + (f" from t={self._sim_t:.3f} s ({p.clock_file})" if self._sim_t else ""))
+            + (f" from t={self._sim_t:.3f} s ({p.clock_file})" if self._sim_t else "")
+        )
 
     def _declare(self, name: str, default, description: str):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -277,8 +302,10 @@ class SimCobotNode(Node):
         for p in params:
             if p.name == "fault":
                 if p.value not in FAULTS:
-                    return SetParametersResult(successful=False, reason=(
-                        f"unknown fault {p.value!r}: expected one of {', '.join(repr(k) for k in FAULTS)}"))
+                    return SetParametersResult(
+                        successful=False,
+                        reason=(f"unknown fault {p.value!r}: expected one of {', '.join(repr(k) for k in FAULTS)}"),
+                    )
                 self._set_fault(p.value)
         return SetParametersResult(successful=True)
 
@@ -287,8 +314,9 @@ class SimCobotNode(Node):
 
     @property
     def _planner_alive(self) -> bool:
-        return not self.params.heartbeat_topic or \
-            time.monotonic() - self._heartbeat_wall < self.params.heartbeat_timeout
+        return (
+            not self.params.heartbeat_topic or time.monotonic() - self._heartbeat_wall < self.params.heartbeat_timeout
+        )
 
     def _watch_heartbeat(self) -> None:
         if not self._planner_alive:
@@ -357,8 +385,9 @@ class SimCobotNode(Node):
         for i, pt in enumerate(msg.points):
             if len(pt.positions) != len(cols):
                 self.rejected += 1
-                self.get_logger().error(f"trajectory rejected: point {i} has {len(pt.positions)} positions, "
-                                        f"expected {len(cols)}")
+                self.get_logger().error(
+                    f"trajectory rejected: point {i} has {len(pt.positions)} positions, expected {len(cols)}"
+                )
                 return
             pos[i, cols] = pt.positions
             if vel is not None:
@@ -386,14 +415,22 @@ class SimCobotNode(Node):
         if self.fault == "stale":
             return  # a hung driver says nothing
         name = f"{self.get_namespace().rstrip('/')}/{self.get_name()}"
-        pairs = [("moving", str(self.follower.moving).lower()), ("rejected_trajectories", str(self.rejected)),
-                 ("fault", self.fault)]
+        pairs = [
+            ("moving", str(self.follower.moving).lower()),
+            ("rejected_trajectories", str(self.rejected)),
+            ("fault", self.fault),
+        ]
         pairs += [(f"io.{k}", str(v).lower()) for k, v in sorted(self.io_state.items())]
         tool, part, part_io = self.payload
         holding = self.io_state.get(part_io, False) and self.fault != "grip_miss"
         pairs.append(("payload_kg", f"{tool + (part if holding else 0.0):.3f}"))
-        level = DiagnosticStatus.ERROR if self.fault in ("protective_stop", "estop") else \
-            DiagnosticStatus.WARN if self.fault else DiagnosticStatus.OK
+        level = (
+            DiagnosticStatus.ERROR
+            if self.fault in ("protective_stop", "estop")
+            else DiagnosticStatus.WARN
+            if self.fault
+            else DiagnosticStatus.OK
+        )
         arr = DiagnosticArray(status=[status_msg(name, level, FAULTS[self.fault], pairs, hardware_id=name)])
         arr.header.stamp = _time_msg(self._now())
         self.diag_pub.publish(arr)

@@ -52,8 +52,9 @@ class SupervisorParams:
 def fault_update(msg: DiagnosticStatus) -> FaultUpdate | None:
     """The fault update a status carries (cobot_cell.core.wire); None if it has no fault_key; ValueError if
     malformed."""
-    return decode_fault(key_values(msg), msg.message, cell=msg.hardware_id or msg.name.strip("/").split("/")[0],
-                        source=msg.name)
+    return decode_fault(
+        key_values(msg), msg.message, cell=msg.hardware_id or msg.name.strip("/").split("/")[0], source=msg.name
+    )
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,11 @@ class SupervisorNode(Node):
             cells=tuple(c for c in d("cells", [""], "cells to follow at once (others are discovered)") if c),
             discovery_period=d("discovery_period", 0.5, "seconds (wall) between looks for new cell topics"),
             kpi_period=d("kpi_period", 1.0, "seconds (wall) between KPI publications"),
-            ideal_cycle_time=d("ideal_cycle_time", 0.0,
-                               "ideal cycle time of a part in clock seconds, for OEE performance (0 = unknown)"),
+            ideal_cycle_time=d(
+                "ideal_cycle_time",
+                0.0,
+                "ideal cycle time of a part in clock seconds, for OEE performance (0 = unknown)",
+            ),
         )
         ict = self.params.ideal_cycle_time
         if not (math.isfinite(ict) and ict >= 0.0):
@@ -162,8 +166,9 @@ class SupervisorNode(Node):
         self.get_logger().info(f"following cycle reports on {topic}")
         # the cell's fault updates, transient local: those raised before this supervisor came up arrive too
         self._subscribed.add(topic.removesuffix("/cycle") + "/faults")
-        self.create_subscription(DiagnosticStatus, topic.removesuffix("/cycle") + "/faults", self._on_fault_status,
-                                 REPORTS)
+        self.create_subscription(
+            DiagnosticStatus, topic.removesuffix("/cycle") + "/faults", self._on_fault_status, REPORTS
+        )
 
     def _follow_audit(self, topic: str) -> None:
         if topic in self._subscribed:
@@ -253,8 +258,10 @@ class SupervisorNode(Node):
             if isinstance(r, PlannerBoot) and r.last_alive is not None:
                 closed = self.log.close_orphaned_faults(r.cell, r.boot, r.last_alive)
                 if closed:
-                    self.get_logger().warning(f"cell {r.cell}: {closed} fault(s) left open by a planner that died "
-                                              f"closed at {r.last_alive:.3f}")
+                    self.get_logger().warning(
+                        f"cell {r.cell}: {closed} fault(s) left open by a planner that died "
+                        f"closed at {r.last_alive:.3f}"
+                    )
                     acc = self._cell_kpis(r.cell)
                     faults = self.log.faults(cell=r.cell)  # a planner start is rare: one read of its faults
                     with self._acc_lock:
@@ -282,7 +289,7 @@ class SupervisorNode(Node):
                 except ValueError as one:
                     self.counts.add("rejected")
                     self.get_logger().warning(f"cycle report refused: {one}")
-        for r in logged:   # a part already logged is not counted twice
+        for r in logged:  # a part already logged is not counted twice
             acc = self._cell_kpis(r.cell)
             with self._acc_lock:
                 acc.add_report(r)
@@ -291,16 +298,35 @@ class SupervisorNode(Node):
     def _write_fault(self, f: FaultUpdate) -> bool:
         # in arrival order: a later update only fills what an earlier one left unset
         try:
-            fault_id = self.log.record_fault(f.cell, f.raised, f.severity, f.source, f.code, f.message,
-                                             fault_key=f.fault_key, acknowledged=f.acknowledged, cleared=f.cleared)
+            fault_id = self.log.record_fault(
+                f.cell,
+                f.raised,
+                f.severity,
+                f.source,
+                f.code,
+                f.message,
+                fault_key=f.fault_key,
+                acknowledged=f.acknowledged,
+                cleared=f.cleared,
+            )
         except ValueError as exc:
             self.counts.add("faults_rejected")
             self.get_logger().warning(f"fault {f.fault_key} refused: {exc}")
             return False
         acc = self._cell_kpis(f.cell)
         with self._acc_lock:
-            acc.update_fault(fault_id, f.cell, f.raised, f.severity, f.source, f.code, f.message, f.fault_key,
-                             f.acknowledged, f.cleared)
+            acc.update_fault(
+                fault_id,
+                f.cell,
+                f.raised,
+                f.severity,
+                f.source,
+                f.code,
+                f.message,
+                f.fault_key,
+                f.acknowledged,
+                f.cleared,
+            )
         self.cells.add(f.cell)
         return True
 
@@ -333,8 +359,9 @@ class SupervisorNode(Node):
             with self._acc_lock:
                 k = acc.kpis(ict)
             pairs = [(name, "nan" if math.isnan(v) else f"{v:g}") for name, v in k.items()]
-            self._kpi_status[cell] = status_msg(f"{cell}/kpis", DiagnosticStatus.OK, f"{int(k['parts'])} parts",
-                                                pairs, hardware_id=cell)
+            self._kpi_status[cell] = status_msg(
+                f"{cell}/kpis", DiagnosticStatus.OK, f"{int(k['parts'])} parts", pairs, hardware_id=cell
+            )
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [self._kpi_status[cell] for cell in sorted(self._kpi_status)]

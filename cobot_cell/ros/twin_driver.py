@@ -37,8 +37,9 @@ TWIN_FAULTS = FAULTS  # the faults the kinematic sim can be told to have, inject
 STOPPING = ("protective_stop", "estop", "collision")
 
 
-def parse_trajectory(msg: JointTrajectory, index: dict[str, int], q: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | str:
+def parse_trajectory(
+    msg: JointTrajectory, index: dict[str, int], q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | str:
     """(times, positions, velocities) of a trajectory over all of a cobot's joints, or why it is rejected."""
     unknown = [j for j in msg.joint_names if j not in index]
     if unknown or len(set(msg.joint_names)) != len(msg.joint_names):
@@ -80,12 +81,19 @@ class TwinDriver:
         clock_file = d("clock_file", "", "file keeping the last /clock time (a restarted owner goes on from it)")
         self.state_rate = float(d("state_rate", 100.0, "joint_states rate (Hz of simulated time)"))
         hb = d("heartbeat_topic", "", "the planner's heartbeat (std_msgs/Header); '' = the cell's")
-        self.hb_timeout = float(d("heartbeat_timeout", 0.5, "wall seconds without a heartbeat before process IO "
-                                                           "is dropped"))
+        self.hb_timeout = float(
+            d("heartbeat_timeout", 0.5, "wall seconds without a heartbeat before process IO is dropped")
+        )
         self.feed = bool(d("feed", True, "infeed stations present a new part whenever they are empty"))
-        self.wait_wall = float(d("wait_wall", 0.5, "after a cobot's move ends or an output switches, simulated time "
-                                                   "advances one joint-state sample per clock tick until its next "
-                                                   "command, for at most this many wall seconds"))
+        self.wait_wall = float(
+            d(
+                "wait_wall",
+                0.5,
+                "after a cobot's move ends or an output switches, simulated time "
+                "advances one joint-state sample per clock tick until its next "
+                "command, for at most this many wall seconds",
+            )
+        )
         if not cell_file:
             raise ValueError("parameter cell_file: the mujoco backend needs the cell file")
         if self.rate <= 0 or self.clock_hz <= 0 or self.state_rate <= 0 or self.hb_timeout <= 0:
@@ -117,18 +125,26 @@ class TwinDriver:
         self.ns = {name: self.cfg.cobot_namespace(name).rstrip("/") for name in self.cfg.cobots}
         self.index = {name: {j: i for i, j in enumerate(c.joints)} for name, c in self.cfg.cobots.items()}
         self.process = {(name, t.io) for name, c in self.cfg.cobots.items() for t in c.tools.values() if t.is_process}
-        self.js_pub = {name: node.create_publisher(JointState, f"{self.ns[name]}/joint_states", STATES)
-                       for name in self.cfg.cobots}
+        self.js_pub = {
+            name: node.create_publisher(JointState, f"{self.ns[name]}/joint_states", STATES) for name in self.cfg.cobots
+        }
         self.io_pub = {}
         for name, cobot in self.cfg.cobots.items():
-            node.create_subscription(JointTrajectory, f"{self.ns[name]}/{cobot.controller}/joint_trajectory",
-                                     lambda msg, name=name: self._on_trajectory(name, msg), 10)
+            node.create_subscription(
+                JointTrajectory,
+                f"{self.ns[name]}/{cobot.controller}/joint_trajectory",
+                lambda msg, name=name: self._on_trajectory(name, msg),
+                10,
+            )
             for tool in cobot.tools.values():
                 pub = node.create_publisher(Bool, f"{self.ns[name]}/{tool.io}/state", LATCHED)
                 pub.publish(Bool(data=False))
                 self.io_pub[(name, tool.io)] = pub
-                node.create_service(SetBool, f"{self.ns[name]}/{tool.io}",
-                                    lambda req, resp, name=name, io=tool.io: self._handle_io(name, io, req, resp))
+                node.create_service(
+                    SetBool,
+                    f"{self.ns[name]}/{tool.io}",
+                    lambda req, resp, name=name, io=tool.io: self._handle_io(name, io, req, resp),
+                )
         self.diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if self.publish_clock:
             self.clock_pub = node.create_publisher(Clock, "/clock", 10)
@@ -140,19 +156,29 @@ class TwinDriver:
         node.create_subscription(String, f"/{self.cfg.cell.name}/state", self._on_cell_state, STATE_CHANGES)
         import rclpy
 
-        node.create_timer(min(0.05, self.hb_timeout / 4), self._watch_heartbeat,
-                          clock=rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.STEADY_TIME))
-        node.declare_parameter("fault", "", ParameterDescriptor(
-            description="inject a fault, FAULT (every cobot) or COBOT:FAULT: "
-                        + ", ".join(f"'{k}' ({v})" for k, v in TWIN_FAULTS.items()) + "; '' clears every fault "
-                        "and collision stop"))
+        node.create_timer(
+            min(0.05, self.hb_timeout / 4),
+            self._watch_heartbeat,
+            clock=rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.STEADY_TIME),
+        )
+        node.declare_parameter(
+            "fault",
+            "",
+            ParameterDescriptor(
+                description="inject a fault, FAULT (every cobot) or COBOT:FAULT: "
+                + ", ".join(f"'{k}' ({v})" for k, v in TWIN_FAULTS.items())
+                + "; '' clears every fault "
+                "and collision stop"
+            ),
+        )
         node.add_on_set_parameters_callback(self._on_set_parameters)
         node.create_timer(1.0, self._publish_health)
         m = self.twin.m
         node.get_logger().info(
             f"sim twin (mujoco) up: cell '{self.cfg.cell.name}', {len(self.cfg.cobots)} cobots, {m.nbody} bodies, "
-            f"{len(self.twin.tm.parts)} part bodies" + (f", owning /clock at {self.rate:g}x" if self.publish_clock
-                                                        else ""))
+            f"{len(self.twin.tm.parts)} part bodies"
+            + (f", owning /clock at {self.rate:g}x" if self.publish_clock else "")
+        )
 
     # ------------------------------------------------------------------------------------------ time
     def _on_tick(self) -> None:
@@ -214,8 +240,11 @@ class TwinDriver:
         for name, cobot in self.cfg.cobots.items():
             if self.faults[name] == "stale":
                 continue
-            msg = JointState(name=list(cobot.joints), position=self.twin.joint_positions(name).tolist(),
-                             velocity=self.twin.joint_velocities(name).tolist())
+            msg = JointState(
+                name=list(cobot.joints),
+                position=self.twin.joint_positions(name).tolist(),
+                velocity=self.twin.joint_velocities(name).tolist(),
+            )
             msg.header.stamp = stamp
             self.js_pub[name].publish(msg)
 
@@ -282,7 +311,8 @@ class TwinDriver:
             self.node.get_logger().warning(f"{cobot}: {io} closed on nothing: {result.reason}")
         resp.success = True
         resp.message = f"{io} {'on' if req.data else 'off'}" + (
-            f" ({result.reason})" if result is not None and req.data and not result.held else "")
+            f" ({result.reason})" if result is not None and req.data and not result.held else ""
+        )
         return resp
 
     def _planner_answered(self, cobot: str) -> None:
@@ -324,11 +354,14 @@ class TwinDriver:
             cobot, _, fault = value.rpartition(":")
             targets = [cobot] if cobot else list(self.cfg.cobots)
             if cobot and cobot not in self.cfg.cobots:
-                return SetParametersResult(successful=False, reason=(
-                    f"unknown cobot {cobot!r}: expected one of {', '.join(self.cfg.cobots)}"))
+                return SetParametersResult(
+                    successful=False, reason=(f"unknown cobot {cobot!r}: expected one of {', '.join(self.cfg.cobots)}")
+                )
             if fault not in TWIN_FAULTS:
-                return SetParametersResult(successful=False, reason=(
-                    f"unknown fault {fault!r}: expected one of {', '.join(repr(k) for k in TWIN_FAULTS)}"))
+                return SetParametersResult(
+                    successful=False,
+                    reason=(f"unknown fault {fault!r}: expected one of {', '.join(repr(k) for k in TWIN_FAULTS)}"),
+                )
             for name in targets:
                 self.faults[name] = fault
                 if fault in STOPPING:
@@ -338,8 +371,11 @@ class TwinDriver:
                     self.collision.pop(name, None)
                     self.dropped.pop(name, None)
                     self.twin.clear(name)
-            self.node.get_logger().warning(f"fault injected on {', '.join(targets)}: {TWIN_FAULTS[fault]}" if fault
-                                           else f"faults cleared on {', '.join(targets)}")
+            self.node.get_logger().warning(
+                f"fault injected on {', '.join(targets)}: {TWIN_FAULTS[fault]}"
+                if fault
+                else f"faults cleared on {', '.join(targets)}"
+            )
             self._publish_health()
         return SetParametersResult(successful=True)
 
@@ -349,14 +385,22 @@ class TwinDriver:
             fault = self.faults[name]
             if fault == "stale":
                 continue
-            pairs = [("moving", str(self.twin.moving(name)).lower()), ("rejected_trajectories",
-                                                                       str(self.rejected[name])),
-                     ("backend", "mujoco")]
-            pairs += [(f"wall_s.{k.replace(' ', '_').replace(chr(39), '')}", f"{v:.2f}")
-                      for k, v in self.wall_in.items()]
+            pairs = [
+                ("moving", str(self.twin.moving(name)).lower()),
+                ("rejected_trajectories", str(self.rejected[name])),
+                ("backend", "mujoco"),
+            ]
+            pairs += [
+                (f"wall_s.{k.replace(' ', '_').replace(chr(39), '')}", f"{v:.2f}") for k, v in self.wall_in.items()
+            ]
             message = TWIN_FAULTS[fault]
-            level = DiagnosticStatus.ERROR if fault in ("protective_stop", "estop") else \
-                DiagnosticStatus.WARN if fault else DiagnosticStatus.OK
+            level = (
+                DiagnosticStatus.ERROR
+                if fault in ("protective_stop", "estop")
+                else DiagnosticStatus.WARN
+                if fault
+                else DiagnosticStatus.OK
+            )
             if name in self.collision:
                 hit = self.collision[name]
                 pairs += [("fault", "collision"), ("fault_code", Code.COLLISION.value), ("collision", hit)]
@@ -380,4 +424,3 @@ class TwinDriver:
             arr = DiagnosticArray(status=statuses)
             arr.header.stamp = _time_msg(self.twin.t)
             self.diag_pub.publish(arr)
-

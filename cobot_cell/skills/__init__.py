@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 SKILLS: dict[str, ModuleType] = {"pick": pick, "weld": weld, "palletise": palletise}
 PARAMS: dict[str, type[SkillParams]] = {
-    "pick": pick.PickParams, "weld": weld.WeldParams, "palletise": palletise.PalletiseParams,
+    "pick": pick.PickParams,
+    "weld": weld.WeldParams,
+    "palletise": palletise.PalletiseParams,
 }
 assert tuple(SKILLS) == KNOWN_SKILLS
 
@@ -64,19 +66,28 @@ def step_params(step: Step) -> SkillParams:
     return validate(PARAMS[step.skill], step.params)
 
 
-def plan_step(cfg: CellConfig, step: Step, part: int, q: np.ndarray, params: SkillParams | None = None,
-              state: dict[str, Any] | None = None) -> SkillPlan:
+def plan_step(
+    cfg: CellConfig,
+    step: Step,
+    part: int,
+    q: np.ndarray,
+    params: SkillParams | None = None,
+    state: dict[str, Any] | None = None,
+) -> SkillPlan:
     """Plan one step of one part for its cobot, starting from joint positions q (skill state: see make_planner)."""
     params = params or step_params(step)
     view = PartView(state, part) if state is not None else None
-    plan: SkillPlan = SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float),
-                                              view)
+    plan: SkillPlan = SKILLS[step.skill].plan(
+        SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), view
+    )
     return plan
 
 
-def make_planner(cfg: CellConfig, state: dict[str, Any] | None = None,
-                 params: Mapping[tuple[str, str], SkillParams] | None = None,
-                 ) -> Callable[[Step, int, np.ndarray], SkillPlan]:
+def make_planner(
+    cfg: CellConfig,
+    state: dict[str, Any] | None = None,
+    params: Mapping[tuple[str, str], SkillParams] | None = None,
+) -> Callable[[Step, int, np.ndarray], SkillPlan]:
     """A step planner for the sequencer, with each step's parameters validated once.
 
     `state` is the skills' explicit state (next pallet place, next weld seam), shared with the sequencer that
@@ -121,13 +132,18 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
         for i, h in enumerate(cobot.home):
             lo, hi = position[i] if position is not None else (model.q_min[i], model.q_max[i])
             if not max(lo, model.q_min[i]) <= h <= min(hi, model.q_max[i]):
-                add(("cobots", cname, "home", i), f"{h:g} is outside the {model.name} {model.joint_names[i]} range "
-                    f"[{model.q_min[i]:.4g}, {model.q_max[i]:.4g}]")
+                add(
+                    ("cobots", cname, "home", i),
+                    f"{h:g} is outside the {model.name} {model.joint_names[i]} range "
+                    f"[{model.q_min[i]:.4g}, {model.q_max[i]:.4g}]",
+                )
         published = arm_spec(cobot.model).velocity
         for i, v in enumerate(cobot.limits.velocity or ()):
             if i < len(published) and v > published[i] + 1e-9:
-                add(("cobots", cname, "limits", "velocity", i), f"{v:g} rad/s is above the {cobot.model} "
-                    f"{model.joint_names[i]} maximum {published[i]:.4g} rad/s")
+                add(
+                    ("cobots", cname, "limits", "velocity", i),
+                    f"{v:g} rad/s is above the {cobot.model} {model.joint_names[i]} maximum {published[i]:.4g} rad/s",
+                )
     if issues:
         return issues
     for jname, job in cfg.jobs.items():
@@ -139,8 +155,8 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
                 p = step_params(step)
             except ValidationError as exc:
                 issues += _issues_from_pydantic(
-                    [{**e, "loc": (*at, *(k for k in e["loc"] if k not in weld.LOC_TAGS))} for e in exc.errors()],
-                    lines)
+                    [{**e, "loc": (*at, *(k for k in e["loc"] if k not in weld.LOC_TAGS))} for e in exc.errors()], lines
+                )
                 continue
             problems = SKILLS[step.skill].check(cfg, p)
             for key, problem in problems.items():
@@ -150,20 +166,30 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             except ValueError as exc:
                 add(("jobs", jname, "steps", i, "cobot"), f"{exc} (needed by skill '{step.skill}')")
                 continue
-            if not problems and step.skill in HANDLING and \
-                    any([_handling_problems(cfg, jname, i, step, v, add) for v in _variants(step, p)]):
+            if (
+                not problems
+                and step.skill in HANDLING
+                and any([_handling_problems(cfg, jname, i, step, v, add) for v in _variants(step, p)])
+            ):
                 continue
             if not problems:
                 params[step.name] = p
         if len(params) != len(job.steps):
             continue
         # Reachability: plan the job from home, chaining each cobot's end position; every pallet place.
-        places = max((len(pallet_plan(cfg.stations[v.to])) for s, p in params.items()
-                      if job.step(s).skill == "palletise" for v in _variants(job.step(s), p)), default=1)
+        places = max(
+            (
+                len(pallet_plan(cfg.stations[v.to]))
+                for s, p in params.items()
+                if job.step(s).skill == "palletise"
+                for v in _variants(job.step(s), p)
+            ),
+            default=1,
+        )
         q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
         variants = {name: _variants(job.step(name), p) for name, p in params.items()}
         rounds = [(part, k) for k in range(max(len(v) for v in variants.values())) for part in range(1, places + 1)]
-        for part, k in rounds:   # every place of every pallet of a group
+        for part, k in rounds:  # every place of every pallet of a group
             failed = False
             for name in topological_order(job):
                 step = job.step(name)
@@ -175,8 +201,10 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
                 try:
                     plan = plan_step(cfg, step, part, q[step.cobot], p)
                 except ParamError as exc:
-                    add(("jobs", jname, "steps", index[name], "params", *exc.loc),
-                        str(exc) + _stack_hint(cfg, step, p, part, exc.loc))
+                    add(
+                        ("jobs", jname, "steps", index[name], "params", *exc.loc),
+                        str(exc) + _stack_hint(cfg, step, p, part, exc.loc),
+                    )
                     failed = True
                     break
                 except ValueError as exc:
@@ -191,8 +219,9 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
     return issues
 
 
-def _check_resources(cfg: CellConfig, jname: str, job: Any, params: dict[str, SkillParams],
-                     add: Callable[..., None]) -> None:
+def _check_resources(
+    cfg: CellConfig, jname: str, job: Any, params: dict[str, SkillParams], add: Callable[..., None]
+) -> None:
     """Places that never come free, and stations and zones that could deadlock (skills.resources)."""
     from .resources import check_places, check_zones
 
@@ -226,13 +255,14 @@ def _stack_hint(cfg: CellConfig, step: Step, p: Any, part: int, loc: tuple[str |
     if place.layer == 0 or station.pallet is None:
         return ""
     reached = station.pallet.stack_height(place.layer)
-    return (f"; the stack needs more height than '{step.cobot}' reaches: layers 0 to {place.layer - 1} "
-            f"({reached:.3f} m) are within reach, so lower max_height to {reached:.3f} m, or move the pallet or the "
-            "arm (there is no lift axis)")
+    return (
+        f"; the stack needs more height than '{step.cobot}' reaches: layers 0 to {place.layer - 1} "
+        f"({reached:.3f} m) are within reach, so lower max_height to {reached:.3f} m, or move the pallet or the "
+        "arm (there is no lift axis)"
+    )
 
 
-def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any,
-                       add: Callable[..., None]) -> bool:
+def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any, add: Callable[..., None]) -> bool:
     """Payload (tool + part against the arm's rating) and pallet reach of a pick or palletise step; True if any."""
     job = cfg.jobs[jname]
     found = False
@@ -240,12 +270,17 @@ def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any,
     pallet = cfg.stations[p.to].pallet if step.skill == "palletise" else None
     if job.part is not None and job.part.box is not None and pallet is not None and pallet.box != job.part.box:
         b, q = job.part.box, pallet.box
-        add(("jobs", jname, "part", "box"), f"{b.length:g} x {b.width:g} x {b.height:g} m differs from the box "
-            f"{q.length:g} x {q.width:g} x {q.height:g} m of stations.{p.to}.pallet (one part, one box)")
+        add(
+            ("jobs", jname, "part", "box"),
+            f"{b.length:g} x {b.width:g} x {b.height:g} m differs from the box "
+            f"{q.length:g} x {q.width:g} x {q.height:g} m of stations.{p.to}.pallet (one part, one box)",
+        )
         found = True
     if box is not None and p.grasp_height > box.height:
-        add(("jobs", jname, "steps", i, "params", "grasp_height"), f"{p.grasp_height:g} m is above the top of the "
-            f"{box.height:g} m part")
+        add(
+            ("jobs", jname, "steps", i, "params", "grasp_height"),
+            f"{p.grasp_height:g} m is above the top of the {box.height:g} m part",
+        )
         found = True
     try:
         load = carried(cfg, job, step, p.grasp_height)

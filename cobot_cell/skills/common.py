@@ -142,8 +142,7 @@ def station_frame(station: Station) -> np.ndarray:
     return pose_matrix(station.pose.xyz, station.pose.rpy)
 
 
-def tcp_down_at(frame: np.ndarray, offset: tuple[float, float, float], up: float = 0.0,
-                yaw: float = 0.0) -> np.ndarray:
+def tcp_down_at(frame: np.ndarray, offset: tuple[float, float, float], up: float = 0.0, yaw: float = 0.0) -> np.ndarray:
     """TCP pose pointing down at a point given in a station frame, lifted `up` metres along cell z."""
     p = frame @ np.array([offset[0], offset[1], offset[2], 1.0])
     rot = pose_matrix((0.0, 0.0, 0.0), (0.0, 0.0, yaw + math.atan2(frame[1, 0], frame[0, 0]))) @ DOWN
@@ -214,6 +213,19 @@ def check_station(cfg: CellConfig, name: Any, kinds: tuple[str, ...]) -> str:
     return str(name)
 
 
-__all__ = ["ParamError", "blame", "SkillParams", "SkillContext", "station_frame", "tcp_down_at", "end_of",
-           "check_station", "fk",
-           "Trajectory", "StationRef", "check_group", "destination", "location"]
+__all__ = [
+    "ParamError",
+    "blame",
+    "SkillParams",
+    "SkillContext",
+    "station_frame",
+    "tcp_down_at",
+    "end_of",
+    "check_station",
+    "fk",
+    "Trajectory",
+    "StationRef",
+    "check_group",
+    "destination",
+    "location",
+]

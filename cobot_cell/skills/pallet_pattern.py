@@ -61,8 +61,19 @@ from ..core.config import (
     PatternName,
 )
 
-__all__ = ["STANDARD_PALLETS", "CUSTOM_PALLET_HEIGHT", "PalletSize", "BoxSize", "PalletSpec", "Pattern",
-           "ApproachSide", "Place", "PalletState", "PalletPlan", "plan_pallet"]
+__all__ = [
+    "STANDARD_PALLETS",
+    "CUSTOM_PALLET_HEIGHT",
+    "PalletSize",
+    "BoxSize",
+    "PalletSpec",
+    "Pattern",
+    "ApproachSide",
+    "Place",
+    "PalletState",
+    "PalletPlan",
+    "plan_pallet",
+]
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +160,9 @@ def _two_blocks(lx: float, ly: float, lp: float, wp: float) -> list[Layout]:
             continue
         _, nx1, nx2 = best
         x0 = (lx - nx1 * px1 - nx2 * px2) / 2
-        boxes = (_block(x0, (ly - ny1 * py1) / 2, nx1, ny1, q1, lp, wp)
-                 + _block(x0 + nx1 * px1, (ly - ny2 * py2) / 2, nx2, ny2, q2, lp, wp))
+        boxes = _block(x0, (ly - ny1 * py1) / 2, nx1, ny1, q1, lp, wp) + _block(
+            x0 + nx1 * px1, (ly - ny2 * py2) / 2, nx2, ny2, q2, lp, wp
+        )
         out.append(_centred(boxes, lx, ly))
     return out
 
@@ -186,10 +198,12 @@ def _pinwheel(lx: float, ly: float, lp: float, wp: float) -> Layout | None:
     q2 = 1 - q1
     (px1, py1), (px2, py2) = _pitch(q1, lp, wp), _pitch(q2, lp, wp)
     nx1, ny1, nx2, ny2 = _fit(ai, px1), _fit(bj, py1), _fit(lx - ai, px2), _fit(ly - bj, py2)
-    boxes = (_block(0.0, 0.0, nx1, ny1, q1, lp, wp)  # bottom-left
-             + _block(lx - nx2 * px2, 0.0, nx2, ny2, q2, lp, wp)  # bottom-right
-             + _block(lx - nx1 * px1, ly - ny1 * py1, nx1, ny1, q1, lp, wp)  # top-right
-             + _block(0.0, ly - ny2 * py2, nx2, ny2, q2, lp, wp))  # top-left
+    boxes = (
+        _block(0.0, 0.0, nx1, ny1, q1, lp, wp)  # bottom-left
+        + _block(lx - nx2 * px2, 0.0, nx2, ny2, q2, lp, wp)  # bottom-right
+        + _block(lx - nx1 * px1, ly - ny1 * py1, nx1, ny1, q1, lp, wp)  # top-right
+        + _block(0.0, ly - ny2 * py2, nx2, ny2, q2, lp, wp)
+    )  # top-left
     return _centred(boxes, lx, ly)
 
 
@@ -234,8 +248,10 @@ def _layers(spec: PalletSpec) -> _Layers:
         if pinwheel is None:
             reason = f"pinwheel: no four-block pinwheel fits; using the column pattern ({len(column)} per layer)"
         else:
-            reason = (f"pinwheel: the best four-block pinwheel places {len(pinwheel)} boxes per layer, fewer than "
-                      f"the column grid's {len(column)}; using the column pattern")
+            reason = (
+                f"pinwheel: the best four-block pinwheel places {len(pinwheel)} boxes per layer, fewer than "
+                f"the column grid's {len(column)}; using the column pattern"
+            )
         log.warning(reason)
         return _Layers(column, column, "column", reason)
     candidates = grids + _two_blocks(lx, ly, lp, wp) + [_transposed(t) for t in _two_blocks(ly, lx, lp, wp)]
@@ -278,6 +294,7 @@ def _ordered(layout: Layout, spec: PalletSpec) -> list[tuple[float, float, float
 
 # ------------------------------------------------------------------------------------------------ plan
 
+
 @dataclass(frozen=True)
 class PalletPlan:
     """Every place of a full pallet, in place order, with the figures of the pattern."""
@@ -305,26 +322,26 @@ class PalletPlan:
         if not 0 <= layer < self.layers:
             raise IndexError(f"layer {layer} is outside 0..{self.layers - 1}")
         n = self.boxes_per_layer
-        return self.places[layer * n:(layer + 1) * n]
+        return self.places[layer * n : (layer + 1) * n]
 
     def footprint(self, place: Place) -> tuple[float, float, float, float]:
         """(x_min, x_max, y_min, y_max) of a placed box in the pallet frame (m)."""
         along_y = abs(math.sin(place.yaw)) > 0.5
-        hx, hy = ((self.spec.box.width, self.spec.box.length) if along_y
-                  else (self.spec.box.length, self.spec.box.width))
+        hx, hy = (self.spec.box.width, self.spec.box.length) if along_y else (self.spec.box.length, self.spec.box.width)
         x, y, _ = place.position
         return (x - hx / 2, x + hx / 2, y - hy / 2, y + hy / 2)
 
     def check(self, state: PalletState) -> PalletState:
         """`state` if it belongs on this pallet (0 <= next_index <= places), else ValueError."""
         if state.next_index > len(self.places):
-            raise ValueError(f"next_index: {state.next_index} is past the end of the pallet "
-                             f"({len(self.places)} places)")
+            raise ValueError(
+                f"next_index: {state.next_index} is past the end of the pallet ({len(self.places)} places)"
+            )
         return state
 
     def remaining(self, state: PalletState) -> tuple[Place, ...]:
         """The places still to fill after `state`, in place order."""
-        return self.places[self.check(state).next_index:]
+        return self.places[self.check(state).next_index :]
 
     def next_place(self, state: PalletState) -> Place | None:
         """The place to fill next, None when the pallet is complete."""
@@ -383,8 +400,11 @@ def _json(value: Any) -> str:
     """Compact JSON of a spec, byte for byte as pydantic dumps it (fields in order), so fingerprints persisted by
     earlier versions stay valid."""
     if dataclasses.is_dataclass(value):
-        return "{" + ",".join(f"{json.dumps(f.name)}:{_json(getattr(value, f.name))}"
-                              for f in dataclasses.fields(value)) + "}"
+        return (
+            "{"
+            + ",".join(f"{json.dumps(f.name)}:{_json(getattr(value, f.name))}" for f in dataclasses.fields(value))
+            + "}"
+        )
     if isinstance(value, (tuple, list)):
         return "[" + ",".join(_json(v) for v in value) + "]"
     if isinstance(value, float):

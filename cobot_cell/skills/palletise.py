@@ -48,8 +48,10 @@ def check(cfg: CellConfig, params: PalletiseParams) -> dict[str, str]:
     for name in pallets:
         spec = cfg.stations[name].pallet
         if spec is not None and params.grasp_height > spec.box.height and "grasp_height" not in problems:
-            problems["grasp_height"] = (f"{params.grasp_height:g} m is above the top of the {spec.box.height:g} m "
-                                        f"box (stations.{name}.pallet.box.height)")
+            problems["grasp_height"] = (
+                f"{params.grasp_height:g} m is above the top of the {spec.box.height:g} m "
+                f"box (stations.{name}.pallet.box.height)"
+            )
     return problems
 
 
@@ -58,8 +60,9 @@ def state_key(pallet: str) -> str:
     return pallet_key(pallet)
 
 
-def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
-         state: dict[str, Any] | None = None) -> SkillPlan:
+def plan(
+    ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray, state: dict[str, Any] | None = None
+) -> SkillPlan:
     """Pick the part from `from` and place it on the pallet's next place (explicit state; without it, the place
     of part number `part`), the tool turned by the box's yaw; the next index is recorded once the part is released.
     `to` may be a group of pallets: the part goes to the one the sequencer chose (a pallet that is not full). A full
@@ -83,8 +86,18 @@ def plan(ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray,
     # The box is held `grasp_height` above its bottom face; it is released resting on the layer below.
     target = tcp_down_at(station_frame(station), (x, y, top - spec.box.height + params.grasp_height), yaw=place.yaw)
     key = stage_key("palletise", source, to) if state is not None else ""
-    return pick_and_place(ctx, q, grasp, target, params.approach, params.approach_speed, params.settle,
-                          params.return_home, f"palletise place {index} (layer {place.layer} of "
-                          f"stations.{to}.pallet)",
-                          placed=Checkpoint(state_key(to), index + 1, "pallet place filled"),
-                          key=key, stage=state.get(key) if state is not None else None, source=source)
+    return pick_and_place(
+        ctx,
+        q,
+        grasp,
+        target,
+        params.approach,
+        params.approach_speed,
+        params.settle,
+        params.return_home,
+        f"palletise place {index} (layer {place.layer} of stations.{to}.pallet)",
+        placed=Checkpoint(state_key(to), index + 1, "pallet place filled"),
+        key=key,
+        stage=state.get(key) if state is not None else None,
+        source=source,
+    )

@@ -62,8 +62,7 @@ def carried(cfg: CellConfig, job: Job, step: Step, grasp_height: float) -> Carri
     name, tool = tools[0]
     if tool.mass is None:
         if job.part is not None:
-            raise ValueError(f"missing: the payload check of a {job.part.mass:g} kg part needs the mass of "
-                             f"'{name}'")
+            raise ValueError(f"missing: the payload check of a {job.part.mass:g} kg part needs the mass of '{name}'")
         return None
     mass = tool.mass
     moment = np.asarray(tool.com, dtype=float) * tool.mass
@@ -86,9 +85,13 @@ def payload_problem(cfg: CellConfig, cobot: str, load: Carried) -> str | None:
     c = cfg.cobots[cobot]
     spec = arm_spec(c.model)
     allowed = spec.payload_at(load.offset, c.payload_curve)
-    rule = (f"{allowed:.3g} kg allowed at that offset (cobots.{cobot}.payload_curve)" if c.payload_curve
-            else f"the {spec.name}'s {allowed:.3g} kg derated payload at that offset" if spec.derating
-            else f"the {spec.name}'s {spec.payload:g} kg rated payload")
+    rule = (
+        f"{allowed:.3g} kg allowed at that offset (cobots.{cobot}.payload_curve)"
+        if c.payload_curve
+        else f"the {spec.name}'s {allowed:.3g} kg derated payload at that offset"
+        if spec.derating
+        else f"the {spec.name}'s {spec.payload:g} kg rated payload"
+    )
     text = f"payload {load.mass:.3g} kg ({load.what}) at {load.offset:.3f} m from the flange"
     if load.mass > allowed + 1e-9:
         return f"{text} exceeds {rule}"
@@ -125,6 +128,8 @@ def reach_problem(cfg: CellConfig, cobot: str, pallet: str, grasp_height: float)
     place, dist = far[0]
     more = f" ({len(far) - 1} more places too)" if len(far) > 1 else ""
     top = spec_p.stack_height(plan.layers)
-    return (f"place {place.index} (layer {place.layer}) of stations.{pallet}.pallet is {dist:.3f} m from the "
-            f"{spec.name}'s shoulder, beyond its {spec.reach:g} m published reach{more}; the stack is {top:.3f} m "
-            "high: the arm may slow down there (lower max_height, move the pallet closer or choose a longer arm)")
+    return (
+        f"place {place.index} (layer {place.layer}) of stations.{pallet}.pallet is {dist:.3f} m from the "
+        f"{spec.name}'s shoulder, beyond its {spec.reach:g} m published reach{more}; the stack is {top:.3f} m "
+        "high: the arm may slow down there (lower max_height, move the pallet closer or choose a longer arm)"
+    )

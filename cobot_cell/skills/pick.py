@@ -41,8 +41,10 @@ class PickParams(SkillParams):
 def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
     """Cross-check station references; returns {param: problem}."""
     problems = {}
-    for key, name, kinds in (("from", params.source, ("infeed", "fixture", "pallet")),
-                             ("to", params.to, ("fixture", "pallet"))):
+    for key, name, kinds in (
+        ("from", params.source, ("infeed", "fixture", "pallet")),
+        ("to", params.to, ("fixture", "pallet")),
+    ):
         try:
             check_group(cfg, name, kinds)
         except ValueError as exc:
@@ -60,10 +62,22 @@ def state_key(skill: str, source: str, to: str) -> str:
     return f"{PART_STATE_PREFIX}{skill}.{source}.{to}.stage"
 
 
-def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: np.ndarray, approach: float,
-                   speed: float, settle: float, return_home: bool, what: str,
-                   placed: Checkpoint | None = None, key: str = "", stage: Any = None, source: str = "",
-                   to: str = "") -> SkillPlan:
+def pick_and_place(
+    ctx: SkillContext,
+    q: np.ndarray,
+    grasp: np.ndarray,
+    place: np.ndarray,
+    approach: float,
+    speed: float,
+    settle: float,
+    return_home: bool,
+    what: str,
+    placed: Checkpoint | None = None,
+    key: str = "",
+    stage: Any = None,
+    source: str = "",
+    to: str = "",
+) -> SkillPlan:
     """Approach, grasp (confirmed if the tool senses parts), retreat, carry, place, release, retreat, home.
 
     With a state `key`, the part's stage is recorded as it changes: `gripped` once the grip is confirmed,
@@ -126,8 +140,9 @@ def pick_and_place(ctx: SkillContext, q: np.ndarray, grasp: np.ndarray, place: n
     return SkillPlan(tuple(segs), end_of(segs, q))
 
 
-def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray,
-         state: dict[str, Any] | None = None) -> SkillPlan:
+def plan(
+    ctx: SkillContext, params: PickParams, part: int, q: np.ndarray, state: dict[str, Any] | None = None
+) -> SkillPlan:
     """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin (with state,
     resumed at the part's recorded stage)."""
     h = (0.0, 0.0, params.grasp_height)
@@ -135,6 +150,18 @@ def plan(ctx: SkillContext, params: PickParams, part: int, q: np.ndarray,
     grasp = tcp_down_at(station_frame(ctx.station(source)), h)
     place = tcp_down_at(station_frame(ctx.station(to)), h)
     key = state_key("pick", source, to) if state is not None else ""
-    return pick_and_place(ctx, q, grasp, place, params.approach, params.approach_speed, params.settle,
-                          params.return_home, "pick", key=key, stage=state.get(key) if state is not None else None,
-                          source=source, to=to)
+    return pick_and_place(
+        ctx,
+        q,
+        grasp,
+        place,
+        params.approach,
+        params.approach_speed,
+        params.settle,
+        params.return_home,
+        "pick",
+        key=key,
+        stage=state.get(key) if state is not None else None,
+        source=source,
+        to=to,
+    )

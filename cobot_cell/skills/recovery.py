@@ -13,9 +13,9 @@ from ..motion.trajectory import joint_move, linear_move
 from ..motion.transforms import pose_matrix
 from .common import SkillContext
 
-RETRACT = 0.05            # m straight up before any recovery move
-RETRACT_SPEED = 0.05      # m/s
-REAPPROACH_SCALE = 0.25   # fraction of the joint limits for a reapproach
+RETRACT = 0.05  # m straight up before any recovery move
+RETRACT_SPEED = 0.05  # m/s
+REAPPROACH_SCALE = 0.25  # fraction of the joint limits for a reapproach
 PROCESS_OFF_TIMEOUT = 2.0  # s for a process tool's state to confirm it is off before a recovery move
 
 
@@ -25,9 +25,10 @@ def process_off(ctx: SkillContext) -> list[Segment]:
     segs: list[Segment] = []
     for name, tool in ctx.cobot.tools.items():
         if tool.is_process:
-            segs += [SetIo(name, tool.io, False, f"{name} off before recovery", process=True,
-                                 confirmed=True),
-                     Confirm(name, tool.io, False, PROCESS_OFF_TIMEOUT, "PROCESS_TOOL_ON", f"{name} confirmed off")]
+            segs += [
+                SetIo(name, tool.io, False, f"{name} off before recovery", process=True, confirmed=True),
+                Confirm(name, tool.io, False, PROCESS_OFF_TIMEOUT, "PROCESS_TOOL_ON", f"{name} confirmed off"),
+            ]
     return segs
 
 
@@ -51,8 +52,12 @@ class SkillRecovery:
         moves = self._lift(ctx, np.asarray(q_actual, dtype=float))
         q = np.asarray(moves[-1].trajectory.final) if moves else np.asarray(q_actual, dtype=float)
         if float(np.max(np.abs(q - q_target))) > 1e-9:
-            moves.append(Move(joint_move(q, np.asarray(q_target, dtype=float), ctx.v_max * scale, ctx.a_max * scale),
-                              "return to safe point"))
+            moves.append(
+                Move(
+                    joint_move(q, np.asarray(q_target, dtype=float), ctx.v_max * scale, ctx.a_max * scale),
+                    "return to safe point",
+                )
+            )
         return process_off(ctx) + moves
 
     def retreat(self, step: Step, q_actual: np.ndarray, q_target: np.ndarray) -> list[Segment]:

@@ -36,7 +36,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(edges.get(n, ())):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state and (found := visit(m)):
                 return found
         stack.pop()
@@ -64,13 +64,17 @@ def check_places(cfg: CellConfig, jname: str, job: Job, add: Add) -> None:
     for st in sorted(limited):
         for name in putters.get(st, []):
             if st not in takers:
-                add(("jobs", jname, "steps", index[name], "params", "to"),
+                add(
+                    ("jobs", jname, "steps", index[name], "params", "to"),
                     f"no step of job '{jname}' takes parts off fixture '{st}': it would be full after "
-                    f"{cfg.stations[st].slots} part(s) and stay full")
+                    f"{cfg.stations[st].slots} part(s) and stay full",
+                )
         for name in takers.get(st, []):
             if st not in putters:
-                add(("jobs", jname, "steps", index[name], "params", "from"),
-                    f"no step of job '{jname}' puts parts on fixture '{st}': this step would wait for ever")
+                add(
+                    ("jobs", jname, "steps", index[name], "params", "from"),
+                    f"no step of job '{jname}' puts parts on fixture '{st}': this step would wait for ever",
+                )
     cobot = {s.name: s.cobot for s in job.steps}
     windows = occupancy_windows(job)
     waits: dict[str, set[str]] = {}
@@ -81,30 +85,36 @@ def check_places(cfg: CellConfig, jname: str, job: Job, add: Add) -> None:
                 continue
             for other in sorted(windows.get(st, ())):
                 c, o = cobot[name], cobot[other]
-                if o != c:   # a cobot never waits for itself: it does not take a part it could not put down
+                if o != c:  # a cobot never waits for itself: it does not take a part it could not put down
                     waits.setdefault(c, set()).add(o)
                     why.setdefault((c, o), f"{c} waits for a place on {st}, which needs {o} ({other}) to come free")
     cycle = _cycle(waits)
     if cycle:
-        add(("jobs", jname, "steps"), "these fixtures could deadlock: " + "; ".join(
-            why[(a, b)] for a, b in zip(cycle, cycle[1:])) + " (give one of them a place more, or let one cobot "
-            "both fill and empty the fixture)")
+        add(
+            ("jobs", jname, "steps"),
+            "these fixtures could deadlock: "
+            + "; ".join(why[(a, b)] for a, b in zip(cycle, cycle[1:]))
+            + " (give one of them a place more, or let one cobot "
+            "both fill and empty the fixture)",
+        )
 
 
-def check_zones(cfg: CellConfig, jname: str, job: Job, plans: dict[str, SkillPlan], zones: Any,
-                add: Add) -> None:
+def check_zones(cfg: CellConfig, jname: str, job: Job, plans: dict[str, SkillPlan], zones: Any, add: Add) -> None:
     """Zone acquisition that could deadlock or starve, from the job's steps planned from home."""
     index = {s.name: i for i, s in enumerate(job.steps)}
     routes = routes_of(job)
-    needs: dict[str, set[str]] = {}     # zone -> cobots that need it
-    order: dict[str, set[str]] = {}     # zone held -> zones acquired while holding it
+    needs: dict[str, set[str]] = {}  # zone -> cobots that need it
+    order: dict[str, set[str]] = {}  # zone held -> zones acquired while holding it
     who: dict[tuple[str, str], str] = {}
     claims_in: list[tuple[str, str, frozenset[str]]] = []  # (step, station, zones held while waiting there)
     for cname, c in cfg.cobots.items():
         home = zones.at(cname, np.asarray(c.home, dtype=float))
         if home:
-            add(("cobots", cname, "home"), f"the home pose is inside zone(s) {', '.join(sorted(home))}: a cobot "
-                "resting there keeps every other cobot out of them")
+            add(
+                ("cobots", cname, "home"),
+                f"the home pose is inside zone(s) {', '.join(sorted(home))}: a cobot "
+                "resting there keeps every other cobot out of them",
+            )
     for name in topological_order(job):
         step = job.step(name)
         plan = plans.get(name)
@@ -123,7 +133,7 @@ def check_zones(cfg: CellConfig, jname: str, job: Job, plans: dict[str, SkillPla
                     for z in new:
                         order.setdefault(h, set()).add(z)
                         who[(h, z)] = f"{step.cobot} ({name}) moves from {h} into {z}"
-                held = zones.at(step.cobot, seg.trajectory.final)   # after the move: the zones its end is in
+                held = zones.at(step.cobot, seg.trajectory.final)  # after the move: the zones its end is in
             elif isinstance(seg, Claim):
                 # where the sequencer waits for the place: before the moves into zones that lead to the Claim
                 j = k
@@ -139,16 +149,26 @@ def check_zones(cfg: CellConfig, jname: str, job: Job, plans: dict[str, SkillPla
         last = next((s for s in reversed(segs) if isinstance(s, Move)), None)
         end = zones.at(step.cobot, last.trajectory.final) if last is not None else frozenset()
         if end:
-            add(("jobs", jname, "steps", index[name]), f"cobot '{step.cobot}' ends this step inside zone(s) "
-                f"{', '.join(sorted(end))} and stays there until its next step: set return_home, or move the zone")
+            add(
+                ("jobs", jname, "steps", index[name]),
+                f"cobot '{step.cobot}' ends this step inside zone(s) "
+                f"{', '.join(sorted(end))} and stays there until its next step: set return_home, or move the zone",
+            )
     cycle = _cycle(order)
     if cycle:
-        add(("zones",), "these zones could deadlock: " + "; ".join(who[(a, b)] for a, b in zip(cycle, cycle[1:]))
-            + " (change the zones so each cobot enters them in one order)")
+        add(
+            ("zones",),
+            "these zones could deadlock: "
+            + "; ".join(who[(a, b)] for a, b in zip(cycle, cycle[1:]))
+            + " (change the zones so each cobot enters them in one order)",
+        )
     takers = {st: {job.step(n).cobot for n, r in routes.items() if st in r.source} for st in cfg.stations}
     for name, station, inside in claims_in:
         blocked = sorted(z for z in inside if takers.get(station, set()) & needs.get(z, set()) - {job.step(name).cobot})
         if blocked:
-            add(("jobs", jname, "steps", index[name]), f"cobot '{job.step(name).cobot}' would wait for a place on "
+            add(
+                ("jobs", jname, "steps", index[name]),
+                f"cobot '{job.step(name).cobot}' would wait for a place on "
                 f"{station} inside zone(s) {', '.join(blocked)}, which the cobot emptying {station} needs: make the "
-                "zone smaller, or the approach higher")
+                "zone smaller, or the approach higher",
+            )

@@ -42,7 +42,7 @@ class Timeline:
     waits: list[Wait] = field(default_factory=list)
     holds: list[tuple[str, str, float, float]] = field(default_factory=list)  # (resource, holder, start, end)
     moves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # cobot -> move intervals
-    pallet_changes: list[float] = field(default_factory=list)   # when a full pallet was changed
+    pallet_changes: list[float] = field(default_factory=list)  # when a full pallet was changed
     end: float = 0.0
 
     def steps(self) -> list[tuple[str, int, str, float, float]]:
@@ -59,11 +59,11 @@ class Estimate:
     max_parts_in_flight: int
     cycle_times: tuple[float, ...]
     takt: float
-    busy: dict[str, float]          # resource -> busy seconds per part (a station's divided by its capacity)
-    utilisation: dict[str, float]   # resource -> busy fraction of the window
-    kinds: dict[str, str]           # resource -> cobot, station or zone
+    busy: dict[str, float]  # resource -> busy seconds per part (a station's divided by its capacity)
+    utilisation: dict[str, float]  # resource -> busy fraction of the window
+    kinds: dict[str, str]  # resource -> cobot, station or zone
     timeline: Timeline
-    window: tuple[int, int]         # the parts the steady state is measured over (first, last)
+    window: tuple[int, int]  # the parts the steady state is measured over (first, last)
 
     @property
     def parts_per_hour(self) -> float:
@@ -79,20 +79,25 @@ class Estimate:
         return self.busy[self.bottleneck]
 
 
-def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | None = None,
-             io_delay: float = 0.0, params: Any = None) -> Timeline:
+def simulate(
+    cfg: CellConfig,
+    job: str,
+    parts: int,
+    max_parts_in_flight: int | None = None,
+    io_delay: float = 0.0,
+    params: Any = None,
+) -> Timeline:
     """Run `parts` parts of `job` through the controller with simulated cobots on a virtual clock (`params`: the
     steps' validated parameters, see `skills.validated_params`; validated here if not given)."""
     clock = VirtualClock(0.0)
-    ports = {n: FakeCobot(n, clock, np.asarray(c.home, dtype=float), io_delay=io_delay)
-             for n, c in cfg.cobots.items()}
+    ports = {n: FakeCobot(n, clock, np.asarray(c.home, dtype=float), io_delay=io_delay) for n, c in cfg.cobots.items()}
     state = SkillState()
     planner = make_planner(cfg, state, params if params is not None else validated_params(cfg))
     memo: dict[Any, list[tuple[SkillPlan, dict[str, Any]]]] = {}
 
     def plan(step: Step, part: int, q: np.ndarray) -> SkillPlan:  # deterministic in (step, start, state read)
         key = (step.name, np.round(q, 12).tobytes())
-        for p, reads in memo.get(key, []):   # reads by part-relative key: the same for every part
+        for p, reads in memo.get(key, []):  # reads by part-relative key: the same for every part
             if all(dict.get(state, part_key(k, part), MISSING) == v for k, v in reads.items()):
                 for k in reads:  # read them again, for whoever records what this plan depends on
                     state.get(part_key(k, part))
@@ -101,7 +106,8 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
             p = planner(step, part, q)
         own = part_prefix(part)
         memo.setdefault(key, []).append(
-            (p, {(PART_STATE_PREFIX + k[len(own):] if k.startswith(own) else k): v for k, v in reads.items()}))
+            (p, {(PART_STATE_PREFIX + k[len(own) :] if k.startswith(own) else k): v for k, v in reads.items()})
+        )
         return p
 
     tl = Timeline()
@@ -113,11 +119,22 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
         else:
             tl.holds.append((resource, holder, open_holds.pop((resource, holder), t), t))
 
-    cell = CellController(cfg, ports, plan, clock, job=job, parts=parts, skill_state=state,
-                          zones=CellZones(cfg) if cfg.zones else None, on_cycle=tl.reports.append,
-                          on_wait=tl.waits.append, on_resource=on_resource,
-                          max_parts_in_flight=max_parts_in_flight, process_off_timeout=float("inf"),
-                          pallets=pallet_places(cfg))
+    cell = CellController(
+        cfg,
+        ports,
+        plan,
+        clock,
+        job=job,
+        parts=parts,
+        skill_state=state,
+        zones=CellZones(cfg) if cfg.zones else None,
+        on_cycle=tl.reports.append,
+        on_wait=tl.waits.append,
+        on_resource=on_resource,
+        max_parts_in_flight=max_parts_in_flight,
+        process_off_timeout=float("inf"),
+        pallets=pallet_places(cfg),
+    )
     cell.command("reset")
     cell.command("start")
     stuck = 0
@@ -132,21 +149,24 @@ def simulate(cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | N
             due.append(nxt)
         later = [t for t in due if t > now + 1e-12]
         if due and min(due) <= now + 1e-12 and stuck < 3:
-            stuck += 1       # something is due now: update without moving the clock
+            stuck += 1  # something is due now: update without moving the clock
         elif later:
             stuck = 0
             clock.advance(min(later) - now)
         else:
-            raise RuntimeError(f"the simulated cell stopped making progress at t = {now:.3f} s "
-                               f"(state {cell.state.value}, {cell.status().waiting or 'no waits'})")
+            raise RuntimeError(
+                f"the simulated cell stopped making progress at t = {now:.3f} s "
+                f"(state {cell.state.value}, {cell.status().waiting or 'no waits'})"
+            )
         cell.update()
-        if cell.full_pallets():   # the model's operator changes a full pallet at once
+        if cell.full_pallets():  # the model's operator changes a full pallet at once
             tl.pallet_changes.append(clock.now())
             cell.pallet_changed()
     if cell.state != State.COMPLETE:
         fault = cell.fault
-        raise RuntimeError(f"the simulated run ended {cell.state.value}"
-                           + (f": {fault.code} {fault.message}" if fault else ""))
+        raise RuntimeError(
+            f"the simulated run ended {cell.state.value}" + (f": {fault.code} {fault.message}" if fault else "")
+        )
     for (resource, holder), t in open_holds.items():
         tl.holds.append((resource, holder, t, clock.now()))
     for name, port in ports.items():
@@ -177,8 +197,9 @@ def _refills(cfg: CellConfig, job: str, tl: Timeline) -> list[tuple[str, float, 
     return out
 
 
-def estimate(cfg: CellConfig, job: str, parts: int | None = None, max_parts_in_flight: int | None = None,
-             params: Any = None) -> Estimate:
+def estimate(
+    cfg: CellConfig, job: str, parts: int | None = None, max_parts_in_flight: int | None = None, params: Any = None
+) -> Estimate:
     """Simulate `parts` parts (default: enough for the steady state and a full pallet) and measure it."""
     from .palletise import pallet_plan
 
@@ -221,9 +242,18 @@ def estimate(cfg: CellConfig, job: str, parts: int | None = None, max_parts_in_f
             busy[name] /= st.slots
     per_part = {r: b / count for r, b in busy.items()}
     util = {r: (b / span if span > 0 else 0.0) for r, b in busy.items()}
-    return Estimate(job=job, parts=n, max_parts_in_flight=wip,
-                    cycle_times=tuple(r.cycle_time for r in tl.reports), takt=takt, busy=per_part,
-                    utilisation=util, kinds=kinds, timeline=tl, window=window)
+    return Estimate(
+        job=job,
+        parts=n,
+        max_parts_in_flight=wip,
+        cycle_times=tuple(r.cycle_time for r in tl.reports),
+        takt=takt,
+        busy=per_part,
+        utilisation=util,
+        kinds=kinds,
+        timeline=tl,
+        window=window,
+    )
 
 
 def gantt(est: Estimate, path: str | Path, cell: str = "", parts: int | None = None) -> Path:
@@ -256,8 +286,16 @@ def gantt(est: Estimate, path: str | Path, cell: str = "", parts: int | None = N
                 ax.text((s0 + s1) / 2 - t0, y[cobot], f"{part}:{step}", ha="center", va="center", fontsize=7)
     for w in tl.waits:
         if w.part in wanted and w.cobot in y:
-            ax.barh(y[w.cobot], w.end - w.start, left=w.start - t0, height=0.6, color="white", hatch="///",
-                    edgecolor="red", lw=0.6)
+            ax.barh(
+                y[w.cobot],
+                w.end - w.start,
+                left=w.start - t0,
+                height=0.6,
+                color="white",
+                hatch="///",
+                edgecolor="red",
+                lw=0.6,
+            )
     for resource, holder, h0, h1 in tl.holds:
         if resource in y and h1 >= t0 and h0 <= t1:
             held_by = int(holder.split()[1]) if holder.startswith("part ") else None
@@ -269,12 +307,21 @@ def gantt(est: Estimate, path: str | Path, cell: str = "", parts: int | None = N
     ax.set_yticklabels([f"{lane} ({est.kinds[lane]}, {est.utilisation[lane]:.0%})" for lane in lanes])
     ax.set_xlim(0, t1 - t0)
     ax.set_xlabel("time [s] from the start of the window")
-    ax.set_title(f"{cell + ': ' if cell else ''}job '{est.job}', parts {first}-{first + show - 1}: takt "
-                 f"{est.takt:.2f} s, bound {est.bound:.2f} s ({est.bottleneck})", fontsize=10)
+    ax.set_title(
+        f"{cell + ': ' if cell else ''}job '{est.job}', parts {first}-{first + show - 1}: takt "
+        f"{est.takt:.2f} s, bound {est.bound:.2f} s ({est.bottleneck})",
+        fontsize=10,
+    )
     handles = [Patch(color=colour[p], label=f"part {p}") for p in sorted(wanted)]
     handles.append(Patch(facecolor="white", edgecolor="red", hatch="///", label="waiting for a resource"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(8, len(handles)),
-              fontsize=8, frameon=False)
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        ncol=min(8, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     out = Path(path)

@@ -92,8 +92,11 @@ def _seam_union() -> Any:
 
     return Annotated[
         Annotated[tuple[Point, ...], Tag("polyline")] | Annotated[ArcSeam, Tag("arc seam")],
-        Discriminator(_seam_kind, custom_error_type="seam",
-                      custom_error_message="expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}"),
+        Discriminator(
+            _seam_kind,
+            custom_error_type="seam",
+            custom_error_message="expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}",
+        ),
     ]
 
 
@@ -148,13 +151,16 @@ def check(cfg: CellConfig, params: WeldParams) -> dict[str | tuple[str | int, ..
     for i, seam in enumerate(params.seams):
         for k, piece in enumerate(seam_pieces(seam)):
             if tilted and piece.length > 0.0 and not _has_lateral(piece):
-                problems[("seams", i)] = (f"seam {i} piece {k} runs along the fixture's z axis: the torch angles "
-                                          "and the weave need a travel direction across it")
+                problems[("seams", i)] = (
+                    f"seam {i} piece {k} runs along the fixture's z axis: the torch angles "
+                    "and the weave need a travel direction across it"
+                )
                 break
     return problems
 
 
 # ------------------------------------------------------------------------------------------ geometry
+
 
 @dataclass(frozen=True)
 class SeamPiece:
@@ -337,7 +343,7 @@ def _locator(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece]) -> Calla
 
     def at(u: float) -> np.ndarray:
         k = min(int(np.searchsorted(offsets, u, side="right")) - 1, len(pieces) - 1)
-        return _start_of(torch, pieces[k:k + 1], u - offsets[k])[:3, 3]
+        return _start_of(torch, pieces[k : k + 1], u - offsets[k])[:3, 3]
 
     def locate(q: np.ndarray) -> tuple[float, float]:
         p = (frame @ fk(ctx.model, q) @ tcp)[:3, 3]
@@ -358,8 +364,16 @@ def _locator(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece]) -> Calla
     return locate
 
 
-def _seam_moves(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece], q: np.ndarray, i: int,
-                speed: float, key: str = "", start: float = 0.0) -> list[Segment]:
+def _seam_moves(
+    ctx: SkillContext,
+    torch: _Torch,
+    pieces: list[SeamPiece],
+    q: np.ndarray,
+    i: int,
+    speed: float,
+    key: str = "",
+    start: float = 0.0,
+) -> list[Segment]:
     """Arc-on moves along the pieces of seam i from joint positions q (at distance `start` along the seam), each
     marked as process work (skill-state `key`) so an interruption records how far the arc got."""
     _, tool = ctx.tool("torch")
@@ -390,15 +404,26 @@ def _seam_moves(ctx: SkillContext, torch: _Torch, pieces: list[SeamPiece], q: np
             return flange
 
         try:
-            move = path_move(ctx.model, cur, path, length - u0, speed, ctx.v_max, ctx.a_max,
-                             max(1, math.ceil(torch.samples(piece) * (length - u0) / length)) if length > 0 else 1,
-                             tcp=tcp, exact=True, what=f"seam {i}")
+            move = path_move(
+                ctx.model,
+                cur,
+                path,
+                length - u0,
+                speed,
+                ctx.v_max,
+                ctx.a_max,
+                max(1, math.ceil(torch.samples(piece) * (length - u0) / length)) if length > 0 else 1,
+                tcp=tcp,
+                exact=True,
+                what=f"seam {i}",
+            )
         except UnreachableError as exc:
             raise ParamError(("seams", i), f"{exc} (cobot '{ctx.cobot_name}')") from None
         if move.timing.limit != "speed":
             raise _too_fast(ctx, torch, move.timing, i)
-        span = ProcessSpan(key, i, offset - length + u0, offset, locate,
-                           functools.partial(_record_at, i)) if key else None
+        span = (
+            ProcessSpan(key, i, offset - length + u0, offset, locate, functools.partial(_record_at, i)) if key else None
+        )
         segs.append(Move(move.trajectory, f"seam {i} weld {k + 1}", span))
         cur = end_of(segs, cur)
     return segs
@@ -410,8 +435,9 @@ def locate(ctx: SkillContext, params: WeldParams, seam: int, q: np.ndarray) -> t
     return _locator(ctx, torch, seam_pieces(params.seams[seam]))(np.asarray(q, dtype=float))
 
 
-def _corner(ctx: SkillContext, torch: _Torch, before: SeamPiece, after: SeamPiece, q: np.ndarray,
-            tcp: np.ndarray, label: str) -> Move | None:
+def _corner(
+    ctx: SkillContext, torch: _Torch, before: SeamPiece, after: SeamPiece, q: np.ndarray, tcp: np.ndarray, label: str
+) -> Move | None:
     """Turn the torch from the end of one piece to the start of the next about the seam point (the TCP keeps
     its stand-off), timed by the joints; None when the torch need not turn."""
     T0, T1 = torch.pose(before, before.length), torch.pose(after, 0.0)
@@ -428,8 +454,9 @@ def _corner(ctx: SkillContext, torch: _Torch, before: SeamPiece, after: SeamPiec
         return base_inv @ pose
 
     try:
-        move = path_move(ctx.model, q, turn, 0.0, 1.0, ctx.v_max, ctx.a_max,
-                         max(1, math.ceil(angle / ARC_STEP)), tcp=tcp, what=label)
+        move = path_move(
+            ctx.model, q, turn, 0.0, 1.0, ctx.v_max, ctx.a_max, max(1, math.ceil(angle / ARC_STEP)), tcp=tcp, what=label
+        )
     except UnreachableError as exc:
         raise ParamError(("seams", int(label.split()[1])), f"{exc} (cobot '{ctx.cobot_name}')") from None
     return Move(move.trajectory, label)
@@ -441,15 +468,22 @@ def _too_fast(ctx: SkillContext, torch: _Torch, timing: PathTiming, i: int) -> P
     if weave is not None and timing.limit.endswith("acceleration"):
         # The weave's lateral acceleration, amplitude (2 pi f)^2, does not change with the travel speed: the
         # frequency is what to lower (acceleration ~ f^2, so the joints allow about f * max_speed / speed).
-        return ParamError("weave", f"a {weave.amplitude:g} m weave at {weave.frequency:g} Hz is more than "
-                          f"'{ctx.cobot_name}' can do along seam {i} ({timing.limit} limit; about "
-                          f"{weave.frequency * timing.max_speed / torch.speed:.2g} Hz at most at this amplitude)")
-    return ParamError("speed", f"{torch.speed:g} m/s is faster than '{ctx.cobot_name}' can weld seam {i} "
-                      f"(at most {timing.max_speed:.3g} m/s there: {timing.limit} limit)")
+        return ParamError(
+            "weave",
+            f"a {weave.amplitude:g} m weave at {weave.frequency:g} Hz is more than "
+            f"'{ctx.cobot_name}' can do along seam {i} ({timing.limit} limit; about "
+            f"{weave.frequency * timing.max_speed / torch.speed:.2g} Hz at most at this amplitude)",
+        )
+    return ParamError(
+        "speed",
+        f"{torch.speed:g} m/s is faster than '{ctx.cobot_name}' can weld seam {i} "
+        f"(at most {timing.max_speed:.3g} m/s there: {timing.limit} limit)",
+    )
 
 
-def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray,
-         state: dict[str, Any] | None = None) -> SkillPlan:
+def plan(
+    ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state: dict[str, Any] | None = None
+) -> SkillPlan:
     """Weld every seam in order at `speed`, with gas pre-/post-flow dwells around the arc; with state, start at
     the next seam not yet welded (a resumed part) and record each finished seam."""
     tool_name, tool = ctx.tool("torch")
@@ -476,21 +510,46 @@ def plan(ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray,
             q_above = ctx.solve(_back_along_axis(start, params.approach), tool, cur, f"weld seam {i}{restart} approach")
             segs.append(ctx.joint_to(cur, q_above, f"seam {i}{restart} approach"))
             segs.append(ctx.line_to(q_above, start, tool, params.approach_speed, f"seam {i} descend"))
-        segs += [Dwell(params.preflow, f"seam {i} gas pre-flow"),
-                 SetIo(tool_name, tool.io, True, f"seam {i} arc on", process=process),
-                 Checkpoint(key, record(i, from_u, arc=True), f"seam {i} arc struck")]
+        segs += [
+            Dwell(params.preflow, f"seam {i} gas pre-flow"),
+            SetIo(tool_name, tool.io, True, f"seam {i} arc on", process=process),
+            Checkpoint(key, record(i, from_u, arc=True), f"seam {i} arc struck"),
+        ]
         segs += _seam_moves(ctx, torch, pieces, end_of(segs, q), i, params.speed, key, from_u)
-        segs += [SetIo(tool_name, tool.io, False, f"seam {i} arc off", process=process),
-                 Dwell(params.postflow, f"seam {i} gas post-flow")]
+        segs += [
+            SetIo(tool_name, tool.io, False, f"seam {i} arc off", process=process),
+            Dwell(params.postflow, f"seam {i} gas post-flow"),
+        ]
         segs.append(Checkpoint(key, record(i + 1), f"seam {i} done"))
         with blame("seams", i):
-            segs.append(ctx.line_to(end_of(segs, q), _back_along_axis(end, params.approach), tool,
-                                    params.approach_speed, f"seam {i} retract"))
+            segs.append(
+                ctx.line_to(
+                    end_of(segs, q),
+                    _back_along_axis(end, params.approach),
+                    tool,
+                    params.approach_speed,
+                    f"seam {i} retract",
+                )
+            )
         cur = end_of(segs, q)
     if params.return_home:
         segs.append(ctx.joint_to(cur, ctx.home, "home"))
     return SkillPlan(tuple(segs), end_of(segs, q))
 
 
-__all__ = ["WeldParams", "ArcSeam", "Weave", "SeamPiece", "seam_pieces", "seam_length", "weld_time", "check",
-           "plan", "state_key", "progress", "record", "locate", "LOC_TAGS"]
+__all__ = [
+    "WeldParams",
+    "ArcSeam",
+    "Weave",
+    "SeamPiece",
+    "seam_pieces",
+    "seam_length",
+    "weld_time",
+    "check",
+    "plan",
+    "state_key",
+    "progress",
+    "record",
+    "locate",
+    "LOC_TAGS",
+]

@@ -17,10 +17,10 @@ from ..core.plan import Move, TrajectoryLike
 from ..motion.kinematics import arm_model, joint_origins
 from ..motion.transforms import pose_matrix
 
-LINK_RADIUS = 0.06   # m: a UR link's radius, about
-MAX_STEP = 0.05      # rad between samples along a move
+LINK_RADIUS = 0.06  # m: a UR link's radius, about
+MAX_STEP = 0.05  # rad between samples along a move
 POINTS_PER_LINK = 4  # points along each link, ends included
-CACHE = 4096         # moves remembered (a plan made ahead is checked again when dispatched)
+CACHE = 4096  # moves remembered (a plan made ahead is checked again when dispatched)
 
 
 class CellZones:
@@ -43,10 +43,10 @@ class CellZones:
         """Points along the arm's links (N, P, 3) in the cell frame for joint vectors q (N, 6)."""
         model, base, tcps = self._arms[cobot]
         q = np.atleast_2d(np.asarray(q, dtype=float))
-        origins, flange = joint_origins(model, q)                            # (N, 7, 3), (N, 4, 4) in the base frame
+        origins, flange = joint_origins(model, q)  # (N, 7, 3), (N, 4, 4) in the base frame
         n = q.shape[0]
-        tips = np.einsum("nij,tj->nti", flange, tcps)[..., :3]               # (N, T, 3)
-        chain = [origins[:, i:i + 2] for i in range(origins.shape[1] - 1)]
+        tips = np.einsum("nij,tj->nti", flange, tcps)[..., :3]  # (N, T, 3)
+        chain = [origins[:, i : i + 2] for i in range(origins.shape[1] - 1)]
         chain += [np.stack([origins[:, -1], tips[:, t]], axis=1) for t in range(tips.shape[1])]
         u = np.linspace(0.0, 1.0, POINTS_PER_LINK)[None, :, None]
         pts = np.concatenate([seg[:, :1] + (seg[:, 1:2] - seg[:, :1]) * u for seg in chain], axis=1)
@@ -57,7 +57,7 @@ class CellZones:
     def _zones(self, cobot: str, q: np.ndarray) -> frozenset[str]:
         if not self.names:
             return frozenset()
-        pts = self.points(cobot, q).reshape(-1, 3)                           # (M, 3)
+        pts = self.points(cobot, q).reshape(-1, 3)  # (M, 3)
         inside = np.all((pts[:, None, :] >= self._lo[None]) & (pts[:, None, :] <= self._hi[None]), axis=2)
         hit = np.unique(self._box_zone[np.any(inside, axis=0)])
         return frozenset(self.names[i] for i in hit)

@@ -134,20 +134,31 @@ def draw_gantt(ax: Any, rep: ShiftReport, window: float = GANTT_WINDOW) -> None:
     row = {name: len(lanes) - 1 - i for i, name in enumerate(lanes)}
     for b in bars:
         if b.kind == "wait":
-            ax.broken_barh([(b.start, b.end - b.start)], (row[b.lane] - 0.15, 0.3), facecolor="#eee",
-                           edgecolor=WAIT, hatch="///", linewidth=0)
+            ax.broken_barh(
+                [(b.start, b.end - b.start)],
+                (row[b.lane] - 0.15, 0.3),
+                facecolor="#eee",
+                edgecolor=WAIT,
+                hatch="///",
+                linewidth=0,
+            )
         else:
-            ax.broken_barh([(b.start, b.end - b.start)], (row[b.lane] - 0.35, 0.7),
-                           color=PALETTE[b.colour % len(PALETTE)])
+            ax.broken_barh(
+                [(b.start, b.end - b.start)], (row[b.lane] - 0.35, 0.7), color=PALETTE[b.colour % len(PALETTE)]
+            )
     names: dict[str, int] = {}
     for b in bars:
         if b.kind == "step":
             names.setdefault(b.label, b.colour)
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=PALETTE[c % len(PALETTE)], label=n) for n, c in names.items()] +
-              [Patch(facecolor="#eee", edgecolor=WAIT, hatch="///", label="wait")],
-              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    ax.legend(
+        handles=[Patch(color=PALETTE[c % len(PALETTE)], label=n) for n, c in names.items()]
+        + [Patch(facecolor="#eee", edgecolor=WAIT, hatch="///", label="wait")],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize="small",
+    )
     ax.set_yticks(list(row.values()), list(row))
     ax.set_xlim(t0, t1)
     ax.set_xlabel("cell time [s]")
@@ -168,11 +179,13 @@ def _kpi_text(rep: ShiftReport) -> str:
     def f(key: str, fmt: str) -> str:
         return fmt.format(k[key]) if math.isfinite(k[key]) else "n/a"
 
-    return (f"parts {f('parts', '{:.0f}')}   scrap {f('scrap', '{:.0f}')}   "
-            f"mean cycle {f('mean_cycle_time', '{:.2f}')} s"
-            f"   p95 {f('p95_cycle_time', '{:.2f}')} s   throughput {f('throughput_per_hour', '{:.1f}')}/h   "
-            f"downtime {f('downtime', '{:.1f}')} s   faults {f('faults', '{:.0f}')}   MTBF {f('mtbf', '{:.0f}')} s"
-            f"   MTTR {f('mttr', '{:.1f}')} s")
+    return (
+        f"parts {f('parts', '{:.0f}')}   scrap {f('scrap', '{:.0f}')}   "
+        f"mean cycle {f('mean_cycle_time', '{:.2f}')} s"
+        f"   p95 {f('p95_cycle_time', '{:.2f}')} s   throughput {f('throughput_per_hour', '{:.1f}')}/h   "
+        f"downtime {f('downtime', '{:.1f}')} s   faults {f('faults', '{:.0f}')}   MTBF {f('mtbf', '{:.0f}')} s"
+        f"   MTTR {f('mttr', '{:.1f}')} s"
+    )
 
 
 def write_sheet(rep: ShiftReport, path: str | os.PathLike[str]) -> Path:

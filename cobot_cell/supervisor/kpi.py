@@ -77,9 +77,7 @@ def downtime(faults: Iterable[FaultRecord], start: float, end: float) -> float:
 
     Overlapping faults count once (the union of their intervals); parts of a fault outside [start, end] do not count.
     """
-    intervals = sorted(
-        (max(f.time, start), min(end if f.cleared is None else f.cleared, end)) for f in faults
-    )
+    intervals = sorted((max(f.time, start), min(end if f.cleared is None else f.cleared, end)) for f in faults)
     total = 0.0
     cur_start, cur_end = start, start
     for a, b in intervals:
@@ -137,8 +135,15 @@ def _check_ideal(ideal_cycle_time: float | None) -> None:
         raise ValueError(f"ideal_cycle_time must be a positive number of seconds, got {ideal_cycle_time!r}")
 
 
-def _kpis(done: int, scrap: int, mean: float, p95: float, window: tuple[float, float] | None,
-          faults: Sequence[FaultRecord], ideal_cycle_time: float | None) -> dict[str, float]:
+def _kpis(
+    done: int,
+    scrap: int,
+    mean: float,
+    p95: float,
+    window: tuple[float, float] | None,
+    faults: Sequence[FaultRecord],
+    ideal_cycle_time: float | None,
+) -> dict[str, float]:
     """The KPI formulas (see `kpis`) from the aggregates of the parts and the faults."""
     if window is not None:
         span = window[1] - window[0]
@@ -181,7 +186,7 @@ class KpiAccumulator:
 
     def __init__(self) -> None:
         self._keys: set[tuple[str, int]] = set()
-        self._cycles: list[float] = []   # done parts' cycle times, sorted
+        self._cycles: list[float] = []  # done parts' cycle times, sorted
         self._sum = 0.0
         self.scrap = 0
         self._t0, self._t1 = math.inf, -math.inf
@@ -205,23 +210,37 @@ class KpiAccumulator:
         """A fault as the log now has it (a later update of the same id replaces the earlier one)."""
         self._faults[fault.id] = fault
 
-    def update_fault(self, fault_id: int, cell: str, time: float, level: str, source: str, code: str, message: str,
-                     fault_key: str | None, acknowledged: float | None, cleared: float | None) -> None:
+    def update_fault(
+        self,
+        fault_id: int,
+        cell: str,
+        time: float,
+        level: str,
+        source: str,
+        code: str,
+        message: str,
+        fault_key: str | None,
+        acknowledged: float | None,
+        cleared: float | None,
+    ) -> None:
         """A fault life-cycle update as the log applies it: the first values stay, times once set are kept."""
         old = self._faults.get(fault_id)
         if old is None:
-            self._faults[fault_id] = FaultRecord(fault_id, cell, time, level, source, code, message, fault_key,
-                                                 acknowledged, cleared)
+            self._faults[fault_id] = FaultRecord(
+                fault_id, cell, time, level, source, code, message, fault_key, acknowledged, cleared
+            )
         else:
             self._faults[fault_id] = dataclasses.replace(
-                old, acknowledged=old.acknowledged if old.acknowledged is not None else acknowledged,
-                cleared=old.cleared if old.cleared is not None else cleared)
+                old,
+                acknowledged=old.acknowledged if old.acknowledged is not None else acknowledged,
+                cleared=old.cleared if old.cleared is not None else cleared,
+            )
 
     def _p95(self) -> float:
         n = len(self._cycles)
         if n == 0:
             return _NAN
-        pos = 0.95 * (n - 1)   # numpy's default (linear) percentile, as cycle_stats
+        pos = 0.95 * (n - 1)  # numpy's default (linear) percentile, as cycle_stats
         i = int(pos)
         f = pos - i
         return self._cycles[i] + f * (self._cycles[i + 1] - self._cycles[i]) if i + 1 < n else self._cycles[i]
@@ -231,5 +250,12 @@ class KpiAccumulator:
         _check_ideal(ideal_cycle_time)
         done = len(self._cycles)
         window = (self._t0, self._t1) if self._keys else None
-        return _kpis(done, self.scrap, self._sum / done if done else _NAN, self._p95(), window,
-                     list(self._faults.values()), ideal_cycle_time)
+        return _kpis(
+            done,
+            self.scrap,
+            self._sum / done if done else _NAN,
+            self._p95(),
+            window,
+            list(self._faults.values()),
+            ideal_cycle_time,
+        )

@@ -140,12 +140,15 @@ class ProductionLog:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             missing = [t for t in _TABLES if t not in tables]
             if missing:
-                raise ValueError(f"{self.path} is not a production log (it has no {', '.join(missing)} "
-                                 f"table{'s' if len(missing) > 1 else ''})")
+                raise ValueError(
+                    f"{self.path} is not a production log (it has no {', '.join(missing)} "
+                    f"table{'s' if len(missing) > 1 else ''})"
+                )
             version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
             if version != SCHEMA_VERSION:
-                raise ValueError(f"production log {self.path}: schema version {version} is not supported "
-                                 f"(expected {SCHEMA_VERSION})")
+                raise ValueError(
+                    f"production log {self.path}: schema version {version} is not supported (expected {SCHEMA_VERSION})"
+                )
         except sqlite3.DatabaseError as exc:  # not an SQLite file at all
             conn.close()
             raise ValueError(f"{self.path} is not a production log ({exc})") from None
@@ -288,7 +291,9 @@ class ProductionLog:
         with self._lock:
             cur = self._conn.execute(
                 "UPDATE faults SET cleared = max(time, ?) WHERE cell = ? AND cleared IS NULL AND fault_key IS NOT NULL "
-                "AND substr(fault_key, 1, ?) != ?", (time, cell, len(boot) + 1, boot + "-"))
+                "AND substr(fault_key, 1, ?) != ?",
+                (time, cell, len(boot) + 1, boot + "-"),
+            )
             return cur.rowcount
 
     def parts(
@@ -314,11 +319,15 @@ class ProductionLog:
                     "ORDER BY cell, run_id, part",
                     params,
                 ).fetchall()
-                step_rows = conn.execute(
-                    f'SELECT cell, run_id, part, step, skill, cobot, "start", "end" FROM steps {clause} '
-                    'ORDER BY cell, run_id, part, "start", rowid',
-                    params,
-                ).fetchall() if with_steps else []
+                step_rows = (
+                    conn.execute(
+                        f'SELECT cell, run_id, part, step, skill, cobot, "start", "end" FROM steps {clause} '
+                        'ORDER BY cell, run_id, part, "start", rowid',
+                        params,
+                    ).fetchall()
+                    if with_steps
+                    else []
+                )
             finally:
                 conn.execute("COMMIT")
         steps: dict[tuple[str, str, int], list[StepTiming]] = {}

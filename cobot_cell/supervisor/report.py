@@ -81,15 +81,19 @@ def cycle_table(reports: Sequence[CycleReport], title: str = "Cycles") -> Table:
     for name in step_names:
         table.add_column(Text(f"{name} [s]"), justify="right", no_wrap=True)
 
-    last_end: dict[tuple[str, str], float] = {}   # takt: since the run's previous part was done
+    last_end: dict[tuple[str, str], float] = {}  # takt: since the run's previous part was done
     for report in reports:
         durations = {step.step: step.duration for step in report.steps}
         run = (report.cell, report.run_id)
         takt = report.end - last_end[run] if report.status == "done" and run in last_end else None
         if report.status == "done":
             last_end[run] = report.end
-        row = [str(report.part), report.status, _seconds(report.cycle_time),
-               _seconds(takt) if takt is not None else MISSING]
+        row = [
+            str(report.part),
+            report.status,
+            _seconds(report.cycle_time),
+            _seconds(takt) if takt is not None else MISSING,
+        ]
         row += [_seconds(durations[n]) if n in durations else MISSING for n in step_names]
         cells = ([report.cell, report.run_id] if several else []) + row
         table.add_row(*(Text(c) for c in cells))
@@ -165,12 +169,19 @@ def plot_cycles(reports: Sequence[CycleReport], path: str | os.PathLike[str], ti
     for status, marker, colour in (("done", "o", "black"), ("scrap", "X", "red")):
         points = [(xi, r.cycle_time) for xi, r in zip(x, reports) if r.status == status]
         if points:
-            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, color=colour, zorder=3,
-                       label=f"cycle time ({status})")
+            ax.scatter(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                marker=marker,
+                color=colour,
+                zorder=3,
+                label=f"cycle time ({status})",
+            )
     if len(reports) <= 40:  # few enough to name every part
         several = len({(r.cell, r.run_id) for r in reports}) > 1
-        ax.set_xticks(x, [f"{r.cell}/{r.part}" if several else str(r.part) for r in reports],
-                      rotation=90 if several else 0)
+        ax.set_xticks(
+            x, [f"{r.cell}/{r.part}" if several else str(r.part) for r in reports], rotation=90 if several else 0
+        )
         ax.set_xlabel("cell/part" if several else "part")
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -164,7 +164,8 @@ def _check_parts_fit(cfg: CellConfig, box: tuple[float, float, float]) -> None:
             if opening is not None and narrow > opening + 1e-9:
                 raise TwinError(
                     f"cobots.{name}.tools.{tname}: the part ({box[0]:g} x {box[1]:g} x {box[2]:g} m) is larger than "
-                    f"the gripper's opening ({opening:g} m, the width of its shape)")
+                    f"the gripper's opening ({opening:g} m, the width of its shape)"
+                )
 
 
 def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
@@ -175,8 +176,11 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
     box, mass = part_size(cfg)
     _check_parts_fit(cfg, box)
     urdf = render_urdf(cell_file)
-    urdf = urdf.replace("</robot>", '<mujoco><compiler fusestatic="false" discardvisual="true" '
-                                    'balanceinertia="true"/></mujoco></robot>', 1)
+    urdf = urdf.replace(
+        "</robot>",
+        '<mujoco><compiler fusestatic="false" discardvisual="true" balanceinertia="true"/></mujoco></robot>',
+        1,
+    )
     try:
         spec = mujoco.MjSpec.from_string(urdf)
     except Exception as exc:  # noqa: BLE001 - MuJoCo's parser error
@@ -211,8 +215,12 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
         thick = max(min(st.pallet.deck_height, st.pose.xyz[2]), 0.02)
         deck = spec.worldbody.add_body(name=f"{sname}_deck", pos=list(st.pose.xyz))
         deck.quat = _quat(st.pose.rpy)
-        g = deck.add_geom(name=f"{sname}_deck", type=mujoco.mjtGeom.mjGEOM_BOX,
-                          size=[length / 2, width / 2, thick / 2], pos=[0.0, 0.0, -thick / 2])
+        g = deck.add_geom(
+            name=f"{sname}_deck",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[length / 2, width / 2, thick / 2],
+            pos=[0.0, 0.0, -thick / 2],
+        )
         g.contype, g.conaffinity = _FLOOR, _ALL & ~_FLOOR
     floor = spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05])
     floor.contype, floor.conaffinity = _FLOOR, _ALL & ~_FLOOR
@@ -254,8 +262,13 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
                 continue
             for i in range(n_parts):
                 eq_name = f"{name}_{tname}_grip_{i}"
-                eq = spec.add_equality(name=eq_name, type=mujoco.mjtEq.mjEQ_WELD,
-                                       objtype=mujoco.mjtObj.mjOBJ_BODY, name1=f"{name}_tool0", name2=f"part_{i}")
+                eq = spec.add_equality(
+                    name=eq_name,
+                    type=mujoco.mjtEq.mjEQ_WELD,
+                    objtype=mujoco.mjtObj.mjOBJ_BODY,
+                    name1=f"{name}_tool0",
+                    name2=f"part_{i}",
+                )
                 eq.active = False
                 eq.solref = [0.01, 1.0]
                 welds_spec.append((tool.io, i, eq_name))
@@ -279,16 +292,28 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
         for tname, tool in cobot.tools.items():
             shape_body = bid(f"{name}_{tname}")
             tools[tool.io] = ToolIndex(
-                tname, tool.io, tool.kind, mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{name}_{tname}_tcp"),
-                shape_body if shape_body >= 0 else bid(f"{name}_tool0"), gripper_opening(tool))
+                tname,
+                tool.io,
+                tool.kind,
+                mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{name}_{tname}_tcp"),
+                shape_body if shape_body >= 0 else bid(f"{name}_tool0"),
+                gripper_opening(tool),
+            )
         tool_bodies = {t.body for t in tools.values()} - {bid(f"{name}_tool0")}
         for b in bodies:
             owners[b] = ("tool" if b in tool_bodies else "cobot", name)
         acts = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, f"{j}_servo") for j in cobot.joints]
         index[name] = CobotIndex(
-            name, bits[name], tuple(cobot.joints), np.array([model.jnt_qposadr[j] for j in jids]),
-            np.array([model.jnt_dofadr[j] for j in jids]), np.array(acts), bodies, tools,
-            np.asarray(cobot.home, dtype=float))
+            name,
+            bits[name],
+            tuple(cobot.joints),
+            np.array([model.jnt_qposadr[j] for j in jids]),
+            np.array([model.jnt_dofadr[j] for j in jids]),
+            np.array(acts),
+            bodies,
+            tools,
+            np.asarray(cobot.home, dtype=float),
+        )
     stations = {s: bid(s) for s in cfg.stations}
     for s, b in stations.items():
         owners[b] = ("station", s)
@@ -300,12 +325,19 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
     for b in range(1, model.nbody):  # the floor is the world body's; every other body has an owner
         owners.setdefault(b, ("floor", ""))
     twin = TwinModel(
-        cfg=cfg, model=model, cobots=index, stations=stations, parts=parts,
+        cfg=cfg,
+        model=model,
+        cobots=index,
+        stations=stations,
+        parts=parts,
         part_qpos=[int(model.jnt_qposadr[model.body_jntadr[b]]) for b in parts],
         part_dof=[int(model.jnt_dofadr[model.body_jntadr[b]]) for b in parts],
-        part_geoms=[int(model.body_geomadr[b]) for b in parts], part_box=box, part_mass=mass,
+        part_geoms=[int(model.body_geomadr[b]) for b in parts],
+        part_box=box,
+        part_mass=mass,
         welds={(io, i): mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, n) for io, i, n in welds_spec},
-        body_owner=owners)
+        body_owner=owners,
+    )
     _tune_servos(twin, data)
     check_start(twin, data)
     return twin
@@ -333,8 +365,12 @@ def _quat(rpy: tuple[float, float, float]) -> list[float]:
     """Quaternion (w, x, y, z) of fixed-axis roll, pitch, yaw."""
     r, p, y = (v / 2 for v in rpy)
     cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
-    return [cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
-            cr * cp * sy - sr * sp * cy]
+    return [
+        cr * cp * cy + sr * sp * sy,
+        sr * cp * cy - cr * sp * sy,
+        cr * sp * cy + sr * cp * sy,
+        cr * cp * sy - sr * sp * cy,
+    ]
 
 
 def parked_position(i: int, box: tuple[float, float, float]) -> list[float]:
@@ -352,7 +388,7 @@ def home_state(twin: TwinModel, data) -> None:
         data.qpos[c.qpos] = c.home
         data.ctrl[c.actuators] = c.home
     for i, adr in enumerate(twin.part_qpos):
-        data.qpos[adr:adr + 7] = parked_position(i, twin.part_box) + [1.0, 0.0, 0.0, 0.0]
+        data.qpos[adr : adr + 7] = parked_position(i, twin.part_box) + [1.0, 0.0, 0.0, 0.0]
     mujoco.mj_forward(twin.model, data)
 
 
@@ -367,7 +403,7 @@ def _tune_servos(twin: TwinModel, data) -> None:
     for c in twin.cobots.values():
         for dof, act in zip(c.dof, c.actuators):
             inertia = max(float(dense[dof, dof]), 1e-3)
-            kp = inertia * SERVO_BANDWIDTH ** 2
+            kp = inertia * SERVO_BANDWIDTH**2
             kv = 2.0 * inertia * SERVO_BANDWIDTH
             m.actuator_gainprm[act, 0] = kp
             m.actuator_biasprm[act, :3] = [0.0, -kp, -kv]
@@ -393,6 +429,8 @@ def check_start(twin: TwinModel, data) -> None:
     found = contacts(twin, data)
     if found:
         b1, b2, depth = found[0]
-        raise TwinError(f"{twin.cfg.cell.name}: bodies start in collision with every cobot at home: "
-                        f"{twin.body_name(b1)} and {twin.body_name(b2)} ({depth * 1000:.1f} mm deep); check "
-                        f"cobots.*.base, cobots.*.home and stations.*.pose")
+        raise TwinError(
+            f"{twin.cfg.cell.name}: bodies start in collision with every cobot at home: "
+            f"{twin.body_name(b1)} and {twin.body_name(b2)} ({depth * 1000:.1f} mm deep); check "
+            f"cobots.*.base, cobots.*.home and stations.*.pose"
+        )

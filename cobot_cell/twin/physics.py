@@ -115,8 +115,10 @@ class Collision:
     @property
     def message(self) -> str:
         """One line for the operator."""
-        return (f"collision: {self.body1} and {self.body2} ({self.depth * 1000:.1f} mm) at t={self.time:.3f} s; "
-                f"stopped {', '.join(self.cobots)}")
+        return (
+            f"collision: {self.body1} and {self.body2} ({self.depth * 1000:.1f} mm) at t={self.time:.3f} s; "
+            f"stopped {', '.join(self.cobots)}"
+        )
 
 
 @dataclass
@@ -179,8 +181,10 @@ class Twin:
         self._acc = np.zeros(self.m.nv)
         self._jacp = np.zeros((3, self.m.nv))
         self._arm_dofs = np.concatenate([c.dof for c in twin.cobots.values()])
-        self._kv_kp = {n: -self.m.actuator_biasprm[c.actuators, 2] / self.m.actuator_gainprm[c.actuators, 0]
-                       for n, c in twin.cobots.items()}
+        self._kv_kp = {
+            n: -self.m.actuator_biasprm[c.actuators, 2] / self.m.actuator_gainprm[c.actuators, 0]
+            for n, c in twin.cobots.items()
+        }
         for i in range(len(twin.parts)):
             self._set_contacts(i, "parked")
         if feed:
@@ -201,13 +205,20 @@ class Twin:
         """A trajectory is being followed."""
         return self.refs[cobot].active
 
-    def follow(self, cobot: str, times: np.ndarray, positions: np.ndarray, velocities: np.ndarray | None = None,
-               start: float | None = None) -> bool:
+    def follow(
+        self,
+        cobot: str,
+        times: np.ndarray,
+        positions: np.ndarray,
+        velocities: np.ndarray | None = None,
+        start: float | None = None,
+    ) -> bool:
         """Follow a trajectory from clock time `start` (default now); False if the cobot is stopped."""
         if cobot in self.stopped:
             return False
-        self.refs[cobot].follow(self.t if start is None else start, times, positions, velocities,
-                                self.joint_positions(cobot))
+        self.refs[cobot].follow(
+            self.t if start is None else start, times, positions, velocities, self.joint_positions(cobot)
+        )
         return True
 
     def stop(self, cobot: str) -> None:
@@ -281,9 +292,9 @@ class Twin:
 
     def _place(self, i: int, xyz: np.ndarray, yaw: float) -> None:
         adr, dof = self.tm.part_qpos[i], self.tm.part_dof[i]
-        self.d.qpos[adr:adr + 3] = xyz
-        self.d.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
-        self.d.qvel[dof:dof + 6] = 0.0
+        self.d.qpos[adr : adr + 3] = xyz
+        self.d.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        self.d.qvel[dof : dof + 6] = 0.0
         self.mj.mj_forward(self.m, self.d)
 
     def _set_contacts(self, i: int, state: str, cobot: str | None = None) -> None:
@@ -308,9 +319,12 @@ class Twin:
             if st.kind != "infeed":
                 continue
             top = np.asarray(st.pose.xyz)
-            occupied = any(s == "free" and np.linalg.norm(self.part_position(i)[:2] - top[:2]) < 0.05
-                           and abs(self.part_position(i)[2] - top[2] - self.tm.part_box[2] / 2) < 0.02
-                           for i, s in enumerate(self.part_state))
+            occupied = any(
+                s == "free"
+                and np.linalg.norm(self.part_position(i)[:2] - top[:2]) < 0.05
+                and abs(self.part_position(i)[2] - top[2] - self.tm.part_box[2] / 2) < 0.02
+                for i, s in enumerate(self.part_state)
+            )
             if not occupied:
                 self.spawn_part(name)
 
@@ -394,7 +408,7 @@ class Twin:
         if self.keep_errors:
             for (name, c), q in zip(self.tm.cobots.items(), refs):
                 self.errors[name].append(float(np.max(np.abs(d.qpos[c.qpos] - q))))
-        if d.ncon and float(np.min(d.contact.dist[:d.ncon])) < -min(ARM_TOLERANCE, CARRIED_TOLERANCE):
+        if d.ncon and float(np.min(d.contact.dist[: d.ncon])) < -min(ARM_TOLERANCE, CARRIED_TOLERANCE):
             self._check_contacts()
         elif self._touching:
             self._touching.clear()
@@ -463,7 +477,7 @@ class Twin:
     def _watch_released(self) -> None:
         for part, (cobot, since) in list(self.released.items()):
             dof = self.tm.part_dof[part]
-            if np.linalg.norm(self.d.qvel[dof:dof + 6]) > DROP_SPEED:
+            if np.linalg.norm(self.d.qvel[dof : dof + 6]) > DROP_SPEED:
                 self.released[part] = (cobot, self.t)  # still moving: at rest only SETTLE_TIME after it stops
                 continue
             if self.t - since < SETTLE_TIME:
@@ -475,8 +489,10 @@ class Twin:
                 log.warning(f"part {part} dropped: at rest on the floor at {np.round(pos, 3).tolist()}")
 
     def _over_station(self, pos: np.ndarray) -> bool:
-        return any(np.linalg.norm(np.asarray(st.pose.xyz[:2]) - pos[:2]) < 0.3 and st.pose.xyz[2] < 0.01
-                   for st in self.tm.cfg.stations.values())
+        return any(
+            np.linalg.norm(np.asarray(st.pose.xyz[:2]) - pos[:2]) < 0.3 and st.pose.xyz[2] < 0.01
+            for st in self.tm.cfg.stations.values()
+        )
 
     def events(self) -> TwinEvents:
         """Collisions and dropped parts since the last call."""

@@ -38,12 +38,21 @@ class TwinPort(CobotPort):
         self.tolerance = tolerance
 
     def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
-        p = Pending(started=self.twin.t, meta={"kind": "move", "final": np.asarray(trajectory.final, dtype=float),
-                                               "duration": float(trajectory.duration)})
+        p = Pending(
+            started=self.twin.t,
+            meta={
+                "kind": "move",
+                "final": np.asarray(trajectory.final, dtype=float),
+                "duration": float(trajectory.duration),
+            },
+        )
         times = getattr(trajectory, "times", None)
         if times is None:
-            times, positions, velocities = np.array([max(trajectory.duration, 0.1)]), \
-                np.asarray(trajectory.final, dtype=float)[None, :], None
+            times, positions, velocities = (
+                np.array([max(trajectory.duration, 0.1)]),
+                np.asarray(trajectory.final, dtype=float)[None, :],
+                None,
+            )
         else:
             positions, velocities = trajectory.positions, getattr(trajectory, "velocities", None)
             if len(times) == 1:
@@ -82,6 +91,8 @@ class TwinPort(CobotPort):
             pending.fail(f"motion of '{self.name}' stopped: {self.twin.stopped[self.name]}", "COLLISION")
             return
         elapsed = self.twin.t - pending.started
-        if elapsed >= pending.meta["duration"] - 1e-9 and \
-                float(np.max(np.abs(self.joint_positions() - pending.meta["final"]))) <= self.tolerance:
+        if (
+            elapsed >= pending.meta["duration"] - 1e-9
+            and float(np.max(np.abs(self.joint_positions() - pending.meta["final"]))) <= self.tolerance
+        ):
             pending.finish(self.twin.t)

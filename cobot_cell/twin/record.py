@@ -31,30 +31,54 @@ HOST = "127.0.0.1"
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _NUMBERS = {"type": "array", "items": {"type": "number"}}
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "cobot_cell.JointState": {"type": "object", "properties": {
-        "timestamp": {"type": "object", "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}}},
-        "name": _STRINGS, "position": _NUMBERS, "velocity": _NUMBERS}},
+    "cobot_cell.JointState": {
+        "type": "object",
+        "properties": {
+            "timestamp": {"type": "object", "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}}},
+            "name": _STRINGS,
+            "position": _NUMBERS,
+            "velocity": _NUMBERS,
+        },
+    },
     "cobot_cell.Text": {"type": "object", "properties": {"data": {"type": "string"}}},
-    "cobot_cell.KeyValues": {"type": "object", "properties": {
-        "name": {"type": "string"}, "level": {"type": "string"}, "message": {"type": "string"},
-        "values": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    "cobot_cell.KeyValues": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "level": {"type": "string"},
+            "message": {"type": "string"},
+            "values": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
 }
 
 
 def cell_topics(cell: str, namespaces: Sequence[str]) -> dict[str, str]:
     """Topic -> schema name of a cell's channels."""
     topics = {f"{ns.rstrip('/')}/joint_states": "cobot_cell.JointState" for ns in namespaces}
-    topics.update({"/robot_description": "cobot_cell.Text", f"/{cell}/state": "cobot_cell.Text",
-                   f"/{cell}/cycle": "cobot_cell.KeyValues", f"/{cell}/faults": "cobot_cell.KeyValues",
-                   "/supervisor/kpis": "cobot_cell.KeyValues"})
+    topics.update(
+        {
+            "/robot_description": "cobot_cell.Text",
+            f"/{cell}/state": "cobot_cell.Text",
+            f"/{cell}/cycle": "cobot_cell.KeyValues",
+            f"/{cell}/faults": "cobot_cell.KeyValues",
+            "/supervisor/kpis": "cobot_cell.KeyValues",
+        }
+    )
     return topics
 
 
 class Recorder:
     """Logs a cell's channels to an MCAP file and/or a Foxglove WebSocket server on loopback."""
 
-    def __init__(self, topics: dict[str, str], record: str | os.PathLike[str] | None = None,
-                 port: int | None = None, host: str = HOST, name: str = "cobot_cell"):
+    def __init__(
+        self,
+        topics: dict[str, str],
+        record: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        host: str = HOST,
+        name: str = "cobot_cell",
+    ):
         import foxglove
 
         if record is None and port is None:
@@ -80,9 +104,14 @@ class Recorder:
             self.close()
             raise ValueError(f"cannot serve Foxglove on {host}:{port}: {exc}") from None
         self.channels = {
-            topic: foxglove.Channel(topic, message_encoding="json", context=self.context, schema=foxglove.Schema(
-                name=schema, encoding="jsonschema", data=json.dumps(SCHEMAS[schema]).encode()))
-            for topic, schema in topics.items()}
+            topic: foxglove.Channel(
+                topic,
+                message_encoding="json",
+                context=self.context,
+                schema=foxglove.Schema(name=schema, encoding="jsonschema", data=json.dumps(SCHEMAS[schema]).encode()),
+            )
+            for topic, schema in topics.items()
+        }
 
     @property
     def port(self) -> int | None:
@@ -96,15 +125,31 @@ class Recorder:
             raise KeyError(f"unknown channel {topic}: expected one of {', '.join(self.channels)}")
         channel.log(message, log_time=max(int(round(t * 1e9)), 0))
 
-    def joint_state(self, topic: str, t: float, names: Sequence[str], position: Sequence[float],
-                    velocity: Sequence[float]) -> None:
+    def joint_state(
+        self, topic: str, t: float, names: Sequence[str], position: Sequence[float], velocity: Sequence[float]
+    ) -> None:
         """Log a cobot's joint state."""
         sec = int(t)
-        self.log(topic, {"timestamp": {"sec": sec, "nsec": int(round((t - sec) * 1e9))}, "name": list(names),
-                         "position": [float(v) for v in position], "velocity": [float(v) for v in velocity]}, t)
+        self.log(
+            topic,
+            {
+                "timestamp": {"sec": sec, "nsec": int(round((t - sec) * 1e9))},
+                "name": list(names),
+                "position": [float(v) for v in position],
+                "velocity": [float(v) for v in velocity],
+            },
+            t,
+        )
 
-    def key_values(self, topic: str, t: float, pairs: Iterable[tuple[str, str]], name: str = "", level: str = "OK",
-                   message: str = "") -> None:
+    def key_values(
+        self,
+        topic: str,
+        t: float,
+        pairs: Iterable[tuple[str, str]],
+        name: str = "",
+        level: str = "OK",
+        message: str = "",
+    ) -> None:
         """Log key/value pairs (a cycle report, a fault, KPIs)."""
         self.log(topic, {"name": name, "level": level, "message": message, "values": dict(pairs)}, t)
 

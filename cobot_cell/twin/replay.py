@@ -88,7 +88,7 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
     from ..skills.zones import CellZones
 
     clock = VirtualClock(0.0)
-    state = SkillState()   # the controller's skill state: station groups, per-part progress, pallet places
+    state = SkillState()  # the controller's skill state: station groups, per-part progress, pallet places
     planner = make_planner(cfg, state)
     due: list[float] = []
     owner: dict[int, deque[tuple[str, int]]] = {}  # a trajectory object may be planned again (cached, next part)
@@ -116,15 +116,32 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
             if positions is None:
                 positions = np.vstack([self.joint_positions(), np.asarray(trajectory.final, dtype=float)])
             vel = getattr(trajectory, "velocities", None)
-            moves[self.name].append(TimedMove(
-                pending.started, pending.started + float(trajectory.duration), step, part, times,
-                np.asarray(positions, dtype=float), None if vel is None else np.asarray(vel, dtype=float)))
+            moves[self.name].append(
+                TimedMove(
+                    pending.started,
+                    pending.started + float(trajectory.duration),
+                    step,
+                    part,
+                    times,
+                    np.asarray(positions, dtype=float),
+                    None if vel is None else np.asarray(vel, dtype=float),
+                )
+            )
             return pending
 
     ports = {n: Recording(n, clock, np.asarray(c.home, dtype=float)) for n, c in cfg.cobots.items()}
     # the same resources as the planner: zones, pallets, parts in flight
-    cell = CellController(cfg, ports, plan, clock, job=job, parts=parts, skill_state=state,
-                          zones=CellZones(cfg) if cfg.zones else None, pallets=pallet_places(cfg))
+    cell = CellController(
+        cfg,
+        ports,
+        plan,
+        clock,
+        job=job,
+        parts=parts,
+        skill_state=state,
+        zones=CellZones(cfg) if cfg.zones else None,
+        pallets=pallet_places(cfg),
+    )
     cell.command("reset")
     cell.command("start")
     for _ in range(2_000_000):
@@ -135,7 +152,7 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
             heapq.heappop(due)
         clock.advance((min(due[0], now + max_dt) if due else now + max_dt) - now)
         cell.update()
-        if cell.full_pallets():   # the operator changes a full pallet at once
+        if cell.full_pallets():  # the operator changes a full pallet at once
             cell.pallet_changed()
     if cell.state != State.COMPLETE:
         raise RuntimeError(f"the planned run did not complete: state {cell.state.value}")
@@ -160,8 +177,9 @@ class ReplayCollision:
         return f"collision at t={self.time:.3f} s: {self.body1} and {self.body2} ({self.depth * 1000:.1f} mm): {what}"
 
 
-def first_collision(twin: TwinModel, timeline: Timeline, dt: float = REPLAY_STEP,
-                    tolerance: float = REPLAY_TOLERANCE) -> ReplayCollision | None:
+def first_collision(
+    twin: TwinModel, timeline: Timeline, dt: float = REPLAY_STEP, tolerance: float = REPLAY_TOLERANCE
+) -> ReplayCollision | None:
     """Sweep the timeline through the twin's geometry (arms, tools, stations, floor); the first collision or None."""
     import mujoco
 
@@ -183,7 +201,6 @@ def first_collision(twin: TwinModel, timeline: Timeline, dt: float = REPLAY_STEP
             if "part" in (o1[0], o2[0]):
                 continue
             cobots = [o[1] for o in (o1, o2) if o[0] in ("cobot", "tool")]
-            involved = tuple((c, under_way[c].step, under_way[c].part) for c in dict.fromkeys(cobots)
-                             if c in under_way)
+            involved = tuple((c, under_way[c].step, under_way[c].part) for c in dict.fromkeys(cobots) if c in under_way)
             return ReplayCollision(t, twin.body_name(b1), twin.body_name(b2), depth, involved)
     return None

@@ -14,8 +14,14 @@ DEMO = ROOT / "config" / "demo_cell.yaml"
 
 
 def cobot_cell(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cobot_cell.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "cobot_cell.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def test_help_lists_every_command():
@@ -42,10 +48,12 @@ def test_validate_bad_file_exits_2_naming_every_problem(tmp_path):
     assert proc.returncode == 2
     err = " ".join(proc.stderr.split())
     assert "2 errors" in err
-    assert (f"jobs.bracket.steps[0].skill (line {skill_line}): unknown skill 'pik': "
-            "expected one of pick, weld, palletise") in err
-    assert (f"jobs.bracket.steps[1].cobot (line {cobot_line}): unknown cobot 'welda': "
-            "expected one of picker, welder") in err
+    assert (
+        f"jobs.bracket.steps[0].skill (line {skill_line}): unknown skill 'pik': expected one of pick, weld, palletise"
+    ) in err
+    assert (
+        f"jobs.bracket.steps[1].cobot (line {cobot_line}): unknown cobot 'welda': expected one of picker, welder"
+    ) in err
 
 
 def test_validate_malformed_yaml_and_missing_file(tmp_path):

@@ -11,8 +11,10 @@ import pytest
 from test_demo_cli import cobot_cell
 
 ROOT = Path(__file__).resolve().parents[2]
-CELLS = [("ur20_us_pallet.yaml", "ur20_us", "160 (20/layer x 8, interlock"),
-         ("ur10e_eur_pallet.yaml", "ur10e_eur", "32 (8/layer x 4, interlock")]
+CELLS = [
+    ("ur20_us_pallet.yaml", "ur20_us", "160 (20/layer x 8, interlock"),
+    ("ur10e_eur_pallet.yaml", "ur10e_eur", "32 (8/layer x 4, interlock"),
+]
 
 
 @pytest.mark.parametrize("file,cell,places", CELLS)

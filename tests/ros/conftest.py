@@ -18,8 +18,15 @@ DEMO = ROOT / "config" / "demo_cell.yaml"
 class CellRig:
     """The demo cell (or a variant of its text) running at a sim rate, driven like an operator would."""
 
-    def __init__(self, work: Path, cell_text: str | None = None, parts: int = 2, rate: float = 20.0, hmi: str = "",
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        work: Path,
+        cell_text: str | None = None,
+        parts: int = 2,
+        rate: float = 20.0,
+        hmi: str = "",
+        env: dict[str, str] | None = None,
+    ):
         """`hmi`: HOST:PORT to start the web HMI too; `env`: extra environment for the nodes."""
         from cobot_cell.ros.client import CellClient
 
@@ -30,8 +37,11 @@ class CellRig:
         self.journal = work / "journal.db"
         self.db = work / "production.db"
         self.lease = DomainLease()
-        specs = node_specs(self.cfg, self.cell_file, BringupOptions(
-            rate=rate, parts=parts, db=str(self.db), journal=str(self.journal), hmi=hmi))
+        specs = node_specs(
+            self.cfg,
+            self.cell_file,
+            BringupOptions(rate=rate, parts=parts, db=str(self.db), journal=str(self.journal), hmi=hmi),
+        )
         self.nodes = NodeSet(specs, work, {**ros_env(self.lease.domain_id, work / "ros_log"), **(env or {})})
         self.client = None
         try:
@@ -76,8 +86,9 @@ class CellRig:
 
     def logs(self) -> str:
         """Tail of every node's log (for failure messages)."""
-        return "\n".join(f"--- {p.spec.fqn}\n{p.log_path.read_text()[-3000:]}" for p in self.nodes.procs
-                         if p.log_path.exists())
+        return "\n".join(
+            f"--- {p.spec.fqn}\n{p.log_path.read_text()[-3000:]}" for p in self.nodes.procs if p.log_path.exists()
+        )
 
     def close(self) -> None:
         """Stop everything (always runs, also after a failed test); closing twice is harmless."""

@@ -100,8 +100,11 @@ def test_a_planner_killed_mid_arc_leaves_no_arc_lit_and_its_restart_is_a_logged_
     rig.wait_state("Idle")
     _start_resuming(rig)
     rig.wait_state("Complete", timeout=180)
-    rig.wait(lambda: any(f.get("code") == "PLANNER_RESTARTED" and f.get("cleared") for f in rig.client.faults.values()),
-             "the restart fault cleared", 30)
+    rig.wait(
+        lambda: any(f.get("code") == "PLANNER_RESTARTED" and f.get("cleared") for f in rig.client.faults.values()),
+        "the restart fault cleared",
+        30,
+    )
     rig.nodes.stop()
     with sqlite3.connect(rig.db) as db:
         rows = db.execute("SELECT code, time, cleared FROM faults WHERE code = 'PLANNER_RESTARTED'").fetchall()
@@ -125,9 +128,15 @@ def test_a_supervisor_that_connects_after_a_planner_crash_still_logs_the_restart
     db = tmp_path / "production.db"
     with DomainLease() as lease:
         env = ros_env(lease.domain_id, tmp_path / "ros_log")
-        nodes = NodeSet(node_specs(cfg, cell_file, BringupOptions(rate=5.0, parts=1, supervisor=False,
-                                                                   journal=str(tmp_path / "journal.db"))),
-                        tmp_path, env)
+        nodes = NodeSet(
+            node_specs(
+                cfg,
+                cell_file,
+                BringupOptions(rate=5.0, parts=1, supervisor=False, journal=str(tmp_path / "journal.db")),
+            ),
+            tmp_path,
+            env,
+        )
         late = NodeSet([supervisor_spec(db, [cfg.cell.name])], tmp_path / "late", env)
         (tmp_path / "late").mkdir()
         client = None
@@ -143,8 +152,11 @@ def test_a_supervisor_that_connects_after_a_planner_crash_still_logs_the_restart
             client.state = None
             nodes.restart("/demo/task_planner")
             client.wait_for(lambda: client.state == "Stopped", 60, "Stopped after the restart")
-            client.wait_for(lambda: client.status.get("fault_code") == "PLANNER_RESTARTED", 30,
-                            "the restart fault in the cell status")
+            client.wait_for(
+                lambda: client.status.get("fault_code") == "PLANNER_RESTARTED",
+                30,
+                "the restart fault in the cell status",
+            )
             late.start()  # only now: the fault was raised before it existed
 
             def logged() -> bool:

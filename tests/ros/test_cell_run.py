@@ -33,8 +33,11 @@ def cell(tmp_path_factory):
         try:
             nodes.start()
             client = CellClient("demo", domain_id=lease.domain_id, use_sim_time=True)
-            client.wait_for(lambda: client.state == "Stopped" and client.status.get("job") == "bracket", 60,
-                            "the planner to come up")
+            client.wait_for(
+                lambda: client.state == "Stopped" and client.status.get("job") == "bracket",
+                60,
+                "the planner to come up",
+            )
             yield client, nodes, work
         finally:
             if client is not None:
@@ -58,21 +61,37 @@ def test_bad_parameters_are_refused_with_the_reason(cell):
     assert client.set_parameter("job", "nope") == (False, "unknown job 'nope': expected one of bracket")
     assert client.set_parameter("parts", 0) == (False, "parts must be a whole number from 1 to 999999999, got 0")
     assert client.set_parameter("parts", 10**12) == (
-        False, "parts must be a whole number from 1 to 999999999, got 1000000000000")
+        False,
+        "parts must be a whole number from 1 to 999999999, got 1000000000000",
+    )
     assert client.set_parameter("parts", PARTS) == (True, "")
     client.wait_for(lambda: client.status.get("parts") == str(PARTS), 10, "status with the part count")
 
 
-@pytest.mark.parametrize("name, value", [
-    ("cell_file", "other.yaml"), ("tick", 0.02), ("tolerance", 0.01), ("timeout_factor", 2.0),
-    ("timeout_margin", 3.0), ("start_timeout", 30.0), ("stamp_trajectories", False), ("journal", "other.db"),
-    ("max_backdate", 60.0), ("stale_timeout", 5.0), ("timeout_wall_min", 4.0), ("use_sim_time", False),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("cell_file", "other.yaml"),
+        ("tick", 0.02),
+        ("tolerance", 0.01),
+        ("timeout_factor", 2.0),
+        ("timeout_margin", 3.0),
+        ("start_timeout", 30.0),
+        ("stamp_trajectories", False),
+        ("journal", "other.db"),
+        ("max_backdate", 60.0),
+        ("stale_timeout", 5.0),
+        ("timeout_wall_min", 4.0),
+        ("use_sim_time", False),
+    ],
+)
 def test_parameters_read_at_start_refuse_a_new_value(cell, name, value):
     """Values of the right type, which a node without this check would accept and then ignore."""
     client, _, _ = cell
     assert client.set_parameter(name, value) == (
-        False, f"parameter {name} is read at start only: restart the planner to change it")
+        False,
+        f"parameter {name} is read at start only: restart the planner to change it",
+    )
 
 
 def test_three_parts_through_real_nodes_are_logged_exactly_once(cell):
@@ -98,7 +117,7 @@ def test_three_parts_through_real_nodes_are_logged_exactly_once(cell):
 
     nodes.stop()  # the supervisor flushes and closes the log on shutdown
     with sqlite3.connect(work / "production.db") as db:
-        parts = db.execute('SELECT part, status, cycle_time FROM parts ORDER BY part').fetchall()
+        parts = db.execute("SELECT part, status, cycle_time FROM parts ORDER BY part").fetchall()
         steps = db.execute("SELECT part, step FROM steps ORDER BY part, start").fetchall()
     assert [p[0] for p in parts] == [1, 2, 3] and {p[1] for p in parts} == {"done"}
     for (_part, _status, cycle_time), report in zip(parts, client.reports):
@@ -111,7 +130,11 @@ def test_planner_refuses_a_bad_cell_file_and_starts_nothing(tmp_path, domain):
     bad.write_text(DEMO.read_text().replace("after: [load_blank]", "after: [palletise]"))
     proc = subprocess.run(
         [sys.executable, "-m", "cobot_cell.ros.planner_node", "--ros-args", "-p", f"cell_file:={bad}"],
-        env=ros_env(domain, tmp_path / "log"), capture_output=True, text=True, timeout=60)
+        env=ros_env(domain, tmp_path / "log"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "jobs.bracket.steps (line" in proc.stderr
     assert "cycle in 'after': weld_seams -> palletise -> weld_seams" in proc.stderr

@@ -40,8 +40,11 @@ def test_the_estimate_is_within_5_percent_of_each_simulated_part(cell_rig) -> No
         error = (r.cycle_time - cycle) / cycle
         errors.append(error)
         lines.append(f"part {r.part}: estimated {cycle:.6f} s, measured {r.cycle_time:.6f} s, error {error:+.2e}")
-        lines += [f"  {s.step}: estimated {steps[s.step]:.6f} s, measured {s.duration:.6f} s, "
-                  f"error {(s.duration - steps[s.step]) / steps[s.step]:+.2e}" for s in r.steps]
+        lines += [
+            f"  {s.step}: estimated {steps[s.step]:.6f} s, measured {s.duration:.6f} s, "
+            f"error {(s.duration - steps[s.step]) / steps[s.step]:+.2e}"
+            for s in r.steps
+        ]
     print("\n".join(lines))
     # the pallet place differs per part, and so does the estimate
     place_1, place_2 = (predicted(rig.cfg, "bracket", p)[1]["palletise"] for p in (1, 2))

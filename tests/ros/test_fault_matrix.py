@@ -37,6 +37,7 @@ def _logged(rig) -> list[tuple[str, str]]:
 def _seen(rig, code: str, source: str | None = None, times: int = 1) -> None:
     """Wait until the cell status has shown a fault with this code (and source), and the supervisor has logged
     it in the production log's faults table (`times` times)."""
+
     def count(faults: list[tuple[str, str]]) -> int:
         return sum(1 for c, s in faults if c == code and (source is None or s == source))
 
@@ -124,7 +125,8 @@ def test_io_failure_is_retried_then_holds_and_recovers(cell_rig):
 def test_grip_miss_scraps_the_part_and_goes_on(cell_rig):
     text = DEMO.read_text().replace(
         "        params: {from: infeed, to: fixture}",
-        "        params: {from: infeed, to: fixture}\n        fault_policy: {retries: 0, then: scrap}")
+        "        params: {from: infeed, to: fixture}\n        fault_policy: {retries: 0, then: scrap}",
+    )
     rig = cell_rig(cell_text=text, parts=PARTS)
     rig.inject("picker", "grip_miss")
     _start(rig)

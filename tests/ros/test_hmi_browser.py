@@ -19,15 +19,24 @@ from cobot_cell.plant.users import Role, UserStore
 from cobot_cell.supervisor.log import ProductionLog
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 SHOTS = Path(os.environ.get("HMI_SCREENSHOTS", "")) if os.environ.get("HMI_SCREENSHOTS") else None
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="the HMI browser test needs Debian's chromium and chromium-driver (scripts/bootstrap.sh installs them "
-           "with apt when run as root)")
+    "with apt when run as root)",
+)
 
 
 def free_port() -> int:
@@ -50,8 +59,9 @@ def rig(cell_rig, tmp_path):
     port = free_port()
     r = cell_rig(parts=3, hmi=f"127.0.0.1:{port}", env={"COBOT_CELL_USERS": str(users.path)})
     r.url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: urllib.request.urlopen(f"{r.url}/api/live", timeout=2).status == 200, "the HMI to serve",
-               60, r.logs)
+    wait_until(
+        lambda: urllib.request.urlopen(f"{r.url}/api/live", timeout=2).status == 200, "the HMI to serve", 60, r.logs
+    )
     yield r
     r.close()  # the cell_rig fixture checks that every node ended cleanly
 
@@ -100,8 +110,11 @@ def state(driver) -> str:
 
 def marks(driver, css: str) -> int:
     """The data marks a chart drew (its svg's data-marks), read in one script call."""
-    return int(driver.execute_script(
-        "return document.querySelector(arguments[0] + ' svg.chart').getAttribute('data-marks')", css))
+    return int(
+        driver.execute_script(
+            "return document.querySelector(arguments[0] + ' svg.chart').getAttribute('data-marks')", css
+        )
+    )
 
 
 def colours(png: bytes) -> int:
@@ -114,8 +127,10 @@ def colours(png: bytes) -> int:
 
 def viewport(driver, size: tuple[int, int]) -> None:
     """The page's viewport exactly `size` CSS pixels (a tablet, a line screen), whatever the window around it."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False},
+    )
 
 
 def shot(driver, path: Path, size: tuple[int, int]) -> bytes:
@@ -158,7 +173,8 @@ def test_a_shift_through_the_hmi(rig, browser, tmp_path):
         "const done = arguments[0];"
         "fetch('/api/command', {method: 'POST', headers: {'Content-Type': 'application/json', "
         "'X-CSRF-Token': hmi.csrf}, body: JSON.stringify({command: 'start'})})"
-        ".then(r => r.json().then(j => done([r.status, j.message])));")
+        ".then(r => r.json().then(j => done([r.status, j.message])));"
+    )
     assert resp == [409, "cannot start in state Held: allowed commands are stop, unhold, abort"]
     click(d, "button[data-command=unhold]")
     wait_until(lambda: state(d) == "Execute", "Execute after unhold", 60, rig.logs)
@@ -179,8 +195,7 @@ def test_a_shift_through_the_hmi(rig, browser, tmp_path):
         return state(d) in ("Execute", "Completing", "Complete")
 
     wait_until(unheld, "unhold accepted once the driver recovered", 60, rig.logs)
-    wait_until(lambda: text(d, "#parts-done") == "3" and state(d) == "Complete", "3 parts and Complete", 120,
-               rig.logs)
+    wait_until(lambda: text(d, "#parts-done") == "3" and state(d) == "Complete", "3 parts and Complete", 120, rig.logs)
     wait_until(lambda: marks(d, "#trend") == 3, "3 parts on the cycle-time trend", 30, rig.logs)
     assert marks(d, "#gantt") >= 9 and marks(d, "#oee") == 4
     assert "bottleneck bound" in text(d, "#trend")
@@ -207,13 +222,20 @@ def test_a_shift_through_the_hmi(rig, browser, tmp_path):
     shot(d, tmp_path / "hmi-report-1920x1080.png", (1920, 1080))
     csv_text = urllib.request.urlopen(rig.url + "/report.csv", timeout=10).read().decode()
     assert len(csv_text.strip().splitlines()) == 4
+
     # every command the operator sent is in the production log: user (and where from), source, time, outcome
     def audited() -> list:
         with ProductionLog(rig.db) as log:
             return [(a.command, a.outcome) for a in log.audit("demo") if a.user.startswith("otto@hmi 127.0.0.1:")]
 
-    wanted = [("reset", "accepted"), ("start", "accepted"), ("hold", "accepted"), ("start", "refused"),
-              ("unhold", "accepted"), ("acknowledge", "accepted")]
+    wanted = [
+        ("reset", "accepted"),
+        ("start", "accepted"),
+        ("hold", "accepted"),
+        ("start", "refused"),
+        ("unhold", "accepted"),
+        ("acknowledge", "accepted"),
+    ]
     wait_until(lambda: audited()[:6] == wanted, "the commands in the production log's audit", 30, rig.logs)
     with ProductionLog(rig.db) as log:
         records = [a for a in log.audit("demo") if a.user.startswith("otto@hmi")]

@@ -10,13 +10,18 @@ import pytest
 from cobot_cell.ros.processes import DomainLease, ros_env
 
 
-@pytest.mark.parametrize("params, message", [
-    (["port:=0"], "error: parameter port: expected 1-65535, got 0"),
-    (["host:=0.0.0.0", "cert:=/nonexistent/c.pem", "key:=/nonexistent/k.pem"],
-     "error: cert file /nonexistent/c.pem does not exist"),
-    (["cert:=/nonexistent/c.pem"], "error: cert and key go together: give both files or neither"),
-    (["window:=-1.0"], "error: parameters window and session_idle must be > 0 s, ideal_cycle_time >= 0 s"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (["port:=0"], "error: parameter port: expected 1-65535, got 0"),
+        (
+            ["host:=0.0.0.0", "cert:=/nonexistent/c.pem", "key:=/nonexistent/k.pem"],
+            "error: cert file /nonexistent/c.pem does not exist",
+        ),
+        (["cert:=/nonexistent/c.pem"], "error: cert and key go together: give both files or neither"),
+        (["window:=-1.0"], "error: parameters window and session_idle must be > 0 s, ideal_cycle_time >= 0 s"),
+    ],
+)
 def test_bad_parameters(tmp_path, params, message):
     with DomainLease() as lease:
         env = ros_env(lease.domain_id, tmp_path / "ros_log")

@@ -42,8 +42,10 @@ class Broker:
         self.port = free_port()
         self.conf = work / "mosquitto.conf"
         (work / "mqtt-db").mkdir()
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {work / 'mqtt-db'}/\n")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {work / 'mqtt-db'}/\n"
+        )
         self.log = work / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 
@@ -62,7 +64,7 @@ class Broker:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()   # SIGTERM: mosquitto saves its persistence file
+            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
             self.proc.wait(10)
 
 
@@ -105,9 +107,18 @@ def test_mqtt_matches_the_production_log_across_a_broker_restart(tmp_path) -> No
     cfg = load_cell(DEMO)
     db = tmp_path / "production.db"
     lease = DomainLease()
-    specs = node_specs(cfg, DEMO, BringupOptions(rate=20.0, parts=PARTS, db=str(db),
-                                                 journal=str(tmp_path / "journal.db"),
-                                                 mqtt=f"mqtt://127.0.0.1:{broker.port}", mqtt_prefix=PREFIX))
+    specs = node_specs(
+        cfg,
+        DEMO,
+        BringupOptions(
+            rate=20.0,
+            parts=PARTS,
+            db=str(db),
+            journal=str(tmp_path / "journal.db"),
+            mqtt=f"mqtt://127.0.0.1:{broker.port}",
+            mqtt_prefix=PREFIX,
+        ),
+    )
     for spec in specs:
         if spec.executable == "mqtt_bridge":
             spec.parameters.update(min_backoff=0.2, max_backoff=1.0)
@@ -143,8 +154,11 @@ def test_mqtt_matches_the_production_log_across_a_broker_restart(tmp_path) -> No
 
         def logged() -> tuple[list, list]:
             with sqlite3.connect(db) as conn:
-                return (conn.execute("SELECT run_id, part, status FROM parts ORDER BY run_id, part").fetchall(),
-                        conn.execute("SELECT fault_key, code FROM faults ORDER BY id").fetchall())
+                return (
+                    conn.execute("SELECT run_id, part, status FROM parts ORDER BY run_id, part").fetchall(),
+                    conn.execute("SELECT fault_key, code FROM faults ORDER BY id").fetchall(),
+                )
+
         wait(lambda: len(logged()[0]) == PARTS, "the supervisor to log every part")
         wait(lambda: len({b["key"] for b in sub.of("cycle")}) == PARTS, "every part on MQTT", 60)
         parts, faults = logged()

@@ -46,9 +46,19 @@ def plant(tmp_path):
     url = f"opc.tcp://127.0.0.1:{free_port()}/cell/"
     cfg = load_cell(DEMO)
     lease = DomainLease()
-    specs = node_specs(cfg, DEMO, BringupOptions(rate=20.0, parts=PARTS, db=str(tmp_path / "production.db"),
-                                                 journal=str(tmp_path / "journal.db"), opcua=url, users=str(users),
-                                                 allow_none=True))
+    specs = node_specs(
+        cfg,
+        DEMO,
+        BringupOptions(
+            rate=20.0,
+            parts=PARTS,
+            db=str(tmp_path / "production.db"),
+            journal=str(tmp_path / "journal.db"),
+            opcua=url,
+            users=str(users),
+            allow_none=True,
+        ),
+    )
     for spec in specs:
         if spec.executable == "opcua_bridge":
             spec.parameters["pki_dir"] = str(tmp_path / "pki")
@@ -70,11 +80,12 @@ def plant(tmp_path):
         assert not nodes.unclean_exits(), nodes.unclean_exits()
 
 
-SPUN = []   # the operator client, spun while the test awaits OPC UA (one thread: this loop's)
+SPUN = []  # the operator client, spun while the test awaits OPC UA (one thread: this loop's)
 
 
 async def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
     """The shared wait, spinning the operator clients between looks."""
+
     def spin() -> None:
         for client in SPUN:
             client.spin_once(0.0)
@@ -98,7 +109,7 @@ async def connect(url: str, user: str | None = None, password: str = "") -> Clie
         c.set_user(user)
         c.set_password(password)
     deadline = asyncio.get_running_loop().time() + 60
-    while True:   # the bridge process may still be starting
+    while True:  # the bridge process may still be starting
         try:
             await c.connect()
             return c
@@ -109,7 +120,7 @@ async def connect(url: str, user: str | None = None, password: str = "") -> Clie
 
 
 async def nodes_of(c: Client) -> dict:
-    await c.load_data_type_definitions()   # PackMLCountDataType, PackMLAlarmDataType, ...
+    await c.load_data_type_definitions()  # PackMLCountDataType, PackMLAlarmDataType, ...
     ns = await c.get_namespace_index(PACKML_URI)
     cns = await c.get_namespace_index(CELL_NS)
     obj = await c.nodes.objects.get_child([f"{ns}:PackMLObjects", f"{ns}:demo"])
@@ -117,17 +128,23 @@ async def nodes_of(c: Client) -> dict:
 
     async def get(*path: str):
         return await obj.get_child(list(path))
+
     return {
-        "obj": obj, "machine": await get(*sm[:2]), "execute": await get(*sm),
-        "reset": await get(*sm[:2], f"{ns}:Reset"), "start": await get(*sm, f"{ns}:Start"),
-        "hold": await get(*sm, f"{ns}:Hold"), "unhold": await get(*sm, f"{ns}:Unhold"),
+        "obj": obj,
+        "machine": await get(*sm[:2]),
+        "execute": await get(*sm),
+        "reset": await get(*sm[:2], f"{ns}:Reset"),
+        "start": await get(*sm, f"{ns}:Start"),
+        "hold": await get(*sm, f"{ns}:Hold"),
+        "unhold": await get(*sm, f"{ns}:Unhold"),
         "state": await get(f"{ns}:Status", f"{ns}:StateCurrent"),
         "current": await get(sm[0], "0:CurrentState"),
         "processed": await get(f"{ns}:Admin", f"{ns}:ProdProcessedCount"),
         "stop_reason": await get(f"{ns}:Admin", f"{ns}:StopReason"),
         "alarm": await get(f"{ns}:Admin", f"{ns}:Alarm"),
         "reply": await get(f"{cns}:Cell", f"{cns}:LastCommandReply"),
-        "cell": await get(f"{cns}:Cell"), "ack": await get(f"{cns}:Cell", f"{cns}:Acknowledge"),
+        "cell": await get(f"{cns}:Cell"),
+        "ack": await get(f"{cns}:Cell", f"{cns}:Acknowledge"),
         "parts": await get(f"{cns}:KPIs", f"{cns}:Parts"),
         "mach_speed": await get(f"{ns}:Status", f"{ns}:MachSpeed"),
         "availability": await get(f"{cns}:KPIs", f"{cns}:Availability"),
@@ -160,8 +177,7 @@ def test_a_shift_through_opc_ua(plant) -> None:
             await wait_for(lambda: states.values[-1:] == [2], "Stopped (2) on the subscription")
             # refused: anonymous and viewer sessions (BadUserAccessDenied), remote without authority
             for session in (a, v):
-                assert await bad(session["machine"].call_method(session["reset"])) == \
-                    ua.StatusCodes.BadUserAccessDenied
+                assert await bad(session["machine"].call_method(session["reset"])) == ua.StatusCodes.BadUserAccessDenied
             assert await bad(n["machine"].call_method(n["reset"])) == ua.StatusCodes.BadRequestNotAllowed
             assert "the cell takes commands from the local operator" in await n["reply"].read_value()
             assert cell.state == "Stopped"
@@ -172,17 +188,18 @@ def test_a_shift_through_opc_ua(plant) -> None:
             await wait_for(lambda: cell.state == "Idle", "Idle")
             # wrong state: a Bad status and the reason
             assert await bad(n["execute"].call_method(n["unhold"])) == ua.StatusCodes.BadInvalidState
-            assert (await n["reply"].read_value()).startswith("Unhold by user 'op': refused: cannot unhold in state "
-                                                              "Idle")
-            for session in (a, v):   # still refused while authority is remote; the cell does not move
-                assert await bad(session["execute"].call_method(session["start"])) == \
-                    ua.StatusCodes.BadUserAccessDenied
+            assert (await n["reply"].read_value()).startswith(
+                "Unhold by user 'op': refused: cannot unhold in state Idle"
+            )
+            for session in (a, v):  # still refused while authority is remote; the cell does not move
+                assert await bad(session["execute"].call_method(session["start"])) == ua.StatusCodes.BadUserAccessDenied
             assert cell.state == "Idle"
             await n["execute"].call_method(n["start"])
 
             async def processed() -> int:
                 counts = await a["processed"].read_value()
                 return counts[0].Count if counts else 0
+
             done = []
 
             async def poll_count(target: int) -> None:
@@ -191,6 +208,7 @@ def test_a_shift_through_opc_ua(plant) -> None:
                     if done[0] >= target:
                         return
                     await asyncio.sleep(0.1)
+
             await asyncio.wait_for(poll_count(1), 120)
             # a second client subscribes and drops its connection: the cell goes on
             dropper = await connect(url)
@@ -209,6 +227,7 @@ def test_a_shift_through_opc_ua(plant) -> None:
 
             async def stop_reason():
                 return await a["stop_reason"].read_value()
+
             await asyncio.wait_for(_until(stop_reason, lambda r: r.Trigger and "PROTECTIVE_STOP" in r.Message), 30)
             assert [al.Message.split(":")[0] for al in await a["alarm"].read_value()] == ["PROTECTIVE_STOP"]
             ok, reason = cell.set_parameter("fault", "", node="/picker/sim_cobot")
@@ -221,6 +240,7 @@ def test_a_shift_through_opc_ua(plant) -> None:
                     return True
                 except UaStatusCodeError:
                     return False
+
             await asyncio.wait_for(_until(unhold, bool, period=0.5), 60)
             await wait_for(lambda: cell.state == "Complete", "Complete", timeout=180)
             await asyncio.wait_for(poll_count(PARTS), 30)
@@ -258,19 +278,37 @@ async def _until(read, check, period: float = 0.1):
         await asyncio.sleep(period)
 
 
-@pytest.mark.parametrize("endpoint, reason", [
-    ("http://127.0.0.1:4840/cell/", "expected opc.tcp://HOST:PORT/PATH"),
-    ("opc.tcp://192.0.2.1:4840/cell/", "cannot serve opc.tcp://192.0.2.1:4840/cell/"),  # not this host's address
-])
+@pytest.mark.parametrize(
+    "endpoint, reason",
+    [
+        ("http://127.0.0.1:4840/cell/", "expected opc.tcp://HOST:PORT/PATH"),
+        ("opc.tcp://192.0.2.1:4840/cell/", "cannot serve opc.tcp://192.0.2.1:4840/cell/"),  # not this host's address
+    ],
+)
 def test_an_endpoint_the_bridge_cannot_serve_ends_it_with_exit_2(tmp_path, endpoint, reason) -> None:
     """Found while the server starts (after the node's construction), still a configuration error: exit 2 and
     the reason naming the parameter (asyncua logs its own traceback of a failed bind before)."""
     with DomainLease() as lease:
-        proc = subprocess.run([sys.executable, "-m", "cobot_cell.ros.opcua_bridge", "--ros-args", "-p",
-                               "cells:=[demo]", "-p", f"endpoint:={endpoint}", "-p", f"pki_dir:={tmp_path / 'pki'}",
-                               "-p", f"users:={tmp_path / 'users.json'}"],
-                              env=ros_env(lease.domain_id, tmp_path / "ros_log"), capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cobot_cell.ros.opcua_bridge",
+                "--ros-args",
+                "-p",
+                "cells:=[demo]",
+                "-p",
+                f"endpoint:={endpoint}",
+                "-p",
+                f"pki_dir:={tmp_path / 'pki'}",
+                "-p",
+                f"users:={tmp_path / 'users.json'}",
+            ],
+            env=ros_env(lease.domain_id, tmp_path / "ros_log"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.splitlines()[-1]
     assert last.startswith("error: parameter endpoint: ") and reason in last, proc.stderr

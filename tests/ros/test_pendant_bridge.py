@@ -62,8 +62,9 @@ class Rig:
         """A pendant on the current pty, beating its heart, after the bridge's HELLO."""
         self.link = PendantLink(FdChannel(self.pty.master), device="test-pendant")
         self.link.start_heartbeat(0.2)
-        self.link.wait_for(lambda: bool(self.link.view.hellos) and bool(self.link.view.stat), 60,
-                           "the bridge's HELLO and STAT")
+        self.link.wait_for(
+            lambda: bool(self.link.view.hellos) and bool(self.link.view.stat), 60, "the bridge's HELLO and STAT"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,22 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
         specs = []
         for spec in node_specs(cfg, CELL_FILE, BringupOptions(rate=20.0, parts=2, db=str(work / "p.db"))):
             specs.append(spec)
-        specs.append(NodeSpec(
-            executable="pendant_bridge", module="cobot_cell.ros.pendant_node", name="pendant_bridge",
-            namespace=f"/{cfg.cell.name}",
-            parameters={"port": str(port), "enabling_device": True, "heartbeat_timeout": HEARTBEAT_TIMEOUT,
-                        "frame_timeout": FRAME_TIMEOUT, "reconnect_min": 0.1, "reconnect_max": 0.5}))
+        specs.append(
+            NodeSpec(
+                executable="pendant_bridge",
+                module="cobot_cell.ros.pendant_node",
+                name="pendant_bridge",
+                namespace=f"/{cfg.cell.name}",
+                parameters={
+                    "port": str(port),
+                    "enabling_device": True,
+                    "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+                    "frame_timeout": FRAME_TIMEOUT,
+                    "reconnect_min": 0.1,
+                    "reconnect_max": 0.5,
+                },
+            )
+        )
         nodes = NodeSet(specs, work / "nodes", env)
         client = None
         r = None
@@ -120,8 +132,11 @@ def fresh(rig: Rig) -> None:
     to_idle(rig)
     ok(rig.link.command("JOB", "bracket"))
     ok(rig.link.command("PARTS", "2"))
-    rig.link.wait_for(lambda: (rig.link.view.stat.get("job"), rig.link.view.stat.get("parts")) == ("bracket", "2"),
-                      5, "STAT with job bracket and 2 parts")
+    rig.link.wait_for(
+        lambda: (rig.link.view.stat.get("job"), rig.link.view.stat.get("parts")) == ("bracket", "2"),
+        5,
+        "STAT with job bracket and 2 parts",
+    )
 
 
 def ok(reply: Frame) -> Frame:
@@ -213,8 +228,12 @@ def test_shift_from_the_pendant(rig: Rig) -> None:
 def test_scripted_pendant(rig: Rig) -> None:
     to_idle(rig)
     said: list[str] = []
-    run_script(rig.link, parse_script("HELLO; PARTS 2; -PARTS 0; -HOLD; STOP; WAIT Stopped; RESET; WAIT Idle"),
-               timeout=10, echo=said.append)
+    run_script(
+        rig.link,
+        parse_script("HELLO; PARTS 2; -PARTS 0; -HOLD; STOP; WAIT Stopped; RESET; WAIT Idle"),
+        timeout=10,
+        echo=said.append,
+    )
     assert said == [
         "HELLO -> OK cobot_cell pendant bridge 0.1.0 for cell demo",
         "PARTS 2 -> OK parts 2",
@@ -255,18 +274,24 @@ def _framed(body: str) -> bytes:
 
 MALFORMED: dict[str, tuple[Callable[[int], bytes], str, str, bool]] = {
     # name: (bytes for seq n, reason, text, reply echoes seq n)
-    "garbage": (lambda n: b"hello cell\r\n", "FORMAT", "9 bytes outside a frame ignored",
-                False),
+    "garbage": (lambda n: b"hello cell\r\n", "FORMAT", "9 bytes outside a frame ignored", False),
     "bad checksum": (lambda n: b"$%d,STOP*0000\r\n" % n, "CHECKSUM", "does not match the frame", False),
     "no checksum": (lambda n: b"$%d,STOP\r\n" % n, "FORMAT", "no checksum before CRLF", False),
-    "overlong": (lambda n: b"$%d,JOB," % n + b"j" * 200 + b"\r\n", "TOOLONG", "frame longer than 128 bytes",
-                 False),
+    "overlong": (lambda n: b"$%d,JOB," % n + b"j" * 200 + b"\r\n", "TOOLONG", "frame longer than 128 bytes", False),
     "non-ascii": (lambda n: _framed(f"{n},JOB,caf\xe9"), "ASCII", "byte 0xE9 at offset", False),
     "unknown": (lambda n: _framed(f"{n},JUMP"), "UNKNOWN", "unknown command 'JUMP'", True),
-    "bad argument": (lambda n: _framed(f"{n},PARTS,two"), "BADARG", "PARTS: argument parts 'two' is not a whole "
-                                                                    "number", True),
-    "missing argument": (lambda n: _framed(f"{n},PARTS"), "BADARG", "PARTS: expected 1 argument (parts) but got 0",
-                         True),
+    "bad argument": (
+        lambda n: _framed(f"{n},PARTS,two"),
+        "BADARG",
+        "PARTS: argument parts 'two' is not a whole number",
+        True,
+    ),
+    "missing argument": (
+        lambda n: _framed(f"{n},PARTS"),
+        "BADARG",
+        "PARTS: expected 1 argument (parts) but got 0",
+        True,
+    ),
     "partial then new frame": (lambda n: b"$%d,STO" % n, "FORMAT", "before a new frame start", False),
     "partial timed out": (lambda n: b"$%d,STO" % n, "FORMAT", "and no CRLF", False),
 }
@@ -308,8 +333,11 @@ def test_replayed_frames_are_not_executed_twice(rig: Rig) -> None:
     stop = encode(Frame(seq, "STOP"))
 
     def replies_to(s: int) -> list[Frame]:
-        return [r.item for r in link.received if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR")
-                and r.item.seq == s]
+        return [
+            r.item
+            for r in link.received
+            if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR") and r.item.seq == s
+        ]
 
     link.write(stop)
     first = link.reply(seq)
@@ -318,9 +346,11 @@ def test_replayed_frames_are_not_executed_twice(rig: Rig) -> None:
     link.write(stop)  # retransmission: the same reply again, the planner is not asked a second time
     link.wait_for(lambda: len(replies_to(seq)) == 2, 5, "the repeated reply")
     assert replies_to(seq) == [first, first]
-    for frame, text in ((Frame(seq, "RESET"), f"sequence number {seq} already used"),
-                        (Frame(seq - 1, "RESET"), f"stale sequence number {seq - 1} (last {seq})"),
-                        (Frame(0, "RESET"), "RESET needs a sequence number 1-9999")):
+    for frame, text in (
+        (Frame(seq, "RESET"), f"sequence number {seq} already used"),
+        (Frame(seq - 1, "RESET"), f"stale sequence number {seq - 1} (last {seq})"),
+        (Frame(0, "RESET"), "RESET needs a sequence number 1-9999"),
+    ):
         n = len(replies_to(frame.seq)) if frame.seq else len(link.view.errors)
         link.write(encode(frame))
         if frame.seq:
@@ -382,8 +412,11 @@ def test_status_burst_gets_one_reply_per_frame(rig: Rig) -> None:
     wanted = set(seqs)
 
     def replies() -> collections.Counter:
-        return collections.Counter(r.item.seq for r in link.received[mark:] if isinstance(r.item, Frame)
-                                   and r.item.kind in ("OK", "ERR") and r.item.seq in wanted)
+        return collections.Counter(
+            r.item.seq
+            for r in link.received[mark:]
+            if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR") and r.item.seq in wanted
+        )
 
     try:
         link.wait_for(lambda: len(replies()) == len(seqs), 90, "a reply to every frame of the burst")
@@ -397,11 +430,13 @@ def test_status_burst_gets_one_reply_per_frame(rig: Rig) -> None:
     assert sorted(counts) == seqs and set(counts.values()) == {1}, [s for s in seqs if counts[s] != 1][:10]
     kinds = collections.Counter(r.item.kind for r in link.received[mark:] if isinstance(r.item, Frame))
     assert kinds["STATE"] >= len(seqs) and kinds["STAT"] >= len(seqs), kinds
-    assert all(r.item.kind == "OK" for r in link.received[mark:] if isinstance(r.item, Frame)
-               and r.item.kind in ("OK", "ERR") and r.item.seq in wanted)
+    assert all(
+        r.item.kind == "OK"
+        for r in link.received[mark:]
+        if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR") and r.item.seq in wanted
+    )
     assert rig.bridge().popen.poll() is None
-    print(f"\n1,000 STATUS frames in one write: 1,000 OK, {kinds['STATE']} STATE, {kinds['STAT']} STAT "
-          f"in {took:.2f} s")
+    print(f"\n1,000 STATUS frames in one write: 1,000 OK, {kinds['STATE']} STATE, {kinds['STAT']} STAT in {took:.2f} s")
 
 
 def test_command_burst_beyond_the_queue_gets_busy_and_a_log_line(rig: Rig) -> None:
@@ -414,8 +449,11 @@ def test_command_burst_beyond_the_queue_gets_busy_and_a_log_line(rig: Rig) -> No
     wanted = set(seqs)
 
     def replies() -> list[Frame]:
-        return [r.item for r in link.received[mark:] if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR")
-                and r.item.seq in wanted]
+        return [
+            r.item
+            for r in link.received[mark:]
+            if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR") and r.item.seq in wanted
+        ]
 
     link.wait_for(lambda: {f.seq for f in replies()} == wanted, 30, "a reply to every command")
     ok(link.command("STATUS"))  # every reply of the burst is in before this one
@@ -441,8 +479,11 @@ def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:
     link.stop_heartbeat()
     silent_since = time.perf_counter()
     link.wait_for(lambda: "Holding" in states_since(link, mark), 5, "the cell to hold")
-    holding_at = next(r.t for r in link.received[mark:] if isinstance(r.item, Frame) and r.item.kind == "STATE"
-                      and r.item.args[0] == "Holding")
+    holding_at = next(
+        r.t
+        for r in link.received[mark:]
+        if isinstance(r.item, Frame) and r.item.kind == "STATE" and r.item.args[0] == "Holding"
+    )
     delay = holding_at - silent_since
     assert HEARTBEAT_TIMEOUT - 0.25 <= delay <= HEARTBEAT_TIMEOUT + 1.0, delay  # last HB up to 0.2 s before
     link.wait_for(lambda: len(link.view.faults) > faults, 5, "the heartbeat warning")
@@ -451,8 +492,11 @@ def test_heartbeat_loss_holds_the_cell(rig: Rig) -> None:
     link.wait_state("Held", 30)
     link.start_heartbeat(0.2)
     # the bridge's fault is keyed: the supervisor logs it, and its clearing once the heartbeat is back
-    wait_until(lambda: logged_faults(rig, "HEARTBEAT_LOST", cleared=True) > logged, 10,
-               "the cleared HEARTBEAT_LOST fault in the production log")
+    wait_until(
+        lambda: logged_faults(rig, "HEARTBEAT_LOST", cleared=True) > logged,
+        10,
+        "the cleared HEARTBEAT_LOST fault in the production log",
+    )
     [(level, source)] = {(r[0], r[1]) for r in faults_table(rig) if r[2] == "HEARTBEAT_LOST"}
     assert (level, source) == ("WARN", "pendant_bridge")
     ok(link.command("RESUME"))
@@ -471,8 +515,11 @@ def test_ack_acknowledges_a_fault(rig: Rig) -> None:
         link.wait_for(lambda: len(link.view.faults) > faults, 10, "the FAULT frame")
         fault = link.view.faults[faults]
         assert fault.args[:3] == ("ERROR", "ESTOP", "picker") and "emergency stop" in fault.args[3], fault
-        link.wait_for(lambda: link.view.stat.get("fault_code") == "ESTOP" and link.view.stat.get("fault_ack") == "0",
-                      5, "STAT with the fault")
+        link.wait_for(
+            lambda: link.view.stat.get("fault_code") == "ESTOP" and link.view.stat.get("fault_ack") == "0",
+            5,
+            "STAT with the fault",
+        )
         assert link.view.stat["fault"].startswith("picker: ")
         reply = ok(link.command("ACK"))
         assert re.fullmatch(r"acknowledged fault \d+ \(ESTOP\)", reply.args[0]), reply
@@ -485,8 +532,9 @@ def test_ack_acknowledges_a_fault(rig: Rig) -> None:
     link.wait_state("Stopped")
     ok(link.command("RESET"))
     link.wait_state("Idle")
-    link.wait_for(lambda: link.view.stat.get("fault") == "" and link.view.stat.get("fault_code") == "", 5,
-                  "STAT without a fault")
+    link.wait_for(
+        lambda: link.view.stat.get("fault") == "" and link.view.stat.get("fault_code") == "", 5, "STAT without a fault"
+    )
 
 
 def test_closing_and_reopening_the_pty_recovers(rig: Rig) -> None:

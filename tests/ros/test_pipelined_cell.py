@@ -42,8 +42,15 @@ def test_a_planner_killed_with_two_parts_in_flight_resumes_both_with_an_exact_le
     rig = cell_rig(cell_text=THREE, parts=5)
     _start(rig)
     # part 1 is done and two parts are in flight, one of them waiting in the feeder's gripper
-    rig.wait(lambda: len(rig.client.reports) >= 1 and len(rig.client.status.get("parts_in_flight", "").split(","))
-             >= 2 and rig.client.status.get("waiting", ""), "two parts in flight after part 1", 120)
+    rig.wait(
+        lambda: (
+            len(rig.client.reports) >= 1
+            and len(rig.client.status.get("parts_in_flight", "").split(",")) >= 2
+            and rig.client.status.get("waiting", "")
+        ),
+        "two parts in flight after part 1",
+        120,
+    )
     rig.nodes.kill("/frames/task_planner")
     before = rig.ledger()
     in_progress = [p for _, p, s in before if s == "in_progress"]
@@ -51,8 +58,11 @@ def test_a_planner_killed_with_two_parts_in_flight_resumes_both_with_an_exact_le
     rig.client.state = None
     rig.nodes.restart("/frames/task_planner")
     rig.wait_state("Stopped", timeout=60)
-    rig.wait(lambda: all(f"part {p} interrupted" in rig.client.status.get("resume", "") for p in in_progress),
-             "both interrupted parts named", 30)
+    rig.wait(
+        lambda: all(f"part {p} interrupted" in rig.client.status.get("resume", "") for p in in_progress),
+        "both interrupted parts named",
+        30,
+    )
     rig.ok("reset")
     rig.wait_state("Idle")
     _start_resuming(rig)
@@ -61,7 +71,7 @@ def test_a_planner_killed_with_two_parts_in_flight_resumes_both_with_an_exact_le
     assert [(p, s) for _, p, s in ledger] == [(p, "done") for p in range(1, 6)]
     assert len({r for r, _, _ in ledger}) == 1
     rig.nodes.stop()
-    assert _logged_parts(rig) == [(p, "done") for p in range(1, 6)]   # each part logged once
+    assert _logged_parts(rig) == [(p, "done") for p in range(1, 6)]  # each part logged once
     with sqlite3.connect(rig.journal) as db:
         (nxt,) = db.execute("SELECT value FROM skill_state WHERE key = 'pallet.pallet.next'").fetchone()
-    assert json.loads(nxt) == 5   # five places filled: the pallet count is exact
+    assert json.loads(nxt) == 5  # five places filled: the pallet count is exact

@@ -24,8 +24,9 @@ def second_cell(text: str) -> str:
     """The demo cell as a second cell: its own name and cobot namespaces."""
     text = text.replace("  name: demo\n", "  name: cell_b\n")
     for cobot in ("picker", "welder"):
-        text = text.replace(f"  {cobot}:\n    model: ur5e\n", f"  {cobot}:\n    model: ur5e\n"
-                                                                f"    namespace: cell_b/{cobot}\n")
+        text = text.replace(
+            f"  {cobot}:\n    model: ur5e\n", f"  {cobot}:\n    model: ur5e\n    namespace: cell_b/{cobot}\n"
+        )
     return text
 
 
@@ -44,7 +45,8 @@ def test_two_cells_one_supervisor_one_opcua_server(tmp_path) -> None:
     url = f"opc.tcp://127.0.0.1:{free_port()}/plant/"
     (tmp_path / "plant.yaml").write_text(
         "plant: {site: acme, area: hall2, db: production.db, opcua: '" + url + "'}\n"
-        "cells:\n  - file: cells/a.yaml\n  - file: cells/b.yaml\n")
+        "cells:\n  - file: cells/a.yaml\n  - file: cells/b.yaml\n"
+    )
     plant = load_plant(tmp_path / "plant.yaml")
     assert [c.name for c in plant.cells] == ["demo", "cell_b"]
     lease = DomainLease()
@@ -52,17 +54,29 @@ def test_two_cells_one_supervisor_one_opcua_server(tmp_path) -> None:
     for spec in specs:
         if spec.executable == "opcua_bridge":
             spec.parameters["pki_dir"] = str(tmp_path / "pki")
-    assert [s.fqn for s in specs] == ["/picker/sim_cobot", "/welder/sim_cobot", "/demo/task_planner",
-                                      "/cell_b/picker/sim_cobot", "/cell_b/welder/sim_cobot", "/cell_b/task_planner",
-                                      "/supervisor", "/opcua_bridge"]
-    assert [s.parameters.get("publish_clock") for s in specs if s.executable == "sim_cobot"] == \
-        [True, False, False, False]
+    assert [s.fqn for s in specs] == [
+        "/picker/sim_cobot",
+        "/welder/sim_cobot",
+        "/demo/task_planner",
+        "/cell_b/picker/sim_cobot",
+        "/cell_b/welder/sim_cobot",
+        "/cell_b/task_planner",
+        "/supervisor",
+        "/opcua_bridge",
+    ]
+    assert [s.parameters.get("publish_clock") for s in specs if s.executable == "sim_cobot"] == [
+        True,
+        False,
+        False,
+        False,
+    ]
     nodes = NodeSet(specs, tmp_path, ros_env(lease.domain_id, tmp_path / "ros_log"))
     clients: list[CellClient] = []
     try:
         nodes.start()
-        clients = [CellClient(c, domain_id=lease.domain_id, use_sim_time=True, node_name=f"op_{c}")
-                   for c in ("demo", "cell_b")]
+        clients = [
+            CellClient(c, domain_id=lease.domain_id, use_sim_time=True, node_name=f"op_{c}") for c in ("demo", "cell_b")
+        ]
         for c in clients:
             c.wait_for(lambda c=c: c.state == "Stopped", 60, f"cell {c.cell}")
         for cmd, state in (("reset", "Idle"), ("start", None)):
@@ -75,6 +89,7 @@ def test_two_cells_one_supervisor_one_opcua_server(tmp_path) -> None:
 
         def both(predicate, what: str, timeout: float) -> None:
             clients[0].wait_for(lambda: (clients[1].spin_once(0.0), predicate())[1], timeout, what)
+
         both(lambda: all(c.state == "Complete" for c in clients), "both cells complete", 240)
         both(lambda: all(c.kpis.get(c.cell, {}).get("parts") == "2" for c in clients), "KPIs of both cells", 30)
         with sqlite3.connect(plant.db) as db:
@@ -84,7 +99,7 @@ def test_two_cells_one_supervisor_one_opcua_server(tmp_path) -> None:
         async def browse() -> list[str]:
             opc = Client(url, timeout=10)
             deadline = asyncio.get_running_loop().time() + 60
-            while True:   # the bridge may still be setting up (certificate, address space)
+            while True:  # the bridge may still be setting up (certificate, address space)
                 try:
                     await opc.connect()
                     break
@@ -97,13 +112,14 @@ def test_two_cells_one_supervisor_one_opcua_server(tmp_path) -> None:
                 folder = await opc.nodes.objects.get_child([f"{ns}:PackMLObjects"])
                 names = [(await n.read_browse_name()).Name for n in await folder.get_children()]
                 nodes_ = [await folder.get_child([f"{ns}:{n}", f"{ns}:Status", f"{ns}:StateCurrent"]) for n in names]
-                while True:   # a bridge that just started catches up with the cells' latched states
+                while True:  # a bridge that just started catches up with the cells' latched states
                     states = [await n.read_value() for n in nodes_]
                     if states == [17, 17] or asyncio.get_running_loop().time() > deadline:
                         return list(zip(names, states))
                     await asyncio.sleep(0.1)
             finally:
                 await opc.disconnect()
+
         assert asyncio.run(browse()) == [("demo", 17), ("cell_b", 17)]
     finally:
         for c in clients:

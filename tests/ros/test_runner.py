@@ -54,12 +54,29 @@ class Up:
         self.client = None
         with open(self.out_path, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cobot_cell.cli", "up", str(DEMO), "--rate", "20", "--parts", str(parts),
-                 "--out", str(work / "run"), "--respawn-delay", str(RESPAWN_DELAY), *extra],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "cobot_cell.cli",
+                    "up",
+                    str(DEMO),
+                    "--rate",
+                    "20",
+                    "--parts",
+                    str(parts),
+                    "--out",
+                    str(work / "run"),
+                    "--respawn-delay",
+                    str(RESPAWN_DELAY),
+                    *extra,
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
-            self.client = CellClient("demo", domain_id=self.lease.domain_id, use_sim_time=True,
-                                     node_name="runner_test")
+            self.client = CellClient("demo", domain_id=self.lease.domain_id, use_sim_time=True, node_name="runner_test")
             self.wait(lambda: self.client.state == "Stopped" and len(self.nodes()) == 4, "the cell up", 90)
         except BaseException:
             self.close()
@@ -88,6 +105,7 @@ class Up:
 
     def wait(self, predicate, what: str, timeout: float = 60.0) -> None:
         """Spin the client until predicate() holds (and `up` runs)."""
+
         def check() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"cobot-cell up exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
@@ -193,8 +211,11 @@ def _resume(u: Up, command: str) -> bool:
             done, why = u.command("reapproach")
             if done:
                 reapproached = True
-                u.wait(lambda: u.command(command)[0] or u.client.state == "Execute",
-                       f"{command} accepted after reapproach", 60)
+                u.wait(
+                    lambda: u.command(command)[0] or u.client.state == "Execute",
+                    f"{command} accepted after reapproach",
+                    60,
+                )
                 return reapproached
             msg = why
         assert "joint states" in msg or "nothing to reapproach" in msg, msg
@@ -216,8 +237,11 @@ def _watch_picker(u: Up) -> list[tuple[float, tuple[float, ...]]]:
 
     seen: list[tuple[float, tuple[float, ...]]] = []
     u.client.node.create_subscription(
-        JointState, "/picker/joint_states",
-        lambda m: seen.append((m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, tuple(m.position))), STATES)
+        JointState,
+        "/picker/joint_states",
+        lambda m: seen.append((m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, tuple(m.position))),
+        STATES,
+    )
     u.wait(lambda: bool(seen), "picker joint states")
     return seen
 
@@ -231,8 +255,10 @@ def _kill_and_see_it_restarted(u: Up, fqn: str, seen) -> tuple[float, float, flo
     u.wait(lambda: u.nodes().get(fqn, old) != old, f"{fqn} restarted", 30)
     restarted_after = time.monotonic() - t_kill
     last_stamp = seen[-1][0]
-    u.wait(lambda: re.search(r"owning /clock at 20x from t=([0-9.]+) s", u.output()) is not None,
-           "the restarted driver's start-up line")
+    u.wait(
+        lambda: re.search(r"owning /clock at 20x from t=([0-9.]+) s", u.output()) is not None,
+        "the restarted driver's start-up line",
+    )
     resumed_from = float(re.search(r"owning /clock at 20x from t=([0-9.]+) s", u.output()).group(1))
     assert last_stamp <= resumed_from < last_stamp + 10.0  # /clock goes on from its last time, not from 0
     n_before = len(seen)
@@ -268,9 +294,11 @@ def test_killed_sim_driver_is_restarted_and_the_cell_recovers(up):
     assert _resume(u, "start") == elsewhere
     u.wait(lambda: u.client.state == "Complete", "Complete", 180)
     assert u.ledger() == [(1, "done"), (2, "done")]
-    print(f"\ndriver kill -9 in Execute: restarted {restarted_after:.1f} s later; /clock went on from "
-          f"{resumed_from:.2f} s (last stamp seen {last_stamp:.2f} s); reapproach "
-          f"{'needed' if elsewhere else 'not needed'}")
+    print(
+        f"\ndriver kill -9 in Execute: restarted {restarted_after:.1f} s later; /clock went on from "
+        f"{resumed_from:.2f} s (last stamp seen {last_stamp:.2f} s); reapproach "
+        f"{'needed' if elsewhere else 'not needed'}"
+    )
     u.assert_clean_exit(u.stop(signal.SIGTERM))
 
 
@@ -290,8 +318,10 @@ def test_driver_restarted_elsewhere_needs_a_reapproach(up):
     assert _resume(u, "unhold")  # the arm is not where the cell held it
     u.wait(lambda: u.client.state == "Complete", "Complete", 180)
     assert u.ledger() == [(1, "done"), (2, "done")]
-    print(f"\ndriver kill -9 while Held {_distance(held_at, home):.2f} rad from home: restarted "
-          f"{restarted_after:.1f} s later at home; unhold refused until reapproach")
+    print(
+        f"\ndriver kill -9 while Held {_distance(held_at, home):.2f} rad from home: restarted "
+        f"{restarted_after:.1f} s later at home; unhold refused until reapproach"
+    )
     u.assert_clean_exit(u.stop(signal.SIGINT, signal.SIGINT))
 
 
@@ -316,18 +346,24 @@ def test_killed_planner_is_restarted_and_resumes(up):
     u.wait(lambda: u.client.state == "Complete", "Complete", 180)
     assert u.ledger() == [(1, "done"), (2, "done")]
     assert "node /demo/task_planner exited with signal SIGKILL; restarting it in 3 s" in u.output()
-    print(f"\nplanner kill -9: restarted {restarted_after:.1f} s later, Stopped (state heard) "
-          f"{stopped_after:.1f} s after the kill")
+    print(
+        f"\nplanner kill -9: restarted {restarted_after:.1f} s later, Stopped (state heard) "
+        f"{stopped_after:.1f} s after the kill"
+    )
     u.assert_clean_exit(u.stop(signal.SIGINT))
 
 
-@pytest.mark.parametrize("signals, gap", [
-    ((signal.SIGTERM,), 0.0),
-    ((signal.SIGINT,), 0.0),
-    ((signal.SIGINT, signal.SIGINT), 0.0),
-    ((signal.SIGINT, signal.SIGINT), 0.3),
-    ((signal.SIGTERM, signal.SIGINT), 0.05),
-], ids=["sigterm", "sigint", "double-sigint", "double-sigint-0.3s", "sigterm-then-sigint"])
+@pytest.mark.parametrize(
+    "signals, gap",
+    [
+        ((signal.SIGTERM,), 0.0),
+        ((signal.SIGINT,), 0.0),
+        ((signal.SIGINT, signal.SIGINT), 0.0),
+        ((signal.SIGINT, signal.SIGINT), 0.3),
+        ((signal.SIGTERM, signal.SIGINT), 0.05),
+    ],
+    ids=["sigterm", "sigint", "double-sigint", "double-sigint-0.3s", "sigterm-then-sigint"],
+)
 def test_signals_stop_every_node_cleanly(up, signals, gap):
     u = up()
     assert set(u.nodes()) == {"/picker/sim_cobot", "/welder/sim_cobot", "/demo/task_planner", "/supervisor"}
@@ -344,7 +380,12 @@ def test_a_node_survives_a_second_sigint_while_shutting_down(tmp_path, gap):
         env = ros_env(lease.domain_id, tmp_path / "ros_log")
         proc = subprocess.Popen(
             [sys.executable, "-m", "cobot_cell.ros.supervisor_node", "--ros-args", "-p", f"db:={tmp_path / 'p.db'}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             line = ""
             deadline = time.monotonic() + 60
@@ -387,8 +428,13 @@ def test_only_a_bad_configuration_ends_a_node_with_exit_2(tmp_path, where):
     """A ValueError from the node's construction is bad configuration: exit 2 and its message, no traceback. One
     raised in a callback while spinning is a defect: its traceback and exit 1, never passed off as 'error: ...'."""
     with DomainLease() as lease:
-        proc = subprocess.run([sys.executable, "-c", NODE_SCRIPT, where], env=ros_env(lease.domain_id, tmp_path),
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", NODE_SCRIPT, where],
+            env=ros_env(lease.domain_id, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     if where == "init":
         assert (proc.returncode, proc.stderr) == (2, "error: parameter speed: must be > 0, got -1\n"), proc.stderr
     else:

@@ -24,6 +24,7 @@ def test_payload_follows_the_gripper(tmp_path):
         nodes = NodeSet(specs, tmp_path, ros_env(lease.domain_id, tmp_path / "ros_log")).start()
         client = CellClient(cfg.cell.name, domain_id=lease.domain_id, node_name="payload_probe")
         try:
+
             def on_diagnostics(msg: DiagnosticArray) -> None:
                 for st in msg.status:
                     payload.extend(kv.value for kv in st.values if kv.key == "payload_kg")

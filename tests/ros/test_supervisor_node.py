@@ -35,15 +35,25 @@ def cycle(cell: str, part: int, start: float, end: float, status: str = "done") 
 
 
 def cycle_msg(report: CycleReport) -> DiagnosticStatus:
-    return status_msg(f"{report.cell}/cycle", DiagnosticStatus.OK, report.status, encode_cycle(report),
-                      hardware_id=report.cell)
+    return status_msg(
+        f"{report.cell}/cycle", DiagnosticStatus.OK, report.status, encode_cycle(report), hardware_id=report.cell
+    )
 
 
 def fault_array(fault: Fault, cell: str, key: str) -> DiagnosticArray:
     """A fault update as the planner publishes it (the wire codec's encoding and level)."""
     update = FaultUpdate.of(fault, cell, key)
-    return DiagnosticArray(status=[status_msg(f"{cell}/task_planner/faults", level_of(update.level), fault.message,
-                                              encode_fault(update), hardware_id=cell)])
+    return DiagnosticArray(
+        status=[
+            status_msg(
+                f"{cell}/task_planner/faults",
+                level_of(update.level),
+                fault.message,
+                encode_fault(update),
+                hardware_id=cell,
+            )
+        ]
+    )
 
 
 class Operator:
@@ -55,8 +65,9 @@ class Operator:
         self.node = Node("supervisor_test", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.cycle_pubs = {c: self.node.create_publisher(DiagnosticStatus, f"/{c}/cycle", REPORTS)
-                           for c in ("c1", "c2")}
+        self.cycle_pubs = {
+            c: self.node.create_publisher(DiagnosticStatus, f"/{c}/cycle", REPORTS) for c in ("c1", "c2")
+        }
         self.diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.kpis: dict[str, dict[str, str]] = {}
         self.node.create_subscription(DiagnosticArray, "/supervisor/kpis", self._on_kpis, LATCHED)
@@ -80,8 +91,19 @@ class Operator:
 
 
 def start_supervisor(db: Path, env: dict[str, str], log_path: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "cobot_cell.ros.supervisor_node", "--ros-args", "-p", f"db:={db}",
-           "-p", "cells:=['c1','c2']", "-p", "kpi_period:=0.2", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cobot_cell.ros.supervisor_node",
+        "--ros-args",
+        "-p",
+        f"db:={db}",
+        "-p",
+        "cells:=['c1','c2']",
+        "-p",
+        "kpi_period:=0.2",
+        *extra,
+    ]
     with open(log_path, "w") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -105,12 +127,22 @@ def test_supervisor_logs_parts_once_and_fault_life_cycle(tmp_path: Path) -> None
     c2_good = cycle("c2", 1, 0.0, 8.0)
     missing_end = [(k, v) for k, v in encode_cycle(cycle("c2", 2, 8.0, 16.0)) if k != "end"]
     nan_start = dataclasses.replace(cycle("c2", 3, 16.0, 24.0), start=float("nan"))  # parses; the log refuses it
-    fault = Fault(id=1, code=Code.PROTECTIVE_STOP, message="protective stop", raised=12.0, cobot="arm", step="weld",
-                  skill="weld")
+    fault = Fault(
+        id=1, code=Code.PROTECTIVE_STOP, message="protective stop", raised=12.0, cobot="arm", step="weld", skill="weld"
+    )
     acknowledged = dataclasses.replace(fault, acknowledged=13.0)
     cleared = dataclasses.replace(acknowledged, cleared=15.0)
-    driver_health = DiagnosticArray(status=[status_msg("arm/driver", DiagnosticStatus.ERROR, "protective stop",
-                                                       [("cell", "c1"), ("code", "PROTECTIVE_STOP")], "c1")])
+    driver_health = DiagnosticArray(
+        status=[
+            status_msg(
+                "arm/driver",
+                DiagnosticStatus.ERROR,
+                "protective stop",
+                [("cell", "c1"), ("code", "PROTECTIVE_STOP")],
+                "c1",
+            )
+        ]
+    )
 
     with DomainLease() as lease:
         env = ros_env(lease.domain_id, tmp_path / "log")
@@ -131,18 +163,54 @@ def test_supervisor_logs_parts_once_and_fault_life_cycle(tmp_path: Path) -> None
                 op.diag_pub.publish(fault_array(update, "c1", "boot7-1"))
 
             op.wait_for(
-                lambda: op.kpis.get("c1", {}).get("parts") == "2" and op.kpis["c1"].get("mttr") == "3"
-                and op.kpis.get("c2", {}).get("parts") == "1",
-                30, "KPIs with every part and the cleared fault", proc)
+                lambda: (
+                    op.kpis.get("c1", {}).get("parts") == "2"
+                    and op.kpis["c1"].get("mttr") == "3"
+                    and op.kpis.get("c2", {}).get("parts") == "1"
+                ),
+                30,
+                "KPIs with every part and the cleared fault",
+                proc,
+            )
             k1, k2 = op.kpis["c1"], op.kpis["c2"]
             # c1: span [0, 24], down [12, 15]: operating 21 s, one fault
-            assert {key: k1[key] for key in ("parts", "scrap", "faults", "errors", "span", "downtime", "mtbf",
-                                             "mttr", "availability", "quality", "performance", "oee")} == {
-                "parts": "2", "scrap": "1", "faults": "1", "errors": "1", "span": "24", "downtime": "3",
-                "mtbf": "21", "mttr": "3", "availability": "0.875", "quality": f"{2 / 3:g}",
-                "performance": f"{IDEAL_CYCLE_TIME * 3 / 21:g}", "oee": f"{IDEAL_CYCLE_TIME * 2 / 24:g}"}
-            assert (k2["parts"], k2["scrap"], k2["faults"], k2["mtbf"], k2["availability"]) == ("1", "0", "0", "nan",
-                                                                                                  "1")
+            assert {
+                key: k1[key]
+                for key in (
+                    "parts",
+                    "scrap",
+                    "faults",
+                    "errors",
+                    "span",
+                    "downtime",
+                    "mtbf",
+                    "mttr",
+                    "availability",
+                    "quality",
+                    "performance",
+                    "oee",
+                )
+            } == {
+                "parts": "2",
+                "scrap": "1",
+                "faults": "1",
+                "errors": "1",
+                "span": "24",
+                "downtime": "3",
+                "mtbf": "21",
+                "mttr": "3",
+                "availability": "0.875",
+                "quality": f"{2 / 3:g}",
+                "performance": f"{IDEAL_CYCLE_TIME * 3 / 21:g}",
+                "oee": f"{IDEAL_CYCLE_TIME * 2 / 24:g}",
+            }
+            assert (k2["parts"], k2["scrap"], k2["faults"], k2["mtbf"], k2["availability"]) == (
+                "1",
+                "0",
+                "0",
+                "nan",
+                "1",
+            )
         finally:
             if op is not None:
                 op.close()
@@ -151,14 +219,21 @@ def test_supervisor_logs_parts_once_and_fault_life_cycle(tmp_path: Path) -> None
     assert code == 0
 
     with sqlite3.connect(db) as conn:
-        parts = conn.execute("SELECT cell, run_id, part, status, \"start\", \"end\" FROM parts "
-                             "ORDER BY cell, part").fetchall()
-        steps = conn.execute("SELECT cell, part, count(*) FROM steps GROUP BY cell, part "
-                             "ORDER BY cell, part").fetchall()
-        faults = conn.execute("SELECT cell, time, level, source, code, message, fault_key, acknowledged, cleared "
-                              "FROM faults").fetchall()
-    assert parts == [("c1", "r1", 1, "done", 0.0, 10.0), ("c1", "r1", 2, "done", 10.0, 20.0),
-                     ("c1", "r1", 3, "scrap", 20.0, 24.0), ("c2", "r1", 1, "done", 0.0, 8.0)]
+        parts = conn.execute(
+            'SELECT cell, run_id, part, status, "start", "end" FROM parts ORDER BY cell, part'
+        ).fetchall()
+        steps = conn.execute(
+            "SELECT cell, part, count(*) FROM steps GROUP BY cell, part ORDER BY cell, part"
+        ).fetchall()
+        faults = conn.execute(
+            "SELECT cell, time, level, source, code, message, fault_key, acknowledged, cleared FROM faults"
+        ).fetchall()
+    assert parts == [
+        ("c1", "r1", 1, "done", 0.0, 10.0),
+        ("c1", "r1", 2, "done", 10.0, 20.0),
+        ("c1", "r1", 3, "scrap", 20.0, 24.0),
+        ("c2", "r1", 1, "done", 0.0, 8.0),
+    ]
     assert steps == [("c1", 1, 2), ("c1", 2, 2), ("c1", 3, 2), ("c2", 1, 2)]
     # one row for the fault's three updates, none for the driver's own health status
     assert faults == [("c1", 12.0, "ERROR", "arm/weld", "PROTECTIVE_STOP", "protective stop", "boot7-1", 13.0, 15.0)]
@@ -170,13 +245,25 @@ def test_supervisor_logs_parts_once_and_fault_life_cycle(tmp_path: Path) -> None
 def test_negative_ideal_cycle_time_is_refused(tmp_path: Path) -> None:
     with DomainLease() as lease:
         proc = subprocess.run(
-            [sys.executable, "-m", "cobot_cell.ros.supervisor_node", "--ros-args", "-p", f"db:={tmp_path / 'p.db'}",
-             "-p", "ideal_cycle_time:=-2.0"],
-            cwd=ROOT, env=ros_env(lease.domain_id, tmp_path / "log"), capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "cobot_cell.ros.supervisor_node",
+                "--ros-args",
+                "-p",
+                f"db:={tmp_path / 'p.db'}",
+                "-p",
+                "ideal_cycle_time:=-2.0",
+            ],
+            cwd=ROOT,
+            env=ros_env(lease.domain_id, tmp_path / "log"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 2
     assert "error: ideal_cycle_time must be >= 0 s (0 = unknown), got -2.0" in proc.stderr
     assert not (tmp_path / "p.db").exists()
-
 
 
 def test_queued_reports_are_written_before_the_node_closes(tmp_path: Path) -> None:
@@ -185,8 +272,9 @@ def test_queued_reports_are_written_before_the_node_closes(tmp_path: Path) -> No
 
     db = tmp_path / "production.db"
     reports = [cycle("c1", k, 10.0 * k, 10.0 * k + 9.0) for k in range(1, 1201)]
-    fault = Fault(id=1, code=Code.IO_FAILED, message="gripper valve", raised=55.0, cobot="arm", step="pick",
-                  skill="pick")
+    fault = Fault(
+        id=1, code=Code.IO_FAILED, message="gripper valve", raised=55.0, cobot="arm", step="pick", skill="pick"
+    )
     with DomainLease() as lease:
         context = Context()
         rclpy.init(args=["--ros-args", "-p", f"db:={db}"], context=context, domain_id=lease.domain_id)
@@ -195,8 +283,9 @@ def test_queued_reports_are_written_before_the_node_closes(tmp_path: Path) -> No
             for r in reports[:600]:
                 node._on_cycle(cycle_msg(r))
             node._on_diagnostics(fault_array(fault, "c1", "boot9-1"))
-            node._on_diagnostics(fault_array(dataclasses.replace(fault, acknowledged=56.0, cleared=58.0), "c1",
-                                             "boot9-1"))
+            node._on_diagnostics(
+                fault_array(dataclasses.replace(fault, acknowledged=56.0, cleared=58.0), "c1", "boot9-1")
+            )
             assert node.wait_written(timeout=30)
             node._publish_kpis()
             assert "c1" in node._kpi_status and node._kpi_status["c1"].message == "600 parts"
@@ -209,14 +298,15 @@ def test_queued_reports_are_written_before_the_node_closes(tmp_path: Path) -> No
         assert conn.execute("SELECT count(*), min(part), max(part) FROM parts").fetchone() == (1200, 1, 1200)
         assert conn.execute("SELECT count(*) FROM steps").fetchone() == (2400,)
         assert conn.execute("SELECT fault_key, acknowledged, cleared FROM faults").fetchall() == [
-            ("boot9-1", 56.0, 58.0)]
+            ("boot9-1", 56.0, 58.0)
+        ]
 
 
 def test_kpis_after_a_restart_start_from_the_log_and_go_on_incrementally(tmp_path: Path) -> None:
     from cobot_cell.supervisor.log import ProductionLog
 
     db = tmp_path / "production.db"
-    with ProductionLog(db) as log:   # what an earlier supervisor logged
+    with ProductionLog(db) as log:  # what an earlier supervisor logged
         log.record_cycles([cycle("c1", p, 10.0 * p, 10.0 * p + 8.0) for p in range(1, 4)])
         log.record_fault("c1", 12.0, "ERROR", "arm", "ESTOP", "e-stop", fault_key="b-1", cleared=15.0)
     with DomainLease() as lease:
@@ -226,7 +316,7 @@ def test_kpis_after_a_restart_start_from_the_log_and_go_on_incrementally(tmp_pat
         try:
             op.wait_for(lambda: op.kpis.get("c1", {}).get("parts") == "3", 30, "KPIs from the log", proc)
             assert (op.kpis["c1"]["faults"], op.kpis["c1"]["mttr"]) == ("1", "3")
-            op.cycle_pubs["c1"].publish(cycle_msg(cycle("c1", 3, 30.0, 38.0)))   # already logged: not counted
+            op.cycle_pubs["c1"].publish(cycle_msg(cycle("c1", 3, 30.0, 38.0)))  # already logged: not counted
             op.cycle_pubs["c1"].publish(cycle_msg(cycle("c1", 4, 40.0, 50.0)))
             op.wait_for(lambda: op.kpis.get("c1", {}).get("parts") == "4", 30, "the new part counted", proc)
             assert float(op.kpis["c1"]["mean_cycle_time"]) == 8.5

@@ -42,9 +42,13 @@ class TwinRig:
         self.cell_file = work / "cell.yaml"
         self.cell_file.write_text(text, encoding="utf-8")
         self.cfg = load_cell(self.cell_file)
-        specs = [s for s in node_specs(self.cfg, self.cell_file, BringupOptions(rate=4.0, backend="mujoco",
-                                                                                 foxglove=0, supervisor=False))
-                 if s.executable in ("sim_cobot", "foxglove")]
+        specs = [
+            s
+            for s in node_specs(
+                self.cfg, self.cell_file, BringupOptions(rate=4.0, backend="mujoco", foxglove=0, supervisor=False)
+            )
+            if s.executable in ("sim_cobot", "foxglove")
+        ]
         assert [s.executable for s in specs] == ["sim_cobot", "foxglove"]
         self.nodes = NodeSet(specs, work, ros_env(domain, work / "ros_log")).start()
         self.client = CellClient(self.cfg.cell.name, domain_id=domain, use_sim_time=False, node_name="twin_probe")
@@ -56,12 +60,11 @@ class TwinRig:
         self.diag: dict[str, tuple[str, str, dict[str, str]]] = {}
         self.pubs = {}
         for name, cobot in self.cfg.cobots.items():
-            node.create_subscription(JointState, f"/{name}/joint_states",
-                                     lambda m, name=name: self._on_js(name, m), STATES)
-            self.pubs[name] = node.create_publisher(JointTrajectory, f"/{name}/{cobot.controller}/joint_trajectory",
-                                                    10)
-        node.create_subscription(Bool, "/picker/gripper/grip/state", lambda m: self.sensed.update(grip=m.data),
-                                 LATCHED)
+            node.create_subscription(
+                JointState, f"/{name}/joint_states", lambda m, name=name: self._on_js(name, m), STATES
+            )
+            self.pubs[name] = node.create_publisher(JointTrajectory, f"/{name}/{cobot.controller}/joint_trajectory", 10)
+        node.create_subscription(Bool, "/picker/gripper/grip/state", lambda m: self.sensed.update(grip=m.data), LATCHED)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.grip = node.create_client(SetBool, "/picker/gripper/grip")
         self.params = node.create_client(SetParameters, f"/{self.cfg.cell.name}/sim_twin/set_parameters")
@@ -124,10 +127,23 @@ def test_the_physics_backend_grips_misses_drops_and_stops_on_a_collision(tmp_pat
                 msg = ws.recv()
                 if isinstance(msg, str) and json.loads(msg)["op"] == "advertise":
                     channels.update({c["topic"]: c for c in json.loads(msg)["channels"]})
-            assert {"/picker/joint_states", "/welder/joint_states", "/robot_description", "/demo/state",
-                    "/demo/cycle", "/demo/faults", "/supervisor/kpis"} <= set(channels)
-            ws.send(json.dumps({"op": "subscribe",
-                                "subscriptions": [{"id": 3, "channelId": channels["/picker/joint_states"]["id"]}]}))
+            assert {
+                "/picker/joint_states",
+                "/welder/joint_states",
+                "/robot_description",
+                "/demo/state",
+                "/demo/cycle",
+                "/demo/faults",
+                "/supervisor/kpis",
+            } <= set(channels)
+            ws.send(
+                json.dumps(
+                    {
+                        "op": "subscribe",
+                        "subscriptions": [{"id": 3, "channelId": channels["/picker/joint_states"]["id"]}],
+                    }
+                )
+            )
             while True:
                 msg = ws.recv()
                 if isinstance(msg, bytes) and msg[0] == 1:
@@ -147,14 +163,20 @@ def test_the_physics_backend_grips_misses_drops_and_stops_on_a_collision(tmp_pat
         resp = rig.set_grip(True)
         assert (resp.success, resp.message) == (True, "gripper/grip on")
         rig.client.wait_for(lambda: rig.sensed.get("grip") is True, 20, "part sensed")
-        rig.client.wait_for(lambda: rig.diag.get("/picker/sim_cobot", ("", "", {}))[2].get("payload_kg") == "1.000",
-                            20, "payload with the part")
+        rig.client.wait_for(
+            lambda: rig.diag.get("/picker/sim_cobot", ("", "", {}))[2].get("payload_kg") == "1.000",
+            20,
+            "payload with the part",
+        )
         # dropped part: opened over the bare floor, the part falls and is reported
         rig.move("picker", rig.tcp_goal([-0.35, 0.35, 0.4]))
         assert rig.set_grip(False).success
         rig.client.wait_for(lambda: rig.sensed.get("grip") is False, 20, "gripper open")
-        rig.client.wait_for(lambda: "part_dropped" in rig.diag.get("/picker/sim_cobot", ("", "", {}))[2], 30,
-                            "the dropped part reported")
+        rig.client.wait_for(
+            lambda: "part_dropped" in rig.diag.get("/picker/sim_cobot", ("", "", {}))[2],
+            30,
+            "the dropped part reported",
+        )
         level, message, kv = rig.diag["/picker/sim_cobot"]
         assert level == "WARN" and message.startswith("part dropped by picker: at rest on the floor at [-0.3"), message
         # missed grip: nothing at the TCP any more
@@ -167,8 +189,11 @@ def test_the_physics_backend_grips_misses_drops_and_stops_on_a_collision(tmp_pat
         rig.client.wait_for(lambda: rig.diag.get("/picker/sim_cobot", ("",))[0] == "ERROR", 60, "the collision")
         level, message, kv = rig.diag["/picker/sim_cobot"]
         assert (kv["fault"], kv["fault_code"]) == ("collision", "COLLISION")
-        assert re.match(r"collision: picker_\w+ and welder_\w+ \(\d+\.\d mm\) at t=\d+\.\d{3} s; stopped "
-                        r"(picker, welder|welder, picker)$", message), message
+        assert re.match(
+            r"collision: picker_\w+ and welder_\w+ \(\d+\.\d mm\) at t=\d+\.\d{3} s; stopped "
+            r"(picker, welder|welder, picker)$",
+            message,
+        ), message
         rig.client.wait_for(lambda: rig.diag.get("/welder/sim_cobot", ("",))[0] == "ERROR", 20, "welder stopped")
         t_hit = rig.stamp["picker"]
         rig.client.wait_for(lambda: rig.stamp["picker"] > t_hit + 1.0, 20, "a second after the stop")
@@ -182,9 +207,9 @@ def test_the_physics_backend_grips_misses_drops_and_stops_on_a_collision(tmp_pat
         assert np.max(np.abs(rig.q["picker"] - stopped)) < 1e-3
         # clearing the fault (as the operator does on the pendant) lets it move away
         value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="")
-        result = rig.client._call(rig.params, SetParameters.Request(parameters=[ParameterMsg(name="fault",
-                                                                                              value=value)]),
-                                  20, "clear faults")
+        result = rig.client._call(
+            rig.params, SetParameters.Request(parameters=[ParameterMsg(name="fault", value=value)]), 20, "clear faults"
+        )
         assert result.results[0].successful
         rig.move("picker", np.asarray(rig.cfg.cobots["picker"].home))
         rig.client.wait_for(lambda: rig.diag.get("/picker/sim_cobot", ("",))[0] == "OK", 20, "fault cleared")
@@ -199,9 +224,24 @@ def test_a_recorded_run_reads_back_to_the_cycle_reports_the_supervisor_logged(tm
 
     mcap = tmp_path / "run.mcap"
     env = ros_env(domain, tmp_path / "ros_log")
-    done = subprocess.run([sys.executable, "-m", "cobot_cell.cli", "demo", "--parts", "3", "--out",
-                           str(tmp_path / "work"), "--record", str(mcap)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cobot_cell.cli",
+            "demo",
+            "--parts",
+            "3",
+            "--out",
+            str(tmp_path / "work"),
+            "--record",
+            str(mcap),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     with ProductionLog(tmp_path / "work" / "production.db", read_only=True) as log:
         logged = log.parts(cell="demo")
@@ -210,6 +250,11 @@ def test_a_recorded_run_reads_back_to_the_cycle_reports_the_supervisor_logged(tm
     states = read_messages(mcap, "/picker/joint_states")
     assert len(states) > 100 and states[-1][1] >= logged[-1].end - 0.1  # joint states on the cell's clock
     assert [m["data"] for _, _, m in read_messages(mcap, "/demo/state")][-1] == "Complete"
-    report = subprocess.run([sys.executable, "-m", "cobot_cell.cli", "report", str(mcap)], env=env,
-                            capture_output=True, text=True, timeout=60)
+    report = subprocess.run(
+        [sys.executable, "-m", "cobot_cell.cli", "report", str(mcap)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert report.returncode == 0 and "3 parts (recording" in report.stdout, report.stdout + report.stderr

@@ -13,13 +13,15 @@ class Rig:
         self.records: list[AuditRecord] = []
         self.changes: list[Source] = []
         self.ran: list[str] = []
-        self.auth = Authority("cell1", clock=lambda: self.t, on_audit=self.records.append,
-                              on_change=self.changes.append)
+        self.auth = Authority(
+            "cell1", clock=lambda: self.t, on_audit=self.records.append, on_change=self.changes.append
+        )
 
     def run(self, source: str, user: str, command: str) -> str:
         def action() -> str:
             self.ran.append(command)
             return f"{command} done"
+
         return self.auth.execute(source, user, command, action)
 
 
@@ -27,8 +29,11 @@ def test_local_holds_authority_at_start_and_remote_is_refused() -> None:
     rig = Rig()
     assert rig.auth.holder is Source.LOCAL
     assert rig.run("local", "pendant", "start") == "start done"
-    with pytest.raises(Refused, match="remote command 'stop' refused: the cell takes commands from the local "
-                                      r"operator \(the local operator hands authority over\)"):
+    with pytest.raises(
+        Refused,
+        match="remote command 'stop' refused: the cell takes commands from the local "
+        r"operator \(the local operator hands authority over\)",
+    ):
         rig.run("remote", "alice", "stop")
     assert rig.ran == ["start"]
     try:
@@ -36,8 +41,10 @@ def test_local_holds_authority_at_start_and_remote_is_refused() -> None:
     except Refused as exc:
         assert exc.kind == "authority"
     assert [(r.source, r.user, r.command, r.outcome) for r in rig.records] == [
-        ("local", "pendant", "start", ACCEPTED), ("remote", "alice", "stop", REFUSED),
-        ("remote", "alice", "start", REFUSED)]
+        ("local", "pendant", "start", ACCEPTED),
+        ("remote", "alice", "stop", REFUSED),
+        ("remote", "alice", "start", REFUSED),
+    ]
     assert rig.records[1].detail.startswith("remote command 'stop' refused") and rig.records[1].time == 100.0
 
 
@@ -57,7 +64,7 @@ def test_handover_and_take_back() -> None:
         rig.run("remote", "alice", "take_back")
     assert rig.run("local", "op", "take_back") == "authority local"
     assert rig.auth.holder is Source.LOCAL and rig.changes == [Source.REMOTE, Source.LOCAL]
-    assert rig.ran == ["start", "stop", "abort"]   # authority commands do not run the action
+    assert rig.ran == ["start", "stop", "abort"]  # authority commands do not run the action
 
 
 def test_remote_releases() -> None:
@@ -76,11 +83,14 @@ def test_a_refusal_by_the_action_is_audited_with_its_reason() -> None:
 
     def wrong_state() -> str:
         raise ValueError("command 'unhold' not allowed in state Stopped")
+
     with pytest.raises(Refused, match="command 'unhold' not allowed in state Stopped") as refused:
         rig.auth.execute(Source.LOCAL, "op", "unhold", wrong_state)
     assert refused.value.kind == "command"
-    assert (rig.records[-1].outcome, rig.records[-1].detail) == (REFUSED, "command 'unhold' not allowed in state "
-                                                                          "Stopped")
+    assert (rig.records[-1].outcome, rig.records[-1].detail) == (
+        REFUSED,
+        "command 'unhold' not allowed in state Stopped",
+    )
 
 
 def test_an_unknown_source_is_refused_and_audited() -> None:

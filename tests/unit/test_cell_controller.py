@@ -27,7 +27,9 @@ from cobot_cell.skills import check_skills, estimate, make_planner
 REPO = Path(__file__).resolve().parents[2]
 DEMO = (REPO / "config" / "demo_cell.yaml").read_text(encoding="utf-8")
 # The demo cell plus a second job, to switch jobs.
-CELL_TEXT = DEMO + """
+CELL_TEXT = (
+    DEMO
+    + """
   weld_only:
     steps:
       - name: weld
@@ -35,6 +37,7 @@ CELL_TEXT = DEMO + """
         cobot: welder
         params: {station: fixture, speed: 0.05, seams: [[[-0.05, 0.0, 0.05], [0.05, 0.0, 0.05]]]}
 """
+)
 CFG = parse_cell(CELL_TEXT)[0]
 assert check_skills(CFG) == []
 # The same cell where a failed step aborts the run at once (no retry).
@@ -93,8 +96,13 @@ class Memo:
 class Rig:
     """A CellController on the demo cell with FakeCobots, recording its callbacks."""
 
-    def __init__(self, planner: Callable[[Step, int, np.ndarray], SkillPlan] = SKILLS_PLANNER, parts: int = 1,
-                 cfg: CellConfig = CFG, **kwargs):
+    def __init__(
+        self,
+        planner: Callable[[Step, int, np.ndarray], SkillPlan] = SKILLS_PLANNER,
+        parts: int = 1,
+        cfg: CellConfig = CFG,
+        **kwargs,
+    ):
         self.clock = VirtualClock(0.0)
         self.ports = {n: FakeCobot(n, self.clock, np.asarray(c.home)) for n, c in cfg.cobots.items()}
         self.inner = planner
@@ -102,9 +110,17 @@ class Rig:
         self.states: list[tuple[State, State, str]] = []
         self.cycles: list[CycleReport] = []
         self.faults: list[Fault] = []
-        self.cell = CellController(cfg, self.ports, self.plan, self.clock, parts=parts,
-                                   on_state=lambda *a: self.states.append(a), on_cycle=self.cycles.append,
-                                   on_fault=self.faults.append, **kwargs)
+        self.cell = CellController(
+            cfg,
+            self.ports,
+            self.plan,
+            self.clock,
+            parts=parts,
+            on_state=lambda *a: self.states.append(a),
+            on_cycle=self.cycles.append,
+            on_fault=self.faults.append,
+            **kwargs,
+        )
 
     def plan(self, step: Step, part: int, q: np.ndarray) -> SkillPlan:
         """The planner the cell sees: the real one, noting when each segment is due to end."""
@@ -150,6 +166,7 @@ class Rig:
 
 # ---------------------------------------------------------------------------------------------- runs
 
+
 def test_run_of_n_parts_completes_with_planned_cycle_times() -> None:
     n = 3
     rig = Rig(parts=n)
@@ -170,11 +187,20 @@ def test_run_of_n_parts_completes_with_planned_cycle_times() -> None:
     assert rig.cell.parts_done == n and rig.cell.last_cycle_time == reports[-1].cycle_time
     status = rig.cell.status()
     assert (status.state, status.job, status.parts_target, status.parts_done, status.part, status.fault) == (
-        State.COMPLETE, "bracket", n, n, None, None)
+        State.COMPLETE,
+        "bracket",
+        n,
+        n,
+        None,
+        None,
+    )
     assert rig.states == [
-        (State.STOPPED, State.RESETTING, "reset"), (State.RESETTING, State.IDLE, "state_complete"),
-        (State.IDLE, State.STARTING, "start"), (State.STARTING, State.EXECUTE, "state_complete"),
-        (State.EXECUTE, State.COMPLETING, "execute_complete"), (State.COMPLETING, State.COMPLETE, "state_complete"),
+        (State.STOPPED, State.RESETTING, "reset"),
+        (State.RESETTING, State.IDLE, "state_complete"),
+        (State.IDLE, State.STARTING, "start"),
+        (State.STARTING, State.EXECUTE, "state_complete"),
+        (State.EXECUTE, State.COMPLETING, "execute_complete"),
+        (State.COMPLETING, State.COMPLETE, "state_complete"),
     ]
 
 
@@ -182,8 +208,9 @@ def test_status_follows_the_part_under_way_and_a_new_run_starts_afresh() -> None
     rig = Rig(parts=2)
     rig.start()
     seen = set()
-    rig.run_until(lambda: seen.add((rig.cell.status().part, rig.cell.status().parts_done)) or
-                  rig.cell.state == State.COMPLETE)
+    rig.run_until(
+        lambda: seen.add((rig.cell.status().part, rig.cell.status().parts_done)) or rig.cell.state == State.COMPLETE
+    )
     assert {(1, 0), (2, 1), (None, 2)} <= seen
     first_run = rig.cell.run_id
     rig.start()
@@ -216,7 +243,7 @@ def test_thousand_parts_on_the_virtual_clock() -> None:
     assert [r.part for r in reports] == list(range(1, n + 1))
     assert all(b.start == a.end and b.end > b.start for a, b in zip(reports, reports[1:]))
     # the pallet wraps every 8 parts, so every 8th cycle repeats
-    for r in reports[:2 * PLACES]:
+    for r in reports[: 2 * PLACES]:
         assert r.cycle_time == pytest.approx(planned_cycle(r.part), abs=1e-6)
     assert reports[-1].cycle_time == pytest.approx(reports[(n - 1) % PLACES].cycle_time, abs=1e-6)
     assert len(memo.cache) == 2 + PLACES
@@ -224,8 +251,10 @@ def test_thousand_parts_on_the_virtual_clock() -> None:
 
 # ---------------------------------------------------------------------------------------------- hold, stop, abort
 
+
 def run_into_a_long_move(rig: Rig, cobot: str = "welder", min_left: float = 1.0) -> tuple[float, float]:
     """Run until `cobot` is in a move with at least min_left seconds to go; return (move start, move end)."""
+
     def in_long_move() -> bool:
         m = rig.in_flight_move()
         return m is not None and m[0] == cobot and m[2] - rig.clock.now() > min_left
@@ -250,7 +279,7 @@ def test_hold_waits_for_the_move_in_flight_then_unhold_resumes() -> None:
     assert rig.cell.state == State.HELD and rig.log_sizes() == sizes and not rig.cell.reports
     unhold_at = rig.clock.now()
     assert rig.cell.command("unhold") == State.EXECUTE
-    new = [e for n, p in rig.ports.items() for e in p.log[sizes[n]:]]
+    new = [e for n, p in rig.ports.items() for e in p.log[sizes[n] :]]
     assert new and new[0][0] == unhold_at  # the next segment goes out at once
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     r1, r2 = rig.cell.reports
@@ -312,8 +341,9 @@ def test_abort_clear_reset() -> None:
     run_into_a_long_move(rig, "picker")
     now = rig.clock.now()
     assert rig.cell.command("abort") == State.ABORTED
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(now, abs=1e-9))
-               for p in rig.ports.values())
+    assert all(
+        (p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(now, abs=1e-9)) for p in rig.ports.values()
+    )
     assert rig.cell.fault is None and rig.faults == []  # an operator abort is not a fault
     assert rig.cell.command("clear") == State.STOPPED
     assert rig.cell.command("reset") == State.IDLE
@@ -332,6 +362,7 @@ def test_commands_the_state_does_not_accept_are_refused() -> None:
 
 # ---------------------------------------------------------------------------------------------- faults
 
+
 def test_step_failure_raises_a_fault_and_aborts() -> None:
     rig = Rig(parts=2, cfg=CFG_ABORT)
     rig.ports["welder"].fail_io.add("torch/arc")
@@ -342,10 +373,14 @@ def test_step_failure_raises_a_fault_and_aborts() -> None:
     fault = ("IO_FAILED", "welder/weld_seams", "IO service 'torch/arc' failed", arc_at)
     assert [what(f) for f in rig.faults] == [fault]
     assert what(rig.cell.fault) == fault and what(rig.cell.status().fault) == fault
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arc_at, abs=1e-9))
-               for p in rig.ports.values())
-    assert rig.states[-2:] == [(State.EXECUTE, State.ABORTING, "abort"),
-                               (State.ABORTING, State.ABORTED, "state_complete")]
+    assert all(
+        (p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arc_at, abs=1e-9))
+        for p in rig.ports.values()
+    )
+    assert rig.states[-2:] == [
+        (State.EXECUTE, State.ABORTING, "abort"),
+        (State.ABORTING, State.ABORTED, "state_complete"),
+    ]
     assert rig.cell.reports == []
     assert rig.cell.command("clear") == State.STOPPED
     assert rig.cell.command("reset") == State.IDLE and rig.cell.fault is None
@@ -362,11 +397,11 @@ def test_fault_while_holding() -> None:
     assert rig.cell.state == State.HELD and rig.faults == []
     rig.cell.command("unhold")
     rig.run_until(lambda: rig.cell.state == State.ABORTED)
-    assert [what(f)[:3] for f in rig.faults] == [
-        ("IO_FAILED", "picker/load_blank", "IO service 'gripper/grip' failed")]
+    assert [what(f)[:3] for f in rig.faults] == [("IO_FAILED", "picker/load_blank", "IO service 'gripper/grip' failed")]
 
 
 # ---------------------------------------------------------------------------------------------- settings
+
 
 def test_job_and_parts_cannot_change_while_running() -> None:
     rig = Rig(parts=2)
@@ -431,6 +466,7 @@ def test_settings_apply_in_every_resting_state() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- ready check
+
 
 def test_not_ready_keeps_starting_until_the_timeout_then_faults() -> None:
     rig = Rig(ready_check=lambda: "welder: no joint states", start_timeout=5.0)

@@ -77,8 +77,15 @@ class Rig:
     planner wrapper) notes when each segment is due to end so the clock lands on those instants.
     """
 
-    def __init__(self, cfg: CellConfig | None = None, parts: int = 1, journal: Journal | None = None,
-                 clock: VirtualClock | None = None, positions: dict[str, np.ndarray] | None = None, **kwargs):
+    def __init__(
+        self,
+        cfg: CellConfig | None = None,
+        parts: int = 1,
+        journal: Journal | None = None,
+        clock: VirtualClock | None = None,
+        positions: dict[str, np.ndarray] | None = None,
+        **kwargs,
+    ):
         self.cfg = cfg or cell()
         self.clock = clock or VirtualClock(0.0)
         self.ports = {n: FakeCobot(n, self.clock, np.asarray(c.home)) for n, c in self.cfg.cobots.items()}
@@ -96,13 +103,23 @@ class Rig:
         self.states: list[tuple[State, State, str]] = []
         self.cycles: list[CycleReport] = []
         self.faults: list[Fault] = []
-        self.removes_scrap = True   # the operator takes a scrapped part out as soon as told, and confirms
+        self.removes_scrap = True  # the operator takes a scrapped part out as soon as told, and confirms
         self.removed: list[str] = []
         kwargs.setdefault("pallets", pallet_places(self.cfg))
-        self.cell = CellController(self.cfg, self.ports, self.plan, self.clock, parts=parts, journal=journal,
-                                   recovery=self, skill_state=self.skill_state,
-                                   on_state=lambda *a: self.states.append(a), on_cycle=self.cycles.append,
-                                   on_fault=self.faults.append, **kwargs)
+        self.cell = CellController(
+            self.cfg,
+            self.ports,
+            self.plan,
+            self.clock,
+            parts=parts,
+            journal=journal,
+            recovery=self,
+            skill_state=self.skill_state,
+            on_state=lambda *a: self.states.append(a),
+            on_cycle=self.cycles.append,
+            on_fault=self.faults.append,
+            **kwargs,
+        )
 
     # -- the controller's planner and recovery
     def plan(self, step: Step, part: int, q: np.ndarray) -> SkillPlan:
@@ -196,10 +213,12 @@ def welder_in_a_long_move(rig: Rig, min_left: float = 1.0) -> Callable[[], bool]
     def cond() -> bool:
         log = rig.ports["welder"].log
         return bool(log) and log[-1][1] == "move" and log[-1][0] + log[-1][2] - rig.clock.now() > min_left
+
     return cond
 
 
 # ---------------------------------------------------------------------------------------------- bad input
+
 
 def test_the_demo_cell_variants_are_valid_cell_files(tmp_path: Path) -> None:
     file = tmp_path / "cell.yaml"
@@ -212,19 +231,45 @@ def test_the_demo_cell_variants_are_valid_cell_files(tmp_path: Path) -> None:
     assert cfg.jobs["bracket"].step("load_blank").fault_policy is None
 
 
-@pytest.mark.parametrize("where, policy, path, message", [
-    ("job", "{retries: -1}", "jobs.bracket.fault_policy.retries", "input should be greater than or equal to 0, got -1"),
-    ("job", "{retries: 11}", "jobs.bracket.fault_policy.retries", "input should be less than or equal to 10, got 11"),
-    ("job", "{then: explode}", "jobs.bracket.fault_policy.then",
-     "got 'explode': input should be 'hold', 'abort' or 'scrap'"),
-    ("step", "{then: explode}", "jobs.bracket.steps[0].fault_policy.then",
-     "got 'explode': input should be 'hold', 'abort' or 'scrap'"),
-    ("step", "{retries: -1}", "jobs.bracket.steps[0].fault_policy.retries",
-     "input should be greater than or equal to 0, got -1"),
-    ("step", "{retry: 2}", "jobs.bracket.steps[0].fault_policy.retry", "unknown key"),
-])
-def test_a_bad_fault_policy_is_rejected_with_its_yaml_path(tmp_path: Path, where: str, policy: str, path: str,
-                                                            message: str) -> None:
+@pytest.mark.parametrize(
+    "where, policy, path, message",
+    [
+        (
+            "job",
+            "{retries: -1}",
+            "jobs.bracket.fault_policy.retries",
+            "input should be greater than or equal to 0, got -1",
+        ),
+        (
+            "job",
+            "{retries: 11}",
+            "jobs.bracket.fault_policy.retries",
+            "input should be less than or equal to 10, got 11",
+        ),
+        (
+            "job",
+            "{then: explode}",
+            "jobs.bracket.fault_policy.then",
+            "got 'explode': input should be 'hold', 'abort' or 'scrap'",
+        ),
+        (
+            "step",
+            "{then: explode}",
+            "jobs.bracket.steps[0].fault_policy.then",
+            "got 'explode': input should be 'hold', 'abort' or 'scrap'",
+        ),
+        (
+            "step",
+            "{retries: -1}",
+            "jobs.bracket.steps[0].fault_policy.retries",
+            "input should be greater than or equal to 0, got -1",
+        ),
+        ("step", "{retry: 2}", "jobs.bracket.steps[0].fault_policy.retry", "unknown key"),
+    ],
+)
+def test_a_bad_fault_policy_is_rejected_with_its_yaml_path(
+    tmp_path: Path, where: str, policy: str, path: str, message: str
+) -> None:
     text = cell_text(policy if where == "job" else None, {"load_blank": policy} if where == "step" else None)
     line = text.splitlines().index(f"{'    ' if where == 'job' else '        '}fault_policy: {policy}") + 1
     with pytest.raises(CellFileError) as err:
@@ -239,6 +284,7 @@ def test_a_bad_fault_policy_is_rejected_with_its_yaml_path(tmp_path: Path, where
 
 
 # ---------------------------------------------------------------------------------------------- policy choice
+
 
 def test_the_steps_policy_overrides_the_jobs() -> None:
     rig = Rig(cell("{retries: 0, then: abort}", weld_seams="{retries: 2, then: scrap}"), parts=2)
@@ -262,6 +308,7 @@ def test_the_steps_policy_overrides_the_jobs() -> None:
 
 # ---------------------------------------------------------------------------------------------- IO failure
 
+
 def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> None:
     retries = 2
     rig = Rig(cell(f"{{retries: {retries}, then: hold}}"), parts=2)
@@ -275,7 +322,8 @@ def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> 
     # every failure is a fault; a retried one is cleared at once, the last one stays active while Held
     faults = rig.cell.faults.faults
     assert [(f.id, f.code, f.source, f.message) for f in faults] == [
-        (i, Code.IO_FAILED, "welder/weld_seams", "IO service 'torch/arc' failed") for i in (1, 2, 3)]
+        (i, Code.IO_FAILED, "welder/weld_seams", "IO service 'torch/arc' failed") for i in (1, 2, 3)
+    ]
     assert [f.raised for f in faults] == pytest.approx(arcs, abs=1e-9)
     assert [life(f)[2:] for f in faults[:retries]] == [(t, t, t) for t in arcs[:retries]]
     assert (faults[-1].acknowledged, faults[-1].cleared) == (None, None)
@@ -289,17 +337,23 @@ def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> 
         assert step == "weld_seams"
         np.testing.assert_allclose(q_target, HOME, atol=1e-12)
         assert float(np.max(np.abs(q_actual - HOME))) > 0.1  # it failed away from the safe point
-        assert [s.label for s in segs] == ["torch off before recovery", "torch confirmed off", "retract",
-                                           "return to safe point"]
+        assert [s.label for s in segs] == [
+            "torch off before recovery",
+            "torch confirmed off",
+            "retract",
+            "return to safe point",
+        ]
         moves = [s for s in segs if isinstance(s, Move)]
         i = next(k for k, e in enumerate(log) if e[0] == t_fail and e[1] == f"io:{ARC}")
         assert log[i + 1][1:] == (f"io:{ARC}", False)  # the arc is switched off before the arm moves
-        after = [e for e in log[i + 1:] if e[1] == "move"][:len(moves) + 1]
+        after = [e for e in log[i + 1 :] if e[1] == "move"][: len(moves) + 1]
         assert [(e[0], e[1]) for e in after[:1]] == [(t_fail, "move")]
         assert [e[2] for e in after] == [s.trajectory.duration for s in moves] + [first_move]
     # Held: every cobot stopped, nothing moves, the position is kept
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(held_at, abs=1e-9))
-               for p in rig.ports.values())
+    assert all(
+        (p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(held_at, abs=1e-9))
+        for p in rig.ports.values()
+    )
     sizes, q_held = rig.log_sizes(), rig.positions()
     rig.wait(5.0)
     assert rig.cell.state == State.HELD and rig.log_sizes() == sizes
@@ -318,16 +372,24 @@ def test_io_failure_is_retried_from_the_safe_point_then_holds_and_recovers() -> 
     assert life(rig.cell.faults.get(3))[2:] == (pytest.approx(held_at, abs=1e-9), ack_at, unhold_at)
     assert rig.cell.fault is None and len(rig.retreats) == retries + 1
     # the step is redone from its safe point, the arc switched off before the first move
-    assert [e[:2] for e in rig.ports["welder"].log[sizes["welder"]:sizes["welder"] + 2]] == [
-        (unhold_at, f"io:{ARC}"), (unhold_at, "move")]
+    assert [e[:2] for e in rig.ports["welder"].log[sizes["welder"] : sizes["welder"] + 2]] == [
+        (unhold_at, f"io:{ARC}"),
+        (unhold_at, "move"),
+    ]
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert [(r.part, r.status) for r in rig.cell.reports] == [(1, "done"), (2, "done")]
     assert rig.cell.journal.ledger() == [(rig.cell.run_id, 1, "done"), (rig.cell.run_id, 2, "done")]
     assert len(rig.io_times("welder", ARC, True)) == retries + 1 + 2 * 2  # then two seams per part
     # the diagnostics saw every change: raised, (acknowledged), cleared
     assert [(f.id, f.acknowledged is not None, f.cleared is not None) for f in rig.faults] == [
-        (1, False, False), (1, True, True), (2, False, False), (2, True, True), (3, False, False), (3, True, False),
-        (3, True, True)]
+        (1, False, False),
+        (1, True, True),
+        (2, False, False),
+        (2, True, True),
+        (3, False, False),
+        (3, True, False),
+        (3, True, True),
+    ]
 
 
 def test_io_failure_with_abort_policy_aborts_after_the_retries() -> None:
@@ -342,10 +404,14 @@ def test_io_failure_with_abort_policy_aborts_after_the_retries() -> None:
     assert life(one)[:2] == ("IO_FAILED", "welder/weld_seams")
     assert life(one)[2:] == pytest.approx((arcs[0],) * 3, abs=1e-9)
     assert life(two) == ("IO_FAILED", "welder/weld_seams", arcs[1], None, None)
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arcs[1], abs=1e-9))
-               for p in rig.ports.values())
-    assert rig.states[-2:] == [(State.EXECUTE, State.ABORTING, "abort"),
-                               (State.ABORTING, State.ABORTED, "state_complete")]
+    assert all(
+        (p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(arcs[1], abs=1e-9))
+        for p in rig.ports.values()
+    )
+    assert rig.states[-2:] == [
+        (State.EXECUTE, State.ABORTING, "abort"),
+        (State.ABORTING, State.ABORTED, "state_complete"),
+    ]
     assert rig.cell.reports == [] and rig.cell.journal.ledger() == [(rig.cell.run_id, 1, "in_progress")]
     rig.wait(1.0)
     assert rig.cell.command("clear") == State.STOPPED and rig.cell.fault == two  # still active
@@ -382,10 +448,10 @@ def test_scrap_policy_scraps_the_part_and_the_run_goes_on(tmp_path: Path) -> Non
     assert Journal(tmp_path / "journal.db").interrupted() is None
     # two faults, both handled by the policy: cleared when raised; then the scrapped part to take out of the
     # fixture, cleared when the operator confirms it is out
-    assert [life(f) for f in rig.cell.faults.faults] == [
-        ("IO_FAILED", "welder/weld_seams", t, t, t) for t in arcs] + [
-        ("SCRAP_TO_REMOVE", "welder/weld_seams", scrapped_at, scrapped_at, scrapped_at)]
-    assert arcs[-1] == scrapped_at and len(rig.retreats) == 2   # the retry's, then the way home after the scrap
+    assert [life(f) for f in rig.cell.faults.faults] == [("IO_FAILED", "welder/weld_seams", t, t, t) for t in arcs] + [
+        ("SCRAP_TO_REMOVE", "welder/weld_seams", scrapped_at, scrapped_at, scrapped_at)
+    ]
+    assert arcs[-1] == scrapped_at and len(rig.retreats) == 2  # the retry's, then the way home after the scrap
     home = np.asarray(rig.cfg.cobots["welder"].home)
     assert rig.retreats[-1][0] == "weld_seams" and np.allclose(rig.retreats[-1][2], home)
     # scrapping stops the scrapped part's cobot at once, and only it
@@ -407,6 +473,7 @@ def test_retries_are_counted_per_part() -> None:
 
 # ---------------------------------------------------------------------------------------------- grip miss
 
+
 def test_grip_miss_is_detected_by_the_confirm_and_scraps_the_part() -> None:
     rig = Rig(cell(load_blank="{retries: 0, then: scrap}"), parts=2)
     rig.ports["picker"].grip_miss.add(GRIP)
@@ -416,8 +483,11 @@ def test_grip_miss_is_detected_by_the_confirm_and_scraps_the_part() -> None:
     grip_at = rig.io_times("picker", GRIP, True)[0]
     fault = rig.cell.faults.get(1)
     assert (fault.code, fault.source, fault.skill, fault.message) == (
-        Code.GRIP_MISSED, "picker/load_blank", "pick", "'gripper/grip' of 'picker' not confirmed within 0.5 s "
-                                                        "(expected on)")
+        Code.GRIP_MISSED,
+        "picker/load_blank",
+        "pick",
+        "'gripper/grip' of 'picker' not confirmed within 0.5 s (expected on)",
+    )
     deadline = grip_at + 0.2 + 0.5  # grip settle, then the confirm timeout
     assert deadline - 1e-9 <= fault.raised <= deadline + DT
     assert (fault.acknowledged, fault.cleared) == (fault.raised, fault.raised)
@@ -446,6 +516,7 @@ def test_grip_miss_with_the_default_policy_retries_once_then_holds() -> None:
 
 # ---------------------------------------------------------------------------------------------- skill errors
 
+
 def test_a_skill_error_aborts_and_is_never_retried() -> None:
     rig = Rig(cell("{retries: 3, then: hold}"), parts=2)
     rig.plan_errors["weld_seams"] = lambda n: "seam 1 out of reach"
@@ -453,7 +524,8 @@ def test_a_skill_error_aborts_and_is_never_retried() -> None:
     rig.run_until(lambda: rig.cell.state != State.EXECUTE)
     assert rig.cell.state == State.ABORTED
     assert [(f.code, f.source, f.skill, f.message, f.active) for f in rig.cell.faults.faults] == [
-        (Code.SKILL_ERROR, "welder/weld_seams", "weld", "cannot plan: seam 1 out of reach", True)]
+        (Code.SKILL_ERROR, "welder/weld_seams", "weld", "cannot plan: seam 1 out of reach", True)
+    ]
     assert [p for p in rig.planned if p[0] == "weld_seams"] == [("weld_seams", 1)]  # planned once, not retried
     assert rig.retreats == [] and rig.cell.reports == []
 
@@ -467,13 +539,22 @@ def test_a_skill_error_on_the_replan_of_a_retry_aborts() -> None:
     assert rig.cell.state == State.ABORTED
     assert [(f.code, f.message, f.active) for f in rig.cell.faults.faults] == [
         (Code.IO_FAILED, "IO service 'torch/arc' failed", False),
-        (Code.SKILL_ERROR, "cannot plan: fixture moved", True)]
+        (Code.SKILL_ERROR, "cannot plan: fixture moved", True),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- driver faults
 
-@pytest.mark.parametrize("code, state", [(Code.PROTECTIVE_STOP, State.HELD), (Code.ESTOP, State.ABORTED),
-                                         (Code.DRIVER_ERROR, State.ABORTED), (Code.STALE_JOINT_STATES, State.ABORTED)])
+
+@pytest.mark.parametrize(
+    "code, state",
+    [
+        (Code.PROTECTIVE_STOP, State.HELD),
+        (Code.ESTOP, State.ABORTED),
+        (Code.DRIVER_ERROR, State.ABORTED),
+        (Code.STALE_JOINT_STATES, State.ABORTED),
+    ],
+)
 def test_driver_faults_ignore_the_policy(code: Code, state: State) -> None:
     rig = Rig(cell("{retries: 5, then: scrap}"), parts=1)
     rig.start()
@@ -485,8 +566,9 @@ def test_driver_faults_ignore_the_policy(code: Code, state: State) -> None:
     assert life(fault) == (code.value, "welder", t, None, None) and rig.cell.fault == fault
     assert rig.faults == [fault]
     # every cobot stopped at once
-    assert all((p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(t, abs=1e-9))
-               for p in rig.ports.values())
+    assert all(
+        (p.log[-1][1:] == ("stop", None) and p.log[-1][0] == pytest.approx(t, abs=1e-9)) for p in rig.ports.values()
+    )
     assert rig.retreats == [] and rig.cell.reports == []  # no retry, no scrap
     rig.wait(2.0)
     assert rig.cell.state == state
@@ -521,8 +603,9 @@ def test_estop_aborts_then_clear_reset_start_resumes_the_part() -> None:
     rig.cell.update()
     assert rig.cell.state == State.ABORTED
     assert rig.cell.command("clear") == State.STOPPED
-    assert rig.cell.status().resume == (f"run {rig.cell.run_id} of job 'bracket': part 1 interrupted after "
-                                        f"load_blank (on fixture) (0/2 parts finished)")
+    assert rig.cell.status().resume == (
+        f"run {rig.cell.run_id} of job 'bracket': part 1 interrupted after load_blank (on fixture) (0/2 parts finished)"
+    )
     rig.wait(1.0)
     reset = rig.clock.now()
     assert rig.cell.command("reset") == State.IDLE
@@ -532,11 +615,12 @@ def test_estop_aborts_then_clear_reset_start_resumes_the_part() -> None:
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert [(r.part, r.status) for r in rig.cell.reports] == [(1, "done"), (2, "done")]
     # part 1 resumed at the weld: the picker's next work is part 1's palletise (grip, release), not load_blank
-    grips = [v for _, kind, v in rig.ports["picker"].log[sizes["picker"]:] if kind == f"io:{GRIP}"]
+    grips = [v for _, kind, v in rig.ports["picker"].log[sizes["picker"] :] if kind == f"io:{GRIP}"]
     assert grips == [True, False] * 3
 
 
 # ---------------------------------------------------------------------------------------------- hold keeps position
+
 
 def test_hold_keeps_position_and_unhold_checks_it() -> None:
     rig = Rig(cell(), parts=1)
@@ -562,7 +646,8 @@ def test_hold_keeps_position_and_unhold_checks_it() -> None:
         rig.cell.command("unhold")
     assert str(refused.value) == (
         "cannot unhold: cobot 'welder' is 0.300 rad (welder_elbow_joint) from where the cell left it "
-        "(tolerance 0.02 rad): call reapproach to bring it back slowly")
+        "(tolerance 0.02 rad): call reapproach to bring it back slowly"
+    )
     assert rig.cell.state == State.HELD and rig.cell.fault is not None
     assert rig.cell.reapproach() == "reapproaching welder"
     assert rig.cell.reapproaching
@@ -587,6 +672,7 @@ def test_hold_keeps_position_and_unhold_checks_it() -> None:
 
 # ---------------------------------------------------------------------------------------------- resume
 
+
 def crash_in_part_2(tmp_path: Path, cfg: CellConfig | None = None) -> tuple[Rig, Path, str]:
     """Run 3 parts with a file journal until part 2's first step is done, then drop the controller."""
     path = tmp_path / "journal.db"
@@ -600,8 +686,13 @@ def crash_in_part_2(tmp_path: Path, cfg: CellConfig | None = None) -> tuple[Rig,
 
 def restarted(old: Rig, path: Path, positions: dict[str, np.ndarray] | None = None, **kwargs) -> Rig:
     """A new planner: new controller, new journal on the same file, fresh FakeCobots, its clock 30 s later."""
-    return Rig(old.cfg, journal=WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0),
-               positions=positions if positions is not None else old.positions(), **kwargs)
+    return Rig(
+        old.cfg,
+        journal=WatchedJournal(path),
+        clock=VirtualClock(old.clock.now() + 30.0),
+        positions=positions if positions is not None else old.positions(),
+        **kwargs,
+    )
 
 
 def test_a_restarted_planner_resumes_the_interrupted_part_at_the_interrupted_step(tmp_path: Path) -> None:
@@ -610,8 +701,9 @@ def test_a_restarted_planner_resumes_the_interrupted_part_at_the_interrupted_ste
     rig = restarted(old, path)
     status = rig.cell.status()
     assert (status.state, status.job, status.parts_target) == (State.STOPPED, "bracket", 3)  # from the journal
-    assert status.resume == (f"run {run} of job 'bracket': part 2 interrupted after load_blank (on fixture) "
-                             "(1/3 parts finished)")
+    assert status.resume == (
+        f"run {run} of job 'bracket': part 2 interrupted after load_blank (on fixture) (1/3 parts finished)"
+    )
     assert all(p.log == [] for p in rig.ports.values())  # coming up moves nothing
     rig.start()
     assert rig.cell.run_id == run and rig.cell.status().part == 2 and rig.cell.parts_done == 1
@@ -643,7 +735,8 @@ def test_an_arm_moved_during_the_restart_must_be_reapproached_slowly(tmp_path: P
     assert "call reapproach" in str(refused.value)
     assert str(refused.value) == (
         "cannot start: cobot 'welder' is 0.300 rad (welder_shoulder_lift_joint) from where the cell left it "
-        "(tolerance 0.02 rad): call reapproach to bring it back slowly")
+        "(tolerance 0.02 rad): call reapproach to bring it back slowly"
+    )
     assert rig.cell.state == State.IDLE and all(p.log == [] for p in rig.ports.values())
     assert rig.cell.reapproach() == "reapproaching welder"
     with pytest.raises(CommandRefused) as refused:
@@ -684,13 +777,24 @@ def test_changing_the_job_or_part_count_abandons_the_interrupted_run(tmp_path: P
     new = rig.cell.run_id
     assert new != run and rig.cell.parts_done == 0
     assert Journal(path).ledger(run) == [(run, 1, "done"), (run, 2, "scrap")]
-    assert rig.cycles[0] == CycleReport(cell="demo", job="bracket", run_id=run, part=2, start=rig.clock.now(),
-                                        end=rig.clock.now(), status="scrap", steps=(load_blank_2,))
+    assert rig.cycles[0] == CycleReport(
+        cell="demo",
+        job="bracket",
+        run_id=run,
+        part=2,
+        start=rig.clock.now(),
+        end=rig.clock.now(),
+        status="scrap",
+        steps=(load_blank_2,),
+    )
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT status, ended FROM runs WHERE run_id = ?", (run,)).fetchone() == (
-            "abandoned", rig.clock.now())
+            "abandoned",
+            rig.clock.now(),
+        )
         assert db.execute("SELECT reason FROM ledger WHERE run_id = ? AND part = 2", (run,)).fetchone() == (
-            "run abandoned",)
+            "run abandoned",
+        )
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert Journal(path).ledger(new) == [(new, 1, "done"), (new, 2, "done")]
     assert [(r.job, r.part) for r in rig.cell.reports] == [(rig.cell.job, 1), (rig.cell.job, 2)]
@@ -712,6 +816,7 @@ def test_a_stopped_run_resumes_in_the_same_process(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- known bugs
 
+
 def test_the_part_after_a_scrap_starts_when_the_scrap_is_done() -> None:
     rig = Rig(cell(load_blank="{retries: 0, then: scrap}"), parts=2)
     rig.ports["picker"].grip_miss.add(GRIP)
@@ -723,15 +828,17 @@ def test_the_part_after_a_scrap_starts_when_the_scrap_is_done() -> None:
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     scrap, done = rig.cell.reports
     assert (scrap.status, scrap.start, scrap.end) == ("scrap", scrapped_at, scrapped_at)
-    assert [t for t, _, _ in rig.ports["picker"].log[sizes["picker"]:] if t < scrapped_at - 1e-9] == []
+    assert [t for t, _, _ in rig.ports["picker"].log[sizes["picker"] :] if t < scrapped_at - 1e-9] == []
     assert done.start >= scrapped_at - 1e-9
 
 
 def hold_while_confirming(rig: Rig, command: str) -> None:
     """Run until the picker's grip confirm is waiting, then hold (or suspend) the cell."""
+
     def confirming() -> bool:
         grips = rig.io_times("picker", GRIP, True)
         return bool(grips) and rig.clock.now() > grips[0] + 0.2 + 0.1  # settle over, confirm waiting
+
     rig.run_until(confirming)
     assert rig.cell.command(command) in (State.HOLDING, State.SUSPENDING)
 

@@ -28,15 +28,27 @@ def book_with(n: int) -> FaultBook:
 
 # ---------------------------------------------------------------------------------------------- raise
 
+
 def test_ids_count_from_one_and_faults_keep_their_source() -> None:
     book = FaultBook()
-    a = book.raise_(Code.IO_FAILED, "IO service 'torch/arc' failed", 12.5, cobot="welder", step="weld_seams",
-                    skill="weld")
+    a = book.raise_(
+        Code.IO_FAILED, "IO service 'torch/arc' failed", 12.5, cobot="welder", step="weld_seams", skill="weld"
+    )
     b = book.raise_(Code.PROTECTIVE_STOP, "driver reports protective stop", 13.0, cobot="picker")
     c = book.raise_(Code.NOT_READY, "not homed after 5 s", 14.0, severity="WARN")
     assert [f.id for f in (a, b, c)] == [1, 2, 3]
-    assert a == Fault(id=1, code=Code.IO_FAILED, message="IO service 'torch/arc' failed", raised=12.5, cobot="welder",
-                      step="weld_seams", skill="weld", severity="ERROR", acknowledged=None, cleared=None)
+    assert a == Fault(
+        id=1,
+        code=Code.IO_FAILED,
+        message="IO service 'torch/arc' failed",
+        raised=12.5,
+        cobot="welder",
+        step="weld_seams",
+        skill="weld",
+        severity="ERROR",
+        acknowledged=None,
+        cleared=None,
+    )
     assert [f.source for f in (a, b, c)] == ["welder/weld_seams", "picker", "cell"]
     assert c.severity == "WARN"
     assert book.faults == [a, b, c] and book.active == [a, b, c]
@@ -47,11 +59,21 @@ def test_ids_count_from_one_and_faults_keep_their_source() -> None:
 def test_raising_logs_the_fault_at_error_level(caplog: pytest.LogCaptureFixture) -> None:
     book = FaultBook()
     with caplog.at_level(logging.ERROR, logger="cobot_cell.core.faults"):
-        book.raise_(Code.GRIP_MISSED, "'gripper/grip' of 'picker' not confirmed within 0.5 s (expected on)", 3.0,
-                    cobot="picker", step="load_blank", skill="pick")
+        book.raise_(
+            Code.GRIP_MISSED,
+            "'gripper/grip' of 'picker' not confirmed within 0.5 s (expected on)",
+            3.0,
+            cobot="picker",
+            step="load_blank",
+            skill="pick",
+        )
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.ERROR, "fault 1 GRIP_MISSED on picker/load_blank: "
-                        "'gripper/grip' of 'picker' not confirmed within 0.5 s (expected on)")]
+        (
+            logging.ERROR,
+            "fault 1 GRIP_MISSED on picker/load_blank: "
+            "'gripper/grip' of 'picker' not confirmed within 0.5 s (expected on)",
+        )
+    ]
 
 
 def test_a_fault_is_a_frozen_snapshot_the_book_replaces() -> None:
@@ -65,6 +87,7 @@ def test_a_fault_is_a_frozen_snapshot_the_book_replaces() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- get
+
 
 def test_unknown_id_names_the_active_faults() -> None:
     book = book_with(3)
@@ -93,6 +116,7 @@ def test_unknown_id_when_no_fault_is_active() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- acknowledge
+
 
 def test_acknowledge_one_fault() -> None:
     book = book_with(3)
@@ -128,7 +152,11 @@ def test_acknowledge_all_takes_every_unacknowledged_active_fault() -> None:
     assert [f.id for f in done] == [1, 4]
     assert all(f.acknowledged == 8.0 for f in done)
     assert [(f.id, f.acknowledged, f.cleared) for f in book.faults] == [
-        (1, 8.0, None), (2, 5.0, None), (3, 6.0, 6.0), (4, 8.0, None)]
+        (1, 8.0, None),
+        (2, 5.0, None),
+        (3, 6.0, 6.0),
+        (4, 8.0, None),
+    ]
 
 
 @pytest.mark.parametrize("setup", ["empty", "all acknowledged", "all cleared"])
@@ -146,6 +174,7 @@ def test_acknowledge_all_with_nothing_to_acknowledge_is_refused(setup: str) -> N
 
 
 # ---------------------------------------------------------------------------------------------- clear
+
 
 def test_clear_one_fault_acknowledges_it_if_needed() -> None:
     book = book_with(3)
@@ -173,8 +202,14 @@ def test_clear_all_clears_every_active_fault() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["raise", "ack", "ack_all", "clear", "clear_all"]),
-                          st.integers(min_value=0, max_value=6)), max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["raise", "ack", "ack_all", "clear", "clear_all"]), st.integers(min_value=0, max_value=6)
+        ),
+        max_size=30,
+    )
+)
 def test_any_sequence_keeps_ids_dense_and_the_life_cycle_ordered(ops: list[tuple[str, int]]) -> None:
     book = FaultBook()
     t = 0.0
@@ -204,13 +239,25 @@ def test_any_sequence_keeps_ids_dense_and_the_life_cycle_ordered(ops: list[tuple
 
 # ---------------------------------------------------------------------------------------------- records
 
+
 def test_key_values_for_diagnostics() -> None:
     book = book_with(1)
     f = book.get(1)
     assert dict(f.to_key_values("demo")) == {
-        "wire": "1", "cell": "demo", "id": "1", "code": "IO_FAILED", "source": "welder/s1", "cobot": "welder",
-        "step": "s1", "skill": "weld", "time": "1.0", "raised": "1.0", "acknowledged": "", "cleared": "",
-        "severity": "ERROR"}
+        "wire": "1",
+        "cell": "demo",
+        "id": "1",
+        "code": "IO_FAILED",
+        "source": "welder/s1",
+        "cobot": "welder",
+        "step": "s1",
+        "skill": "weld",
+        "time": "1.0",
+        "raised": "1.0",
+        "acknowledged": "",
+        "cleared": "",
+        "severity": "ERROR",
+    }
     assert dict(f.to_key_values("demo", "b-1"))["fault_key"] == "b-1"
     book.acknowledge(1, 2.25)
     g = book.clear(1, 3.5)
@@ -219,6 +266,7 @@ def test_key_values_for_diagnostics() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- policy
+
 
 def test_policy_defaults_and_bounds() -> None:
     assert FaultPolicy() == FaultPolicy(retries=1, then="hold")
@@ -233,13 +281,19 @@ def test_policy_defaults_and_bounds() -> None:
 
 
 def test_driver_faults_have_fixed_actions() -> None:
-    assert DRIVER_ACTIONS == {Code.PROTECTIVE_STOP: "hold", Code.ESTOP: "abort", Code.DRIVER_ERROR: "abort",
-                              Code.STALE_JOINT_STATES: "abort", Code.COLLISION: "hold"}
+    assert DRIVER_ACTIONS == {
+        Code.PROTECTIVE_STOP: "hold",
+        Code.ESTOP: "abort",
+        Code.DRIVER_ERROR: "abort",
+        Code.STALE_JOINT_STATES: "abort",
+        Code.COLLISION: "hold",
+    }
     assert DRIVER_CODES == frozenset(DRIVER_ACTIONS)
     assert all(c.value == c.name for c in Code)  # the cell maps step failure codes by name
 
 
 # ---------------------------------------------------------------------------------------------- bounded
+
 
 def test_the_book_keeps_active_faults_and_only_the_recent_cleared_ones() -> None:
     book = FaultBook(keep_cleared=5)

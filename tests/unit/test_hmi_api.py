@@ -98,8 +98,7 @@ def users(tmp_path_factory) -> Users:
 
 @pytest.fixture
 def client(cell, audit, users):
-    app = create_app(cell, Sessions(users), ServerOptions(),
-                     audit=lambda *a: audit.append(a))
+    app = create_app(cell, Sessions(users), ServerOptions(), audit=lambda *a: audit.append(a))
     with TestClient(app, base_url="http://127.0.0.1:8080") as c:
         yield c
 
@@ -173,8 +172,9 @@ def test_csrf_token_is_required(client, cell):
 
 def test_cross_origin_command_is_refused(client, cell):
     token = login(client, "otto")
-    r = client.post("/api/command", json={"command": "reset"},
-                    headers={"X-CSRF-Token": token, "Origin": "http://evil.example"})
+    r = client.post(
+        "/api/command", json={"command": "reset"}, headers={"X-CSRF-Token": token, "Origin": "http://evil.example"}
+    )
     assert r.status_code == 403 and "cross-origin" in r.json()["message"]
     assert cell.calls == []
 
@@ -211,27 +211,51 @@ def test_only_integrators_change_job_and_parts(client, cell):
     assert r.status_code == 200 and cell.params["parts"] == 3
     r = client.post("/api/parameter", json={"name": "job", "value": "gearbox"}, headers=h)
     assert r.status_code == 409 and r.json()["message"] == "unknown job 'gearbox': expected one of bracket"
-    for bad, msg in (({"name": "parts", "value": "3"}, "parts must be a whole number >= 1, got '3'"),
-                     ({"name": "parts", "value": 0}, "parts must be a whole number >= 1, got 0"),
-                     ({"name": "parts", "value": True}, "parts must be a whole number >= 1, got True"),
-                     ({"name": "cell_file", "value": "x"}, "unknown parameter 'cell_file': expected 'job' or 'parts'")):
+    for bad, msg in (
+        ({"name": "parts", "value": "3"}, "parts must be a whole number >= 1, got '3'"),
+        ({"name": "parts", "value": 0}, "parts must be a whole number >= 1, got 0"),
+        ({"name": "parts", "value": True}, "parts must be a whole number >= 1, got True"),
+        ({"name": "cell_file", "value": "x"}, "unknown parameter 'cell_file': expected 'job' or 'parts'"),
+    ):
         r = client.post("/api/parameter", json=bad, headers=h)
         assert (r.status_code, r.json()["message"]) == (400, msg)
     assert cell.calls == [("parts", 3, "ida"), ("job", "gearbox", "ida")]
 
 
-@pytest.mark.parametrize("body, ctype, status, message", [
-    (b'{"command": "reset"', "application/json", 400, "malformed JSON: Expecting ',' delimiter at line 1 column 20"),
-    (b"[1, 2]", "application/json", 400, "expected a JSON object, got list"),
-    (b"\xff\xfe", "application/json", 400, "malformed JSON: not UTF-8 (invalid start byte at byte 0)"),
-    (b'{"command": "reset"}', "text/plain", 415,
-     "expected a JSON body (Content-Type application/json), got text/plain"),
-    (b'{"command": "fly"}', "application/json", 400,
-     ("unknown command 'fly': expected one of reset, start, stop, hold, unhold, suspend, unsuspend, abort, clear, "
-      "acknowledge")),
-    (b'{"command": "' + b"x" * 5000 + b'"}', "application/json", 413,
-     "request body of 5015 bytes is over the limit of 4096 bytes"),
-])
+@pytest.mark.parametrize(
+    "body, ctype, status, message",
+    [
+        (
+            b'{"command": "reset"',
+            "application/json",
+            400,
+            "malformed JSON: Expecting ',' delimiter at line 1 column 20",
+        ),
+        (b"[1, 2]", "application/json", 400, "expected a JSON object, got list"),
+        (b"\xff\xfe", "application/json", 400, "malformed JSON: not UTF-8 (invalid start byte at byte 0)"),
+        (
+            b'{"command": "reset"}',
+            "text/plain",
+            415,
+            "expected a JSON body (Content-Type application/json), got text/plain",
+        ),
+        (
+            b'{"command": "fly"}',
+            "application/json",
+            400,
+            (
+                "unknown command 'fly': expected one of reset, start, stop, hold, unhold, suspend, unsuspend, abort, "
+                "clear, acknowledge"
+            ),
+        ),
+        (
+            b'{"command": "' + b"x" * 5000 + b'"}',
+            "application/json",
+            413,
+            "request body of 5015 bytes is over the limit of 4096 bytes",
+        ),
+    ],
+)
 def test_bad_bodies(client, cell, body, ctype, status, message):
     token = login(client, "otto")
     r = client.post("/api/command", content=body, headers={"X-CSRF-Token": token, "Content-Type": ctype})
@@ -246,8 +270,9 @@ def test_huge_body_without_length_is_cut_off(client, cell):
         for _ in range(100):
             yield b"x" * 1000
 
-    r = client.post("/api/command", content=chunks(), headers={"X-CSRF-Token": token,
-                                                               "Content-Type": "application/json"})
+    r = client.post(
+        "/api/command", content=chunks(), headers={"X-CSRF-Token": token, "Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["message"] == "request body is over the limit of 4096 bytes"
     assert cell.calls == []
 
@@ -306,8 +331,9 @@ class Served:
     def __init__(self, app, **ssl) -> None:
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="on", **ssl))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **ssl)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Self:
@@ -346,7 +372,7 @@ def test_live_stream_follows_the_cell_and_survives_a_browser_that_leaves(cell, u
         assert stream.status == 200 and stream.getheader("content-type") == "text/event-stream; charset=utf-8"
         assert read_event(gone_resp)["state"] == "Stopped"
         assert read_event(stream)["state"] == "Stopped"
-        gone_resp.close()   # the browser goes away mid-stream
+        gone_resp.close()  # the browser goes away mid-stream
         gone.close()
         wait_until(lambda: "browser disconnected" in caplog.text, 10, "the server to notice the disconnect")
         wait_until(lambda: len(app.hub.streams) == 1, 10, "the stream to be dropped")
@@ -396,8 +422,12 @@ def test_https_with_the_kept_certificate_and_secure_cookies(cell, users, tmp_pat
     with Served(app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as served:
         ctx = ssl.create_default_context(cafile=str(cert))
         conn = http.client.HTTPSConnection("127.0.0.1", served.port, timeout=10, context=ctx)
-        conn.request("POST", "/api/login", body=json.dumps({"user": "otto", "password": "otto-pw"}),
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/login",
+            body=json.dumps({"user": "otto", "password": "otto-pw"}),
+            headers={"Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         assert resp.status == 200 and json.loads(resp.read())["role"] == "operator"
         cookie = resp.getheader("set-cookie").lower()
@@ -411,9 +441,13 @@ def test_https_with_the_kept_certificate_and_secure_cookies(cell, users, tmp_pat
 
 def test_login_failures_count_per_address_across_connections_and_names(cell, users):
     def login_status(port: int, name: str, password: str) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)   # a new connection: a new port
-        conn.request("POST", "/api/login", body=json.dumps({"user": name, "password": password}),
-                     headers={"Content-Type": "application/json"})
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection: a new port
+        conn.request(
+            "POST",
+            "/api/login",
+            body=json.dumps({"user": name, "password": password}),
+            headers={"Content-Type": "application/json"},
+        )
         status = conn.getresponse().status
         conn.close()
         return status

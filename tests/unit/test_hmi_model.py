@@ -29,9 +29,11 @@ STATIONS = {"load_blank": ("infeed", "fixture"), "weld_seams": ("fixture",), "pa
 
 def part(n: int, t0: float, status: str = "done", run: str = "r1") -> CycleReport:
     """A demo-cell part: load 0-2 s (picker), weld 2-6 s (welder), palletise 6-8 s (picker)."""
-    steps = (StepTiming("load_blank", "pick", "picker", t0, t0 + 2.0),
-             StepTiming("weld_seams", "weld", "welder", t0 + 2.0, t0 + 6.0),
-             StepTiming("palletise", "palletise", "picker", t0 + 6.0, t0 + 8.0))
+    steps = (
+        StepTiming("load_blank", "pick", "picker", t0, t0 + 2.0),
+        StepTiming("weld_seams", "weld", "welder", t0 + 2.0, t0 + 6.0),
+        StepTiming("palletise", "palletise", "picker", t0 + 6.0, t0 + 8.0),
+    )
     return CycleReport("demo", "bracket", run, n, t0, t0 + 8.0, status, steps)
 
 
@@ -52,8 +54,10 @@ def test_every_packml_state_has_a_banner_colour():
 
 def test_parse_running():
     steps = parse_running("picker:load_blank@1.5;welder:weld_seams@2.25")
-    assert [(s.cobot, s.step, s.start) for s in steps] == [("picker", "load_blank", 1.5),
-                                                           ("welder", "weld_seams", 2.25)]
+    assert [(s.cobot, s.step, s.start) for s in steps] == [
+        ("picker", "load_blank", 1.5),
+        ("welder", "weld_seams", 2.25),
+    ]
     assert parse_running("") == []
     with pytest.raises(ValueError, match=r"malformed entry 'picker@x'"):
         parse_running("picker@x")
@@ -62,10 +66,27 @@ def test_parse_running():
 
 
 def test_parse_fault():
-    f = parse_fault({"fault_key": "b-1", "id": "1", "code": "GRIP_MISSED", "source": "picker/load_blank",
-                     "raised": "3.5", "acknowledged": "", "cleared": ""}, "grip not confirmed")
-    assert (f.key, f.id, f.code, f.raised, f.acknowledged, f.active, f.message) == \
-        ("b-1", 1, "GRIP_MISSED", 3.5, None, True, "grip not confirmed")
+    f = parse_fault(
+        {
+            "fault_key": "b-1",
+            "id": "1",
+            "code": "GRIP_MISSED",
+            "source": "picker/load_blank",
+            "raised": "3.5",
+            "acknowledged": "",
+            "cleared": "",
+        },
+        "grip not confirmed",
+    )
+    assert (f.key, f.id, f.code, f.raised, f.acknowledged, f.active, f.message) == (
+        "b-1",
+        1,
+        "GRIP_MISSED",
+        3.5,
+        None,
+        True,
+        "grip not confirmed",
+    )
     with pytest.raises(ValueError, match="key 'acknowledged' is not a number: 'soon'"):
         parse_fault({"fault_key": "b-1", "raised": "1", "acknowledged": "soon"})
     with pytest.raises(ValueError, match="'fault_key' and 'raised' are required"):
@@ -73,18 +94,25 @@ def test_parse_fault():
 
 
 def test_step_stations_from_parameters():
-    steps = [("load_blank", {"from": "infeed", "to": "fixture"}), ("weld", {"station": "fixture", "speed": 0.02}),
-             ("stack", {"places": ["pallet", "nowhere"]})]
-    assert step_stations(steps, ["infeed", "fixture", "pallet"]) == \
-        {"load_blank": ("infeed", "fixture"), "weld": ("fixture",), "stack": ("pallet",)}
+    steps = [
+        ("load_blank", {"from": "infeed", "to": "fixture"}),
+        ("weld", {"station": "fixture", "speed": 0.02}),
+        ("stack", {"places": ["pallet", "nowhere"]}),
+    ]
+    assert step_stations(steps, ["infeed", "fixture", "pallet"]) == {
+        "load_blank": ("infeed", "fixture"),
+        "weld": ("fixture",),
+        "stack": ("pallet",),
+    }
 
 
 def test_bottleneck_bound_is_the_busiest_cobots_median_work():
     # picker works 4 s per part, welder 4 s; make the welder slower on one part: medians stay 4 and 4
     reports = [part(1, 0.0), part(2, 8.0), part(3, 16.0, status="scrap")]
     assert bottleneck_bound(reports) == pytest.approx(4.0)
-    slow = CycleReport("demo", "bracket", "r1", 4, 30.0, 41.0, "done",
-                       (StepTiming("weld_seams", "weld", "welder", 30.0, 41.0),))
+    slow = CycleReport(
+        "demo", "bracket", "r1", 4, 30.0, 41.0, "done", (StepTiming("weld_seams", "weld", "welder", 30.0, 41.0),)
+    )
     assert bottleneck_bound([slow]) == pytest.approx(11.0)
     assert bottleneck_bound([]) is None
 
@@ -113,8 +141,18 @@ def model_with_a_run() -> LiveModel:
     m.set_state("Execute")
     for n in range(1, 4):
         m.add_report(part(n, 8.0 * (n - 1)))
-    m.set_status({"state": "Execute", "job": "bracket", "parts": "5", "parts_done": "3", "part": "4",
-                  "run_id": "r1", "running": "picker:load_blank@24.0"}, now=25.0)
+    m.set_status(
+        {
+            "state": "Execute",
+            "job": "bracket",
+            "parts": "5",
+            "parts_done": "3",
+            "part": "4",
+            "run_id": "r1",
+            "running": "picker:load_blank@24.0",
+        },
+        now=25.0,
+    )
     return m
 
 
@@ -124,8 +162,10 @@ def test_snapshot_shows_state_counter_steps_and_charts():
     assert s["state"] == "Execute" and s["colour"]["background"] == PACKML_COLOURS["Execute"][0]
     assert s["commands"] == ["stop", "hold", "suspend", "abort"]
     assert (s["parts_done"], s["parts_target"], s["part"], s["job"]) == (3, 5, 4, "bracket")
-    assert s["steps"] == [{"cobot": "picker", "step": "load_blank", "since": 24.0},
-                          {"cobot": "welder", "step": "", "since": None}]
+    assert s["steps"] == [
+        {"cobot": "picker", "step": "load_blank", "since": 24.0},
+        {"cobot": "welder", "step": "", "since": None},
+    ]
     assert s["bottleneck_bound"] == pytest.approx(4.0)
     # 3 parts of 8 s back to back, no faults: availability 1, performance 4 s ideal x 3 / 24 s, quality 1
     assert s["oee"]["availability"] == pytest.approx(1.0)
@@ -154,14 +194,37 @@ def test_faults_reports_and_versions():
     v = m.version
     assert m.add_report(part(3, 16.0)) is False, "a report seen before is not added again"
     assert m.version == v
-    m.set_fault(parse_fault({"fault_key": "b-1", "id": "1", "code": "GRIP_MISSED", "source": "picker/load_blank",
-                             "raised": "20.0"}, "grip <not> confirmed"))
+    m.set_fault(
+        parse_fault(
+            {"fault_key": "b-1", "id": "1", "code": "GRIP_MISSED", "source": "picker/load_blank", "raised": "20.0"},
+            "grip <not> confirmed",
+        )
+    )
     s = m.snapshot(25.0)
     assert m.version > v
-    assert s["faults"] == [{"key": "b-1", "id": 1, "code": "GRIP_MISSED", "source": "picker/load_blank",
-                            "message": "grip <not> confirmed", "raised": 20.0, "acknowledged": False}]
-    m.set_fault(parse_fault({"fault_key": "b-1", "id": "1", "code": "GRIP_MISSED", "raised": "20.0",
-                             "acknowledged": "20.5", "cleared": "21.0"}))
+    assert s["faults"] == [
+        {
+            "key": "b-1",
+            "id": 1,
+            "code": "GRIP_MISSED",
+            "source": "picker/load_blank",
+            "message": "grip <not> confirmed",
+            "raised": 20.0,
+            "acknowledged": False,
+        }
+    ]
+    m.set_fault(
+        parse_fault(
+            {
+                "fault_key": "b-1",
+                "id": "1",
+                "code": "GRIP_MISSED",
+                "raised": "20.0",
+                "acknowledged": "20.5",
+                "cleared": "21.0",
+            }
+        )
+    )
     assert m.snapshot(27.0)["faults"] == []
     assert m.snapshot(27.0)["oee"]["availability"] < 1.0
 
@@ -192,9 +255,11 @@ def test_svg_escapes_text_and_counts_marks():
 
 
 def shift() -> ShiftReport:
-    faults = (FaultRecord(1, "demo", 8.5, "ERROR", "picker", "GRIP_MISSED", "m", "k1", 9.0, 10.5),
-              FaultRecord(2, "demo", 12.0, "ERROR", "picker", "GRIP_MISSED", "m", "k2", 12.5, 13.0),
-              FaultRecord(3, "demo", 20.0, "ERROR", "welder", "ESTOP", "m", "k3", None, None))
+    faults = (
+        FaultRecord(1, "demo", 8.5, "ERROR", "picker", "GRIP_MISSED", "m", "k1", 9.0, 10.5),
+        FaultRecord(2, "demo", 12.0, "ERROR", "picker", "GRIP_MISSED", "m", "k2", 12.5, 13.0),
+        FaultRecord(3, "demo", 20.0, "ERROR", "welder", "ESTOP", "m", "k3", None, None),
+    )
     return ShiftReport("demo", None, tuple(part(n, 8.0 * (n - 1)) for n in range(1, 4)), faults)
 
 
@@ -210,8 +275,19 @@ def test_shift_pareto_and_downtime():
 
 def test_shift_csv():
     rows = list(csv.reader(io.StringIO(shift().csv())))
-    assert rows[0] == ["cell", "job", "run", "part", "status", "start [s]", "end [s]", "cycle time [s]",
-                       "load_blank [s]", "weld_seams [s]", "palletise [s]"]
+    assert rows[0] == [
+        "cell",
+        "job",
+        "run",
+        "part",
+        "status",
+        "start [s]",
+        "end [s]",
+        "cycle time [s]",
+        "load_blank [s]",
+        "weld_seams [s]",
+        "palletise [s]",
+    ]
     assert rows[1] == ["demo", "bracket", "r1", "1", "done", "0.000", "8.000", "8.000", "2.000", "4.000", "2.000"]
     assert len(rows) == 4
 

@@ -21,19 +21,28 @@ from cobot_cell.supervisor.log import ProductionLog
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo_cell.yaml"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("127.0.0.1:8080", ("127.0.0.1", 8080)), ("0.0.0.0", ("0.0.0.0", 8080)), (":9000", ("127.0.0.1", 9000)),
-    ("[::1]:8443", ("::1", 8443)), ("hmi.local:80", ("hmi.local", 80)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("0.0.0.0", ("0.0.0.0", 8080)),
+        (":9000", ("127.0.0.1", 9000)),
+        ("[::1]:8443", ("::1", 8443)),
+        ("hmi.local:80", ("hmi.local", 80)),
+    ],
+)
 def test_parse_address(text, expected):
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("127.0.0.1:http", "bad address '127.0.0.1:http': port must be a number from 1 to 65535"),
-    ("127.0.0.1:70000", "bad address '127.0.0.1:70000': port must be a number from 1 to 65535"),
-    ("[::1", "bad address '[::1': missing ']' after an IPv6 host"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("127.0.0.1:http", "bad address '127.0.0.1:http': port must be a number from 1 to 65535"),
+        ("127.0.0.1:70000", "bad address '127.0.0.1:70000': port must be a number from 1 to 65535"),
+        ("[::1", "bad address '[::1': missing ']' after an IPv6 host"),
+    ],
+)
 def test_parse_address_errors(text, message):
     with pytest.raises(ValueError) as err:
         parse_address(text)
@@ -102,8 +111,15 @@ def make_log(path: Path) -> Path:
 
 def test_every_report_chart_as_a_png(tmp_path):
     paths = write_charts(load_report(str(make_log(tmp_path / "p.db")), "demo"), tmp_path / "charts")
-    assert sorted(p.name for p in paths) == ["cycles.png", "downtime.png", "gantt.png", "oee.png", "pareto.png",
-                                             "report.png", "trend.png"]
+    assert sorted(p.name for p in paths) == [
+        "cycles.png",
+        "downtime.png",
+        "gantt.png",
+        "oee.png",
+        "pareto.png",
+        "report.png",
+        "trend.png",
+    ]
     for p in paths:
         img = Image.open(p).convert("RGB")
         assert len(img.getcolors(maxcolors=1 << 20)) > 20, f"{p.name} looks empty"

@@ -39,6 +39,7 @@ def runs(path: Path) -> list[tuple[str, str, int, str, float, float | None]]:
 
 # ---------------------------------------------------------------------------------------------- file
 
+
 def test_a_new_file_is_in_wal_mode_with_the_schema_version(path: Path) -> None:
     j = Journal(path)
     assert j.interrupted() is None and j.ledger() == []
@@ -66,6 +67,7 @@ def test_in_memory_journal_works_without_a_file() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- runs
+
 
 def test_begin_run_opens_a_run_that_interrupted_reports(path: Path) -> None:
     j = Journal(path)
@@ -101,6 +103,7 @@ def test_end_run_closes_it_so_nothing_is_interrupted(path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- ledger
 
+
 def test_every_part_is_in_the_ledger_exactly_once(path: Path) -> None:
     j = Journal(path)
     j.begin_run("r1", "bracket", 3, 0.0)
@@ -117,7 +120,9 @@ def test_every_part_is_in_the_ledger_exactly_once(path: Path) -> None:
     assert reopen(path).ledger() == [("r1", 1, "done"), ("r1", 2, "scrap")]
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT part, status, started, ended, reason FROM ledger ORDER BY part").fetchall() == [
-            (1, "done", 0.0, 9.0, ""), (2, "scrap", 9.0, 11.0, "grip missed")]
+            (1, "done", 0.0, 9.0, ""),
+            (2, "scrap", 9.0, 11.0, "grip missed"),
+        ]
 
 
 def test_part_status_must_be_done_or_scrap(path: Path) -> None:
@@ -148,6 +153,7 @@ def test_ledger_orders_by_run_start_then_part_and_filters_by_run(path: Path) -> 
 
 # ---------------------------------------------------------------------------------------------- steps
 
+
 def test_step_done_stores_timing_pose_and_skill_state_together(path: Path) -> None:
     j = Journal(path)
     j.begin_run("r1", "bracket", 2, 0.0)
@@ -157,13 +163,16 @@ def test_step_done_stores_timing_pose_and_skill_state_together(path: Path) -> No
     j.step_done("r1", 1, timing("weld_seams", "welder", 4.0, 11.0, "weld"), None, {"weld.fixture.next_seam": 0})
     i = reopen(path).interrupted()
     assert i.part == 1 and i.parts_finished == 0
-    assert i.steps_done == {"load_blank": timing("load_blank", "picker", 0.0, 4.0),
-                            "weld_seams": timing("weld_seams", "welder", 4.0, 11.0, "weld")}
+    assert i.steps_done == {
+        "load_blank": timing("load_blank", "picker", 0.0, 4.0),
+        "weld_seams": timing("weld_seams", "welder", 4.0, 11.0, "weld"),
+    }
     assert list(i.steps_done) == ["load_blank", "weld_seams"]  # in the order they ended
     assert i.cobot_q == {"picker": Q_FIXTURE, "welder": Q_HOME}  # no q: the welder's pose is left as it was
     assert i.skill_state == {"pallet.pallet.next": 0, "weld.fixture.next_seam": 0}
-    assert i.describe() == ("run r1 of job 'bracket': part 1 interrupted after load_blank, weld_seams "
-                            "(0/2 parts finished)")
+    assert i.describe() == (
+        "run r1 of job 'bracket': part 1 interrupted after load_blank, weld_seams (0/2 parts finished)"
+    )
 
 
 def test_step_done_is_all_or_nothing(path: Path) -> None:
@@ -277,24 +286,35 @@ def test_poses_and_skill_state_belong_to_their_run(path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- interrupted
 
+
 def test_interrupted_names_the_part_in_progress_and_only_its_steps(path: Path) -> None:
     j = Journal(path)
     j.begin_run("r1", "bracket", 3, 0.0)
     j.record_poses("r1", {"picker": Q_HOME, "welder": Q_HOME})
     j.part_started("r1", 1, 0.0)
-    for name, cobot, s, e in (("load_blank", "picker", 0.0, 4.0), ("weld_seams", "welder", 4.0, 11.0),
-                              ("palletise", "picker", 11.0, 15.0)):
+    for name, cobot, s, e in (
+        ("load_blank", "picker", 0.0, 4.0),
+        ("weld_seams", "welder", 4.0, 11.0),
+        ("palletise", "picker", 11.0, 15.0),
+    ):
         j.step_done("r1", 1, timing(name, cobot, s, e), Q_HOME, {"pallet.pallet.next": 1})
     j.part_finished("r1", 1, "done", 15.0)
     j.part_started("r1", 2, 15.0)
     j.step_done("r1", 2, timing("load_blank", "picker", 15.0, 19.0), Q_FIXTURE, {"pallet.pallet.next": 1})
     # killed here: a new planner opens the file
     i = reopen(path).interrupted()
-    assert i == Interrupted(run_id="r1", job="bracket", parts_target=3, parts_finished=1, part=2,
-                            steps_done={"load_blank": timing("load_blank", "picker", 15.0, 19.0)},
-                            cobot_q={"picker": Q_FIXTURE, "welder": Q_HOME},
-                            skill_state={"pallet.pallet.next": 1},
-                            in_progress={2: {"load_blank": timing("load_blank", "picker", 15.0, 19.0)}}, last_part=2)
+    assert i == Interrupted(
+        run_id="r1",
+        job="bracket",
+        parts_target=3,
+        parts_finished=1,
+        part=2,
+        steps_done={"load_blank": timing("load_blank", "picker", 15.0, 19.0)},
+        cobot_q={"picker": Q_FIXTURE, "welder": Q_HOME},
+        skill_state={"pallet.pallet.next": 1},
+        in_progress={2: {"load_blank": timing("load_blank", "picker", 15.0, 19.0)}},
+        last_part=2,
+    )
     assert i.describe() == "run r1 of job 'bracket': part 2 interrupted after load_blank (1/3 parts finished)"
 
 
@@ -303,7 +323,8 @@ def test_interrupted_between_parts_and_before_any_step(path: Path) -> None:
     j.begin_run("r1", "bracket", 2, 0.0)
     j.part_started("r1", 1, 0.0)
     assert reopen(path).interrupted().describe() == (
-        "run r1 of job 'bracket': part 1 interrupted after no step (0/2 parts finished)")
+        "run r1 of job 'bracket': part 1 interrupted after no step (0/2 parts finished)"
+    )
     j.part_finished("r1", 1, "scrap", 3.0)
     i = reopen(path).interrupted()
     assert (i.part, i.parts_finished, i.steps_done) == (None, 1, {})  # scrap counts as finished

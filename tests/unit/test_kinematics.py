@@ -64,12 +64,15 @@ def pose_error(A: np.ndarray, B: np.ndarray) -> tuple[float, float]:
 
 
 def test_motion_layer_imports_without_rclpy() -> None:
-    code = ("import sys; sys.modules['rclpy'] = None; "
-            "import cobot_cell.motion.transforms, cobot_cell.motion.kinematics, cobot_cell.motion.trajectory")
+    code = (
+        "import sys; sys.modules['rclpy'] = None; "
+        "import cobot_cell.motion.transforms, cobot_cell.motion.kinematics, cobot_cell.motion.trajectory"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- transforms ---------------------------------------------------------------------------------------
+
 
 def test_pose_matrix_uses_fixed_axis_rpy_yaw_pitch_roll_order() -> None:
     r, p, y = 0.3, -0.4, 1.1
@@ -128,11 +131,14 @@ def test_interpolate_pose_halfway() -> None:
     np.testing.assert_allclose(interpolate_pose(A, B, 1.0), B, atol=1e-12)
 
 
-@pytest.mark.parametrize("xyz, rpy, message", [
-    ([0, 0], [0, 0, 0], "xyz must have 3 elements, got shape (2,)"),
-    ([0, 0, 0], [0, 0, 0, 0], "rpy must have 3 elements, got shape (4,)"),
-    ([0, 0, math.nan], [0, 0, 0], "xyz must be finite, got [0.0, 0.0, nan]"),
-])
+@pytest.mark.parametrize(
+    "xyz, rpy, message",
+    [
+        ([0, 0], [0, 0, 0], "xyz must have 3 elements, got shape (2,)"),
+        ([0, 0, 0], [0, 0, 0, 0], "rpy must have 3 elements, got shape (4,)"),
+        ([0, 0, math.nan], [0, 0, 0], "xyz must be finite, got [0.0, 0.0, nan]"),
+    ],
+)
 def test_pose_matrix_rejects_bad_vectors(xyz: list, rpy: list, message: str) -> None:
     with pytest.raises(ValueError) as err:
         pose_matrix(xyz, rpy)
@@ -146,12 +152,19 @@ def test_matrix_to_pose_rejects_non_4x4() -> None:
 
 # --- model and forward kinematics ---------------------------------------------------------------------
 
+
 def test_ur5e_model_parameters() -> None:
     assert UR5E.d == (0.1625, 0.0, 0.0, 0.1333, 0.0997, 0.0996)
     assert UR5E.a == (0.0, -0.425, -0.3922, 0.0, 0.0, 0.0)
     assert UR5E.alpha == (math.pi / 2, 0.0, 0.0, math.pi / 2, -math.pi / 2, 0.0)
-    assert UR5E.joint_names == ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint",
-                                "wrist_1_joint", "wrist_2_joint", "wrist_3_joint")
+    assert UR5E.joint_names == (
+        "shoulder_pan_joint",
+        "shoulder_lift_joint",
+        "elbow_joint",
+        "wrist_1_joint",
+        "wrist_2_joint",
+        "wrist_3_joint",
+    )
     assert UR5E.q_max == (2 * math.pi, 2 * math.pi, math.pi, 2 * math.pi, 2 * math.pi, 2 * math.pi)
     assert UR5E.q_min == tuple(-x for x in UR5E.q_max)
 
@@ -159,16 +172,16 @@ def test_ur5e_model_parameters() -> None:
 def test_unknown_arm_model() -> None:
     with pytest.raises(ValueError) as err:
         arm_model("ur99")
-    assert str(err.value) == ("unknown arm model 'ur99': expected one of ur3e, ur5e, ur7e, ur10e, ur12e, ur15, "
-                              "ur16e, ur20, ur30")
+    assert str(err.value) == (
+        "unknown arm model 'ur99': expected one of ur3e, ur5e, ur7e, ur10e, ur12e, ur15, ur16e, ur20, ur30"
+    )
 
 
 def test_arm_model_validates_lengths_and_limits() -> None:
     with pytest.raises(ValueError, match=r"ArmModel 'x': d must have 6 values, got 5"):
         ArmModel("x", (0.0,) * 5, (0.0,) * 6, (0.0,) * 6, (-1.0,) * 6, (1.0,) * 6, ("j",) * 6)
     with pytest.raises(ValueError, match=r"ArmModel 'x': q_min\[2\] = 1.0 must be below q_max\[2\] = 1.0"):
-        ArmModel("x", (0.0,) * 6, (0.0,) * 6, (0.0,) * 6, (-1.0, -1.0, 1.0, -1.0, -1.0, -1.0), (1.0,) * 6,
-                 ("j",) * 6)
+        ArmModel("x", (0.0,) * 6, (0.0,) * 6, (0.0,) * 6, (-1.0, -1.0, 1.0, -1.0, -1.0, -1.0), (1.0,) * 6, ("j",) * 6)
 
 
 def test_fk_at_zero_is_the_stretched_arm() -> None:
@@ -188,8 +201,13 @@ def test_fk_at_home_points_the_flange_down() -> None:
 def test_fk_matches_an_independent_chain_of_elementary_transforms(q: np.ndarray) -> None:
     T = np.eye(4)
     for th, d, a, al in zip(q, UR5E.d, UR5E.a, UR5E.alpha):
-        T = T @ pose_matrix([0, 0, 0], [0, 0, th]) @ translation(0, 0, d) @ translation(a, 0, 0) \
+        T = (
+            T
+            @ pose_matrix([0, 0, 0], [0, 0, th])
+            @ translation(0, 0, d)
+            @ translation(a, 0, 0)
             @ pose_matrix([0, 0, 0], [al, 0, 0])
+        )
     np.testing.assert_allclose(fk(UR5E, q), T, atol=1e-12)
 
 
@@ -199,6 +217,7 @@ def test_fk_rejects_wrong_joint_count() -> None:
 
 
 # --- inverse kinematics -------------------------------------------------------------------------------
+
 
 @settings(max_examples=300, deadline=None)
 @given(joint_vectors)
@@ -280,11 +299,16 @@ def test_ik_all_finds_eight_solutions_for_a_generic_pose() -> None:
     assert len({tuple(np.round(s, 6)) for s in sols}) == 8
 
 
-@pytest.mark.parametrize("target, reason", [
-    (translation(2.0, 0.0, 0.3) @ pose_matrix([0, 0, 0], [math.pi, 0, 0]), "out of reach: wrist is "),
-    (translation(0.0, 0.0, 0.5) @ pose_matrix([0, 0, 0], [math.pi, 0, 0]),
-     "out of reach: wrist centre is 0.0000 m from the base axis, 0.13 m inside the 0.1333 m shoulder offset"),
-])
+@pytest.mark.parametrize(
+    "target, reason",
+    [
+        (translation(2.0, 0.0, 0.3) @ pose_matrix([0, 0, 0], [math.pi, 0, 0]), "out of reach: wrist is "),
+        (
+            translation(0.0, 0.0, 0.5) @ pose_matrix([0, 0, 0], [math.pi, 0, 0]),
+            "out of reach: wrist centre is 0.0000 m from the base axis, 0.13 m inside the 0.1333 m shoulder offset",
+        ),
+    ],
+)
 def test_out_of_reach_raises_with_a_reason(target: np.ndarray, reason: str) -> None:
     with pytest.raises(UnreachableError) as err:
         ik(UR5E, target, HOME)
@@ -339,9 +363,15 @@ def test_elbow_singularity_raises() -> None:
 
 
 def test_joint_limits_exclude_solutions() -> None:
-    narrow = ArmModel("narrow", UR5E.d, UR5E.a, UR5E.alpha,
-                      (-0.1, -math.pi, -math.pi, -math.pi, -math.pi, -math.pi),
-                      (0.1, math.pi, math.pi, math.pi, math.pi, math.pi), UR5E.joint_names)
+    narrow = ArmModel(
+        "narrow",
+        UR5E.d,
+        UR5E.a,
+        UR5E.alpha,
+        (-0.1, -math.pi, -math.pi, -math.pi, -math.pi, -math.pi),
+        (0.1, math.pi, math.pi, math.pi, math.pi, math.pi),
+        UR5E.joint_names,
+    )
     q = np.array([0.0, -1.8, 1.9, -1.6, -1.4, 0.4])
     T = fk(narrow, q)
     sols = ik_all(narrow, T)

@@ -142,14 +142,36 @@ def test_kpis_span_covers_parallel_cells() -> None:
 def test_kpis_of_nothing() -> None:
     k = kpis([], ideal_cycle_time=5.0)
     assert (k["parts"], k["scrap"], k["faults"], k["errors"]) == (0, 0, 0, 0)
-    for key in ("scrap_rate", "mean_cycle_time", "p95_cycle_time", "span", "throughput_per_hour", "downtime",
-                "mtbf", "mttr", "availability", "quality", "performance", "oee"):
+    for key in (
+        "scrap_rate",
+        "mean_cycle_time",
+        "p95_cycle_time",
+        "span",
+        "throughput_per_hour",
+        "downtime",
+        "mtbf",
+        "mttr",
+        "availability",
+        "quality",
+        "performance",
+        "oee",
+    ):
         assert math.isnan(k[key]), key
 
 
 def fault(fid: int, raised: float, cleared: float | None = None, level: str = "ERROR") -> FaultRecord:
-    return FaultRecord(fid, "cell_a", raised, level, "ur5e_left", "PROTECTIVE_STOP", "stop", fault_key=f"b-{fid}",
-                       acknowledged=None if cleared is None else cleared, cleared=cleared)
+    return FaultRecord(
+        fid,
+        "cell_a",
+        raised,
+        level,
+        "ur5e_left",
+        "PROTECTIVE_STOP",
+        "stop",
+        fault_key=f"b-{fid}",
+        acknowledged=None if cleared is None else cleared,
+        cleared=cleared,
+    )
 
 
 def test_reliability_and_oee_with_overlapping_and_open_faults(shift: list[CycleReport]) -> None:
@@ -237,9 +259,7 @@ def test_downtime_is_the_union_clipped_to_the_window(
     st.integers(0, 10),
     st.integers(0, 20),
 )
-def test_downtime_matches_counting_unit_seconds(
-    spans: list[tuple[int, int | None]], start: int, length: int
-) -> None:
+def test_downtime_matches_counting_unit_seconds(spans: list[tuple[int, int | None]], start: int, length: int) -> None:
     end = start + length
     faults = [
         FaultRecord(i, "c", float(a), "ERROR", "s", "C", "m", cleared=None if b is None else float(max(a, b)))
@@ -317,8 +337,11 @@ def test_kpi_table_shows_reliability_and_oee_with_units(shift: list[CycleReport]
         ("quality", "75.0%"),
         ("OEE", "34.3%"),
     ]:
-        assert any(line.split("│")[1].strip() == label and line.split()[-2] == value for line in text.splitlines()
-                   if line.count("│") == 3), label
+        assert any(
+            line.split("│")[1].strip() == label and line.split()[-2] == value
+            for line in text.splitlines()
+            if line.count("│") == 3
+        ), label
 
 
 def test_kpi_table_shows_nan_as_n_a_and_unknown_keys_by_name() -> None:
@@ -355,8 +378,16 @@ def test_plot_cycles_writes_a_png(shift: list[CycleReport], tmp_path: Path) -> N
 
 def test_plot_cycles_of_many_parts_and_runs(tmp_path: Path) -> None:
     reports = [
-        CycleReport(f"cell_{p % 2}", "bracket", "run-1", p, 10.0 * p, 10.0 * p + 8.0, "scrap" if p % 7 == 0 else "done",
-                    (step("pick", 10.0 * p, 10.0 * p + 3.0), step("weld", 10.0 * p + 3.0, 10.0 * p + 8.0)))
+        CycleReport(
+            f"cell_{p % 2}",
+            "bracket",
+            "run-1",
+            p,
+            10.0 * p,
+            10.0 * p + 8.0,
+            "scrap" if p % 7 == 0 else "done",
+            (step("pick", 10.0 * p, 10.0 * p + 3.0), step("weld", 10.0 * p + 3.0, 10.0 * p + 8.0)),
+        )
         for p in range(1, 61)
     ]
     path = plot_cycles(reports, str(tmp_path / "many.png"), title="Shift")
@@ -370,23 +401,33 @@ def test_plot_cycles_refuses_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "empty.png").exists()
 
 
-@given(parts=st.lists(st.tuples(st.integers(0, 30), st.floats(0.0, 500.0), st.floats(0.1, 60.0),
-                                st.sampled_from(["done", "done", "scrap"])), max_size=40),
-       faults=st.lists(st.tuples(st.floats(0.0, 600.0), st.one_of(st.none(), st.floats(0.0, 100.0))), max_size=6),
-       ideal=st.one_of(st.none(), st.floats(1.0, 30.0)))
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.integers(0, 30), st.floats(0.0, 500.0), st.floats(0.1, 60.0), st.sampled_from(["done", "done", "scrap"])
+        ),
+        max_size=40,
+    ),
+    faults=st.lists(st.tuples(st.floats(0.0, 600.0), st.one_of(st.none(), st.floats(0.0, 100.0))), max_size=6),
+    ideal=st.one_of(st.none(), st.floats(1.0, 30.0)),
+)
 def test_the_accumulator_gives_the_kpis_of_everything_added(parts, faults, ideal) -> None:
     from cobot_cell.supervisor.kpi import KpiAccumulator
 
     reports = {}
-    for n, start, cycle, status in parts:   # a part number repeated is a duplicate delivery: counted once
-        reports.setdefault(n, CycleReport(cell="c", job="j", run_id="r", part=n, start=start, end=start + cycle,
-                                          status=status, steps=()))
-    records = [FaultRecord(i + 1, "c", t, "ERROR", "s", "X", "m", f"k{i}", None,
-                           None if repair is None else t + repair) for i, (t, repair) in enumerate(faults)]
+    for n, start, cycle, status in parts:  # a part number repeated is a duplicate delivery: counted once
+        reports.setdefault(
+            n,
+            CycleReport(cell="c", job="j", run_id="r", part=n, start=start, end=start + cycle, status=status, steps=()),
+        )
+    records = [
+        FaultRecord(i + 1, "c", t, "ERROR", "s", "X", "m", f"k{i}", None, None if repair is None else t + repair)
+        for i, (t, repair) in enumerate(faults)
+    ]
     acc = KpiAccumulator()
     for n, *_ in parts:
         acc.add_report(reports[n])
-    for f in records:   # raised first, cleared by a later update, as the supervisor sees them
+    for f in records:  # raised first, cleared by a later update, as the supervisor sees them
         acc.update_fault(f.id, f.cell, f.time, f.level, f.source, f.code, f.message, f.fault_key, None, None)
         acc.update_fault(f.id, f.cell, f.time, f.level, f.source, f.code, f.message, f.fault_key, None, f.cleared)
     got, want = acc.kpis(ideal), kpis(list(reports.values()), records, ideal)

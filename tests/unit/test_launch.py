@@ -25,8 +25,9 @@ class _Recorder:
 class _ExecuteProcess:
     """launch's ExecuteProcess signature as of ROS 2 Iron (respawn, respawn_delay, respawn_max_retries)."""
 
-    def __init__(self, *, cmd, respawn: bool = False, respawn_delay: float | None = None,
-                 respawn_max_retries: int = -1, **kwargs):
+    def __init__(
+        self, *, cmd, respawn: bool = False, respawn_delay: float | None = None, respawn_max_retries: int = -1, **kwargs
+    ):
         pass
 
 
@@ -93,10 +94,33 @@ def _nodes(desc, **overrides):
 
 def test_every_argument_has_a_description_and_default(launch_module):
     args = _arguments(launch_module.generate_launch_description())
-    assert set(args) == {"cell", "sim", "rate", "job", "parts", "max_parts_in_flight", "db", "journal", "supervisor",
-                         "pendant_port", "enabling_device", "respawn_delay", "respawn_max_retries", "hmi",
-                         "hmi_insecure", "hmi_cert", "hmi_key", "opcua", "users", "allow_none", "mqtt", "mqtt_prefix",
-                         "backend", "foxglove", "record"}
+    assert set(args) == {
+        "cell",
+        "sim",
+        "rate",
+        "job",
+        "parts",
+        "max_parts_in_flight",
+        "db",
+        "journal",
+        "supervisor",
+        "pendant_port",
+        "enabling_device",
+        "respawn_delay",
+        "respawn_max_retries",
+        "hmi",
+        "hmi_insecure",
+        "hmi_cert",
+        "hmi_key",
+        "opcua",
+        "users",
+        "allow_none",
+        "mqtt",
+        "mqtt_prefix",
+        "backend",
+        "foxglove",
+        "record",
+    }
     for name, a in args.items():
         assert a.kwargs["description"].strip(), name
         assert "default_value" in a.kwargs, name
@@ -136,7 +160,8 @@ def test_nodes_respawn_as_cobot_cell_up_restarts_them(launch_module):
         assert n.kwargs["respawn_max_retries"] == RESPAWN_MAX_RETRIES
     nodes = _nodes(launch_module.generate_launch_description(), respawn_delay="4.5", respawn_max_retries="0")
     assert {(n.kwargs["respawn"], n.kwargs["respawn_delay"], n.kwargs["respawn_max_retries"]) for n in nodes} == {
-        (False, 4.5, 0)}
+        (False, 4.5, 0)
+    }
     with pytest.raises(ValueError, match="respawn max retries must be a whole number >= -1"):
         _nodes(launch_module.generate_launch_description(), respawn_max_retries="-2")
 
@@ -188,18 +213,29 @@ def test_the_physics_twin_is_one_driver_for_the_cell_and_foxglove_only_when_aske
     assert nodes[1].kwargs["parameters"][0]["stamp_trajectories"] is False  # moves end when the arm arrives
     nodes = _nodes(launch_module.generate_launch_description(), foxglove="8765", record=str(tmp_path / "r.mcap"))
     (fox,) = [n for n in nodes if n.kwargs["executable"] == "foxglove"]
-    assert fox.kwargs["parameters"][0] == {"cell_file": str(DEMO), "port": 8765, "record": str(tmp_path / "r.mcap"),
-                                           "use_sim_time": True}
+    assert fox.kwargs["parameters"][0] == {
+        "cell_file": str(DEMO),
+        "port": 8765,
+        "record": str(tmp_path / "r.mcap"),
+        "use_sim_time": True,
+    }
     assert "foxglove" in _console_scripts()
     assert launch_module.ARGUMENTS[-3][3] == ["kinematic", "mujoco"]
 
 
 def test_plant_bridges_only_when_asked(launch_module):
-    nodes = _nodes(launch_module.generate_launch_description(), opcua="opc.tcp://127.0.0.1:4841/x/",
-                   mqtt="mqtt://127.0.0.1:1883", allow_none="true")
+    nodes = _nodes(
+        launch_module.generate_launch_description(),
+        opcua="opc.tcp://127.0.0.1:4841/x/",
+        mqtt="mqtt://127.0.0.1:1883",
+        allow_none="true",
+    )
     scripts = _console_scripts()
-    bridges = {n.kwargs["executable"]: n.kwargs["parameters"][0] for n in nodes
-               if n.kwargs["executable"] in ("opcua_bridge", "mqtt_bridge")}
+    bridges = {
+        n.kwargs["executable"]: n.kwargs["parameters"][0]
+        for n in nodes
+        if n.kwargs["executable"] in ("opcua_bridge", "mqtt_bridge")
+    }
     assert set(bridges) == {"opcua_bridge", "mqtt_bridge"}
     for name in bridges:
         assert importlib.util.find_spec(scripts[name].split(":")[0]) is not None
@@ -220,7 +256,7 @@ def test_bad_cell_file_fails_with_the_reason(launch_module, tmp_path):
 def test_setup_installs_launch_urdf_and_config():
     text = (ROOT / "setup.py").read_text()
     for folder in ("launch", "urdf", "config"):
-        assert f'share/{{PACKAGE}}/{folder}' in text
+        assert f"share/{{PACKAGE}}/{folder}" in text
     assert (ROOT / "resource" / "cobot_cell").exists()
 
 

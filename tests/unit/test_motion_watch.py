@@ -53,11 +53,14 @@ def test_driver_clock_refuses_a_bad_stale_time() -> None:
     assert str(err.value) == "stale_after must be > 0, got 0.0"
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("tolerance", -0.1, "tolerance must be >= 0, got -0.1"),
-    ("timeout_margin", float("nan"), "timeout_margin must be >= 0, got nan"),
-    ("timeout_factor", 0.5, "timeout_factor must be >= 1, got 0.5"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("tolerance", -0.1, "tolerance must be >= 0, got -0.1"),
+        ("timeout_margin", float("nan"), "timeout_margin must be >= 0, got nan"),
+        ("timeout_factor", 0.5, "timeout_factor must be >= 1, got 0.5"),
+    ],
+)
 def test_watch_limits_name_a_bad_value(field: str, value: float, message: str) -> None:
     values = {"tolerance": 0.005, "timeout_factor": 1.5, "timeout_margin": 2.0, "timeout_wall_min": 2.0}
     with pytest.raises(ValueError) as err:
@@ -104,8 +107,10 @@ def test_a_move_times_out_after_factor_and_margin_but_never_sooner_than_the_wall
     assert r.watch.poll(r.port, p, HOME, late + 0.01)
     assert p.code == "MOTION_TIMEOUT"
     elapsed = late + 0.01 - 100.0
-    assert p.error == (f"motion of 'a' did not arrive within {elapsed:.2f} s (planned {r.traj.duration:.2f} s, "
-                       f"{float(np.max(np.abs(HOME - TARGET))):.4f} rad off target)")
+    assert p.error == (
+        f"motion of 'a' did not arrive within {elapsed:.2f} s (planned {r.traj.duration:.2f} s, "
+        f"{float(np.max(np.abs(HOME - TARGET))):.4f} rad off target)"
+    )
 
 
 def test_a_move_without_joint_states_times_out_on_node_time() -> None:
@@ -140,8 +145,7 @@ def test_an_io_reply_finishes_at_the_command_when_stamped_else_when_it_came() ->
 def test_a_confirmation_ends_when_sensed_else_on_its_timeout_after_the_wall_minimum() -> None:
     r = Rig()
     r.port.io["gripper/grip"] = True
-    ok = r.watch.watch_confirm(r.port.confirm("gripper/grip", True, 1.0, "GRIP_MISSED",
-                                              r.watch.confirm_start(95.0)))
+    ok = r.watch.watch_confirm(r.port.confirm("gripper/grip", True, 1.0, "GRIP_MISSED", r.watch.confirm_start(95.0)))
     assert ok.started == 100.0
     r.watch.poll(r.port, ok, HOME, 0.0)
     assert ok.done and ok.error is None

@@ -24,10 +24,21 @@ def test_broker_address_and_prefix() -> None:
 
 def test_topic_tree_and_payloads() -> None:
     m = event_message("acme/hall2", "cell1", "state", "Execute", now=5.0)
-    assert m == Message("acme/hall2/cell1/state", json.dumps(
-        {"cell": "cell1", "state": "Execute", "state_number": 6, "time": 5.0}, sort_keys=True), True)
-    r = CycleReport(cell="cell1", job="bracket", run_id="r1", part=2, start=1.0, end=4.5, status="done",
-                    steps=(StepTiming("load", "pick", "picker", 1.0, 2.0),))
+    assert m == Message(
+        "acme/hall2/cell1/state",
+        json.dumps({"cell": "cell1", "state": "Execute", "state_number": 6, "time": 5.0}, sort_keys=True),
+        True,
+    )
+    r = CycleReport(
+        cell="cell1",
+        job="bracket",
+        run_id="r1",
+        part=2,
+        start=1.0,
+        end=4.5,
+        status="done",
+        steps=(StepTiming("load", "pick", "picker", 1.0, 2.0),),
+    )
     m = event_message("acme/hall2", "cell1", "cycle", r)
     body = json.loads(m.payload)
     assert m.topic == "acme/hall2/cell1/cycle" and not m.retain
@@ -49,13 +60,13 @@ def test_outbox_keeps_everything_within_its_bound_and_drops_the_oldest_beyond() 
         box.put(msg(i))
     first = box.take()
     box.sent(10, first)
-    assert len(box) == 3          # sent, not yet acknowledged: still counted
-    box.put(msg(3))               # full: the oldest queued (1) goes
+    assert len(box) == 3  # sent, not yet acknowledged: still counted
+    box.put(msg(3))  # full: the oldest queued (1) goes
     assert box.dropped == 1
     assert [box.take().payload for _ in range(2)] == ["2", "3"] and box.take() is None
     box.acknowledged(10)
     assert len(box) == 0 and box.acked == 1
-    box.acknowledged(11)          # acknowledged before it was recorded as sent
+    box.acknowledged(11)  # acknowledged before it was recorded as sent
     box.sent(11, msg(4))
     assert len(box) == 0 and box.acked == 2
     box.put(msg(5))

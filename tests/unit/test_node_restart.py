@@ -80,7 +80,8 @@ def test_a_crashed_node_is_restarted_after_the_delay_up_to_the_limit(tmp_path, c
     first.popen.returncode = -9  # kill -9
     assert nodes.supervise(10.0) == [] and nodes.failed() == []
     assert caplog.messages == [
-        "node /picker/sim_cobot exited with signal SIGKILL; restarting it in 3 s (restart 1 of 2)"]
+        "node /picker/sim_cobot exited with signal SIGKILL; restarting it in 3 s (restart 1 of 2)"
+    ]
     assert nodes.supervise(12.9) == []
     (second,) = nodes.supervise(13.0)
     assert nodes.procs == [second] and second.retries == 1 and second.popen.poll() is None
@@ -110,11 +111,14 @@ def test_no_limit_no_respawn_and_no_restart_once_stopping(tmp_path) -> None:
     assert manual.supervise(1.0) == [] and manual.failed() == manual.procs  # the caller restarts it, if it wants
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"delay": -1.0}, "respawn delay must be >= 0 s, got -1.0"),
-    ({"max_retries": -2}, "respawn max retries must be a whole number >= -1 (-1: no limit), got -2"),
-    ({"max_retries": 1.5}, "respawn max retries must be a whole number >= -1 (-1: no limit), got 1.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"delay": -1.0}, "respawn delay must be >= 0 s, got -1.0"),
+        ({"max_retries": -2}, "respawn max retries must be a whole number >= -1 (-1: no limit), got -2"),
+        ({"max_retries": 1.5}, "respawn max retries must be a whole number >= -1 (-1: no limit), got 1.5"),
+    ],
+)
 def test_respawn_policy_refuses_bad_values(kwargs, message) -> None:
     with pytest.raises(ValueError) as err:
         RespawnPolicy(**kwargs)

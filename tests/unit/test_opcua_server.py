@@ -47,9 +47,14 @@ class Rig:
         self.users.add("viewer", "v-pw", "viewer")
         self.cell = Cell()
         self.url = f"opc.tcp://127.0.0.1:{free_port()}/test/"
-        self.options = ServerOptions(endpoint=self.url, pki_dir=pki or tmp / "pki", users=self.users,
-                                     allow_none=allow_none,
-                                     max_sessions=max_sessions, cntrl_cmd_map=parse_cntrl_cmd_map(""))
+        self.options = ServerOptions(
+            endpoint=self.url,
+            pki_dir=pki or tmp / "pki",
+            users=self.users,
+            allow_none=allow_none,
+            max_sessions=max_sessions,
+            cntrl_cmd_map=parse_cntrl_cmd_map(""),
+        )
         self.server = PlantServer(self.options, self.cell)
         self.tracker = CellTracker("demo", jobs=("bracket", "frame"), mach_speed=120.0)
 
@@ -96,15 +101,23 @@ async def test_the_model_has_every_mandatory_node_with_its_data_type(rig) -> Non
     async with rig.client() as c:
         ns, obj = await cell_object(c)
         assert (await obj.read_type_definition()) == ua.NodeId("PackMLBaseObjectType", ns)
-        int32, flt, boolean = ua.NodeId(ua.ObjectIds.Int32), ua.NodeId(ua.ObjectIds.Float), \
-            ua.NodeId(ua.ObjectIds.Boolean)
+        int32, flt, boolean = (
+            ua.NodeId(ua.ObjectIds.Int32),
+            ua.NodeId(ua.ObjectIds.Float),
+            ua.NodeId(ua.ObjectIds.Boolean),
+        )
         enum = await (await child(c, obj, "Status", "UnitSupportedModes")).read_value()
         assert (await c.get_node(enum).read_browse_name()).Name == "ProductionMaintenanceModeEnum"
         expected = {
-            ("Status", "UnitModeCurrent"): enum, ("Status", "MachSpeed"): flt, ("Status", "CurMachSpeed"): flt,
-            ("Status", "EquipmentBlocked"): boolean, ("Status", "EquipmentStarved"): boolean,
-            ("Status", "StateCurrent"): int32, ("Admin", "StopReasonExtent"): int32,
-            ("Admin", "ModeCurrentTime"): int32, ("Admin", "StateCumulativeTime"): int32,
+            ("Status", "UnitModeCurrent"): enum,
+            ("Status", "MachSpeed"): flt,
+            ("Status", "CurMachSpeed"): flt,
+            ("Status", "EquipmentBlocked"): boolean,
+            ("Status", "EquipmentStarved"): boolean,
+            ("Status", "StateCurrent"): int32,
+            ("Admin", "StopReasonExtent"): int32,
+            ("Admin", "ModeCurrentTime"): int32,
+            ("Admin", "StateCumulativeTime"): int32,
             ("Admin", "MachDesignSpeed"): flt,
             ("BaseStateMachine", "0:CurrentState"): ua.NodeId(ua.ObjectIds.LocalizedText),
             ("BaseStateMachine", "0:AvailableStates"): ua.NodeId(ua.ObjectIds.NodeId),
@@ -112,18 +125,27 @@ async def test_the_model_has_every_mandatory_node_with_its_data_type(rig) -> Non
         }
         for path, dtype in expected.items():
             assert await (await child(c, obj, *path)).read_data_type() == dtype, path
-        for tag, type_name in (("ProdProcessedCount", "PackMLCountDataType"), ("ProdDefectiveCount",
-                                                                                "PackMLCountDataType"),
-                               ("StopReason", "PackMLAlarmDataType"), ("Warning", "PackMLAlarmDataType"),
-                               ("Alarm", "PackMLAlarmDataType")):
+        for tag, type_name in (
+            ("ProdProcessedCount", "PackMLCountDataType"),
+            ("ProdDefectiveCount", "PackMLCountDataType"),
+            ("StopReason", "PackMLAlarmDataType"),
+            ("Warning", "PackMLAlarmDataType"),
+            ("Alarm", "PackMLAlarmDataType"),
+        ):
             dtype = await (await child(c, obj, "Admin", tag)).read_data_type()
             assert (await c.get_node(dtype).read_browse_name()).Name == type_name
         for name in ("SetMachSpeed", "SetParameter", "SetProduct", "SetUnitMode", "RemoteCommand"):
             assert await (await child(c, obj, name)).read_node_class() == ua.NodeClass.Method
-        for path in (("BaseStateMachine", "Abort"), ("BaseStateMachine", "Clear"),
-                     ("BaseStateMachine", "MachineState", "Stop"), ("BaseStateMachine", "MachineState", "Reset"),
-                     *[("BaseStateMachine", "MachineState", "ExecuteState", m)
-                       for m in ("Start", "Hold", "Unhold", "Suspend", "Unsuspend", "Reset")]):
+        for path in (
+            ("BaseStateMachine", "Abort"),
+            ("BaseStateMachine", "Clear"),
+            ("BaseStateMachine", "MachineState", "Stop"),
+            ("BaseStateMachine", "MachineState", "Reset"),
+            *[
+                ("BaseStateMachine", "MachineState", "ExecuteState", m)
+                for m in ("Start", "Hold", "Unhold", "Suspend", "Unsuspend", "Reset")
+            ],
+        ):
             assert await (await child(c, obj, *path)).read_node_class() == ua.NodeClass.Method, path
         # the cell starts Stopped: Cleared > Stopped, ExecuteState inactive; the state's StateNumber is TR88's
         base = await child(c, obj, "BaseStateMachine", "0:CurrentState")
@@ -134,8 +156,9 @@ async def test_the_model_has_every_mandatory_node_with_its_data_type(rig) -> Non
         execute = await child(c, obj, "BaseStateMachine", "MachineState", "ExecuteState", "0:CurrentState")
         dv = await execute.read_data_value(raise_on_bad_status=False)
         assert dv.StatusCode.value == ua.StatusCodes.BadStateNotActive
-        transitions = await (await child(c, obj, "BaseStateMachine", "MachineState",
-                                         "0:AvailableTransitions")).read_value()
+        transitions = await (
+            await child(c, obj, "BaseStateMachine", "MachineState", "0:AvailableTransitions")
+        ).read_value()
         assert [(await c.get_node(t).read_browse_name()).Name for t in transitions] == ["StoppedToRunning"]
         assert await (await child(c, obj, "Status", "MachSpeed")).read_value() == 120.0
 
@@ -192,38 +215,51 @@ async def test_operator_commands_reach_the_cell_with_the_user(rig) -> None:
         dt = c.get_node  # noqa: F841 - the structures are loaded from the server
         await c.load_data_type_definitions()
         desc = ua.PackMLDescriptorDataType(ID=1, Name="parts", Unit=ua.EUInformation(), Value=7.0)
-        await obj.call_method(await child(c, obj, "SetProduct"),
-                              ua.Variant([ua.PackMLProductDataType(ProductID=2, ProcessVariables=[desc],
-                                                                   Ingredients=[])], ua.VariantType.ExtensionObject))
-        await obj.call_method(await child(c, obj, "SetParameter"),
-                              ua.Variant([desc], ua.VariantType.ExtensionObject))
+        await obj.call_method(
+            await child(c, obj, "SetProduct"),
+            ua.Variant(
+                [ua.PackMLProductDataType(ProductID=2, ProcessVariables=[desc], Ingredients=[])],
+                ua.VariantType.ExtensionObject,
+            ),
+        )
+        await obj.call_method(await child(c, obj, "SetParameter"), ua.Variant([desc], ua.VariantType.ExtensionObject))
         remote = ua.PackMLRemoteInterfaceDataType(Number=0, ControlCmdNumber=3, CmdValue=0, Parameter=[])
-        await obj.call_method(await child(c, obj, "RemoteCommand"), ua.Variant([remote],
-                                                                               ua.VariantType.ExtensionObject))
+        await obj.call_method(
+            await child(c, obj, "RemoteCommand"), ua.Variant([remote], ua.VariantType.ExtensionObject)
+        )
         await obj.call_method(await child(c, obj, "SetUnitMode"), ua.Variant(1, ua.VariantType.Int32))
         cell_obj = await child(c, obj, "cell:Cell")
         await cell_obj.call_method(await child(c, obj, "cell:Cell", "cell:Acknowledge"))
-    assert rig.cell.calls == [("demo", "start", "op", {}), ("demo", "hold", "op", {}),
-                              ("demo", "set_product", "op", {"job": "frame", "parts": 7}),
-                              ("demo", "set_product", "op", {"parts": 7}), ("demo", "stop", "op", {}),
-                              ("demo", "acknowledge", "op", {})]
+    assert rig.cell.calls == [
+        ("demo", "start", "op", {}),
+        ("demo", "hold", "op", {}),
+        ("demo", "set_product", "op", {"job": "frame", "parts": 7}),
+        ("demo", "set_product", "op", {"parts": 7}),
+        ("demo", "stop", "op", {}),
+        ("demo", "acknowledge", "op", {}),
+    ]
 
 
-@pytest.mark.parametrize(("kind", "code"), [("command", ua.StatusCodes.BadInvalidState),
-                                            ("authority", ua.StatusCodes.BadRequestNotAllowed),
-                                            ("timeout", ua.StatusCodes.BadTimeout)])
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("command", ua.StatusCodes.BadInvalidState),
+        ("authority", ua.StatusCodes.BadRequestNotAllowed),
+        ("timeout", ua.StatusCodes.BadTimeout),
+    ],
+)
 async def test_a_refusal_gives_a_bad_status_and_the_reason(rig, kind, code) -> None:
     rig.cell.reply = Reply(False, "cannot unhold in state Idle: allowed commands are start, stop, abort", kind)
     async with rig.client("op", "op-pw") as c:
         _, obj = await cell_object(c)
         execute = await child(c, obj, "BaseStateMachine", "MachineState", "ExecuteState")
         with pytest.raises(UaStatusCodeError) as refused:
-            await execute.call_method(await child(c, obj, "BaseStateMachine", "MachineState", "ExecuteState",
-                                                   "Unhold"))
+            await execute.call_method(await child(c, obj, "BaseStateMachine", "MachineState", "ExecuteState", "Unhold"))
         assert refused.value.code == code
         reply = await (await child(c, obj, "cell:Cell", "cell:LastCommandReply")).read_value()
-        assert reply == ("Unhold by user 'op': refused: cannot unhold in state Idle: allowed commands are start, "
-                         "stop, abort")
+        assert reply == (
+            "Unhold by user 'op': refused: cannot unhold in state Idle: allowed commands are start, stop, abort"
+        )
 
 
 async def test_bad_input_is_refused_without_reaching_the_cell(rig, caplog) -> None:
@@ -239,19 +275,24 @@ async def test_bad_input_is_refused_without_reaching_the_cell(rig, caplog) -> No
 
         ext = ua.VariantType.ExtensionObject
         parts = ua.PackMLDescriptorDataType(ID=1, Name="parts", Unit=ua.EUInformation(), Value=2.5)
-        assert await call("SetProduct", ua.Variant([ua.PackMLProductDataType(ProductID=9)], ext)) == \
-            ua.StatusCodes.BadOutOfRange
+        assert (
+            await call("SetProduct", ua.Variant([ua.PackMLProductDataType(ProductID=9)], ext))
+            == ua.StatusCodes.BadOutOfRange
+        )
         assert await call("SetParameter", ua.Variant([parts], ext)) == ua.StatusCodes.BadOutOfRange
         assert await call("SetUnitMode", ua.Variant(2, ua.VariantType.Int32)) == ua.StatusCodes.BadNotSupported
-        assert await call("SetUnitMode", ua.Variant("Produce", ua.VariantType.String)) == \
-            ua.StatusCodes.BadInvalidArgument
+        assert (
+            await call("SetUnitMode", ua.Variant("Produce", ua.VariantType.String)) == ua.StatusCodes.BadInvalidArgument
+        )
         assert await call("SetMachSpeed", ua.Variant(99.0, ua.VariantType.Float)) == ua.StatusCodes.BadNotSupported
         assert await call("SetUnitMode") == ua.StatusCodes.BadInvalidArgument
         remote = ua.PackMLRemoteInterfaceDataType(ControlCmdNumber=77)
         assert await call("RemoteCommand", ua.Variant([remote], ext)) == ua.StatusCodes.BadOutOfRange
         cntrl = await child(c, obj, "cell:Command", "cell:CntrlCmd")
-        for value, code in ((ua.Variant(42, ua.VariantType.Int32), ua.StatusCodes.BadOutOfRange),
-                            (ua.Variant(2.0, ua.VariantType.Double), ua.StatusCodes.BadInvalidArgument)):
+        for value, code in (
+            (ua.Variant(42, ua.VariantType.Int32), ua.StatusCodes.BadOutOfRange),
+            (ua.Variant(2.0, ua.VariantType.Double), ua.StatusCodes.BadInvalidArgument),
+        ):
             with pytest.raises(UaStatusCodeError) as refused:
                 await cntrl.write_value(value)
             assert refused.value.code == code
@@ -278,7 +319,7 @@ async def test_sessions_are_bounded(tmp_path, pki, caplog) -> None:
         assert refused.value.code == ua.StatusCodes.BadTooManySessions
         assert "sessions open (the limit)" in caplog.text
         await clients.pop().disconnect()
-        async with rig.client() as c:   # a closed session frees its place
+        async with rig.client() as c:  # a closed session frees its place
             _, obj = await cell_object(c)
     finally:
         for c in clients:
@@ -289,8 +330,9 @@ async def test_sessions_are_bounded(tmp_path, pki, caplog) -> None:
 async def _secure_client(rig: Rig, tmp: Path, uri: str, cert_uri: str | None = None) -> Client:
     c = rig.client("op", "op-pw")
     c.application_uri = cert_uri or uri
-    cert, key = await c.setup_self_signed_certificate(tmp / f"{uri[-3:]}.pem", tmp / f"{uri[-3:]}.der",
-                                                      host_name="localhost")
+    cert, key = await c.setup_self_signed_certificate(
+        tmp / f"{uri[-3:]}.pem", tmp / f"{uri[-3:]}.der", host_name="localhost"
+    )
     c.application_uri = uri
     await c.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
     return c
@@ -301,15 +343,17 @@ async def test_sign_and_encrypt_only_unless_none_is_allowed_and_the_certificate_
     try:
         endpoints = await Client(rig.url).connect_and_get_server_endpoints()
         assert {(e.SecurityPolicyUri.split("#")[-1], e.SecurityMode) for e in endpoints} == {
-            ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}
+            ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)
+        }
         with pytest.raises(ua.UaError):
-            async with rig.client():   # no security: no such endpoint
+            async with rig.client():  # no security: no such endpoint
                 pass
         c = await _secure_client(rig, tmp_path, "urn:test:mes")
         async with c:
             _, obj = await cell_object(c)
             await (await child(c, obj, "cell:Command", "cell:CntrlCmd")).write_value(
-                ua.Variant(3, ua.VariantType.Int32))
+                ua.Variant(3, ua.VariantType.Int32)
+            )
         assert rig.cell.calls == [("demo", "stop", "op", {})]
         # a client certificate that does not match its application: refused, logged
         bad = await _secure_client(rig, tmp_path, "urn:test:bad", cert_uri="urn:test:other")

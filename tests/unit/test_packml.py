@@ -153,8 +153,11 @@ def test_allowed_commands(state: State) -> None:
 
 def test_refusal_message_exact() -> None:
     machine = drive_to(S.EXECUTE)
-    with pytest.raises(CommandRefused, match=r"^cannot start in state Execute: allowed commands are "
-                       r"stop, hold, suspend, abort$"):
+    with pytest.raises(
+        CommandRefused,
+        match=r"^cannot start in state Execute: allowed commands are "
+        r"stop, hold, suspend, abort$",
+    ):
         machine.command("start")
 
 
@@ -251,12 +254,35 @@ def test_state_sets_partition_the_states() -> None:
 
 def test_enum_values_are_tr88_names() -> None:
     assert [s.value for s in State] == [
-        "Stopped", "Resetting", "Idle", "Starting", "Execute", "Completing", "Complete", "Holding", "Held",
-        "Unholding", "Suspending", "Suspended", "Unsuspending", "Stopping", "Aborting", "Aborted", "Clearing",
+        "Stopped",
+        "Resetting",
+        "Idle",
+        "Starting",
+        "Execute",
+        "Completing",
+        "Complete",
+        "Holding",
+        "Held",
+        "Unholding",
+        "Suspending",
+        "Suspended",
+        "Unsuspending",
+        "Stopping",
+        "Aborting",
+        "Aborted",
+        "Clearing",
     ]
     assert all(s.name == s.value.upper() for s in State)
     assert [c.value for c in Command] == [
-        "reset", "start", "stop", "hold", "unhold", "suspend", "unsuspend", "abort", "clear",
+        "reset",
+        "start",
+        "stop",
+        "hold",
+        "unhold",
+        "suspend",
+        "unsuspend",
+        "abort",
+        "clear",
     ]
 
 

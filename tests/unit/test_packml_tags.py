@@ -30,8 +30,9 @@ class Clock:
 
 
 def report(part: int, status: str = "done", run: str = "r1", job: str = "bracket", cycle: float = 10.0):
-    return CycleReport(cell="c", job=job, run_id=run, part=part, start=part * 10.0, end=part * 10.0 + cycle,
-                       status=status, steps=())
+    return CycleReport(
+        cell="c", job=job, run_id=run, part=part, start=part * 10.0, end=part * 10.0 + cycle, status=status, steps=()
+    )
 
 
 def test_every_cell_state_has_its_tr88_number_and_a_place_in_the_nested_machines() -> None:
@@ -46,8 +47,11 @@ def test_every_cell_state_has_its_tr88_number_and_a_place_in_the_nested_machines
 
 
 def test_available_transitions_leave_the_current_state() -> None:
-    assert available_transitions(EXECUTE, "Execute") == ["ExecuteToCompleting", "ExecuteToHolding",
-                                                         "ExecuteToSuspending"]
+    assert available_transitions(EXECUTE, "Execute") == [
+        "ExecuteToCompleting",
+        "ExecuteToHolding",
+        "ExecuteToSuspending",
+    ]
     assert available_transitions(MACHINE, "Stopped") == ["StoppedToRunning"]
     assert available_transitions(EXECUTE, None) == []
 
@@ -55,8 +59,12 @@ def test_available_transitions_leave_the_current_state() -> None:
 def test_cntrl_cmd_map() -> None:
     assert parse_cntrl_cmd_map("")[2] == "start"
     assert parse_cntrl_cmd_map("10=start, 20=stop") == {10: "start", 20: "stop"}
-    for text, message in (("x=start", "expected NUMBER=COMMAND"), ("1=fly", "command must be one of reset"),
-                          ("1=start,1=stop", "numbers must be >= 1 and appear once"), ("0=start", ">= 1")):
+    for text, message in (
+        ("x=start", "expected NUMBER=COMMAND"),
+        ("1=fly", "command must be one of reset"),
+        ("1=start,1=stop", "numbers must be >= 1 and appear once"),
+        ("0=start", ">= 1"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_cntrl_cmd_map(text)
 
@@ -66,10 +74,9 @@ def test_counts_per_job_this_run_and_accumulated() -> None:
     for r in (report(1), report(2, "scrap"), report(2, "scrap"), report(3)):
         t.on_report(r)
     tags = t.tags()
-    assert [(n.id, n.name, n.count, n.acc_count) for n in tags.processed] == [(1, "bracket", 3, 3),
-                                                                           (2, "frame", 0, 0)]
+    assert [(n.id, n.name, n.count, n.acc_count) for n in tags.processed] == [(1, "bracket", 3, 3), (2, "frame", 0, 0)]
     assert [(n.count, n.acc_count) for n in tags.defective] == [(1, 1), (0, 0)]
-    t.on_report(report(1, run="r2"))   # a new run restarts Count, not AccCount
+    t.on_report(report(1, run="r2"))  # a new run restarts Count, not AccCount
     assert [(n.count, n.acc_count) for n in t.tags().processed][0] == (1, 4)
 
 
@@ -77,8 +84,13 @@ def test_stop_reason_is_the_first_fault_and_alarms_follow_the_fault_life_cycle()
     clock = Clock()
     t = CellTracker("c", clock=clock)
     t.on_state("Execute")
-    fault = {"id": "3", "code": "PROTECTIVE_STOP", "message": "driver reports protective stop", "acknowledged": "",
-             "cleared": ""}
+    fault = {
+        "id": "3",
+        "code": "PROTECTIVE_STOP",
+        "message": "driver reports protective stop",
+        "acknowledged": "",
+        "cleared": "",
+    }
     t.on_fault("b-3", fault)
     t.on_fault("b-4", {"id": "4", "code": "ESTOP", "message": "later", "acknowledged": "", "cleared": ""})
     t.on_state("Holding")
@@ -130,8 +142,16 @@ def test_state_times_and_speed() -> None:
 def test_stop_reason_is_set_when_the_acting_state_passed_between_two_status_updates() -> None:
     t = CellTracker("c", clock=Clock())
     t.on_state("Execute")
-    t.on_fault("b-3", {"id": "3", "code": "PROTECTIVE_STOP", "message": "driver reports protective stop",
-                       "acknowledged": "", "cleared": ""})
+    t.on_fault(
+        "b-3",
+        {
+            "id": "3",
+            "code": "PROTECTIVE_STOP",
+            "message": "driver reports protective stop",
+            "acknowledged": "",
+            "cleared": "",
+        },
+    )
     t.on_state("Held")  # Holding was over before the status showed it
     tags = t.tags()
     assert (tags.stop_reason.id, tags.stop_reason.trigger) == (3, True)
@@ -145,6 +165,7 @@ def test_equipment_blocked_follows_the_planners_full_pallet_status() -> None:
     t = CellTracker("c")
     t.on_status(decode_status(encode_status(CellStatus(State.EXECUTE, "bracket", 10, 3, 4, "r", None, None))))
     assert (t.tags().blocked, t.tags().starved) == (False, False)
-    t.on_status(decode_status(encode_status(CellStatus(State.HELD, "bracket", 10, 8, 9, "r", None, None,
-                                                       blocked=True))))
+    t.on_status(
+        decode_status(encode_status(CellStatus(State.HELD, "bracket", 10, 8, 9, "r", None, None, blocked=True)))
+    )
     assert (t.tags().blocked, t.tags().starved) == (True, False)

@@ -61,8 +61,9 @@ def usable(s: PalletSpec) -> tuple[float, float]:
 mm = st.integers(100, 600).map(lambda v: v / 1000)
 pallets = st.one_of(
     st.sampled_from(["EUR", "US"]),
-    st.builds(lambda a, b: {"length": a, "width": b}, st.integers(600, 1500).map(lambda v: v / 1000),
-              st.floats(0.6, 1.5)),
+    st.builds(
+        lambda a, b: {"length": a, "width": b}, st.integers(600, 1500).map(lambda v: v / 1000), st.floats(0.6, 1.5)
+    ),
 )
 
 
@@ -87,6 +88,7 @@ def specs(draw: st.DrawFn, **fixed: Any) -> PalletSpec:
 
 
 # --------------------------------------------------------------------------------------------- geometry
+
 
 def blocked_pairs(plan: PalletPlan, places: tuple[Place, ...]) -> list[tuple[int, int]]:
     """(earlier, later) pairs where the earlier box lies in the later box's straight path from the approach side."""
@@ -161,8 +163,10 @@ def test_patterns_relate_as_documented(s: PalletSpec) -> None:
     # Column: the better grid, every layer the same, one orientation.
     ulen, uwid = usable(s)
     lp, wp, g = s.box.length + s.gap, s.box.width + s.gap, s.gap
-    grids = [math.floor((ulen + g) / lp + 1e-9) * math.floor((uwid + g) / wp + 1e-9),
-             math.floor((ulen + g) / wp + 1e-9) * math.floor((uwid + g) / lp + 1e-9)]
+    grids = [
+        math.floor((ulen + g) / lp + 1e-9) * math.floor((uwid + g) / wp + 1e-9),
+        math.floor((ulen + g) / wp + 1e-9) * math.floor((uwid + g) / lp + 1e-9),
+    ]
     assert column.boxes_per_layer == max(grids)
     assert len({round(math.sin(p.yaw) ** 2) for p in column.places}) == 1
     if column.layers > 1:
@@ -220,6 +224,7 @@ def test_label_out_turns_labels_to_the_nearer_edge_without_moving_boxes(s: Palle
 
 # ------------------------------------------------------------------------------------------ known figures
 
+
 @pytest.mark.parametrize("pattern", ["column", "interlock", "pinwheel"])
 def test_eur_400_300_200_is_8_per_layer_fill_1(pattern: str) -> None:
     plan = plan_pallet(spec(pattern=pattern))
@@ -230,8 +235,10 @@ def test_eur_400_300_200_is_8_per_layer_fill_1(pattern: str) -> None:
 def test_eur_400_300_pinwheel_falls_back_to_column_with_a_reason() -> None:
     plan = plan_pallet(spec(pattern="pinwheel"))
     assert plan.pattern_used == "column"
-    assert plan.fallback == ("pinwheel: the best four-block pinwheel places 6 boxes per layer, fewer than the "
-                             "column grid's 8; using the column pattern")
+    assert plan.fallback == (
+        "pinwheel: the best four-block pinwheel places 6 boxes per layer, fewer than the "
+        "column grid's 8; using the column pattern"
+    )
     assert plan.places == plan_pallet(spec(pattern="column")).places
 
 
@@ -240,8 +247,14 @@ def test_eur_400_300_column_layer_in_place_order() -> None:
     half_pi = math.pi / 2
     # The only 8-box layer: four boxes across x (300 mm), two rows of 400 mm; far row (+y) first, -x to +x.
     assert [(p.position[:2], p.yaw) for p in plan.layer(0)] == [
-        ((-0.45, 0.2), half_pi), ((-0.15, 0.2), half_pi), ((0.15, 0.2), half_pi), ((0.45, 0.2), half_pi),
-        ((-0.45, -0.2), half_pi), ((-0.15, -0.2), half_pi), ((0.15, -0.2), half_pi), ((0.45, -0.2), half_pi),
+        ((-0.45, 0.2), half_pi),
+        ((-0.15, 0.2), half_pi),
+        ((0.15, 0.2), half_pi),
+        ((0.45, 0.2), half_pi),
+        ((-0.45, -0.2), half_pi),
+        ((-0.15, -0.2), half_pi),
+        ((0.15, -0.2), half_pi),
+        ((0.45, -0.2), half_pi),
     ]
     assert [p.position[2] for p in plan.places[::8]] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
 
@@ -256,8 +269,14 @@ def test_eur_400_300_interlock_can_only_turn_the_layer_180_degrees() -> None:
 def test_approach_from_plus_x_fills_from_minus_x() -> None:
     plan = plan_pallet(spec(approach_side="+x"))
     assert [p.position[:2] for p in plan.layer(0)] == [
-        (-0.45, -0.2), (-0.45, 0.2), (-0.15, -0.2), (-0.15, 0.2),
-        (0.15, -0.2), (0.15, 0.2), (0.45, -0.2), (0.45, 0.2),
+        (-0.45, -0.2),
+        (-0.45, 0.2),
+        (-0.15, -0.2),
+        (-0.15, 0.2),
+        (0.15, -0.2),
+        (0.15, 0.2),
+        (0.45, -0.2),
+        (0.45, 0.2),
     ]
 
 
@@ -286,18 +305,23 @@ def test_us_400_300_interlock_beats_column_with_two_blocks_and_offset_seams() ->
 
 
 def test_classic_pinwheel_on_a_square_pallet() -> None:
-    s = spec(pallet={"length": 1.0, "width": 1.0}, box={"length": 0.6, "width": 0.4, "height": 0.25},
-             pattern="pinwheel")
+    s = spec(
+        pallet={"length": 1.0, "width": 1.0}, box={"length": 0.6, "width": 0.4, "height": 0.25}, pattern="pinwheel"
+    )
     plan = plan_pallet(s)
     assert plan.pattern_used == "pinwheel" and plan.fallback is None
     assert plan.boxes_per_layer == 4 and plan_pallet(dataclasses.replace(s, pattern="column")).boxes_per_layer == 2
     assert plan.fill_ratio == pytest.approx(0.96)
     # Four boxes turning anticlockwise around a 0.2 m hole, in place order (far side first)...
-    assert [plan.footprint(p) for p in plan.layer(0)] == [pytest.approx(f) for f in (
-        (-0.1, 0.5, 0.1, 0.5), (-0.5, -0.1, -0.1, 0.5), (0.1, 0.5, -0.5, 0.1), (-0.5, 0.1, -0.5, -0.1))]
+    assert [plan.footprint(p) for p in plan.layer(0)] == [
+        pytest.approx(f)
+        for f in ((-0.1, 0.5, 0.1, 0.5), (-0.5, -0.1, -0.1, 0.5), (0.1, 0.5, -0.5, 0.1), (-0.5, 0.1, -0.5, -0.1))
+    ]
     # ...and the mirrored layer above turns clockwise, so its seams cross the ones below.
-    assert [plan.footprint(p) for p in plan.layer(1)] == [pytest.approx(f) for f in (
-        (-0.5, 0.1, 0.1, 0.5), (0.1, 0.5, -0.1, 0.5), (-0.5, -0.1, -0.5, 0.1), (-0.1, 0.5, -0.5, -0.1))]
+    assert [plan.footprint(p) for p in plan.layer(1)] == [
+        pytest.approx(f)
+        for f in ((-0.5, 0.1, 0.1, 0.5), (0.1, 0.5, -0.1, 0.5), (-0.5, -0.1, -0.5, 0.1), (-0.1, 0.5, -0.5, -0.1))
+    ]
 
 
 def test_box_that_fits_one_way_only_and_overhang() -> None:
@@ -306,7 +330,9 @@ def test_box_that_fits_one_way_only_and_overhang() -> None:
     over = plan_pallet(spec(box={"length": 1.25, "width": 0.4, "height": 0.2}, overhang=0.03))
     assert over.boxes_per_layer == 2
     assert [over.footprint(p) for p in over.layer(0)] == [
-        pytest.approx((-0.625, 0.625, 0.0, 0.4)), pytest.approx((-0.625, 0.625, -0.4, 0.0))]
+        pytest.approx((-0.625, 0.625, 0.0, 0.4)),
+        pytest.approx((-0.625, 0.625, -0.4, 0.0)),
+    ]
     assert over.fill_ratio == pytest.approx(1.25 * 0.4 * 2 / 0.96)  # above 1: boxes reach over the edge
 
 
@@ -325,10 +351,23 @@ def test_layers_given_slip_sheets_and_summary() -> None:
     assert [p.position[2] for p in plan.places[::8]] == pytest.approx([0.2, 0.402, 0.604])
     summary = plan.summary()
     assert summary == {
-        "pallet": "EUR", "pallet_size_m": [1.2, 0.8], "box_m": [0.4, 0.3, 0.2], "pattern": "interlock",
-        "pattern_used": "interlock", "fallback": None, "boxes_per_layer": 8, "layers": 3, "places": 24,
-        "fill_ratio": 1.0, "height_m": 0.604, "total_height_m": 0.748, "slip_sheets": 2, "approach_side": "-y",
-        "mirror": False, "label_out": False, "fingerprint": plan.fingerprint,
+        "pallet": "EUR",
+        "pallet_size_m": [1.2, 0.8],
+        "box_m": [0.4, 0.3, 0.2],
+        "pattern": "interlock",
+        "pattern_used": "interlock",
+        "fallback": None,
+        "boxes_per_layer": 8,
+        "layers": 3,
+        "places": 24,
+        "fill_ratio": 1.0,
+        "height_m": 0.604,
+        "total_height_m": 0.748,
+        "slip_sheets": 2,
+        "approach_side": "-y",
+        "mirror": False,
+        "label_out": False,
+        "fingerprint": plan.fingerprint,
     }
     assert len(plan.fingerprint) == 12 and plan_pallet(spec()).fingerprint != plan.fingerprint
 
@@ -355,19 +394,30 @@ def test_place_and_layer_accessors() -> None:
 
 # ----------------------------------------------------------------------------------------- bad input
 
+
 def test_box_larger_than_the_pallet() -> None:
     assert errors(box={"length": 1.3, "width": 0.4, "height": 0.2}) == [
-        (("box",), "Value error, box 1.300 x 0.400 m does not fit on the EUR pallet 1.200 x 0.800 m "
-                   "in either orientation")]
-    assert errors(pallet={"length": 1.0, "width": 0.6}, overhang=0.02,
-                  box={"length": 0.7, "width": 0.7, "height": 0.2}) == [
-        (("box",), "Value error, box 0.700 x 0.700 m does not fit on the custom pallet 1.000 x 0.600 m "
-                   "in either orientation with 0.020 m overhang")]
+        (
+            ("box",),
+            "Value error, box 1.300 x 0.400 m does not fit on the EUR pallet 1.200 x 0.800 m in either orientation",
+        )
+    ]
+    assert errors(
+        pallet={"length": 1.0, "width": 0.6}, overhang=0.02, box={"length": 0.7, "width": 0.7, "height": 0.2}
+    ) == [
+        (
+            ("box",),
+            "Value error, box 0.700 x 0.700 m does not fit on the custom pallet 1.000 x 0.600 m "
+            "in either orientation with 0.020 m overhang",
+        )
+    ]
 
 
 def test_non_positive_dimensions_name_the_field() -> None:
     assert errors(box={"length": 0.0, "width": 0.3, "height": -0.2}) == [
-        (("box", "length"), "Input should be greater than 0"), (("box", "height"), "Input should be greater than 0")]
+        (("box", "length"), "Input should be greater than 0"),
+        (("box", "height"), "Input should be greater than 0"),
+    ]
     assert errors(pallet={"length": 1.0, "width": -1.0}) == [(("pallet", "width"), "Input should be greater than 0")]
     assert errors(max_height=0) == [(("max_height",), "Input should be greater than 0")]
     assert errors(layers=0) == [(("layers",), "Input should be greater than 0")]
@@ -376,22 +426,27 @@ def test_non_positive_dimensions_name_the_field() -> None:
 
 def test_height_limit() -> None:
     assert errors(max_height=0.15) == [
-        (("max_height",), "Value error, 0.150 m is below the box height 0.200 m: not even one layer fits")]
+        (("max_height",), "Value error, 0.150 m is below the box height 0.200 m: not even one layer fits")
+    ]
     assert errors(layers=6, slip_sheets=True) == [
-        (("layers",), "Value error, 6 layers of 0.200 m (+ slip sheets) reach 1.210 m, above max_height 1.000 m")]
+        (("layers",), "Value error, 6 layers of 0.200 m (+ slip sheets) reach 1.210 m, above max_height 1.000 m")
+    ]
     assert errors(layers=6) == [
-        (("layers",), "Value error, 6 layers of 0.200 m reach 1.200 m, above max_height 1.000 m")]
+        (("layers",), "Value error, 6 layers of 0.200 m reach 1.200 m, above max_height 1.000 m")
+    ]
     assert spec(layers=5).layer_count == 5  # exactly at the limit is fine
     assert spec(slip_sheets=True).layer_count == 4
 
 
 def test_unknown_keys_and_bad_choices() -> None:
     assert errors(colour="red") == [(("colour",), "Unexpected keyword argument")]
-    assert errors(pallet="ISO") == [(("pallet",), "Value error, expected 'EUR', 'US' or {length, width} in m, "
-                                                  "got 'ISO'")]
+    assert errors(pallet="ISO") == [
+        (("pallet",), "Value error, expected 'EUR', 'US' or {length, width} in m, got 'ISO'")
+    ]
     assert errors(pallet=3) == [(("pallet",), "Value error, expected 'EUR', 'US' or {length, width} in m, got 3")]
     assert errors(pallet={"length": 1.0, "width": 1.0, "height": 0.1}) == [
-        (("pallet", "height"), "Unexpected keyword argument")]
+        (("pallet", "height"), "Unexpected keyword argument")
+    ]
     assert errors(pattern="spiral")[0][0] == ("pattern",)
     assert errors(approach_side="y")[0][0] == ("approach_side",)
 
@@ -404,14 +459,20 @@ def test_error_locations_when_embedded_in_a_cell_file_model() -> None:
     class Cell(BaseModel):
         stations: dict[str, Station]
 
-    data = {"stations": {"pallet_a": {"pallet": {"box": {"length": 0.4, "width": 0.3, "height": 0.2},
-                                                 "max_height": 1.0, "layers": 6}}}}
+    data = {
+        "stations": {
+            "pallet_a": {
+                "pallet": {"box": {"length": 0.4, "width": 0.3, "height": 0.2}, "max_height": 1.0, "layers": 6}
+            }
+        }
+    }
     with pytest.raises(ValidationError) as info:
         Cell.model_validate(data)
     assert [e["loc"] for e in info.value.errors()] == [("stations", "pallet_a", "pallet", "layers")]
 
 
 # ------------------------------------------------------------------------------------------ continuation
+
 
 def test_continuation_returns_exactly_the_remaining_places() -> None:
     plan = plan_pallet(spec(pattern="interlock"))
@@ -456,8 +517,9 @@ def test_module_imports_no_rclpy() -> None:
         " (m.startswith('rclpy') or m.endswith('_msgs')))\n"
         "assert not bad, bad\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -64,24 +64,34 @@ def test_encode_exact_bytes() -> None:
     assert encode(Frame(1, "OK", ("",))) == frame_bytes("1,OK,")
 
 
-@pytest.mark.parametrize("frame, table, message", [
-    (Frame(10000, "HB"), None, "sequence number must be 0-9999, got 10000"),
-    (Frame(-1, "HB"), None, "sequence number must be 0-9999, got -1"),
-    (Frame(True, "HB"), None, "sequence number must be 0-9999, got True"),
-    (Frame(1, "start"), None, "message type 'start': expected 1-16 upper-case letters and digits"),
-    (Frame(1, ""), None, "message type '': expected 1-16 upper-case letters and digits"),
-    (Frame(1, "JOB", ("a,b",)), None,
-     "argument 1 'a,b': character ',' is not allowed in a field (printable ASCII without '$', '*', ',')"),
-    (Frame(1, "JOB", ("caf\u00e9",)), None, "argument 1 'caf\u00e9': character '\u00e9' is not allowed in a "
-                                          "field (printable ASCII without '$', '*', ',')"),
-    (Frame(1, "JOB", ("x" * 130,)), None, "frame of 144 bytes is longer than 128"),
-    (Frame(1, "JUMP"), P, "unknown message type 'JUMP'"),
-    (Frame(1, "PARTS"), P, "PARTS: expected 1 argument (parts) but got 0"),
-    (Frame(1, "PARTS", ("two",)), P, "PARTS: argument parts 'two' is not a whole number"),
-    (Frame(1, "START", ("now",)), P, "START: expected 0 arguments but got 1"),
-    (Frame(1, "HELLO", ()), P, "HELLO: expected 1 to 2 arguments (version/device) but got 0"),
-    (Frame(1, "JOB", ("",)), P, "JOB: argument job is empty"),
-])
+@pytest.mark.parametrize(
+    "frame, table, message",
+    [
+        (Frame(10000, "HB"), None, "sequence number must be 0-9999, got 10000"),
+        (Frame(-1, "HB"), None, "sequence number must be 0-9999, got -1"),
+        (Frame(True, "HB"), None, "sequence number must be 0-9999, got True"),
+        (Frame(1, "start"), None, "message type 'start': expected 1-16 upper-case letters and digits"),
+        (Frame(1, ""), None, "message type '': expected 1-16 upper-case letters and digits"),
+        (
+            Frame(1, "JOB", ("a,b",)),
+            None,
+            "argument 1 'a,b': character ',' is not allowed in a field (printable ASCII without '$', '*', ',')",
+        ),
+        (
+            Frame(1, "JOB", ("caf\u00e9",)),
+            None,
+            "argument 1 'caf\u00e9': character '\u00e9' is not allowed in a "
+            "field (printable ASCII without '$', '*', ',')",
+        ),
+        (Frame(1, "JOB", ("x" * 130,)), None, "frame of 144 bytes is longer than 128"),
+        (Frame(1, "JUMP"), P, "unknown message type 'JUMP'"),
+        (Frame(1, "PARTS"), P, "PARTS: expected 1 argument (parts) but got 0"),
+        (Frame(1, "PARTS", ("two",)), P, "PARTS: argument parts 'two' is not a whole number"),
+        (Frame(1, "START", ("now",)), P, "START: expected 0 arguments but got 1"),
+        (Frame(1, "HELLO", ()), P, "HELLO: expected 1 to 2 arguments (version/device) but got 0"),
+        (Frame(1, "JOB", ("",)), P, "JOB: argument job is empty"),
+    ],
+)
 def test_encode_refuses_invalid_frames(frame: Frame, table, message: str) -> None:
     with pytest.raises(ValueError) as exc:
         encode(frame, table)
@@ -89,8 +99,10 @@ def test_encode_refuses_invalid_frames(frame: Frame, table, message: str) -> Non
 
 
 def test_sanitize_and_fit_free_text() -> None:
-    assert sanitize("cannot start in state Stopped: allowed commands are reset, abort") == \
-        "cannot start in state Stopped: allowed commands are reset; abort"
+    assert (
+        sanitize("cannot start in state Stopped: allowed commands are reset, abort")
+        == "cannot start in state Stopped: allowed commands are reset; abort"
+    )
     assert sanitize("a*b$c\r\nd\u00e9") == "a?b?c  d?"
     long = "motion of 'welder' did not arrive " * 10
     data = encode_fitted(Frame(42, "ERR", ("REFUSED", long)), BRIDGE_MESSAGES)
@@ -109,35 +121,42 @@ def test_decode_valid_frames() -> None:
     assert decode_all(b"  \r\n\r\n\t") == []  # blank bytes between frames are silent
 
 
-@pytest.mark.parametrize("data, reason, text, seq", [
-    (b"$7,START*2FCE\r\n", Reason.CHECKSUM, "checksum 2FCE does not match the frame (expected 93F7)", 0),
-    (b"$7,START\r\n", Reason.FORMAT, "no checksum before CRLF", 0),
-    (b"$7,START*93F\r\n", Reason.FORMAT, "checksum '93F' is not 4 hex digits", 0),
-    (b"$7,START*93FG\r\n", Reason.FORMAT, "checksum '93FG' is not 4 hex digits", 0),
-    (frame_bytes("7,ST*ART"), Reason.FORMAT, "asterisk inside a field", 0),
-    (frame_bytes("x7,START"), Reason.FORMAT, "sequence number 'x7': expected 0-9999", 0),
-    (frame_bytes("12345,START"), Reason.FORMAT, "sequence number '12345': expected 0-9999", 0),
-    (frame_bytes(",START"), Reason.FORMAT, "sequence number '': expected 0-9999", 0),
-    (frame_bytes("7"), Reason.FORMAT, "no message type", 7),
-    (frame_bytes("7,"), Reason.FORMAT, "no message type", 7),
-    (frame_bytes("7,JUMP"), Reason.UNKNOWN, "unknown command 'JUMP'", 7),
-    (frame_bytes("7,start"), Reason.UNKNOWN, "unknown command 'start'", 7),
-    (frame_bytes("7,PARTS,two"), Reason.BADARG, "PARTS: argument parts 'two' is not a whole number", 7),
-    (frame_bytes("7,PARTS,1234567890"), Reason.BADARG,
-     "PARTS: argument parts '1234567890' is not a whole number", 7),
-    (frame_bytes("7,PARTS"), Reason.BADARG, "PARTS: expected 1 argument (parts) but got 0", 7),
-    (frame_bytes("7,PARTS,1,2"), Reason.BADARG, "PARTS: expected 1 argument (parts) but got 2", 7),
-    (frame_bytes("7,JOB,"), Reason.BADARG, "JOB: argument job is empty", 7),
-    (frame_bytes("7,JOB," + "j" * 65), Reason.BADARG, "JOB: argument job is longer than 64 characters", 7),
-    (frame_bytes("7,HELLO,v1"), Reason.BADARG, "HELLO: argument version 'v1' is not a whole number >= 0", 7),
-    (frame_bytes("7,JOB,caf\xe9"), Reason.ASCII, "byte 0xE9 at offset 10 is not printable ASCII", 0),
-    (b"$7,ST\x00ART*93F7\r\n", Reason.ASCII, "byte 0x00 at offset 5 is not printable ASCII", 0),
-    (b"$7,ST\rART*93F7\r\n", Reason.ASCII, "byte 0x0D at offset 5 is not printable ASCII", 0),
-    (b"$" + b"A" * 200 + b"\r\n", Reason.TOOLONG, "frame longer than 128 bytes", 0),
-    (b"start\r\n", Reason.FORMAT, "5 bytes outside a frame ignored", 0),
-    (b"\xff\xfe\r\n", Reason.ASCII, "2 bytes outside a frame ignored", 0),
-    (b"$7,STA", Reason.FORMAT, "incomplete frame: 6 bytes and no CRLF", 0),
-])
+@pytest.mark.parametrize(
+    "data, reason, text, seq",
+    [
+        (b"$7,START*2FCE\r\n", Reason.CHECKSUM, "checksum 2FCE does not match the frame (expected 93F7)", 0),
+        (b"$7,START\r\n", Reason.FORMAT, "no checksum before CRLF", 0),
+        (b"$7,START*93F\r\n", Reason.FORMAT, "checksum '93F' is not 4 hex digits", 0),
+        (b"$7,START*93FG\r\n", Reason.FORMAT, "checksum '93FG' is not 4 hex digits", 0),
+        (frame_bytes("7,ST*ART"), Reason.FORMAT, "asterisk inside a field", 0),
+        (frame_bytes("x7,START"), Reason.FORMAT, "sequence number 'x7': expected 0-9999", 0),
+        (frame_bytes("12345,START"), Reason.FORMAT, "sequence number '12345': expected 0-9999", 0),
+        (frame_bytes(",START"), Reason.FORMAT, "sequence number '': expected 0-9999", 0),
+        (frame_bytes("7"), Reason.FORMAT, "no message type", 7),
+        (frame_bytes("7,"), Reason.FORMAT, "no message type", 7),
+        (frame_bytes("7,JUMP"), Reason.UNKNOWN, "unknown command 'JUMP'", 7),
+        (frame_bytes("7,start"), Reason.UNKNOWN, "unknown command 'start'", 7),
+        (frame_bytes("7,PARTS,two"), Reason.BADARG, "PARTS: argument parts 'two' is not a whole number", 7),
+        (
+            frame_bytes("7,PARTS,1234567890"),
+            Reason.BADARG,
+            "PARTS: argument parts '1234567890' is not a whole number",
+            7,
+        ),
+        (frame_bytes("7,PARTS"), Reason.BADARG, "PARTS: expected 1 argument (parts) but got 0", 7),
+        (frame_bytes("7,PARTS,1,2"), Reason.BADARG, "PARTS: expected 1 argument (parts) but got 2", 7),
+        (frame_bytes("7,JOB,"), Reason.BADARG, "JOB: argument job is empty", 7),
+        (frame_bytes("7,JOB," + "j" * 65), Reason.BADARG, "JOB: argument job is longer than 64 characters", 7),
+        (frame_bytes("7,HELLO,v1"), Reason.BADARG, "HELLO: argument version 'v1' is not a whole number >= 0", 7),
+        (frame_bytes("7,JOB,caf\xe9"), Reason.ASCII, "byte 0xE9 at offset 10 is not printable ASCII", 0),
+        (b"$7,ST\x00ART*93F7\r\n", Reason.ASCII, "byte 0x00 at offset 5 is not printable ASCII", 0),
+        (b"$7,ST\rART*93F7\r\n", Reason.ASCII, "byte 0x0D at offset 5 is not printable ASCII", 0),
+        (b"$" + b"A" * 200 + b"\r\n", Reason.TOOLONG, "frame longer than 128 bytes", 0),
+        (b"start\r\n", Reason.FORMAT, "5 bytes outside a frame ignored", 0),
+        (b"\xff\xfe\r\n", Reason.ASCII, "2 bytes outside a frame ignored", 0),
+        (b"$7,STA", Reason.FORMAT, "incomplete frame: 6 bytes and no CRLF", 0),
+    ],
+)
 def test_decode_error_reasons(data: bytes, reason: Reason, text: str, seq: int) -> None:
     assert one(data) == FrameError(reason, text, seq)
 
@@ -148,8 +167,11 @@ def test_frame_of_exactly_max_length_is_accepted_one_more_is_toolong() -> None:
         data = frame_bytes(body + "j" * (n - len(body) - 8))
         assert len(data) == n
         result = one(data, None)
-        assert isinstance(result, Frame) if n == MAX_FRAME else result == FrameError(
-            Reason.TOOLONG, "frame longer than 128 bytes")
+        assert (
+            isinstance(result, Frame)
+            if n == MAX_FRAME
+            else result == FrameError(Reason.TOOLONG, "frame longer than 128 bytes")
+        )
 
 
 def test_toolong_is_reported_before_the_end_and_resyncs_on_dollar() -> None:
@@ -164,19 +186,19 @@ def test_partial_frame_cut_by_new_frame_and_expiry() -> None:
     dec = Decoder(P)
     assert dec.feed(b"$3,STA") == [] and dec.partial
     assert dec.feed(encode(Frame(4, "STOP"))) == [
-        FrameError(Reason.FORMAT, "incomplete frame: 6 bytes before a new frame start"), Frame(4, "STOP")]
+        FrameError(Reason.FORMAT, "incomplete frame: 6 bytes before a new frame start"),
+        Frame(4, "STOP"),
+    ]
     assert dec.feed(b"$5,HO") == []
     assert dec.expire() == FrameError(Reason.FORMAT, "incomplete frame: 5 bytes and no CRLF")
     assert dec.expire() is None and not dec.partial
     dec.feed(b"$6,HO")
     dec.reset()
-    assert dec.feed(b"LD*0000\r\n") == [FrameError(Reason.FORMAT,
-                                                     "7 bytes outside a frame ignored")]
+    assert dec.feed(b"LD*0000\r\n") == [FrameError(Reason.FORMAT, "7 bytes outside a frame ignored")]
 
 
 def test_long_junk_without_newline_is_reported_per_128_bytes() -> None:
-    assert Decoder().feed(b"x" * 300) == [
-        FrameError(Reason.FORMAT, "128 bytes outside a frame ignored")] * 2
+    assert Decoder().feed(b"x" * 300) == [FrameError(Reason.FORMAT, "128 bytes outside a frame ignored")] * 2
 
 
 def test_frames_split_anywhere_decode_the_same() -> None:
@@ -224,14 +246,16 @@ def test_decoding_any_byte_stream_never_raises(chunks: list[bytes], table) -> No
     assert tail is None or tail.reason is Reason.FORMAT
 
 
-_FIELD = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="$*,"),
-                 max_size=40)
+_FIELD = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="$*,"), max_size=40)
 
 
 @st.composite
 def generic_frames(draw) -> Frame:
-    return Frame(draw(st.integers(0, SEQ_MAX)), draw(st.from_regex(r"[A-Z][A-Z0-9]{0,15}", fullmatch=True)),
-                 tuple(draw(st.lists(_FIELD, max_size=6))))
+    return Frame(
+        draw(st.integers(0, SEQ_MAX)),
+        draw(st.from_regex(r"[A-Z][A-Z0-9]{0,15}", fullmatch=True)),
+        tuple(draw(st.lists(_FIELD, max_size=6))),
+    )
 
 
 _ARG_VALUES = {
@@ -299,11 +323,13 @@ def test_a_flipped_bit_never_yields_another_frame(frame: Frame, data) -> None:
 
 
 def test_protocol_imports_no_rclpy() -> None:
-    code = ("import sys; sys.modules['rclpy'] = None\n"
-            "import cobot_cell.pendant.protocol, cobot_cell.pendant.transport, cobot_cell.pendant.link, "
-            "cobot_cell.pendant.virtual, cobot_cell.pendant.session\n"
-            "bad = sorted(m for m in sys.modules if m.startswith('rclpy') or m.endswith('_msgs'))\n"
-            "assert bad == ['rclpy'], bad\n")
+    code = (
+        "import sys; sys.modules['rclpy'] = None\n"
+        "import cobot_cell.pendant.protocol, cobot_cell.pendant.transport, cobot_cell.pendant.link, "
+        "cobot_cell.pendant.virtual, cobot_cell.pendant.session\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('rclpy') or m.endswith('_msgs'))\n"
+        "assert bad == ['rclpy'], bad\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -316,6 +342,7 @@ def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
     pty = create_pty(tmp_path / "pendant")
     t = SerialTransport(str(tmp_path / "pendant"), reconnect_min=0.05, reconnect_max=0.2).start()
     try:
+
         def seen(kind: str, n: int = 1) -> bool:
             events.extend(t.poll())
             return sum(e.kind == kind for e in events) >= n
@@ -325,8 +352,15 @@ def test_transport_reopens_a_lost_pty_with_backoff(tmp_path: Path) -> None:
         wait_until(lambda: seen("data") and b"".join(e.data for e in events) == b"$1,HB*0000\r\n", 5, "the HB bytes")
         assert t.write(b"reply")
         got = bytearray()
-        wait_until(lambda: bool(select.select([pty.master], [], [], 0.05)[0]) and got.extend(os.read(pty.master, 100))
-                   or got == b"reply", 5, "the reply bytes")
+        wait_until(
+            lambda: (
+                bool(select.select([pty.master], [], [], 0.05)[0])
+                and got.extend(os.read(pty.master, 100))
+                or got == b"reply"
+            ),
+            5,
+            "the reply bytes",
+        )
         pty.close()
         wait_until(lambda: seen("closed"), 5, "the device closed")
         assert not t.connected and not t.write(b"lost")  # writes while away are refused, never block
@@ -354,8 +388,9 @@ def test_transport_stops_reading_while_the_owner_lags_and_loses_nothing(tmp_path
         wait_until(lambda: t.paused > 0, 5, "the reader to pause")  # nobody polls: the reader stopped reading
         received.extend(b"".join(e.data for e in t.poll()))
         assert 2048 <= len(received) < 2048 + READ_CHUNK
-        wait_until(lambda: received.extend(b"".join(e.data for e in t.poll())) or len(received) >= len(sent), 30,
-                   "every byte")
+        wait_until(
+            lambda: received.extend(b"".join(e.data for e in t.poll())) or len(received) >= len(sent), 30, "every byte"
+        )
         writer.join(30)
         assert bytes(received) == sent
         for _ in range(1000):  # the write queue never refuses while the device is open
@@ -374,8 +409,9 @@ def test_transport_refuses_bad_settings() -> None:
         SerialTransport("loop://", reconnect_min=2.0, reconnect_max=1.0)
     with pytest.raises(ValueError) as err:
         SerialTransport("loop://", max_pending_writes=0)
-    assert str(err.value) == ("max_pending_writes and max_pending_read must be >= 1 and stall_timeout > 0, got "
-                              "0, 4096, 10.0")
+    assert str(err.value) == (
+        "max_pending_writes and max_pending_read must be >= 1 and stall_timeout > 0, got 0, 4096, 10.0"
+    )
 
 
 def test_pendant_script_and_cli() -> None:
@@ -385,12 +421,22 @@ def test_pendant_script_and_cli() -> None:
     from cobot_cell.pendant.virtual import register_cli
 
     assert parse_script("HELLO; PARTS 2  # two\n\nRESET;WAIT Idle 5; -ACK") == [
-        ["HELLO"], ["PARTS", "2"], ["RESET"], ["WAIT", "Idle", "5"], ["-ACK"]]
+        ["HELLO"],
+        ["PARTS", "2"],
+        ["RESET"],
+        ["WAIT", "Idle", "5"],
+        ["-ACK"],
+    ]
     p = argparse.ArgumentParser(prog="cobot-cell")
     register_cli(p.add_subparsers(dest="command", required=True))
     args = p.parse_args(["pendant", "--create-pty", "/tmp/x", "--script", "STATUS", "--parity", "E"])
-    assert (args.create_pty, args.port, args.script, args.parity, args.heartbeat) == ("/tmp/x", None, "STATUS", "E",
-                                                                                    0.25)
+    assert (args.create_pty, args.port, args.script, args.parity, args.heartbeat) == (
+        "/tmp/x",
+        None,
+        "STATUS",
+        "E",
+        0.25,
+    )
     assert args.func.__name__ == "cmd_pendant"
     with pytest.raises(SystemExit):
         p.parse_args(["pendant", "--port", "loop://", "--create-pty", "/tmp/x"])  # one line only

@@ -68,8 +68,13 @@ class Rig:
         self.wall = VirtualClock(1000.0)
         self.cell_clock = VirtualClock(50.0)
         self.link = FakeLink()
-        self.session = PendantSession(SessionParams(cell="demo", version="0.1.0", **params),  # type: ignore[arg-type]
-                                      self.link, self.wall.now, self.cell_clock.now, session_id="b00t")
+        self.session = PendantSession(
+            SessionParams(cell="demo", version="0.1.0", **params),  # type: ignore[arg-type]
+            self.link,
+            self.wall.now,
+            self.cell_clock.now,
+            session_id="b00t",
+        )
         self.seq = 0
 
     def send(self, kind: str, *args: str, seq: int | None = None) -> int:
@@ -87,19 +92,23 @@ class Rig:
             self.session.tick()
 
 
-@pytest.mark.parametrize(("kind", "args", "state", "expected"), [
-    ("START", (), "Idle", CellRequest(service="start")),
-    ("REAPPROACH", (), "Held", CellRequest(service="reapproach")),
-    ("RESUME", (), "Held", CellRequest(service="unhold")),
-    ("RESUME", (), "Suspended", CellRequest(service="unsuspend")),
-    ("RESUME", (), "Idle", "nothing to resume in state Idle: RESUME works in Held or Suspended"),
-    ("RESUME", (), None, "nothing to resume in state unknown: RESUME works in Held or Suspended"),
-    ("ACK", (), "Held", CellRequest(service="acknowledge", refused=Reason.NOFAULT)),
-    ("JOB", ("bracket",), "Idle", CellRequest(parameter="job", value="bracket")),
-    ("PARTS", ("12",), "Idle", CellRequest(parameter="parts", value=12)),
-])
-def test_pendant_commands_map_to_cell_commands(kind: str, args: tuple[str, ...], state: str | None,
-                                               expected: CellRequest | str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "args", "state", "expected"),
+    [
+        ("START", (), "Idle", CellRequest(service="start")),
+        ("REAPPROACH", (), "Held", CellRequest(service="reapproach")),
+        ("RESUME", (), "Held", CellRequest(service="unhold")),
+        ("RESUME", (), "Suspended", CellRequest(service="unsuspend")),
+        ("RESUME", (), "Idle", "nothing to resume in state Idle: RESUME works in Held or Suspended"),
+        ("RESUME", (), None, "nothing to resume in state unknown: RESUME works in Held or Suspended"),
+        ("ACK", (), "Held", CellRequest(service="acknowledge", refused=Reason.NOFAULT)),
+        ("JOB", ("bracket",), "Idle", CellRequest(parameter="job", value="bracket")),
+        ("PARTS", ("12",), "Idle", CellRequest(parameter="parts", value=12)),
+    ],
+)
+def test_pendant_commands_map_to_cell_commands(
+    kind: str, args: tuple[str, ...], state: str | None, expected: CellRequest | str
+) -> None:
     assert cell_request(Frame(1, kind, args), state) == expected
 
 
@@ -110,7 +119,10 @@ def test_hello_on_open_and_in_reply_to_the_pendants_hello() -> None:
     r.link.frames()
     r.session.opened()
     assert [(f.kind, f.args[:2]) for f in r.link.frames()] == [
-        ("HELLO", ("1", "demo")), ("STATE", ("Idle",)), ("STAT", ("Idle", "bracket"))]
+        ("HELLO", ("1", "demo")),
+        ("STATE", ("Idle",)),
+        ("STAT", ("Idle", "bracket")),
+    ]
     seq = r.send("HELLO", "1", "pendant-7")
     frames = r.link.frames()
     assert (frames[0].seq, frames[0].kind) == (seq, "OK")
@@ -129,8 +141,11 @@ def test_commands_run_one_at_a_time_in_order_with_the_cells_answer() -> None:
     assert [c[0].describe() for c in r.link.calls] == ["start", "job=bracket"]
     r.link.calls[1][1](CallResult(True, ""))
     r.link.calls[2][1](CallResult(False, "no active fault to acknowledge"))
-    assert r.link.replies() == [(first, "OK", ("start: state Starting",)), (second, "OK", ("job bracket",)),
-                                (third, "ERR", ("NOFAULT", "no active fault to acknowledge"))]
+    assert r.link.replies() == [
+        (first, "OK", ("start: state Starting",)),
+        (second, "OK", ("job bracket",)),
+        (third, "ERR", ("NOFAULT", "no active fault to acknowledge")),
+    ]
     assert not r.session.busy
 
 
@@ -140,10 +155,11 @@ def test_a_refusal_and_a_failed_call_are_answered_with_their_reason() -> None:
     hold, parts, resume = r.send("HOLD"), r.send("PARTS", "0"), r.send("RESUME")
     r.link.calls[0][1](CallResult(False, "cannot hold in state Idle"))
     r.link.calls[1][1](CallResult(False, "boom", failed=True))
-    assert r.link.replies() == [(hold, "ERR", ("REFUSED", "cannot hold in state Idle")),
-                                (parts, "ERR", ("UNAVAILABLE", "call failed: boom")),
-                                (resume, "ERR", ("REFUSED", "nothing to resume in state Idle: RESUME works in "
-                                                            "Held or Suspended"))]
+    assert r.link.replies() == [
+        (hold, "ERR", ("REFUSED", "cannot hold in state Idle")),
+        (parts, "ERR", ("UNAVAILABLE", "call failed: boom")),
+        (resume, "ERR", ("REFUSED", "nothing to resume in state Idle: RESUME works in Held or Suspended")),
+    ]
     assert len(r.link.calls) == 2  # RESUME in Idle never reached the cell
 
 
@@ -247,8 +263,9 @@ def test_losing_the_enabling_devices_heartbeat_in_execute_holds_and_raises_a_key
     r.run(0.1)
     assert r.link.holds == 1
     [fault] = r.link.faults
-    assert fault == PendantFault("b00t-hb1", "pendant heartbeat lost (no frame from the pendant for 1.05 s): "
-                                 "holding the cell", 57.0)
+    assert fault == PendantFault(
+        "b00t-hb1", "pendant heartbeat lost (no frame from the pendant for 1.05 s): holding the cell", 57.0
+    )
     assert (fault.code, fault.source, fault.severity) == ("HEARTBEAT_LOST", "pendant_bridge", "WARN")
     r.run(0.5)
     assert r.link.holds == 1  # not again within the timeout
@@ -276,29 +293,44 @@ def test_no_device_in_execute_holds_an_enabling_device_cell_only() -> None:
 
 def test_cell_news_reach_the_pendant_stat_only_when_it_changes_and_faults_once() -> None:
     r = Rig()
-    status = {"state": "Execute", "job": "bracket", "parts": "2", "parts_done": "1", "part": "2",
-              "last_cycle_time": "7.912", "fault_code": "GRIP MISSED", "fault_acknowledged": "false",
-              "fault": "picker: no part"}
+    status = {
+        "state": "Execute",
+        "job": "bracket",
+        "parts": "2",
+        "parts_done": "1",
+        "part": "2",
+        "last_cycle_time": "7.912",
+        "fault_code": "GRIP MISSED",
+        "fault_acknowledged": "false",
+        "fault": "picker: no part",
+    }
     r.session.cell_status(status)
     r.session.cell_status(dict(status))
     [stat] = r.link.frames()
     assert stat.args == ("Execute", "bracket", "1", "2", "2", "7.912", "GRIP_MISSED", "0", "picker: no part")
     r.session.cell_cycle("1", "done", 7.91234, "bracket", "r1")
     r.session.cell_cycle("2", "scrap", None, "bracket", "r1")
-    assert [f.args for f in r.link.frames()] == [("1", "done", "7.912", "bracket", "r1"),
-                                                 ("2", "scrap", "0", "bracket", "r1")]
+    assert [f.args for f in r.link.frames()] == [
+        ("1", "done", "7.912", "bracket", "r1"),
+        ("2", "scrap", "0", "bracket", "r1"),
+    ]
     for _ in range(3):
         r.session.cell_fault("ERROR", ("k1",), "ESTOP", "picker", "emergency stop")
     r.session.cell_fault("WARN", ("k2",), "HEARTBEAT_LOST", "pendant_bridge", "lost")
-    assert [f.args for f in r.link.frames()] == [("ERROR", "ESTOP", "picker", "emergency stop"),
-                                                 ("WARN", "HEARTBEAT_LOST", "pendant_bridge", "lost")]
+    assert [f.args for f in r.link.frames()] == [
+        ("ERROR", "ESTOP", "picker", "emergency stop"),
+        ("WARN", "HEARTBEAT_LOST", "pendant_bridge", "lost"),
+    ]
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("heartbeat_timeout", 0.0, "parameter heartbeat_timeout: must be > 0, got 0.0"),
-    ("command_timeout", float("inf"), "parameter command_timeout: must be > 0, got inf"),
-    ("error_rate", 0, "parameter error_rate: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("heartbeat_timeout", 0.0, "parameter heartbeat_timeout: must be > 0, got 0.0"),
+        ("command_timeout", float("inf"), "parameter command_timeout: must be > 0, got inf"),
+        ("error_rate", 0, "parameter error_rate: must be >= 1, got 0"),
+    ],
+)
 def test_bad_session_parameters_are_named(field: str, value: float, message: str) -> None:
     with pytest.raises(ValueError) as err:
         SessionParams(cell="demo", **{field: value})  # type: ignore[arg-type]

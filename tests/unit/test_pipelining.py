@@ -30,11 +30,15 @@ def three(resource_timeout: float | None = None):
     """The three-cobot cell where a failed weld scraps the part at once."""
     from cobot_cell.core.config import parse_cell
 
-    text = (REPO / "config" / "three_cobot_cell.yaml").read_text().replace(
-        "        cobot: welder\n", "        cobot: welder\n        fault_policy: {retries: 0, then: scrap}\n")
+    text = (
+        (REPO / "config" / "three_cobot_cell.yaml")
+        .read_text()
+        .replace("        cobot: welder\n", "        cobot: welder\n        fault_policy: {retries: 0, then: scrap}\n")
+    )
     if resource_timeout is not None:
-        text = text.replace("  max_parts_in_flight: 3",
-                            f"  max_parts_in_flight: 3\n  resource_timeout: {resource_timeout}")
+        text = text.replace(
+            "  max_parts_in_flight: 3", f"  max_parts_in_flight: 3\n  resource_timeout: {resource_timeout}"
+        )
     return parse_cell(text)[0]
 
 
@@ -47,6 +51,7 @@ def holds_of(tl, resource: str) -> list[tuple[float, float, str]]:
 
 
 # ---------------------------------------------------------------------------------------------- the schedule
+
 
 def test_the_three_cobot_cell_overlaps_parts_and_keeps_the_fixture_to_one_part() -> None:
     tl = simulate(THREE, "frame", 10)
@@ -85,9 +90,9 @@ def test_the_estimate_finds_the_bottleneck_and_the_gain_over_one_part_at_a_time(
 def test_a_single_gripper_that_unloads_before_it_loads_makes_the_fixture_wait_for_its_trip() -> None:
     est = estimate(DEMO, "bracket", max_parts_in_flight=2)
     one = estimate(DEMO, "bracket", max_parts_in_flight=1)
-    assert est.takt == pytest.approx(one.takt, abs=1e-6)   # nothing to overlap: the picker does both
+    assert est.takt == pytest.approx(one.takt, abs=1e-6)  # nothing to overlap: the picker does both
     assert est.bottleneck == "fixture" and est.bound == pytest.approx(est.takt, rel=0.01)
-    assert est.busy["picker"] < 0.6 * est.bound     # the picker alone would allow more
+    assert est.busy["picker"] < 0.6 * est.bound  # the picker alone would allow more
 
 
 def test_the_dual_station_cell_uses_both_fixtures_and_weld_progress_stays_with_each_part() -> None:
@@ -114,10 +119,11 @@ def test_cycle_reports_carry_the_takt_and_the_bound() -> None:
 
 # ---------------------------------------------------------------------------------------------- faults
 
+
 def test_a_scrapped_part_keeps_its_fixture_place_until_the_operator_confirms_and_the_others_go_on() -> None:
     r = rig(three(), 4, process_off_timeout=float("inf"))
     r.removes_scrap = False
-    r.ports["welder"].fail_io.add("torch/arc")   # the welder's arc fails: part 1 is scrapped
+    r.ports["welder"].fail_io.add("torch/arc")  # the welder's arc fails: part 1 is scrapped
     r.start()
     r.run_until(lambda: r.cell.scrapped == 1, limit=20_000)
     r.ports["welder"].fail_io.clear()
@@ -131,7 +137,11 @@ def test_a_scrapped_part_keeps_its_fixture_place_until_the_operator_confirms_and
     assert r.cell.fault is None
     r.run_until(lambda: r.cell.state == State.COMPLETE, limit=60_000)
     assert [(c.part, c.status) for c in sorted(r.cycles, key=lambda c: c.part)] == [
-        (1, "scrap"), (2, "done"), (3, "done"), (4, "done")]
+        (1, "scrap"),
+        (2, "done"),
+        (3, "done"),
+        (4, "done"),
+    ]
     with pytest.raises(ValueError, match="no scrapped part is waiting to be removed"):
         r.cell.parts_removed()
 
@@ -152,6 +162,7 @@ def test_a_wait_longer_than_the_resource_timeout_holds_the_cell_naming_the_resou
 
 # ---------------------------------------------------------------------------------------------- crash
 
+
 def test_a_planner_killed_with_two_parts_in_flight_resumes_both(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     old = rig(THREE, 5, journal=tfp.WatchedJournal(path))
@@ -165,9 +176,10 @@ def test_a_planner_killed_with_two_parts_in_flight_resumes_both(tmp_path: Path) 
     i = Journal(path).interrupted()
     assert sorted(i.in_progress) == sorted(in_flight)
     assert [p for p in i.in_progress if i.station_of(p) == "fixture"] == on_fixture
-    new = rig(THREE, 5, journal=tfp.WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0),
-              positions=positions)
-    for name, port in new.ports.items():   # a gripper holding a part still holds it
+    new = rig(
+        THREE, 5, journal=tfp.WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0), positions=positions
+    )
+    for name, port in new.ports.items():  # a gripper holding a part still holds it
         port.io.update(old.ports[name].io)
     assert new.cell.command("reset") == State.IDLE
     if new.cell._deviations(for_start=True):
@@ -189,22 +201,41 @@ def test_a_planner_killed_with_two_parts_in_flight_resumes_both(tmp_path: Path) 
 # ---------------------------------------------------------------------------------------------- validate
 
 CASES = {
-    "zone without volume": ("three_cobot_cell.yaml",
-                            "fixture_zone: {stations: [fixture], margin: 0.2, height: 0.45}",
-                            "fixture_zone: {box: {min: [0, 0, 0], max: [0.2, 0.0, 0.3]}}",
-                            "zones.fixture_zone.box", "the box has no volume: min must be below max in y"),
-    "capacity below 1": ("three_cobot_cell.yaml", "    capacity: 1\n", "    capacity: 0\n",
-                         "stations.fixture.capacity", "input should be greater than 0, got 0"),
-    "group mixing kinds": ("dual_station_cell.yaml", "to: [fixture_a, fixture_b]}", "to: [fixture_a, pallet]}",
-                           "jobs.bracket.steps[0].params.to",
-                           "a station group mixes kinds: fixture_a is a fixture, pallet is a pallet"),
-    "place on an infeed": ("three_cobot_cell.yaml", "params: {from: infeed, to: fixture}",
-                           "params: {from: fixture, to: infeed}", "jobs.frame.steps[0].params.to",
-                           "an infeed only supplies parts"),
-    "home inside a zone": ("three_cobot_cell.yaml",
-                           "fixture_zone: {stations: [fixture], margin: 0.2, height: 0.45}",
-                           "fixture_zone: {box: {min: [-1.2, -0.4, 0.0], max: [-0.8, 0.2, 0.6]}}",
-                           "cobots.feeder.home", "the home pose is inside zone(s) fixture_zone"),
+    "zone without volume": (
+        "three_cobot_cell.yaml",
+        "fixture_zone: {stations: [fixture], margin: 0.2, height: 0.45}",
+        "fixture_zone: {box: {min: [0, 0, 0], max: [0.2, 0.0, 0.3]}}",
+        "zones.fixture_zone.box",
+        "the box has no volume: min must be below max in y",
+    ),
+    "capacity below 1": (
+        "three_cobot_cell.yaml",
+        "    capacity: 1\n",
+        "    capacity: 0\n",
+        "stations.fixture.capacity",
+        "input should be greater than 0, got 0",
+    ),
+    "group mixing kinds": (
+        "dual_station_cell.yaml",
+        "to: [fixture_a, fixture_b]}",
+        "to: [fixture_a, pallet]}",
+        "jobs.bracket.steps[0].params.to",
+        "a station group mixes kinds: fixture_a is a fixture, pallet is a pallet",
+    ),
+    "place on an infeed": (
+        "three_cobot_cell.yaml",
+        "params: {from: infeed, to: fixture}",
+        "params: {from: fixture, to: infeed}",
+        "jobs.frame.steps[0].params.to",
+        "an infeed only supplies parts",
+    ),
+    "home inside a zone": (
+        "three_cobot_cell.yaml",
+        "fixture_zone: {stations: [fixture], margin: 0.2, height: 0.45}",
+        "fixture_zone: {box: {min: [-1.2, -0.4, 0.0], max: [-0.8, 0.2, 0.6]}}",
+        "cobots.feeder.home",
+        "the home pose is inside zone(s) fixture_zone",
+    ),
 }
 
 
@@ -224,30 +255,43 @@ def test_validate_rejects_fixtures_that_could_deadlock_and_one_never_emptied(tmp
     text = (REPO / "config" / "three_cobot_cell.yaml").read_text()
     # the stacker also brings parts back to a second fixture the feeder empties: feeder and stacker could each
     # hold a part waiting for a place only the other frees
-    text = text.replace("""  pallet:
-    kind: pallet""", """  buffer:
+    text = text.replace(
+        """  pallet:
+    kind: pallet""",
+        """  buffer:
     kind: fixture
     pose: {xyz: [-0.2, -0.3, 0.10], rpy: [0.0, 0.0, 0.0]}
   pallet:
-    kind: pallet""")
+    kind: pallet""",
+    )
     from cobot_cell.core.config import parse_cell
     from cobot_cell.skills.resources import check_places
 
-    cfg = parse_cell(text.replace("params: {from: fixture, to: pallet}", "params: {from: fixture, to: buffer}")
-                     .replace("skill: palletise\n        cobot: stacker", "skill: pick\n        cobot: stacker"))[0]
+    cfg = parse_cell(
+        text.replace("params: {from: fixture, to: pallet}", "params: {from: fixture, to: buffer}").replace(
+            "skill: palletise\n        cobot: stacker", "skill: pick\n        cobot: stacker"
+        )
+    )[0]
     issues: list[tuple] = []
     check_places(cfg, "frame", cfg.jobs["frame"], lambda loc, msg: issues.append((loc, msg)))
-    assert issues == [(("jobs", "frame", "steps", 2, "params", "to"),
-                       "no step of job 'frame' takes parts off fixture 'buffer': it would be full after 1 part(s) "
-                       "and stay full")]
+    assert issues == [
+        (
+            ("jobs", "frame", "steps", 2, "params", "to"),
+            "no step of job 'frame' takes parts off fixture 'buffer': it would be full after 1 part(s) and stay full",
+        )
+    ]
     job = cfg.jobs["frame"]
-    steps = [dict(name=s.name, skill=s.skill, cobot=s.cobot, after=list(s.after), params=dict(s.params))
-             for s in job.steps]
-    steps.append(dict(name="back", skill="pick", cobot="feeder", after=["stack"],
-                      params={"from": "buffer", "to": "fixture"}))
-    steps.append(dict(name="out", skill="palletise", cobot="stacker", after=["back"],
-                      params={"from": "fixture", "to": "pallet"}))
+    steps = [
+        dict(name=s.name, skill=s.skill, cobot=s.cobot, after=list(s.after), params=dict(s.params)) for s in job.steps
+    ]
+    steps.append(
+        dict(name="back", skill="pick", cobot="feeder", after=["stack"], params={"from": "buffer", "to": "fixture"})
+    )
+    steps.append(
+        dict(name="out", skill="palletise", cobot="stacker", after=["back"], params={"from": "fixture", "to": "pallet"})
+    )
     import yaml
+
     doc = yaml.safe_load(text)
     doc["jobs"]["frame"]["steps"] = steps
     cfg = parse_cell(yaml.safe_dump(doc))[0]
@@ -267,8 +311,13 @@ def test_the_cells_in_config_validate_and_their_homes_are_outside_every_zone() -
 
 # ---------------------------------------------------------------------------------------------- full pallets
 
-TWO_PALLETS = (REPO / "config" / "demo_cell.yaml").read_text().replace("""jobs:
-""", """  pallet_b:
+TWO_PALLETS = (
+    (REPO / "config" / "demo_cell.yaml")
+    .read_text()
+    .replace(
+        """jobs:
+""",
+        """  pallet_b:
     kind: pallet
     pose: {xyz: [-0.50, 0.0, 0.0], rpy: [0.0, 0.0, 1.5707963]}
     pallet:
@@ -278,7 +327,10 @@ TWO_PALLETS = (REPO / "config" / "demo_cell.yaml").read_text().replace("""jobs:
       max_height: 0.12
 
 jobs:
-""").replace("params: {from: fixture, to: pallet}", "params: {from: fixture, to: [pallet, pallet_b]}")
+""",
+    )
+    .replace("params: {from: fixture, to: pallet}", "params: {from: fixture, to: [pallet, pallet_b]}")
+)
 
 
 def test_a_full_pallet_holds_the_cell_until_the_operator_confirms_the_change(tmp_path: Path) -> None:
@@ -295,7 +347,7 @@ def test_a_full_pallet_holds_the_cell_until_the_operator_confirms_the_change(tmp
     assert r.cell.skill_state["pallet.pallet.next"] == 8
     assert r.cell.pallet_changed() == "pallet pallet changed: place count 0; state Execute"
     assert r.cell.skill_state["pallet.pallet.next"] == 0 and not r.cell.status().blocked
-    assert Journal(path).skill_state(r.cell.run_id)["pallet.pallet.next"] == 0   # journalled
+    assert Journal(path).skill_state(r.cell.run_id)["pallet.pallet.next"] == 0  # journalled
     r.run_until(lambda: r.cell.state == State.COMPLETE, limit=40_000)
     assert r.cell.parts_done == 10 and r.cell.skill_state["pallet.pallet.next"] == 2
     with pytest.raises(ValueError, match="no pallet is full: pallet has 2 of 8 places filled"):
@@ -307,7 +359,7 @@ def test_with_a_second_pallet_the_cell_goes_on_there_and_asks_for_the_full_one_t
     r = rig(cfg, 12)
     r.start()
     r.run_until(lambda: r.cell.parts_done == 10 or r.cell.state != State.EXECUTE, limit=80_000)
-    assert r.cell.state == State.EXECUTE   # no hold: parts 9 and 10 went on pallet_b
+    assert r.cell.state == State.EXECUTE  # no hold: parts 9 and 10 went on pallet_b
     assert r.cell.skill_state["pallet.pallet.next"] == 8 and r.cell.skill_state["pallet.pallet_b.next"] == 2
     told = [f for f in r.cell.faults.active if f.code == Code.PALLET_FULL]
     assert [f.message.split(":")[0] for f in told] == ["pallet 'pallet' is full (8 places)"]

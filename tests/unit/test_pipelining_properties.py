@@ -26,9 +26,13 @@ from cobot_cell.core.ports import FakeCobot, VirtualClock
 from cobot_cell.skills.resources import check_places
 
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3")
-PALLET = {"pallet": {"length": 0.40, "width": 0.30}, "box": {"length": 0.20, "width": 0.15, "height": 0.06},
-          "pattern": "column", "max_height": 0.12}
-ZONE_SETS: list[frozenset[str]] = [frozenset()]   # a stub arm's pose: q[0] indexes this table
+PALLET = {
+    "pallet": {"length": 0.40, "width": 0.30},
+    "box": {"length": 0.20, "width": 0.15, "height": 0.06},
+    "pattern": "column",
+    "max_height": 0.12,
+}
+ZONE_SETS: list[frozenset[str]] = [frozenset()]  # a stub arm's pose: q[0] indexes this table
 
 
 def pose(zones: frozenset[str]) -> np.ndarray:
@@ -44,7 +48,7 @@ def pose(zones: frozenset[str]) -> np.ndarray:
 class Traj:
     duration: float
     final: np.ndarray
-    zones: frozenset[str]      # zones any link enters along the move
+    zones: frozenset[str]  # zones any link enters along the move
 
 
 class StubZones:
@@ -60,12 +64,12 @@ class StubZones:
 @dataclass
 class Spec:
     cobots: int
-    capacities: list[int]          # of fixtures f0, f1, ...
-    stages: list[list[int]]        # fixture groups a part visits in order
-    transfer_cobots: list[int]     # cobot of each transfer (len(stages) + 1: the last to the pallet)
-    process: list[list[int]]       # per stage: cobots of the process steps there
-    zoned: list[bool]              # per fixture: covered by a zone of its own
-    detour: list[int]              # per transfer: -1 or a fixture whose zone the carry passes through
+    capacities: list[int]  # of fixtures f0, f1, ...
+    stages: list[list[int]]  # fixture groups a part visits in order
+    transfer_cobots: list[int]  # cobot of each transfer (len(stages) + 1: the last to the pallet)
+    process: list[list[int]]  # per stage: cobots of the process steps there
+    zoned: list[bool]  # per fixture: covered by a zone of its own
+    detour: list[int]  # per transfer: -1 or a fixture whose zone the carry passes through
     durations: list[float]
     max_parts: int
     parts: int
@@ -91,19 +95,39 @@ def specs(draw: st.DrawFn) -> Spec:
     zoned = [draw(st.booleans()) for _ in range(nf)]
     detour = [draw(st.integers(-1, nf - 1)) for _ in range(len(stages) + 1)]
     durations = [draw(st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0, 5.0])) for _ in range(40)]
-    return Spec(cobots, capacities, stages, transfer_cobots, process, zoned, detour, durations,
-                draw(st.integers(1, 4)), draw(st.integers(1, 6)))
+    return Spec(
+        cobots,
+        capacities,
+        stages,
+        transfer_cobots,
+        process,
+        zoned,
+        detour,
+        durations,
+        draw(st.integers(1, 4)),
+        draw(st.integers(1, 6)),
+    )
 
 
 def build(spec: Spec) -> CellConfig:
     """The cell file of a spec (steps named t<i> for transfers, p<i>_<k> for process steps)."""
+
     def station_ref(group: list[int]):
         return f"f{group[0]}" if len(group) == 1 else [f"f{i}" for i in group]
 
-    cobots = {f"c{i}": {"model": "ur5e", "joints": [f"c{i}_{j}" for j in JOINTS], "home": [0.0] * 6,
-                        "tools": {"gripper": {"kind": "gripper", "io": "gripper/grip"}}} for i in range(spec.cobots)}
-    stations = {"infeed": {"kind": "infeed", "pose": {"xyz": [0, 0, 0]}},
-                "pallet": {"kind": "pallet", "pose": {"xyz": [1, 0, 0]}, "pallet": PALLET}}
+    cobots = {
+        f"c{i}": {
+            "model": "ur5e",
+            "joints": [f"c{i}_{j}" for j in JOINTS],
+            "home": [0.0] * 6,
+            "tools": {"gripper": {"kind": "gripper", "io": "gripper/grip"}},
+        }
+        for i in range(spec.cobots)
+    }
+    stations = {
+        "infeed": {"kind": "infeed", "pose": {"xyz": [0, 0, 0]}},
+        "pallet": {"kind": "pallet", "pose": {"xyz": [1, 0, 0]}, "pallet": PALLET},
+    }
     for i, cap in enumerate(spec.capacities):
         stations[f"f{i}"] = {"kind": "fixture", "pose": {"xyz": [0.3 * i, 0.5, 0]}, "capacity": cap}
     zones = {f"z{i}": {"stations": [f"f{i}"]} for i, z in enumerate(spec.zoned) if z}
@@ -113,17 +137,36 @@ def build(spec: Spec) -> CellConfig:
     for i, group in enumerate(spec.stages + [None]):
         dest = station_ref(group) if group is not None else "pallet"
         name = f"t{i}"
-        steps.append({"name": name, "skill": "palletise" if group is None else "pick",
-                      "cobot": f"c{spec.transfer_cobots[i]}", "after": prev_done, "params": {"from": src, "to": dest}})
+        steps.append(
+            {
+                "name": name,
+                "skill": "palletise" if group is None else "pick",
+                "cobot": f"c{spec.transfer_cobots[i]}",
+                "after": prev_done,
+                "params": {"from": src, "to": dest},
+            }
+        )
         prev_done = [name]
         if group is not None:
             for k, c in enumerate(spec.process[i]):
-                steps.append({"name": f"p{i}_{k}", "skill": "weld", "cobot": f"c{c}", "after": [name],
-                              "params": {"station": station_ref(group)}})
+                steps.append(
+                    {
+                        "name": f"p{i}_{k}",
+                        "skill": "weld",
+                        "cobot": f"c{c}",
+                        "after": [name],
+                        "params": {"station": station_ref(group)},
+                    }
+                )
                 prev_done = prev_done + [f"p{i}_{k}"]
             src = dest
-    doc = {"cell": {"name": "prop", "max_parts_in_flight": spec.max_parts, "resource_timeout": 1e6},
-           "cobots": cobots, "stations": stations, "zones": zones, "jobs": {"job": {"steps": steps}}}
+    doc = {
+        "cell": {"name": "prop", "max_parts_in_flight": spec.max_parts, "resource_timeout": 1e6},
+        "cobots": cobots,
+        "stations": stations,
+        "zones": zones,
+        "jobs": {"job": {"steps": steps}},
+    }
     return parse_cell(yaml.safe_dump(doc, sort_keys=False))[0]
 
 
@@ -157,20 +200,27 @@ class StubPlanner:
         p = step.params
         if step.skill == "weld":
             at = self._where(p["station"], part, False)
-            segs = [Move(Traj(self._d(), pose(self._zone(at)), frozenset()), "approach"),
-                    Dwell(self._d(), "work"), Move(Traj(self._d(), out, frozenset()), "leave")]
+            segs = [
+                Move(Traj(self._d(), pose(self._zone(at)), frozenset()), "approach"),
+                Dwell(self._d(), "work"),
+                Move(Traj(self._d(), out, frozenset()), "leave"),
+            ]
             return SkillPlan(tuple(segs), out)
         src, dest = self._where(p["from"], part, False), self._where(p["to"], part, True)
         i = int(step.name[1:])
         detour = self.spec.detour[i] if i < len(self.spec.detour) else -1
         passing = self._zone(f"f{detour}") if detour >= 0 else frozenset()
-        segs = [Move(Traj(self._d(), pose(self._zone(src)), frozenset()), "approach"),
-                SetIo("gripper", f"grip/{src}/{part}", True, "grip"),
-                Move(Traj(self._d(), out, frozenset()), "lift"), Vacate(src),
-                Move(Traj(self._d(), out, passing), "carry"), Claim(dest),
-                Move(Traj(self._d(), pose(self._zone(dest)), frozenset()), "descend"),
-                SetIo("gripper", f"release/{dest}/{part}", False, "release"),
-                Move(Traj(self._d(), out, frozenset()), "retreat")]
+        segs = [
+            Move(Traj(self._d(), pose(self._zone(src)), frozenset()), "approach"),
+            SetIo("gripper", f"grip/{src}/{part}", True, "grip"),
+            Move(Traj(self._d(), out, frozenset()), "lift"),
+            Vacate(src),
+            Move(Traj(self._d(), out, passing), "carry"),
+            Claim(dest),
+            Move(Traj(self._d(), pose(self._zone(dest)), frozenset()), "descend"),
+            SetIo("gripper", f"release/{dest}/{part}", False, "release"),
+            Move(Traj(self._d(), out, frozenset()), "retreat"),
+        ]
         return SkillPlan(tuple(segs), out)
 
 
@@ -192,12 +242,22 @@ def run(cfg: CellConfig, spec: Spec, max_parts: int | None = None):
     ports = {n: LoggingCobot(n, clock, np.zeros(6)) for n in cfg.cobots}
     state: dict = {}
     from cobot_cell.core.plan import SkillState
+
     state = SkillState()
     journal = Journal(":memory:")
     reports = []
-    cell = CellController(cfg, ports, StubPlanner(cfg, spec, state), clock, parts=spec.parts, skill_state=state,
-                          zones=StubZones() if cfg.zones else None, on_cycle=reports.append, journal=journal,
-                          max_parts_in_flight=max_parts)
+    cell = CellController(
+        cfg,
+        ports,
+        StubPlanner(cfg, spec, state),
+        clock,
+        parts=spec.parts,
+        skill_state=state,
+        zones=StubZones() if cfg.zones else None,
+        on_cycle=reports.append,
+        journal=journal,
+        max_parts_in_flight=max_parts,
+    )
     cell.command("reset")
     cell.command("start")
     for _ in range(20_000):
@@ -262,7 +322,7 @@ def test_parts_in_flight_respect_stations_and_zones_and_all_finish(spec: Spec) -
     cfg = build(spec)
     issues: list = []
     check_places(cfg, "job", cfg.jobs["job"], lambda loc, msg: issues.append((loc, msg)))
-    assume(not issues)   # a cell validate rejects (its cobots could wait for each other) is not run
+    assume(not issues)  # a cell validate rejects (its cobots could wait for each other) is not run
     cell, ports, reports, journal = run(cfg, spec)
     assert cell.state == State.COMPLETE, (cell.state, cell.fault)
     assert sorted(r.part for r in reports) == list(range(1, spec.parts + 1))
@@ -294,8 +354,10 @@ def reference_schedule(cfg: CellConfig, durations: dict[str, float], parts: int)
         while pending:
             ready = [s for s in pending if all(d in end for d in s.after)]
             # the sequencer starts, in file order, each ready step whose cobot is free when the step can start
-            s = min(ready, key=lambda s: (max([t_part, free.get(s.cobot, 0.0)] + [end[d] for d in s.after]),
-                                          job.steps.index(s)))
+            s = min(
+                ready,
+                key=lambda s: (max([t_part, free.get(s.cobot, 0.0)] + [end[d] for d in s.after]), job.steps.index(s)),
+            )
             start = max([t_part, free.get(s.cobot, 0.0)] + [end[d] for d in s.after])
             end[s.name] = start + durations[s.name]
             free[s.cobot] = end[s.name]
@@ -309,7 +371,7 @@ def reference_schedule(cfg: CellConfig, durations: dict[str, float], parts: int)
 @given(specs())
 def test_one_part_in_flight_is_the_one_part_at_a_time_schedule(spec: Spec) -> None:
     spec.zoned = [False] * len(spec.zoned)
-    spec.durations = [spec.durations[0]] * len(spec.durations)   # every segment alike: plans do not depend on order
+    spec.durations = [spec.durations[0]] * len(spec.durations)  # every segment alike: plans do not depend on order
     cfg = build(spec)
     cell, ports, reports, _ = run(cfg, spec, max_parts=1)
     assert cell.state == State.COMPLETE

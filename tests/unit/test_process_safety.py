@@ -106,8 +106,10 @@ def run_to_arc(rig: tfp.Rig, seam_fraction: float = 0.4) -> float:
     return rig.clock.now()
 
 
-@pytest.mark.parametrize("command, rest", [("hold", State.HELD), ("stop", State.STOPPED), ("abort", State.ABORTED),
-                                           ("suspend", State.SUSPENDED)])
+@pytest.mark.parametrize(
+    "command, rest",
+    [("hold", State.HELD), ("stop", State.STOPPED), ("abort", State.ABORTED), ("suspend", State.SUSPENDED)],
+)
 def test_a_command_mid_seam_stops_motion_and_arc_together_and_completes_only_once_the_arc_is_off(command, rest):
     rig = tfp.Rig(tfp.cell())
     welder = rig.ports["welder"]
@@ -143,7 +145,7 @@ def test_after_a_hold_mid_seam_the_seam_is_struck_again_one_overlap_back_and_wel
     rig.cell.command(back)
     rig.run_until(lambda: len(welder.log) > n + 1)
     # the arc is switched off before the recovery's first move
-    assert [e[1] for e in welder.log[n:n + 2]] == [f"io:{ARC}", "move"] and welder.log[n][2] is False
+    assert [e[1] for e in welder.log[n : n + 2]] == [f"io:{ARC}", "move"] and welder.log[n][2] is False
     rig.run_until(lambda: rig.cell.parts_done >= 1)
     assert_each_seam_welded_once(welded([welder], rig.cfg), rig.cfg)
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
@@ -161,7 +163,7 @@ def test_a_failure_mid_seam_switches_the_arc_off_before_the_retreat():
     n = len(welder.log)
     rig.run_until(lambda: any(e[1] == "move" for e in welder.log[n:]), limit=2000)
     first_move = next(i for i, e in enumerate(welder.log[n:]) if e[1] == "move")
-    assert (f"io:{ARC}", False) in [e[1:] for e in welder.log[n:n + first_move]]
+    assert (f"io:{ARC}", False) in [e[1:] for e in welder.log[n : n + first_move]]
     assert rig.retreats and not welder.io[ARC]
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert rig.cell.reports[0].status == "done"
@@ -177,12 +179,12 @@ def test_a_scrapped_part_leaves_no_arc_lit():
     rig.run_until(lambda: rig.cell.scrapped == 1, limit=2000)
     welder.stall = False
     n = len(welder.log)
-    rig.run_until(lambda: any(e[1] == "move" for e in rig.ports["picker"].log[-1:]) and len(welder.log) > n,
-                  limit=4000)
+    rig.run_until(lambda: any(e[1] == "move" for e in rig.ports["picker"].log[-1:]) and len(welder.log) > n, limit=4000)
     assert not welder.io[ARC] or welder.arc_moves[-1][0].started > welder.log[n][0]
 
 
 # ---------------------------------------------------------------------------------------------- crashes
+
 
 def _crash(old: tfp.Rig) -> dict[str, np.ndarray]:
     """The planner dies: the drivers go on as the sim driver does. Returns where the arms end up."""
@@ -203,8 +205,9 @@ def _crash(old: tfp.Rig) -> dict[str, np.ndarray]:
 
 def _restart_and_finish(old: tfp.Rig, path: Path) -> tfp.Rig:
     positions = _crash(old)
-    rig = tfp.Rig(old.cfg, journal=tfp.WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0),
-                  positions=positions)
+    rig = tfp.Rig(
+        old.cfg, journal=tfp.WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0), positions=positions
+    )
     for name, port in rig.ports.items():  # a gripper holding a part still holds it
         port.io.update({k: v for k, v in old.ports[name].io.items() if k != ARC})
     assert rig.cell.command("reset") == State.IDLE
@@ -254,8 +257,7 @@ def test_a_planner_crash_raises_a_restart_fault_dated_when_it_was_last_alive_and
     run_to_arc(old)
     crash_at = old.clock.now()
     positions = _crash(old)
-    rig = tfp.Rig(old.cfg, journal=tfp.WatchedJournal(path), clock=VirtualClock(crash_at + 30.0),
-                  positions=positions)
+    rig = tfp.Rig(old.cfg, journal=tfp.WatchedJournal(path), clock=VirtualClock(crash_at + 30.0), positions=positions)
     fault = rig.cell.fault
     assert fault is not None and fault.code == Code.PLANNER_RESTARTED
     assert crash_at - 1.0 - 1e-9 <= fault.raised <= crash_at  # the journal saw it alive within the last second

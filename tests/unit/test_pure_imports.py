@@ -18,8 +18,16 @@ from cobot_cell.skills.checked_cell import load_checked
 REPO = Path(__file__).resolve().parents[2]
 
 BLOCKED = ("rclpy", "std_msgs", "sensor_msgs", "trajectory_msgs", "diagnostic_msgs", "std_srvs", "rosgraph_msgs")
-PURE_PACKAGES = ("cobot_cell.core", "cobot_cell.skills", "cobot_cell.motion", "cobot_cell.supervisor",
-                 "cobot_cell.pendant", "cobot_cell.plant", "cobot_cell.hmi", "cobot_cell.twin")
+PURE_PACKAGES = (
+    "cobot_cell.core",
+    "cobot_cell.skills",
+    "cobot_cell.motion",
+    "cobot_cell.supervisor",
+    "cobot_cell.pendant",
+    "cobot_cell.plant",
+    "cobot_cell.hmi",
+    "cobot_cell.twin",
+)
 PURE_MODULES = ("cobot_cell.ros.bringup", "cobot_cell.ros.processes", "cobot_cell.ros.gazebo")
 
 # Discovers every module of the pure packages (new modules are covered without editing this test), imports
@@ -67,12 +75,21 @@ def test_pure_layers_import_without_ros() -> None:
     assert result["leaked"] == []
     found = set(result["found"])
     # discovery really walked the packages
-    assert {"cobot_cell.core.config", "cobot_cell.core.sequencer", "cobot_cell.core.cell", "cobot_cell.skills.weld",
-            "cobot_cell.motion.kinematics", "cobot_cell.supervisor.kpi", "cobot_cell.pendant",
-            "cobot_cell.ros.bringup", "cobot_cell.ros.processes"} <= found
+    assert {
+        "cobot_cell.core.config",
+        "cobot_cell.core.sequencer",
+        "cobot_cell.core.cell",
+        "cobot_cell.skills.weld",
+        "cobot_cell.motion.kinematics",
+        "cobot_cell.supervisor.kpi",
+        "cobot_cell.pendant",
+        "cobot_cell.ros.bringup",
+        "cobot_cell.ros.processes",
+    } <= found
     on_disk = {
         ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-        for pkg in PURE_PACKAGES for p in (REPO / pkg.replace(".", "/")).rglob("*.py")
+        for pkg in PURE_PACKAGES
+        for p in (REPO / pkg.replace(".", "/")).rglob("*.py")
     }
     assert on_disk <= found
 
@@ -108,8 +125,9 @@ print(json.dumps({{"planned": planned, "pydantic": loaded}}))
 def test_the_planner_process_never_imports_pydantic(tmp_path: Path, domain: int) -> None:
     script = PLANNER_SCRIPT.format(cell=REPO / "config" / "demo_cell.yaml", journal=tmp_path / "journal.db")
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["planned"] == ["load_blank", "weld_seams", "palletise"]
@@ -153,8 +171,22 @@ def test_the_planner_fails_on_a_bad_cell_file_with_the_load_cell_message(tmp_pat
     with pytest.raises(CellFileError) as expected:
         load_cell(bad)
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
-    proc = subprocess.run([sys.executable, "-m", "cobot_cell.ros.planner_node", "--ros-args", "-p",
-                           f"cell_file:={bad}", "-p", f"journal:={tmp_path / 'journal.db'}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cobot_cell.ros.planner_node",
+            "--ros-args",
+            "-p",
+            f"cell_file:={bad}",
+            "-p",
+            f"journal:={tmp_path / 'journal.db'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"error: {expected.value}\n" in proc.stderr

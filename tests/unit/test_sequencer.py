@@ -81,8 +81,14 @@ def make_job(*steps: tuple[str, str, list[str]]) -> Job:
 class Rig:
     """A sequencer, its FakeCobots, the clock and the synthetic planner, with a bounded driving loop."""
 
-    def __init__(self, job: Job, recipes: dict[str, list[tuple]], cobots: tuple[str, ...] = ("c1", "c2"),
-                 start: float = 10.0, skill_state: dict | None = None):
+    def __init__(
+        self,
+        job: Job,
+        recipes: dict[str, list[tuple]],
+        cobots: tuple[str, ...] = ("c1", "c2"),
+        start: float = 10.0,
+        skill_state: dict | None = None,
+    ):
         self.clock = VirtualClock(start)
         self.ports = {n: FakeCobot(n, self.clock, Q0) for n in cobots}
         self.planner = SyntheticPlanner(recipes, self.clock)
@@ -120,6 +126,7 @@ def timings(report: CycleReport) -> dict[str, tuple[float, float]]:
 
 # ---------------------------------------------------------------------------------------------- timing
 
+
 def test_linear_job_step_times_are_the_sums_of_planned_durations() -> None:
     job = make_job(("a", "c1", []), ("b", "c2", ["a"]), ("c", "c1", ["b"]))
     recipes = {
@@ -132,11 +139,19 @@ def test_linear_job_step_times_are_the_sums_of_planned_durations() -> None:
     assert timings(report) == {"a": (10.0, 11.75), "b": (11.75, 14.0), "c": (14.0, 14.875)}
     assert (report.cell, report.job, report.run_id, report.part) == ("cell", "job", "r1", 7)
     assert (report.start, report.end, report.cycle_time) == (10.0, 14.875, 4.875)
-    assert [(s.step, s.skill, s.cobot) for s in report.steps] == [("a", "pick", "c1"), ("b", "pick", "c2"),
-                                                                 ("c", "pick", "c1")]
+    assert [(s.step, s.skill, s.cobot) for s in report.steps] == [
+        ("a", "pick", "c1"),
+        ("b", "pick", "c2"),
+        ("c", "pick", "c1"),
+    ]
     # each segment is dispatched the moment the one before it ends
-    assert rig.ports["c1"].log == [(10.0, "move", 1.0), (11.0, "io:grip", True), (11.5, "move", 0.25),
-                                   (14.0, "move", 0.375), (14.375, "io:grip", False)]
+    assert rig.ports["c1"].log == [
+        (10.0, "move", 1.0),
+        (11.0, "io:grip", True),
+        (11.5, "move", 0.25),
+        (14.0, "move", 0.375),
+        (14.375, "io:grip", False),
+    ]
     assert rig.ports["c2"].log == [(12.0, "io:arc", True), (12.0, "move", 2.0), (14.0, "io:arc", False)]
     assert rig.ports["c1"].io == {"grip": False} and rig.ports["c2"].io == {"arc": False}
     assert not rig.seq.active and not rig.seq.in_flight
@@ -161,8 +176,9 @@ def test_diamond_runs_branches_in_parallel_and_joins(b_time: float, c_time: floa
     #     \      /
     #      d (c2)
     job = make_job(("a", "c1", []), ("b", "c1", ["a"]), ("c", "c2", ["a"]), ("d", "c2", ["b", "c"]))
-    rig = Rig(job, {"a": [move(1.0)], "b": [move(b_time)], "c": [dwell(0.5), move(c_time - 0.5)],
-                    "d": [move(0.5)]}, start=0.0)
+    rig = Rig(
+        job, {"a": [move(1.0)], "b": [move(b_time)], "c": [dwell(0.5), move(c_time - 0.5)], "d": [move(0.5)]}, start=0.0
+    )
     t = timings(rig.run_part())
     join = 1.0 + max(b_time, c_time)
     assert t == {"a": (0.0, 1.0), "b": (1.0, 1.0 + b_time), "c": (1.0, 1.0 + c_time), "d": (join, join + 0.5)}
@@ -205,6 +221,7 @@ def test_instant_steps_finish_in_one_update() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- failures
+
 
 def what_failed(failure: StepFailure | None) -> tuple[str, str, str, str, float]:
     """Step, cobot, skill, reason and time of a failure."""
@@ -290,6 +307,7 @@ def test_update_without_a_part_does_nothing() -> None:
 
 # ---------------------------------------------------------------------------------------------- pause
 
+
 def test_pause_lets_the_move_in_flight_finish_and_dispatches_nothing_new() -> None:
     job = make_job(("a", "c1", []), ("b", "c1", ["a"]))
     rig = Rig(job, {"a": [move(1.0), move(1.0)], "b": [move(0.5)]}, cobots=("c1",), start=0.0)
@@ -338,6 +356,7 @@ def test_pause_holds_back_steps_whose_predecessors_are_done() -> None:
 
 # ---------------------------------------------------------------------------------------------- abandon
 
+
 def test_abandon_stops_every_cobot_and_drops_the_part() -> None:
     job = make_job(("a", "c1", []), ("b", "c1", ["a"]), ("c", "c2", ["a"]))
     rig = Rig(job, {"a": [move(1.0)], "b": [move(2.0)], "c": [move(2.0)]}, start=0.0)
@@ -363,7 +382,10 @@ def test_abandon_stops_every_cobot_and_drops_the_part() -> None:
     report = rig.run_part(5)
     assert report.part == 5
     assert {(name, q[0]) for name, _, q, _ in rig.planner.calls} == {
-        ("a", stopped["c1"]), ("b", stopped["c1"] + 1.0), ("c", stopped["c2"])}
+        ("a", stopped["c1"]),
+        ("b", stopped["c1"] + 1.0),
+        ("c", stopped["c2"]),
+    }
 
 
 def test_abandon_without_a_part_still_stops_the_cobots() -> None:
@@ -373,6 +395,7 @@ def test_abandon_without_a_part_still_stops_the_cobots() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- real skills
+
 
 class Timeline:
     """Wraps a planner and remembers when each planned segment is due to end, so the clock can land on it."""
@@ -470,8 +493,9 @@ class PreparingCobot(FakeCobot):
 def ahead_rig() -> Rig:
     rig = Rig(make_job(*CHAIN), CHAIN_RECIPES, skill_state=SkillState())
     rig.ports = {n: PreparingCobot(n, rig.clock, Q0) for n in ("c1", "c2")}
-    rig.seq = JobSequencer("cell", "job", rig.seq.job, rig.ports, rig.planner, rig.clock,
-                           skill_state=rig.seq.skill_state)
+    rig.seq = JobSequencer(
+        "cell", "job", rig.seq.job, rig.ports, rig.planner, rig.clock, skill_state=rig.seq.skill_state
+    )
     return rig
 
 
@@ -496,8 +520,11 @@ def test_the_next_steps_are_planned_while_the_first_one_moves_and_used_as_planne
     assert [name for name, _, _ in calls].count("c") == 1
     # the same timings as planning at each step start
     plain = Rig(make_job(*CHAIN), CHAIN_RECIPES)
-    assert timings(rig.reports[0]) == timings(plain.run_part(1, "r1")) == {
-        "a": (10.0, 11.0), "b": (11.0, 13.0), "c": (13.0, 13.75)}
+    assert (
+        timings(rig.reports[0])
+        == timings(plain.run_part(1, "r1"))
+        == {"a": (10.0, 11.0), "b": (11.0, 13.0), "c": (13.0, 13.75)}
+    )
 
 
 def test_a_plan_made_ahead_is_given_to_the_port_to_prepare_and_then_moved_along() -> None:

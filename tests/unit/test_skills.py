@@ -66,43 +66,105 @@ def home(cobot: str) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- load_cell
 
+
 def test_demo_cell_passes_every_check() -> None:
     assert CFG == parse_cell(DEMO)[0]
     assert check_skills(CFG) == []
 
 
-@pytest.mark.parametrize("old, new, path, needle, message", [
-    ("params: {from: infeed, to: fixture}", "params: {from: infeed, to: fixture, colour: red}",
-     "jobs.bracket.steps[0].params.colour", "colour: red", "unknown key"),
-    ("params: {from: infeed, to: fixture}", "params: {to: fixture}",
-     "jobs.bracket.steps[0].params.from", "params: {to: fixture}", "missing required key"),
-    ("params: {from: infeed, to: fixture}", "params: {from: infeedx, to: fixture}",
-     "jobs.bracket.steps[0].params.from", "from: infeedx",
-     "unknown station 'infeedx': expected one of infeed, fixture, pallet"),
-    ("params: {from: fixture, to: pallet}", "params: {from: fixture, to: infeed}",
-     "jobs.bracket.steps[2].params.to", "to: infeed", "station 'infeed' is an infeed: expected a pallet"),
-    ("params: {from: fixture, to: pallet}", "params: {from: pallet, to: pallet}",
-     "jobs.bracket.steps[2].params.from", "from: pallet, to: pallet",
-     "station 'pallet' is a pallet: expected an infeed or a fixture"),
-    ("station: fixture\n", "station: pallet\n",
-     "jobs.bracket.steps[1].params.station", "station: pallet", "station 'pallet' is a pallet: expected a fixture"),
-    ("            - [[-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]", "            - [[-0.05, -0.03, 0.05]]",
-     "jobs.bracket.steps[1].params.seams", "seams:", "seam 1 needs at least 2 points, got 1"),
-    ("[[-0.05, 0.03, 0.05], [0.05, 0.03, 0.05]]", "[[-0.05, 0.03, 0.05], [0.05, 0.03]]",
-     "jobs.bracket.steps[1].params.seams[0][1]", "[0.05, 0.03]]", "expected 3 values, got 2"),
-    ("speed: 0.02", "speed: 0.25",
-     "jobs.bracket.steps[1].params.speed", "speed: 0.25", "input should be less than or equal to 0.2, got 0.25"),
-    ("speed: 0.02", "speed: 0",
-     "jobs.bracket.steps[1].params.speed", "speed: 0", "input should be greater than 0, got 0"),
-    ("          speed: 0.02\n", "",
-     "jobs.bracket.steps[1].params.speed", ("params:", 1), "missing required key"),
-    ("cobot: welder", "cobot: welder_",
-     "jobs.bracket.steps[1].cobot", "cobot: welder_", "unknown cobot 'welder_': expected one of picker, welder"),
-    ("cobot: welder", "cobot: picker",
-     "jobs.bracket.steps[1].cobot", ("cobot: picker", 1), "cobot 'picker' has no torch tool (needed by skill 'weld')"),
-])
-def test_bad_step_parameters_name_the_params_path(tmp_path: Path, old: str, new: str, path: str,
-                                                   needle: str | tuple[str, int], message: str) -> None:
+@pytest.mark.parametrize(
+    "old, new, path, needle, message",
+    [
+        (
+            "params: {from: infeed, to: fixture}",
+            "params: {from: infeed, to: fixture, colour: red}",
+            "jobs.bracket.steps[0].params.colour",
+            "colour: red",
+            "unknown key",
+        ),
+        (
+            "params: {from: infeed, to: fixture}",
+            "params: {to: fixture}",
+            "jobs.bracket.steps[0].params.from",
+            "params: {to: fixture}",
+            "missing required key",
+        ),
+        (
+            "params: {from: infeed, to: fixture}",
+            "params: {from: infeedx, to: fixture}",
+            "jobs.bracket.steps[0].params.from",
+            "from: infeedx",
+            "unknown station 'infeedx': expected one of infeed, fixture, pallet",
+        ),
+        (
+            "params: {from: fixture, to: pallet}",
+            "params: {from: fixture, to: infeed}",
+            "jobs.bracket.steps[2].params.to",
+            "to: infeed",
+            "station 'infeed' is an infeed: expected a pallet",
+        ),
+        (
+            "params: {from: fixture, to: pallet}",
+            "params: {from: pallet, to: pallet}",
+            "jobs.bracket.steps[2].params.from",
+            "from: pallet, to: pallet",
+            "station 'pallet' is a pallet: expected an infeed or a fixture",
+        ),
+        (
+            "station: fixture\n",
+            "station: pallet\n",
+            "jobs.bracket.steps[1].params.station",
+            "station: pallet",
+            "station 'pallet' is a pallet: expected a fixture",
+        ),
+        (
+            "            - [[-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]",
+            "            - [[-0.05, -0.03, 0.05]]",
+            "jobs.bracket.steps[1].params.seams",
+            "seams:",
+            "seam 1 needs at least 2 points, got 1",
+        ),
+        (
+            "[[-0.05, 0.03, 0.05], [0.05, 0.03, 0.05]]",
+            "[[-0.05, 0.03, 0.05], [0.05, 0.03]]",
+            "jobs.bracket.steps[1].params.seams[0][1]",
+            "[0.05, 0.03]]",
+            "expected 3 values, got 2",
+        ),
+        (
+            "speed: 0.02",
+            "speed: 0.25",
+            "jobs.bracket.steps[1].params.speed",
+            "speed: 0.25",
+            "input should be less than or equal to 0.2, got 0.25",
+        ),
+        (
+            "speed: 0.02",
+            "speed: 0",
+            "jobs.bracket.steps[1].params.speed",
+            "speed: 0",
+            "input should be greater than 0, got 0",
+        ),
+        ("          speed: 0.02\n", "", "jobs.bracket.steps[1].params.speed", ("params:", 1), "missing required key"),
+        (
+            "cobot: welder",
+            "cobot: welder_",
+            "jobs.bracket.steps[1].cobot",
+            "cobot: welder_",
+            "unknown cobot 'welder_': expected one of picker, welder",
+        ),
+        (
+            "cobot: welder",
+            "cobot: picker",
+            "jobs.bracket.steps[1].cobot",
+            ("cobot: picker", 1),
+            "cobot 'picker' has no torch tool (needed by skill 'weld')",
+        ),
+    ],
+)
+def test_bad_step_parameters_name_the_params_path(
+    tmp_path: Path, old: str, new: str, path: str, needle: str | tuple[str, int], message: str
+) -> None:
     text = edit(old, new)
     line = line_of(text, *needle) if isinstance(needle, tuple) else line_of(text, needle)
     assert load_issues(tmp_path, text) == [(path, line, message)]
@@ -110,12 +172,19 @@ def test_bad_step_parameters_name_the_params_path(tmp_path: Path, old: str, new:
 
 def test_every_bad_step_is_reported_and_planning_is_skipped(tmp_path: Path) -> None:
     # A bad station must not reach the planner (it used to crash the check with a KeyError).
-    text = edit("params: {from: infeed, to: fixture}", "params: {from: infeed, to: fixture, colour: red}",
-                "params: {from: fixture, to: pallet}", "params: {from: fixtur, to: pallet}")
+    text = edit(
+        "params: {from: infeed, to: fixture}",
+        "params: {from: infeed, to: fixture, colour: red}",
+        "params: {from: fixture, to: pallet}",
+        "params: {from: fixtur, to: pallet}",
+    )
     assert load_issues(tmp_path, text) == [
         ("jobs.bracket.steps[0].params.colour", line_of(text, "colour: red"), "unknown key"),
-        ("jobs.bracket.steps[2].params.from", line_of(text, "from: fixtur,"),
-         "unknown station 'fixtur': expected one of infeed, fixture, pallet"),
+        (
+            "jobs.bracket.steps[2].params.from",
+            line_of(text, "from: fixtur,"),
+            "unknown station 'fixtur': expected one of infeed, fixture, pallet",
+        ),
     ]
 
 
@@ -125,27 +194,36 @@ def test_target_out_of_reach_names_the_step(tmp_path: Path) -> None:
     assert (path, line) == ("jobs.bracket.steps[0].params.from", line_of(text, "params: {from: infeed"))
     # above the grasp: infeed z 0.05 + grasp_height 0.03 + approach 0.10
     assert message.startswith(
-        "pick: approach to grasp at [2.05, 0.55, 0.18] is not reachable by 'picker': out of reach")
+        "pick: approach to grasp at [2.05, 0.55, 0.18] is not reachable by 'picker': out of reach"
+    )
 
 
 def test_every_pallet_place_is_checked_for_reach(tmp_path: Path) -> None:
     # Moved away from the picker, the first layer is still reachable but place 5 (second layer, far row, +x
     # column, 0.06 m higher) is not: the first unreachable place is reported, on the step's `to`.
     text = edit("pose: {xyz: [0.05, -0.60, 0.0]", "pose: {xyz: [0.05, -0.80, 0.0]")
-    assert load_issues(tmp_path, text) == [(
-        "jobs.bracket.steps[2].params.to", line_of(text, "params: {from: fixture, to: pallet}"),
-        "palletise place 5 (layer 1 of stations.pallet.pallet): approach to place at [0.15, -0.875, 0.19] is not "
-        "reachable by 'picker': out of reach: wrist is 0.8259 m from the shoulder, the arm reaches 0.8172 m; the "
-        "stack needs more height than 'picker' reaches: layers 0 to 0 (0.060 m) are within reach, so lower "
-        "max_height to 0.060 m, or move the pallet or the arm (there is no lift axis)")]
+    assert load_issues(tmp_path, text) == [
+        (
+            "jobs.bracket.steps[2].params.to",
+            line_of(text, "params: {from: fixture, to: pallet}"),
+            "palletise place 5 (layer 1 of stations.pallet.pallet): approach to place at [0.15, -0.875, 0.19] is not "
+            "reachable by 'picker': out of reach: wrist is 0.8259 m from the shoulder, the arm reaches 0.8172 m; the "
+            "stack needs more height than 'picker' reaches: layers 0 to 0 (0.060 m) are within reach, so lower "
+            "max_height to 0.060 m, or move the pallet or the arm (there is no lift axis)",
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- estimate
 
+
 def test_estimate_gives_a_positive_duration_per_step_in_dag_order() -> None:
     est = estimate(CFG, "bracket")
     assert [(e.step, e.skill, e.cobot) for e in est] == [
-        ("load_blank", "pick", "picker"), ("weld_seams", "weld", "welder"), ("palletise", "palletise", "picker")]
+        ("load_blank", "pick", "picker"),
+        ("weld_seams", "weld", "welder"),
+        ("palletise", "palletise", "picker"),
+    ]
     assert all(e.duration > 0 for e in est)
     # The weld alone: two 0.1 m seams at 0.02 m/s plus pre-flow 0.3 s and post-flow 0.5 s each.
     assert est[1].duration > 2 * 0.1 / 0.02 + 2 * (0.3 + 0.5)
@@ -167,8 +245,12 @@ START_QS = {
     "home": None,
     "offset": np.array([0.3, -0.2, 0.25, -0.1, 0.2, -0.4]),
 }
-CASES = [(s.name, part, start) for s in JOB.steps for part in (range(1, PLACES + 2) if s.skill == "palletise" else [1])
-         for start in START_QS]
+CASES = [
+    (s.name, part, start)
+    for s in JOB.steps
+    for part in (range(1, PLACES + 2) if s.skill == "palletise" else [1])
+    for start in START_QS
+]
 
 
 def plan_case(step: str, part: int, start: str) -> tuple[np.ndarray, SkillPlan]:
@@ -184,13 +266,18 @@ def test_moves_are_continuous(step: str, part: int, start: str) -> None:
     assert ms, "a plan without moves"
     np.testing.assert_allclose(ms[0].trajectory.start, q0, atol=1e-9)
     for prev, cur in zip(ms, ms[1:]):
-        np.testing.assert_allclose(cur.trajectory.start, prev.trajectory.final, atol=1e-9,
-                                   err_msg=f"{cur.label} does not start where {prev.label} ends")
+        np.testing.assert_allclose(
+            cur.trajectory.start,
+            prev.trajectory.final,
+            atol=1e-9,
+            err_msg=f"{cur.label} does not start where {prev.label} ends",
+        )
     np.testing.assert_allclose(plan.end_q, ms[-1].trajectory.final, atol=1e-12)
     # return_home is the default: every step ends at home, whatever it started from
     np.testing.assert_allclose(plan.end_q, home(JOB.step(step).cobot), atol=1e-9)
-    assert plan.duration == pytest.approx(sum(m.trajectory.duration for m in ms)
-                                          + sum(s.seconds for s in plan.segments if isinstance(s, Dwell)))
+    assert plan.duration == pytest.approx(
+        sum(m.trajectory.duration for m in ms) + sum(s.seconds for s in plan.segments if isinstance(s, Dwell))
+    )
 
 
 @pytest.mark.parametrize("step, part, start", CASES)
@@ -230,8 +317,10 @@ def test_pick_grips_at_the_infeed_and_releases_at_the_fixture() -> None:
 
 # ---------------------------------------------------------------------------------------------- weld
 
-def check_weld_plan(plan: SkillPlan, seams: list[list[tuple[float, float, float]]], speed: float, preflow: float,
-                    postflow: float) -> None:
+
+def check_weld_plan(
+    plan: SkillPlan, seams: list[list[tuple[float, float, float]]], speed: float, preflow: float, postflow: float
+) -> None:
     """Arc on/off around each seam with gas dwells, the arc on only on the seam, and the travel slow enough."""
     segs = plan.segments
     frame = pose_matrix(CFG.stations["fixture"].pose.xyz, CFG.stations["fixture"].pose.rpy)
@@ -246,7 +335,7 @@ def check_weld_plan(plan: SkillPlan, seams: list[list[tuple[float, float, float]
         assert isinstance(pre, Dwell) and pre.seconds == preflow
         assert isinstance(post, Dwell) and post.seconds == postflow
         assert isinstance(segs[i_on + 1], Checkpoint) and segs[i_on + 1].value["arc"]  # struck: journalled first
-        travel = segs[i_on + 2:i_off]
+        travel = segs[i_on + 2 : i_off]
         assert travel and all(isinstance(s, Move) and s.process is not None for s in travel)
         # the torch is at the seam start when the arc strikes, at the seam end when it goes out
         points = [(frame @ np.array([*p, 1.0]))[:3] for p in seam]
@@ -282,12 +371,19 @@ point = st.tuples(st.floats(-0.06, 0.06), st.floats(-0.06, 0.06), st.floats(0.02
 
 
 @settings(max_examples=25, deadline=None)
-@given(seams=st.lists(st.lists(point, min_size=2, max_size=3), min_size=1, max_size=2),
-       speed=st.floats(0.005, 0.05), preflow=st.floats(0.0, 1.0), postflow=st.floats(0.0, 1.0))
-def test_weld_plans_for_any_seams(seams: list[list[tuple[float, float, float]]], speed: float, preflow: float,
-                                  postflow: float) -> None:
-    params = validate(weld.WeldParams, {"station": "fixture", "seams": seams, "speed": speed,
-                                        "preflow": preflow, "postflow": postflow})
+@given(
+    seams=st.lists(st.lists(point, min_size=2, max_size=3), min_size=1, max_size=2),
+    speed=st.floats(0.005, 0.05),
+    preflow=st.floats(0.0, 1.0),
+    postflow=st.floats(0.0, 1.0),
+)
+def test_weld_plans_for_any_seams(
+    seams: list[list[tuple[float, float, float]]], speed: float, preflow: float, postflow: float
+) -> None:
+    params = validate(
+        weld.WeldParams,
+        {"station": "fixture", "seams": seams, "speed": speed, "preflow": preflow, "postflow": postflow},
+    )
     q0 = home("welder")
     plan = weld.plan(SkillContext(CFG, "welder"), params, 1, q0)
     check_weld_plan(plan, seams, speed, preflow, postflow)
@@ -306,7 +402,7 @@ def test_weld_torch_never_travels_faster_than_the_weld_speed() -> None:
     on = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and s.value]
     off = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and not s.value]
     for i_on, i_off in zip(on, off):
-        for m in segs[i_on + 2:i_off]:  # after the arc-struck checkpoint
+        for m in segs[i_on + 2 : i_off]:  # after the arc-struck checkpoint
             tr = m.trajectory
             ts = np.linspace(0.0, tr.duration, 2001)
             p = np.array([tcp_world("welder", tr.sample(t))[:3, 3] for t in ts])
@@ -315,6 +411,7 @@ def test_weld_torch_never_travels_faster_than_the_weld_speed() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- palletise
+
 
 def release_and_grasp(plan: SkillPlan) -> tuple[np.ndarray, np.ndarray]:
     """TCP poses (cell frame) where the gripper closes and where it opens."""
@@ -388,7 +485,10 @@ def test_palletise_takes_the_place_from_the_skill_state_and_checkpoints_the_next
     checkpoints = [(k, s) for k, s in enumerate(plan.segments) if isinstance(s, Checkpoint)]
     stage = "part.palletise.fixture.pallet.stage"
     assert [s.updates() for _, s in checkpoints] == [
-        {stage: "gripped"}, {stage: "releasing"}, {stage: "released", "pallet.pallet.next": 6}]
+        {stage: "gripped"},
+        {stage: "releasing"},
+        {stage: "released", "pallet.pallet.next": 6},
+    ]
     assert checkpoints[0][0] < checkpoints[1][0] < i < checkpoints[2][0]  # the place is recorded after the release
     # the gripper's grip is confirmed right after closing
     grip = next(k for k, s in enumerate(plan.segments) if isinstance(s, SetIo) and s.value)
@@ -396,13 +496,20 @@ def test_palletise_takes_the_place_from_the_skill_state_and_checkpoints_the_next
     # the last place fills the pallet: it stays full (no wrap-around) until the operator confirms the change
     last = make_planner(CFG, {"pallet.pallet.next": PLACES - 1})(step, 1, home("picker"))
     assert [s.updates().get("pallet.pallet.next") for s in last.segments if isinstance(s, Checkpoint)] == [
-        None, None, PLACES]
+        None,
+        None,
+        PLACES,
+    ]
     with pytest.raises(ValueError, match=f"pallet 'pallet' is full \\({PLACES} places\\): change it, then confirm"):
         make_planner(CFG, {"pallet.pallet.next": PLACES})(step, 1, home("picker"))
 
 
-ROTATED = edit("pallet: {length: 0.40, width: 0.30}", "pallet: {length: 0.30, width: 0.40}",
-               '      approach_side: "+y"\n', '      approach_side: "+y"\n      label_out: true\n')
+ROTATED = edit(
+    "pallet: {length: 0.40, width: 0.30}",
+    "pallet: {length: 0.30, width: 0.40}",
+    '      approach_side: "+y"\n',
+    '      approach_side: "+y"\n      label_out: true\n',
+)
 
 
 def test_palletise_turns_the_tool_by_the_box_yaw(tmp_path: Path) -> None:
@@ -418,9 +525,10 @@ def test_palletise_turns_the_tool_by_the_box_yaw(tmp_path: Path) -> None:
     for part in range(1, len(layout) + 1):
         plan = planner(cfg.jobs["bracket"].step("palletise"), part, home("picker"))
         segs = plan.segments
-        grasp_q = [s for s in segs[:next(i for i, s in enumerate(segs) if isinstance(s, SetIo))]
-                   if isinstance(s, Move)][-1].trajectory.final
-        release_q = [s for s in segs[:release_index(plan)] if isinstance(s, Move)][-1].trajectory.final
+        grasp_q = [
+            s for s in segs[: next(i for i, s in enumerate(segs) if isinstance(s, SetIo))] if isinstance(s, Move)
+        ][-1].trajectory.final
+        release_q = [s for s in segs[: release_index(plan)] if isinstance(s, Move)][-1].trajectory.final
         tcp = pose_matrix(c.base.xyz, c.base.rpy)
         grasp = tcp @ fk(arm_model(c.model), grasp_q) @ translation(*c.tools["gripper"].tcp)
         release = tcp @ fk(arm_model(c.model), release_q) @ translation(*c.tools["gripper"].tcp)
@@ -434,21 +542,31 @@ def test_palletise_turns_the_tool_by_the_box_yaw(tmp_path: Path) -> None:
 def test_a_grasp_above_the_box_is_an_error(tmp_path: Path) -> None:
     text = edit("params: {from: fixture, to: pallet}", "params: {from: fixture, to: pallet, grasp_height: 0.08}")
     assert load_issues(tmp_path, text) == [
-        ("jobs.bracket.steps[2].params.grasp_height", line_of(text, "grasp_height: 0.08"),
-         "0.08 m is above the top of the 0.06 m box (stations.pallet.pallet.box.height)")]
+        (
+            "jobs.bracket.steps[2].params.grasp_height",
+            line_of(text, "grasp_height: 0.08"),
+            "0.08 m is above the top of the 0.06 m box (stations.pallet.pallet.box.height)",
+        )
+    ]
 
 
 def test_an_eur_pallet_at_the_demo_pose_is_out_of_reach(tmp_path: Path) -> None:
     # The 400 x 300 x 200 mm boxes on an EUR pallet: the far corners are beyond a UR5e's reach from the picker.
-    text = edit("      pallet: {length: 0.40, width: 0.30}\n      box: {length: 0.20, width: 0.15, height: 0.06}\n"
-                "      pattern: column\n      max_height: 0.12\n",
-                "      pallet: EUR\n      box: {length: 0.40, width: 0.30, height: 0.20}\n"
-                "      pattern: column\n      max_height: 1.0\n")
+    text = edit(
+        "      pallet: {length: 0.40, width: 0.30}\n      box: {length: 0.20, width: 0.15, height: 0.06}\n"
+        "      pattern: column\n      max_height: 0.12\n",
+        "      pallet: EUR\n      box: {length: 0.40, width: 0.30, height: 0.20}\n"
+        "      pattern: column\n      max_height: 1.0\n",
+    )
     # 8 boxes a layer, far (-y) row first from -x: places 0-2 are reachable, place 3 (x = +0.45 m) is not.
-    assert load_issues(tmp_path, text) == [(
-        "jobs.bracket.steps[2].params.to", line_of(text, "params: {from: fixture, to: pallet}"),
-        "palletise place 3 (layer 0 of stations.pallet.pallet): approach to place at [0.5, -0.8, 0.13] is not "
-        "reachable by 'picker': out of reach: wrist is 0.8620 m from the shoulder, the arm reaches 0.8172 m")]
+    assert load_issues(tmp_path, text) == [
+        (
+            "jobs.bracket.steps[2].params.to",
+            line_of(text, "params: {from: fixture, to: pallet}"),
+            "palletise place 3 (layer 0 of stations.pallet.pallet): approach to place at [0.5, -0.8, 0.13] is not "
+            "reachable by 'picker': out of reach: wrist is 0.8620 m from the shoulder, the arm reaches 0.8172 m",
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- weld geometry
@@ -467,7 +585,7 @@ def arc_on_moves(plan: SkillPlan) -> list[list[Move]]:
     segs = plan.segments
     on = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and s.value]
     off = [i for i, s in enumerate(segs) if isinstance(s, SetIo) and not s.value]
-    return [[s for s in segs[a + 1:b] if isinstance(s, Move)] for a, b in zip(on, off)]
+    return [[s for s in segs[a + 1 : b] if isinstance(s, Move)] for a, b in zip(on, off)]
 
 
 def in_fixture(cobot_q: np.ndarray) -> np.ndarray:
@@ -529,8 +647,9 @@ def test_an_arc_seam_follows_the_circle_through_its_three_points() -> None:
 
 def test_a_weave_is_a_sinusoid_across_the_seam_sampled_densely() -> None:
     # 0.1 m at 0.02 m/s weaving 2 mm at 1 Hz: a 20 mm wavelength, 5 whole waves.
-    params, plan = weld_plan(seams=[[(-0.05, -0.03, 0.05), (0.05, -0.03, 0.05)]], weave={"amplitude": 0.002,
-                                                                                          "frequency": 1.0})
+    params, plan = weld_plan(
+        seams=[[(-0.05, -0.03, 0.05), (0.05, -0.03, 0.05)]], weave={"amplitude": 0.002, "frequency": 1.0}
+    )
     [[move]] = arc_on_moves(plan)
     tr = move.trajectory
     assert tr.times.size >= 24 * 5  # at least 24 knots per wave
@@ -558,8 +677,7 @@ def test_a_point_repeated_in_a_weaving_seam_changes_nothing() -> None:
     assert stay.trajectory.duration == 0.0  # the repeated point: the torch stays where it is
     assert b.trajectory.duration == pytest.approx(a.trajectory.duration, abs=1e-9)
     ts = np.linspace(0.0, a.trajectory.duration, 201)
-    np.testing.assert_allclose([b.trajectory.sample(t) for t in ts], [a.trajectory.sample(t) for t in ts],
-                               atol=1e-9)
+    np.testing.assert_allclose([b.trajectory.sample(t) for t in ts], [a.trajectory.sample(t) for t in ts], atol=1e-9)
 
 
 def test_resuming_a_part_welds_from_the_next_seam() -> None:
@@ -568,17 +686,23 @@ def test_resuming_a_part_welds_from_the_next_seam() -> None:
     plan = planner(JOB.step("weld_seams"), 1, home("welder"))
     assert [s.label for s in plan.segments if isinstance(s, SetIo)] == ["seam 1 arc on", "seam 1 arc off"]
     assert [(s.key, s.value) for s in plan.segments if isinstance(s, Checkpoint)] == [
-        (key, {"done": 1, "at": 0.0, "arc": True}), (key, {"done": 2, "at": 0.0})]
+        (key, {"done": 1, "at": 0.0, "arc": True}),
+        (key, {"done": 2, "at": 0.0}),
+    ]
     full = PLANNER(JOB.step("weld_seams"), 1, home("welder"))
     assert [(s.key, s.value) for s in full.segments if isinstance(s, Checkpoint)] == [
-        (key, {"done": 0, "at": 0.0, "arc": True}), (key, {"done": 1, "at": 0.0}),
-        (key, {"done": 1, "at": 0.0, "arc": True}), (key, {"done": 2, "at": 0.0})]
+        (key, {"done": 0, "at": 0.0, "arc": True}),
+        (key, {"done": 1, "at": 0.0}),
+        (key, {"done": 1, "at": 0.0, "arc": True}),
+        (key, {"done": 2, "at": 0.0}),
+    ]
 
 
 def test_a_finished_weld_is_not_welded_again() -> None:
     """'All seams done' is not 'no seam done': a resumed step only goes home."""
     plan = make_planner(CFG, {"part.1.weld.fixture.progress": {"done": 2, "at": 0.0}})(
-        JOB.step("weld_seams"), 1, home("welder"))
+        JOB.step("weld_seams"), 1, home("welder")
+    )
     assert [s.label for s in plan.segments] == ["home"]
 
 
@@ -586,13 +710,19 @@ def test_a_seam_stopped_part_way_is_struck_again_one_overlap_before_where_it_sto
     from cobot_cell.core.plan import Move
 
     plan = make_planner(CFG, {"part.1.weld.fixture.progress": {"done": 0, "at": 0.06}})(
-        JOB.step("weld_seams"), 1, home("welder"))
+        JOB.step("weld_seams"), 1, home("welder")
+    )
     spans = [s.process for s in plan.segments if isinstance(s, Move) and s.process is not None]
     # seam 0 (0.1 m) from 0.06 - 0.010 m, then seam 1 whole
     assert [(p.item, round(p.start, 9), round(p.end, 9)) for p in spans] == [(0, 0.05, 0.1), (1, 0.0, 0.1)]
     labels = [s.label for s in plan.segments]
-    assert labels[:5] == ["seam 0 restart approach", "seam 0 descend", "seam 0 gas pre-flow", "seam 0 arc on",
-                          "seam 0 arc struck"]
+    assert labels[:5] == [
+        "seam 0 restart approach",
+        "seam 0 descend",
+        "seam 0 gas pre-flow",
+        "seam 0 arc on",
+        "seam 0 arc struck",
+    ]
     # the torch is on the seam where the restart begins: 50 mm along it
     first = spans[0]
     u, off = first.locate(np.asarray(plan.segments[5].trajectory.positions[0]))
@@ -603,43 +733,97 @@ def test_a_seam_stopped_part_way_is_struck_again_one_overlap_before_where_it_sto
 FAST_SEAM = "            - [[0.35, -0.2, 0.05], [0.35, 0.2, 0.05]]"
 
 
-@pytest.mark.parametrize("edits, path, needle, message", [
-    ((SEAM_1, FAST_SEAM, "speed: 0.02", "speed: 0.2"), "jobs.bracket.steps[1].params.speed", "speed: 0.2",
-     "0.2 m/s is faster than 'welder' can weld seam 1 (at most 0.175 m/s there: shoulder_pan_joint velocity limit)"),
-    ((SEAM_1, "            - [[0.45, -0.1, 0.05], [0.45, 0.1, 0.05]]"), "jobs.bracket.steps[1].params.seams[1]",
-     "- [[0.45", "seam 1 blocked at 32.5% of the path: out of reach: wrist centre is 0.1326 m from the base axis, "
-     "0.00074 m inside the 0.1333 m shoulder offset (cobot 'welder')"),
-    ((SEAM_1, "            - [[-0.05, -0.93, 0.05], [0.05, -0.03, 0.05]]"), "jobs.bracket.steps[1].params.seams[1]",
-     "- [[-0.05, -0.93", "weld seam 1 approach at [0.499, -0.939, 0.199] is not reachable by 'welder': out of reach: "
-     "wrist is 1.1106 m from the shoulder, the arm reaches 0.8172 m"),
-    (("speed: 0.02", "speed: 0.02\n          weave: {amplitude: 0.003, frequency: 8}"),
-     "jobs.bracket.steps[1].params.weave", "weave:",
-     "a 0.003 m weave at 8 Hz is more than 'welder' can do along seam 0 (shoulder_pan_joint acceleration limit; "
-     "about 3.1 Hz at most at this amplitude)"),
-    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.0, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
-     "jobs.bracket.steps[1].params.seams[1].arc", "- {arc:",
-     "the three arc points are on one line: use a polyline for a straight seam"),
-    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
-     "jobs.bracket.steps[1].params.seams[1].arc", "- {arc:",
-     "the three arc points must be distinct (start, a point on the arc, end)"),
-    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
-     "jobs.bracket.steps[1].params.seams[1].arc", "- {arc:", "expected 3 values, got 2"),
-    ((SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.0, 0.0, 0.05], [0.05, -0.03, 0.05]], speed: 1}"),
-     "jobs.bracket.steps[1].params.seams[1].speed", "- {arc:", "unknown key"),
-    ((SEAM_1, "            - 5"), "jobs.bracket.steps[1].params.seams[1]", "- 5",
-     "expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}, got 5"),
-    ((SEAM_1, "            - [[0.0, 0.0, 0.02], [0.0, 0.0, 0.08]]"), "jobs.bracket.steps[1].params.seams[1]",
-     "- [[0.0, 0.0, 0.02]", "seam 1 piece 0 runs along the fixture's z axis: the torch angles and the weave need "
-     "a travel direction across it"),
-    (("speed: 0.02", "speed: 0.02\n          weave: {amplitude: 0, frequency: 2}"),
-     "jobs.bracket.steps[1].params.weave.amplitude", "weave:", "input should be greater than 0, got 0"),
-    (("travel_angle: 10", "travel_angle: 50"), "jobs.bracket.steps[1].params.travel_angle", "travel_angle: 50",
-     "input should be less than or equal to 45, got 50"),
-    (("speed: 0.02", "speed: 0.02\n          standoff: -0.01"), "jobs.bracket.steps[1].params.standoff", "standoff:",
-     "input should be greater than or equal to 0, got -0.01"),
-])
-def test_bad_weld_parameters_name_the_parameter(tmp_path: Path, edits: tuple[str, ...], path: str, needle: str,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    "edits, path, needle, message",
+    [
+        (
+            (SEAM_1, FAST_SEAM, "speed: 0.02", "speed: 0.2"),
+            "jobs.bracket.steps[1].params.speed",
+            "speed: 0.2",
+            "0.2 m/s is faster than 'welder' can weld seam 1 (at most 0.175 m/s there: shoulder_pan_joint velocity "
+            "limit)",
+        ),
+        (
+            (SEAM_1, "            - [[0.45, -0.1, 0.05], [0.45, 0.1, 0.05]]"),
+            "jobs.bracket.steps[1].params.seams[1]",
+            "- [[0.45",
+            "seam 1 blocked at 32.5% of the path: out of reach: wrist centre is 0.1326 m from the base axis, "
+            "0.00074 m inside the 0.1333 m shoulder offset (cobot 'welder')",
+        ),
+        (
+            (SEAM_1, "            - [[-0.05, -0.93, 0.05], [0.05, -0.03, 0.05]]"),
+            "jobs.bracket.steps[1].params.seams[1]",
+            "- [[-0.05, -0.93",
+            "weld seam 1 approach at [0.499, -0.939, 0.199] is not reachable by 'welder': out of reach: "
+            "wrist is 1.1106 m from the shoulder, the arm reaches 0.8172 m",
+        ),
+        (
+            ("speed: 0.02", "speed: 0.02\n          weave: {amplitude: 0.003, frequency: 8}"),
+            "jobs.bracket.steps[1].params.weave",
+            "weave:",
+            "a 0.003 m weave at 8 Hz is more than 'welder' can do along seam 0 (shoulder_pan_joint acceleration limit; "
+            "about 3.1 Hz at most at this amplitude)",
+        ),
+        (
+            (SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.0, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
+            "jobs.bracket.steps[1].params.seams[1].arc",
+            "- {arc:",
+            "the three arc points are on one line: use a polyline for a straight seam",
+        ),
+        (
+            (SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
+            "jobs.bracket.steps[1].params.seams[1].arc",
+            "- {arc:",
+            "the three arc points must be distinct (start, a point on the arc, end)",
+        ),
+        (
+            (SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.05, -0.03, 0.05]]}"),
+            "jobs.bracket.steps[1].params.seams[1].arc",
+            "- {arc:",
+            "expected 3 values, got 2",
+        ),
+        (
+            (SEAM_1, "            - {arc: [[-0.05, -0.03, 0.05], [0.0, 0.0, 0.05], [0.05, -0.03, 0.05]], speed: 1}"),
+            "jobs.bracket.steps[1].params.seams[1].speed",
+            "- {arc:",
+            "unknown key",
+        ),
+        (
+            (SEAM_1, "            - 5"),
+            "jobs.bracket.steps[1].params.seams[1]",
+            "- 5",
+            "expected a polyline [[x, y, z], ...] or {arc: [start, via, end]}, got 5",
+        ),
+        (
+            (SEAM_1, "            - [[0.0, 0.0, 0.02], [0.0, 0.0, 0.08]]"),
+            "jobs.bracket.steps[1].params.seams[1]",
+            "- [[0.0, 0.0, 0.02]",
+            "seam 1 piece 0 runs along the fixture's z axis: the torch angles and the weave need "
+            "a travel direction across it",
+        ),
+        (
+            ("speed: 0.02", "speed: 0.02\n          weave: {amplitude: 0, frequency: 2}"),
+            "jobs.bracket.steps[1].params.weave.amplitude",
+            "weave:",
+            "input should be greater than 0, got 0",
+        ),
+        (
+            ("travel_angle: 10", "travel_angle: 50"),
+            "jobs.bracket.steps[1].params.travel_angle",
+            "travel_angle: 50",
+            "input should be less than or equal to 45, got 50",
+        ),
+        (
+            ("speed: 0.02", "speed: 0.02\n          standoff: -0.01"),
+            "jobs.bracket.steps[1].params.standoff",
+            "standoff:",
+            "input should be greater than or equal to 0, got -0.01",
+        ),
+    ],
+)
+def test_bad_weld_parameters_name_the_parameter(
+    tmp_path: Path, edits: tuple[str, ...], path: str, needle: str, message: str
+) -> None:
     text = edit(*edits)
     assert load_issues(tmp_path, text) == [(path, line_of(text, needle), message)]
 
@@ -663,12 +847,19 @@ PICKER_LIMITS = "      acceleration: [2.5, 2.5, 3.0, 4.0, 4.0, 4.0]\n"
 
 def test_joint_position_limits_are_checked_at_every_target(tmp_path: Path) -> None:
     # The infeed is at +y, about +1.5 rad of pan from the picker's home: a pan range of +-1 rad cannot reach it.
-    text = edit(PICKER_LIMITS, PICKER_LIMITS + "      position: [[-1.0, 1.0], [-6.28, 6.28], [-3.14, 3.14], "
-                "[-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n")
-    assert load_issues(tmp_path, text) == [(
-        "jobs.bracket.steps[0].params.from", line_of(text, "params: {from: infeed"),
-        "pick: approach to grasp at [0.05, 0.55, 0.18] is not reachable by 'picker': joint limits: a solution "
-        "needs shoulder_pan_joint outside its range")]
+    text = edit(
+        PICKER_LIMITS,
+        PICKER_LIMITS + "      position: [[-1.0, 1.0], [-6.28, 6.28], [-3.14, 3.14], "
+        "[-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n",
+    )
+    assert load_issues(tmp_path, text) == [
+        (
+            "jobs.bracket.steps[0].params.from",
+            line_of(text, "params: {from: infeed"),
+            "pick: approach to grasp at [0.05, 0.55, 0.18] is not reachable by 'picker': joint limits: a solution "
+            "needs shoulder_pan_joint outside its range",
+        )
+    ]
 
 
 def test_joint_position_limits_narrow_the_plans(tmp_path: Path) -> None:
@@ -693,8 +884,14 @@ def test_joint_position_limits_narrow_the_plans(tmp_path: Path) -> None:
 
 
 def test_home_outside_the_arm_model_is_reported(tmp_path: Path) -> None:
-    text = edit("home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]\n    limits:\n      velocity: [1.2",
-                "home: [0.0, -1.5708, 4.0, -1.5708, -1.5708, 0.0]\n    limits:\n      velocity: [1.2")
-    assert load_issues(tmp_path, text) == [(
-        "cobots.picker.home[2]", line_of(text, "home: [0.0, -1.5708, 4.0"),
-        "4 is outside the ur5e elbow_joint range [-3.142, 3.142]")]
+    text = edit(
+        "home: [0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0]\n    limits:\n      velocity: [1.2",
+        "home: [0.0, -1.5708, 4.0, -1.5708, -1.5708, 0.0]\n    limits:\n      velocity: [1.2",
+    )
+    assert load_issues(tmp_path, text) == [
+        (
+            "cobots.picker.home[2]",
+            line_of(text, "home: [0.0, -1.5708, 4.0"),
+            "4 is outside the ur5e elbow_joint range [-3.142, 3.142]",
+        )
+    ]

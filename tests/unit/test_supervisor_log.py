@@ -327,8 +327,7 @@ def test_first_update_seen_for_a_key_inserts_the_fault() -> None:
     # a supervisor started late may first see an acknowledged or even a cleared fault
     with ProductionLog(":memory:") as log:
         a = log.record_fault("cell_a", 1.0, "ERROR", "src", "C", "msg", fault_key="b1-1", acknowledged=2.0)
-        b = log.record_fault("cell_a", 5.0, "ERROR", "src", "C", "msg", fault_key="b1-2", acknowledged=6.0,
-                             cleared=7.0)
+        b = log.record_fault("cell_a", 5.0, "ERROR", "src", "C", "msg", fault_key="b1-2", acknowledged=6.0, cleared=7.0)
         assert a != b
         assert [(f.fault_key, f.time, f.acknowledged, f.cleared) for f in log.faults()] == [
             ("b1-1", 1.0, 2.0, None),
@@ -436,12 +435,14 @@ def test_faults_a_dead_planner_left_open_are_closed_at_its_last_alive_time(db: P
 def test_audit_records_are_logged_once_and_read_back(tmp_path) -> None:
     from cobot_cell.plant.authority import AuditRecord
 
-    recs = [AuditRecord(10.0, "c1", "remote", "alice", "start", "refused", "authority is local"),
-            AuditRecord(11.0, "c1", "local", "", "hand_over", "accepted", "authority remote"),
-            AuditRecord(10.5, "c2", "remote", "bob", "stop", "accepted", "stop: state Stopping")]
+    recs = [
+        AuditRecord(10.0, "c1", "remote", "alice", "start", "refused", "authority is local"),
+        AuditRecord(11.0, "c1", "local", "", "hand_over", "accepted", "authority remote"),
+        AuditRecord(10.5, "c2", "remote", "bob", "stop", "accepted", "stop: state Stopping"),
+    ]
     with ProductionLog(tmp_path / "p.db") as log:
         assert log.record_audits(recs) == 3
-        assert log.record_audits(recs[:2]) == 0      # delivered again (a late joiner's history): kept once
+        assert log.record_audits(recs[:2]) == 0  # delivered again (a late joiner's history): kept once
         assert log.audit(cell="c1") == recs[:2]
         assert [r.cell for r in log.audit()] == ["c1", "c2", "c1"]
         with pytest.raises(ValueError, match="audit record of 'start': time must be finite, got nan"):
@@ -480,10 +481,13 @@ def test_report_refuses_the_planner_journal_and_leaves_it_alone(tmp_path: Path, 
     assert _tables(path) == tables
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"not a database at all, just text\n" * 40, "is not a production log (file is not a database)"),
-    (b"", "is not a production log (it has no schema_version, parts, steps, faults, audit tables)"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"not a database at all, just text\n" * 40, "is not a production log (file is not a database)"),
+        (b"", "is not a production log (it has no schema_version, parts, steps, faults, audit tables)"),
+    ],
+)
 def test_report_refuses_a_file_that_is_not_a_production_log(tmp_path: Path, capsys, content, reason) -> None:
     from cobot_cell.cli import main as cli_main
 

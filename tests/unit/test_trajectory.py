@@ -38,8 +38,10 @@ def second_differences(tr: Trajectory) -> np.ndarray:
     """|acceleration| from second finite differences of positions on a uniform knot grid."""
     dt = np.diff(tr.times)
     p = tr.positions
-    return np.abs((p[2:] - p[1:-1]) / dt[1:, None] - (p[1:-1] - p[:-2]) / dt[:-1, None]) \
+    return (
+        np.abs((p[2:] - p[1:-1]) / dt[1:, None] - (p[1:-1] - p[:-2]) / dt[:-1, None])
         / (0.5 * (dt[1:] + dt[:-1]))[:, None]
+    )
 
 
 def dense(tr: Trajectory, n: int = 2001) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +51,7 @@ def dense(tr: Trajectory, n: int = 2001) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- trapezoid_times -----------------------------------------------------------------------------------
+
 
 def test_trapezoid_with_cruise() -> None:
     assert trapezoid_times(3.0, 1.0, 2.0) == (3.0 / 1.0 + 1.0 / 2.0, 0.5)
@@ -64,8 +67,11 @@ def test_zero_distance_and_sign() -> None:
     assert trapezoid_times(-3.0, 1.0, 2.0) == trapezoid_times(3.0, 1.0, 2.0)
 
 
-@given(st.floats(min_value=1e-6, max_value=20.0), st.floats(min_value=0.01, max_value=10.0),
-       st.floats(min_value=0.01, max_value=10.0))
+@given(
+    st.floats(min_value=1e-6, max_value=20.0),
+    st.floats(min_value=0.01, max_value=10.0),
+    st.floats(min_value=0.01, max_value=10.0),
+)
 def test_trapezoid_covers_the_distance_within_limits(d: float, v: float, a: float) -> None:
     total, ta = trapezoid_times(d, v, a)
     peak = a * ta
@@ -73,11 +79,14 @@ def test_trapezoid_covers_the_distance_within_limits(d: float, v: float, a: floa
     assert peak * (total - ta) == pytest.approx(d, rel=1e-9)
 
 
-@pytest.mark.parametrize("args, message", [
-    ((1.0, 0.0, 1.0), "v_max must be positive and finite, got 0.0"),
-    ((1.0, 1.0, -2.0), "a_max must be positive and finite, got -2.0"),
-    ((math.inf, 1.0, 1.0), "distance must be finite, got inf"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((1.0, 0.0, 1.0), "v_max must be positive and finite, got 0.0"),
+        ((1.0, 1.0, -2.0), "a_max must be positive and finite, got -2.0"),
+        ((math.inf, 1.0, 1.0), "distance must be finite, got inf"),
+    ],
+)
 def test_trapezoid_validation(args: tuple, message: str) -> None:
     with pytest.raises(ValueError) as err:
         trapezoid_times(*args)
@@ -85,6 +94,7 @@ def test_trapezoid_validation(args: tuple, message: str) -> None:
 
 
 # --- Trajectory ----------------------------------------------------------------------------------------
+
 
 def make(times: list, pos: list, vel: list | None = None) -> Trajectory:
     p = np.array(pos, dtype=float)
@@ -106,8 +116,8 @@ def test_sample_is_cubic_hermite_between_knots() -> None:
     # p(t) = t^3 on [0, 2]: Hermite with exact end slopes reproduces any cubic.
     tr = make([0.0, 2.0], [[0.0], [8.0]], [[0.0], [12.0]])
     for t in np.linspace(0.0, 2.0, 17):
-        assert tr.sample(t)[0] == pytest.approx(t ** 3, abs=1e-12)
-        assert tr.sample_velocity(t)[0] == pytest.approx(3 * t ** 2, abs=1e-12)
+        assert tr.sample(t)[0] == pytest.approx(t**3, abs=1e-12)
+        assert tr.sample_velocity(t)[0] == pytest.approx(3 * t**2, abs=1e-12)
 
 
 def test_trajectory_is_read_only() -> None:
@@ -118,14 +128,21 @@ def test_trajectory_is_read_only() -> None:
     assert tr.final[0] == 1.0
 
 
-@pytest.mark.parametrize("times, pos, vel, message", [
-    ([0.1, 1.0], [[0.0], [1.0]], [[0.0], [0.0]], "times must start at 0.0, got 0.1"),
-    ([0.0, 1.0, 1.0], [[0.0], [1.0], [2.0]], [[0.0], [0.0], [0.0]], "times must be strictly increasing"),
-    ([0.0, 1.0], [[0.0], [1.0], [2.0]], [[0.0], [0.0], [0.0]], "positions must have shape (2, J), got (3, 1)"),
-    ([0.0, 1.0], [[0.0], [1.0]], [[0.0, 1.0], [0.0, 1.0]],
-     "velocities must have the shape of positions (2, 1), got (2, 2)"),
-    ([], [], [], "times must be a non-empty 1-D array, got shape (0,)"),
-])
+@pytest.mark.parametrize(
+    "times, pos, vel, message",
+    [
+        ([0.1, 1.0], [[0.0], [1.0]], [[0.0], [0.0]], "times must start at 0.0, got 0.1"),
+        ([0.0, 1.0, 1.0], [[0.0], [1.0], [2.0]], [[0.0], [0.0], [0.0]], "times must be strictly increasing"),
+        ([0.0, 1.0], [[0.0], [1.0], [2.0]], [[0.0], [0.0], [0.0]], "positions must have shape (2, J), got (3, 1)"),
+        (
+            [0.0, 1.0],
+            [[0.0], [1.0]],
+            [[0.0, 1.0], [0.0, 1.0]],
+            "velocities must have the shape of positions (2, 1), got (2, 2)",
+        ),
+        ([], [], [], "times must be a non-empty 1-D array, got shape (0,)"),
+    ],
+)
 def test_trajectory_validation(times: list, pos: list, vel: list, message: str) -> None:
     with pytest.raises(ValueError) as err:
         Trajectory(np.array(times, dtype=float), np.array(pos, dtype=float), np.array(vel, dtype=float))
@@ -133,6 +150,7 @@ def test_trajectory_validation(times: list, pos: list, vel: list, message: str) 
 
 
 # --- joint_move ----------------------------------------------------------------------------------------
+
 
 def roundoff(q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
     """Per joint, a bound on the float error of a position joint_move or sample() computes (m or rad).
@@ -154,12 +172,21 @@ def fd_slack(h1: np.ndarray, h2: np.ndarray, eps: np.ndarray) -> np.ndarray:
 
 @settings(max_examples=100, deadline=None)
 @given(positions, positions, limits, limits)
-@example(q0=np.array([0.0, 0.0, -1.192092896e-07, 0.0, 0.0, 0.0]), q1=np.array([3.0, 0.0, 3.0, 0.0, 0.0, 0.0]),
-         v=np.array([1.421875, 1.0, 2.0, 1.0, 1.0, 1.0]), a=np.ones(6))  # two switches 1.7e-7 s apart
-@example(q0=np.array([0.0, 0.0, 0.0, 2.225073858507203e-309, 0.0, 0.0]),
-         q1=np.array([0.0, 0.0, 0.0, 2.225073858507203e-309, 0.0, 1.0]), v=np.ones(6), a=np.ones(6))  # subnormal
-def test_joint_move_is_minimal_synchronised_and_within_limits(q0: np.ndarray, q1: np.ndarray,
-                                                              v: np.ndarray, a: np.ndarray) -> None:
+@example(
+    q0=np.array([0.0, 0.0, -1.192092896e-07, 0.0, 0.0, 0.0]),
+    q1=np.array([3.0, 0.0, 3.0, 0.0, 0.0, 0.0]),
+    v=np.array([1.421875, 1.0, 2.0, 1.0, 1.0, 1.0]),
+    a=np.ones(6),
+)  # two switches 1.7e-7 s apart
+@example(
+    q0=np.array([0.0, 0.0, 0.0, 2.225073858507203e-309, 0.0, 0.0]),
+    q1=np.array([0.0, 0.0, 0.0, 2.225073858507203e-309, 0.0, 1.0]),
+    v=np.ones(6),
+    a=np.ones(6),
+)  # subnormal
+def test_joint_move_is_minimal_synchronised_and_within_limits(
+    q0: np.ndarray, q1: np.ndarray, v: np.ndarray, a: np.ndarray
+) -> None:
     assume(np.max(np.abs(q1 - q0)) > 1e-3)
     tr = joint_move(q0, q1, v, a, sample_dt=0.01)
     expected = max(trapezoid_times(d, vi, ai)[0] for d, vi, ai in zip(q1 - q0, v, a))
@@ -204,7 +231,7 @@ def test_joint_move_stretches_a_joint_whose_limits_do_not_fit_the_slowest_shape(
 
 
 def test_joint_move_samples_every_dt_plus_switches_and_end() -> None:
-    tr = joint_move([0.0], [3.0], 1.0, 2.0, sample_dt=0.1)   # T = 3.5, switches at 0.5 and 3.0
+    tr = joint_move([0.0], [3.0], 1.0, 2.0, sample_dt=0.1)  # T = 3.5, switches at 0.5 and 3.0
     assert tr.duration == 3.5
     np.testing.assert_allclose(tr.times, np.round(np.arange(36) * 0.1, 12), atol=1e-12)
     tr = joint_move([0.0], [3.0], 1.0, 2.0, sample_dt=0.3)
@@ -219,15 +246,20 @@ def test_zero_length_move_is_a_single_knot() -> None:
     np.testing.assert_array_equal(tr.sample(0.5), HOME)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(q0=[0, 0], q1=[1, 1, 1], v_max=1, a_max=1), "q1 has 3 joint values but q0 has 2"),
-    (dict(q0=[0, 0], q1=[1, 1], v_max=[1, 0], a_max=1), "v_max must be positive and finite, got [1.0, 0.0]"),
-    (dict(q0=[0, 0], q1=[1, 1], v_max=1, a_max=[1, 1, 1]),
-     "a_max must be a number or have 2 values (one per joint), got shape (3,)"),
-    (dict(q0=[0, 0], q1=[1, 1], v_max=1, a_max=-1), "a_max must be positive and finite, got [-1.0, -1.0]"),
-    (dict(q0=[0, 0], q1=[1, 1], v_max=1, a_max=1, sample_dt=0), "sample_dt must be positive and finite, got 0"),
-    (dict(q0=[0, math.nan], q1=[1, 1], v_max=1, a_max=1), "q0 must be finite, got [0.0, nan]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(q0=[0, 0], q1=[1, 1, 1], v_max=1, a_max=1), "q1 has 3 joint values but q0 has 2"),
+        (dict(q0=[0, 0], q1=[1, 1], v_max=[1, 0], a_max=1), "v_max must be positive and finite, got [1.0, 0.0]"),
+        (
+            dict(q0=[0, 0], q1=[1, 1], v_max=1, a_max=[1, 1, 1]),
+            "a_max must be a number or have 2 values (one per joint), got shape (3,)",
+        ),
+        (dict(q0=[0, 0], q1=[1, 1], v_max=1, a_max=-1), "a_max must be positive and finite, got [-1.0, -1.0]"),
+        (dict(q0=[0, 0], q1=[1, 1], v_max=1, a_max=1, sample_dt=0), "sample_dt must be positive and finite, got 0"),
+        (dict(q0=[0, math.nan], q1=[1, 1], v_max=1, a_max=1), "q0 must be finite, got [0.0, nan]"),
+    ],
+)
 def test_joint_move_validation(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError) as err:
         joint_move(**kwargs)
@@ -235,6 +267,7 @@ def test_joint_move_validation(kwargs: dict, message: str) -> None:
 
 
 # --- joint_path and concatenate ----------------------------------------------------------------------
+
 
 def test_joint_path_stops_at_every_waypoint() -> None:
     wp = np.array([HOME, HOME + 0.3, HOME + 0.3, HOME - 0.2])
@@ -289,6 +322,7 @@ def test_concatenate_rejects_gaps_and_mismatches() -> None:
 
 # --- linear_move ---------------------------------------------------------------------------------------
 
+
 def line_deviation(tr: Trajectory, p0: np.ndarray, p1: np.ndarray, tcp: np.ndarray | None = None) -> float:
     """Largest distance of the flange (or TCP) at the knots from the segment p0-p1."""
     tool = np.eye(4) if tcp is None else tcp
@@ -311,9 +345,11 @@ def check_limits(tr: Trajectory, speed: float, tcp: np.ndarray | None = None) ->
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.tuples(*[st.floats(min_value=-0.15, max_value=0.15)] * 3),
-       st.tuples(*[st.floats(min_value=-0.4, max_value=0.4)] * 3),
-       st.floats(min_value=0.02, max_value=1.0))
+@given(
+    st.tuples(*[st.floats(min_value=-0.15, max_value=0.15)] * 3),
+    st.tuples(*[st.floats(min_value=-0.4, max_value=0.4)] * 3),
+    st.floats(min_value=0.02, max_value=1.0),
+)
 def test_linear_move_keeps_the_tool_on_the_line_within_limits(dxyz: tuple, drpy: tuple, speed: float) -> None:
     q0 = np.array([0.4, -1.7, 1.6, -1.5, -1.4, 0.3])
     T0 = fk(UR5E, q0)
@@ -352,8 +388,9 @@ def test_a_slow_line_has_knots_at_the_phase_switches_and_never_overshoots_its_sp
     ramp = tr.times[1]
     assert 0.0 < ramp < 0.05 and tr.times[-2] == pytest.approx(tr.duration - ramp, abs=1e-12)
     # the second knot is where the ramp ends: the flange is at the cruise speed there
-    v_knot = np.linalg.norm(fk(UR5E, tr.positions[2])[:3, 3] - fk(UR5E, tr.positions[1])[:3, 3]) \
-        / (tr.times[2] - tr.times[1])
+    v_knot = np.linalg.norm(fk(UR5E, tr.positions[2])[:3, 3] - fk(UR5E, tr.positions[1])[:3, 3]) / (
+        tr.times[2] - tr.times[1]
+    )
     assert v_knot == pytest.approx(0.02, rel=1e-9)
     assert tool_speeds(tr).max() <= 0.02 * (1 + 1e-3)
     assert tr.duration == pytest.approx(0.1 / 0.02 + ramp, rel=1e-9)  # cruise at the speed, ramps at each end
@@ -372,8 +409,9 @@ def test_path_move_names_the_limit_and_cruises_at_it() -> None:
 
     slow = path_move(UR5E, q0, line, length, 0.05, V_MAX, A_MAX, 64)
     assert (slow.timing.limit, slow.timing.speed) == ("speed", pytest.approx(0.05, rel=1e-12))
-    chords = np.linalg.norm(np.diff([fk(UR5E, q)[:3, 3] for q in slow.trajectory.positions], axis=0), axis=1) \
-        / np.diff(slow.trajectory.times)
+    chords = np.linalg.norm(np.diff([fk(UR5E, q)[:3, 3] for q in slow.trajectory.positions], axis=0), axis=1) / np.diff(
+        slow.trajectory.times
+    )
     assert chords.max() == pytest.approx(0.05, rel=1e-9)  # cruising at the tool speed, never above
     # A turn of the flange by 3 rad about its axis moves wrist 3 only: its velocity limit sets the cruise, it
     # reaches it exactly, and the move takes the minimal time of that joint's own trapezoid.
@@ -387,11 +425,16 @@ def test_path_move_names_the_limit_and_cruises_at_it() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 5.0)), min_size=6, max_size=6),
-       st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 50.0)), min_size=6, max_size=6),
-       st.floats(0.0, 2.0), st.floats(0.001, 1.0), st.booleans())
-def test_the_path_rate_is_the_fastest_trapezoid_within_the_limits(g: list, h: list, length: float, speed: float,
-                                                                  exact: bool) -> None:
+@given(
+    st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 5.0)), min_size=6, max_size=6),
+    st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 50.0)), min_size=6, max_size=6),
+    st.floats(0.0, 2.0),
+    st.floats(0.001, 1.0),
+    st.booleans(),
+)
+def test_the_path_rate_is_the_fastest_trapezoid_within_the_limits(
+    g: list, h: list, length: float, speed: float, exact: bool
+) -> None:
     g_, h_ = np.array(g), np.array(h)
     h_ = np.where(g_ > 0, h_, 0.0)  # a joint that does not move has no curvature
     rate, c, timing = _path_rate(UR5E.joint_names, g_, h_, V_MAX, A_MAX, length, speed, exact)
@@ -410,22 +453,30 @@ def test_the_path_rate_is_the_fastest_trapezoid_within_the_limits(g: list, h: li
         return trapezoid_times(1.0, r, cr)[0] if cr > 0 else math.inf
 
     # no feasible rate is faster (brute force over the whole range)
-    top = min(speed / length if length > 0 else math.inf,
-              float(np.min(np.where(g_ > 0, V_MAX / np.where(g_ > 0, g_, 1), np.inf))),
-              float(np.min(np.where(h_ > 0, np.sqrt(A_MAX / np.where(h_ > 0, h_, 1)), np.inf))))
+    top = min(
+        speed / length if length > 0 else math.inf,
+        float(np.min(np.where(g_ > 0, V_MAX / np.where(g_ > 0, g_, 1), np.inf))),
+        float(np.min(np.where(h_ > 0, np.sqrt(A_MAX / np.where(h_ > 0, h_, 1)), np.inf))),
+    )
     best = trapezoid_times(1.0, rate, c)[0]
     assert all(best <= duration(float(r)) * (1 + 1e-9) for r in np.linspace(top / 500, top, 500))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(samples=0), "samples must be an integer >= 1, got 0"),
-    (dict(length=-1.0), "length must be finite and >= 0, got -1.0"),
-    (dict(path=lambda s: translation(0.01, 0, 0) @ fk(UR5E, HOME)),
-     "path(0) is 0.01 m (rad) away from where q0 puts the tool"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(samples=0), "samples must be an integer >= 1, got 0"),
+        (dict(length=-1.0), "length must be finite and >= 0, got -1.0"),
+        (
+            dict(path=lambda s: translation(0.01, 0, 0) @ fk(UR5E, HOME)),
+            "path(0) is 0.01 m (rad) away from where q0 puts the tool",
+        ),
+    ],
+)
 def test_path_move_validation(kwargs: dict, message: str) -> None:
-    args = dict(model=UR5E, q0=HOME, path=lambda s: fk(UR5E, HOME), length=0.1, speed=0.1, v_max=V_MAX,
-                a_max=A_MAX, samples=10)
+    args = dict(
+        model=UR5E, q0=HOME, path=lambda s: fk(UR5E, HOME), length=0.1, speed=0.1, v_max=V_MAX, a_max=A_MAX, samples=10
+    )
     args.update(kwargs)
     with pytest.raises(ValueError) as err:
         path_move(**args)
@@ -440,9 +491,9 @@ def test_linear_move_at_the_tool_speed_limit() -> None:
     assert line_deviation(tr, T0[:3, 3], goal[:3, 3]) < 1e-9
     length = math.hypot(0.3, 0.1)
     assert tr.duration > length / 0.1
-    assert tr.duration < length / 0.1 + 1.0      # cruises at the tool speed, ramps are short
+    assert tr.duration < length / 0.1 + 1.0  # cruises at the tool speed, ramps are short
     pts = np.array([fk(UR5E, q)[:3, 3] for q in tr.positions])
-    assert np.all(np.diff(pts, axis=0) @ (goal[:3, 3] - T0[:3, 3]) > 0)   # always forward along the line
+    assert np.all(np.diff(pts, axis=0) @ (goal[:3, 3] - T0[:3, 3]) > 0)  # always forward along the line
 
 
 def test_linear_move_of_a_tcp_keeps_the_tcp_on_the_line() -> None:
@@ -495,17 +546,21 @@ def test_linear_move_through_the_wrist_singularity_is_rejected() -> None:
     assert "wrist singularity" in message or f"(> {MAX_JOINT_STEP:g}; singularity" in message
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(speed=0.0), "speed must be positive and finite, got 0.0"),
-    (dict(v_max=V_MAX[:3]), "v_max must be a number or have 6 values (one per joint), got shape (3,)"),
-    (dict(a_max=-A_MAX), "a_max must be positive and finite, got [-2.5, -2.5, -3.0, -4.0, -4.0, -4.0]"),
-    (dict(q0=HOME[:5]), "q0 has 5 joint values but arm model 'ur5e' has 6"),
-    (dict(T_goal=np.eye(3)), "T_goal must be a finite 4x4 homogeneous matrix, got shape (3, 3)"),
-    (dict(base_step=-0.1), "base_step must be positive and finite, got -0.1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(speed=0.0), "speed must be positive and finite, got 0.0"),
+        (dict(v_max=V_MAX[:3]), "v_max must be a number or have 6 values (one per joint), got shape (3,)"),
+        (dict(a_max=-A_MAX), "a_max must be positive and finite, got [-2.5, -2.5, -3.0, -4.0, -4.0, -4.0]"),
+        (dict(q0=HOME[:5]), "q0 has 5 joint values but arm model 'ur5e' has 6"),
+        (dict(T_goal=np.eye(3)), "T_goal must be a finite 4x4 homogeneous matrix, got shape (3, 3)"),
+        (dict(base_step=-0.1), "base_step must be positive and finite, got -0.1"),
+    ],
+)
 def test_linear_move_validation(kwargs: dict, message: str) -> None:
-    args = dict(model=UR5E, q0=HOME, T_goal=translation(0.1, 0, 0) @ fk(UR5E, HOME), speed=0.1,
-                v_max=V_MAX, a_max=A_MAX)
+    args = dict(
+        model=UR5E, q0=HOME, T_goal=translation(0.1, 0, 0) @ fk(UR5E, HOME), speed=0.1, v_max=V_MAX, a_max=A_MAX
+    )
     args.update(kwargs)
     with pytest.raises(ValueError) as err:
         linear_move(**args)

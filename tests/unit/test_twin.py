@@ -115,7 +115,8 @@ def test_a_grip_on_nothing_or_beside_the_part_is_a_miss() -> None:
     tcp_to(twin, "picker", beside)
     result = twin.set_io("picker", "gripper/grip", True)
     assert result.held is False and result.reason == (
-        f"nearest part 40 mm from the TCP (tolerance {GRIP_TOLERANCE * 1000:.0f} mm)")
+        f"nearest part 40 mm from the TCP (tolerance {GRIP_TOLERANCE * 1000:.0f} mm)"
+    )
     assert not twin.sensed("picker", "gripper/grip") and twin.part_state[part] == "free"
 
 
@@ -161,21 +162,29 @@ def test_a_collision_names_both_bodies_and_stops_both_cobots_until_cleared() -> 
 
 # ---------------------------------------------------------------------------------------------- bad input
 
+
 def test_bases_on_top_of_each_other_are_refused_before_anything_moves() -> None:
     text = DEMO.replace("xyz: [1.1, 0.0, 0.0]", "xyz: [0.05, 0.0, 0.0]")
-    with pytest.raises(TwinError, match=r"^demo: bodies start in collision with every cobot at home: "
-                                        r"picker_\w+ and welder_\w+ \(\d+\.\d mm deep\)"):
+    with pytest.raises(
+        TwinError,
+        match=r"^demo: bodies start in collision with every cobot at home: "
+        r"picker_\w+ and welder_\w+ \(\d+\.\d mm deep\)",
+    ):
         build_from_text(text, "bases.yaml")
 
 
 def test_a_part_wider_than_the_gripper_opening_is_refused() -> None:
-    text = DEMO.replace("gripper: {kind: gripper, io: gripper/grip, tcp: [0.0, 0.0, 0.15], confirm: true}",
-                        "gripper: {kind: gripper, io: gripper/grip, tcp: [0.0, 0.0, 0.15], confirm: true, "
-                        "shape: {box: [0.12, 0.06, 0.10]}}")
+    text = DEMO.replace(
+        "gripper: {kind: gripper, io: gripper/grip, tcp: [0.0, 0.0, 0.15], confirm: true}",
+        "gripper: {kind: gripper, io: gripper/grip, tcp: [0.0, 0.0, 0.15], confirm: true, "
+        "shape: {box: [0.12, 0.06, 0.10]}}",
+    )
     with pytest.raises(TwinError) as info:
         build_from_text(text, "narrow.yaml")
-    assert str(info.value) == ("cobots.picker.tools.gripper: the part (0.2 x 0.15 x 0.06 m) is larger than the "
-                               "gripper's opening (0.12 m, the width of its shape)")
+    assert str(info.value) == (
+        "cobots.picker.tools.gripper: the part (0.2 x 0.15 x 0.06 m) is larger than the "
+        "gripper's opening (0.12 m, the width of its shape)"
+    )
 
 
 def test_a_cell_file_is_checked_before_the_twin_is_built(tmp_path: Path) -> None:
@@ -200,6 +209,7 @@ def test_a_cell_file_xacro_cannot_render_is_refused() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- schedule replay
+
 
 def test_the_replay_finds_two_cobots_working_at_the_fixture_at_once() -> None:
     from cobot_cell.twin.replay import first_collision, plan_timeline
@@ -229,6 +239,7 @@ def test_the_palletising_cells_replay_clean(cell: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- cell on the twin
+
 
 def test_the_cell_controller_runs_parts_on_the_twin_close_to_the_estimate() -> None:
     from cobot_cell.core.cell import CellController
@@ -260,6 +271,7 @@ def test_the_cell_controller_runs_parts_on_the_twin_close_to_the_estimate() -> N
 
 # ---------------------------------------------------------------------------------------------- the command
 
+
 def test_estimate_check_collisions_names_the_first_collision_or_says_clean(tmp_path: Path, capsys) -> None:
     from cobot_cell.cli import EXIT_FAIL, EXIT_OK, main
 
@@ -269,6 +281,8 @@ def test_estimate_check_collisions_names_the_first_collision_or_says_clean(tmp_p
     out = capsys.readouterr()
     assert "collision at t=" in out.err and "picker in step 'load_blank' of part 1" in out.err
     assert "welder in step 'weld_seams' of part 1" in out.err
-    assert main(["estimate", str(REPO / "config" / "ur10e_eur_pallet.yaml"), "--check-collisions",
-                 "--parts", "2"]) == EXIT_OK
+    assert (
+        main(["estimate", str(REPO / "config" / "ur10e_eur_pallet.yaml"), "--check-collisions", "--parts", "2"])
+        == EXIT_OK
+    )
     assert "collision check: clean (2 parts, " in capsys.readouterr().out

@@ -18,9 +18,18 @@ SUBPROTOCOL = "foxglove.sdk.v1"  # the Foxglove WebSocket protocol as foxglove-s
 
 
 def report(part: int, start: float, end: float) -> CycleReport:
-    return CycleReport(cell="demo", job="bracket", run_id="a1b2c3", part=part, start=start, end=end,
-                       steps=(StepTiming("load_blank", "pick", "picker", start, start + 9.8),
-                              StepTiming("weld_seams", "weld", "welder", start + 9.8, end)))
+    return CycleReport(
+        cell="demo",
+        job="bracket",
+        run_id="a1b2c3",
+        part=part,
+        start=start,
+        end=end,
+        steps=(
+            StepTiming("load_blank", "pick", "picker", start, start + 9.8),
+            StepTiming("weld_seams", "weld", "welder", start + 9.8, end),
+        ),
+    )
 
 
 def test_a_recording_reads_back_the_cycle_reports_it_was_given(tmp_path: Path) -> None:
@@ -35,9 +44,18 @@ def test_a_recording_reads_back_the_cycle_reports_it_was_given(tmp_path: Path) -
     assert read_cycles(path) == reports
     assert read_cycles(path, "other") == []
     states = read_messages(path, "/joint_states")
-    assert states == [("/picker/joint_states", 0.04, {"timestamp": {"sec": 0, "nsec": 40_000_000},
-                                                      "name": ["a", "b"], "position": [0.1, 0.2],
-                                                      "velocity": [0.0, 0.5]})]
+    assert states == [
+        (
+            "/picker/joint_states",
+            0.04,
+            {
+                "timestamp": {"sec": 0, "nsec": 40_000_000},
+                "name": ["a", "b"],
+                "position": [0.1, 0.2],
+                "velocity": [0.0, 0.5],
+            },
+        )
+    ]
 
 
 def test_a_file_that_is_no_recording_is_refused(tmp_path: Path) -> None:
@@ -70,8 +88,7 @@ def test_a_websocket_client_sees_the_channels_and_receives_joint_states() -> Non
     rec = Recorder(TOPICS, port=0)
     try:
         assert rec.port and rec.port > 0
-        ws = websocket.create_connection(f"ws://127.0.0.1:{rec.port}", subprotocols=[SUBPROTOCOL],
-                                         timeout=10)
+        ws = websocket.create_connection(f"ws://127.0.0.1:{rec.port}", subprotocols=[SUBPROTOCOL], timeout=10)
         try:
             channels: dict[str, dict] = {}
             deadline = time.monotonic() + 10
@@ -97,8 +114,12 @@ def test_a_websocket_client_sees_the_channels_and_receives_joint_states() -> Non
             assert got is not None, "no joint state received"
             sub, stamp = struct.unpack_from("<IQ", got, 1)
             assert (sub, stamp) == (7, 12_500_000_000)
-            assert json.loads(got[13:]) == {"timestamp": {"sec": 12, "nsec": 500_000_000}, "name": ["w1"],
-                                            "position": [0.25], "velocity": [1.5]}
+            assert json.loads(got[13:]) == {
+                "timestamp": {"sec": 12, "nsec": 500_000_000},
+                "name": ["w1"],
+                "position": [0.25],
+                "velocity": [1.5],
+            }
         finally:
             ws.close()
     finally:

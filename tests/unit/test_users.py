@@ -30,7 +30,7 @@ def test_add_verify_remove(tmp_path: Path) -> None:
     assert store.verify("nobody", "s3cret") is None
     assert store.verify("bob", "pw") is Role.VIEWER
     assert store.roles() == {"alice": Role.OPERATOR, "bob": Role.VIEWER}
-    store.add("alice", "new", "integrator")      # replaces password and role
+    store.add("alice", "new", "integrator")  # replaces password and role
     assert store.verify("alice", "s3cret") is None
     assert store.verify("alice", "new") is Role.INTEGRATOR
     store.remove("bob")
@@ -47,7 +47,7 @@ def test_file_is_private_hashed_and_written_atomically(tmp_path: Path) -> None:
     assert "s3cret" not in text
     entry = json.loads(text)["users"]["alice"]
     assert entry["role"] == "operator" and len(bytes.fromhex(entry["salt"])) == 16
-    assert [p.name for p in path.parent.iterdir()] == ["users.json"]   # no temporary file left behind
+    assert [p.name for p in path.parent.iterdir()] == ["users.json"]  # no temporary file left behind
     # two users with the same password get different hashes (salted)
     store = UserStore(path)
     store.add("bob", "s3cret", Role.OPERATOR)
@@ -63,17 +63,21 @@ def test_a_second_store_sees_changes_of_the_file(tmp_path: Path) -> None:
     assert server.verify("carol", "pw") is Role.OPERATOR
 
 
-@pytest.mark.parametrize(("name", "password", "role", "message"), [
-    ("", "pw", "operator", "invalid user name ''"),
-    ("a b", "pw", "operator", "invalid user name 'a b'"),
-    ("-x", "pw", "operator", "invalid user name '-x'"),
-    ("x" * 65, "pw", "operator", "invalid user name"),
-    ("alice", "", "operator", "empty password: a user needs a password"),
-    ("alice", "x" * 1025, "operator", "password too long: at most 1024 characters"),
-    ("alice", "pw", "root", "unknown role 'root'"),
-])
-def test_bad_input_is_refused_and_nothing_is_written(tmp_path: Path, name: str, password: str, role: str,
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "password", "role", "message"),
+    [
+        ("", "pw", "operator", "invalid user name ''"),
+        ("a b", "pw", "operator", "invalid user name 'a b'"),
+        ("-x", "pw", "operator", "invalid user name '-x'"),
+        ("x" * 65, "pw", "operator", "invalid user name"),
+        ("alice", "", "operator", "empty password: a user needs a password"),
+        ("alice", "x" * 1025, "operator", "password too long: at most 1024 characters"),
+        ("alice", "pw", "root", "unknown role 'root'"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_written(
+    tmp_path: Path, name: str, password: str, role: str, message: str
+) -> None:
     path = tmp_path / "users.json"
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         UserStore(path).add(name, password, role)
@@ -84,17 +88,22 @@ def test_malformed_passwords_do_not_verify(tmp_path: Path) -> None:
     store = UserStore(tmp_path / "users.json")
     store.add("alice", "pw", Role.OPERATOR)
     assert store.verify("alice", "") is None
-    assert store.verify("alice", None) is None      # type: ignore[arg-type]
-    assert store.verify(None, "pw") is None         # type: ignore[arg-type]
+    assert store.verify("alice", None) is None  # type: ignore[arg-type]
+    assert store.verify(None, "pw") is None  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{", "not JSON"),
-    ('{"version": 7, "users": {}}', "expected an object with version 1"),
-    ('{"version": 1, "users": {"alice": {"role": "operator"}}}', "users.alice: 'salt'"),
-    ('{"version": 1, "users": {"alice": {"role": "boss", "salt": "", "hash": "", "n": 1, "r": 1, "p": 1}}}',
-     "users.alice: unknown role 'boss'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not JSON"),
+        ('{"version": 7, "users": {}}', "expected an object with version 1"),
+        ('{"version": 1, "users": {"alice": {"role": "operator"}}}', "users.alice: 'salt'"),
+        (
+            '{"version": 1, "users": {"alice": {"role": "boss", "salt": "", "hash": "", "n": 1, "r": 1, "p": 1}}}',
+            "users.alice: unknown role 'boss'",
+        ),
+    ],
+)
 def test_a_bad_file_is_named_with_the_problem(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "users.json"
     path.write_text(text)
