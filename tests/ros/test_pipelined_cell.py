@@ -21,6 +21,12 @@ def test_the_three_cobot_cell_makes_ten_parts_with_overlap(cell_rig):
     rig = cell_rig(cell_text=THREE, parts=10)
     _start(rig)
     rig.wait(lambda: len(rig.client.status.get("parts_in_flight", "").split(",")) >= 2, "two parts in flight", 60)
+    # the pallet holds 8: the operator changes it when the cell says it is full (PALLET_FULL), and the cell goes on
+    rig.wait(
+        lambda: rig.client.change_full_pallet() is not None or rig.client.state == "Complete",
+        "a full pallet, or the run complete",
+        240,
+    )
     rig.wait_state("Complete", timeout=240)
     rig.wait_reports(10)
     reports = sorted(rig.client.reports, key=lambda r: r.part)
