@@ -538,6 +538,7 @@ class Soak:
             self._check()
             c.spin_once(0.02)
             done = self.parts_done()
+            c.change_full_pallet()  # the operator changes a full pallet as soon as the cell says so
             if self.part():
                 self._last_part = self.part()
             if done != self._last_progress[0]:
