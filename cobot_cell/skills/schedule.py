@@ -88,7 +88,20 @@ def simulate(
     params: Any = None,
 ) -> Timeline:
     """Run `parts` parts of `job` through the controller with simulated cobots on a virtual clock (`params`: the
-    steps' validated parameters, see `skills.validated_params`; validated here if not given)."""
+    steps' validated parameters, see `skills.validated_params`; validated here if not given). The simulated
+    controller's own log (a full pallet, state changes) is kept quiet: it is a model, not the cell."""
+    core_log = logging.getLogger("cobot_cell.core")
+    level = core_log.level
+    core_log.setLevel(logging.CRITICAL)
+    try:
+        return _simulate(cfg, job, parts, max_parts_in_flight, io_delay, params)
+    finally:
+        core_log.setLevel(level)
+
+
+def _simulate(
+    cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | None, io_delay: float, params: Any
+) -> Timeline:
     clock = VirtualClock(0.0)
     ports = {n: FakeCobot(n, clock, np.asarray(c.home, dtype=float), io_delay=io_delay) for n, c in cfg.cobots.items()}
     state = SkillState()
