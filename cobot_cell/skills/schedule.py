@@ -15,6 +15,7 @@ before it loads it) shows as that resource's busy time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ def simulate(
     max_parts_in_flight: int | None = None,
     io_delay: float = 0.0,
     params: Any = None,
+    port_class: type[FakeCobot] = FakeCobot,
+    on_plan: Callable[[Step, int, SkillPlan], None] | None = None,
 ) -> Timeline:
     """Run `parts` parts of `job` through the controller with simulated cobots on a virtual clock (`params`: the
     steps' validated parameters, see `skills.validated_params`; validated here if not given). The simulated
@@ -94,16 +97,23 @@ def simulate(
     level = core_log.level
     core_log.setLevel(logging.CRITICAL)
     try:
-        return _simulate(cfg, job, parts, max_parts_in_flight, io_delay, params)
+        return _simulate(cfg, job, parts, max_parts_in_flight, io_delay, params, port_class, on_plan)
     finally:
         core_log.setLevel(level)
 
 
 def _simulate(
-    cfg: CellConfig, job: str, parts: int, max_parts_in_flight: int | None, io_delay: float, params: Any
+    cfg: CellConfig,
+    job: str,
+    parts: int,
+    max_parts_in_flight: int | None,
+    io_delay: float,
+    params: Any,
+    port_class: type[FakeCobot],
+    on_plan: Callable[[Step, int, SkillPlan], None] | None,
 ) -> Timeline:
     clock = VirtualClock(0.0)
-    ports = {n: FakeCobot(n, clock, np.asarray(c.home, dtype=float), io_delay=io_delay) for n, c in cfg.cobots.items()}
+    ports = {n: port_class(n, clock, np.asarray(c.home, dtype=float), io_delay=io_delay) for n, c in cfg.cobots.items()}
     state = SkillState()
     planner = make_planner(cfg, state, params if params is not None else validated_params(cfg))
     memo: dict[Any, list[tuple[SkillPlan, dict[str, Any]]]] = {}
@@ -114,6 +124,8 @@ def _simulate(
             if all(dict.get(state, part_key(k, part), MISSING) == v for k, v in reads.items()):
                 for k in reads:  # read them again, for whoever records what this plan depends on
                     state.get(part_key(k, part))
+                if on_plan:
+                    on_plan(step, part, p)
                 return p
         with state.recording() as reads:
             p = planner(step, part, q)
@@ -121,6 +133,8 @@ def _simulate(
         memo.setdefault(key, []).append(
             (p, {(PART_STATE_PREFIX + k[len(own) :] if k.startswith(own) else k): v for k, v in reads.items()})
         )
+        if on_plan:
+            on_plan(step, part, p)
         return p
 
     tl = Timeline()

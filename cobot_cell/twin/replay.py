@@ -10,7 +10,6 @@ The replay moves the arms and tools only: parts are not in it (the physics backe
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -75,36 +74,21 @@ class Timeline:
 
 
 def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_dt: float = 0.05) -> Timeline:
-    """The schedule the cell controller runs for `parts` parts of a job, on a virtual clock with fake cobots.
+    """The schedule the cell controller runs for `parts` parts of a job, on a virtual clock with fake cobots: the
+    steady-state model of `cobot-cell estimate` (`skills.schedule.simulate`: the same controller, resources and
+    event loop), with every move it dispatches recorded with the step and part that planned it. (`max_dt` is
+    kept for callers; the model advances from event to event.)"""
+    from ..core.plan import Move
+    from ..core.ports import FakeCobot
+    from ..skills.schedule import simulate
 
-    This is the one place that knows how the controller is driven; every move it dispatches is recorded with the
-    step and part that planned it.
-    """
-    from ..core.cell import CellController
-    from ..core.packml import State
-    from ..core.plan import Dwell, Move, SkillState
-    from ..core.ports import FakeCobot, VirtualClock
-    from ..skills import make_planner, pallet_places
-    from ..skills.zones import CellZones
-
-    clock = VirtualClock(0.0)
-    state = SkillState()  # the controller's skill state: station groups, per-part progress, pallet places
-    planner = make_planner(cfg, state)
-    due: list[float] = []
     owner: dict[int, deque[tuple[str, int]]] = {}  # a trajectory object may be planned again (cached, next part)
     moves: dict[str, list[TimedMove]] = {name: [] for name in cfg.cobots}
 
-    def plan(step, part, q):
-        p = planner(step, part, q)
-        t = clock.now()
-        for seg in p.segments:
+    def planned(step, part, plan) -> None:
+        for seg in plan.segments:
             if isinstance(seg, Move):
                 owner.setdefault(id(seg.trajectory), deque()).append((step.name, part))
-                t += seg.trajectory.duration
-            elif isinstance(seg, Dwell):
-                t += seg.seconds
-            heapq.heappush(due, t)
-        return p
 
     class Recording(FakeCobot):
         def move(self, trajectory, start=None):
@@ -129,33 +113,10 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
             )
             return pending
 
-    ports = {n: Recording(n, clock, np.asarray(c.home, dtype=float)) for n, c in cfg.cobots.items()}
-    # the same resources as the planner: zones, pallets, parts in flight
-    cell = CellController(
-        cfg,
-        ports,
-        plan,
-        clock,
-        job=job,
-        parts=parts,
-        skill_state=state,
-        zones=CellZones(cfg) if cfg.zones else None,
-        pallets=pallet_places(cfg),
-    )
-    cell.command("reset")
-    cell.command("start")
-    for _ in range(2_000_000):
-        if cell.state in (State.COMPLETE, State.ABORTED, State.STOPPED, State.HELD):
-            break
-        now = clock.now()
-        while due and due[0] <= now + 1e-12:
-            heapq.heappop(due)
-        clock.advance((min(due[0], now + max_dt) if due else now + max_dt) - now)
-        cell.update()
-        if cell.full_pallets():  # the operator changes a full pallet at once
-            cell.pallet_changed()
-    if cell.state != State.COMPLETE:
-        raise RuntimeError(f"the planned run did not complete: state {cell.state.value}")
+    try:
+        simulate(cfg, job or next(iter(cfg.jobs)), parts, port_class=Recording, on_plan=planned)
+    except RuntimeError as exc:
+        raise RuntimeError(f"the planned run did not complete: {exc}") from None
     return Timeline(moves, {n: np.asarray(c.home, dtype=float) for n, c in cfg.cobots.items()})
 
 
