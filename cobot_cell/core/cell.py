@@ -25,7 +25,7 @@ from .faults import FIXED_ACTIONS, Code, Fault, FaultBook, FaultPolicy
 from .journal import Interrupted, Journal
 from .limits import MAX_PARTS
 from .packml import CellMachine, Command, CommandRefused, State
-from .plan import AT_KEY, PART_STATE_PREFIX, Move, Segment, SetIo, SkillState, pallet_key, part_key
+from .plan import AT_KEY, PART_STATE_PREFIX, Move, Segment, SetIo, SkillState, pallet_fill, pallet_key, part_key
 from .ports import Clock, CobotPort, Pending
 from .reports import CycleReport, StepTiming
 from .sequencer import JobSequencer, Resources, StepFailure, StepPlanner, Wait, ZoneMap
@@ -251,7 +251,7 @@ class CellController:
 
     def full_pallets(self) -> list[str]:
         """Pallet stations whose every place is filled."""
-        return [p for p, n in self.pallets.items() if int(self.skill_state.get(pallet_key(p), 0) or 0) >= n]
+        return [p for p, n in self.pallets.items() if pallet_fill(self.skill_state, p) >= n]
 
     def pallet_changed(self) -> str:
         """The operator confirms a full pallet was taken away and an empty one put in its place: its place count
@@ -262,7 +262,7 @@ class CellController:
                 "no pallet is full: "
                 + (
                     ", ".join(
-                        f"{p} has {int(self.skill_state.get(pallet_key(p), 0) or 0)} of {n} places filled"
+                        f"{p} has {pallet_fill(self.skill_state, p)} of {n} places filled"
                         for p, n in self.pallets.items()
                     )
                     or "this cell has no pallet"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -152,6 +152,11 @@ def pallet_key(station: str) -> str:
     """Skill-state key of a pallet station's fill: how many of its places are filled (its next place index); the
     cell's, kept across parts and runs until the operator confirms the pallet was changed."""
     return f"pallet.{station}.next"
+
+
+def pallet_fill(state: Mapping[str, Any], station: str) -> int:
+    """How many places of a pallet station are filled (its next place index), from the skill state."""
+    return int(state.get(pallet_key(station), 0) or 0)
 
 
 AT_KEY = PART_STATE_PREFIX + "at"

@@ -50,7 +50,7 @@ from .plan import (
     SkillPlan,
     SkillState,
     Vacate,
-    pallet_key,
+    pallet_fill,
     part_key,
     part_prefix,
     route_key,
@@ -74,6 +74,19 @@ class ZoneMap(Protocol):
 
     def at(self, cobot: str, q: np.ndarray) -> frozenset[str]:
         """Zones any link of the arm is in at joint positions q."""
+
+
+def claim_position(segments: Sequence[Segment], k: int, cobot: str, zones: ZoneMap) -> int:
+    """Where the Claim at `segments[k]` is waited for: before the moves that lead to it and end inside a zone, so
+    nobody waits for a station place inside a zone (never above a grip or a Vacate: the part must be held and off
+    its station first)."""
+    j = k
+    while j > 0:
+        prev = segments[j - 1]
+        if not (isinstance(prev, Move) and zones.at(cobot, prev.trajectory.final)):
+            break
+        j -= 1
+    return j
 
 
 @dataclass(frozen=True)
@@ -203,6 +216,7 @@ class JobSequencer:
         self.held: dict[str, frozenset[str]] = {c: frozenset() for c in self.ports}
         self.blocked_cobots: set[str] = set()  # cobots that may not start a step now (the controller says why)
         self._released: dict[str, float] = {}  # resource -> event time it was last released
+        self._frees = 0  # how many times a resource came free (a pass that frees one wakes the waiters)
         # station -> the steps that run while a part is on it (up to the one that takes it off)
         self._windows = {st: [job.step(n) for n in names] for st, names in occupancy_windows(job).items()}
 
@@ -251,12 +265,6 @@ class JobSequencer:
     def can_start_part(self) -> bool:
         """Another part may be started (the work-in-process limit is not reached)."""
         return len(self.parts) < max(1, self.res.max_parts)
-
-    def holders(self) -> dict[str, str]:
-        """Who holds each resource now: station -> 'part n, part m', zone -> cobot (for displays and faults)."""
-        out = {s: ", ".join(f"part {p}" for p in parts) for s, parts in self.occupancy.items() if parts}
-        out.update(self.zone_holder)
-        return out
 
     def waiting(self) -> dict[str, tuple[int, str, str]]:
         """Cobots waiting for a resource now: cobot -> (part, step, resource)."""
@@ -334,12 +342,17 @@ class JobSequencer:
         for station, parts in self.reserved.items():
             if part in parts:
                 parts.remove(part)
-                self._released[station] = now
+                self._free(station, now)
         if not keep_stations:
             for station, parts in self.occupancy.items():
                 if part in parts:
                     parts.remove(part)
-                    self._released[station] = now
+                    self._free(station, now)
+
+    def _free(self, resource: str, t: float) -> None:
+        """A station place or a zone came free at event time t (a waiting run may now take it)."""
+        self._released[resource] = t
+        self._frees += 1
 
     def remove_part(self, station: str) -> list[int]:
         """The operator (or a part-present sensor) says the station is empty: parts no longer under way that still
@@ -349,7 +362,7 @@ class JobSequencer:
         gone = [p for p in self.occupancy[station] if p not in self.parts]
         for p in gone:
             self.occupancy[station].remove(p)
-            self._released[station] = self.clock.now()
+            self._free(station, self.clock.now())
         return gone
 
     def interrupt(self, only_process: bool = False) -> list[str]:
@@ -456,16 +469,13 @@ class JobSequencer:
         if self.failure is not None:
             return reports
         for _ in range(8):  # again while a pass frees a resource another run waits for (woken in this update)
-            released = len(self._released), sum(self._released.values())
+            frees = self._frees
             for run in self.runs():
                 if run.part in self.parts and run.step.name in self.parts[run.part].running:
                     self._advance(run)
                 if self.failure is not None:
                     return reports
-            if (
-                not any(r.waiting for r in self.runs())
-                or (len(self._released), sum(self._released.values())) == released
-            ):
+            if not any(r.waiting for r in self.runs()) or self._frees == frees:
                 break
         if not self.paused:
             self._start_ready_steps()
@@ -574,7 +584,7 @@ class JobSequencer:
 
     def pallet_fill(self, pallet: str) -> int:
         """Places of a pallet filled (and the next place's index)."""
-        return int(self.skill_state.get(pallet_key(pallet), 0) or 0)
+        return pallet_fill(self.skill_state, pallet)
 
     def _pallet(self, step: Step, part: int, group: tuple[str, ...]) -> str | None:
         """The pallet of a group the part goes on: the first with a place neither filled nor promised to a part on
@@ -647,20 +657,15 @@ class JobSequencer:
         return self._fresh_plan(step, part, start_q)
 
     def _zoned(self, cobot: str, plan: SkillPlan) -> SkillPlan:
-        """Move each Claim that would be waited for inside a zone to before the move into that zone (not above a
-        grip or a Vacate: the part must be held and off its station first)."""
+        """Move each Claim that would be waited for inside a zone to before the move into that zone (see
+        `claim_position`)."""
         zones = self.res.zones
         if zones is None or not any(isinstance(s, Claim) for s in plan.segments):
             return plan
         segs = list(plan.segments)
         for k in [i for i, s in enumerate(segs) if isinstance(s, Claim)]:
             claim = segs[k]
-            j = k
-            while j > 0:
-                prev = segs[j - 1]
-                if not (isinstance(prev, Move) and zones.at(cobot, prev.trajectory.final)):
-                    break
-                j -= 1
+            j = claim_position(segs, k, cobot, zones)
             if j < k:
                 del segs[k]
                 segs.insert(j, claim)
@@ -823,7 +828,7 @@ class JobSequencer:
     def _vacate(self, run: _Running, station: str) -> None:
         if station in self.occupancy and run.part in self.occupancy[station]:
             self.occupancy[station].remove(run.part)
-            self._released[station] = run.t
+            self._free(station, run.t)
             if self.on_resource:
                 self.on_resource(station, f"part {run.part}", run.t, False)
         if self.skill_state.get(part_key(AT_KEY, run.part)) == station:
@@ -857,7 +862,7 @@ class JobSequencer:
         for z in self.held[cobot] - keep:
             if self.zone_holder.get(z) == cobot:
                 del self.zone_holder[z]
-                self._released[z] = run.t
+                self._free(z, run.t)
                 if self.on_resource:
                     self.on_resource(z, cobot, run.t, False)
         self.held[cobot] = self.held[cobot] & keep

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.config import CellConfig, Job, occupancy_windows, routes_of, topological_order
 from ..core.plan import Claim, Move, SkillPlan
+from ..core.sequencer import claim_position
 
 Add = Callable[[tuple[Any, ...], str], None]
 
@@ -136,12 +137,7 @@ def check_zones(cfg: CellConfig, jname: str, job: Job, plans: dict[str, SkillPla
                 held = zones.at(step.cobot, seg.trajectory.final)  # after the move: the zones its end is in
             elif isinstance(seg, Claim):
                 # where the sequencer waits for the place: before the moves into zones that lead to the Claim
-                j = k
-                while j > 0:
-                    before = segs[j - 1]
-                    if not (isinstance(before, Move) and zones.at(step.cobot, before.trajectory.final)):
-                        break
-                    j -= 1
+                j = claim_position(segs, k, step.cobot, zones)
                 prev = next((s for s in reversed(segs[:j]) if isinstance(s, Move)), None)
                 inside = zones.at(step.cobot, prev.trajectory.final) if prev is not None else start
                 if inside:

@@ -42,8 +42,6 @@ class Timeline:
     reports: list[CycleReport] = field(default_factory=list)
     waits: list[Wait] = field(default_factory=list)
     holds: list[tuple[str, str, float, float]] = field(default_factory=list)  # (resource, holder, start, end)
-    moves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # cobot -> move intervals
-    pallet_changes: list[float] = field(default_factory=list)  # when a full pallet was changed
     end: float = 0.0
 
     def steps(self) -> list[tuple[str, int, str, float, float]]:
@@ -187,7 +185,6 @@ def _simulate(
             )
         cell.update()
         if cell.full_pallets():  # the model's operator changes a full pallet at once
-            tl.pallet_changes.append(clock.now())
             cell.pallet_changed()
     if cell.state != State.COMPLETE:
         fault = cell.fault
@@ -196,8 +193,6 @@ def _simulate(
         )
     for (resource, holder), t in open_holds.items():
         tl.holds.append((resource, holder, t, clock.now()))
-    for name, port in ports.items():
-        tl.moves[name] = [(t, t + float(d)) for t, kind, d in port.log if kind == "move"]  # type: ignore[arg-type]
     tl.end = clock.now()
     return tl
 
