@@ -30,6 +30,7 @@ setup(
             "cobot-cell = cobot_cell.cli:main",
             "task_planner = cobot_cell.ros.planner_node:main",
             "sim_cobot = cobot_cell.ros.sim_cobot_node:main",
+            "sim_infeed = cobot_cell.ros.sim_infeed_node:main",
             "supervisor = cobot_cell.ros.supervisor_node:main",
             "pendant_bridge = cobot_cell.ros.pendant_node:main",
             "hmi = cobot_cell.ros.hmi_node:main",

@@ -70,6 +70,7 @@ class CellStatus:
     waiting: tuple[tuple[str, int, str, str], ...] = ()  # (cobot, part, step, resource) of each resource wait
     bound: float | None = None  # the cell's takt lower bound (s per part) when known
     blocked: bool = False  # parts wait for their outfeed: every pallet they may go on is full
+    starved: bool = False  # another part could start but an infeed it takes its part from is empty
 
 
 class CellController:
@@ -110,6 +111,15 @@ class CellController:
         # pallet station -> its places (default: what the skills planner knows)
         self.pallets = dict(pallets if pallets is not None else getattr(planner, "pallets", {}))
         self._pallet_hold = False
+        # sensed infeeds: what each part-present sensor last said (None: nothing heard yet), and the infeeds
+        # whose part a started part has claimed -> that part (free again once the sensor shows the part taken
+        # away, or the part's step that takes it from there is done)
+        self.infeeds: dict[str, bool | None] = {
+            n: None for n, st in cfg.stations.items() if st.kind == "infeed" and st.sensor
+        }
+        self._infeed_claimed: dict[str, int] = {}
+        self._infeed_since: dict[str, float] = {}  # clock time each sensed infeed's part was first seen
+        self._infeed_job: tuple[str, dict[str, tuple[str, ...]]] = ("", {})
         self.max_parts_in_flight = max_parts_in_flight or cfg.max_parts_in_flight
         self.bound: float | None = None  # takt lower bound, set by whoever estimated it
         self._next_part = 1
@@ -247,6 +257,65 @@ class CellController:
             waiting=waiting,
             bound=self.bound,
             blocked=bool(seq.full_pallets) if seq else False,
+            starved=self._starved(),
+        )
+
+    def infeed_sensed(self, station: str, present: bool) -> None:
+        """An infeed's part-present sensor reports: a part there can start the next part; once the sensor shows
+        the part taken away, the infeed's next part is free for the part after. ValueError for an unknown infeed."""
+        if station not in self.infeeds:
+            raise ValueError(
+                f"'{station}' is not an infeed with a sensor: expected one of {', '.join(self.infeeds) or '(none)'}"
+            )
+        if self.infeeds[station] != present:
+            log.info("infeed %s: %s", station, "part present" if present else "empty")
+            if present:
+                self._infeed_since[station] = self.clock.now()
+        self.infeeds[station] = present
+        if not present:
+            self._infeed_claimed.pop(station, None)
+
+    def _infeed_steps(self) -> dict[str, tuple[str, ...]]:
+        """The job's steps that take their part from a sensed infeed, each with the sensed infeeds it takes from."""
+        if not self.infeeds:
+            return {}
+        if self._infeed_job[0] != self.job:
+            out = {}
+            for step, route in routes_of(self.cfg.jobs[self.job]).items():
+                group = tuple(s for s in route.source if s in self.infeeds)
+                if group:
+                    out[step] = group
+            self._infeed_job = (self.job, out)
+        return self._infeed_job[1]
+
+    def _infeed_parts(self) -> list[str] | None:
+        """The infeeds whose parts the next part takes (none for a cell without sensed infeeds), or None when one
+        of its steps finds no unclaimed part on any infeed it takes from."""
+        steps = self._infeed_steps()
+        seq = self._seq
+        for station, part in list(self._infeed_claimed.items()):  # a sensor edge missed is no deadlock
+            progress = seq.parts.get(part) if seq is not None else None
+            if progress is None or all(st in progress.done for st, g in steps.items() if station in g):
+                del self._infeed_claimed[station]
+        take = []
+        for group in steps.values():
+            free = [s for s in group if self.infeeds[s] and s not in self._infeed_claimed]
+            if not free:
+                return None
+            take.append(free[0])
+        return take
+
+    def _starved(self) -> bool:
+        """The cell could start another part but an infeed it takes parts from is empty (a part that waits there
+        for the part that claimed it is not a lack of material)."""
+        seq = self._seq
+        return (
+            seq is not None
+            and self.state == State.EXECUTE
+            and self._next_part <= self.parts_target
+            and not seq.full_pallets
+            and seq.can_start_part()
+            and any(not any(self.infeeds[s] for s in g) for g in self._infeed_steps().values())
         )
 
     def full_pallets(self) -> list[str]:
@@ -475,6 +544,12 @@ class CellController:
                 owner = _part_of(key)
                 if owner is not None and key == part_key(AT_KEY, owner) and value:
                     self._seq.restore_station(str(value), owner)
+            # a resumed part that has not taken its part off an infeed yet owns the part there
+            self._infeed_claimed.clear()
+            for step, group in self._infeed_steps().items():
+                for part, done in sorted(i.in_progress.items()):
+                    if step not in done:
+                        self._infeed_claimed.update({s: part for s in group if self.infeeds[s] is not False})
             log.info("resuming %s", i.describe())
         else:
             if self.interrupted is not None:
@@ -483,6 +558,7 @@ class CellController:
             self.parts_done = 0
             self.scrapped = 0
             self._next_part = 1
+            self._infeed_claimed.clear()  # a part an abandoned run left on the infeed is the next part's
             # The cell's own state (a half-full pallet) carries over from the last run; a part's does not.
             cell_state = {
                 k: v
@@ -669,14 +745,21 @@ class CellController:
         self._run_sequencer()
 
     def _start_parts(self) -> None:
-        """Start parts up to the work-in-process limit while the run has parts left to make."""
+        """Start parts up to the work-in-process limit while the run has parts left to make, each when its
+        sensed infeeds show a part that no earlier part has claimed."""
         seq = self._seq
         assert seq is not None
         while seq.can_start_part() and self._next_part <= self.parts_target and self.state == State.EXECUTE:
+            take = self._infeed_parts()
+            if take is None:  # no free part on an infeed yet (status().starved while one is empty)
+                return
             part = self._next_part
+            self._infeed_claimed.update({station: part for station in take})
             self._next_part += 1
             self.journal.part_started(self.run_id, part, self.clock.now())
-            seq.start_part(part, self.run_id)
+            seq.start_part(
+                part, self.run_id, not_before=max((self._infeed_since[s] for s in take), default=-float("inf"))
+            )
 
     def _run_sequencer(self) -> None:
         seq = self._seq

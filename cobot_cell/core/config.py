@@ -334,6 +334,14 @@ class PalletSpec(Checked):
         return max(1, math.floor((self.max_height + self.sheet + _PALLET_EPS) / (self.box.height + self.sheet)))
 
 
+def _infeed_sensor(v: str | None, fields: dict[str, Any]) -> str | None:
+    if v is None:
+        return v
+    if fields.get("kind", "infeed") != "infeed":
+        raise ValueError(f"only an infeed has a part-present sensor; this station is a {fields['kind']}")
+    return _relative_ros_name(v)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Station(Checked):
     """A place in the cell: infeed, fixture or pallet, with its pose in the cell frame.
@@ -345,6 +353,15 @@ class Station(Checked):
     pose: Pose
     pallet: PalletSpec | None = None
     capacity: PositiveInt | None = None
+    sensor: Annotated[str | None, After(_infeed_sensor, fields=True)] = field(
+        default=None,
+        metadata={
+            "description": (
+                "an infeed's part-present sensor: a std_msgs/Bool topic relative to the cell's namespace, true while "
+                "a part waits there; a new part starts only when the sensor shows one (EquipmentStarved otherwise)"
+            )
+        },
+    )
     legacy_pattern: Any = field(default=None, metadata={"alias": "pattern"})  # the pre-PalletSpec key: an error
 
     @property

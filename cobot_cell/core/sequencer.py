@@ -277,10 +277,16 @@ class JobSequencer:
 
     # ------------------------------------------------------------------ commands
     def start_part(
-        self, part: int, run_id: str, done: Mapping[str, StepTiming] | None = None, resume: bool = False
+        self,
+        part: int,
+        run_id: str,
+        done: Mapping[str, StepTiming] | None = None,
+        resume: bool = False,
+        not_before: float = -INF,
     ) -> None:
         """Begin a part (or resume it with the steps already done, its skill state kept: it may have got part-way
-        through a step); steps are dispatched on the next update."""
+        through a step); steps are dispatched on the next update, at event time `not_before` at the earliest (when
+        its material arrived)."""
         if part in self.parts:
             raise RuntimeError(f"part {part} is already under way")
         if not (resume or done) and not self.can_start_part():
@@ -290,7 +296,7 @@ class JobSequencer:
         if not resume:  # a fresh part: no skill state left from an earlier part of this number
             self._drop_part_state(part)
         prog = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
-        prog.t0 = self._event_time(self._slot_t)
+        prog.t0 = self._event_time(max(self._slot_t, not_before))
         if resume:  # a resumed part: its earlier steps ended in another session
             prog.t0 = self._not_before = self.clock.now()
         self.parts[part] = prog

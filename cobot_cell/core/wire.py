@@ -257,9 +257,9 @@ def encode_status(s: CellStatus) -> list[tuple[str, str]]:
         ("parts_in_flight", ",".join(str(p) for p in s.parts)),
         ("waiting", ";".join(f"{cobot}:{part}:{step}:{res}" for cobot, part, step, res in s.waiting)),
         ("bound", "" if s.bound is None else f"{s.bound:.3f}"),
-        # waits on the outfeed (every pallet full) / the infeed (no infeed sensing: never reported)
+        # waits on the outfeed (every pallet full) / on the infeed (its sensor shows no part for the next part)
         ("blocked", str(s.blocked).lower()),
-        ("starved", "false"),
+        ("starved", str(s.starved).lower()),
     ]
 
 

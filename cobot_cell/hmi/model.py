@@ -375,6 +375,8 @@ class LiveModel:
             "last_cycle_time": _float(s.get("last_cycle_time")),
             "fault": s.get("fault", ""),
             "resume": s.get("resume", ""),
+            "starved": s.get("starved") == "true",  # waiting for parts at the infeed
+            "blocked": s.get("blocked") == "true",  # waiting for the outfeed: every pallet full
             "authority": self.authority,
             "steps": [
                 {

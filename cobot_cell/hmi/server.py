@@ -590,7 +590,8 @@ def live_page(title: str) -> str:
 <header id="banner" class="banner" data-state="unknown">
   <div class="state"><span id="cell"></span> <strong id="state">connecting...</strong></div>
   <div class="counter">done <span id="parts-done">-</span> / <span id="parts-target">-</span>
-    <small>job <span id="job">-</span> · part under way <span id="part">-</span></small></div>
+    <small>job <span id="job">-</span> · part under way <span id="part">-</span>
+      <span id="flow" class="flow"></span></small></div>
   <div class="who" id="who"><form id="login" autocomplete="on">
     <input id="user" name="user" placeholder="user" autocomplete="username" required>
     <input id="password" name="password" type="password" placeholder="password" autocomplete="current-password"

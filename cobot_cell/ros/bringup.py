@@ -123,6 +123,7 @@ class BringupOptions:
     backend: str = "kinematic"  # sim drivers: kinematic (one per cobot) or mujoco (one physics twin per cell)
     foxglove: int = -1  # port of the Foxglove live server on 127.0.0.1 (-1 = none, 0 = any free port)
     record: str = ""  # MCAP file the foxglove node records the cell's channels to ("" = none)
+    feed_interval: float = 2.0  # sim s from a part taken off a sensed infeed to the next (sim_infeed)
 
 
 def heartbeat_topic(cfg: CellConfig) -> str:
@@ -131,8 +132,8 @@ def heartbeat_topic(cfg: CellConfig) -> str:
 
 
 def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptions | None = None) -> list[NodeSpec]:
-    """The cell's node set: a sim driver per cobot (first one owns /clock), the planner, the supervisor, and the
-    pendant bridge and web HMI when asked for."""
+    """The cell's node set: a sim driver per cobot (first one owns /clock), the simulated infeed sensors (a cell
+    with sensed infeeds), the planner, the supervisor, and the pendant bridge and web HMI when asked for."""
     opts = opts or BringupOptions()
     if opts.rate <= 0:
         raise ValueError(f"rate must be > 0, got {opts.rate}")
@@ -174,6 +175,21 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     respawn=respawn,
                 )
             )
+    if opts.sim and any(st.kind == "infeed" and st.sensor for st in cfg.stations.values()):
+        specs.append(
+            NodeSpec(
+                executable="sim_infeed",
+                module="cobot_cell.ros.sim_infeed_node",
+                name="sim_infeed",
+                namespace="/" + cfg.cell.name,
+                parameters={
+                    "cell_file": str(Path(cell_file).resolve()),
+                    "interval": float(opts.feed_interval),
+                    "use_sim_time": True,
+                },
+                respawn=respawn,
+            )
+        )
     specs.append(
         NodeSpec(
             executable="task_planner",

@@ -39,6 +39,7 @@ from ..core.reports import CycleReport
 from ..core.wire import FaultUpdate, encode_cycle, encode_fault, encode_status
 from ..skills import make_planner, pallet_places
 from ..skills.checked_cell import load_checked
+from ..skills.infeed import sensed_infeeds
 from ..skills.recovery import SkillRecovery
 from ..skills.schedule import estimate as estimate_steady_state
 from ..skills.zones import CellZones
@@ -386,6 +387,8 @@ class PlannerNode(Node):
             },
         )
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        for station, topic in sensed_infeeds(self.cfg).items():  # part-present sensors, relative to the cell
+            self.create_subscription(Bool, topic, lambda msg, s=station: self._on_infeed(s, msg), LATCHED)
         self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate
         # (event times stay exact; this only bounds how late they are noticed).
@@ -437,6 +440,10 @@ class PlannerNode(Node):
         self._update()
 
     def _on_tick(self) -> None:
+        self._update()
+
+    def _on_infeed(self, station: str, msg: Bool) -> None:
+        self.controller.infeed_sensed(station, bool(msg.data))
         self._update()
         if self.controller.status() != self._last_status:
             self._publish_status()

@@ -236,6 +236,14 @@ def test_malformed_running_key_keeps_the_last_steps(caplog):
     assert "malformed entry 'garbage'" in caplog.text
 
 
+def test_the_snapshot_says_when_the_cell_is_starved_or_blocked():
+    m = model_with_a_run()
+    for starved, blocked in (("true", "false"), ("false", "true"), ("false", "false")):
+        m.set_status({"state": "Execute", "run_id": "r1", "starved": starved, "blocked": blocked})
+        snap = m.snapshot()
+        assert (snap["starved"], snap["blocked"]) == (starved == "true", blocked == "true")
+
+
 def test_model_rejects_bad_settings():
     with pytest.raises(ValueError, match="window must be > 0 s, got 0"):
         LiveModel("demo", [], window=0)

@@ -183,6 +183,19 @@ async def test_a_subscription_sees_state_changes(rig) -> None:
         assert handler.values[0] == 2
 
 
+async def test_equipment_starved_and_blocked_follow_the_cell_status(rig) -> None:
+    async with rig.client() as c:
+        _, obj = await cell_object(c)
+        starved = await child(c, obj, "Status", "EquipmentStarved")
+        blocked = await child(c, obj, "Status", "EquipmentBlocked")
+        assert (await starved.read_value(), await blocked.read_value()) == (False, False)
+        for flags in (("true", "false"), ("false", "true"), ("false", "false")):
+            rig.tracker.on_status({"state": "Execute", "starved": flags[0], "blocked": flags[1]})
+            await rig.server.update("demo", rig.tracker.tags())
+            want = tuple(f == "true" for f in flags)
+            assert (await starved.read_value(), await blocked.read_value()) == want
+
+
 @pytest.mark.parametrize("user", [None, ("viewer", "v-pw")])
 async def test_commands_need_the_operator_role(rig, user, caplog) -> None:
     async with rig.client(*(user or ())) as c:

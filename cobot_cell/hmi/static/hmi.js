@@ -127,6 +127,7 @@ function render(d) {
   $("parts-target").textContent = d.parts_target;
   $("job").textContent = d.job || "-";
   $("part").textContent = d.part === null ? "-" : d.part;
+  $("flow").textContent = d.starved ? "· starved: no part at the infeed" : d.blocked ? "· blocked: pallet full" : "";
   $("authority").textContent = d.authority || "-";
   renderCommands(d);
   const tb = $("steps").tBodies[0];
