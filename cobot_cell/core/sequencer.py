@@ -296,7 +296,8 @@ class JobSequencer:
         if not resume:  # a fresh part: no skill state left from an earlier part of this number
             self._drop_part_state(part)
         prog = PartProgress(part=part, run_id=run_id, done=dict(done or {}))
-        prog.t0 = self._event_time(max(self._slot_t, not_before))
+        # a part that takes a freed WIP slot starts when the slot freed, or when its material came if later
+        prog.t0 = self._event_time(max(self._slot_t, not_before)) if self._slot_t > -INF else self.clock.now()
         if resume:  # a resumed part: its earlier steps ended in another session
             prog.t0 = self._not_before = self.clock.now()
         self.parts[part] = prog
