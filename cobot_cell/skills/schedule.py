@@ -30,6 +30,7 @@ from ..core.ports import FakeCobot, VirtualClock
 from ..core.reports import CycleReport
 from ..core.sequencer import Wait
 from . import make_planner, pallet_places, validated_params
+from .infeed import InfeedSim, sensed_infeeds
 from .zones import CellZones
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,24 @@ def _simulate(
         process_off_timeout=float("inf"),
         pallets=pallet_places(cfg),
     )
+    # sensed infeeds: the estimate assumes parts are always there (the next one arrives as the last is taken)
+    feed = InfeedSim(cfg, interval=0.0) if sensed_infeeds(cfg) else None
+
+    def sense() -> bool:
+        """The infeed sensors' edges since the last update, in order; True if there were any."""
+        if feed is None:
+            return False
+        edges = []
+        for cobot, io in feed.grippers:
+            feed.joints(cobot, ports[cobot].joint_positions())
+            edges += [(n, False) for n in feed.gripper(cobot, io, bool(ports[cobot].sensed(io)), clock.now())]
+        edges += [(n, True) for n in feed.tick(clock.now())]
+        for name, present in edges:
+            cell.infeed_sensed(name, present)
+        return bool(edges)
+
+    for name in feed.feeds if feed is not None else ():
+        cell.infeed_sensed(name, True)
     cell.command("reset")
     cell.command("start")
     stuck = 0
@@ -184,6 +203,8 @@ def _simulate(
                 f"(state {cell.state.value}, {cell.status().waiting or 'no waits'})"
             )
         cell.update()
+        if sense():
+            cell.update()
         if cell.full_pallets():  # the model's operator changes a full pallet at once
             cell.pallet_changed()
     if cell.state != State.COMPLETE:

@@ -193,3 +193,10 @@ def test_the_simulated_infeed_gives_its_part_only_to_a_gripper_closing_at_it() -
     assert sim.feeds["infeed"].present
     with pytest.raises(ValueError, match="interval must be >= 0 s"):
         InfeedSim(SENSED, interval=-1.0)
+
+
+def test_the_estimate_of_a_sensed_cell_assumes_parts_are_always_there() -> None:
+    from cobot_cell.skills.schedule import estimate
+
+    sensed, plain = estimate(SENSED, "frame"), estimate(parse_cell(THREE_TEXT)[0], "frame")
+    assert sensed.takt == pytest.approx(plain.takt, rel=1e-9) and sensed.bound == pytest.approx(plain.bound)
