@@ -18,19 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import (
-    KNOWN_SKILLS,
-    CellConfig,
-    CellFileError,
-    ConfigIssue,
-    Step,
-    _issues_from_pydantic,
-    _LineIndex,
-    format_path,
-    parse_cell,
-    read_cell_text,
-    topological_order,
-)
+from ..core.dag import topological_order
+from ..core.loader import CellFileError, ConfigIssue, LineIndex, format_path, issues_from_pydantic, read_cell_text
+from ..core.loader import parse_cell as parse_structure
+from ..core.model import CellConfig, Step
 from ..core.plan import PartView, SkillPlan
 from ..core.validation import validate
 from ..motion.arms import arm_spec
@@ -48,7 +39,6 @@ PARAMS: dict[str, type[SkillParams]] = {
     "weld": weld.WeldParams,
     "palletise": palletise.PalletiseParams,
 }
-assert tuple(SKILLS) == KNOWN_SKILLS
 
 
 @dataclass(frozen=True)
@@ -114,11 +104,11 @@ def pallet_places(cfg: CellConfig) -> dict[str, int]:
     return {name: len(pallet_plan(st)) for name, st in cfg.stations.items() if st.pallet is not None}
 
 
-def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[ConfigIssue]:
+def check_skills(cfg: CellConfig, lines: LineIndex | None = None) -> list[ConfigIssue]:
     """Validate every step's parameters and plan every job from home; list the problems with YAML paths."""
     from pydantic import ValidationError
 
-    lines = lines or _LineIndex(None)
+    lines = lines or LineIndex(None)
     issues: list[ConfigIssue] = []
 
     def add(loc: tuple[Any, ...], msg: str) -> None:
@@ -154,7 +144,7 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
             try:
                 p = step_params(step)
             except ValidationError as exc:
-                issues += _issues_from_pydantic(
+                issues += issues_from_pydantic(
                     [{**e, "loc": (*at, *(k for k in e["loc"] if k not in weld.LOC_TAGS))} for e in exc.errors()], lines
                 )
                 continue
@@ -302,6 +292,11 @@ def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any, 
 def validated_params(cfg: CellConfig) -> dict[tuple[str, str], SkillParams]:
     """Every step's parameters validated by its skill, by (job, step name), for `make_planner`."""
     return {(jname, step.name): step_params(step) for jname, job in cfg.jobs.items() for step in job.steps}
+
+
+def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, LineIndex]:
+    """`core.loader.parse_cell` with the skill names steps may use: those of the registered skills."""
+    return parse_structure(text, source, tuple(SKILLS))
 
 
 def load_cell(path: str | Path) -> CellConfig:

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import CellConfig, PalletSpec, Station
+from ..core.model import CellConfig, Station
+from ..core.pallet_spec import PalletSpec
 from ..core.plan import Checkpoint, SkillPlan, pallet_key
 from .common import SkillContext, check_group, destination, location, station_frame, tcp_down_at
 from .pallet_pattern import PalletPlan, plan_pallet

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.config import BoxSize, CellConfig, Job, Step
+from ..core.model import CellConfig, Job, Step
+from ..core.pallet_spec import BoxSize
 from ..motion.arms import arm_spec
 from ..motion.transforms import pose_matrix
 from .common import station_frame

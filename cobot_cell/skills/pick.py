@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge, Le
 
-from ..core.config import CellConfig
+from ..core.model import CellConfig
 from ..core.plan import PART_STATE_PREFIX, Checkpoint, Claim, Confirm, Dwell, Segment, SetIo, SkillPlan, Vacate
 from ..core.validation import PositiveFloat
 from .common import (

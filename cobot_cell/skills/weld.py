@@ -35,7 +35,7 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge, Le, MinLen
 
-from ..core.config import CellConfig
+from ..core.model import CellConfig
 from ..core.plan import PART_STATE_PREFIX, Checkpoint, Dwell, Move, ProcessSpan, Segment, SetIo, SkillPlan
 from ..core.validation import After, PositiveFloat, Schema
 from ..motion.kinematics import UnreachableError
