@@ -20,7 +20,7 @@ import numpy as np
 from ..core.dag import topological_order
 from ..core.loader import CellFileError, ConfigIssue, LineIndex, format_path, issues_from_pydantic, read_cell_text
 from ..core.loader import parse_cell as parse_structure
-from ..core.model import CellConfig, Step
+from ..core.model import CellConfig, Job, Step
 from ..core.plan import PartView, SkillPlan
 from ..core.validation import validate
 from ..motion.arms import arm_spec
@@ -209,13 +209,7 @@ def _check_resources(
         return
     from .zones import CellZones
 
-    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
-    plans = {}
-    for name in topological_order(job):
-        step = job.step(name)
-        plans[name] = plan_step(cfg, step, 1, q[step.cobot], params[name])
-        q[step.cobot] = plans[name].end_q
-    check_zones(cfg, jname, job, plans, CellZones(cfg), add)
+    check_zones(cfg, jname, job, plan_job(cfg, job, 1, params), CellZones(cfg), add)
 
 
 def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any, add: Callable[..., None]) -> bool:
@@ -274,16 +268,27 @@ def load_cell(path: str | Path) -> CellConfig:
     return cfg
 
 
+def plan_job(
+    cfg: CellConfig, job: Job, part: int = 1, params: Mapping[str, SkillParams] | None = None
+) -> dict[str, SkillPlan]:
+    """Every step's plan for one part, by step name in an order that respects `after`, every cobot starting from
+    home and each step from where its cobot's previous step ended (`params`: validated parameters by step name)."""
+    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
+    plans = {}
+    for name in topological_order(job):
+        step = job.step(name)
+        plans[name] = plan_step(cfg, step, part, q[step.cobot], params[name] if params is not None else None)
+        q[step.cobot] = plans[name].end_q
+    return plans
+
+
 def estimate(cfg: CellConfig, job: str, part: int = 1) -> list[StepEstimate]:
     """Planned duration of each step of a job for one part, every cobot starting from home."""
-    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
-    out = []
-    for name in topological_order(cfg.jobs[job]):
-        step = cfg.jobs[job].step(name)
-        plan = plan_step(cfg, step, part, q[step.cobot])
-        q[step.cobot] = plan.end_q
-        out.append(StepEstimate(step.name, step.skill, step.cobot, plan.duration))
-    return out
+    steps = cfg.jobs[job]
+    return [
+        StepEstimate(name, steps.step(name).skill, steps.step(name).cobot, plan.duration)
+        for name, plan in plan_job(cfg, steps, part).items()
+    ]
 
 
 __all__ = [
@@ -301,6 +306,7 @@ __all__ = [
     "pallet_places",
     "pallet_plan",
     "parse_cell",
+    "plan_job",
     "plan_step",
     "step_params",
     "validated_params",
