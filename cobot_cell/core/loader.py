@@ -9,7 +9,6 @@ step may name is data the caller hands down (`skills`): the skills layer passes 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ import yaml
 from .dag import find_cycle
 from .model import ARM_DOF, NAME_HINT, NAME_RE, CellConfig
 from .validation import validate
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
