@@ -18,8 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .core.config import CellConfig, CellFileError
 from .core.limits import MAX_PARTS
+from .core.loader import CellFileError
+from .core.model import CellConfig
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -88,22 +89,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ estimate
-def _step_ends(cfg: CellConfig, job: str, est) -> dict[str, float]:
-    """When each step ends, from the estimates: a step starts when its `after` steps end and its cobot is free
-    (the sequencer's rule); the latest end is the part's planned cycle time."""
-    from .core.config import topological_order
-
-    end: dict[str, float] = {}
-    free: dict[str, float] = {}
-    by_name = {e.step: e for e in est}
-    for name in topological_order(cfg.jobs[job]):
-        step = cfg.jobs[job].step(name)
-        start = max([end[d] for d in step.after] + [free.get(step.cobot, 0.0)])
-        end[name] = start + by_name[name].duration
-        free[step.cobot] = end[name]
-    return end
-
-
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Predicted step durations, and the steady state with parts in flight, without starting ROS."""
     cfg = _load(args.cell)
@@ -113,12 +98,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if job not in cfg.jobs:
         err.print(f"unknown job '{job}': expected one of {', '.join(cfg.jobs)}")
         return EXIT_USAGE
+    from .core.dag import step_ends
     from .skills import estimate
     from .skills.schedule import estimate as steady_state
     from .skills.schedule import gantt
 
     est = estimate(cfg, job)
-    end = _step_ends(cfg, job, est)
+    end = step_ends(cfg.jobs[job], {e.step: e.duration for e in est})
     t = Table(title=f"Estimate: job '{job}' of cell '{cfg.cell.name}', one part alone", title_justify="left")
     for col in ("step", "skill", "cobot", "duration [s]", "ends at [s]"):
         t.add_column(escape(col), justify="right" if "[" in col else "left")

@@ -20,10 +20,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .config import CellConfig, Step, routes_of
+from .dag import routes_of
 from .faults import FIXED_ACTIONS, Code, Fault, FaultBook, FaultPolicy
 from .journal import Interrupted, Journal
 from .limits import MAX_PARTS
+from .model import CellConfig, Step
 from .packml import CellMachine, Command, CommandRefused, State
 from .plan import AT_KEY, PART_STATE_PREFIX, Move, Segment, SetIo, SkillState, pallet_fill, pallet_key, part_key
 from .ports import Clock, CobotPort, Pending

@@ -37,7 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .config import Job, Step, occupancy_windows
+from .dag import Route, occupancy_windows, ready_steps
+from .model import Job, Step
 from .plan import (
     AT_KEY,
     Checkpoint,
@@ -87,14 +88,6 @@ def claim_position(segments: Sequence[Segment], k: int, cobot: str, zones: ZoneM
             break
         j -= 1
     return j
-
-
-@dataclass(frozen=True)
-class Route:
-    """The stations a step takes its part from and puts it down on (a group: any one of them)."""
-
-    source: tuple[str, ...] = ()
-    dest: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -505,12 +498,7 @@ class JobSequencer:
     # ------------------------------------------------------------------ internals
     def _ready(self, prog: PartProgress) -> list[Step]:
         """Steps of a part not done nor running whose `after` steps are all done, in file order."""
-        done, running = prog.done, prog.running
-        return [
-            s
-            for s in self.job.steps
-            if s.name not in done and s.name not in running and all(d in done for d in s.after)
-        ]
+        return ready_steps(self.job, prog.done, prog.running)
 
     def _start_ready_steps(self) -> None:
         started = True

@@ -67,12 +67,12 @@ def jobs_of(cell_file: str) -> tuple[str, ...]:
 def design_speed(cell_file: str) -> float:
     """Parts/h of a cell's first job as planned: 3600 / its planned cycle time, timed as `cobot-cell estimate`
     does (each step when its predecessors and its cobot are done)."""
-    from ..cli import _step_ends
+    from ..core.dag import step_ends
     from ..skills import estimate, load_cell
 
     cfg = load_cell(cell_file)
     job = next(iter(cfg.jobs))
-    cycle = max(_step_ends(cfg, job, estimate(cfg, job)).values())
+    cycle = max(step_ends(cfg.jobs[job], {e.step: e.duration for e in estimate(cfg, job)}).values())
     return 3600.0 / cycle if cycle > 0 else 0.0
 
 

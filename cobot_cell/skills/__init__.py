@@ -1,36 +1,26 @@
 """Skills: pick, weld and palletise turn cell geometry and step parameters into timed motion plans.
 
-`load_cell` is the full check of a cell file: structure and references (core), each step's parameters
-(the skill's parameter dataclass, validated by pydantic), then every target of every job planned from home for
-reachability. `make_planner` gives the sequencer its step planner. pydantic is imported by the functions that
-validate, on first use.
+Each skill is a `Skill` (`skills.skill`) in the registry `SKILLS`; the built-in ones are registered here.
+`load_cell` is the full check of a cell file: structure and references (core, given the registered skill names),
+each step's parameters (the skill's parameter dataclass, validated by pydantic, then the skill's own check), then
+every target of every job planned from home for reachability. `make_planner` gives the sequencer its step
+planner. pydantic is imported by the functions that validate, on first use.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ..core.config import (
-    KNOWN_SKILLS,
-    CellConfig,
-    CellFileError,
-    ConfigIssue,
-    Step,
-    _issues_from_pydantic,
-    _LineIndex,
-    format_path,
-    parse_cell,
-    read_cell_text,
-    topological_order,
-)
+from ..core.dag import topological_order
+from ..core.loader import CellFileError, ConfigIssue, LineIndex, format_path, issues_from_pydantic, read_cell_text
+from ..core.loader import parse_cell as parse_structure
+from ..core.model import CellConfig, Job, Step
 from ..core.plan import PartView, SkillPlan
 from ..core.validation import validate
 from ..motion.arms import arm_spec
@@ -38,17 +28,14 @@ from ..motion.kinematics import arm_model
 from . import palletise, pick, weld
 from .common import ParamError, SkillContext, SkillParams
 from .palletise import pallet_plan
-from .payload import HANDLING, carried, part_box, payload_problem, reach_problem
+from .payload import carried, part_box, payload_problem, reach_problem
+from .skill import SKILLS, Problems, Skill, SkillRegistry
 
 log = logging.getLogger(__name__)
 
-SKILLS: dict[str, ModuleType] = {"pick": pick, "weld": weld, "palletise": palletise}
-PARAMS: dict[str, type[SkillParams]] = {
-    "pick": pick.PickParams,
-    "weld": weld.WeldParams,
-    "palletise": palletise.PalletiseParams,
-}
-assert tuple(SKILLS) == KNOWN_SKILLS
+BUILT_IN: tuple[Skill[Any], ...] = (pick.SKILL, weld.SKILL, palletise.SKILL)
+for _skill in BUILT_IN:
+    SKILLS.register(_skill)
 
 
 @dataclass(frozen=True)
@@ -63,7 +50,8 @@ class StepEstimate:
 
 def step_params(step: Step) -> SkillParams:
     """The step's parameters validated by its skill's dataclass (pydantic ValidationError if bad)."""
-    return validate(PARAMS[step.skill], step.params)
+    params: SkillParams = validate(SKILLS[step.skill].params, step.params)
+    return params
 
 
 def plan_step(
@@ -77,10 +65,7 @@ def plan_step(
     """Plan one step of one part for its cobot, starting from joint positions q (skill state: see make_planner)."""
     params = params or step_params(step)
     view = PartView(state, part) if state is not None else None
-    plan: SkillPlan = SKILLS[step.skill].plan(
-        SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), view
-    )
-    return plan
+    return SKILLS[step.skill].plan(SkillContext(cfg, step.cobot), params, part, np.asarray(q, dtype=float), view)
 
 
 def make_planner(
@@ -114,11 +99,11 @@ def pallet_places(cfg: CellConfig) -> dict[str, int]:
     return {name: len(pallet_plan(st)) for name, st in cfg.stations.items() if st.pallet is not None}
 
 
-def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[ConfigIssue]:
+def check_skills(cfg: CellConfig, lines: LineIndex | None = None) -> list[ConfigIssue]:
     """Validate every step's parameters and plan every job from home; list the problems with YAML paths."""
     from pydantic import ValidationError
 
-    lines = lines or _LineIndex(None)
+    lines = lines or LineIndex(None)
     issues: list[ConfigIssue] = []
 
     def add(loc: tuple[Any, ...], msg: str) -> None:
@@ -151,59 +136,53 @@ def check_skills(cfg: CellConfig, lines: _LineIndex | None = None) -> list[Confi
         params: dict[str, SkillParams] = {}
         for i, step in enumerate(job.steps):
             at = ("jobs", jname, "steps", i, "params")
+            skill = SKILLS[step.skill]
             try:
                 p = step_params(step)
             except ValidationError as exc:
-                issues += _issues_from_pydantic(
-                    [{**e, "loc": (*at, *(k for k in e["loc"] if k not in weld.LOC_TAGS))} for e in exc.errors()], lines
+                issues += issues_from_pydantic(
+                    [{**e, "loc": (*at, *(k for k in e["loc"] if k not in skill.loc_tags))} for e in exc.errors()],
+                    lines,
                 )
                 continue
-            problems = SKILLS[step.skill].check(cfg, p)
+            problems = skill.check(cfg, p)
             for key, problem in problems.items():
                 add((*at, *(key if isinstance(key, tuple) else (key,))), problem)
             try:
-                SkillContext(cfg, step.cobot).tool("torch" if step.skill == "weld" else "gripper")
+                SkillContext(cfg, step.cobot).tool(skill.tool)
             except ValueError as exc:
                 add(("jobs", jname, "steps", i, "cobot"), f"{exc} (needed by skill '{step.skill}')")
                 continue
             if (
                 not problems
-                and step.skill in HANDLING
-                and any([_handling_problems(cfg, jname, i, step, v, add) for v in _variants(step, p)])
+                and skill.carries_part
+                and any([_handling_problems(cfg, jname, i, step, v, add) for v in skill.variants(cfg, p)])
             ):
                 continue
             if not problems:
                 params[step.name] = p
         if len(params) != len(job.steps):
             continue
-        # Reachability: plan the job from home, chaining each cobot's end position; every pallet place.
-        places = max(
-            (
-                len(pallet_plan(cfg.stations[v.to]))
-                for s, p in params.items()
-                if job.step(s).skill == "palletise"
-                for v in _variants(job.step(s), p)
-            ),
-            default=1,
-        )
+        # Reachability: plan the job from home, chaining each cobot's end position; every variant of a step's
+        # parameters (each pallet of a group), every place it uses (each pallet place).
+        skills = {name: SKILLS[job.step(name).skill] for name in params}
+        variants = {name: skills[name].variants(cfg, p) for name, p in params.items()}
+        places = max(skills[name].places(cfg, v) for name, vs in variants.items() for v in vs)
         q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
-        variants = {name: _variants(job.step(name), p) for name, p in params.items()}
         rounds = [(part, k) for k in range(max(len(v) for v in variants.values())) for part in range(1, places + 1)]
-        for part, k in rounds:  # every place of every pallet of a group
+        for part, k in rounds:
             failed = False
             for name in topological_order(job):
                 step = job.step(name)
-                if (part > 1 or k > 0) and step.skill != "palletise":
+                if k >= len(variants[name]) or part > skills[name].places(cfg, variants[name][k]):
                     continue
-                p = variants[name][min(k, len(variants[name]) - 1)]
-                if step.skill == "palletise" and part > len(pallet_plan(cfg.stations[p.to])):
-                    continue
+                p = variants[name][k]
                 try:
                     plan = plan_step(cfg, step, part, q[step.cobot], p)
                 except ParamError as exc:
                     add(
                         ("jobs", jname, "steps", index[name], "params", *exc.loc),
-                        str(exc) + _stack_hint(cfg, step, p, part, exc.loc),
+                        str(exc) + skills[name].explain(cfg, step.cobot, p, part, exc.loc),
                     )
                     failed = True
                     break
@@ -230,44 +209,15 @@ def _check_resources(
         return
     from .zones import CellZones
 
-    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
-    plans = {}
-    for name in topological_order(job):
-        step = job.step(name)
-        plans[name] = plan_step(cfg, step, 1, q[step.cobot], params[name])
-        q[step.cobot] = plans[name].end_q
-    check_zones(cfg, jname, job, plans, CellZones(cfg), add)
-
-
-def _variants(step: Step, p: Any) -> list[Any]:
-    """A palletise step's parameters once per pallet of its `to` group (one pallet: as they are)."""
-    if step.skill != "palletise" or isinstance(p.to, str):
-        return [p]
-    return [dataclasses.replace(p, to=name) for name in p.to]
-
-
-def _stack_hint(cfg: CellConfig, step: Step, p: Any, part: int, loc: tuple[str | int, ...]) -> str:
-    """For a pallet place out of reach above the first layer: the stack height the arm does reach."""
-    if step.skill != "palletise" or loc != ("to",):
-        return ""
-    station = cfg.stations[p.to]
-    place = pallet_plan(station).place((part - 1) % len(pallet_plan(station)))
-    if place.layer == 0 or station.pallet is None:
-        return ""
-    reached = station.pallet.stack_height(place.layer)
-    return (
-        f"; the stack needs more height than '{step.cobot}' reaches: layers 0 to {place.layer - 1} "
-        f"({reached:.3f} m) are within reach, so lower max_height to {reached:.3f} m, or move the pallet or the "
-        "arm (there is no lift axis)"
-    )
+    check_zones(cfg, jname, job, plan_job(cfg, job, 1, params), CellZones(cfg), add)
 
 
 def _handling_problems(cfg: CellConfig, jname: str, i: int, step: Step, p: Any, add: Callable[..., None]) -> bool:
-    """Payload (tool + part against the arm's rating) and pallet reach of a pick or palletise step; True if any."""
+    """Payload (tool + part against the arm's rating) and pallet reach of a step that carries the part; True if any."""
     job = cfg.jobs[jname]
     found = False
     box = part_box(cfg, job)
-    pallet = cfg.stations[p.to].pallet if step.skill == "palletise" else None
+    pallet = cfg.stations[p.to].pallet if SKILLS[step.skill].stacks else None
     if job.part is not None and job.part.box is not None and pallet is not None and pallet.box != job.part.box:
         b, q = job.part.box, pallet.box
         add(
@@ -304,6 +254,11 @@ def validated_params(cfg: CellConfig) -> dict[tuple[str, str], SkillParams]:
     return {(jname, step.name): step_params(step) for jname, job in cfg.jobs.items() for step in job.steps}
 
 
+def parse_cell(text: str, source: str = "<cell file>") -> tuple[CellConfig, LineIndex]:
+    """`core.loader.parse_cell` with the skill names steps may use: those of the registered skills."""
+    return parse_structure(text, source, SKILLS.names())
+
+
 def load_cell(path: str | Path) -> CellConfig:
     """Read a cell file and check everything a run needs; CellFileError lists every problem."""
     cfg, lines = parse_cell(read_cell_text(path), str(path))
@@ -313,13 +268,46 @@ def load_cell(path: str | Path) -> CellConfig:
     return cfg
 
 
+def plan_job(
+    cfg: CellConfig, job: Job, part: int = 1, params: Mapping[str, SkillParams] | None = None
+) -> dict[str, SkillPlan]:
+    """Every step's plan for one part, by step name in an order that respects `after`, every cobot starting from
+    home and each step from where its cobot's previous step ended (`params`: validated parameters by step name)."""
+    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
+    plans = {}
+    for name in topological_order(job):
+        step = job.step(name)
+        plans[name] = plan_step(cfg, step, part, q[step.cobot], params[name] if params is not None else None)
+        q[step.cobot] = plans[name].end_q
+    return plans
+
+
 def estimate(cfg: CellConfig, job: str, part: int = 1) -> list[StepEstimate]:
     """Planned duration of each step of a job for one part, every cobot starting from home."""
-    q = {name: np.asarray(c.home, dtype=float) for name, c in cfg.cobots.items()}
-    out = []
-    for name in topological_order(cfg.jobs[job]):
-        step = cfg.jobs[job].step(name)
-        plan = plan_step(cfg, step, part, q[step.cobot])
-        q[step.cobot] = plan.end_q
-        out.append(StepEstimate(step.name, step.skill, step.cobot, plan.duration))
-    return out
+    steps = cfg.jobs[job]
+    return [
+        StepEstimate(name, steps.step(name).skill, steps.step(name).cobot, plan.duration)
+        for name, plan in plan_job(cfg, steps, part).items()
+    ]
+
+
+__all__ = [
+    "SKILLS",
+    "BUILT_IN",
+    "Problems",
+    "Skill",
+    "SkillRegistry",
+    "SkillParams",
+    "StepEstimate",
+    "check_skills",
+    "estimate",
+    "load_cell",
+    "make_planner",
+    "pallet_places",
+    "pallet_plan",
+    "parse_cell",
+    "plan_job",
+    "plan_step",
+    "step_params",
+    "validated_params",
+]

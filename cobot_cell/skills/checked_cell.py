@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.config import CellConfig
+from ..core.model import CellConfig
 from .common import SkillParams
 
 MODULE = "cobot_cell.skills.checked_cell"

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import CellConfig, Cobot, Station, Tool, station_group
+from ..core.dag import station_group
+from ..core.model import CellConfig, Cobot, Station, Tool
 from ..core.plan import AT_KEY, Move, Segment, route_key
 from ..core.validation import Checked
 from ..motion.arms import arm_spec

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.config import CellConfig, routes_of
+from ..core.dag import routes_of
+from ..core.model import CellConfig
 from ..motion.kinematics import ArmModel, arm_model, fk
 from ..motion.transforms import pose_matrix
 

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import (
+from ..core.pallet_spec import (
     CUSTOM_PALLET_HEIGHT,
     STANDARD_PALLETS,
     ApproachSide,

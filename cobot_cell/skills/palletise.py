@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..core.config import CellConfig, PalletSpec, Station
-from ..core.plan import Checkpoint, SkillPlan, pallet_key
+from ..core.dag import station_group
+from ..core.model import CellConfig, Station
+from ..core.pallet_spec import PalletSpec
+from ..core.plan import Checkpoint, PartView, SkillPlan, pallet_key
 from .common import SkillContext, check_group, destination, location, station_frame, tcp_down_at
 from .pallet_pattern import PalletPlan, plan_pallet
 from .pick import PickParams, pick_and_place
 from .pick import state_key as stage_key
+from .skill import Problems, Skill
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,9 +37,9 @@ def pallet_plan(station: Station) -> PalletPlan:
     return _plan(station.pallet)
 
 
-def check(cfg: CellConfig, params: PalletiseParams) -> dict[str, str]:
+def check(cfg: CellConfig, params: PalletiseParams) -> Problems:
     """Cross-check station references and the grasp against the box; returns {param: problem}."""
-    problems = {}
+    problems: Problems = {}
     try:
         check_group(cfg, params.source, ("infeed", "fixture"))
     except ValueError as exc:
@@ -61,7 +65,11 @@ def state_key(pallet: str) -> str:
 
 
 def plan(
-    ctx: SkillContext, params: PalletiseParams, part: int, q: np.ndarray, state: dict[str, Any] | None = None
+    ctx: SkillContext,
+    params: PalletiseParams,
+    part: int,
+    q: np.ndarray,
+    state: PartView | dict[str, Any] | None = None,
 ) -> SkillPlan:
     """Pick the part from `from` and place it on the pallet's next place (explicit state; without it, the place
     of part number `part`), the tool turned by the box's yaw; the next index is recorded once the part is released.
@@ -101,3 +109,51 @@ def plan(
         stage=state.get(key) if state is not None else None,
         source=source,
     )
+
+
+def stack_hint(cfg: CellConfig, cobot: str, params: PalletiseParams, part: int) -> str:
+    """For a pallet place out of reach above the first layer: the stack height the arm does reach."""
+    station = cfg.stations[params.to] if isinstance(params.to, str) else None
+    if station is None or station.pallet is None:
+        return ""
+    place = pallet_plan(station).place((part - 1) % len(pallet_plan(station)))
+    if place.layer == 0:
+        return ""
+    reached = station.pallet.stack_height(place.layer)
+    return (
+        f"; the stack needs more height than '{cobot}' reaches: layers 0 to {place.layer - 1} "
+        f"({reached:.3f} m) are within reach, so lower max_height to {reached:.3f} m, or move the pallet or the "
+        "arm (there is no lift axis)"
+    )
+
+
+class Palletise(Skill[PalletiseParams]):
+    """The palletise skill: a part from `from` onto the next place of the pallet (or group of pallets) `to`."""
+
+    name = "palletise"
+    tool = "gripper"
+    params = PalletiseParams
+    carries_part = True
+    stacks = True
+
+    check = staticmethod(check)
+    plan = staticmethod(plan)
+
+    def variants(self, cfg: CellConfig, params: PalletiseParams) -> list[PalletiseParams]:
+        """One per pallet of a `to` group (one pallet: the parameters as they are)."""
+        if isinstance(params.to, str):
+            return [params]
+        return [dataclasses.replace(params, to=name) for name in params.to]
+
+    def places(self, cfg: CellConfig, params: PalletiseParams) -> int:
+        """The places of the pallet's pattern (the most of a group's pallets)."""
+        return max(len(pallet_plan(cfg.stations[name])) for name in station_group(params.to))
+
+    def explain(
+        self, cfg: CellConfig, cobot: str, params: PalletiseParams, part: int, loc: tuple[str | int, ...]
+    ) -> str:
+        """For a place out of reach (`to`) above the first layer: the stack height the arm does reach."""
+        return stack_hint(cfg, cobot, params, part) if loc == ("to",) else ""
+
+
+SKILL = Palletise()

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.config import BoxSize, CellConfig, Job, Step
+from ..core.model import CellConfig, Job, Step
+from ..core.pallet_spec import BoxSize
 from ..motion.arms import arm_spec
 from ..motion.transforms import pose_matrix
 from .common import station_frame
 from .palletise import pallet_plan
+from .skill import SKILLS
 
 log = logging.getLogger(__name__)
 
 WARN_RATIO = 0.8
 """A payload above this share of the allowed one is reported as a warning."""
-HANDLING = ("pick", "palletise")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def part_box(cfg: CellConfig, job: Job) -> BoxSize | None:
     if job.part is not None and job.part.box is not None:
         return job.part.box
     for step in job.steps:
-        to = step.params.get("to") if step.skill == "palletise" else None
+        to = step.params.get("to") if step.skill in SKILLS and SKILLS[step.skill].stacks else None
         station = cfg.stations.get(to) if isinstance(to, str) else None
         if station is not None and station.pallet is not None:
             return station.pallet.box

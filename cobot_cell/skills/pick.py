@@ -8,8 +8,19 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge, Le
 
-from ..core.config import CellConfig
-from ..core.plan import PART_STATE_PREFIX, Checkpoint, Claim, Confirm, Dwell, Segment, SetIo, SkillPlan, Vacate
+from ..core.model import CellConfig
+from ..core.plan import (
+    PART_STATE_PREFIX,
+    Checkpoint,
+    Claim,
+    Confirm,
+    Dwell,
+    PartView,
+    Segment,
+    SetIo,
+    SkillPlan,
+    Vacate,
+)
 from ..core.validation import PositiveFloat
 from .common import (
     SkillContext,
@@ -23,6 +34,7 @@ from .common import (
     station_frame,
     tcp_down_at,
 )
+from .skill import Problems, Skill
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +50,9 @@ class PickParams(SkillParams):
     return_home: bool = True
 
 
-def check(cfg: CellConfig, params: PickParams) -> dict[str, str]:
+def check(cfg: CellConfig, params: PickParams) -> Problems:
     """Cross-check station references; returns {param: problem}."""
-    problems = {}
+    problems: Problems = {}
     for key, name, kinds in (
         ("from", params.source, ("infeed", "fixture", "pallet")),
         ("to", params.to, ("fixture", "pallet")),
@@ -141,7 +153,7 @@ def pick_and_place(
 
 
 def plan(
-    ctx: SkillContext, params: PickParams, part: int, q: np.ndarray, state: dict[str, Any] | None = None
+    ctx: SkillContext, params: PickParams, part: int, q: np.ndarray, state: PartView | dict[str, Any] | None = None
 ) -> SkillPlan:
     """Pick from `from` and place onto `to`, gripping at `grasp_height` above each station's origin (with state,
     resumed at the part's recorded stage)."""
@@ -165,3 +177,18 @@ def plan(
         source=source,
         to=to,
     )
+
+
+class Pick(Skill[PickParams]):
+    """The pick skill: a part from `from` to `to` with the gripper."""
+
+    name = "pick"
+    tool = "gripper"
+    params = PickParams
+    carries_part = True
+
+    check = staticmethod(check)
+    plan = staticmethod(plan)
+
+
+SKILL = Pick()

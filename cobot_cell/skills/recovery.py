@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.config import CellConfig, Step
+from ..core.model import CellConfig, Step
 from ..core.plan import Confirm, Move, Segment, SetIo
 from ..motion.kinematics import fk
 from ..motion.trajectory import joint_move, linear_move

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import CellConfig, Job, occupancy_windows, routes_of, topological_order
+from ..core.dag import graph_cycle, occupancy_windows, routes_of, topological_order
+from ..core.model import CellConfig, Job
 from ..core.plan import Claim, Move, SkillPlan
 from ..core.sequencer import claim_position
 
@@ -28,26 +29,8 @@ Add = Callable[[tuple[Any, ...], str], None]
 
 
 def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
-    """A cycle in a directed graph (first node repeated at the end), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(n: str) -> list[str] | None:
-        state[n] = 1
-        stack.append(n)
-        for m in sorted(edges.get(n, ())):
-            if state.get(m) == 1:
-                return stack[stack.index(m) :] + [m]
-            if m not in state and (found := visit(m)):
-                return found
-        stack.pop()
-        state[n] = 2
-        return None
-
-    for n in sorted(edges):
-        if n not in state and (found := visit(n)):
-            return found
-    return None
+    """A cycle in a directed graph (first node repeated at the end), or None; nodes and edges in name order."""
+    return graph_cycle({n: sorted(edges[n]) for n in sorted(edges)})
 
 
 def check_places(cfg: CellConfig, jname: str, job: Job, add: Add) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..core.cell import CellController
-from ..core.config import CellConfig, Step
+from ..core.dag import routes_of
+from ..core.model import CellConfig, Step
 from ..core.packml import State
 from ..core.plan import MISSING, PART_STATE_PREFIX, SkillPlan, SkillState, part_key, part_prefix
 from ..core.ports import FakeCobot, VirtualClock
@@ -225,8 +226,6 @@ def _overlap(a0: float, a1: float, w0: float, w1: float) -> float:
 def _refills(cfg: CellConfig, job: str, tl: Timeline) -> list[tuple[str, float, float]]:
     """Gaps in a one-place station's holds that its loader could not close: the cobot that takes the next part
     there is the one that took the last part away (it makes that trip first). (station, start, end) of each."""
-    from ..core.config import routes_of
-
     routes = routes_of(cfg.jobs[job])
     by_step = {s.name: s.cobot for s in cfg.jobs[job].steps}
     loader = {st: by_step[n] for n, r in routes.items() for st in r.dest}

@@ -35,8 +35,8 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge, Le, MinLen
 
-from ..core.config import CellConfig
-from ..core.plan import PART_STATE_PREFIX, Checkpoint, Dwell, Move, ProcessSpan, Segment, SetIo, SkillPlan
+from ..core.model import CellConfig
+from ..core.plan import PART_STATE_PREFIX, Checkpoint, Dwell, Move, PartView, ProcessSpan, Segment, SetIo, SkillPlan
 from ..core.validation import After, PositiveFloat, Schema
 from ..motion.kinematics import UnreachableError
 from ..motion.trajectory import PathTiming, path_move
@@ -53,6 +53,7 @@ from .common import (
     location,
     station_frame,
 )
+from .skill import Problems, Skill
 
 Point = tuple[float, float, float]
 WEAVE_SAMPLES = 24  # path samples per weave wavelength at least
@@ -140,7 +141,7 @@ class WeldParams(SkillParams):
     return_home: bool = True
 
 
-def check(cfg: CellConfig, params: WeldParams) -> dict[str | tuple[str | int, ...], str]:
+def check(cfg: CellConfig, params: WeldParams) -> Problems:
     """Cross-check the station reference and the seams' shape; returns {param: problem}."""
     try:
         check_group(cfg, params.station, ("fixture",))
@@ -482,7 +483,7 @@ def _too_fast(ctx: SkillContext, torch: _Torch, timing: PathTiming, i: int) -> P
 
 
 def plan(
-    ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state: dict[str, Any] | None = None
+    ctx: SkillContext, params: WeldParams, part: int, q: np.ndarray, state: PartView | dict[str, Any] | None = None
 ) -> SkillPlan:
     """Weld every seam in order at `speed`, with gas pre-/post-flow dwells around the arc; with state, start at
     the next seam not yet welded (a resumed part) and record each finished seam."""
@@ -553,3 +554,18 @@ __all__ = [
     "locate",
     "LOC_TAGS",
 ]
+
+
+class Weld(Skill[WeldParams]):
+    """The weld skill: the seams on a fixture, with the torch."""
+
+    name = "weld"
+    tool = "torch"
+    params = WeldParams
+    loc_tags = LOC_TAGS
+
+    check = staticmethod(check)
+    plan = staticmethod(plan)
+
+
+SKILL = Weld()

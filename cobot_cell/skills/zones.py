@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..core.config import CellConfig
+from ..core.model import CellConfig
 from ..core.plan import Move, TrajectoryLike
 from ..motion.kinematics import arm_model, joint_origins
 from ..motion.transforms import pose_matrix

@@ -9,16 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cobot_cell.core.config import (
-    CellFileError,
-    ConfigIssue,
-    Job,
-    find_cycle,
-    load_cell_file,
-    parse_cell,
-    topological_order,
-)
+from cobot_cell.core.dag import find_cycle, topological_order
+from cobot_cell.core.loader import CellFileError, ConfigIssue, load_cell_file
+from cobot_cell.core.model import Job
 from cobot_cell.core.validation import validate
+from cobot_cell.skills import parse_cell
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_FILE = REPO / "config" / "demo_cell.yaml"
