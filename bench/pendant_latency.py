@@ -4,7 +4,9 @@ Runs the demo cell's node set (sim drivers, task_planner, supervisor) plus the p
 then sends N commands from a virtual pendant, alternating RESET (Stopped -> Idle) and STOP (Idle -> Stopped),
 and times each until the first STATE frame with the new state (and until the OK reply). For comparison the
 same commands go straight to the planner's services from a CellClient (service call -> state topic).
-Prints median / p90 / p99 / max and the bridge-over-direct ratio.
+Prints median / p90 / p99 / max and the bridge-over-direct ratio. Then how the bridge answers under load, against a
+plain STATUS round trip measured in the same run: STATUS sent right after 10,000 random bytes (the ERR replies are
+rate-limited), and 1,000 STATUS frames in one write (each answered once).
 
     .venv/bin/python bench/pendant_latency.py [--count 200]
 """
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cobot_cell.pendant.link import FdChannel, PendantLink, create_pty  # noqa: E402
-from cobot_cell.pendant.protocol import Frame  # noqa: E402
+from cobot_cell.pendant.protocol import Frame, encode  # noqa: E402
 from cobot_cell.ros.bringup import BringupOptions, NodeSpec, node_specs  # noqa: E402
 from cobot_cell.ros.client import CellClient  # noqa: E402
 from cobot_cell.ros.processes import DomainLease, NodeSet, ros_env  # noqa: E402
@@ -103,6 +107,55 @@ def direct_calls(client: CellClient, count: int) -> list[float]:
     return out
 
 
+def status_round_trips(link: PendantLink, count: int) -> list[float]:
+    """STATUS -> OK reply latencies in ms."""
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        link.command("STATUS", timeout=10)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def status_after_noise(link: PendantLink, count: int, size: int = 10_000) -> list[float]:
+    """ms from the start of writing `size` random bytes (+ CRLF) to the OK of a STATUS sent right after them."""
+    noise = random.Random(20240605)
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        link.write(noise.randbytes(size) + b"\r\n")
+        link.command("STATUS", timeout=10)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def status_burst(link: PendantLink, frames: int = 1000) -> float:
+    """Seconds from writing `frames` STATUS frames in one write to the last of their replies."""
+    seqs = [link.next_seq() for _ in range(frames)]
+    wanted = set(seqs)
+    mark = len(link.received)
+    link.channel.write_timeout = 60.0  # the bridge may pause reading while the pendant reads its replies
+    t0 = time.perf_counter()
+    writer = threading.Thread(target=link.write, args=(b"".join(encode(Frame(s, "STATUS")) for s in seqs),))
+    writer.start()
+
+    def answered() -> int:
+        return len(
+            {
+                r.item.seq
+                for r in link.received[mark:]
+                if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR") and r.item.seq in wanted
+            }
+        )
+
+    try:
+        link.wait_for(lambda: answered() == frames, 120, f"a reply to each of {frames} STATUS frames")
+    finally:
+        writer.join(60)
+        link.channel.write_timeout = 5.0
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=200, help="commands per measurement (default 200)")
@@ -114,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_cell(str(CELL_FILE))
     pty = create_pty(work / "pendant")
     with DomainLease() as lease:
-        specs = node_specs(cfg, CELL_FILE, BringupOptions(rate=20.0, parts=2, db=str(work / "p.db")))
+        options = BringupOptions(rate=20.0, parts=2, db=str(work / "p.db"), journal=str(work / "journal.db"))
+        specs = node_specs(cfg, CELL_FILE, options)
         specs.append(
             NodeSpec(
                 "pendant_bridge",
@@ -136,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"cell starts in state {link.view.state}, expected Stopped")
             via_pendant(link, 10)  # warm-up: discovery, first calls
             to_state, to_reply = via_pendant(link, args.count)
+            rounds = max(3, args.count // 10)
+            plain = status_round_trips(link, rounds)
+            noisy = status_after_noise(link, rounds)
+            plain += status_round_trips(link, rounds)  # before and after: the floor sees the same conditions
+            burst = status_burst(link)
             client = CellClient(cfg.cell.name, domain_id=lease.domain_id, node_name="bench_client")
             client.wait_for(lambda: client.state == "Stopped", 30, "the planner's state")
             direct_calls(client, 10)
@@ -155,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     print(row("pendant command -> OK reply", to_reply))
     print(row("direct: Trigger call -> state topic (baseline)", base))
     print(f"ratio bridge / direct (median): {statistics.median(to_state) / statistics.median(base):.2f}")
+    print(row("STATUS -> OK reply (floor for the two below)", plain))
+    print(row("10,000 random bytes, then STATUS -> OK reply", noisy))
+    print(f"ratio after noise / plain STATUS (median): {statistics.median(noisy) / statistics.median(plain):.2f}")
+    per_frame = burst / 1000 * 1e3
+    print(
+        f"1,000 STATUS frames in one write: last reply after {burst:.2f} s = {per_frame:.2f} ms per frame, "
+        f"{per_frame / statistics.median(plain):.2f}x a plain STATUS round trip"
+    )
     return 0
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -19,15 +22,16 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.client import Client
 from rclpy.clock import Clock as RosClockType
-from rclpy.clock import ClockType
+from rclpy.clock_type import ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..core.cell import CellController
+from ..core.cell import CellController, CellStatus
 from ..core.config import CellConfig, Cobot
 from ..core.faults import DRIVER_FAULT_KEYS, Code, Fault
 from ..core.journal import Journal
@@ -37,13 +41,15 @@ from ..core.plan import SkillState, TrajectoryLike
 from ..core.ports import CobotPort, Pending
 from ..core.reports import CycleReport
 from ..core.wire import FaultUpdate, encode_cycle, encode_fault, encode_status
+from ..motion.trajectory import Trajectory
+from ..plant.authority import Source
 from ..skills import make_planner, pallet_places
 from ..skills.checked_cell import load_checked
 from ..skills.infeed import sensed_infeeds
 from ..skills.recovery import SkillRecovery
 from ..skills.schedule import estimate as estimate_steady_state
 from ..skills.zones import CellZones
-from .authority import PRODUCT_PARAMETERS, NodeAuthority, Source
+from .authority import PRODUCT_PARAMETERS, NodeAuthority
 from .common import (
     LATCHED,
     REPORTS,
@@ -132,12 +138,10 @@ class RosCobotPort(CobotPort):
         self._prepared: dict[int, tuple[TrajectoryLike, list[JointTrajectoryPoint]]] = {}
         for t in cobot.tools.values():
             if t.confirm or t.is_process:  # part present; a process tool confirmed off
-                node.create_subscription(
-                    Bool, f"{namespace}/{t.io}/state", lambda msg, io=t.io: self._on_sensed(io, msg), LATCHED
-                )
+                node.create_subscription(Bool, f"{namespace}/{t.io}/state", partial(self._on_sensed, t.io), LATCHED)
         self.pub = node.create_publisher(JointTrajectory, f"{namespace}/{cobot.controller}/joint_trajectory", 10)
         node.create_subscription(JointState, f"{namespace}/joint_states", self._on_joint_states, STATES)
-        self.io_clients: dict[str, Client] = {
+        self.io_clients: dict[str, Client[SetBool.Request, SetBool.Response]] = {
             t.io: node.create_client(SetBool, f"{namespace}/{t.io}") for t in cobot.tools.values()
         }
 
@@ -191,11 +195,14 @@ class RosCobotPort(CobotPort):
 
     @staticmethod
     def _points(trajectory: TrajectoryLike) -> list[JointTrajectoryPoint]:
+        if isinstance(trajectory, Trajectory):
+            times, positions, velocities = trajectory.times, trajectory.positions, trajectory.velocities
+        else:  # the core promises a duration and a final point only: reach it at rest by then
+            final = np.asarray(trajectory.final, dtype=float)
+            times, positions, velocities = np.array([trajectory.duration]), final[None, :], np.zeros((1, final.size))
         points = []
         last_ns = -1
-        for t, p, v in zip(
-            np.asarray(trajectory.times), np.asarray(trajectory.positions), np.asarray(trajectory.velocities)
-        ):
+        for t, p, v in zip(np.asarray(times), np.asarray(positions), np.asarray(velocities)):
             sec, nanosec = split_seconds(float(t))
             ns = sec * 1_000_000_000 + nanosec
             if ns <= last_ns:  # knots closer than a nanosecond: a controller needs strictly increasing times
@@ -240,12 +247,13 @@ class RosCobotPort(CobotPort):
             return pending
         future = client.call_async(SetBool.Request(data=value))
 
-        def done(fut) -> None:
+        def done(fut: Future[SetBool.Response]) -> None:
             exc = fut.exception()
-            if exc is not None:
-                pending.fail(f"IO service '{io}' of '{self.name}' failed: {exc}", "IO_FAILED")
-            elif not fut.result().success:
-                pending.fail(f"IO service '{io}' of '{self.name}' refused: {fut.result().message}", "IO_FAILED")
+            reply = None if exc is not None else fut.result()
+            if exc is not None or reply is None:  # None: the call was cancelled
+                pending.fail(f"IO service '{io}' of '{self.name}' failed: {exc or 'call cancelled'}", "IO_FAILED")
+            elif not reply.success:
+                pending.fail(f"IO service '{io}' of '{self.name}' refused: {reply.message}", "IO_FAILED")
             else:
                 self.watch.io_done(pending)
             self.node.on_cobot_event()
@@ -329,7 +337,7 @@ class PlannerNode(Node):
             for name, cobot in self.cfg.cobots.items()
         }
         self._updating = False
-        self._last_status = None
+        self._last_status: CellStatus | None = None
         self.state_pub = self.create_publisher(String, "state", STATE_CHANGES)
         self.status_pub = self.create_publisher(DiagnosticStatus, "status", LATCHED)
         self.cycle_pub = self.create_publisher(DiagnosticStatus, "cycle", REPORTS)
@@ -369,7 +377,7 @@ class PlannerNode(Node):
         self._announce_boot()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for cmd in COMMANDS:
-            self.create_service(Trigger, cmd, lambda req, resp, cmd=cmd: self._handle_command(cmd, resp))
+            self.create_service(Trigger, cmd, partial(self._handle_command, cmd))
         self.create_service(Trigger, "acknowledge", self._handle_acknowledge)
         self.create_service(Trigger, "reapproach", self._handle_reapproach)
         self.create_service(Trigger, "parts_removed", self._handle_parts_removed)
@@ -379,7 +387,7 @@ class PlannerNode(Node):
             self,
             self.cfg.cell.name,
             {
-                **{cmd: (lambda cmd=cmd: self._command(cmd)) for cmd in COMMANDS},
+                **{cmd: partial(self._command, cmd) for cmd in COMMANDS},
                 "acknowledge": self._acknowledge,
                 "reapproach": self.controller.reapproach,
                 "parts_removed": self.controller.parts_removed,
@@ -401,7 +409,7 @@ class PlannerNode(Node):
             f"{self.controller.parts_target} part(s), cobots {', '.join(self.ports)}"
         )
 
-    def _declare(self, name: str, default, description: str):
+    def _declare(self, name: str, default: Any, description: str) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
     def _beat(self) -> None:
@@ -457,7 +465,7 @@ class PlannerNode(Node):
         finally:
             self._updating = False
 
-    def _handle_command(self, cmd: str, resp: Trigger.Response) -> Trigger.Response:
+    def _handle_command(self, cmd: str, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         return self.authority.reply(resp, Source.LOCAL, "", cmd, lambda: self._command(cmd))
 
     def _command(self, cmd: str) -> str:
@@ -541,7 +549,7 @@ class PlannerNode(Node):
                 )
         self._update()
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+    def _on_set_parameters(self, params: list[Parameter[Any]]) -> SetParametersResult:
         try:
             for p in params:
                 if p.name == "job":
@@ -612,7 +620,7 @@ class PlannerNode(Node):
         )
 
 
-def main(args=None) -> int:
+def main(args: Sequence[str] | None = None) -> int:
     """Run the task_planner node."""
     return run_node(PlannerNode, args)
 

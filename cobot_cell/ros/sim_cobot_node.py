@@ -19,14 +19,20 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock_type import ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Header
@@ -215,7 +221,7 @@ class SimCobotNode(Node):
         self.index = {j: i for i, j in enumerate(joints)}
         self.follower = TrajectoryFollower(np.asarray(p.initial_positions, dtype=float))
         self.io_state: dict[str, bool] = {}
-        self.io_sensed: dict[str, rclpy.publisher.Publisher] = {}
+        self.io_sensed: dict[str, Publisher[Bool]] = {}
         self.fault = ""
         self.process_io = {io for io in p.process_io if io}
         self._heartbeat_wall = -float("inf")
@@ -238,7 +244,7 @@ class SimCobotNode(Node):
             self.io_state[io] = False
             self.io_sensed[io] = self.create_publisher(Bool, f"{io}/state", LATCHED)
             self.io_sensed[io].publish(Bool(data=False))
-            self.create_service(SetBool, io, lambda req, resp, io=io: self._handle_io(io, req, resp))
+            self.create_service(SetBool, io, partial(self._handle_io, io))
         if p.publish_clock:
             self.clock_pub = self.create_publisher(Clock, "/clock", 10)
             self.create_timer(1.0 / p.clock_hz, self._on_clock_tick)
@@ -251,7 +257,7 @@ class SimCobotNode(Node):
             self.create_timer(
                 min(0.05, p.heartbeat_timeout / 4),
                 self._watch_heartbeat,
-                clock=rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.STEADY_TIME),
+                clock=rclpy.clock.Clock(clock_type=ClockType.STEADY_TIME),
             )
         self.declare_parameter(
             "fault",
@@ -266,7 +272,7 @@ class SimCobotNode(Node):
             + (f" from t={self._sim_t:.3f} s ({p.clock_file})" if self._sim_t else "")
         )
 
-    def _declare(self, name: str, default, description: str):
+    def _declare(self, name: str, default: Any, description: str) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
     def _now(self) -> float:
@@ -298,7 +304,7 @@ class SimCobotNode(Node):
         self._clock_t = msg.clock.sec + msg.clock.nanosec * 1e-9
         self._advance_to(self._clock_t)
 
-    def _on_set_parameters(self, params) -> SetParametersResult:
+    def _on_set_parameters(self, params: list[Parameter[Any]]) -> SetParametersResult:
         for p in params:
             if p.name == "fault":
                 if p.value not in FAULTS:
@@ -436,7 +442,7 @@ class SimCobotNode(Node):
         self.diag_pub.publish(arr)
 
 
-def main(args=None) -> int:
+def main(args: Sequence[str] | None = None) -> int:
     """Run the sim_cobot node."""
     return run_node(SimCobotNode, args)
 

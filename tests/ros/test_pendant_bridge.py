@@ -1,7 +1,8 @@
 """pendant_bridge through real node processes: a pty pair as the serial cable, the real planner and sim drivers.
 
-One node set per module (sim cobots, task_planner, supervisor, pendant_bridge); tests bring the cell back to
-Idle before they start. The pendant side is cobot_cell.pendant.link.PendantLink on the pty master, a
+One node set per module (sim cobots, task_planner, supervisor, pendant_bridge) with its journal and production log
+in the run's own directory; a fixture brings the line and the cell back to the same state before every test, so
+the tests pass alone and in any order. The pendant side is cobot_cell.pendant.link.PendantLink on the pty master, a
 CellClient checks the planner independently.
 """
 
@@ -76,7 +77,9 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
     with DomainLease() as lease:
         env = ros_env(lease.domain_id, work / "log")
         specs = []
-        for spec in node_specs(cfg, CELL_FILE, BringupOptions(rate=20.0, parts=2, db=str(work / "p.db"))):
+        # the planner's journal in this run's directory: no interrupted run of an earlier one to resume
+        options = BringupOptions(rate=20.0, parts=2, db=str(work / "p.db"), journal=str(work / "journal.db"))
+        for spec in node_specs(cfg, CELL_FILE, options):
             specs.append(spec)
         specs.append(
             NodeSpec(
@@ -117,7 +120,7 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
 @pytest.fixture(autouse=True)
 def fresh(rig: Rig) -> None:
     """Every test starts from the same place, whatever the one before it left behind: a pendant on the line and
-    beating its heart, no injected driver fault, the cell Idle with job bracket and 2 parts."""
+    beating its heart, no injected driver fault, the cell Idle with job bracket and 2 parts and no active fault."""
     try:
         ok(rig.link.command("STATUS", timeout=2))
     except (TimeoutError, LinkClosed, OSError, AssertionError):  # the line was left closed or stuck
@@ -133,9 +136,12 @@ def fresh(rig: Rig) -> None:
     ok(rig.link.command("JOB", "bracket"))
     ok(rig.link.command("PARTS", "2"))
     rig.link.wait_for(
-        lambda: (rig.link.view.stat.get("job"), rig.link.view.stat.get("parts")) == ("bracket", "2"),
+        lambda: (
+            (rig.link.view.stat.get("job"), rig.link.view.stat.get("parts"), rig.link.view.stat.get("fault"))
+            == ("bracket", "2", "")
+        ),
         5,
-        "STAT with job bracket and 2 parts",
+        "STAT with job bracket, 2 parts and no fault",
     )
 
 
@@ -188,8 +194,10 @@ def states_since(link: PendantLink, mark: int) -> list[str]:
 def test_hello_and_status_snapshot(rig: Rig) -> None:
     link = rig.link
     assert link.view.hellos[0].args == ("1", "demo", "0.1.0")
+    hellos = len(link.view.hellos)
     assert ok(link.hello()).args == ("cobot_cell pendant bridge 0.1.0 for cell demo",)
-    link.wait_for(lambda: len(link.view.hellos) >= 2, 5, "the bridge's HELLO after ours")
+    link.wait_for(lambda: len(link.view.hellos) > hellos, 5, "the bridge's HELLO after ours")
+    assert link.view.hellos[hellos].args == ("1", "demo", "0.1.0")
     ok(link.command("STATUS"))
     link.wait_for(lambda: bool(link.view.stat), 5, "STAT")
     assert link.view.stat["job"] == "bracket" and link.view.stat["parts"] == "2"
@@ -374,19 +382,14 @@ def test_random_burst_leaves_the_bridge_responsive(rig: Rig) -> None:
     before = planner_snapshot(rig)
     mark, errors = len(link.received), len(link.view.errors)
     noise = random.Random(20240605).randbytes(10_000)
-    t0 = time.monotonic()
     link.write(noise)
     link.write(b"\r\n")
-    reply = link.command("STATUS", timeout=5)
-    took = time.monotonic() - t0
-    ok(reply)
-    assert took < 3.0, f"STATUS answered {took:.2f} s after the burst"
+    ok(link.command("STATUS", timeout=5))  # how soon: bench/pendant_latency.py
     assert set(states_since(link, mark)) <= {"Idle"}
     assert planner_snapshot(rig) == before
     assert rig.bridge().popen.poll() is None
     n_err = len(link.view.errors) - errors
     assert 1 <= n_err <= 100  # rate-limited to 20/s
-    print(f"\n10,000 random bytes: {n_err} ERR replies; STATUS answered {took * 1e3:.0f} ms after the burst began")
 
 
 def test_status_burst_gets_one_reply_per_frame(rig: Rig) -> None:
@@ -407,7 +410,6 @@ def test_status_burst_gets_one_reply_per_frame(rig: Rig) -> None:
 
     link.channel.write_timeout = 60.0  # the bridge may pause reading while the pendant reads its replies
     writer = threading.Thread(target=write, name="burst-writer")
-    t0 = time.monotonic()
     writer.start()
     wanted = set(seqs)
 
@@ -423,7 +425,6 @@ def test_status_burst_gets_one_reply_per_frame(rig: Rig) -> None:
     finally:
         writer.join(60)
         link.channel.write_timeout = 5.0
-    took = time.monotonic() - t0
     assert not failure, failure
     ok(link.command("STATUS"))  # every reply of the burst is in before this one
     counts = replies()
@@ -436,7 +437,6 @@ def test_status_burst_gets_one_reply_per_frame(rig: Rig) -> None:
         if isinstance(r.item, Frame) and r.item.kind in ("OK", "ERR") and r.item.seq in wanted
     )
     assert rig.bridge().popen.poll() is None
-    print(f"\n1,000 STATUS frames in one write: 1,000 OK, {kinds['STATE']} STATE, {kinds['STAT']} STAT in {took:.2f} s")
 
 
 def test_command_burst_beyond_the_queue_gets_busy_and_a_log_line(rig: Rig) -> None:
@@ -539,15 +539,18 @@ def test_ack_acknowledges_a_fault(rig: Rig) -> None:
 
 def test_closing_and_reopening_the_pty_recovers(rig: Rig) -> None:
     to_idle(rig)
+    bridge_log = rig.bridge().log_path
+
+    def losses() -> int:  # devices lost so far (an earlier test may have pulled the cable, or lost the heartbeat)
+        return len(re.findall(r"pendant port \S+ lost: ", bridge_log.read_text()))
+
+    before = losses()
     rig.link.close()
     rig.pty.close()  # the cable is pulled
-    bridge_log = rig.bridge().log_path
-    wait_until(lambda: "lost" in bridge_log.read_text(), 10, "the bridge to notice the lost device")
+    wait_until(lambda: losses() > before, 10, "the bridge to notice the lost device")
     assert rig.bridge().popen.poll() is None
-    t0 = time.monotonic()
     rig.pty = create_pty(rig.pty.path)  # plugged in again (same device link, new pty)
     rig.attach()
-    took = time.monotonic() - t0
     link = rig.link
     assert link.view.hellos[0].args[:2] == ("1", "demo")
     ok(link.hello())
@@ -555,4 +558,3 @@ def test_closing_and_reopening_the_pty_recovers(rig: Rig) -> None:
     link.wait_state("Stopped")
     ok(link.command("RESET"))
     link.wait_state("Idle")
-    print(f"\npty reopened: bridge back (HELLO + STAT) after {took * 1e3:.0f} ms")

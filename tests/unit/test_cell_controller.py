@@ -1,27 +1,27 @@
 """Cell controller (cobot_cell.core.cell): PackML machine + sequencer on the demo cell, FakeCobots, a VirtualClock.
 
-The clock moves in small steps (at most DT), landing exactly on the instants the plans say a segment ends, so
-cycle times can be compared with the planned durations. Every wait has an iteration bound; nothing sleeps.
+On the shared CellRig (tests/unit/rig.py): the clock moves in small steps (at most DT), landing exactly on the
+instants the plans say a segment ends, so cycle times can be compared with the planned durations. Every wait has an
+iteration bound; nothing sleeps.
 """
 
 from __future__ import annotations
 
 import functools
-import heapq
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from rig import DT, CellRig, Planner
 
 from cobot_cell.core.cell import RECENT_REPORTS, CellController, Fault
 from cobot_cell.core.config import CellConfig, Step, parse_cell
 from cobot_cell.core.packml import CommandRefused, State
-from cobot_cell.core.plan import Dwell, Move, SetIo, SkillPlan
-from cobot_cell.core.ports import FakeCobot, VirtualClock
-from cobot_cell.core.reports import CycleReport
+from cobot_cell.core.plan import Move, SetIo, SkillPlan
+from cobot_cell.core.ports import VirtualClock
 from cobot_cell.skills import check_skills, estimate, make_planner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +45,6 @@ ABORT_TEXT = CELL_TEXT.replace("  bracket:\n", "  bracket:\n    fault_policy: {r
 CFG_ABORT = parse_cell(ABORT_TEXT)[0]
 assert CFG_ABORT.jobs["bracket"].fault_policy is not None
 SKILLS_PLANNER = make_planner(CFG)
-DT = 0.05
 PLACES = 8
 
 
@@ -93,75 +92,13 @@ class Memo:
         return self.cache[key]
 
 
-class Rig:
-    """A CellController on the demo cell with FakeCobots, recording its callbacks."""
+class Rig(CellRig):
+    """The shared CellRig on the demo cell variant, with the skills planner unless told otherwise."""
 
-    def __init__(
-        self,
-        planner: Callable[[Step, int, np.ndarray], SkillPlan] = SKILLS_PLANNER,
-        parts: int = 1,
-        cfg: CellConfig = CFG,
-        **kwargs,
-    ):
-        self.clock = VirtualClock(0.0)
-        self.ports = {n: FakeCobot(n, self.clock, np.asarray(c.home)) for n, c in cfg.cobots.items()}
-        self.inner = planner
-        self.due: list[float] = []
-        self.states: list[tuple[State, State, str]] = []
-        self.cycles: list[CycleReport] = []
-        self.faults: list[Fault] = []
-        self.cell = CellController(
-            cfg,
-            self.ports,
-            self.plan,
-            self.clock,
-            parts=parts,
-            on_state=lambda *a: self.states.append(a),
-            on_cycle=self.cycles.append,
-            on_fault=self.faults.append,
-            **kwargs,
-        )
+    update_limit = 50_000
 
-    def plan(self, step: Step, part: int, q: np.ndarray) -> SkillPlan:
-        """The planner the cell sees: the real one, noting when each segment is due to end."""
-        plan = self.inner(step, part, q)
-        t = self.clock.now()
-        for seg in plan.segments:
-            t += seg.trajectory.duration if isinstance(seg, Move) else seg.seconds if isinstance(seg, Dwell) else 0.0
-            heapq.heappush(self.due, t)
-        return plan
-
-    def step(self, max_dt: float = DT) -> None:
-        """Advance by max_dt (or less, to land on the next due instant), then update."""
-        now = self.clock.now()
-        while self.due and self.due[0] <= now + 1e-12:
-            heapq.heappop(self.due)
-        target = min(self.due[0], now + max_dt) if self.due else now + max_dt
-        self.clock.advance(target - now)
-        self.cell.update()
-
-    def run_until(self, cond: Callable[[], bool], limit: int = 50_000, max_dt: float = DT) -> None:
-        for _ in range(limit):
-            if cond():
-                return
-            self.step(max_dt)
-        raise AssertionError(f"condition not met within {limit} updates; state {self.cell.state.value}")
-
-    def start(self) -> None:
-        assert self.cell.command("reset") == State.IDLE
-        assert self.cell.command("start") == State.EXECUTE
-
-    def in_flight_move(self) -> tuple[str, float, float] | None:
-        """(cobot, start, end) of a move dispatched and not yet over."""
-        now = self.clock.now()
-        for name, port in self.ports.items():
-            moves = [(t, d) for t, kind, d in port.log if kind == "move"]
-            if moves and moves[-1][0] + moves[-1][1] > now + 1e-9:
-                return name, moves[-1][0], moves[-1][0] + moves[-1][1]
-        return None
-
-    def log_sizes(self) -> dict[str, int]:
-        return {n: len(p.log) for n, p in self.ports.items()}
+    def __init__(self, planner: Planner = SKILLS_PLANNER, parts: int = 1, cfg: CellConfig = CFG, **kwargs: Any):
+        super().__init__(cfg, planner, parts, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- runs

@@ -1,36 +1,35 @@
 """Fault policies, driver faults, safe resume and the journal through the CellController (cobot_cell.core.cell).
 
-The demo cell (config/demo_cell.yaml) with fault policies added to the job or a step, the skills planner sharing
-the controller's skill state, SkillRecovery for the recovery motions, FakeCobots on a VirtualClock. The clock moves
-in small steps (at most DT), landing exactly on the instants where planned and recovery segments end; every wait
-is a loop with an iteration bound; nothing sleeps. A crash of the planner is simulated by dropping its controller
-and building a new one on the same journal file, with fresh FakeCobots put where the old ones were.
+The demo cell (config/demo_cell.yaml) with fault policies added to the job or a step, on the shared SkillsRig
+(tests/unit/rig.py): the skills planner sharing the controller's skill state, SkillRecovery for the recovery motions,
+FakeCobots on a VirtualClock. The clock moves in small steps (at most DT), landing exactly on the instants where
+planned and recovery segments end; every wait is a loop with an iteration bound; nothing sleeps. A crash of the
+planner is simulated by dropping its controller and building a new one on the same journal file, with fresh
+FakeCobots put where the old ones were.
 """
 
 from __future__ import annotations
 
 import functools
-import heapq
-import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rig import DT, WatchedJournal
+from rig import SkillsRig as Rig
 
-from cobot_cell.core.cell import CellController
-from cobot_cell.core.config import CellConfig, CellFileError, Step, parse_cell
+from cobot_cell.core.config import CellConfig, CellFileError, parse_cell
 from cobot_cell.core.faults import Code, Fault, FaultPolicy
 from cobot_cell.core.journal import Journal
 from cobot_cell.core.packml import CommandRefused, State
-from cobot_cell.core.plan import Dwell, Move, Segment, SkillPlan
-from cobot_cell.core.ports import FakeCobot, VirtualClock
+from cobot_cell.core.plan import Move
+from cobot_cell.core.ports import VirtualClock
 from cobot_cell.core.reports import CycleReport
 from cobot_cell.motion.trajectory import joint_move
-from cobot_cell.skills import load_cell, make_planner, pallet_places
+from cobot_cell.skills import load_cell
 from cobot_cell.skills.common import SkillContext
-from cobot_cell.skills.recovery import SkillRecovery
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = (REPO / "config" / "demo_cell.yaml").read_text(encoding="utf-8")
@@ -42,7 +41,6 @@ WELD_ONLY = """
         cobot: welder
         params: {station: fixture, speed: 0.05, seams: [[[-0.05, 0.0, 0.05], [0.05, 0.0, 0.05]]]}
 """
-DT = 0.05
 HOME = np.asarray([0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0])
 ARC, GRIP = "torch/arc", "gripper/grip"
 SEAM_KEY, PALLET_KEY = "part.1.weld.fixture.progress", "pallet.pallet.next"  # part 1's seam progress
@@ -63,145 +61,6 @@ def cell_text(job: str | None = None, steps: dict[str, str] | None = None, weld_
 @functools.cache
 def cell(job: str | None = None, weld_only: bool = False, **steps: str) -> CellConfig:
     return parse_cell(cell_text(job, steps, weld_only))[0]
-
-
-# ---------------------------------------------------------------------------------------------- rig
-
-_PLANS: dict[tuple, SkillPlan] = {}  # the skills planner is deterministic: plans are cached across tests
-
-
-class Rig:
-    """A CellController on a demo cell variant with FakeCobots, the skills planner and SkillRecovery.
-
-    It is also the controller's Recovery: it records every retreat and reapproach it hands out, and (like the
-    planner wrapper) notes when each segment is due to end so the clock lands on those instants.
-    """
-
-    def __init__(
-        self,
-        cfg: CellConfig | None = None,
-        parts: int = 1,
-        journal: Journal | None = None,
-        clock: VirtualClock | None = None,
-        positions: dict[str, np.ndarray] | None = None,
-        **kwargs,
-    ):
-        self.cfg = cfg or cell()
-        self.clock = clock or VirtualClock(0.0)
-        self.ports = {n: FakeCobot(n, self.clock, np.asarray(c.home)) for n, c in self.cfg.cobots.items()}
-        for name, q in (positions or {}).items():
-            self.ports[name].set_position(q)
-        self.skill_state: dict = {}
-        self.skills = make_planner(self.cfg, self.skill_state)
-        self.recovery = SkillRecovery(self.cfg)
-        self.plan_errors: dict[str, Callable[[int], str | None]] = {}  # step -> message to raise, by call count
-        self.planned: list[tuple[str, int]] = []
-        self.retreats: list[tuple[str, np.ndarray, np.ndarray, list[Segment]]] = []
-        self.reapproaches: list[tuple[str, np.ndarray, np.ndarray, list[Segment]]] = []
-        self.due: list[float] = []
-        self._recovery_time = 0.0
-        self.states: list[tuple[State, State, str]] = []
-        self.cycles: list[CycleReport] = []
-        self.faults: list[Fault] = []
-        self.removes_scrap = True  # the operator takes a scrapped part out as soon as told, and confirms
-        self.removed: list[str] = []
-        kwargs.setdefault("pallets", pallet_places(self.cfg))
-        self.cell = CellController(
-            self.cfg,
-            self.ports,
-            self.plan,
-            self.clock,
-            parts=parts,
-            journal=journal,
-            recovery=self,
-            skill_state=self.skill_state,
-            on_state=lambda *a: self.states.append(a),
-            on_cycle=self.cycles.append,
-            on_fault=self.faults.append,
-            **kwargs,
-        )
-
-    # -- the controller's planner and recovery
-    def plan(self, step: Step, part: int, q: np.ndarray) -> SkillPlan:
-        self.planned.append((step.name, part))
-        error = self.plan_errors.get(step.name)
-        if error is not None and (msg := error(sum(1 for s, _ in self.planned if s == step.name))):
-            raise ValueError(msg)
-        key = (step.name, step.cobot, np.round(q, 12).tobytes(), json.dumps(self.skill_state, sort_keys=True))
-        if key not in _PLANS:
-            _PLANS[key] = self.skills(step, part, q)
-        plan = _PLANS[key]
-        self._note_due(plan.segments, self.clock.now() + self._recovery_time)  # after the recovery, if any
-        self._recovery_time = 0.0
-        return plan
-
-    def retreat(self, step: Step, q_actual: np.ndarray, q_target: np.ndarray) -> list[Segment]:
-        segs = self.recovery.retreat(step, q_actual, q_target)
-        self.retreats.append((step.name, np.asarray(q_actual), np.asarray(q_target), segs))
-        self._recovery_time = self._note_due(segs, self.clock.now())
-        return segs
-
-    def reapproach(self, cobot: str, q_actual: np.ndarray, q_target: np.ndarray) -> list[Segment]:
-        segs = self.recovery.reapproach(cobot, q_actual, q_target)
-        self.reapproaches.append((cobot, np.asarray(q_actual), np.asarray(q_target), segs))
-        self._note_due(segs, self.clock.now())
-        return segs
-
-    def _note_due(self, segs: list[Segment] | tuple[Segment, ...], t0: float) -> float:
-        t = t0
-        for seg in segs:
-            t += seg.trajectory.duration if isinstance(seg, Move) else seg.seconds if isinstance(seg, Dwell) else 0.0
-            heapq.heappush(self.due, t)
-        return t - t0
-
-    # -- driving
-    def step(self, max_dt: float = DT) -> None:
-        """Advance by max_dt (or less, to land on the next due instant), then update."""
-        now = self.clock.now()
-        while self.due and self.due[0] <= now + 1e-12:
-            heapq.heappop(self.due)
-        target = min(self.due[0], now + max_dt) if self.due else now + max_dt
-        self.clock.advance(target - now)
-        self.cell.update()
-        if self.removes_scrap and any(f.code == Code.SCRAP_TO_REMOVE for f in self.cell.faults.active):
-            self.removed.append(self.cell.parts_removed())
-
-    def run_until(self, cond: Callable[[], bool], limit: int = 20_000) -> None:
-        for _ in range(limit):
-            if cond():
-                return
-            self.step()
-        raise AssertionError(f"condition not met within {limit} updates; state {self.cell.state.value}")
-
-    def wait(self, seconds: float) -> None:
-        end = self.clock.now() + seconds
-        self.run_until(lambda: self.clock.now() >= end - 1e-9)
-
-    def start(self) -> None:
-        assert self.cell.command("reset") == State.IDLE
-        assert self.cell.command("start") == State.EXECUTE
-
-    # -- reading the FakeCobot logs
-    def io_times(self, cobot: str, io: str, value: bool | None = None) -> list[float]:
-        return [t for t, kind, v in self.ports[cobot].log if kind == f"io:{io}" and (value is None or v is value)]
-
-    def log_sizes(self) -> dict[str, int]:
-        return {n: len(p.log) for n, p in self.ports.items()}
-
-    def positions(self) -> dict[str, np.ndarray]:
-        return {n: p.joint_positions() for n, p in self.ports.items()}
-
-
-class WatchedJournal(Journal):
-    """A journal that also remembers which (part, step) boundaries were written."""
-
-    def __init__(self, path: Path):
-        super().__init__(path)
-        self.steps: list[tuple[int, str]] = []
-
-    def step_done(self, run_id, part, timing, q, skill_state=None, defer=False):  # type: ignore[no-untyped-def]
-        super().step_done(run_id, part, timing, q, skill_state, defer)
-        self.steps.append((part, timing.step))
 
 
 def life(f: Fault) -> tuple[str, str, float, float | None, float | None]:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_fault_policies as tfp
-from test_process_safety import _crash
+from rig import SkillsRig, WatchedJournal, crash
 
 from cobot_cell.core.config import CellFileError
 from cobot_cell.core.faults import Code
@@ -42,8 +41,8 @@ def three(resource_timeout: float | None = None):
     return parse_cell(text)[0]
 
 
-def rig(cfg, parts: int, **kwargs) -> tfp.Rig:
-    return tfp.Rig(cfg, parts=parts, zones=CellZones(cfg) if cfg.zones else None, **kwargs)
+def rig(cfg, parts: int, **kwargs) -> SkillsRig:
+    return SkillsRig(cfg, parts=parts, zones=CellZones(cfg) if cfg.zones else None, **kwargs)
 
 
 def holds_of(tl, resource: str) -> list[tuple[float, float, str]]:
@@ -165,20 +164,18 @@ def test_a_wait_longer_than_the_resource_timeout_holds_the_cell_naming_the_resou
 
 def test_a_planner_killed_with_two_parts_in_flight_resumes_both(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    old = rig(THREE, 5, journal=tfp.WatchedJournal(path))
+    old = rig(THREE, 5, journal=WatchedJournal(path))
     old.start()
     # until the feeder waits with part n+1 while part n is in the fixture: two parts in flight, one in a gripper
     old.run_until(lambda: len(old.cell.status().parts) >= 2 and old.cell.status().waiting, limit=40_000)
     in_flight = old.cell.status().parts
     on_fixture = list(old.cell._seq.occupancy["fixture"])
     done_before = {c.part for c in old.cycles}
-    positions = _crash(old)
+    positions = crash(old)
     i = Journal(path).interrupted()
     assert sorted(i.in_progress) == sorted(in_flight)
     assert [p for p in i.in_progress if i.station_of(p) == "fixture"] == on_fixture
-    new = rig(
-        THREE, 5, journal=tfp.WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0), positions=positions
-    )
+    new = rig(THREE, 5, journal=WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0), positions=positions)
     for name, port in new.ports.items():  # a gripper holding a part still holds it
         port.io.update(old.ports[name].io)
     assert new.cell.command("reset") == State.IDLE
@@ -335,7 +332,7 @@ jobs:
 
 def test_a_full_pallet_holds_the_cell_until_the_operator_confirms_the_change(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    r = rig(DEMO, 10, journal=tfp.WatchedJournal(path))
+    r = rig(DEMO, 10, journal=WatchedJournal(path))
     r.start()
     r.run_until(lambda: r.cell.state != State.EXECUTE, limit=80_000)
     # eight places filled: the ninth part waits for the pallet, the cell holds saying why

@@ -16,13 +16,13 @@ import numpy as np
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from rig import CellRig
 
-from cobot_cell.core.cell import CellController
 from cobot_cell.core.config import CellConfig, Step, parse_cell
 from cobot_cell.core.journal import Journal
 from cobot_cell.core.packml import State
-from cobot_cell.core.plan import Claim, Dwell, Move, SetIo, SkillPlan, Vacate, part_key, route_key
-from cobot_cell.core.ports import FakeCobot, VirtualClock
+from cobot_cell.core.plan import Claim, Dwell, Move, SetIo, SkillPlan, SkillState, Vacate, part_key, route_key
+from cobot_cell.core.ports import FakeCobot
 from cobot_cell.skills.resources import check_places
 
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3")
@@ -237,41 +237,25 @@ class LoggingCobot(FakeCobot):
         return p
 
 
-def run(cfg: CellConfig, spec: Spec, max_parts: int | None = None):
-    clock = VirtualClock(0.0)
-    ports = {n: LoggingCobot(n, clock, np.zeros(6)) for n in cfg.cobots}
-    state: dict = {}
-    from cobot_cell.core.plan import SkillState
-
+def run(cfg: CellConfig, spec: Spec, max_parts: int | None = None) -> CellRig:
+    """The cell on the shared rig with LoggingCobots at zero, the stub planner and an in-memory journal, run from
+    one event to the next until it leaves Execute."""
     state = SkillState()
-    journal = Journal(":memory:")
-    reports = []
-    cell = CellController(
+    rig = CellRig(
         cfg,
-        ports,
         StubPlanner(cfg, spec, state),
-        clock,
-        parts=spec.parts,
+        spec.parts,
+        positions={n: np.zeros(6) for n in cfg.cobots},
+        cobot=LoggingCobot,
         skill_state=state,
         zones=StubZones() if cfg.zones else None,
-        on_cycle=reports.append,
-        journal=journal,
+        journal=Journal(":memory:"),
         max_parts_in_flight=max_parts,
     )
-    cell.command("reset")
-    cell.command("start")
-    for _ in range(20_000):
-        if cell.state != State.EXECUTE:
-            break
-        now = clock.now()
-        due = [t for t in (p.next_event() for p in ports.values()) if t is not None and t > now + 1e-12]
-        nxt = cell._seq.next_event() if cell._seq is not None else None
-        if nxt is not None and nxt > now + 1e-12:
-            due.append(nxt)
-        assert due, f"deadlock at t = {now}: {cell.status().waiting}, blocked {cell._seq.blocked()}"
-        clock.advance(min(due) - now)
-        cell.update()
-    return cell, ports, reports, journal
+    rig.cell.command("reset")
+    rig.cell.command("start")
+    rig.run_events()
+    return rig
 
 
 def zone_intervals(ports: dict[str, LoggingCobot]) -> dict[str, list[tuple[float, float, str]]]:
@@ -323,7 +307,8 @@ def test_parts_in_flight_respect_stations_and_zones_and_all_finish(spec: Spec) -
     issues: list = []
     check_places(cfg, "job", cfg.jobs["job"], lambda loc, msg: issues.append((loc, msg)))
     assume(not issues)  # a cell validate rejects (its cobots could wait for each other) is not run
-    cell, ports, reports, journal = run(cfg, spec)
+    rig = run(cfg, spec)
+    cell, ports, reports, journal = rig.cell, rig.ports, rig.cycles, rig.cell.journal
     assert cell.state == State.COMPLETE, (cell.state, cell.fault)
     assert sorted(r.part for r in reports) == list(range(1, spec.parts + 1))
     assert all(r.status == "done" for r in reports)
@@ -373,7 +358,8 @@ def test_one_part_in_flight_is_the_one_part_at_a_time_schedule(spec: Spec) -> No
     spec.zoned = [False] * len(spec.zoned)
     spec.durations = [spec.durations[0]] * len(spec.durations)  # every segment alike: plans do not depend on order
     cfg = build(spec)
-    cell, ports, reports, _ = run(cfg, spec, max_parts=1)
+    rig = run(cfg, spec, max_parts=1)
+    cell, reports = rig.cell, rig.cycles
     assert cell.state == State.COMPLETE
     d = spec.durations[0]
     durations = {s.name: (2 * d + d if s.skill == "weld" else 5 * d) for s in cfg.jobs["job"].steps}

@@ -2,8 +2,8 @@
 welded once (bar the restart overlap), a blank is loaded once and a pallet place is used once, whatever stops
 the cell or wherever the planner crashes.
 
-The demo cell, the real skills planner and SkillRecovery, FakeCobots on a VirtualClock (the rig of
-test_fault_policies) and, for the crashes, the real file journal: a crash drops the controller and whatever it
+The demo cell, the real skills planner and SkillRecovery, FakeCobots on a VirtualClock (the SkillsRig of
+tests/unit/rig.py) and, for the crashes, the real file journal: a crash drops the controller and whatever it
 had not committed; the drivers react as the sim driver does (an arc lit when the planner goes silent is switched
 off and its arm stops; other moves run to their end; IO calls in flight are carried out).
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import test_fault_policies as tfp
+from rig import DT, SkillsRig, WatchedJournal, crash
 
 from cobot_cell.core.faults import Code
 from cobot_cell.core.journal import Journal
@@ -57,9 +58,9 @@ class ArcCobot(FakeCobot):
                 self.io_log.append((self.clock.now(), io, v))
 
 
-@pytest.fixture(autouse=True)
-def arc_cobots(monkeypatch):
-    monkeypatch.setattr(tfp, "FakeCobot", ArcCobot)
+def arc_rig(*args, **kwargs) -> SkillsRig:
+    """The SkillsRig with ArcCobots."""
+    return SkillsRig(*args, cobot=ArcCobot, **kwargs)
 
 
 def welded(ports: list[ArcCobot], cfg) -> dict[int, list[tuple[float, float]]]:
@@ -96,7 +97,7 @@ def assert_each_seam_welded_once(stretches: dict[int, list[tuple[float, float]]]
         assert twice <= restarts * OVERLAP + 1e-6, f"seam {seam}: {twice:.4f} m welded twice"
 
 
-def run_to_arc(rig: tfp.Rig, seam_fraction: float = 0.4) -> float:
+def run_to_arc(rig: SkillsRig, seam_fraction: float = 0.4) -> float:
     """Run until the welder is `seam_fraction` into its first arc-on move; returns that time."""
     welder = rig.ports["welder"]
     rig.run_until(lambda: bool(welder.arc_moves))
@@ -111,7 +112,7 @@ def run_to_arc(rig: tfp.Rig, seam_fraction: float = 0.4) -> float:
     [("hold", State.HELD), ("stop", State.STOPPED), ("abort", State.ABORTED), ("suspend", State.SUSPENDED)],
 )
 def test_a_command_mid_seam_stops_motion_and_arc_together_and_completes_only_once_the_arc_is_off(command, rest):
-    rig = tfp.Rig(tfp.cell())
+    rig = arc_rig(tfp.cell())
     welder = rig.ports["welder"]
     welder.io_delay = 0.3  # the arc's state confirms 0.3 s after the call
     rig.start()
@@ -126,7 +127,7 @@ def test_a_command_mid_seam_stops_motion_and_arc_together_and_completes_only_onc
     rig.run_until(lambda: rig.cell.state == rest, limit=200)
     assert not welder.io[ARC]
     off = [t for t, io, v in welder.io_log if io == ARC and not v]
-    assert off and off[-1] == pytest.approx(at + 0.3, abs=tfp.DT + 1e-9)  # Held/Stopped/Aborted after that
+    assert off and off[-1] == pytest.approx(at + 0.3, abs=DT + 1e-9)  # Held/Stopped/Aborted after that
     assert len([e for e in welder.log if e[1] == "move"]) == moves_before  # nothing moved meanwhile
     # how far the arc got is recorded
     reached = rig.skill_state[tfp.SEAM_KEY]
@@ -135,7 +136,7 @@ def test_a_command_mid_seam_stops_motion_and_arc_together_and_completes_only_onc
 
 @pytest.mark.parametrize("command, back", [("hold", "unhold"), ("suspend", "unsuspend")])
 def test_after_a_hold_mid_seam_the_seam_is_struck_again_one_overlap_back_and_welded_once(command, back):
-    rig = tfp.Rig(tfp.cell(), parts=2)
+    rig = arc_rig(tfp.cell(), parts=2)
     rig.start()
     run_to_arc(rig, 0.6)
     rig.cell.command(command)
@@ -152,7 +153,7 @@ def test_after_a_hold_mid_seam_the_seam_is_struck_again_one_overlap_back_and_wel
 
 
 def test_a_failure_mid_seam_switches_the_arc_off_before_the_retreat():
-    rig = tfp.Rig(tfp.cell("{retries: 1, then: hold}"))
+    rig = arc_rig(tfp.cell("{retries: 1, then: hold}"))
     welder = rig.ports["welder"]
     rig.start()
     run_to_arc(rig, 0.5)
@@ -170,7 +171,7 @@ def test_a_failure_mid_seam_switches_the_arc_off_before_the_retreat():
 
 
 def test_a_scrapped_part_leaves_no_arc_lit():
-    rig = tfp.Rig(tfp.cell(weld_seams="{retries: 0, then: scrap}"), parts=2)
+    rig = arc_rig(tfp.cell(weld_seams="{retries: 0, then: scrap}"), parts=2)
     welder = rig.ports["welder"]
     welder.io_delay = 0.2
     rig.start()
@@ -186,27 +187,10 @@ def test_a_scrapped_part_leaves_no_arc_lit():
 # ---------------------------------------------------------------------------------------------- crashes
 
 
-def _crash(old: tfp.Rig) -> dict[str, np.ndarray]:
-    """The planner dies: the drivers go on as the sim driver does. Returns where the arms end up."""
-    for port in old.ports.values():
-        for p, _ in list(port._active):
-            if not p.done and p.meta["kind"] == "io":  # a service call already sent is carried out
-                if port.io.get(p.meta["io"], False) != p.meta["value"]:
-                    port.io_log.append((port.clock.now(), p.meta["io"], p.meta["value"]))
-                port.io[p.meta["io"]] = p.meta["value"]
-        if port.io.get(ARC):  # heartbeat lost: the arc goes out and the arm stops where it is
-            port.stop()
-            port.io[ARC] = False
-        for p, traj in list(port._active):  # other moves run to their end
-            if traj is not None and not p.done:
-                port.set_position(np.asarray(traj.final))
-    return old.positions()
-
-
-def _restart_and_finish(old: tfp.Rig, path: Path) -> tfp.Rig:
-    positions = _crash(old)
-    rig = tfp.Rig(
-        old.cfg, journal=tfp.WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0), positions=positions
+def _restart_and_finish(old: SkillsRig, path: Path) -> SkillsRig:
+    positions = crash(old)
+    rig = arc_rig(
+        old.cfg, journal=WatchedJournal(path), clock=VirtualClock(old.clock.now() + 30.0), positions=positions
     )
     for name, port in rig.ports.items():  # a gripper holding a part still holds it
         port.io.update({k: v for k, v in old.ports[name].io.items() if k != ARC})
@@ -219,12 +203,12 @@ def _restart_and_finish(old: tfp.Rig, path: Path) -> tfp.Rig:
     return rig
 
 
-def _commands(rig: tfp.Rig) -> int:
+def _commands(rig: SkillsRig) -> int:
     return sum(len(p.log) for p in rig.ports.values())
 
 
 def _reference_commands() -> int:
-    rig = tfp.Rig(tfp.cell())
+    rig = arc_rig(tfp.cell())
     rig.start()
     rig.run_until(lambda: rig.cell.state == State.COMPLETE)
     return _commands(rig)
@@ -235,7 +219,7 @@ def test_a_crash_at_every_command_of_a_part_welds_each_seam_once_loads_one_blank
     assert total > 30
     for k in range(1, total):
         path = tmp_path / f"journal{k}.db"
-        old = tfp.Rig(tfp.cell(), journal=tfp.WatchedJournal(path))
+        old = arc_rig(tfp.cell(), journal=WatchedJournal(path))
         old.start()
         old.run_until(lambda old=old, k=k: _commands(old) >= k or old.cell.state == State.COMPLETE)
         if old.cell.state == State.COMPLETE:
@@ -252,12 +236,12 @@ def test_a_crash_at_every_command_of_a_part_welds_each_seam_once_loads_one_blank
 
 def test_a_planner_crash_raises_a_restart_fault_dated_when_it_was_last_alive_and_cleared_on_resume(tmp_path):
     path = tmp_path / "journal.db"
-    old = tfp.Rig(tfp.cell(), journal=tfp.WatchedJournal(path))
+    old = arc_rig(tfp.cell(), journal=WatchedJournal(path))
     old.start()
     run_to_arc(old)
     crash_at = old.clock.now()
-    positions = _crash(old)
-    rig = tfp.Rig(old.cfg, journal=tfp.WatchedJournal(path), clock=VirtualClock(crash_at + 30.0), positions=positions)
+    positions = crash(old)
+    rig = arc_rig(old.cfg, journal=WatchedJournal(path), clock=VirtualClock(crash_at + 30.0), positions=positions)
     fault = rig.cell.fault
     assert fault is not None and fault.code == Code.PLANNER_RESTARTED
     assert crash_at - 1.0 - 1e-9 <= fault.raised <= crash_at  # the journal saw it alive within the last second
