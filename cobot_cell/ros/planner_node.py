@@ -145,18 +145,25 @@ class RosCobotPort(CobotPort):
             t.io: node.create_client(SetBool, f"{namespace}/{t.io}") for t in cobot.tools.values()
         }
 
-    def _on_joint_states(self, msg: JointState) -> None:
-        if (
-            self._cols is None
-            or len(msg.name) != len(self._cols)
-            or any(msg.name[c] != j for c, j in zip(self._cols, self.joints))
-        ):
+    def positions_of(self, msg: JointState) -> np.ndarray | None:
+        """This cobot's joint positions from a joint_states message (its joints in any order, among others), or
+        None (keeping the last ones) for a message without them or with fewer positions than names."""
+        names = msg.name
+        cols = self._cols
+        if cols is None or max(cols) >= len(names) or any(names[c] != j for c, j in zip(cols, self.joints)):
             try:
-                self._cols = [list(msg.name).index(j) for j in self.joints]
+                cols = self._cols = [list(names).index(j) for j in self.joints]
             except ValueError:
-                return  # a joint_states message without our joints: not ours
-        pos = msg.position
-        self._q = np.array([pos[c] for c in self._cols])
+                return None  # a joint_states message without our joints: not ours
+        if len(msg.position) <= max(cols):
+            return None  # malformed: no position for some of our joints
+        return np.array([msg.position[c] for c in cols], dtype=float)
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        q = self.positions_of(msg)
+        if q is None:
+            return
+        self._q = q
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.last_stamp = max(self.last_stamp, stamp)
         self.last_rx = time.monotonic()

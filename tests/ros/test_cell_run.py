@@ -27,7 +27,11 @@ def cell(tmp_path_factory):
     work = tmp_path_factory.mktemp("cell")
     cfg = load_cell(DEMO)
     with DomainLease() as lease:
-        specs = node_specs(cfg, DEMO, BringupOptions(rate=20.0, parts=PARTS, db=str(work / "production.db")))
+        specs = node_specs(
+            cfg,
+            DEMO,
+            BringupOptions(rate=20.0, parts=PARTS, db=str(work / "production.db"), journal=str(work / "journal.db")),
+        )
         nodes = NodeSet(specs, work, ros_env(lease.domain_id, work / "ros_log"))
         client = None
         try:

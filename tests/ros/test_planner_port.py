@@ -40,3 +40,26 @@ def test_a_trajectory_without_knots_reaches_its_final_point_at_rest_by_its_durat
     assert (points[0].time_from_start.sec, points[0].time_from_start.nanosec) == (2, 500_000_000)
     assert list(points[0].positions) == [0.3, -0.1]
     assert list(points[0].velocities) == [0.0, 0.0]
+
+
+class _Port:
+    """Just what RosCobotPort.positions_of reads."""
+
+    def __init__(self, joints: list[str]) -> None:
+        self.joints = joints
+        self._cols: list[int] | None = None
+
+
+def test_joint_states_are_read_by_name_and_a_malformed_message_is_ignored() -> None:
+    from sensor_msgs.msg import JointState
+
+    port = _Port(["a", "b"])
+
+    def read(names: list[str], positions: list[float]):
+        return RosCobotPort.positions_of(port, JointState(name=names, position=positions))  # type: ignore[arg-type]
+
+    assert list(read(["x", "b", "y", "a"], [9.0, 2.0, 9.0, 1.0])) == [1.0, 2.0]  # among others, any order
+    assert list(read(["a", "b"], [1.5, 2.5])) == [1.5, 2.5]  # fewer names than the last message
+    assert read(["a", "b"], [1.5]) is None  # fewer positions than names: ignored, no IndexError
+    assert read(["c", "d"], [0.0, 0.0]) is None  # another arm's joints
+    assert list(read(["b", "a"], [4.0, 3.0])) == [3.0, 4.0]

@@ -17,7 +17,11 @@ CELL = Path(__file__).resolve().parents[2] / "config" / "ur20_us_pallet.yaml"
 
 def test_payload_follows_the_gripper(tmp_path):
     cfg = load_cell(CELL)
-    specs = [s for s in node_specs(cfg, CELL, BringupOptions(rate=5.0)) if s.executable == "sim_cobot"]
+    specs = [
+        s
+        for s in node_specs(cfg, CELL, BringupOptions(rate=5.0, journal=str(tmp_path / "journal.db")))
+        if s.executable == "sim_cobot"
+    ]
     assert specs[0].parameters["tool_mass"] == 3.2 and specs[0].parameters["part_mass"] == 12.0
     payload: list[str] = []
     with DomainLease() as lease:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_fault_policies as tfp
-from test_process_safety import _crash
+from rig import SkillsRig, WatchedJournal, crash
 
 from cobot_cell.core.config import CellFileError, parse_cell
 from cobot_cell.core.packml import State
@@ -30,7 +29,7 @@ class Line:
     update the infeed sees the arms and grippers, and the controller sees the sensor."""
 
     def __init__(self, parts: int, interval: float = 5.0, sense: bool = True, **kwargs):
-        self.rig = tfp.Rig(SENSED, parts=parts, zones=CellZones(SENSED), **kwargs)
+        self.rig = SkillsRig(SENSED, parts=parts, zones=CellZones(SENSED), **kwargs)
         self.cell = self.rig.cell
         self.infeed = InfeedSim(SENSED, interval)
         self.sense = sense  # the sensor is wired: the controller hears it
@@ -153,15 +152,15 @@ def test_an_upstream_stop_starves_the_cell_until_parts_come_again() -> None:
 
 def test_a_resumed_part_keeps_the_part_waiting_on_the_infeed(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    old = Line(parts=3, journal=tfp.WatchedJournal(path))
+    old = Line(parts=3, journal=WatchedJournal(path))
     old.start()
     old.step()
     assert old.cell.status().parts == (1,) and old.infeed.feeds["infeed"].taken == 0
-    positions = _crash(old.rig)
+    positions = crash(old.rig)
     # the planner restarts; the part still waits on the infeed and the sensor says so
-    rig = tfp.Rig(
+    rig = SkillsRig(
         SENSED,
-        journal=tfp.WatchedJournal(path),
+        journal=WatchedJournal(path),
         clock=VirtualClock(old.rig.clock.now() + 30.0),
         positions=positions,
         zones=CellZones(SENSED),
