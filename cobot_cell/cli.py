@@ -198,7 +198,7 @@ def _node_set(cfg: CellConfig, args: argparse.Namespace, work: Path, domain: int
             hmi_key=getattr(args, "hmi_key", None) or "",
             respawn_delay=args.respawn_delay,
             respawn_max_retries=args.respawn_max_retries,
-            backend=getattr(args, "backend", None) or "kinematic",
+            backend=getattr(args, "backend", None) or "",
             foxglove=-1 if getattr(args, "foxglove", None) is None else args.foxglove,
             record=getattr(args, "record", None) or "",
         ),
@@ -635,9 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(
             "--backend",
             choices=("kinematic", "mujoco"),
-            default="kinematic",
+            default=None,
             help="sim drivers: kinematic (trajectories followed exactly) or mujoco (the cell's physics "
-            "twin: servos, grips, collisions; docs/simulation.md)",
+            "twin: servos, grips, collisions; docs/simulation.md); default: the cell file's cell.sim_backend, "
+            "else kinematic",
         )
         s.add_argument(
             "--foxglove",

@@ -79,9 +79,10 @@ ARGUMENTS = [
     ("mqtt_prefix", "plant/area", "<site>/<area> of the MQTT topic tree", None),
     (
         "backend",
-        "kinematic",
-        "sim drivers (sim:=true): kinematic (one per cobot) or mujoco (the cell's physics twin)",
-        ["kinematic", "mujoco"],
+        "",
+        "sim drivers (sim:=true): kinematic (one per cobot) or mujoco (the cell's physics twin); "
+        "empty: the cell file's cell.sim_backend (default kinematic)",
+        ["", "kinematic", "mujoco"],
     ),
     ("foxglove", "-1", "port of the Foxglove live server on 127.0.0.1 (-1: none, 0: any free port)", None),
     ("record", "", "MCAP file recording the cell's channels (empty: none)", None),

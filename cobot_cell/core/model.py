@@ -257,6 +257,15 @@ class CellInfo(Checked):
             "description": ("clock seconds a step may wait for a station or zone before a RESOURCE_TIMEOUT fault")
         },
     )
+    sim_backend: Literal["kinematic", "mujoco"] = field(
+        default="kinematic",
+        metadata={
+            "description": (
+                "the simulation `cobot-cell up`/`demo` and the launch file run unless told otherwise: kinematic "
+                "(trajectories followed exactly) or mujoco (the physics twin)"
+            )
+        },
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -120,7 +120,7 @@ class BringupOptions:
     mqtt: str = ""  # MQTT broker URL of an mqtt_bridge for the cell ("" = none)
     mqtt_prefix: str = "plant/area"  # <site>/<area> of the MQTT topic tree
     owns_clock: bool = True  # the cell's first sim driver publishes /clock (one cell per plant does)
-    backend: str = "kinematic"  # sim drivers: kinematic (one per cobot) or mujoco (one physics twin per cell)
+    backend: str = ""  # sim drivers: kinematic (one per cobot) or mujoco (one twin per cell); "": the cell file's
     foxglove: int = -1  # port of the Foxglove live server on 127.0.0.1 (-1 = none, 0 = any free port)
     record: str = ""  # MCAP file the foxglove node records the cell's channels to ("" = none)
     feed_interval: float = 2.0  # sim s from a part taken off a sensed infeed to the next (sim_infeed)
@@ -145,8 +145,9 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
     journal = Path(opts.journal or f"{cfg.cell.name}.journal.db").resolve()  # the planner's default, made absolute
     specs: list[NodeSpec] = []
     sim_time = opts.sim
-    if opts.backend not in ("kinematic", "mujoco"):
+    if opts.backend not in ("", "kinematic", "mujoco"):
         raise ValueError(f"backend must be kinematic or mujoco, got {opts.backend!r}")
+    opts = replace(opts, backend=opts.backend or cfg.cell.sim_backend)
     if opts.sim and opts.backend == "mujoco":
         specs.append(twin_spec(cfg, cell_file, opts, journal, respawn))
     elif opts.sim:

@@ -220,7 +220,23 @@ def test_the_physics_twin_is_one_driver_for_the_cell_and_foxglove_only_when_aske
         "use_sim_time": True,
     }
     assert "foxglove" in _console_scripts()
-    assert launch_module.ARGUMENTS[-3][3] == ["kinematic", "mujoco"]
+    assert launch_module.ARGUMENTS[-3][3] == ["", "kinematic", "mujoco"]
+
+
+def test_the_cell_file_names_the_default_backend_and_the_launch_argument_overrides_it(launch_module, tmp_path):
+    cell = tmp_path / "cell.yaml"
+    cell.write_text(DEMO.read_text().replace("  name: demo\n", "  name: demo\n  sim_backend: mujoco\n", 1))
+    nodes = _nodes(launch_module.generate_launch_description(), cell=str(cell))
+    assert [n.kwargs["executable"] for n in nodes] == ["sim_cobot", "task_planner", "supervisor"]
+    assert nodes[0].kwargs["parameters"][0]["backend"] == "mujoco"
+    nodes = _nodes(launch_module.generate_launch_description(), cell=str(cell), backend="kinematic")
+    assert [n.kwargs["executable"] for n in nodes] == ["sim_cobot", "sim_cobot", "task_planner", "supervisor"]
+    assert nodes[0].kwargs["namespace"] == "/picker"
+    # the default cell file says nothing: kinematic
+    assert [n.kwargs["executable"] for n in _nodes(launch_module.generate_launch_description())][:2] == [
+        "sim_cobot",
+        "sim_cobot",
+    ]
 
 
 def test_plant_bridges_only_when_asked(launch_module):
