@@ -188,6 +188,9 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
     spec.option.timestep = TIMESTEP
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    # parts at rest (infeed, fixture, the pallet stack) sleep: no contacts to solve until an arm or a part touches
+    # them (arms, being actuated, never sleep)
+    spec.option.enableflags |= mujoco.mjtEnableBit.mjENBL_SLEEP
     cobots = list(cfg.cobots)
     if len(cobots) > 29:
         raise TwinError(f"cobots: the twin models at most 29 cobots, the cell has {len(cobots)}")
