@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -34,6 +34,7 @@ from .twin_sync import SYNC_TOPIC, Sync
 
 if TYPE_CHECKING:
     from rclpy.node import Node
+    from rclpy.parameter import Parameter
 
 TWIN_FAULTS = FAULTS  # the faults the kinematic sim can be told to have, injected per cobot here
 STOPPING = ("protective_stop", "estop", "collision")
@@ -76,7 +77,7 @@ class TwinDriver:
 
         self.node = node
 
-        def d(name: str, default, description: str):
+        def d(name: str, default: Any, description: str) -> Any:
             return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
         cell_file = d("cell_file", "", "cell file (YAML) of the whole cell the twin simulates")
@@ -175,7 +176,7 @@ class TwinDriver:
                 node.create_service(
                     SetBool,
                     f"{self.ns[name]}/{tool.io}",
-                    lambda req, resp, name=name, io=tool.io: self._handle_io(name, io, req, resp),
+                    self._io_service(name, tool.io),
                 )
         self.diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if self.publish_clock:
@@ -443,6 +444,9 @@ class TwinDriver:
         )
         return resp
 
+    def _io_service(self, cobot: str, io: str) -> Callable[[SetBool.Request, SetBool.Response], SetBool.Response]:
+        return lambda req, resp: self._handle_io(cobot, io, req, resp)
+
     def _planner_answered(self, cobot: str) -> None:
         """A command for `cobot` came: its turn is over."""
         self.waiting.pop(cobot, None)
@@ -477,7 +481,7 @@ class TwinDriver:
             self.io_pub[(cobot, io)].publish(Bool(data=False))
         self.node.get_logger().warning(f"{cobot}: {why}: {', '.join(lit)} switched off, motion stopped")
 
-    def _on_set_parameters(self, params) -> SetParametersResult:
+    def _on_set_parameters(self, params: list[Parameter[Any]]) -> SetParametersResult:
         for p in params:
             if p.name != "fault":
                 continue

@@ -198,11 +198,11 @@ class Twin:
     # ------------------------------------------------------------------------------------------ commands
     def joint_positions(self, cobot: str) -> np.ndarray:
         """Measured joint positions of a cobot (from the physics)."""
-        return self.d.qpos[self.tm.cobots[cobot].qpos].copy()
+        return np.array(self.d.qpos[self.tm.cobots[cobot].qpos], dtype=float)
 
     def joint_velocities(self, cobot: str) -> np.ndarray:
         """Measured joint velocities of a cobot."""
-        return self.d.qvel[self.tm.cobots[cobot].dof].copy()
+        return np.array(self.d.qvel[self.tm.cobots[cobot].dof], dtype=float)
 
     def moving(self, cobot: str) -> bool:
         """A trajectory is being followed."""
@@ -235,7 +235,7 @@ class Twin:
 
     def tcp(self, cobot: str, io: str) -> np.ndarray:
         """A tool's TCP position in the cell frame."""
-        return self.d.site_xpos[self.tm.cobots[cobot].tools[io].site].copy()
+        return np.array(self.d.site_xpos[self.tm.cobots[cobot].tools[io].site], dtype=float)
 
     def set_io(self, cobot: str, io: str, on: bool) -> GripResult | None:
         """Switch a tool output; for a gripper, close on (or release) a part. None for other tools."""
@@ -291,7 +291,7 @@ class Twin:
 
     def part_position(self, part: int) -> np.ndarray:
         """A part's centre in the cell frame."""
-        return self.d.xpos[self.tm.parts[part]].copy()
+        return np.array(self.d.xpos[self.tm.parts[part]], dtype=float)
 
     def _place(self, i: int, xyz: np.ndarray, yaw: float) -> None:
         adr, dof = self.tm.part_qpos[i], self.tm.part_dof[i]
@@ -453,8 +453,7 @@ class Twin:
         o1, o2 = self.tm.body_owner.get(b1, ("floor", "")), self.tm.body_owner.get(b2, ("floor", ""))
         kinds = {o1[0], o2[0]}
         if kinds <= {"part", "station", "floor"}:
-            carriers = [self._carrier(int(o[1])) for o in (o1, o2) if o[0] == "part"]
-            carriers = [c for c in carriers if c is not None]
+            carriers = [c for o in (o1, o2) if o[0] == "part" and (c := self._carrier(int(o[1]))) is not None]
             if not carriers or depth <= CARRIED_TOLERANCE:
                 return None
             return tuple(dict.fromkeys(carriers))
