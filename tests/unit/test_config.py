@@ -481,7 +481,7 @@ def test_non_positive_limits_name_each_joint() -> None:
     ],
 )
 def test_joint_position_limits(position: str, path: str, needle: str, message: str) -> None:
-    limits = "      position: [[-6.28, 6.28], [-3.14, 0.0], [-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n"
+    limits = "      position: [[-6.28, 6.28], [-3.14, 0.0]" + ", [-6.28, 6.28]" * 4 + "]\n"
     text = edit(limits, f"      position: {position}\n")
     assert one_issue(text) == (path, line_of(text, needle), message)
 
