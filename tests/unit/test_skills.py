@@ -851,8 +851,7 @@ def test_joint_position_limits_are_checked_at_every_target(tmp_path: Path) -> No
     # The infeed is at +y, about +1.5 rad of pan from the picker's home: a pan range of +-1 rad cannot reach it.
     text = edit(
         PICKER_LIMITS,
-        "      position: [[-1.0, 1.0], [-6.28, 6.28], [-3.14, 3.14], "
-        "[-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n",
+        "      position: [[-1.0, 1.0], [-6.28, 6.28], [-3.14, 3.14], [-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n",
     )
     assert load_issues(tmp_path, text) == [
         (
