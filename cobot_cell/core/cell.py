@@ -319,6 +319,10 @@ class CellController:
             and any(not any(self.infeeds[s] for s in g) for g in self._infeed_steps().values())
         )
 
+    def next_event(self) -> float | None:
+        """The earliest clock time the running job acts by itself (a dwell ending), None when nothing is due."""
+        return self._seq.next_event() if self._seq is not None and self.state == State.EXECUTE else None
+
     def full_pallets(self) -> list[str]:
         """Pallet stations whose every place is filled."""
         return [p for p, n in self.pallets.items() if pallet_fill(self.skill_state, p) >= n]

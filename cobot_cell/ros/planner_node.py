@@ -63,6 +63,7 @@ from .common import (
     split_seconds,
     status_msg,
 )
+from .twin_sync import PlannerSync
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class RosCobotPort(CobotPort):
         self.last_rx = time.monotonic()
         self.stale_reported = False
         self.clock.observe(stamp)
-        if self._moving is not None and self.watch.due(self._moving, stamp):
+        if (self._moving is not None and self.watch.due(self._moving, stamp)) or self.node.due(stamp):
             self.node.on_cobot_event()
 
     def _on_sensed(self, io: str, msg: Bool) -> None:
@@ -243,6 +244,7 @@ class RosCobotPort(CobotPort):
             msg.points[0].velocities = [0.0] * len(self.joints)
         if msg.points:
             self.pub.publish(msg)
+            self.node.twin_sync.commands += 1
         self._moving = pending
         return pending
 
@@ -253,8 +255,10 @@ class RosCobotPort(CobotPort):
             pending.fail(f"IO service '{io}' of '{self.name}' not available", "IO_MISSING")
             return pending
         future = client.call_async(SetBool.Request(data=value))
+        self.node.twin_sync.commands += 1
 
         def done(fut: Future[SetBool.Response]) -> None:
+            self.node.twin_sync.replies += 1
             exc = fut.exception()
             reply = None if exc is not None else fut.result()
             if exc is not None or reply is None:  # None: the call was cancelled
@@ -279,6 +283,7 @@ class RosCobotPort(CobotPort):
     def stop(self) -> None:
         self._moving = None
         self.pub.publish(JointTrajectory(joint_names=self.joints))
+        self.node.twin_sync.commands += 1
 
 
 COMMANDS = [c.value for c in Command]
@@ -339,6 +344,7 @@ class PlannerNode(Node):
         self.cfg: CellConfig
         self.cfg, step_params = load_checked(self.params.cell_file)
         self.clock = RosClock(self)
+        self.twin_sync = PlannerSync(self)  # the physics twin's lockstep (cobot_cell.ros.twin_sync)
         self.ports = {
             name: RosCobotPort(self, name, cobot, self.cfg.cobot_namespace(name), self.params)
             for name, cobot in self.cfg.cobots.items()
@@ -450,6 +456,11 @@ class PlannerNode(Node):
                 return problem
         return None
 
+    def due(self, stamp: float) -> bool:
+        """Something of the job (a dwell ending) is due at driver stamp `stamp`: worth an update at once."""
+        t = self.controller.next_event()
+        return t is not None and stamp >= t - 1e-9
+
     def on_cobot_event(self) -> None:
         """Joint states or an IO reply arrived: let the controller react at once."""
         self._update()
@@ -471,6 +482,7 @@ class PlannerNode(Node):
             self.controller.update()
         finally:
             self._updating = False
+        self.twin_sync.publish(self.clock.data_time, self.controller.next_event())
 
     def _handle_command(self, cmd: str, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         return self.authority.reply(resp, Source.LOCAL, "", cmd, lambda: self._command(cmd))

@@ -15,26 +15,32 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Header, String
+from std_msgs.msg import Bool, Float64MultiArray, Header, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.faults import Code
 from .common import LATCHED, STATE_CHANGES, STATES, status_msg
 from .sim_cobot_node import FAULTS, MAX_CATCH_UP, _time_msg, read_clock_file
+from .twin_sync import SYNC_TOPIC, Sync
 
 if TYPE_CHECKING:
     from rclpy.node import Node
+    from rclpy.parameter import Parameter
 
 TWIN_FAULTS = FAULTS  # the faults the kinematic sim can be told to have, injected per cobot here
 STOPPING = ("protective_stop", "estop", "collision")
+LOCKSTEP_SILENCE = 1.0  # wall seconds without a sync from the planner before simulated time stops holding for it
+HOLD_WALL = 5.0  # wall seconds simulated time holds for an answer before it goes on at the planner's pace
+MAX_LAG = 1.0  # wall seconds of simulated time a free run may catch up (the planner's turns, a slow tick)
 
 
 def parse_trajectory(
@@ -71,7 +77,7 @@ class TwinDriver:
 
         self.node = node
 
-        def d(name: str, default, description: str):
+        def d(name: str, default: Any, description: str) -> Any:
             return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
         cell_file = d("cell_file", "", "cell file (YAML) of the whole cell the twin simulates")
@@ -88,16 +94,31 @@ class TwinDriver:
         self.wait_wall = float(
             d(
                 "wait_wall",
-                0.5,
-                "after a cobot's move ends or an output switches, simulated time "
-                "advances one joint-state sample per clock tick until its next "
-                "command, for at most this many wall seconds",
+                0.2,
+                "after a cobot's move ends or an output switches, simulated time advances one joint-state sample "
+                "per turn_step until its next command, for at most this many wall seconds",
+            )
+        )
+        self.turn_step = float(
+            d("turn_step", 0.002, "wall seconds per joint-state sample while the planner has its turn")
+        )
+        run_state_rate = float(
+            d(
+                "run_state_rate",
+                10.0,
+                "joint_states rate (Hz of simulated time) of a free run between the planner's turns "
+                "(owning /clock; at most state_rate)",
             )
         )
         if not cell_file:
             raise ValueError("parameter cell_file: the mujoco backend needs the cell file")
-        if self.rate <= 0 or self.clock_hz <= 0 or self.state_rate <= 0 or self.hb_timeout <= 0:
-            raise ValueError("parameters rate, clock_hz, state_rate and heartbeat_timeout must be > 0")
+        if min(self.rate, self.clock_hz, self.state_rate, self.hb_timeout, self.turn_step) <= 0:
+            raise ValueError("parameters rate, clock_hz, state_rate, heartbeat_timeout and turn_step must be > 0")
+        if not 0 < run_state_rate <= self.state_rate:
+            raise ValueError("parameter run_state_rate must be > 0 and at most state_rate")
+        self.run_every = max(1, round(self.state_rate / run_state_rate))
+        if self.wait_wall < 0:
+            raise ValueError("parameter wait_wall must be >= 0")
         if self.publish_clock and node.get_parameter("use_sim_time").value:
             raise ValueError("parameter publish_clock: the /clock owner cannot also use_sim_time")
         self.cfg = load_cell(cell_file)  # a CellFileError is a ValueError: exit 2 with the reason
@@ -114,6 +135,18 @@ class TwinDriver:
         self._sim0 = self._t = 0.0
         self._wall0: float | None = None
         self._next_sample: float | None = None
+        self._clock_wall = -math.inf
+        self.sync: Sync | None = None
+        """The planner's latest lockstep message (cobot_cell.ros.twin_sync), while it sends them."""
+        self._sync_wall = -math.inf
+        self.commands_in = 0
+        """Commands (trajectories, IO calls) received; against the planner's count, rebased when it restarts."""
+        self.replies_out = 0
+        self.hold_at: float | None = None
+        """Simulated time held for the planner to answer (lockstep), None in a free run."""
+        self._hold_until = 0.0
+        self._hold_seen = -math.inf
+        self._hold_commands: int | None = None
         self._clock_fd: int | None = None
         if self.publish_clock and clock_file:
             self._t = self._sim0 = read_clock_file(clock_file)
@@ -143,12 +176,15 @@ class TwinDriver:
                 node.create_service(
                     SetBool,
                     f"{self.ns[name]}/{tool.io}",
-                    lambda req, resp, name=name, io=tool.io: self._handle_io(name, io, req, resp),
+                    self._io_service(name, tool.io),
                 )
         self.diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if self.publish_clock:
             self.clock_pub = node.create_publisher(Clock, "/clock", 10)
             node.create_timer(1.0 / self.clock_hz, self._on_tick)
+            self._turn_timer = node.create_timer(self.turn_step, self._on_turn_step)
+            self._turn_timer.cancel()
+            node.create_subscription(Float64MultiArray, f"/{self.cfg.cell.name}/{SYNC_TOPIC}", self._on_sync, 50)
         else:
             node.create_subscription(Clock, "/clock", self._on_clock, 10)
         node.create_subscription(Header, self.heartbeat_topic, self._on_heartbeat, 10)
@@ -182,30 +218,107 @@ class TwinDriver:
 
     # ------------------------------------------------------------------------------------------ time
     def _on_tick(self) -> None:
+        """Free run: simulated time follows rate x wall time, catching up what the planner's turns cost."""
+        if self.waiting or self.hold_at is not None:
+            return
         now = time.monotonic()
         if self._wall0 is None:
             self._wall0 = now
-        if self.waiting:
-            self.waiting = {c: w for c, w in self.waiting.items() if w[0] > now}
-            if self.waiting:  # the planner's turn: one joint-state sample per tick, and no catching up afterwards
-                target = self._t + 1.0 / self.state_rate
-                self._sim0 = target - self.rate * (now - self._wall0)
-                self._advance_to(target)
-                self._publish_clock()
-                self.wall_in["planner's turn"] += time.monotonic() - now
-                return
         target = self._sim0 + self.rate * (now - self._wall0)
-        step = self.rate / self.clock_hz
-        if target - self._t > MAX_CATCH_UP * step:  # the host stalled (or physics is slower): slow down
-            self._sim0 = self._t + MAX_CATCH_UP * step - self.rate * (now - self._wall0)
-            target = self._t + MAX_CATCH_UP * step
+        if target - self._t > self.rate * MAX_LAG:  # the host stalled (or physics is slower): slow down
+            self._sim0 = self._t + self.rate * MAX_LAG - self.rate * (now - self._wall0)
+            target = self._t + self.rate * MAX_LAG
+        target = min(target, self._t + MAX_CATCH_UP * self.rate / self.clock_hz)
         if target <= self._t:
             return
-        self._advance_to(target)
+        self._advance_to(target, self._due_sample())
         self._publish_clock()
         self.wall_in["physics"] += time.monotonic() - now
 
+    @property
+    def lockstep(self) -> bool:
+        """The planner sends its syncs: simulated time is held at each of its turns until it has answered."""
+        return time.monotonic() - self._sync_wall < LOCKSTEP_SILENCE
+
+    def _due_sample(self) -> float | None:
+        """The first sample time at or after the planner's next action by itself (a dwell ending), in lockstep."""
+        if self.sync is None or self.sync.next_due is None or not self.lockstep:
+            return None
+        period = 1.0 / self.state_rate
+        return max(math.ceil(self.sync.next_due / period - 1e-9), math.floor(self._t / period + 1e-9) + 1) * period
+
+    def _hold(self, seen: float, first_command: bool = False) -> None:
+        """Hold simulated time until the planner has processed driver stamp `seen` and answered (lockstep), or
+        with `first_command` until its next command arrives; for at most HOLD_WALL."""
+        self.hold_at = self._t
+        self._hold_seen = seen
+        self._hold_commands = self.commands_in if first_command else None
+        self._hold_until = time.monotonic() + HOLD_WALL
+        if self._turn_timer.is_canceled():
+            self._turn_timer.reset()
+
+    def _answered(self) -> bool:
+        """The planner has processed the held time and every IO reply, and its commands have all arrived (for the
+        job starting: its first command has)."""
+        s = self.sync
+        if self._hold_commands is not None:
+            return self.commands_in > self._hold_commands
+        return (
+            s is not None
+            and s.processed >= self._hold_seen - 1e-9
+            and s.replies >= self.replies_out
+            and self.commands_in >= s.commands
+        )
+
+    def _on_sync(self, msg: Float64MultiArray) -> None:
+        sync = Sync.from_msg(msg)
+        if sync is None:
+            return
+        if self.sync is not None and (sync.commands < self.sync.commands or sync.replies < self.sync.replies):
+            self.commands_in, self.replies_out = sync.commands, sync.replies  # a restarted planner counts afresh
+        self.sync, self._sync_wall = sync, time.monotonic()
+        self._release_if_answered()
+
+    def _release_if_answered(self) -> None:
+        """End a hold the planner has answered and run on."""
+        if self.hold_at is not None and self._answered():
+            self.hold_at = None
+            self.waiting.clear()
+            self._on_tick()
+
+    def _on_turn_step(self) -> None:
+        """The planner's turn: held in lockstep, else one joint-state sample per turn_step until it has answered
+        (or wait_wall)."""
+        now = time.monotonic()
+        if self.hold_at is not None:
+            if self._answered():
+                self._turn_timer.cancel()
+                self._release_if_answered()
+                return
+            if now < self._hold_until:
+                return
+            self.hold_at = None  # no answer: paced as without lockstep
+        self.waiting = {c: w for c, w in self.waiting.items() if w[0] > now}
+        if not self.waiting:
+            self._turn_timer.cancel()
+            return
+        self._advance_to(self._t + 1.0 / self.state_rate)
+        if now - self._clock_wall >= 1.0 / self.clock_hz:  # the planner times its turn on joint-state stamps
+            self._publish_clock()
+        self.wall_in["planner's turn"] += time.monotonic() - now
+
+    def _wait_for_planner(self, cobots: Iterable[str], since: float, seen: float | None = None) -> None:
+        """Cobots whose next command is the planner's to give: simulated time holds until the planner has seen
+        driver stamp `seen` and answered (lockstep), else slows to its pace."""
+        deadline = time.monotonic() + self.wait_wall
+        self.waiting.update({n: (deadline, since) for n in cobots})
+        if seen is not None and self.lockstep:
+            self._hold(seen)
+        elif self.waiting and self._turn_timer.is_canceled():
+            self._turn_timer.reset()
+
     def _publish_clock(self) -> None:
+        self._clock_wall = time.monotonic()
         if self._clock_fd is not None:  # on file before anyone sees it: a restart never repeats a time
             os.pwrite(self._clock_fd, f"{self._t:24.9f}\n".encode(), 0)
         self.clock_pub.publish(Clock(clock=_time_msg(self._t)))
@@ -213,8 +326,9 @@ class TwinDriver:
     def _on_clock(self, msg: Clock) -> None:
         self._advance_to(msg.clock.sec + msg.clock.nanosec * 1e-9)
 
-    def _advance_to(self, t: float) -> None:
-        """Run the physics to t, publishing joint states at every sample time on the way."""
+    def _advance_to(self, t: float, due: float | None = None) -> None:
+        """Run the physics to t, publishing joint states at sample times on the way; stop at a move's end or at
+        the sample `due` (the planner's turn)."""
         period = 1.0 / self.state_rate
         if self._next_sample is None:
             self._next_sample = math.ceil(self.twin.t / period - 1e-9) * period
@@ -222,22 +336,33 @@ class TwinDriver:
             moving = [n for n in self.cfg.cobots if self.twin.moving(n)]
             self.twin.step_to(self._next_sample)
             self._events()
-            self._publish_states(self._next_sample)
             reached = self._next_sample
-            self._next_sample = round((self._next_sample + period) / period) * period
+            index = round(reached / period)
+            self._next_sample = (index + 1) * period
             ended = [n for n in moving if not self.twin.moving(n)]
+            # every run_every-th sample of every cobot; each sample of the cobots whose turn it is (it ends a move)
+            if not self.publish_clock or index % self.run_every == 0:
+                self._publish_states(reached, self.cfg.cobots)
+            elif ended or self.waiting:
+                self._publish_states(reached, [*ended, *self.waiting])
             if ended and self.publish_clock:  # the planner's turn: stop here until it has answered
-                deadline = time.monotonic() + self.wait_wall
-                self.waiting.update({n: (deadline, reached) for n in ended})
                 self._t = reached
+                self._wait_for_planner(ended, reached, seen=reached)
+                return
+            if due is not None and reached >= due - 1e-9:  # a dwell ends: the planner acts here
+                if index % self.run_every != 0:
+                    self._publish_states(reached, self.cfg.cobots)
+                self._t = reached
+                self._hold(reached)
                 return
         self.twin.step_to(t)
         self._events()
         self._t = t
 
-    def _publish_states(self, t: float) -> None:
+    def _publish_states(self, t: float, cobots: Iterable[str]) -> None:
         stamp = _time_msg(t)
-        for name, cobot in self.cfg.cobots.items():
+        for name in dict.fromkeys(cobots):
+            cobot = self.cfg.cobots[name]
             if self.faults[name] == "stale":
                 continue
             msg = JointState(
@@ -270,6 +395,7 @@ class TwinDriver:
         return self.faults[cobot] if self.faults[cobot] in STOPPING else ""
 
     def _on_trajectory(self, cobot: str, msg: JointTrajectory) -> None:
+        self.commands_in += 1
         why = self._stopped(cobot)
         if why:
             self.node.get_logger().error(f"{cobot}: trajectory ignored: {why}")
@@ -286,8 +412,11 @@ class TwinDriver:
         self._planner_answered(cobot)
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.twin.follow(cobot, times, pos, vel, start=stamp if stamp > 0 else self.twin.t)
+        self._release_if_answered()
 
     def _handle_io(self, cobot: str, io: str, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        self.commands_in += 1
+        self.replies_out += 1
         why = self._stopped(cobot) or (self.faults[cobot] if self.faults[cobot] == "io_fail" else "")
         if why:
             resp.success, resp.message = False, f"{io}: {TWIN_FAULTS.get(why, why)}"
@@ -303,7 +432,7 @@ class TwinDriver:
         result = self.twin.set_io(cobot, io, bool(req.data))
         if self.publish_clock:
             self._planner_answered(cobot)
-            self.waiting[cobot] = (time.monotonic() + self.wait_wall, self.twin.t)
+            self._wait_for_planner([cobot], self.twin.t, seen=-math.inf)  # its reply, counted, is what it sees
 
         sensed = self.twin.sensed(cobot, io)
         self.io_pub[(cobot, io)].publish(Bool(data=sensed))
@@ -315,14 +444,20 @@ class TwinDriver:
         )
         return resp
 
+    def _io_service(self, cobot: str, io: str) -> Callable[[SetBool.Request, SetBool.Response], SetBool.Response]:
+        return lambda req, resp: self._handle_io(cobot, io, req, resp)
+
     def _planner_answered(self, cobot: str) -> None:
         """A command for `cobot` came: its turn is over."""
         self.waiting.pop(cobot, None)
 
     def _on_cell_state(self, msg: String) -> None:
-        if self.publish_clock:
-            deadline = time.monotonic() + self.wait_wall
-            self.waiting.update({n: (deadline, self.twin.t) for n in self.cfg.cobots})
+        if not self.publish_clock:
+            return
+        if msg.data == "Execute" and self.lockstep and not any(self.twin.moving(n) for n in self.cfg.cobots):
+            self._hold(-math.inf, first_command=True)  # the job starts (or resumes) with its first command
+        else:
+            self._wait_for_planner(self.cfg.cobots, self.twin.t)
 
     def _on_heartbeat(self, msg: Header) -> None:
         self._hb_wall = time.monotonic()
@@ -346,7 +481,7 @@ class TwinDriver:
             self.io_pub[(cobot, io)].publish(Bool(data=False))
         self.node.get_logger().warning(f"{cobot}: {why}: {', '.join(lit)} switched off, motion stopped")
 
-    def _on_set_parameters(self, params) -> SetParametersResult:
+    def _on_set_parameters(self, params: list[Parameter[Any]]) -> SetParametersResult:
         for p in params:
             if p.name != "fault":
                 continue

@@ -24,6 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class TwinModel:
     """A compiled cell model and the indices the physics and the replay need."""
 
     cfg: CellConfig
-    model: object  # mujoco.MjModel
+    model: Any  # mujoco.MjModel (the mujoco package ships no type information)
     cobots: dict[str, CobotIndex]
     stations: dict[str, int]
     parts: list[int]
@@ -144,7 +145,7 @@ def pool_size(cfg: CellConfig) -> int:
 
 def render_urdf(cell_file: str | os.PathLike[str]) -> str:
     """The cell's URDF, rendered from urdf/cell.urdf.xacro for a cell file; TwinError if xacro fails."""
-    import xacro
+    import xacro  # type: ignore[import-untyped]
 
     from ..ros.bringup import package_file
 
@@ -153,7 +154,7 @@ def render_urdf(cell_file: str | os.PathLike[str]) -> str:
         doc = xacro.process_file(str(source), mappings={"cell_file": str(Path(cell_file).resolve())})
     except Exception as exc:  # noqa: BLE001 - xacro raises its own and plain errors: report them all as one
         raise TwinError(f"{cell_file}: the cell's URDF cannot be built ({source.name}): {exc}") from None
-    return doc.toxml()
+    return str(doc.toxml())
 
 
 def _check_parts_fit(cfg: CellConfig, box: tuple[float, float, float]) -> None:
@@ -188,6 +189,9 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
     spec.option.timestep = TIMESTEP
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    # parts at rest (infeed, fixture, the pallet stack) sleep: no contacts to solve until an arm or a part touches
+    # them (arms, being actuated, never sleep)
+    spec.option.enableflags |= mujoco.mjtEnableBit.mjENBL_SLEEP
     cobots = list(cfg.cobots)
     if len(cobots) > 29:
         raise TwinError(f"cobots: the twin models at most 29 cobots, the cell has {len(cobots)}")
@@ -202,10 +206,10 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
     for body in spec.bodies:
         if body.name == "world":
             continue
-        cobot = owner_of(body.name)
+        owner = owner_of(body.name)
         for geom in body.geoms:
-            if cobot is not None:
-                geom.contype, geom.conaffinity = bits[cobot], _ALL & ~bits[cobot]
+            if owner is not None:
+                geom.contype, geom.conaffinity = bits[owner], _ALL & ~bits[owner]
             else:  # a station
                 geom.contype, geom.conaffinity = _FLOOR, _ALL & ~_FLOOR
     for sname, st in cfg.stations.items():  # a pallet's deck at its real size (the URDF has a token box)
@@ -278,7 +282,7 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
         raise TwinError(f"{cell_file}: MuJoCo cannot compile the cell: {exc}") from None
 
     def bid(n: str) -> int:
-        return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n)
+        return int(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n))
 
     data = mujoco.MjData(model)
     index: dict[str, CobotIndex] = {}
@@ -347,12 +351,12 @@ def build_from_file(cell_file: str | os.PathLike[str]) -> TwinModel:
     """Load and check a cell file (CellFileError if invalid), then build its twin."""
     from ..skills import load_cell
 
-    return build(load_cell(cell_file), cell_file)
+    return build(load_cell(Path(cell_file)), cell_file)
 
 
 def build_from_text(text: str, name: str = "cell.yaml") -> TwinModel:
     """Build the twin of a cell given as YAML text (written to a temporary file for xacro)."""
-    from ..core.config import parse_cell
+    from ..skills import parse_cell
 
     cfg = parse_cell(text, name)[0]
     with tempfile.TemporaryDirectory(prefix="cobot_cell_twin_") as tmp:
@@ -378,7 +382,7 @@ def parked_position(i: int, box: tuple[float, float, float]) -> list[float]:
     return [10.0 + (2 * max(box) + 0.1) * i, 10.0, PARKED_Z]
 
 
-def home_state(twin: TwinModel, data) -> None:
+def home_state(twin: TwinModel, data: Any) -> None:
     """Every cobot at home, at rest; parts parked."""
     import mujoco
 
@@ -392,7 +396,7 @@ def home_state(twin: TwinModel, data) -> None:
     mujoco.mj_forward(twin.model, data)
 
 
-def _tune_servos(twin: TwinModel, data) -> None:
+def _tune_servos(twin: TwinModel, data: Any) -> None:
     """kp, kv per joint from the arm's inertia at home: every joint a critically damped SERVO_BANDWIDTH servo."""
     import mujoco
 
@@ -409,7 +413,7 @@ def _tune_servos(twin: TwinModel, data) -> None:
             m.actuator_biasprm[act, :3] = [0.0, -kp, -kv]
 
 
-def contacts(twin: TwinModel, data, tolerance: float = START_TOLERANCE) -> list[tuple[int, int, float]]:
+def contacts(twin: TwinModel, data: Any, tolerance: float = START_TOLERANCE) -> list[tuple[int, int, float]]:
     """Contacts deeper than `tolerance` (m) between bodies of different owners: (body1, body2, depth)."""
     m = twin.model
     out = []
@@ -423,7 +427,7 @@ def contacts(twin: TwinModel, data, tolerance: float = START_TOLERANCE) -> list[
     return out
 
 
-def check_start(twin: TwinModel, data) -> None:
+def check_start(twin: TwinModel, data: Any) -> None:
     """TwinError naming the bodies when any two start in collision (cobots at home, stations)."""
     home_state(twin, data)
     found = contacts(twin, data)

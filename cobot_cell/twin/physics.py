@@ -46,6 +46,7 @@ class Reference:
 
     def __init__(self, q: np.ndarray):
         self.hold = np.asarray(q, dtype=float).copy()
+        self._zero = np.zeros_like(self.hold)
         self.t0 = 0.0
         self.times: np.ndarray | None = None
         self.pos: np.ndarray | None = None
@@ -80,7 +81,7 @@ class Reference:
 
     def sample(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position, velocity and acceleration at clock time t."""
-        zero = np.zeros_like(self.hold)
+        zero = self._zero
         if self.times is None:
             return self.hold, zero, zero
         assert self.pos is not None and self.vel is not None
@@ -179,6 +180,8 @@ class Twin:
         self._events = TwinEvents()
         self._ff = np.zeros(self.m.nv)
         self._acc = np.zeros(self.m.nv)
+        self._phase = 0
+        """Physics steps since the servos' last update."""
         self._jacp = np.zeros((3, self.m.nv))
         self._arm_dofs = np.concatenate([c.dof for c in twin.cobots.values()])
         self._kv_kp = {
@@ -195,11 +198,11 @@ class Twin:
     # ------------------------------------------------------------------------------------------ commands
     def joint_positions(self, cobot: str) -> np.ndarray:
         """Measured joint positions of a cobot (from the physics)."""
-        return self.d.qpos[self.tm.cobots[cobot].qpos].copy()
+        return np.array(self.d.qpos[self.tm.cobots[cobot].qpos], dtype=float)
 
     def joint_velocities(self, cobot: str) -> np.ndarray:
         """Measured joint velocities of a cobot."""
-        return self.d.qvel[self.tm.cobots[cobot].dof].copy()
+        return np.array(self.d.qvel[self.tm.cobots[cobot].dof], dtype=float)
 
     def moving(self, cobot: str) -> bool:
         """A trajectory is being followed."""
@@ -232,7 +235,7 @@ class Twin:
 
     def tcp(self, cobot: str, io: str) -> np.ndarray:
         """A tool's TCP position in the cell frame."""
-        return self.d.site_xpos[self.tm.cobots[cobot].tools[io].site].copy()
+        return np.array(self.d.site_xpos[self.tm.cobots[cobot].tools[io].site], dtype=float)
 
     def set_io(self, cobot: str, io: str, on: bool) -> GripResult | None:
         """Switch a tool output; for a gripper, close on (or release) a part. None for other tools."""
@@ -288,7 +291,7 @@ class Twin:
 
     def part_position(self, part: int) -> np.ndarray:
         """A part's centre in the cell frame."""
-        return self.d.xpos[self.tm.parts[part]].copy()
+        return np.array(self.d.xpos[self.tm.parts[part]], dtype=float)
 
     def _place(self, i: int, xyz: np.ndarray, yaw: float) -> None:
         adr, dof = self.tm.part_qpos[i], self.tm.part_dof[i]
@@ -368,41 +371,30 @@ class Twin:
 
     def _release(self, cobot: str, io: str, part: int) -> None:
         self.d.eq_active[self.tm.welds[(io, part)]] = 0
+        # fully awake: a part let go at rest would otherwise fall asleep where it was let go
+        self.d.tree_asleep[self.m.body_treeid[self.tm.parts[part]]] = -(1 + self.mj.mjMINAWAKE)
         self.part_state[part] = "free"
         self.released[part] = (cobot, self.t)
         self._set_contacts(part, "free")
 
     # ------------------------------------------------------------------------------------------ stepping
     def step_to(self, t: float) -> None:
-        """Advance the physics to clock time t (whole steps; the servos update every CONTROL_STEPS steps)."""
+        """Advance the physics to clock time t (whole steps; the servos update every CONTROL_STEPS steps, whatever
+        the times asked for)."""
         n = int((t - self.t) / TIMESTEP + 1e-9)
         while n > 0:
-            k = min(CONTROL_STEPS, n)
+            k = min(CONTROL_STEPS - self._phase, n)
             self._step(k)
             n -= k
 
     def _step(self, k: int = 1) -> None:
-        """One servo update, then k physics steps."""
+        """k physics steps, after a servo update when a servo period begins."""
         m, d, mj = self.m, self.d, self.mj
         t_next = self.t + k * TIMESTEP
-        acc = self._acc
-        refs = []
-        # The servos aim at the reference (k - 1) / 2 steps into the period: with MuJoCo's semi-implicit Euler the
-        # arm then meets the reference at the period's end (measured: 0.1 mrad on a 2 rad/s move; aiming at the
-        # period's end makes it run ahead by ~1.5 steps of motion).
-        t_ref = self.t + (k - 1) * TIMESTEP / 2
-        for name, c in self.tm.cobots.items():
-            q, dq, ddq = self.refs[name].sample(t_ref)
-            d.ctrl[c.actuators] = q + self._kv_kp[name] * dq
-            acc[c.dof] = ddq
-        for name in self.tm.cobots if self.keep_errors else ():
-            refs.append(self.refs[name].sample(t_next)[0])
-        mj.mj_mulM(m, d, self._ff, acc)
-        for (_, io), part in self.held.items():  # payload compensation: the held part's weight and inertia
-            tool0 = int(m.eq_obj1id[self.tm.welds[(io, part)]])
-            mj.mj_jac(m, d, self._jacp, None, d.xipos[self.tm.parts[part]], tool0)
-            self._ff += self.tm.part_mass * (self._jacp.T @ (self._jacp @ acc - m.opt.gravity))
-        d.qfrc_applied[self._arm_dofs] = self._ff[self._arm_dofs] + d.qfrc_bias[self._arm_dofs]
+        if self._phase == 0:
+            self._servo()
+        self._phase = (self._phase + k) % CONTROL_STEPS
+        refs = [self.refs[name].sample(t_next)[0] for name in self.tm.cobots] if self.keep_errors else []
         mj.mj_step(m, d, nstep=k)
         self.t = t_next
         if self.keep_errors:
@@ -414,6 +406,25 @@ class Twin:
             self._touching.clear()
         if self.released:
             self._watch_released()
+
+    def _servo(self) -> None:
+        """The servos' commands and feed-forward for the next CONTROL_STEPS steps."""
+        m, d, mj = self.m, self.d, self.mj
+        acc = self._acc
+        # The servos aim at the reference (CONTROL_STEPS - 1) / 2 steps into the period: with MuJoCo's
+        # semi-implicit Euler the arm then meets the reference at the period's end (measured: 0.1 mrad on a
+        # 2 rad/s move; aiming at the period's end makes it run ahead by ~1.5 steps of motion).
+        t_ref = self.t + (CONTROL_STEPS - 1) * TIMESTEP / 2
+        for name, c in self.tm.cobots.items():
+            q, dq, ddq = self.refs[name].sample(t_ref)
+            d.ctrl[c.actuators] = q + self._kv_kp[name] * dq
+            acc[c.dof] = ddq
+        mj.mj_mulM(m, d, self._ff, acc)
+        for (_, io), part in self.held.items():  # payload compensation: the held part's weight and inertia
+            tool0 = int(m.eq_obj1id[self.tm.welds[(io, part)]])
+            mj.mj_jac(m, d, self._jacp, None, d.xipos[self.tm.parts[part]], tool0)
+            self._ff += self.tm.part_mass * (self._jacp.T @ (self._jacp @ acc - m.opt.gravity))
+        d.qfrc_applied[self._arm_dofs] = self._ff[self._arm_dofs] + d.qfrc_bias[self._arm_dofs]
 
     def _check_contacts(self) -> None:
         if self.d.ncon == 0:
@@ -442,8 +453,7 @@ class Twin:
         o1, o2 = self.tm.body_owner.get(b1, ("floor", "")), self.tm.body_owner.get(b2, ("floor", ""))
         kinds = {o1[0], o2[0]}
         if kinds <= {"part", "station", "floor"}:
-            carriers = [self._carrier(int(o[1])) for o in (o1, o2) if o[0] == "part"]
-            carriers = [c for c in carriers if c is not None]
+            carriers = [c for o in (o1, o2) if o[0] == "part" and (c := self._carrier(int(o[1]))) is not None]
             if not carriers or depth <= CARRIED_TOLERANCE:
                 return None
             return tuple(dict.fromkeys(carriers))

@@ -47,14 +47,15 @@ class TwinPort(CobotPort):
             },
         )
         times = getattr(trajectory, "times", None)
-        if times is None:
+        positions = getattr(trajectory, "positions", None)
+        if times is None or positions is None:
             times, positions, velocities = (
                 np.array([max(trajectory.duration, 0.1)]),
                 np.asarray(trajectory.final, dtype=float)[None, :],
                 None,
             )
         else:
-            positions, velocities = trajectory.positions, getattr(trajectory, "velocities", None)
+            velocities = getattr(trajectory, "velocities", None)
             if len(times) == 1:
                 times = np.array([0.1])
         if not self.twin.follow(self.name, np.asarray(times), np.asarray(positions), velocities):

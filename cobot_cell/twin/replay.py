@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.config import CellConfig
+from ..core.config import CellConfig, Step
+from ..core.plan import SkillPlan, TrajectoryLike
+from ..core.ports import Pending
 from .model import TwinModel, contacts, home_state
 
 log = logging.getLogger(__name__)
@@ -85,13 +87,13 @@ def plan_timeline(cfg: CellConfig, job: str | None = None, parts: int = 1, max_d
     owner: dict[int, deque[tuple[str, int]]] = {}  # a trajectory object may be planned again (cached, next part)
     moves: dict[str, list[TimedMove]] = {name: [] for name in cfg.cobots}
 
-    def planned(step, part, plan) -> None:
+    def planned(step: Step, part: int, plan: SkillPlan) -> None:
         for seg in plan.segments:
             if isinstance(seg, Move):
                 owner.setdefault(id(seg.trajectory), deque()).append((step.name, part))
 
     class Recording(FakeCobot):
-        def move(self, trajectory, start=None):
+        def move(self, trajectory: TrajectoryLike, start: float | None = None) -> Pending:
             pending = super().move(trajectory, start)
             queue = owner.get(id(trajectory))
             step, part = queue.popleft() if queue else ("", 0)

@@ -205,7 +205,9 @@ def test_the_physics_backend_grips_misses_drops_and_stops_on_a_collision(tmp_pat
         assert (resp.success, resp.message) == (False, "gripper/grip: collision")
         t_sent = rig.stamp["picker"]
         rig.client.wait_for(lambda: rig.stamp["picker"] > t_sent + 1.0, 20, "a second after the move")
-        assert np.max(np.abs(rig.q["picker"] - stopped)) < 1e-3
+        # not one step towards home (1.5 rad/s for a second); the wrist pressed against the welder's base may settle
+        # against it by a few mrad
+        assert np.max(np.abs(rig.q["picker"] - stopped)) < 0.02
         # clearing the fault (as the operator does on the pendant) lets it move away
         value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="")
         result = rig.client._call(
@@ -261,3 +263,14 @@ def test_a_recorded_run_reads_back_to_the_cycle_reports_the_supervisor_logged(tm
         timeout=60,
     )
     assert report.returncode == 0 and "3 parts (recording" in report.stdout, report.stdout + report.stderr
+
+
+def test_the_planners_sync_reads_back_and_bad_ones_are_ignored():
+    from std_msgs.msg import Float64MultiArray
+
+    from cobot_cell.ros.twin_sync import Sync
+
+    for sync in (Sync(12.34, 13.5, 7, 3), Sync(0.0, None, 0, 0)):
+        assert Sync.from_msg(sync.to_msg()) == sync
+    assert Sync.from_msg(Float64MultiArray(data=[1.0, 2.0, 3.0])) is None
+    assert Sync.from_msg(Float64MultiArray(data=[float("nan"), 2.0, 3.0, 4.0])) is None

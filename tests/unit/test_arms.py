@@ -288,8 +288,8 @@ def test_a_stack_taller_than_the_arm_reaches_says_so(tmp_path: Path) -> None:
         (
             "jobs.cases.steps[0].params.to",
             (
-                "palletise place 32 (layer 4 of stations.pallet.pallet): approach to place at [-0.45, -0.95, 1.264] "
-                "is not reachable by 'palletiser': out of reach: wrist is 1.2036 m from the shoulder, the arm reaches "
+                "palletise place 32 (layer 4 of stations.pallet.pallet): approach to place at [-0.45, -0.95, 1.344] "
+                "is not reachable by 'palletiser': out of reach: wrist is 1.2569 m from the shoulder, the arm reaches "
                 "1.1843 m; the stack needs more height than 'palletiser' reaches: layers 0 to 3 (0.800 m) are within "
                 "reach, so lower max_height to 0.800 m, or move the pallet or the arm (there is no lift axis)"
             ),

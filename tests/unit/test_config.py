@@ -476,8 +476,8 @@ def test_non_positive_limits_name_each_joint() -> None:
     ],
 )
 def test_joint_position_limits(position: str, path: str, needle: str, message: str) -> None:
-    acc = "      acceleration: [2.5, 2.5, 3.0, 4.0, 4.0, 4.0]\n"
-    text = edit(acc, acc + f"      position: {position}\n")
+    limits = "      position: [[-6.28, 6.28], [-3.14, 0.0]" + ", [-6.28, 6.28]" * 4 + "]\n"
+    text = edit(limits, f"      position: {position}\n")
     assert one_issue(text) == (path, line_of(text, needle), message)
 
 

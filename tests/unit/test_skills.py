@@ -842,15 +842,16 @@ def test_the_speed_limit_suggested_is_one_the_arm_can_do(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------------------------------------- joint limits
 
-PICKER_LIMITS = "      acceleration: [2.5, 2.5, 3.0, 4.0, 4.0, 4.0]\n"
+PICKER_LIMITS = (
+    "      position: [[-6.28, 6.28], [-3.14, 0.0], [-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n"
+)
 
 
 def test_joint_position_limits_are_checked_at_every_target(tmp_path: Path) -> None:
     # The infeed is at +y, about +1.5 rad of pan from the picker's home: a pan range of +-1 rad cannot reach it.
     text = edit(
         PICKER_LIMITS,
-        PICKER_LIMITS + "      position: [[-1.0, 1.0], [-6.28, 6.28], [-3.14, 3.14], "
-        "[-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n",
+        "      position: [[-1.0, 1.0], [-6.28, 6.28], [-3.14, 3.14], [-6.28, 6.28], [-6.28, 6.28], [-6.28, 6.28]]\n",
     )
     assert load_issues(tmp_path, text) == [
         (
@@ -870,7 +871,7 @@ def test_joint_position_limits_narrow_the_plans(tmp_path: Path) -> None:
     assert carry.trajectory.final[0] == pytest.approx(-3.386, abs=1e-3)
     path = tmp_path / "cell.yaml"
     ranges = [[-3.2, 3.2], [-3.8, 0.0], [-3.0, 3.0], [-3.2, 3.2], [-3.2, 0.0], [-3.2, 3.2]]
-    path.write_text(edit(PICKER_LIMITS, PICKER_LIMITS + f"      position: {ranges}\n"))
+    path.write_text(edit(PICKER_LIMITS, f"      position: {ranges}\n"))
     cfg = load_cell(path)
     lo, hi = np.array(ranges).T
     planner = make_planner(cfg)
