@@ -97,7 +97,7 @@ class TwinModel:
     part_geoms: list[int]
     part_box: tuple[float, float, float]
     part_mass: float
-    welds: dict[tuple[str, int], int]
+    welds: dict[tuple[str, str, int], int]  # (cobot, gripper io, part) -> its weld (IO names repeat across cobots)
     """(tool io, part index) -> equality id."""
     body_owner: dict[int, tuple[str, str]] = field(default_factory=dict)
     """body id -> (kind, name): ('cobot', cobot), ('tool', cobot), ('station', name), ('part', index), ('floor', '')."""
@@ -240,6 +240,8 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
     for i in range(n_parts):
         b = spec.worldbody.add_body(name=f"part_{i}", pos=parked_position(i, box))
         b.add_freejoint(name=f"part_{i}_free")
+        # weightless while parked (Twin sets it per state); compiled non-zero so that MuJoCo applies it at all
+        b.gravcomp = 1.0
         g = b.add_geom(name=f"part_{i}_box", type=mujoco.mjtGeom.mjGEOM_BOX, size=half, mass=mass)
         # colliding at compile time (a geom that collides with nothing counts as visual and is discarded);
         # the physics parks every part (no contacts, no gravity) before the first step
@@ -259,7 +261,7 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
             act.forcerange = [-effort[j], effort[j]]
             act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
     # grip welds: one per (gripper, part), off until a grip
-    welds_spec: list[tuple[str, int, str]] = []
+    welds_spec: list[tuple[str, str, int, str]] = []
     for name, cobot in cfg.cobots.items():
         for tname, tool in cobot.tools.items():
             if tool.kind != "gripper":
@@ -275,7 +277,7 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
                 )
                 eq.active = False
                 eq.solref = [0.01, 1.0]
-                welds_spec.append((tool.io, i, eq_name))
+                welds_spec.append((name, tool.io, i, eq_name))
     try:
         model = spec.compile()
     except Exception as exc:  # noqa: BLE001 - MuJoCo's compiler error
@@ -339,7 +341,7 @@ def build(cfg: CellConfig, cell_file: str | os.PathLike[str]) -> TwinModel:
         part_geoms=[int(model.body_geomadr[b]) for b in parts],
         part_box=box,
         part_mass=mass,
-        welds={(io, i): mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, n) for io, i, n in welds_spec},
+        welds={(c, io, i): mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, n) for c, io, i, n in welds_spec},
         body_owner=owners,
     )
     _tune_servos(twin, data)

@@ -351,14 +351,14 @@ class Twin:
 
     def _grip(self, cobot: str, io: str, part: int) -> None:
         c = self.tm.cobots[cobot]
-        tool0 = int(self.m.eq_obj1id[self.tm.welds[(io, part)]])
+        tool0 = int(self.m.eq_obj1id[self.tm.welds[(cobot, io, part)]])
         b = self.tm.parts[part]
         r1 = self.d.xmat[tool0].reshape(3, 3)
         rel_pos = r1.T @ (self.d.xpos[b] - self.d.xpos[tool0])
         rel_mat = r1.T @ self.d.xmat[b].reshape(3, 3)
         quat = np.zeros(4)
         self.mj.mju_mat2Quat(quat, rel_mat.reshape(-1))
-        eq = self.tm.welds[(io, part)]
+        eq = self.tm.welds[(cobot, io, part)]
         self.m.eq_data[eq, 0:3] = 0.0
         self.m.eq_data[eq, 3:6] = rel_pos
         self.m.eq_data[eq, 6:10] = quat
@@ -370,7 +370,7 @@ class Twin:
         self._set_contacts(part, "held", c.name)
 
     def _release(self, cobot: str, io: str, part: int) -> None:
-        self.d.eq_active[self.tm.welds[(io, part)]] = 0
+        self.d.eq_active[self.tm.welds[(cobot, io, part)]] = 0
         # fully awake: a part let go at rest would otherwise fall asleep where it was let go
         self.d.tree_asleep[self.m.body_treeid[self.tm.parts[part]]] = -(1 + self.mj.mjMINAWAKE)
         self.part_state[part] = "free"
@@ -420,8 +420,8 @@ class Twin:
             d.ctrl[c.actuators] = q + self._kv_kp[name] * dq
             acc[c.dof] = ddq
         mj.mj_mulM(m, d, self._ff, acc)
-        for (_, io), part in self.held.items():  # payload compensation: the held part's weight and inertia
-            tool0 = int(m.eq_obj1id[self.tm.welds[(io, part)]])
+        for (cobot, io), part in self.held.items():  # payload compensation: the held part's weight and inertia
+            tool0 = int(m.eq_obj1id[self.tm.welds[(cobot, io, part)]])
             mj.mj_jac(m, d, self._jacp, None, d.xipos[self.tm.parts[part]], tool0)
             self._ff += self.tm.part_mass * (self._jacp.T @ (self._jacp @ acc - m.opt.gravity))
         d.qfrc_applied[self._arm_dofs] = self._ff[self._arm_dofs] + d.qfrc_bias[self._arm_dofs]

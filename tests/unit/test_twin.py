@@ -269,6 +269,42 @@ def test_the_cell_controller_runs_parts_on_the_twin_close_to_the_estimate() -> N
     assert twin.events().collisions == []
 
 
+def test_two_grippers_with_the_same_io_name_each_carry_their_own_part_through_a_pipelined_run() -> None:
+    from cobot_cell.core.cell import CellController
+    from cobot_cell.core.packml import State
+    from cobot_cell.skills import make_planner, pallet_places
+    from cobot_cell.skills.zones import CellZones
+    from cobot_cell.twin.port import TwinClock, TwinPort
+
+    tm = cell_model(REPO / "config" / "three_cobot_cell.yaml")  # feeder and stacker: both `gripper/grip`
+    for cobot in ("feeder", "stacker"):
+        assert tm.body_name(int(tm.model.eq_obj1id[tm.welds[(cobot, "gripper/grip", 0)]])) == f"{cobot}_tool0"
+    twin = Twin(tm)
+    cfg = tm.cfg
+    ports = {n: TwinPort(n, twin) for n in cfg.cobots}
+    cell = CellController(
+        cfg, ports, make_planner(cfg), TwinClock(twin), parts=2, zones=CellZones(cfg), pallets=pallet_places(cfg)
+    )
+    cell.command("reset")
+    cell.command("start")
+    for _ in range(40_000):
+        if cell.state != State.EXECUTE:
+            break
+        twin.step_to(twin.t + 0.01)
+        cell.update()
+    assert cell.state == State.COMPLETE, cell.status()
+    assert sorted((r.part, r.status) for r in cell.reports) == [(1, "done"), (2, "done")]
+    assert twin.events().collisions == [] and twin.events().dropped == []
+    pallet = np.asarray(cfg.stations["pallet"].pose.xyz)
+    on_pallet = [i for i, s in enumerate(twin.part_state) if s == "free" and twin.part_position(i)[2] < 0.5]
+    near = [i for i in on_pallet if np.linalg.norm(twin.part_position(i)[:2] - pallet[:2]) < 0.4]
+    assert len(near) == 2  # both frames stacked on the pallet, none left behind at the infeed or the fixture
+    from cobot_cell.twin.model import PARKED_Z
+
+    parked = [i for i, s in enumerate(twin.part_state) if s == "parked"]
+    assert parked and all(abs(twin.part_position(i)[2] - PARKED_Z) < 0.01 for i in parked)  # weightless, not falling
+
+
 # ---------------------------------------------------------------------------------------------- the command
 
 
