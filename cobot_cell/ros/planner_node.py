@@ -467,12 +467,12 @@ class PlannerNode(Node):
 
     def _on_tick(self) -> None:
         self._update()
+        if self.controller.status() != self._last_status:
+            self._publish_status()
 
     def _on_infeed(self, station: str, msg: Bool) -> None:
         self.controller.infeed_sensed(station, bool(msg.data))
-        self._update()
-        if self.controller.status() != self._last_status:
-            self._publish_status()
+        self._on_tick()
 
     def _update(self) -> None:
         if self._updating:
