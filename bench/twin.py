@@ -11,7 +11,7 @@
    kinematic drivers in the same run as the floor, and the largest difference between a part's cycle time on
    the twin and its estimate. A run the twin stops (a collision) is reported as such, with what it said.
 
-    .venv/bin/python bench/twin.py [--parts 2] [--rate 40] [--e2e-parts 3] [--e2e-cells three_cobot_cell] [--quick]
+    .venv/bin/python bench/twin.py [--parts 2] [--rate 20] [--e2e-parts 3] [--e2e-cells three_cobot_cell] [--quick]
         [--json f]
 """
 
@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--rate",
         type=float,
-        default=40.0,
-        help="requested rate of the end-to-end runs (above the 20x target: the "
-        "twin runs as fast as the machine lets it, up to this)",
+        default=20.0,
+        help="requested rate of the end-to-end runs (the 20x target; at 40 the demo reaches 40x, its cycle "
+        "times then within ~4%% of the estimate as planner turns start to count)",
     )
     ap.add_argument("--e2e-parts", type=int, default=3, help="parts of each end-to-end run")
     ap.add_argument("--e2e-cells", default="three_cobot_cell", help="config/ cells run end to end besides the demo")
