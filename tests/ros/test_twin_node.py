@@ -46,7 +46,11 @@ class TwinRig:
         specs = [
             s
             for s in node_specs(
-                self.cfg, self.cell_file, BringupOptions(rate=4.0, backend="mujoco", foxglove=0, supervisor=False)
+                self.cfg,
+                self.cell_file,
+                BringupOptions(
+                    rate=4.0, backend="mujoco", foxglove=0, supervisor=False, journal=str(work / "journal.db")
+                ),
             )
             if s.executable in ("sim_cobot", "foxglove")
         ]
