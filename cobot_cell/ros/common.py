@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import logging
 import os
 import signal
@@ -186,6 +187,9 @@ def run_node(
     SIGTERM or shutdown. A ValueError from `factory` (bad parameters or cell file) or a StartError ends with exit 2
     and "error: <reason>"; any other error while spinning, a ValueError in a callback too, with its traceback."""
     _end_with_runner()
+    # a node that hangs can be asked where: SIGUSR1 writes every thread's stack to stderr (its log), as
+    # NodeSet.stop does before it kills a node that did not stop
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     stop = _StopSignals()
     stop.install()  # before rclpy.init, which chains its handler to these
     rclpy.init(args=None if args is None else list(args))

@@ -296,8 +296,13 @@ class NodeSet:
             try:
                 p.popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                p.popen.kill()
-                p.popen.wait()
+                # a node that does not stop: its threads' stacks into its log (run_node registers SIGUSR1), then kill
+                p.popen.send_signal(signal.SIGUSR1)
+                try:
+                    p.popen.wait(1.0)
+                except subprocess.TimeoutExpired:
+                    p.popen.kill()
+                    p.popen.wait()
 
     def __enter__(self) -> NodeSet:
         return self.start()
