@@ -115,9 +115,7 @@ class CellController:
         # sensed infeeds: what each part-present sensor last said (None: nothing heard yet), and the infeeds
         # whose part a started part has claimed -> that part (free again once the sensor shows the part taken
         # away, or the part's step that takes it from there is done)
-        self.infeeds: dict[str, bool | None] = {
-            n: None for n, st in cfg.stations.items() if st.kind == "infeed" and st.sensor
-        }
+        self.infeeds: dict[str, bool | None] = dict.fromkeys(cfg.infeed_sensors)
         self._infeed_claimed: dict[str, int] = {}
         self._infeed_since: dict[str, float] = {}  # clock time each sensed infeed's part was first seen
         self._infeed_job: tuple[str, dict[str, tuple[str, ...]]] = ("", {})

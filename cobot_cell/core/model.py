@@ -285,6 +285,11 @@ class CellConfig(Checked):
             return self.cell.max_parts_in_flight
         return max(1, sum(st.slots or 0 for st in self.stations.values()))
 
+    @property
+    def infeed_sensors(self) -> dict[str, str]:
+        """Each infeed with a part-present sensor -> the sensor's topic (relative to the cell's namespace)."""
+        return {n: st.sensor for n, st in self.stations.items() if st.kind == "infeed" and st.sensor}
+
     def cobot_namespace(self, cobot: str) -> str:
         """Absolute ROS namespace of a cobot's driver (default `/<cobot name>`)."""
         ns = self.cobots[cobot].namespace or cobot

@@ -176,7 +176,7 @@ def node_specs(cfg: CellConfig, cell_file: str | os.PathLike, opts: BringupOptio
                     respawn=respawn,
                 )
             )
-    if opts.sim and any(st.kind == "infeed" and st.sensor for st in cfg.stations.values()):
+    if opts.sim and cfg.infeed_sensors:
         specs.append(
             NodeSpec(
                 executable="sim_infeed",

@@ -45,7 +45,6 @@ from ..motion.trajectory import Trajectory
 from ..plant.authority import Source
 from ..skills import make_planner, pallet_places
 from ..skills.checked_cell import load_checked
-from ..skills.infeed import sensed_infeeds
 from ..skills.recovery import SkillRecovery
 from ..skills.schedule import estimate as estimate_steady_state
 from ..skills.zones import CellZones
@@ -408,7 +407,7 @@ class PlannerNode(Node):
             },
         )
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
-        for station, topic in sensed_infeeds(self.cfg).items():  # part-present sensors, relative to the cell
+        for station, topic in self.cfg.infeed_sensors.items():  # part-present sensors, relative to the cell
             self.create_subscription(Bool, topic, lambda msg, s=station: self._on_infeed(s, msg), LATCHED)
         self.create_timer(0.1, self._watch_drivers, clock=RosClockType(clock_type=ClockType.STEADY_TIME))
         # Wall-clock tick: dwell ends and acting states are checked at a steady rate whatever the sim rate

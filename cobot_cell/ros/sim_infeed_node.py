@@ -20,7 +20,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
 from ..skills import load_cell
-from ..skills.infeed import InfeedSim, sensed_infeeds
+from ..skills.infeed import InfeedSim
 from .common import LATCHED, STATES, run_node
 
 TICK = 0.05  # wall s between checks for arriving parts
@@ -40,7 +40,7 @@ class SimInfeedNode(Node):
             raise ValueError(f"parameter interval: must be >= 0 s, got {interval!r}")
         self.cfg = load_cell(cell_file)
         self.sim = InfeedSim(self.cfg, interval, bool(feeding))
-        self.pubs = {n: self.create_publisher(Bool, topic, LATCHED) for n, topic in sensed_infeeds(self.cfg).items()}
+        self.pubs = {n: self.create_publisher(Bool, topic, LATCHED) for n, topic in self.cfg.infeed_sensors.items()}
         for cobot, io in self.sim.grippers:
             ns = self.cfg.cobot_namespace(cobot)
             joints = list(self.cfg.cobots[cobot].joints)

@@ -9,12 +9,14 @@ feeding off (upstream stopped) the infeed stays empty once its part is taken, an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.dag import routes_of
 from ..core.model import CellConfig
+from ..core.ports import CobotPort
 from ..motion.kinematics import ArmModel, arm_model, fk
 from ..motion.transforms import pose_matrix
 
@@ -43,11 +45,6 @@ class _Gripper:
     holding: bool = False
 
 
-def sensed_infeeds(cfg: CellConfig) -> dict[str, str]:
-    """Each sensed infeed of the cell -> its sensor topic (relative to the cell's namespace)."""
-    return {n: st.sensor for n, st in cfg.stations.items() if st.kind == "infeed" and st.sensor}
-
-
 class InfeedSim:
     """The cell's sensed infeeds, fed with parts and emptied by the grippers that pick from them."""
 
@@ -56,7 +53,7 @@ class InfeedSim:
             raise ValueError(f"interval must be >= 0 s, got {interval!r}")
         self.interval = interval
         self.feeding = feeding
-        self.feeds = {n: Feed(n, np.array(cfg.stations[n].pose.xyz, dtype=float)) for n in sensed_infeeds(cfg)}
+        self.feeds = {n: Feed(n, np.array(cfg.stations[n].pose.xyz, dtype=float)) for n in cfg.infeed_sensors}
         takers: dict[str, set[str]] = {}
         for job in cfg.jobs.values():
             for step, route in routes_of(job).items():
@@ -101,6 +98,18 @@ class InfeedSim:
                 feed.due = t + self.interval if self.feeding else None
                 taken.append(name)
         return taken
+
+    def observe(self, ports: Mapping[str, CobotPort], t: float) -> list[tuple[str, bool]]:
+        """Read the picking cobots' joints and grippers from their ports at clock time `t`, then advance to it: the
+        sensor edges in order, as the sensor topic carries them (a part taken: False, a part arrived: True)."""
+        edges = []
+        for cobot, io in self.grippers:
+            port = ports[cobot]
+            q = port.joint_positions()
+            if q is not None:
+                self.joints(cobot, q)
+            edges += [(name, False) for name in self.gripper(cobot, io, bool(port.sensed(io)), t)]
+        return edges + [(name, True) for name in self.tick(t)]
 
     def set_feeding(self, on: bool, t: float) -> None:
         """Upstream starts (True) or stops (False) feeding parts; an empty infeed gets its next part `interval` s

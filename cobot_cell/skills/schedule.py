@@ -31,7 +31,7 @@ from ..core.ports import FakeCobot, VirtualClock
 from ..core.reports import CycleReport
 from ..core.sequencer import Wait
 from . import make_planner, pallet_places, validated_params
-from .infeed import InfeedSim, sensed_infeeds
+from .infeed import InfeedSim
 from .zones import CellZones
 
 log = logging.getLogger(__name__)
@@ -163,17 +163,11 @@ def _simulate(
         pallets=pallet_places(cfg),
     )
     # sensed infeeds: the estimate assumes parts are always there (the next one arrives as the last is taken)
-    feed = InfeedSim(cfg, interval=0.0) if sensed_infeeds(cfg) else None
+    feed = InfeedSim(cfg, interval=0.0) if cfg.infeed_sensors else None
 
     def sense() -> bool:
         """The infeed sensors' edges since the last update, in order; True if there were any."""
-        if feed is None:
-            return False
-        edges = []
-        for cobot, io in feed.grippers:
-            feed.joints(cobot, ports[cobot].joint_positions())
-            edges += [(n, False) for n in feed.gripper(cobot, io, bool(ports[cobot].sensed(io)), clock.now())]
-        edges += [(n, True) for n in feed.tick(clock.now())]
+        edges = feed.observe(ports, clock.now()) if feed is not None else []
         for name, present in edges:
             cell.infeed_sensed(name, present)
         return bool(edges)

@@ -15,7 +15,7 @@ from cobot_cell.core.packml import State
 from cobot_cell.core.ports import VirtualClock
 from cobot_cell.core.wire import decode_status, encode_status
 from cobot_cell.plant.packml import CellTracker
-from cobot_cell.skills.infeed import InfeedSim, sensed_infeeds
+from cobot_cell.skills.infeed import InfeedSim
 from cobot_cell.skills.zones import CellZones
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,14 +39,8 @@ class Line:
 
     def _sense(self) -> None:
         """The sensor's edges in order, as its topic carries them: a part taken, then one arriving."""
-        t = self.rig.clock.now()
-        for cobot, io in self.infeed.grippers:
-            port = self.rig.ports[cobot]
-            self.infeed.joints(cobot, port.joint_positions())
-            for name in self.infeed.gripper(cobot, io, bool(port.sensed(io)), t):
-                self._heard(name, False)
-        for name in self.infeed.tick(t):
-            self._heard(name, True)
+        for name, present in self.infeed.observe(self.rig.ports, self.rig.clock.now()):
+            self._heard(name, present)
         for name, feed in self.infeed.feeds.items():
             if self.cell.infeeds[name] is None:
                 self._heard(name, feed.present)
@@ -89,8 +83,8 @@ def test_a_sensor_belongs_to_an_infeed_and_is_a_relative_topic_name() -> None:
     assert text.splitlines()[issue.line - 1].strip() == "sensor: fixture/part_present"
     with pytest.raises(CellFileError, match=r"stations.infeed.sensor.*expected a relative ROS name"):
         parse_cell(THREE_TEXT.replace("    kind: infeed\n", "    kind: infeed\n    sensor: /abs/topic\n"))
-    assert sensed_infeeds(SENSED) == {"infeed": "infeed/part_present"}
-    assert sensed_infeeds(parse_cell(THREE_TEXT)[0]) == {}
+    assert SENSED.infeed_sensors == {"infeed": "infeed/part_present"}
+    assert parse_cell(THREE_TEXT)[0].infeed_sensors == {}
 
 
 def test_an_empty_infeed_starves_the_cell_and_a_part_arriving_starts_one_part() -> None:
