@@ -47,7 +47,8 @@ class Sync:
 
 
 class PlannerSync:
-    """The planner's side: counts commands and replies, publishes a sync after an update when it changed."""
+    """The planner's side: counts commands and replies; after an update, publishes a sync when it changed and a
+    twin listens."""
 
     def __init__(self, node: Node) -> None:
         self.pub = node.create_publisher(Float64MultiArray, SYNC_TOPIC, 10)
@@ -57,6 +58,8 @@ class PlannerSync:
 
     def publish(self, processed: float, next_due: float | None) -> None:
         """After an update: the newest driver stamp processed and the next time the planner acts by itself."""
+        if self.pub.get_subscription_count() == 0:
+            return  # no twin listening (kinematic sims, real arms): nothing to build or send on the hot path
         sync = Sync(processed, next_due, self.commands, self.replies)
         if sync != self._last:
             self._last = sync
