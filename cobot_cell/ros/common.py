@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -178,6 +179,28 @@ def spin_once_alive(executor: SingleThreadedExecutor, timeout: float) -> bool:
             raise
         return False
     return rclpy.ok(context=context)
+
+
+class JointReader:
+    """An arm's joint positions out of joint_states messages: its joints by name, in any order and among others
+    (the columns found are kept for the next message)."""
+
+    def __init__(self, joints: Sequence[str]) -> None:
+        self.joints = list(joints)
+        self._cols: list[int] | None = None
+
+    def read(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray | None:
+        """The positions in the arm's joint order, or None for a message without its joints or with fewer
+        positions than names (malformed)."""
+        cols = self._cols
+        if cols is None or max(cols) >= len(names) or any(names[c] != j for c, j in zip(cols, self.joints)):
+            try:
+                cols = self._cols = [list(names).index(j) for j in self.joints]
+            except ValueError:
+                return None
+        if len(positions) <= max(cols):
+            return None
+        return np.array([positions[c] for c in cols], dtype=float)
 
 
 def run_node(

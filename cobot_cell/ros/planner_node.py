@@ -54,6 +54,7 @@ from .common import (
     REPORTS,
     STATE_CHANGES,
     STATES,
+    JointReader,
     key_values,
     level_name,
     level_of,
@@ -126,7 +127,7 @@ class RosCobotPort(CobotPort):
             node.clock,
         )
         self._q: np.ndarray | None = None
-        self._cols: list[int] | None = None
+        self._reader = JointReader(self.joints)
         self._moving: Pending | None = None
         self.last_stamp = -1.0
         self.last_rx = -float("inf")
@@ -145,24 +146,10 @@ class RosCobotPort(CobotPort):
             t.io: node.create_client(SetBool, f"{namespace}/{t.io}") for t in cobot.tools.values()
         }
 
-    def positions_of(self, msg: JointState) -> np.ndarray | None:
-        """This cobot's joint positions from a joint_states message (its joints in any order, among others), or
-        None (keeping the last ones) for a message without them or with fewer positions than names."""
-        names = msg.name
-        cols = self._cols
-        if cols is None or max(cols) >= len(names) or any(names[c] != j for c, j in zip(cols, self.joints)):
-            try:
-                cols = self._cols = [list(names).index(j) for j in self.joints]
-            except ValueError:
-                return None  # a joint_states message without our joints: not ours
-        if len(msg.position) <= max(cols):
-            return None  # malformed: no position for some of our joints
-        return np.array([msg.position[c] for c in cols], dtype=float)
-
     def _on_joint_states(self, msg: JointState) -> None:
-        q = self.positions_of(msg)
+        q = self._reader.read(msg.name, msg.position)
         if q is None:
-            return
+            return  # not our joints, or malformed: the last positions stand
         self._q = q
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.last_stamp = max(self.last_stamp, stamp)

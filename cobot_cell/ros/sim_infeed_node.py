@@ -10,7 +10,6 @@ On real hardware this node is not started: the sensors are the cell's own inputs
 
 from __future__ import annotations
 
-import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock as RosClockType
 from rclpy.clock import ClockType
@@ -21,7 +20,7 @@ from std_msgs.msg import Bool
 
 from ..skills import load_cell
 from ..skills.infeed import InfeedSim
-from .common import LATCHED, STATES, run_node
+from .common import LATCHED, STATES, JointReader, run_node
 
 TICK = 0.05  # wall s between checks for arriving parts
 
@@ -43,9 +42,9 @@ class SimInfeedNode(Node):
         self.pubs = {n: self.create_publisher(Bool, topic, LATCHED) for n, topic in self.cfg.infeed_sensors.items()}
         for cobot, io in self.sim.grippers:
             ns = self.cfg.cobot_namespace(cobot)
-            joints = list(self.cfg.cobots[cobot].joints)
+            reader = JointReader(self.cfg.cobots[cobot].joints)
             self.create_subscription(
-                JointState, f"{ns}/joint_states", lambda m, c=cobot, j=joints: self._on_joints(c, j, m), STATES
+                JointState, f"{ns}/joint_states", lambda m, c=cobot, r=reader: self._on_joints(c, r, m), STATES
             )
             self.create_subscription(
                 Bool, f"{ns}/{io}/state", lambda m, c=cobot, i=io: self._on_gripper(c, i, m), LATCHED
@@ -65,10 +64,10 @@ class SimInfeedNode(Node):
     def _publish(self, name: str) -> None:
         self.pubs[name].publish(Bool(data=self.sim.feeds[name].present))
 
-    def _on_joints(self, cobot: str, joints: list[str], msg: JointState) -> None:
-        names = list(msg.name)
-        if all(j in names for j in joints):
-            self.sim.joints(cobot, np.array([msg.position[names.index(j)] for j in joints]))
+    def _on_joints(self, cobot: str, reader: JointReader, msg: JointState) -> None:
+        q = reader.read(msg.name, msg.position)
+        if q is not None:
+            self.sim.joints(cobot, q)
 
     def _on_gripper(self, cobot: str, io: str, msg: Bool) -> None:
         for name in self.sim.gripper(cobot, io, bool(msg.data), self._now()):

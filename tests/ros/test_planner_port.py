@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cobot_cell.motion.trajectory import Trajectory
+from cobot_cell.ros.common import JointReader
 from cobot_cell.ros.planner_node import RosCobotPort
 
 
@@ -42,21 +43,11 @@ def test_a_trajectory_without_knots_reaches_its_final_point_at_rest_by_its_durat
     assert list(points[0].velocities) == [0.0, 0.0]
 
 
-class _Port:
-    """Just what RosCobotPort.positions_of reads."""
-
-    def __init__(self, joints: list[str]) -> None:
-        self.joints = joints
-        self._cols: list[int] | None = None
-
-
 def test_joint_states_are_read_by_name_and_a_malformed_message_is_ignored() -> None:
-    from sensor_msgs.msg import JointState
-
-    port = _Port(["a", "b"])
+    reader = JointReader(["a", "b"])  # the planner's port and sim_infeed read joint_states with it
 
     def read(names: list[str], positions: list[float]):
-        return RosCobotPort.positions_of(port, JointState(name=names, position=positions))  # type: ignore[arg-type]
+        return reader.read(names, positions)
 
     assert list(read(["x", "b", "y", "a"], [9.0, 2.0, 9.0, 1.0])) == [1.0, 2.0]  # among others, any order
     assert list(read(["a", "b"], [1.5, 2.5])) == [1.5, 2.5]  # fewer names than the last message
