@@ -28,10 +28,19 @@ class Line:
     """The controller of the three-cobot cell with a sensed infeed, fed by the simulated infeed: after every
     update the infeed sees the arms and grippers, and the controller sees the sensor."""
 
-    def __init__(self, parts: int, interval: float = 5.0, sense: bool = True, **kwargs):
-        self.rig = SkillsRig(SENSED, parts=parts, zones=CellZones(SENSED), **kwargs)
+    def __init__(
+        self,
+        parts: int = 1,
+        interval: float = 5.0,
+        sense: bool = True,
+        rig: SkillsRig | None = None,
+        infeed: InfeedSim | None = None,
+        **kwargs,
+    ):
+        """A new rig and infeed, or the given ones (a planner restarted beside the infeed that went on)."""
+        self.rig = rig or SkillsRig(SENSED, parts=parts, zones=CellZones(SENSED), **kwargs)
         self.cell = self.rig.cell
-        self.infeed = InfeedSim(SENSED, interval)
+        self.infeed = infeed or InfeedSim(SENSED, interval)
         self.sense = sense  # the sensor is wired: the controller hears it
         self.starved_at: list[float] = []
         self.started: list[tuple[float, int, bool]] = []  # (time, part, part on the infeed then)
@@ -169,10 +178,7 @@ def test_a_resumed_part_keeps_the_part_waiting_on_the_infeed(tmp_path: Path) -> 
         rig.step()
     assert rig.cell.status().parts == (1,)  # part 1 owns the part there: no part 2 on it
     assert not rig.cell.status().starved
-    new = Line.__new__(Line)
-    new.rig, new.cell, new.infeed, new.sense = rig, rig.cell, old.infeed, True
-    new.starved_at, new.started = [], []
-    new.infeed.tick(rig.clock.now())
+    new = Line(rig=rig, infeed=old.infeed)
     new.run_until(lambda: rig.cell.state == State.COMPLETE)
     assert rig.cell.parts_done == 3 and new.infeed.feeds["infeed"].taken == 3
 
